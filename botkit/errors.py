@@ -1,16 +1,16 @@
 """The exceptions botkit raises, in one tree.
 
-    BotkitError
-    ├── ValidationError       a value we were given is malformed; names the field
-    ├── TemplateError         an SMS template is missing, does not compile or fails to render
-    ├── HandlerError          a bot handler broke a rule of the handler API
-    └── GatewayError          the gateway refused a message or could not be reached
-        ├── AuthenticationError     application or password wrong or missing (v2 401, v1 500)
-        ├── MissingParameterError   the gateway says a parameter is missing (v2 400, v1 500)
-        ├── QueueError              "Failed to queue message": permanent for this message
-        └── TransientError          5xx, timeouts, connection failures: worth retrying
-                                    `may_have_been_accepted` is False only when the
-                                    request surely never reached the gateway
+BotkitError
+├── ValidationError       a value we were given is malformed; names the field
+├── TemplateError         an SMS template is missing, does not compile or fails to render
+├── HandlerError          a bot handler broke a rule of the handler API
+└── GatewayError          the gateway refused a message or could not be reached
+    ├── AuthenticationError     application or password wrong or missing (v2 401, v1 500)
+    ├── MissingParameterError   the gateway says a parameter is missing (v2 400, v1 500)
+    ├── QueueError              "Failed to queue message": permanent for this message
+    └── TransientError          5xx, timeouts, connection failures: worth retrying
+                                `may_have_been_accepted` is False only when the
+                                request surely never reached the gateway
 """
 
 from __future__ import annotations

@@ -1,0 +1,53 @@
+"""botkit: two-way SMS bots for the Mobile Gateway HTTPS API v2.
+
+from botkit import Bot, Context
+
+bot = Bot("hello")
+
+@bot.keyword("HELLO")
+async def hello(ctx: Context) -> None:
+    ctx.reply("hello/ask_name.txt")
+    ctx.state = "ask_name"
+"""
+
+from .app import create_app
+from .bot import Bot
+from .context import Context
+from .errors import (
+    AuthenticationError,
+    BotkitError,
+    GatewayError,
+    HandlerError,
+    MissingParameterError,
+    QueueError,
+    TemplateError,
+    TransientError,
+    ValidationError,
+)
+from .gateway import Gateway
+from .messages import Message, Reply, Thread
+from .settings import Settings
+from .simulator import Simulator
+
+__all__ = [
+    "AuthenticationError",
+    "Bot",
+    "BotkitError",
+    "Context",
+    "Gateway",
+    "GatewayError",
+    "HandlerError",
+    "Message",
+    "MissingParameterError",
+    "QueueError",
+    "Reply",
+    "Settings",
+    "Simulator",
+    "TemplateError",
+    "Thread",
+    "TransientError",
+    "ValidationError",
+    "create_app",
+]
+
+__version__ = "0.1.0"

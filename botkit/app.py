@@ -1,0 +1,139 @@
+"""The botkit ASGI app: callbacks, health check and, in simulator mode, the simulator.
+
+app = create_app(Settings.load())
+uvicorn.run(app)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .bot import Bot
+from .callbacks import callback_routes
+from .clock import Clock, system_clock
+from .errors import ValidationError
+from .gateway import Gateway
+from .loader import load_bots
+from .runtime import Runtime
+from .settings import Settings
+from .simulator import Simulator
+
+log = logging.getLogger("botkit")
+
+# In simulator mode the app and the simulator call each other in-process, at these hosts.
+APP_ORIGIN = "http://botkit.internal"
+SIMULATOR_ORIGIN = "http://simulator.internal"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    bots: Sequence[Bot] | None = None,
+    gateway: Gateway | None = None,
+    clock: Clock = system_clock,
+    reload_templates: bool = False,
+) -> Starlette:
+    """Build the app. Without gateway credentials (and no `gateway` given) the built-in
+    simulator is the gateway, mounted at /simulator with its phone page."""
+    if settings.callback_token is None and not settings.simulator_mode:
+        raise ValidationError(
+            "BOTKIT_CALLBACK_TOKEN", "is required when a gateway application is set"
+        )
+    if settings.callback_token is None:
+        settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
+    token = settings.callback_token
+    assert token is not None
+    if bots is None:
+        bots = load_bots(settings.bots)
+    simulator: Simulator | None = None
+    clients: list[httpx.AsyncClient] = []
+    if gateway is None and settings.simulator_mode:
+        simulator, gateway, clients = _in_process_simulator(token, lambda: app)
+    elif gateway is None:
+        assert settings.application is not None and settings.password is not None
+        gateway = Gateway(
+            url=settings.gateway_url,
+            application=settings.application,
+            password=settings.password,
+        )
+    runtime = Runtime(settings, bots, gateway, clock=clock, reload_templates=reload_templates)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            if simulator is not None:
+                await simulator.aclose()
+            for client in clients:
+                await client.aclose()
+
+    routes: list[BaseRoute] = [
+        Route("/", _home, methods=["GET"]),
+        Route("/healthz", _healthz, methods=["GET"]),
+        *callback_routes(runtime, token),
+    ]
+    if simulator is not None:
+        routes.append(Mount("/simulator", app=simulator.app, name="simulator"))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.settings = settings
+    app.state.simulator = simulator
+    return app
+
+
+def _in_process_simulator(
+    token: str, get_app: Callable[[], ASGIApp]
+) -> tuple[Simulator, Gateway, list[httpx.AsyncClient]]:
+    """A simulator wired to the app in-process: the gateway client reaches the simulator,
+    and the simulator's callbacks reach the app, through ASGI transports (no sockets)."""
+
+    async def forward(scope: Scope, receive: Receive, send: Send) -> None:
+        await get_app()(scope, receive, send)
+
+    password = secrets.token_urlsafe(16)
+    to_app = httpx.AsyncClient(transport=httpx.ASGITransport(app=forward))
+    simulator = Simulator(
+        application="botkit",
+        password=password,
+        mo_url=f"{APP_ORIGIN}/callbacks/{token}/mo",
+        dlr_url=f"{APP_ORIGIN}/callbacks/{token}/dlr",
+        http=to_app,
+    )
+    to_simulator = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator.app))
+    gateway = Gateway(
+        url=f"{SIMULATOR_ORIGIN}/message",
+        application="botkit",
+        password=password,
+        http=to_simulator,
+    )
+    return simulator, gateway, [to_app, to_simulator]
+
+
+async def _home(request: Request) -> Response:
+    if request.app.state.simulator is not None:
+        return RedirectResponse(request.url_for("simulator", path="/"))
+    return PlainTextResponse("botkit is running")
+
+
+async def _healthz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await runtime.store.db.fetchval("SELECT 1")
+    except Exception as exc:
+        log.error("health check failed: %s", exc)
+        return PlainTextResponse("ERROR database unreachable", status_code=503)
+    return PlainTextResponse("OK")

@@ -1,0 +1,101 @@
+"""`Bot`: what a bot module declares, handlers registered by decorator.
+
+    from botkit import Bot, Context
+
+    bot = Bot("hello")
+
+    @bot.keyword("HELLO", aliases=["HI"])
+    async def hello(ctx: Context) -> None:
+        ctx.reply("hello/ask_name.txt")
+        ctx.state = "ask_name"
+
+The decorators return the function unchanged, so a handler stays a plain
+coroutine function that a test can call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .context import Context
+
+Handler = Callable[["Context"], Awaitable[None]]
+H = TypeVar("H", bound=Handler)
+
+
+def normalise_keyword(word: str) -> str:
+    """Keywords compare upper-cased, without surrounding punctuation: 'join!' is JOIN."""
+    return word.strip().strip(".,!?;:'\"()").upper()
+
+
+def first_word(text: str) -> str:
+    """The keyword candidate of a message: its first word, normalised."""
+    words = text.split(maxsplit=1)
+    return normalise_keyword(words[0]) if words else ""
+
+
+class Bot:
+    """A named set of handlers: keywords that start a conversation, thread states that
+    continue one, and a fallback for anything else."""
+
+    def __init__(self, name: str) -> None:
+        if not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"bot name {name!r}: use letters, digits, '-' and '_'")
+        self.name = name
+        self.keywords: dict[str, Handler] = {}
+        self.primary_keywords: list[str] = []
+        self.states: dict[str, Handler] = {}
+        self.fallback_handler: Handler | None = None
+
+    def __repr__(self) -> str:
+        return f"Bot({self.name!r})"
+
+    def keyword(self, word: str, *, aliases: Iterable[str] = ()) -> Callable[[H], H]:
+        """Register a handler for messages whose first word is `word` or an alias
+        (case-insensitive)."""
+        words = [word, *aliases]
+
+        def register(handler: H) -> H:
+            _check_handler(handler)
+            for each in words:
+                key = normalise_keyword(each)
+                if not key or " " in key:
+                    raise ValueError(f"{self.name}: keyword {each!r} must be one word")
+                if key in self.keywords:
+                    raise ValueError(f"{self.name}: keyword {key} is registered twice")
+                self.keywords[key] = handler
+            self.primary_keywords.append(normalise_keyword(word))
+            return handler
+
+        return register
+
+    def state(self, name: str) -> Callable[[H], H]:
+        """Register the handler of thread state `name`: it gets every message of a thread
+        in that state (set with `ctx.state = name`)."""
+
+        def register(handler: H) -> H:
+            _check_handler(handler)
+            if not name:
+                raise ValueError(f"{self.name}: a state needs a name")
+            if name in self.states:
+                raise ValueError(f"{self.name}: state {name!r} is registered twice")
+            self.states[name] = handler
+            return handler
+
+        return register
+
+    def fallback(self, handler: H) -> H:
+        """Register the handler for messages nothing else claims."""
+        _check_handler(handler)
+        if self.fallback_handler is not None:
+            raise ValueError(f"{self.name}: a bot has one fallback")
+        self.fallback_handler = handler
+        return handler
+
+
+def _check_handler(handler: Callable[..., object]) -> None:
+    if not inspect.iscoroutinefunction(handler):
+        raise TypeError(f"handler {handler.__qualname__} must be an async function")

@@ -1,0 +1,185 @@
+"""The gateway's callbacks: `GET /callbacks/{token}/mo` and `/dlr`.
+
+validate -> store -> answer. `200 OK` is sent only once the MO or DLR is committed,
+so the gateway retries anything we did not keep; a repeated id is stored once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import re
+import secrets
+from typing import TYPE_CHECKING
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from .db import DatabaseError
+from .errors import ValidationError
+from .messages import IncomingDLR, IncomingMO
+from .numbers import international
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger("botkit.callbacks")
+
+INT64 = re.compile(r"-?\d{1,19}")
+ADDRESS = re.compile(r"\+?\d{2,20}")
+STATUS = re.compile(r"[A-Za-z][A-Za-z0-9_ -]{0,31}")
+MAX_REFERENCE = 50
+MAX_CONTENT = 40_000
+MAX_OPERATOR = 100
+
+
+class MissingParameter(ValidationError):
+    """A required callback parameter is absent."""
+
+
+def _one(params: QueryParams, name: str, required: bool) -> str | None:
+    values = params.getlist(name)
+    if not values:
+        if required:
+            raise MissingParameter(name, "is missing")
+        return None
+    if len(values) > 1:
+        raise ValidationError(name, "is given more than once")
+    return values[0]
+
+
+def _int64(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not INT64.fullmatch(value) or not -(2**63) <= int(value) < 2**63:
+        raise ValidationError(name, f"{value[:40]!r} is not a 64-bit signed integer")
+    return int(value)
+
+
+def _short(value: str | None, name: str, limit: int) -> str | None:
+    if value is not None and len(value) > limit:
+        raise ValidationError(name, f"is longer than {limit} characters")
+    return value
+
+
+def parse_mo(params: QueryParams) -> IncomingMO:
+    """Validate an MO callback's parameters, or raise ValidationError naming the bad one."""
+    gateway_id = _int64(_one(params, "id", True), "id")
+    source = international(_one(params, "source", True) or "", "source")
+    destination = _one(params, "destination", True) or ""
+    if not ADDRESS.fullmatch(destination):
+        raise ValidationError("destination", "is not a short code or phone number")
+    content = _short(_one(params, "content", True), "content", MAX_CONTENT) or ""
+    encoding = _one(params, "encoding", False)
+    if encoding is not None:
+        if encoding != "base64":
+            raise ValidationError("encoding", f"{encoding[:20]!r} is not base64")
+        try:
+            base64.b64decode(content, validate=True)
+        except binascii.Error:
+            raise ValidationError("content", "is not valid base64") from None
+    return IncomingMO(
+        gateway_id=gateway_id,
+        source=source,
+        destination=destination,
+        content=content,
+        operator=_short(_one(params, "operator", False), "operator", MAX_OPERATOR),
+        reply_to=_int64(_one(params, "reply_to", False), "reply_to"),
+        reference=_short(_one(params, "reference", False), "reference", MAX_REFERENCE),
+        binary=encoding is not None,
+    )
+
+
+def parse_dlr(params: QueryParams) -> IncomingDLR:
+    """Validate a DLR callback's parameters. A status outside the spec's eight is kept
+    verbatim (carriers differ), but it must look like a status."""
+    gateway_id = _int64(_one(params, "id", True), "id")
+    status = _one(params, "status", True) or ""
+    if not STATUS.fullmatch(status):
+        raise ValidationError("status", f"{status[:40]!r} is not a delivery status")
+    reference = _short(_one(params, "reference", False), "reference", MAX_REFERENCE)
+    return IncomingDLR(gateway_id=gateway_id, status=status.lower(), reference=reference)
+
+
+def callback_routes(runtime: Runtime, token: str) -> list[Route]:
+    """The two callback routes, guarded by the secret token and the IP allow-list."""
+    networks = [
+        ipaddress.ip_network(entry, strict=False) for entry in runtime.settings.callback_allow
+    ]
+
+    def refuse(request: Request) -> Response | None:
+        if not secrets.compare_digest(request.path_params["token"].encode(), token.encode()):
+            return PlainTextResponse("ERROR Not found", status_code=404)
+        if networks and not _allowed(request, networks):
+            log.warning("callback refused from %s: not in BOTKIT_CALLBACK_ALLOW", _host(request))
+            return PlainTextResponse("ERROR Forbidden", status_code=403)
+        return None
+
+    async def mo(request: Request) -> Response:
+        if refused := refuse(request):
+            return refused
+        try:
+            incoming = parse_mo(request.query_params)
+        except ValidationError as exc:
+            return _bad_request("mo", exc)
+        try:
+            message_id = await runtime.store.store_mo(incoming)
+        except DatabaseError as exc:
+            log.error("mo %s: not stored, the gateway will retry: %s", incoming.gateway_id, exc)
+            return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)
+        if message_id is None:
+            log.info("mo %s: duplicate, already stored", incoming.gateway_id)
+        else:
+            log.info(
+                "mo %s from %s: stored as %s", incoming.gateway_id, incoming.source, message_id
+            )
+            runtime.dispatcher.wake()
+        return PlainTextResponse("OK")
+
+    async def dlr(request: Request) -> Response:
+        if refused := refuse(request):
+            return refused
+        try:
+            incoming = parse_dlr(request.query_params)
+        except ValidationError as exc:
+            return _bad_request("dlr", exc)
+        try:
+            outcome = await runtime.store.record_dlr(incoming)
+        except DatabaseError as exc:
+            log.error("dlr %s: not stored, the gateway will retry: %s", incoming.gateway_id, exc)
+            return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)
+        log.info(
+            "dlr %s %s: %s%s",
+            incoming.gateway_id,
+            incoming.status,
+            f"mt {outcome.message_id}" if outcome.message_id else "no MT of ours",
+            "" if outcome.new else " (repeat)",
+        )
+        return PlainTextResponse("OK")
+
+    return [
+        Route("/callbacks/{token}/mo", mo, methods=["GET"]),
+        Route("/callbacks/{token}/dlr", dlr, methods=["GET"]),
+    ]
+
+
+def _bad_request(kind: str, exc: ValidationError) -> Response:
+    word = "Missing" if isinstance(exc, MissingParameter) else "Invalid"
+    log.warning("%s callback refused: %s parameter %s", kind, exc.field, exc.reason)
+    return PlainTextResponse(f"ERROR {word} {exc.field} parameter", status_code=400)
+
+
+def _host(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _allowed(request: Request, networks: list[ipaddress._BaseNetwork]) -> bool:
+    try:
+        address = ipaddress.ip_address(_host(request))
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

@@ -1,0 +1,335 @@
+"""The client for the Mobile Gateway HTTPS API: sends one MT message per GET request.
+
+    gateway = Gateway(application="acme", password=os.environ["BOTKIT_PASSWORD"])
+    async with gateway:
+        message_id = await gateway.send("+61400000001", "Hello", message_class="mt_message")
+
+Every answer of the gateway is turned into an id or one exception of `botkit.errors` in
+`check_response`; every network failure in `map_network_error`. The password never leaves
+this module: it is redacted from exception texts, from httpx's and httpcore's log records,
+and from `repr()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import urllib.parse
+from datetime import datetime, timedelta
+from types import TracebackType
+
+import httpx
+
+from .errors import (
+    AuthenticationError,
+    GatewayError,
+    MissingParameterError,
+    QueueError,
+    TransientError,
+    ValidationError,
+)
+from .numbers import international
+
+DEFAULT_URL = "https://api.sms.optus.com.au/message"
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+MAX_REFERENCE = 50
+ID_MIN, ID_MAX = -(2**63), 2**63 - 1
+
+AUTH_TEXT = "ERROR Invalid authentication information"
+QUEUE_TEXT = "ERROR Failed to queue message"
+_MISSING = re.compile(r"ERROR Missing (\S+) parameter")
+_ID = re.compile(r"-?[0-9]{1,19}")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# Proxies answer these when they lost the upstream's answer: the gateway may have queued it.
+_PROXY_STATUSES = frozenset({502, 504})
+# Only these prove the request never reached the gateway (httpx's own line).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# httpx logs whole request URLs (query string included); httpcore logs per module.
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+REDACTED = "[redacted]"
+
+logger = logging.getLogger("botkit.gateway")
+
+
+class _RedactSecrets(logging.Filter):
+    """Replaces every registered secret, raw or percent-encoded, in a log record's message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: set[str] = set()
+
+    def add(self, forms: set[str]) -> None:
+        self.forms |= forms
+
+    def redact(self, text: str) -> str:
+        # Longest first, so a raw form inside an encoded one cannot leave a remainder.
+        for form in sorted(self.forms, key=len, reverse=True):
+            text = text.replace(form, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # malformed args: the handler reports those
+            return True
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_redactor = _RedactSecrets()
+
+
+def _secret_forms(secret: str) -> set[str]:
+    """The ways `secret` can be spelled in a URL: raw, as httpx encodes it, quote, quote_plus."""
+    httpx_form = str(httpx.QueryParams({"p": secret})).removeprefix("p=")
+    quoted = {urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    return {secret, httpx_form, *quoted}
+
+
+def _protect(secret: str) -> None:
+    """Redact `secret` from every httpx and httpcore log record from now on."""
+    _redactor.add(_secret_forms(secret))
+    for name in _HTTP_LOGGERS:
+        http_logger = logging.getLogger(name)
+        if _redactor not in http_logger.filters:
+            http_logger.addFilter(_redactor)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Return the aware datetime of an RFC 3339 timestamp with an offset, or raise ValueError."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp with an offset")
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+
+
+def check_response(status_code: int, text: str) -> int:
+    """Return the message id of a gateway answer, or raise the one error it means (v1 and v2)."""
+    body = text.strip()
+    if status_code == 200:
+        if _ID.fullmatch(body) and ID_MIN <= int(body) <= ID_MAX:
+            return int(body)
+        raise TransientError(
+            f"HTTP 200 without a 64-bit message id: {body[:200]!r}",
+            may_have_been_accepted=True,
+            status_code=status_code,
+        )
+    # v2 answers these with 400 (auth 401), v1 with 500: the text decides.
+    if status_code in (400, 401, 500):
+        if body == AUTH_TEXT:
+            raise AuthenticationError(body, status_code=status_code)
+        if missing := _MISSING.fullmatch(body):
+            raise MissingParameterError(body, name=missing[1], status_code=status_code)
+        if body == QUEUE_TEXT:
+            raise QueueError(body, status_code=status_code)
+    description = f"HTTP {status_code}: {body[:200]}"
+    if status_code == 401:
+        raise AuthenticationError(description, status_code=status_code)
+    if 500 <= status_code <= 599:
+        raise TransientError(
+            description,
+            may_have_been_accepted=status_code in _PROXY_STATUSES,
+            status_code=status_code,
+        )
+    # Other 4xx, and statuses the gateway never sends (3xx): retrying will not help.
+    raise GatewayError(description, status_code=status_code)
+
+
+def map_network_error(exc: httpx.RequestError, url: str) -> TransientError:
+    """Return our error for an httpx failure; only a failed connect proves nothing was sent."""
+    reason = str(exc) or "no details"
+    return TransientError(
+        _redactor.redact(f"{type(exc).__name__} talking to {url}: {reason}"),
+        may_have_been_accepted=not isinstance(exc, _NOT_SENT),
+    )
+
+
+def _rfc3339(value: str | datetime) -> str:
+    """Return `value` as RFC 3339 text with an offset, or raise ValidationError on `expires`."""
+    if isinstance(value, datetime):
+        offset = value.utcoffset()
+        if offset is None:
+            raise ValidationError("expires", "is a naive datetime; give it a timezone")
+        if offset % timedelta(minutes=1):
+            raise ValidationError("expires", "has an offset with seconds, which RFC 3339 lacks")
+        return value.isoformat()
+    try:
+        parse_rfc3339(value)
+    except ValueError as exc:
+        raise ValidationError("expires", str(exc)) from None
+    return value
+
+
+def _optional(field: str, value: str | None) -> str | None:
+    """Return `value`, refusing an empty string (the gateway would take it as absent)."""
+    if value is not None and not value:
+        raise ValidationError(field, "is empty; pass None to leave it out")
+    return value
+
+
+class Gateway:
+    """An async client for the gateway's send API, sharing one httpx.AsyncClient.
+
+    `http` lets the caller supply the client (a transport, proxies, limits); it is then
+    the caller's to close. `timeout` applies to every request either way.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str = DEFAULT_URL,
+        application: str,
+        password: str,
+        version: int = 2,
+        http: httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        if not application:
+            raise ValidationError("application", "is empty")
+        if not password:
+            raise ValidationError("password", "is empty")
+        if version not in (1, 2):
+            raise ValidationError("version", f"is {version!r}; the gateway knows 1 and 2")
+        try:
+            scheme = httpx.URL(url).scheme
+        except httpx.InvalidURL as exc:
+            raise ValidationError("url", str(exc)) from None
+        if scheme not in ("http", "https"):
+            raise ValidationError("url", f"{url!r} is not an http(s) URL")
+        _protect(password)
+        self.url = url
+        self.application = application
+        self.version = version
+        self.timeout = timeout
+        self._password = password
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
+
+    def __repr__(self) -> str:
+        return (
+            f"Gateway(url={self.url!r}, application={self.application!r}, version={self.version})"
+        )
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client, but only if this gateway created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def send(
+        self,
+        destination: str,
+        content: str,
+        *,
+        message_class: str | None = None,
+        source: str | None = None,
+        mask: str | None = None,
+        reference: str | None = None,
+        expires: str | datetime | None = None,
+    ) -> int:
+        """Send one MT message and return the gateway's id for it; raises GatewayError."""
+        params = self._params(
+            destination,
+            content,
+            message_class=message_class,
+            source=source,
+            mask=mask,
+            reference=reference,
+            expires=expires,
+        )
+        started = time.perf_counter()
+        try:
+            message_id = await self._request(params)
+        except GatewayError as exc:
+            # The gateway's body could quote the request (content included): log its status only.
+            detail = exc.text if exc.status_code is None else f"HTTP {exc.status_code}"
+            outcome = f"{type(exc).__name__} ({detail})"
+            self._log(logging.WARNING, params, outcome, started)
+            raise
+        self._log(logging.INFO, params, f"id {message_id}", started)
+        return message_id
+
+    def _params(
+        self,
+        destination: str,
+        content: str,
+        *,
+        message_class: str | None,
+        source: str | None,
+        mask: str | None,
+        reference: str | None,
+        expires: str | datetime | None,
+    ) -> dict[str, str]:
+        """Validate one message and return its query parameters, password included."""
+        number = international(destination, "destination")
+        if not content:
+            raise ValidationError("content", "is empty")
+        _optional("message_class", message_class)
+        _optional("source", source)
+        _optional("mask", mask)
+        _optional("reference", reference)
+        if message_class is not None and source is not None:
+            raise ValidationError("source", "cannot be combined with message_class")
+        if mask is not None and message_class is None:
+            raise ValidationError("mask", "requires message_class")
+        if reference is not None and len(reference) > MAX_REFERENCE:
+            raise ValidationError("reference", f"is {len(reference)} characters; at most 50")
+        optional = {
+            "class": message_class,
+            "source": source,
+            "mask": mask,
+            "reference": reference,
+            "expires": None if expires is None else _rfc3339(expires),
+        }
+        return {
+            "application": self.application,
+            "password": self._password,
+            "content": content,
+            "destination": number,
+            **{name: value for name, value in optional.items() if value is not None},
+            "version": str(self.version),
+        }
+
+    async def _request(self, params: dict[str, str]) -> int:
+        """Do the GET and map its outcome; ours are raised outside `except` to drop httpx's."""
+        try:
+            response = await self._http.get(self.url, params=params, timeout=self.timeout)
+        except httpx.RequestError as exc:
+            error = map_network_error(exc, self.url)
+        else:
+            return check_response(response.status_code, _redactor.redact(response.text))
+        raise error
+
+    def _log(self, level: int, params: dict[str, str], outcome: str, started: float) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        logger.log(
+            level,
+            "MT to %s reference=%s: %s in %.0f ms",
+            params["destination"],
+            params.get("reference"),
+            outcome,
+            elapsed_ms,
+        )

@@ -1,0 +1,116 @@
+"""What handlers see: the message that came in, its thread, and the replies going out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# The statuses a DLR may carry, per the gateway's spec; any other is kept verbatim.
+DELIVERY_STATUSES = (
+    "submitted",
+    "sent",
+    "frozen",
+    "received",
+    "failed",
+    "dead",
+    "rejected",
+    "expired",
+)
+FINAL_STATUSES = frozenset({"received", "failed", "dead", "rejected", "expired"})
+
+
+def delivery_rank(status: str | None) -> int:
+    """How far along a delivery status is, so that a late receipt never moves it back."""
+    if status is None:
+        return 0
+    if status in FINAL_STATUSES:
+        return 3
+    if status in ("sent", "frozen"):
+        return 2
+    return 1
+
+
+@dataclass(frozen=True)
+class Message:
+    """An MO as stored: what a handset sent to one of our addresses."""
+
+    id: int
+    gateway_id: int
+    source: str
+    destination: str
+    content: str
+    received_at: datetime
+    operator: str | None = None
+    reply_to: int | None = None
+    reference: str | None = None
+    binary: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the message; empty for binary content (see `binary`)."""
+        return "" if self.binary is not None else self.content
+
+
+@dataclass
+class Thread:
+    """A conversation between one handset and one of our addresses, owned by one bot.
+
+    `id` is None until the thread is first committed.
+    """
+
+    bot: str
+    handset: str
+    address: str
+    id: int | None = None
+    state: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    status: str = "open"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An MT a handler queued: its text and what it costs to send."""
+
+    content: str
+    template: str | None
+    encoding: str
+    segments: int
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An MT claimed from the outbox, with every field the gateway takes."""
+
+    id: int
+    destination: str
+    content: str
+    message_class: str | None
+    source: str | None
+    mask: str | None
+    reference: str | None
+    expires: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class IncomingMO:
+    """An MO callback's parameters, validated."""
+
+    gateway_id: int
+    source: str
+    destination: str
+    content: str
+    operator: str | None = None
+    reply_to: int | None = None
+    reference: str | None = None
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class IncomingDLR:
+    """A DLR callback's parameters, validated."""
+
+    gateway_id: int
+    status: str
+    reference: str | None = None

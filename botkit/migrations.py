@@ -1,0 +1,141 @@
+"""The schema as numbered migrations, each recorded in the transaction that applies it.
+
+A migration is a list of statements; never edit one that has shipped: add the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .clock import stamp, system_clock
+from .db import Database, Tx
+
+log = logging.getLogger("botkit.migrations")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "messages, threads, inbox, outbox, deliveries",
+        (
+            # A conversation between one handset and one of our addresses, owned by one bot.
+            """CREATE TABLE threads (
+                id INTEGER PRIMARY KEY,
+                bot TEXT NOT NULL,
+                handset TEXT NOT NULL,
+                address TEXT NOT NULL,
+                state TEXT,
+                data TEXT NOT NULL DEFAULT '{}',
+                status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                closed_at TEXT
+            )""",
+            "CREATE INDEX threads_open ON threads (handset, address, id) WHERE status = 'open'",
+            # Every MO and MT, with every field the gateway knows of it.
+            # MO status: received -> handled | failed.
+            # MT status: queued -> sending -> accepted | failed | uncertain.
+            """CREATE TABLE messages (
+                id INTEGER PRIMARY KEY,
+                direction TEXT NOT NULL CHECK (direction IN ('mo', 'mt')),
+                gateway_id INTEGER,
+                thread_id INTEGER REFERENCES threads (id),
+                handset TEXT NOT NULL,
+                address TEXT,
+                content TEXT NOT NULL,
+                encoding TEXT NOT NULL,
+                segments INTEGER NOT NULL DEFAULT 1,
+                operator TEXT,
+                reply_to INTEGER,
+                reference TEXT,
+                message_class TEXT,
+                source TEXT,
+                mask TEXT,
+                expires TEXT,
+                template TEXT,
+                status TEXT NOT NULL,
+                delivery TEXT,
+                error TEXT,
+                uncertain INTEGER NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            # The gateway's id makes an MO unique: a repeated callback is stored once.
+            """CREATE UNIQUE INDEX messages_mo_gateway_id
+                ON messages (gateway_id) WHERE direction = 'mo'""",
+            "CREATE INDEX messages_mt_gateway_id ON messages (gateway_id) WHERE direction = 'mt'",
+            "CREATE INDEX messages_thread ON messages (thread_id, id)",
+            "CREATE INDEX messages_handset ON messages (handset, id)",
+            # MOs stored but not yet handled; a row is a claim ticket, deleted when handled.
+            """CREATE TABLE inbox (
+                message_id INTEGER PRIMARY KEY REFERENCES messages (id),
+                handset TEXT NOT NULL,
+                claimed_until TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX inbox_handset ON inbox (handset, message_id)",
+            # MTs not yet handed to the gateway; deleted once the gateway answered for good.
+            """CREATE TABLE outbox (
+                message_id INTEGER PRIMARY KEY REFERENCES messages (id),
+                state TEXT NOT NULL CHECK (state IN ('queued', 'sending')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                claimed_until TEXT,
+                last_error TEXT
+            )""",
+            "CREATE INDEX outbox_due ON outbox (state, next_attempt_at, message_id)",
+            # Every delivery receipt, kept even when it names no MT of ours.
+            """CREATE TABLE deliveries (
+                id INTEGER PRIMARY KEY,
+                gateway_id INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                reference TEXT,
+                message_id INTEGER REFERENCES messages (id),
+                received_at TEXT NOT NULL,
+                UNIQUE (gateway_id, status)
+            )""",
+            "CREATE INDEX deliveries_message ON deliveries (message_id, id)",
+        ),
+    ),
+)
+
+
+async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the migrations the database lacks, in order; return their versions."""
+    await db.write(_create_ledger)
+    done = {row[0] for row in await db.fetchall("SELECT version FROM schema_migrations")}
+    applied = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        await db.write(lambda tx, m=migration: _apply(tx, m))
+        log.info("applied migration %d: %s", migration.version, migration.name)
+        applied.append(migration.version)
+    return applied
+
+
+async def _create_ledger(tx: Tx) -> None:
+    await tx.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        )"""
+    )
+
+
+async def _apply(tx: Tx, migration: Migration) -> None:
+    for statement in migration.statements:
+        await tx.execute(statement)
+    await tx.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+        (migration.version, migration.name, stamp(system_clock())),
+    )

@@ -1,0 +1,142 @@
+"""The simulator's phone page: one handset's conversation with the bot, and a box to text it.
+
+The page polls `api/handsets/{number}` for the conversation and posts to
+`api/handsets/{number}/send`; every URL is relative, so it works at `/` and mounted
+under a prefix such as `/simulator/`. Handset text is untrusted: the template autoescapes
+and the script builds the DOM with textContent, under a CSP that forbids inline script.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from .errors import ValidationError
+from .numbers import international
+
+if TYPE_CHECKING:
+    from .simulator import SimMessage, SimMO, Simulator
+
+PACKAGE = Path(__file__).parent
+DEFAULT_HANDSET = "+61400000001"
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+_templates = Jinja2Templates(
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(PACKAGE / "templates"), autoescape=True)
+)
+
+
+class PhonePage:
+    """The routes of the phone page, over one simulator."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+
+    def routes(self) -> list[BaseRoute]:
+        """The page, its two JSON endpoints and its static files."""
+        return [
+            Route("/", self.page, methods=["GET"]),
+            Route("/api/handsets/{number}", self.conversation, methods=["GET"]),
+            Route("/api/handsets/{number}/send", self.send, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static"),
+        ]
+
+    async def page(self, request: Request) -> Response:
+        """The page for the handset in `?number=` (default +61400000001)."""
+        error = None
+        try:
+            number = international(request.query_params.get("number", DEFAULT_HANDSET), "number")
+        except ValidationError as exc:
+            number, error = DEFAULT_HANDSET, str(exc)
+        context = {"number": number, "messages": self.messages(number), "error": error}
+        return _templates.TemplateResponse(
+            request,
+            "simulator/phone.html",
+            context,
+            status_code=200 if error is None else 400,
+            headers=HEADERS,
+        )
+
+    async def conversation(self, request: Request) -> Response:
+        """GET api/handsets/{number}: the conversation as JSON (ids as strings: 64-bit)."""
+        try:
+            number = international(request.path_params["number"], "number")
+        except ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, 400, headers=HEADERS)
+        return JSONResponse({"number": number, "messages": self.messages(number)}, headers=HEADERS)
+
+    async def send(self, request: Request) -> Response:
+        """POST api/handsets/{number}/send with JSON {"text": ...}: the handset texts the app."""
+        # Requiring JSON keeps cross-site HTML forms (which cannot send it) out.
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "send JSON"}, 415, headers=HEADERS)
+        try:
+            number = international(request.path_params["number"], "number")
+            text = _text(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, 400, headers=HEADERS)
+        mo = self.simulator.queue_mo(number, text)
+        return JSONResponse({"id": str(mo.id)}, 202, headers=HEADERS)
+
+    def messages(self, number: str) -> list[dict[str, Any]]:
+        """MTs to and MOs from one handset, oldest first, shaped for the page."""
+        mts = [_mt(message) for message in self.simulator.inbox(number)]
+        mos = [_mo(mo) for mo in self.simulator.mos if mo.source == number]
+        return sorted(mts + mos, key=lambda entry: entry["at"])
+
+
+def _text(body: bytes) -> str:
+    """The non-empty "text" of a JSON body, or ValidationError."""
+    try:
+        text = json.loads(body).get("text")
+    except (ValueError, AttributeError):
+        raise ValidationError("text", "the body is not a JSON object") from None
+    if not isinstance(text, str) or not text:
+        raise ValidationError("text", "must be a non-empty string")
+    return text
+
+
+def _mt(message: SimMessage) -> dict[str, Any]:
+    status = message.statuses[-1] if message.statuses else "accepted"
+    return {
+        "direction": "mt",
+        "id": str(message.id),
+        "text": message.content,
+        "address": message.sender,
+        "status": status,
+        "at": message.created_at,
+    }
+
+
+def _mo(mo: SimMO) -> dict[str, Any]:
+    if mo.pending:
+        status = "sending"
+    elif mo.answer == 200:
+        status = "delivered"
+    elif mo.answer is None:
+        status = "not delivered"
+    else:
+        status = f"app answered {mo.answer}"
+    return {
+        "direction": "mo",
+        "id": str(mo.id),
+        "text": f"[binary, base64] {mo.content}" if mo.binary else mo.content,
+        "address": mo.destination,
+        "status": status,
+        "at": mo.created_at,
+    }

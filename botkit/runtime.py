@@ -1,0 +1,95 @@
+"""The running parts of an app: database, store, gateway client, dispatcher and sender.
+
+Built when the app is created and started by its lifespan, so that routes can hold
+it before the database is open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from .bot import Bot
+from .clock import Clock, system_clock
+from .db import Database
+from .dispatcher import Dispatcher
+from .gateway import Gateway
+from .migrations import migrate
+from .router import Router
+from .sender import Sender
+from .settings import Settings
+from .store import Store
+from .templates import SMSTemplates
+
+log = logging.getLogger("botkit")
+
+
+class Runtime:
+    """Owns the resources of one app; `start()` opens them, `stop()` closes them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bots: Sequence[Bot],
+        gateway: Gateway,
+        *,
+        clock: Clock = system_clock,
+        reload_templates: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.router = Router(bots)
+        self.templates = SMSTemplates(settings.templates, auto_reload=reload_templates)
+        self.gateway = gateway
+        self.clock = clock
+        self.db: Database | None = None
+        self._store: Store | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.sender: Sender | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the app is not started (its lifespan has not run)")
+        return self._store
+
+    async def start(self) -> None:
+        """Open the database, migrate it, settle what a previous run left, start workers."""
+        self.db = await Database.open(self.settings.db)
+        await migrate(self.db)
+        self._store = Store(self.db, self.clock)
+        released, unsettled = await self._store.recover(
+            resend_uncertain=self.settings.resend_uncertain
+        )
+        if released or unsettled:
+            log.warning(
+                "recovered from an interrupted run: %d MOs to handle again, %d MTs %s",
+                released,
+                unsettled,
+                "queued again" if self.settings.resend_uncertain else "left uncertain",
+            )
+        self.sender = Sender(
+            self._store,
+            self.gateway,
+            rate=self.settings.send_rate,
+            resend_uncertain=self.settings.resend_uncertain,
+        )
+        self.dispatcher = Dispatcher(
+            self._store,
+            self.router,
+            self.templates,
+            message_class=self.settings.message_class,
+            source=self.settings.source,
+            on_queued=self.sender.wake,
+        )
+        self.sender.start()
+        self.dispatcher.start()
+
+    async def stop(self) -> None:
+        """Stop the workers (letting work under way finish), then close everything."""
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.sender is not None:
+            await self.sender.stop()
+        await self.gateway.aclose()
+        if self.db is not None:
+            await self.db.close()

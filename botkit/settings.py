@@ -1,0 +1,145 @@
+"""Settings: read once at the edge (environment over an optional botkit.toml), passed in."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ValidationError
+
+DEFAULT_GATEWAY_URL = "https://api.sms.optus.com.au/message"
+
+
+def _setting(env: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of botkit, declared once with its variable and help text."""
+
+    gateway_url: str = _setting("BOTKIT_GATEWAY_URL", DEFAULT_GATEWAY_URL, "the gateway's send URL")
+    application: str | None = _setting(
+        "BOTKIT_APPLICATION", None, "gateway application name; unset runs the simulator"
+    )
+    password: str | None = _setting(
+        "BOTKIT_PASSWORD", None, "gateway password; never logged, stored or shown"
+    )
+    message_class: str = _setting("BOTKIT_CLASS", "mt_message", "default message class")
+    source: str | None = _setting(
+        "BOTKIT_SOURCE", None, "default source number (sent instead of the class)"
+    )
+    callback_token: str | None = _setting(
+        "BOTKIT_CALLBACK_TOKEN",
+        None,
+        "secret path segment of the callback URLs; generated in simulator mode",
+    )
+    callback_allow: tuple[str, ...] = _setting(
+        "BOTKIT_CALLBACK_ALLOW", (), "comma-separated IPs/CIDRs allowed to call the callbacks"
+    )
+    db: str = _setting("BOTKIT_DB", "botkit.db", "SQLite database path")
+    dashboard_user: str | None = _setting("BOTKIT_DASHBOARD_USER", None, "dashboard login")
+    dashboard_password: str | None = _setting(
+        "BOTKIT_DASHBOARD_PASSWORD", None, "dashboard password"
+    )
+    send_rate: float = _setting("BOTKIT_SEND_RATE", 10.0, "MT messages per second, at most")
+    resend_uncertain: bool = _setting(
+        "BOTKIT_RESEND_UNCERTAIN",
+        False,
+        "resend an MT whose send may have reached the gateway (risks a duplicate)",
+    )
+    bots: str = _setting("BOTKIT_BOTS", "bots", "folder of bot modules")
+    templates: str = _setting("BOTKIT_TEMPLATES", "templates", "folder of templates")
+    host: str = _setting("BOTKIT_HOST", "127.0.0.1", "address to listen on")
+    port: int = _setting("BOTKIT_PORT", 8000, "port to listen on")
+    log_format: str = _setting("BOTKIT_LOG_FORMAT", "text", "log lines as text or json")
+
+    def __post_init__(self) -> None:
+        if self.send_rate <= 0:
+            raise ValidationError("BOTKIT_SEND_RATE", "must be a positive number")
+        if (self.application is None) != (self.password is None):
+            raise ValidationError(
+                "BOTKIT_PASSWORD" if self.password is None else "BOTKIT_APPLICATION",
+                "BOTKIT_APPLICATION and BOTKIT_PASSWORD go together",
+            )
+        if self.log_format not in ("text", "json"):
+            raise ValidationError("BOTKIT_LOG_FORMAT", "must be text or json")
+        for entry in self.callback_allow:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValidationError(
+                    "BOTKIT_CALLBACK_ALLOW", f"{entry!r} is not an IP or CIDR"
+                ) from None
+
+    @property
+    def simulator_mode(self) -> bool:
+        """True when no gateway credentials are set: the built-in simulator is the gateway."""
+        return self.application is None
+
+    def __repr__(self) -> str:
+        shown = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("password", "dashboard_password", "callback_token")
+        }
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | Path = "botkit.toml",
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings: keyword overrides, then the environment, then botkit.toml."""
+        environ = os.environ if environ is None else environ
+        path = Path(config_file)
+        values: dict[str, Any] = {}
+        if path.is_file():
+            with path.open("rb") as f:
+                values.update(tomllib.load(f))
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ValidationError(str(path), f"unknown settings {sorted(unknown)}")
+        for name, f in known.items():
+            if f.metadata["env"] in environ:
+                values[name] = environ[f.metadata["env"]]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{name: _cast(known[name], value) for name, value in values.items()})
+
+
+def _cast(f: dataclasses.Field[Any], value: Any) -> Any:
+    """Turn a text value from the environment into the field's type."""
+    name = f.metadata["env"]
+    if not isinstance(value, str):
+        return tuple(value) if isinstance(value, list) else value
+    if f.type == "tuple[str, ...]":
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if f.type == "bool":
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValidationError(name, f"{value!r} is not true or false")
+    if f.type in ("int", "float"):
+        try:
+            return int(value) if f.type == "int" else float(value)
+        except ValueError:
+            raise ValidationError(name, f"{value!r} is not a number") from None
+    return value or None if f.type.endswith("| None") else value
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for each setting, for --help and the docs."""
+    return [
+        (f.metadata["env"], repr(f.default), f.metadata["help"])
+        for f in dataclasses.fields(Settings)
+    ]

@@ -1,0 +1,374 @@
+"""An emulator of the Mobile Gateway HTTPS API, for tests and for running without credentials.
+
+    simulator = Simulator(mo_url="http://127.0.0.1:8000/callbacks/t/mo",
+                          dlr_url="http://127.0.0.1:8000/callbacks/t/dlr")
+    uvicorn.run(simulator.app)          # GET /message is the gateway, / the phone page
+
+It answers `GET /message` as the spec says (v1 and v2 error codes, 64-bit signed ids), then
+delivers DLRs for each accepted MT and MOs from simulated handsets as GET callbacks, retried
+until the app answers 200. Everything it accepted and sent is recorded for tests to inspect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from .errors import ValidationError
+from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
+from .numbers import international
+from .phone import PhonePage
+
+STATUSES = ("submitted", "sent", "received", "failed", "frozen", "dead", "rejected", "expired")
+DEFAULT_FATE = ("submitted", "sent", "received")
+CALLBACK_TIMEOUT = httpx.Timeout(5.0)
+# Ids start above 2**32 so 32-bit bugs show, and grow with the clock so a restarted
+# simulator does not reuse the ids an app already stored (it deduplicates MOs on them).
+FIRST_ID = 2**32
+
+logger = logging.getLogger("botkit.simulator")
+
+
+@dataclass
+class SimMessage:
+    """One MT the simulator accepted."""
+
+    id: int
+    destination: str
+    content: str
+    message_class: str | None
+    source: str | None
+    mask: str | None
+    reference: str | None
+    expires: str | None
+    sender: str  # the address the handset sees it come from
+    statuses: list[str] = field(default_factory=list)  # statuses reached so far, in order
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class SimMO:
+    """One MO a simulated handset sent; `content` is as sent (base64 text when `binary`)."""
+
+    id: int
+    source: str
+    destination: str
+    content: str
+    reply_to: int | None
+    reference: str | None
+    binary: bool
+    operator: str
+    answer: int | None = None  # the app's final HTTP status; None if it was never reached
+    pending: bool = True  # True until delivery succeeded or gave up
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class SimCallback:
+    """One DLR or MO callback: the parameters (the same on every attempt), each attempt's answer."""
+
+    kind: str  # "dlr" or "mo"
+    params: dict[str, str]
+    answers: list[int | None] = field(default_factory=list)  # None: the app was unreachable
+
+
+class Simulator:
+    """The gateway's send API, its DLR and MO callbacks, and a phone page, as one ASGI app."""
+
+    def __init__(
+        self,
+        *,
+        application: str = "botkit",
+        password: str = "simulator",
+        mo_url: str | None = None,
+        dlr_url: str | None = None,
+        allow: Sequence[str] | None = None,
+        shortcode: str = "4433",
+        number_sequence: bool = True,
+        dlr_delay: float = 0.05,
+        http: httpx.AsyncClient | None = None,
+        callback_retries: int = 5,
+        callback_backoff: float = 0.05,
+    ) -> None:
+        self.application = application
+        self._password = password
+        self.mo_url = mo_url
+        self.dlr_url = dlr_url
+        self._allow = None if allow is None else [ipaddress.ip_network(a, False) for a in allow]
+        self.shortcode = shortcode
+        self.number_sequence = number_sequence
+        self.dlr_delay = dlr_delay
+        self.callback_retries = callback_retries
+        self.callback_backoff = callback_backoff
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=CALLBACK_TIMEOUT)
+        self.sent: list[SimMessage] = []
+        self.sent_by_id: dict[int, SimMessage] = {}
+        self.mos: list[SimMO] = []
+        self.callbacks: list[SimCallback] = []
+        self._fates: dict[str, tuple[str, ...]] = {}
+        self._unroutable: set[str] = set()
+        self._ids = itertools.count(FIRST_ID + time.time_ns() // 1000)
+        self._tasks: set[asyncio.Task[None]] = set()
+        routes = [Route("/message", self._message), *PhonePage(self).routes()]
+        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+
+    def __repr__(self) -> str:
+        return f"Simulator(application={self.application!r}, sent={len(self.sent)})"
+
+    def set_fate(self, destination: str, statuses: Sequence[str]) -> None:
+        """Make MTs to `destination` go through `statuses` (DLRs in that order) from now on."""
+        for status in statuses:
+            if status not in STATUSES:
+                raise ValueError(f"unknown status {status!r}; the gateway sends {STATUSES}")
+        self._fates[international(destination)] = tuple(statuses)
+
+    def set_unroutable(self, destination: str) -> None:
+        """Make the gateway refuse MTs to `destination` with "Failed to queue message"."""
+        self._unroutable.add(international(destination))
+
+    def inbox(self, number: str) -> list[SimMessage]:
+        """Return the MTs sent to one handset, oldest first."""
+        number = international(number)
+        return [message for message in self.sent if message.destination == number]
+
+    async def send_mo(
+        self,
+        source: str,
+        content: str | bytes,
+        *,
+        destination: str | None = None,
+        reply_to: int | None = None,
+        operator: str = "Telstra",
+    ) -> SimMO:
+        """Send an MO from handset `source`; returns once the app answered 200 or we gave up."""
+        mo = self._new_mo(source, content, destination, reply_to, operator)
+        await self._deliver_mo(mo)
+        return mo
+
+    def queue_mo(
+        self,
+        source: str,
+        content: str | bytes,
+        *,
+        destination: str | None = None,
+        reply_to: int | None = None,
+        operator: str = "Telstra",
+    ) -> SimMO:
+        """Record an MO like `send_mo` and deliver it in the background (`drain` waits for it)."""
+        mo = self._new_mo(source, content, destination, reply_to, operator)
+        self._spawn(self._deliver_mo(mo))
+        return mo
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every scheduled DLR/MO callback is delivered or given up; TimeoutError."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+
+    async def aclose(self) -> None:
+        """Cancel pending callbacks and close the HTTP client if the simulator created it."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._owns_http:
+            await self._http.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.aclose()
+
+    async def _message(self, request: Request) -> PlainTextResponse:
+        """GET /message: queue an MT, or answer the spec's error for this version."""
+        query = request.query_params
+        v2 = query.get("version") == "2"  # the spec's default is 1; only 2 changes the codes
+        refused = 400 if v2 else 500
+        if not self._authorised(request):
+            return PlainTextResponse(AUTH_TEXT, 401 if v2 else 500)
+        for name in ("content", "destination"):
+            if not query.get(name):
+                return PlainTextResponse(f"ERROR Missing {name} parameter", refused)
+        if query.get("class") and query.get("source"):
+            return PlainTextResponse(QUEUE_TEXT, refused)
+        if query.get("mask") and not query.get("class"):
+            return PlainTextResponse("ERROR Missing class parameter", refused)
+        message = self._queue(query)
+        if message is None:
+            return PlainTextResponse(QUEUE_TEXT, refused)
+        return PlainTextResponse(str(message.id))
+
+    def _authorised(self, request: Request) -> bool:
+        """Whether the caller's IP is allowed and the credentials match (in constant time)."""
+        if self._allow is not None:
+            host = request.client.host if request.client else ""
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                return False
+            if not any(address in network for network in self._allow):
+                return False
+        query = request.query_params
+        application = _same(query.get("application", ""), self.application)
+        password = _same(query.get("password", ""), self._password)
+        return application and password
+
+    def _queue(self, query: QueryParams) -> SimMessage | None:
+        """Create and schedule an MT, or None when the gateway would fail to queue it."""
+        destination = query["destination"]
+        reference = query.get("reference") or None
+        expires = query.get("expires") or None
+        if not _is_e164(destination) or destination in self._unroutable:
+            return None
+        if reference is not None and len(reference) > MAX_REFERENCE:
+            return None
+        if expires is not None:
+            try:
+                parse_rfc3339(expires)
+            except ValueError:
+                return None
+        source = query.get("source") or None
+        mask = query.get("mask") or None
+        message = SimMessage(
+            id=next(self._ids),
+            destination=destination,
+            content=query["content"],
+            message_class=query.get("class") or None,
+            source=source,
+            mask=mask,
+            reference=reference,
+            expires=expires,
+            sender=mask or source or self.shortcode,
+        )
+        self.sent.append(message)
+        self.sent_by_id[message.id] = message
+        fate = self._fates.get(destination, DEFAULT_FATE)
+        self._spawn(self._deliver_statuses(message, fate))
+        return message
+
+    async def _deliver_statuses(self, message: SimMessage, fate: Sequence[str]) -> None:
+        """Move an MT through its fate, sending a DLR for each status when dlr_url is set."""
+        for status in fate:
+            await asyncio.sleep(self.dlr_delay)
+            message.statuses.append(status)
+            if self.dlr_url is None:
+                continue
+            params = {"id": str(message.id), "status": status}
+            if message.reference is not None:
+                params["reference"] = message.reference
+            await self._callback("dlr", self.dlr_url, params)
+
+    def _new_mo(
+        self,
+        source: str,
+        content: str | bytes,
+        destination: str | None,
+        reply_to: int | None,
+        operator: str,
+    ) -> SimMO:
+        """Record an MO; with a number sequence it answers the handset's latest MT."""
+        source = international(source, "source")
+        inbox = self.inbox(source)
+        latest = inbox[-1] if inbox else None
+        if reply_to is None and self.number_sequence and latest is not None:
+            reply_to = latest.id
+        if destination is None:
+            # The reply goes to the MT's source address; a mask is for display only.
+            destination = (latest.source if latest else None) or self.shortcode
+        answered = self.sent_by_id.get(reply_to) if reply_to is not None else None
+        binary = isinstance(content, bytes)
+        mo = SimMO(
+            id=next(self._ids),
+            source=source,
+            destination=destination,
+            content=base64.b64encode(content).decode("ascii") if binary else content,
+            reply_to=reply_to,
+            reference=answered.reference if answered else None,
+            binary=binary,
+            operator=operator,
+        )
+        self.mos.append(mo)
+        return mo
+
+    async def _deliver_mo(self, mo: SimMO) -> None:
+        """Send the MO callback, as the spec shapes it, and record the app's final answer."""
+        try:
+            if self.mo_url is None:
+                logger.warning("MO %d from %s not delivered: no mo_url", mo.id, mo.source)
+                return
+            params = {
+                "id": str(mo.id),
+                "source": mo.source,
+                "destination": mo.destination,
+                "content": mo.content,
+                "operator": mo.operator,
+            }
+            if mo.reply_to is not None:
+                params["reply_to"] = str(mo.reply_to)
+            if mo.reference is not None:
+                params["reference"] = mo.reference
+            if mo.binary:
+                params["encoding"] = "base64"
+            mo.answer = await self._callback("mo", self.mo_url, params)
+        finally:
+            mo.pending = False
+
+    async def _callback(self, kind: str, url: str, params: dict[str, str]) -> int | None:
+        """GET `url` until it answers 200, at most 1 + callback_retries times; the last answer."""
+        record = SimCallback(kind, params)
+        self.callbacks.append(record)
+        for attempt in range(self.callback_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.callback_backoff * 2 ** (attempt - 1))
+            try:
+                response = await self._http.get(url, params=params)
+            except httpx.RequestError as exc:
+                # The URL holds the app's callback token: name the callback, not the URL.
+                logger.info("%s callback %s: %s", kind, params["id"], type(exc).__name__)
+                record.answers.append(None)
+                continue
+            record.answers.append(response.status_code)
+            if response.status_code == 200:
+                break
+        return record.answers[-1]
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` as a tracked task, so drain() can wait for it and aclose() cancel it."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("simulator task failed", exc_info=task.exception())
+
+
+def _same(given: str, expected: str) -> bool:
+    """Compare a credential in constant time."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
+def _is_e164(value: str) -> bool:
+    """Whether `value` is already an international number in E.164 form."""
+    try:
+        return international(value) == value
+    except ValidationError:
+        return False

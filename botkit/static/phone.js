@@ -1,0 +1,108 @@
+// The simulator's phone page: polls the conversation and sends the handset's texts.
+// Handset and bot text is untrusted: the DOM is built with textContent only.
+"use strict";
+
+(function () {
+  const list = document.getElementById("conversation");
+  const compose = document.getElementById("compose");
+  const input = document.getElementById("text");
+  const errorBox = document.getElementById("error");
+  // Relative to the page, so it works at / and mounted under /simulator/.
+  const api = "api/handsets/" + encodeURIComponent(list.dataset.number);
+  let shown = "";
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = !message;
+  }
+
+  function paragraph(className, text) {
+    const p = document.createElement("p");
+    p.className = className;
+    p.textContent = text;
+    return p;
+  }
+
+  function item(message) {
+    const li = document.createElement("li");
+    li.className = "msg " + (message.direction === "mt" ? "mt" : "mo");
+    const time = new Date(message.at * 1000).toLocaleTimeString([], {
+      hour: "2-digit",
+      minute: "2-digit",
+    });
+    const way = message.direction === "mt" ? "from " : "to ";
+    li.append(
+      paragraph("text", message.text),
+      paragraph("meta", way + message.address + " · " + time + " · " + message.status),
+    );
+    return li;
+  }
+
+  function render(messages, first) {
+    const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+    if (messages.length === 0) {
+      const li = document.createElement("li");
+      li.className = "empty";
+      li.textContent = "No messages yet. Text the bot below.";
+      list.replaceChildren(li);
+    } else {
+      list.replaceChildren(...messages.map(item));
+    }
+    // Follow new messages, unless the reader scrolled up to older ones.
+    if (first || atBottom) {
+      window.scrollTo(0, document.body.scrollHeight);
+    }
+  }
+
+  async function refresh() {
+    try {
+      const response = await fetch(api, { cache: "no-store" });
+      const body = await response.text();
+      if (!response.ok) {
+        throw new Error(JSON.parse(body).error || "HTTP " + response.status);
+      }
+      if (body !== shown) {
+        const first = shown === "";
+        shown = body;
+        render(JSON.parse(body).messages, first);
+      }
+      showError("");
+    } catch (error) {
+      showError("Cannot load the conversation: " + error.message);
+    }
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    const text = input.value;
+    if (!text) {
+      return;
+    }
+    try {
+      const response = await fetch(api + "/send", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ text: text }),
+      });
+      if (!response.ok) {
+        throw new Error((await response.json()).error || "HTTP " + response.status);
+      }
+      input.value = "";
+      showError("");
+      await refresh();
+    } catch (error) {
+      showError("Not sent: " + error.message);
+    }
+  }
+
+  compose.addEventListener("submit", send);
+  input.addEventListener("keydown", function (event) {
+    // Enter sends, as on a phone's keyboard; Shift+Enter starts a new line.
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      compose.requestSubmit();
+    }
+  });
+  refresh();
+  window.setInterval(refresh, 1000);
+})();

@@ -1,0 +1,65 @@
+"""SMS templates: Jinja without HTML escaping, where an undefined variable is an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .errors import TemplateError
+from .messages import Reply
+from .sms import measure
+
+TEMPLATE_SUFFIX = ".txt"
+
+
+def is_template_name(text: str) -> bool:
+    """A reply names a template when it ends in `.txt` and is one word; else it is text."""
+    return text.endswith(TEMPLATE_SUFFIX) and not any(ch.isspace() for ch in text)
+
+
+class SMSTemplates:
+    """The SMS texts under one folder (`templates/`), for example `hello/greet.txt`."""
+
+    def __init__(self, directory: str | Path, *, auto_reload: bool = False) -> None:
+        self.directory = Path(directory)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.directory),
+            # An SMS is not HTML: "&" must reach the handset as "&", not "&amp;".
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=auto_reload,
+        )
+
+    def render(self, name: str, /, **variables: Any) -> str:
+        """Render template `name`; any problem is a TemplateError naming file and line."""
+        try:
+            template = self.env.get_template(name)
+            return template.render(**variables).strip()
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"template {name!r} not found in {self.directory}/") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{exc.filename or name}, line {exc.lineno}: {exc.message}"
+            ) from None
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"{name}: {exc.message}") from None
+
+    def reply(self, template_or_text: str, variables: dict[str, Any]) -> Reply:
+        """A Reply from a template name (rendered) or from literal text (sent as is)."""
+        if is_template_name(template_or_text):
+            content, template = self.render(template_or_text, **variables), template_or_text
+        elif variables:
+            raise TemplateError(
+                f"variables {sorted(variables)} given with literal text {template_or_text!r}; "
+                f"name a template ending in {TEMPLATE_SUFFIX} to use them"
+            )
+        else:
+            content, template = template_or_text, None
+        if not content.strip():
+            raise TemplateError(f"reply {template_or_text!r} is empty")
+        encoding = measure(content)
+        return Reply(content, template, encoding.name, encoding.segments)

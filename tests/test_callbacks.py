@@ -1,0 +1,208 @@
+"""The MO and DLR callbacks: validation, token, allow-list, deduplication, durability."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from conftest import eventually, rows, running
+
+from botkit import create_app
+
+MO = {
+    "id": "5000000001",
+    "source": "+61400000001",
+    "destination": "4433",
+    "content": "hello",
+    "operator": "Telstra",
+}
+
+
+def without(name: str) -> dict[str, str]:
+    return {k: v for k, v in MO.items() if k != name}
+
+
+async def test_mo_is_stored_and_answered_ok(client, settings):
+    response = await client.get("/callbacks/test-token/mo", params=MO)
+    assert response.status_code == 200
+    assert response.text == "OK"
+    (stored,) = rows(settings.db, "SELECT * FROM messages WHERE direction = 'mo'")
+    assert stored["gateway_id"] == 5000000001
+    assert stored["handset"] == "+61400000001"
+    assert stored["address"] == "4433"
+    assert stored["operator"] == "Telstra"
+    assert stored["encoding"] == "GSM-7"
+
+
+@pytest.mark.parametrize("name", ["id", "source", "destination", "content"])
+async def test_missing_parameter_is_named(client, name):
+    response = await client.get("/callbacks/test-token/mo", params=without(name))
+    assert response.status_code == 400
+    assert response.text == f"ERROR Missing {name} parameter"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("id", "abc"),
+        ("id", "12.5"),
+        ("id", str(2**63)),
+        ("id", ""),
+        ("source", "0400000000"),
+        ("source", "+61"),
+        ("source", ""),
+        ("destination", "four"),
+        ("reply_to", "x1"),
+        ("reference", "r" * 51),
+        ("encoding", "hex"),
+    ],
+)
+async def test_invalid_parameter_is_named(client, settings, name, value):
+    response = await client.get("/callbacks/test-token/mo", params={**MO, name: value})
+    assert response.status_code == 400
+    assert response.text == f"ERROR Invalid {name} parameter"
+    assert rows(settings.db, "SELECT * FROM messages") == []
+
+
+async def test_invalid_base64_content_is_refused(client, settings):
+    params = {**MO, "encoding": "base64", "content": "not base64!"}
+    response = await client.get("/callbacks/test-token/mo", params=params)
+    assert response.status_code == 400
+    assert response.text == "ERROR Invalid content parameter"
+
+
+async def test_repeated_parameter_is_refused(client):
+    query = "id=1&id=2&source=%2B61400000001&destination=4433&content=hi"
+    response = await client.get(f"/callbacks/test-token/mo?{query}")
+    assert response.status_code == 400
+    assert response.text == "ERROR Invalid id parameter"
+
+
+async def test_negative_and_large_ids_are_accepted(client, settings):
+    for gateway_id in (str(-(2**63)), str(2**63 - 1)):
+        response = await client.get("/callbacks/test-token/mo", params={**MO, "id": gateway_id})
+        assert response.status_code == 200
+    stored = rows(settings.db, "SELECT gateway_id FROM messages ORDER BY id")
+    assert [r[0] for r in stored] == [-(2**63), 2**63 - 1]
+
+
+async def test_binary_mo_is_kept_as_base64_and_decoded_for_handlers(client, settings):
+    payload = bytes(range(0, 256, 7))
+    params = {**MO, "encoding": "base64", "content": base64.b64encode(payload).decode()}
+    response = await client.get("/callbacks/test-token/mo", params=params)
+    assert response.status_code == 200
+    (stored,) = rows(settings.db, "SELECT content, encoding FROM messages")
+    assert stored["encoding"] == "base64"
+    assert base64.b64decode(stored["content"]) == payload
+
+
+async def test_wrong_token_is_404_and_stores_nothing(client, settings):
+    response = await client.get("/callbacks/wrong-token/mo", params=MO)
+    assert response.status_code == 404
+    response = await client.get("/callbacks/wrong-token/dlr", params={"id": "1", "status": "sent"})
+    assert response.status_code == 404
+    assert rows(settings.db, "SELECT * FROM messages") == []
+
+
+async def test_duplicate_mo_is_stored_once_and_handled_once(app, client, settings):
+    for _ in range(3):
+        response = await client.get("/callbacks/test-token/mo", params=MO)
+        assert response.status_code == 200
+    await eventually(
+        lambda: (
+            rows(settings.db, "SELECT status FROM messages WHERE direction='mo'")[0][0] == "handled"
+        )
+    )
+    await eventually(lambda: app.state.simulator.inbox("+61400000001"))
+    assert len(rows(settings.db, "SELECT * FROM messages WHERE direction = 'mo'")) == 1
+    assert len(rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'")) == 1
+
+
+async def test_allow_list_refuses_other_addresses(settings):
+    import dataclasses
+
+    import httpx
+
+    allowed = dataclasses.replace(settings, callback_allow=("10.1.0.0/16",))
+    async with running(create_app(allowed)) as app:
+        for client_ip, expected in (("127.0.0.1", 403), ("10.1.2.3", 200)):
+            transport = httpx.ASGITransport(app=app, client=(client_ip, 5000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.get("/callbacks/test-token/mo", params=MO)
+                assert response.status_code == expected
+    assert len(rows(settings.db, "SELECT * FROM messages WHERE direction = 'mo'")) == 1
+
+
+async def test_mo_not_committed_is_not_answered_ok(app, client, settings):
+    await app.state.runtime.db.close()
+    response = await client.get("/callbacks/test-token/mo", params=MO)
+    assert response.status_code == 503
+    assert rows(settings.db, "SELECT * FROM messages") == []
+
+
+# -- DLR ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "body"),
+    [
+        ({"status": "sent"}, "ERROR Missing id parameter"),
+        ({"id": "7"}, "ERROR Missing status parameter"),
+        ({"id": "x", "status": "sent"}, "ERROR Invalid id parameter"),
+        ({"id": "7", "status": ""}, "ERROR Invalid status parameter"),
+        ({"id": "7", "status": "<script>"}, "ERROR Invalid status parameter"),
+        ({"id": "7", "status": "sent", "reference": "r" * 51}, "ERROR Invalid reference parameter"),
+    ],
+)
+async def test_bad_dlr_is_refused(client, settings, params, body):
+    response = await client.get("/callbacks/test-token/dlr", params=params)
+    assert response.status_code == 400
+    assert response.text == body
+    assert rows(settings.db, "SELECT * FROM deliveries") == []
+
+
+async def test_dlr_for_an_unknown_id_is_kept(client, settings):
+    response = await client.get("/callbacks/test-token/dlr", params={"id": "99", "status": "sent"})
+    assert response.status_code == 200
+    (kept,) = rows(settings.db, "SELECT * FROM deliveries")
+    assert (kept["gateway_id"], kept["status"], kept["message_id"]) == (99, "sent", None)
+
+
+async def test_unknown_carrier_status_is_kept_verbatim(client, settings):
+    response = await client.get(
+        "/callbacks/test-token/dlr", params={"id": "99", "status": "delivered_to_smsc"}
+    )
+    assert response.status_code == 200
+    assert rows(settings.db, "SELECT status FROM deliveries")[0][0] == "delivered_to_smsc"
+
+
+async def test_repeated_dlr_is_kept_once(client, settings):
+    for _ in range(2):
+        response = await client.get(
+            "/callbacks/test-token/dlr", params={"id": "5", "status": "sent"}
+        )
+        assert response.status_code == 200
+    assert len(rows(settings.db, "SELECT * FROM deliveries")) == 1
+
+
+async def test_out_of_order_dlrs_never_move_status_back(app, client, settings):
+    sim = app.state.simulator
+    sim.set_fate("+61400000009", [])  # no DLRs from the simulator: we send them by hand
+    await sim.send_mo("+61400000009", "hello")
+    (mt,) = await eventually(
+        lambda: rows(
+            settings.db, "SELECT * FROM messages WHERE direction='mt' AND status='accepted'"
+        )
+    )
+    for status in ("received", "sent", "submitted"):
+        response = await client.get(
+            "/callbacks/test-token/dlr",
+            params={"id": str(mt["gateway_id"]), "status": status, "reference": mt["reference"]},
+        )
+        assert response.status_code == 200
+    (after,) = rows(settings.db, "SELECT delivery FROM messages WHERE id = ?", (mt["id"],))
+    assert after["delivery"] == "received"
+    history = rows(
+        settings.db, "SELECT status FROM deliveries WHERE message_id = ? ORDER BY id", (mt["id"],)
+    )
+    assert [h[0] for h in history] == ["received", "sent", "submitted"]

@@ -1,0 +1,186 @@
+"""Handling MOs: handler failures, per-handset order, thread lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from conftest import eventually, rows, running
+
+from botkit import Bot, Context, create_app
+
+PHONE = "+61400000001"
+
+
+async def test_handler_that_raises_marks_mo_failed_and_leaves_thread_as_it_was(settings, caplog):
+    bot = Bot("counter")
+
+    @bot.keyword("COUNT")
+    async def count(ctx: Context) -> None:
+        ctx.data["n"] = ctx.data.get("n", 0) + 1
+        ctx.reply(f"count {ctx.data['n']}")
+        if ctx.text.endswith("boom"):
+            ctx.state = None
+            raise RuntimeError("the bot broke")
+
+    async with running(create_app(settings, bots=[bot])) as app:
+        sim = app.state.simulator
+        await sim.send_mo(PHONE, "count")
+        await eventually(lambda: len(sim.inbox(PHONE)) == 1)
+        boom = await sim.send_mo(PHONE, "count boom")
+        assert boom.answer == 200  # a handler's failure is never the gateway's problem
+        await eventually(
+            lambda: (
+                rows(settings.db, "SELECT status FROM messages WHERE gateway_id = ?", (boom.id,))[
+                    0
+                ][0]
+                == "failed"
+            )
+        )
+        await sim.send_mo(PHONE, "count")
+        await eventually(lambda: len(sim.inbox(PHONE)) == 2)
+
+    assert [m.content for m in sim.inbox(PHONE)] == ["count 1", "count 2"]
+    (failed,) = rows(settings.db, "SELECT * FROM messages WHERE gateway_id = ?", (boom.id,))
+    assert failed["error"] == "RuntimeError: the bot broke"
+    assert failed["thread_id"] is not None
+    (thread,) = rows(settings.db, "SELECT * FROM threads")
+    assert json.loads(thread["data"]) == {"n": 2}
+    assert str(boom.id) in caplog.text and "the bot broke" in caplog.text
+
+
+async def test_data_that_is_not_json_fails_the_mo(settings):
+    bot = Bot("bad")
+
+    @bot.fallback
+    async def keep_a_set(ctx: Context) -> None:
+        ctx.data["tags"] = {"a", "b"}
+        ctx.reply("noted")
+
+    async with running(create_app(settings, bots=[bot])) as app:
+        mo = await app.state.simulator.send_mo(PHONE, "anything")
+        (failed,) = await eventually(
+            lambda: rows(
+                settings.db,
+                "SELECT * FROM messages WHERE gateway_id = ? AND status = 'failed'",
+                (mo.id,),
+            )
+        )
+    assert "not JSON-safe" in failed["error"]
+    assert rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'") == []
+    assert rows(settings.db, "SELECT * FROM threads") == []
+
+
+async def test_one_handset_at_a_time_in_arrival_order_handsets_concurrently(settings, client_for):
+    seen: list[tuple[str, str]] = []
+    busy: dict[str, int] = {}
+    overlap = {"same": 0, "across": 0}
+
+    bot = Bot("slow")
+
+    @bot.fallback
+    async def slow(ctx: Context) -> None:
+        handset = ctx.message.source
+        busy[handset] = busy.get(handset, 0) + 1
+        overlap["same"] = max(overlap["same"], busy[handset])
+        overlap["across"] = max(overlap["across"], sum(1 for v in busy.values() if v))
+        await asyncio.sleep(0.01)
+        seen.append((handset, ctx.text))
+        busy[handset] -= 1
+
+    phones = [f"+6140000010{i}" for i in range(4)]
+    async with running(create_app(settings, bots=[bot])) as app, client_for(app) as client:
+
+        async def mo(n: int, phone: str) -> None:
+            params = {
+                "id": str(1000 + n),
+                "source": phone,
+                "destination": "4433",
+                "content": f"m{n}",
+            }
+            assert (await client.get("/callbacks/test-token/mo", params=params)).status_code == 200
+
+        await asyncio.gather(*(mo(n, phones[n % 4]) for n in range(40)))
+        await eventually(lambda: len(seen) == 40)
+
+    assert overlap["same"] == 1
+    assert overlap["across"] > 1
+    for phone in phones:
+        stored = rows(
+            settings.db,
+            "SELECT content FROM messages WHERE handset = ? AND direction = 'mo' ORDER BY id",
+            (phone,),
+        )
+        assert [text for who, text in seen if who == phone] == [r[0] for r in stored]
+
+
+async def test_end_closes_thread_and_next_message_starts_a_new_one(settings):
+    bot = Bot("once")
+
+    @bot.keyword("START")
+    async def start(ctx: Context) -> None:
+        ctx.data["visits"] = ctx.data.get("visits", 0) + 1
+        ctx.reply(f"visit {ctx.data['visits']}")
+        ctx.end()
+
+    async with running(create_app(settings, bots=[bot])) as app:
+        sim = app.state.simulator
+        await sim.send_mo(PHONE, "start")
+        await eventually(lambda: len(sim.inbox(PHONE)) == 1)
+        await sim.send_mo(PHONE, "start")
+        await eventually(lambda: len(sim.inbox(PHONE)) == 2)
+
+    assert [m.content for m in sim.inbox(PHONE)] == ["visit 1", "visit 1"]
+    threads = rows(settings.db, "SELECT status, closed_at FROM threads ORDER BY id")
+    assert [t["status"] for t in threads] == ["closed", "closed"]
+    assert all(t["closed_at"] for t in threads)
+
+
+async def test_keyword_of_another_bot_closes_the_open_thread(settings):
+    quiz, shop = Bot("quiz"), Bot("shop")
+
+    @quiz.keyword("QUIZ")
+    async def ask(ctx: Context) -> None:
+        ctx.reply("2+2?")
+        ctx.state = "answer"
+
+    @quiz.state("answer")
+    async def answer(ctx: Context) -> None:
+        ctx.reply("right" if ctx.text.strip() == "4" else "wrong")
+        ctx.state = None
+
+    @shop.keyword("SHOP")
+    async def shop_open(ctx: Context) -> None:
+        ctx.reply("shop is open")
+
+    async with running(create_app(settings, bots=[quiz, shop])) as app:
+        sim = app.state.simulator
+        for text, count in (("quiz", 1), ("4", 2), ("shop", 3)):
+            await sim.send_mo(PHONE, text)
+            await eventually(lambda c=count: len(sim.inbox(PHONE)) == c)
+
+    assert [m.content for m in sim.inbox(PHONE)] == ["2+2?", "right", "shop is open"]
+    threads = rows(settings.db, "SELECT bot, status FROM threads ORDER BY id")
+    assert [(t["bot"], t["status"]) for t in threads] == [("quiz", "closed"), ("shop", "open")]
+
+
+async def test_reply_to_finds_the_thread_of_the_answered_mt(settings):
+    bot = Bot("echo")
+
+    @bot.fallback
+    async def echo(ctx: Context) -> None:
+        ctx.data.setdefault("seen", []).append(ctx.text)
+        ctx.reply(f"thread has {len(ctx.data['seen'])}")
+
+    async with running(create_app(settings, bots=[bot])) as app:
+        sim = app.state.simulator
+        await sim.send_mo(PHONE, "one")
+        (first,) = await eventually(lambda: sim.inbox(PHONE))
+        mo = await sim.send_mo(PHONE, "two", reply_to=first.id)
+        await eventually(lambda: len(sim.inbox(PHONE)) == 2)
+
+    assert mo.reply_to == first.id and mo.reference == first.reference
+    (stored,) = rows(settings.db, "SELECT * FROM messages WHERE gateway_id = ?", (mo.id,))
+    assert stored["reply_to"] == first.id
+    assert len(rows(settings.db, "SELECT * FROM threads")) == 1
+    assert sim.inbox(PHONE)[1].content == "thread has 2"

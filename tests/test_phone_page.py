@@ -1,0 +1,157 @@
+"""The simulator's phone page: rendering, escaping, its JSON endpoints, mounted and standalone."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from botkit.simulator import Simulator
+
+HANDSET = "+61400000001"
+ENCODED = "%2B61400000001"
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator(dlr_delay=0)
+    yield simulator
+    await simulator.aclose()
+
+
+@pytest.fixture
+async def http(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=sim.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim.test") as client:
+        yield client
+
+
+async def send_mt(http: httpx.AsyncClient, content: str, destination: str = HANDSET) -> int:
+    params = {"application": "botkit", "password": "simulator", "version": "2"}
+    answer = await http.get(
+        "/message", params={**params, "content": content, "destination": destination}
+    )
+    return int(answer.text)
+
+
+async def test_page_renders_the_conversation_escaped(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    await send_mt(http, "<b>Welcome</b> & hello")
+    await sim.send_mo(HANDSET, XSS)
+    page = await http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert XSS not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert (
+        "<b>Welcome</b>" not in page.text and "&lt;b&gt;Welcome&lt;/b&gt; &amp; hello" in page.text
+    )
+    assert f'value="{HANDSET}"' in page.text
+
+
+async def test_page_has_no_inline_script_and_a_strict_csp(http: httpx.AsyncClient) -> None:
+    page = await http.get("/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    scripts = re.findall(r"<script[^>]*>", page.text)
+    assert scripts and all('src="static/' in tag for tag in scripts)
+    assert re.search(r"\son[a-z]+\s*=", page.text) is None  # no onclick= and friends
+    assert 'href="static/phone.css"' in page.text  # relative: works under any mount point
+
+
+async def test_page_for_another_handset_and_a_bad_number(http: httpx.AsyncClient) -> None:
+    await send_mt(http, "for two", "+61400000002")
+    page = await http.get("/", params={"number": "+61 400 000 002"})
+    assert "for two" in page.text and 'value="+61400000002"' in page.text
+    bad = await http.get("/", params={"number": "<0400>"})
+    assert bad.status_code == 400 and "&lt;0400&gt;" in bad.text and "<0400>" not in bad.text
+
+
+async def test_conversation_json_shows_latest_status(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    sim.set_fate(HANDSET, ["submitted", "failed"])
+    message_id = await send_mt(http, "hello")
+    await sim.drain()
+    await sim.send_mo(HANDSET, "hi back")
+    body = (await http.get(f"/api/handsets/{ENCODED}")).json()
+    assert body["number"] == HANDSET
+    mt, mo = body["messages"]
+    assert (mt["direction"], mt["id"], mt["text"], mt["status"]) == (
+        "mt",
+        str(message_id),
+        "hello",
+        "failed",
+    )
+    assert (mo["direction"], mo["text"], mo["address"], mo["status"]) == (
+        "mo",
+        "hi back",
+        "4433",
+        "not delivered",
+    )
+
+
+async def test_conversation_of_a_bad_number_is_400(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/api/handsets/0400000000")).status_code == 400
+
+
+async def test_send_texts_the_app(sim: Simulator, http: httpx.AsyncClient) -> None:
+    answer = await http.post(f"/api/handsets/{ENCODED}/send", json={"text": XSS})
+    assert answer.status_code == 202
+    await sim.drain()
+    assert [(mo.id, mo.source, mo.content) for mo in sim.mos] == [
+        (int(answer.json()["id"]), HANDSET, XSS)
+    ]
+    messages = (await http.get(f"/api/handsets/{ENCODED}")).json()["messages"]
+    assert [m["text"] for m in messages] == [XSS]
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status"),
+    [
+        (f"/api/handsets/{ENCODED}/send", {"json": {"text": ""}}, 400),
+        (f"/api/handsets/{ENCODED}/send", {"json": {"text": 5}}, 400),
+        (f"/api/handsets/{ENCODED}/send", {"json": ["text"]}, 400),
+        (
+            f"/api/handsets/{ENCODED}/send",
+            {"content": b"{", "headers": {"content-type": "application/json"}},
+            400,
+        ),
+        (f"/api/handsets/{ENCODED}/send", {"data": {"text": "a form"}}, 415),
+        ("/api/handsets/0400000000/send", {"json": {"text": "hi"}}, 400),
+    ],
+)
+async def test_send_refuses_bad_requests(
+    sim: Simulator, http: httpx.AsyncClient, path: str, kwargs: dict, status: int
+) -> None:
+    answer = await http.post(path, **kwargs)
+    assert answer.status_code == status and "error" in answer.json()
+    assert sim.mos == []
+
+
+async def test_static_files_build_the_dom_safely(http: httpx.AsyncClient) -> None:
+    script = await http.get("/static/phone.js")
+    style = await http.get("/static/phone.css")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+    assert "textContent" in script.text
+    assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+    assert '"api/handsets/"' in script.text  # relative, like the page's own links
+
+
+async def test_mounted_under_a_prefix(sim: Simulator) -> None:
+    outer = Starlette(routes=[Mount("/simulator", app=sim.app)])
+    transport = httpx.ASGITransport(app=outer)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as http:
+        redirect = await http.get("/simulator")
+        assert redirect.status_code in (307, 308)
+        assert redirect.headers["location"].endswith("/simulator/")
+        page = await http.get("/simulator/")
+        assert page.status_code == 200
+        for link in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):
+            assert (await http.get(f"/simulator/{link}")).status_code == 200
+        assert (await http.get(f"/simulator/api/handsets/{ENCODED}")).json()["messages"] == []

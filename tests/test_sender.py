@@ -1,0 +1,192 @@
+"""The sender against the simulator and against a failing gateway: rate, retries,
+permanent failures, uncertain outcomes, and the password kept out of every record."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+from pathlib import Path
+
+import httpx
+from conftest import ROOT, eventually, rows, running
+
+from botkit import Bot, Context, Gateway, Simulator, create_app
+from botkit.db import Database
+from botkit.messages import IncomingMO, Thread
+from botkit.migrations import migrate
+from botkit.sender import Sender
+from botkit.store import Store
+from botkit.templates import SMSTemplates
+
+PHONE = "+61400000001"
+PASSWORD = "pä$$ word&=?/secret"
+
+
+def chatty(count: int) -> Bot:
+    bot = Bot("chatty")
+
+    @bot.fallback
+    async def many(ctx: Context) -> None:
+        for i in range(count):
+            ctx.reply(f"part {i}")
+
+    return bot
+
+
+async def test_send_rate_is_respected(settings):
+    slow = dataclasses.replace(settings, send_rate=20.0)
+    async with running(create_app(slow, bots=[chatty(10)])) as app:
+        sim = app.state.simulator
+        await sim.send_mo(PHONE, "go")
+        await eventually(lambda: len(sim.inbox(PHONE)) == 10)
+    times = [m.created_at for m in sim.inbox(PHONE)]
+    # Ten sends at 20 per second cannot take less than 9 intervals of 50 ms.
+    assert times[-1] - times[0] >= 9 / 20 * 0.9
+    assert sorted(m.content for m in sim.inbox(PHONE)) == [f"part {i}" for i in range(10)]
+
+
+async def test_permanent_refusal_is_recorded_with_the_gateway_text(app, settings):
+    sim = app.state.simulator
+    sim.set_unroutable(PHONE)
+    await sim.send_mo(PHONE, "hello")
+    (failed,) = await eventually(
+        lambda: rows(settings.db, "SELECT * FROM messages WHERE direction='mt' AND status='failed'")
+    )
+    assert failed["error"] == "ERROR Failed to queue message"
+    assert rows(settings.db, "SELECT * FROM outbox") == []
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def inject(app, text: str = "hello") -> None:
+    from conftest import client_to
+
+    async with client_to(app) as client:
+        params = {"id": "1", "source": PHONE, "destination": "4433", "content": text}
+        assert (await client.get("/callbacks/test-token/mo", params=params)).status_code == 200
+
+
+async def test_connection_refused_is_retried_later(settings):
+    gateway = Gateway(
+        url=f"http://127.0.0.1:{closed_port()}/message", application="botkit", password=PASSWORD
+    )
+    async with running(create_app(settings, gateway=gateway)) as app:
+        await inject(app)
+        (queued,) = await eventually(
+            lambda: rows(
+                settings.db, "SELECT * FROM outbox WHERE attempts = 1 AND state = 'queued'"
+            )
+        )
+    assert queued["next_attempt_at"] > rows(settings.db, "SELECT created_at FROM messages")[0][0]
+    (mt,) = rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'")
+    assert mt["status"] == "queued"
+    assert mt["error"] and PASSWORD not in mt["error"]
+
+
+async def test_no_answer_after_sending_is_uncertain_and_not_resent(settings):
+    requests: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gateway = Gateway(
+        url=f"http://127.0.0.1:{port}/message",
+        application="botkit",
+        password=PASSWORD,
+        timeout=httpx.Timeout(0.3),
+    )
+    async with server, running(create_app(settings, gateway=gateway)) as app:
+        await inject(app)
+        (mt,) = await eventually(
+            lambda: rows(settings.db, "SELECT * FROM messages WHERE status = 'uncertain'")
+        )
+        for writer in writers:
+            writer.close()
+    assert len(requests) == 1
+    assert rows(settings.db, "SELECT * FROM outbox") == []
+    assert mt["uncertain"] == 1
+
+
+async def open_store(path: str) -> Store:
+    db = await Database.open(path)
+    await migrate(db)
+    return Store(db)
+
+
+async def queue_one(store: Store) -> int:
+    await store.store_mo(IncomingMO(gateway_id=1, source=PHONE, destination="4433", content="x"))
+    (message,) = await store.claim_mos(1, lease=60)
+    thread = Thread(bot="t", handset=PHONE, address="4433")
+    reply = SMSTemplates(ROOT / "templates").reply("hi there", {})
+    (mt_id,) = await store.finish_mo(
+        message, thread, [reply], message_class="mt_message", source=None
+    )
+    return mt_id
+
+
+async def test_server_errors_are_retried_with_backoff_until_the_gateway_recovers(tmp_path: Path):
+    sim = Simulator(password=PASSWORD)
+    failures = {"left": 3}
+
+    async def flaky(scope, receive, send) -> None:
+        if scope["type"] == "http" and failures["left"] > 0:
+            failures["left"] -= 1
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"Service Unavailable"})
+            return
+        await sim.app(scope, receive, send)
+
+    store = await open_store(str(tmp_path / "b.db"))
+    mt_id = await queue_one(store)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=flaky))
+    gateway = Gateway(url="http://gw/message", application="botkit", password=PASSWORD, http=http)
+    sender = Sender(store, gateway, rate=100, retry_base=0.02)
+    sender.start()
+    try:
+        await eventually(lambda: len(sim.sent) == 1)
+        row = await eventually(
+            lambda: store.db.fetchone(
+                "SELECT * FROM messages WHERE id = ? AND status = 'accepted'", (mt_id,)
+            )
+        )
+    finally:
+        await sender.stop()
+        await http.aclose()
+        await sim.aclose()
+        await store.db.close()
+    assert row["gateway_id"] == sim.sent[0].id
+    assert failures["left"] == 0
+
+
+async def test_gateway_password_is_in_no_row_log_or_error(settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    sim = Simulator(password="the-right-one")
+
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app))
+    gateway = Gateway(url="http://gw/message", application="botkit", password=PASSWORD, http=http)
+    app = create_app(settings, gateway=gateway)
+    async with running(app):
+        await inject(app)
+        (mt,) = await eventually(
+            lambda: rows(
+                settings.db, "SELECT * FROM messages WHERE direction='mt' AND error IS NOT NULL"
+            )
+        )
+    await http.aclose()
+    await sim.aclose()
+    assert mt["error"] == "ERROR Invalid authentication information"
+    assert mt["status"] == "queued"  # credentials can be fixed: the message is kept
+    for path in Path(settings.db).parent.glob("botkit.db*"):
+        assert PASSWORD.encode() not in path.read_bytes()
+    assert PASSWORD not in caplog.text
+    assert "the-right-one" not in caplog.text

@@ -1,0 +1,446 @@
+"""The gateway simulator: the send API's rules, DLR and MO callbacks, retries, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from botkit.gateway import AUTH_TEXT, QUEUE_TEXT, Gateway
+from botkit.simulator import STATUSES, Simulator
+
+HANDSET = "+61400000001"
+OTHER = "+61400000002"
+GOOD = {
+    "application": "botkit",
+    "password": "simulator",
+    "content": "hi",
+    "destination": HANDSET,
+    "version": "2",
+}
+
+
+class Receiver:
+    """The app's side of the callbacks: records each request, answers from a script, then 200."""
+
+    def __init__(self, answers: list[int] | None = None) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.answers = list(answers or [])
+        self.app = Starlette(routes=[Route("/mo", self.handle), Route("/dlr", self.handle)])
+
+    async def handle(self, request: Request) -> PlainTextResponse:
+        self.requests.append((request.url.path, dict(request.query_params)))
+        status = self.answers.pop(0) if self.answers else 200
+        return PlainTextResponse("OK", status)
+
+    def dlrs(self) -> list[dict[str, str]]:
+        return [params for path, params in self.requests if path == "/dlr"]
+
+    def mos(self) -> list[dict[str, str]]:
+        return [params for path, params in self.requests if path == "/mo"]
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    return Receiver()
+
+
+@contextlib.asynccontextmanager
+async def simulator(receiver: Receiver, **options: object) -> AsyncIterator[Simulator]:
+    """A simulator whose callbacks reach `receiver` in-process."""
+    transport = httpx.ASGITransport(app=receiver.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as http:
+        urls = {"mo_url": "http://app.test/mo", "dlr_url": "http://app.test/dlr"}
+        defaults = {"dlr_delay": 0, "callback_backoff": 0, **urls}
+        sim = Simulator(http=http, **{**defaults, **options})
+        try:
+            yield sim
+        finally:
+            await sim.aclose()
+
+
+@pytest.fixture
+async def sim(receiver: Receiver) -> AsyncIterator[Simulator]:
+    async with simulator(receiver) as sim:
+        yield sim
+
+
+async def get(
+    sim: Simulator, client: tuple[str, int] = ("127.0.0.1", 123), **params: str | None
+) -> httpx.Response:
+    """GET /message on the simulator: GOOD with `params` changed (None drops one)."""
+    query = {k: v for k, v in {**GOOD, **params}.items() if v is not None}
+    transport = httpx.ASGITransport(app=sim.app, client=client)
+    async with httpx.AsyncClient(transport=transport) as http:
+        return await http.get("http://gateway.test/message", params=query)
+
+
+def assert_error(answer: httpx.Response, status: int, body: str) -> None:
+    assert (answer.status_code, answer.text) == (status, body)
+    assert answer.headers["content-type"].startswith("text/plain")
+
+
+# -- the send API ----------------------------------------------------------------------------
+
+
+async def test_accepts_an_mt_with_a_unique_64_bit_id(sim: Simulator) -> None:
+    answers = [await get(sim, content=f"hi {n}") for n in range(3)]
+    ids = [int(answer.text) for answer in answers]
+    assert all(answer.status_code == 200 for answer in answers)
+    assert answers[0].headers["content-type"].startswith("text/plain")
+    assert len(set(ids)) == 3 and all(2**32 < i < 2**63 for i in ids)
+    assert [m.id for m in sim.sent] == ids and sim.sent_by_id[ids[1]] is sim.sent[1]
+    first = sim.sent[0]
+    assert (first.destination, first.content, first.sender) == (HANDSET, "hi 0", "4433")
+
+
+async def test_records_every_optional_parameter(sim: Simulator) -> None:
+    await get(
+        sim,
+        **{"class": "mt_message"},
+        mask="ACME",
+        reference="t1.m1",
+        expires="2030-01-01T10:00:00+10:00",
+    )
+    await get(sim, source="+61400999000")
+    masked, sourced = sim.sent
+    assert (masked.message_class, masked.mask, masked.sender) == ("mt_message", "ACME", "ACME")
+    assert (masked.reference, masked.expires) == ("t1.m1", "2030-01-01T10:00:00+10:00")
+    assert (sourced.source, sourced.sender, sourced.message_class) == (
+        "+61400999000",
+        "+61400999000",
+        None,
+    )
+
+
+@pytest.mark.parametrize(("version", "status"), [("1", 500), (None, 500), ("2", 401)])
+@pytest.mark.parametrize(
+    "change",
+    [{"password": "wrong"}, {"password": None}, {"application": "other"}, {"application": None}],
+)
+async def test_authentication(
+    sim: Simulator, version: str | None, status: int, change: dict[str, str | None]
+) -> None:
+    assert_error(await get(sim, version=version, **change), status, AUTH_TEXT)
+    assert sim.sent == []
+
+
+@pytest.mark.parametrize(("version", "status"), [("1", 500), (None, 500), ("2", 400)])
+@pytest.mark.parametrize("name", ["content", "destination"])
+@pytest.mark.parametrize("value", [None, ""])
+async def test_missing_parameter(
+    sim: Simulator, version: str | None, status: int, name: str, value: str | None
+) -> None:
+    answer = await get(sim, version=version, **{name: value})
+    assert_error(answer, status, f"ERROR Missing {name} parameter")
+
+
+@pytest.mark.parametrize(("version", "status"), [("1", 500), ("2", 400)])
+@pytest.mark.parametrize(
+    ("change", "body"),
+    [
+        ({"class": "mt_message", "source": "+61400999000"}, QUEUE_TEXT),
+        ({"mask": "ACME"}, "ERROR Missing class parameter"),
+        ({"mask": "ACME", "source": "+61400999000"}, "ERROR Missing class parameter"),
+        ({"destination": "0400000000"}, QUEUE_TEXT),
+        ({"destination": "61400000001"}, QUEUE_TEXT),
+        ({"destination": "+61 400 000 001"}, QUEUE_TEXT),
+        ({"destination": "+1"}, QUEUE_TEXT),
+        ({"reference": "r" * 51}, QUEUE_TEXT),
+        ({"expires": "2030-01-01T10:00:00"}, QUEUE_TEXT),
+        ({"expires": "2030-01-01"}, QUEUE_TEXT),
+        ({"expires": "next week"}, QUEUE_TEXT),
+    ],
+)
+async def test_refused_messages(
+    sim: Simulator, version: str, status: int, change: dict[str, str], body: str
+) -> None:
+    assert_error(await get(sim, version=version, **change), status, body)
+    assert sim.sent == []
+
+
+@pytest.mark.parametrize(
+    "change", [{"reference": "r" * 50}, {"expires": "2030-01-01T10:00:00Z"}, {"mask": ""}]
+)
+async def test_accepted_edge_values(sim: Simulator, change: dict[str, str]) -> None:
+    assert (await get(sim, **change)).status_code == 200
+
+
+async def test_unroutable_number_fails_to_queue(sim: Simulator) -> None:
+    sim.set_unroutable("+61 400 000 002")
+    assert_error(await get(sim, destination=OTHER), 400, QUEUE_TEXT)
+    assert (await get(sim)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("allow", "client", "allowed"),
+    [
+        (None, "203.0.113.9", True),
+        (["10.0.0.0/8"], "10.1.2.3", True),
+        (["10.0.0.0/8", "192.0.2.7"], "192.0.2.7", True),
+        (["10.0.0.0/8"], "192.0.2.7", False),
+        (["2001:db8::/32"], "2001:db8::1", True),
+        (["2001:db8::/32"], "127.0.0.1", False),
+        ([], "127.0.0.1", False),
+    ],
+)
+async def test_ip_allow_list(
+    receiver: Receiver, allow: list[str] | None, client: str, allowed: bool
+) -> None:
+    async with simulator(receiver, allow=allow) as sim:
+        for version, status in (("1", 500), ("2", 401)):
+            answer = await get(sim, client=(client, 1234), version=version)
+            if allowed:
+                assert answer.status_code == 200
+            else:
+                assert_error(answer, status, AUTH_TEXT)
+
+
+# -- DLRs --------------------------------------------------------------------------------------
+
+
+async def test_default_dlrs_reach_the_app_in_order(sim: Simulator, receiver: Receiver) -> None:
+    with_ref = int((await get(sim, reference="t1.m1")).text)
+    without = int((await get(sim, destination=OTHER)).text)
+    await sim.drain()
+    mine = [d for d in receiver.dlrs() if d["id"] == str(with_ref)]
+    default = ["submitted", "sent", "received"]
+    assert mine == [{"id": str(with_ref), "status": s, "reference": "t1.m1"} for s in default]
+    other = [d for d in receiver.dlrs() if d["id"] == str(without)]
+    assert other == [{"id": str(without), "status": s} for s in default]
+    assert sim.sent_by_id[with_ref].statuses == default
+
+
+@pytest.mark.parametrize(
+    "fate",
+    [["submitted", "failed"], ["rejected"], ["submitted", "expired"], list(STATUSES), []],
+)
+async def test_set_fate(sim: Simulator, receiver: Receiver, fate: list[str]) -> None:
+    sim.set_fate(HANDSET, fate)
+    message_id = int((await get(sim)).text)
+    await get(sim, destination=OTHER)
+    await sim.drain()
+    assert [d["status"] for d in receiver.dlrs() if d["id"] == str(message_id)] == fate
+    assert sim.sent[0].statuses == fate
+    assert sim.sent[1].statuses == ["submitted", "sent", "received"]
+
+
+def test_set_fate_refuses_an_unknown_status(sim: Simulator) -> None:
+    with pytest.raises(ValueError, match="'delivered'"):
+        sim.set_fate(HANDSET, ["submitted", "delivered"])
+
+
+async def test_statuses_advance_without_a_dlr_url() -> None:
+    sim = Simulator(dlr_delay=0)
+    await get(sim)
+    await sim.drain()
+    assert sim.sent[0].statuses == ["submitted", "sent", "received"]
+    assert sim.callbacks == []
+    await sim.aclose()
+
+
+async def test_dlr_is_retried_with_the_same_parameters_until_200() -> None:
+    receiver = Receiver(answers=[500, 503])
+    async with simulator(receiver) as sim:
+        sim.set_fate(HANDSET, ["rejected"])
+        await get(sim, reference="t1.m1")
+        await sim.drain()
+    assert len(receiver.dlrs()) == 3 and all(d == receiver.dlrs()[0] for d in receiver.dlrs())
+    assert [(c.kind, c.answers) for c in sim.callbacks] == [("dlr", [500, 503, 200])]
+
+
+async def test_dlr_gives_up_after_callback_retries_and_goes_on() -> None:
+    receiver = Receiver(answers=[500] * 3)
+    async with simulator(receiver, callback_retries=2) as sim:
+        sim.set_fate(HANDSET, ["submitted", "sent"])
+        await get(sim)
+        await sim.drain()
+    assert [c.answers for c in sim.callbacks] == [[500, 500, 500], [200]]
+    assert [d["status"] for d in receiver.dlrs()] == ["submitted"] * 3 + ["sent"]
+
+
+async def test_unreachable_app_is_recorded_as_no_answer() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sim = Simulator(mo_url=f"http://127.0.0.1:{port}/mo", callback_retries=1, callback_backoff=0)
+    mo = await sim.send_mo(HANDSET, "anyone there?")
+    assert (mo.answer, mo.pending) == (None, False)
+    assert sim.callbacks[0].answers == [None, None]
+    await sim.aclose()
+
+
+# -- MOs ---------------------------------------------------------------------------------------
+
+
+async def test_mo_without_prior_mt(sim: Simulator, receiver: Receiver) -> None:
+    mo = await sim.send_mo("+61 400 000 001", "JOIN")
+    assert receiver.mos() == [
+        {
+            "id": str(mo.id),
+            "source": HANDSET,
+            "destination": "4433",
+            "content": "JOIN",
+            "operator": "Telstra",
+        }
+    ]
+    assert mo.answer == 200 and mo.id > 2**32 and sim.mos == [mo]
+    assert (mo.reply_to, mo.reference, mo.binary) == (None, None, False)
+
+
+async def test_mo_answers_the_latest_mt_with_its_reference(
+    sim: Simulator, receiver: Receiver
+) -> None:
+    await get(sim, reference="t1.m1", source="+61400999000")
+    latest = int((await get(sim, reference="t1.m2", source="+61400999001")).text)
+    await get(sim, destination=OTHER, reference="t9.m9")
+    mo = await sim.send_mo(HANDSET, "yes", operator="Optus")
+    params = receiver.mos()[0]
+    assert params["reply_to"] == str(latest) == str(mo.reply_to)
+    assert params["reference"] == "t1.m2" == mo.reference
+    assert params["destination"] == "+61400999001"
+    assert params["operator"] == "Optus"
+
+
+async def test_mo_can_answer_an_older_mt(sim: Simulator, receiver: Receiver) -> None:
+    older = int((await get(sim, reference="t1.m1")).text)
+    await get(sim, reference="t1.m2")
+    await sim.send_mo(HANDSET, "about the first one", reply_to=older)
+    assert (receiver.mos()[0]["reply_to"], receiver.mos()[0]["reference"]) == (str(older), "t1.m1")
+
+
+async def test_reply_to_an_mt_without_reference_has_no_reference(
+    sim: Simulator, receiver: Receiver
+) -> None:
+    message_id = int((await get(sim)).text)
+    await sim.send_mo(HANDSET, "ok")
+    assert receiver.mos()[0]["reply_to"] == str(message_id)
+    assert "reference" not in receiver.mos()[0]
+
+
+async def test_without_number_sequence_there_is_no_reply_to(receiver: Receiver) -> None:
+    async with simulator(receiver, number_sequence=False) as sim:
+        await get(sim, reference="t1.m1")
+        mo = await sim.send_mo(HANDSET, "ok", destination="4434")
+    assert "reply_to" not in receiver.mos()[0] and "reference" not in receiver.mos()[0]
+    assert (mo.reply_to, receiver.mos()[0]["destination"]) == (None, "4434")
+
+
+async def test_mo_is_retried_with_the_same_id_until_200() -> None:
+    receiver = Receiver(answers=[500, 404])
+    async with simulator(receiver) as sim:
+        mo = await sim.send_mo(HANDSET, "hello")
+    assert [params["id"] for params in receiver.mos()] == [str(mo.id)] * 3
+    assert mo.answer == 200 and sim.callbacks[0].answers == [500, 404, 200]
+
+
+async def test_mo_gives_up_and_records_the_last_answer() -> None:
+    receiver = Receiver(answers=[503] * 6)
+    async with simulator(receiver) as sim:
+        mo = await sim.send_mo(HANDSET, "hello")
+    assert len(receiver.mos()) == 6 and mo.answer == 503
+
+
+async def test_binary_mo_is_base64(sim: Simulator, receiver: Receiver) -> None:
+    data = bytes([0, 1, 254, 255]) + "é".encode()
+    mo = await sim.send_mo(HANDSET, data)
+    params = receiver.mos()[0]
+    assert params["encoding"] == "base64"
+    assert base64.b64decode(params["content"]) == data
+    assert mo.binary and mo.content == params["content"]
+    await sim.send_mo(HANDSET, "plain ünïcode")
+    assert "encoding" not in receiver.mos()[1]
+
+
+async def test_queue_mo_delivers_in_the_background(sim: Simulator, receiver: Receiver) -> None:
+    mo = sim.queue_mo(HANDSET, "later")
+    assert mo.pending and mo in sim.mos
+    await sim.drain()
+    assert not mo.pending and mo.answer == 200
+    assert receiver.mos()[0]["content"] == "later"
+
+
+async def test_mo_without_mo_url_is_recorded_but_not_delivered() -> None:
+    sim = Simulator()
+    mo = await sim.send_mo(HANDSET, "hello?")
+    assert (mo.answer, mo.pending, sim.callbacks) == (None, False, [])
+    await sim.aclose()
+
+
+async def test_inbox(sim: Simulator) -> None:
+    await get(sim, content="one")
+    await get(sim, destination=OTHER, content="other")
+    await get(sim, content="two")
+    assert [m.content for m in sim.inbox("+61 400 000 001")] == ["one", "two"]
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+async def test_drain_times_out_on_callbacks_that_take_too_long(receiver: Receiver) -> None:
+    async with simulator(receiver, dlr_delay=60) as sim:
+        await get(sim)
+        with pytest.raises(TimeoutError):
+            await sim.drain(timeout=0.01)
+
+
+async def test_aclose_cancels_pending_callbacks(receiver: Receiver) -> None:
+    async with simulator(receiver, dlr_delay=60) as sim:
+        await get(sim)
+        await sim.aclose()
+        assert sim._tasks == set()
+    assert receiver.requests == []
+
+
+async def test_lifespan_closes_the_client_it_created() -> None:
+    sim = Simulator()
+    async with sim.app.router.lifespan_context(sim.app):
+        assert not sim._http.is_closed
+    assert sim._http.is_closed
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Starlette) -> AsyncIterator[str]:
+    """Serve `app` with a real uvicorn on a free loopback port; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_over_real_sockets_gateway_to_simulator_to_app() -> None:
+    receiver = Receiver()
+    sim = Simulator(dlr_delay=0, allow=["127.0.0.1"])
+    async with serve(receiver.app) as app_url, serve(sim.app) as sim_url:
+        sim.mo_url, sim.dlr_url = f"{app_url}/mo", f"{app_url}/dlr"
+        async with Gateway(
+            url=f"{sim_url}/message", application="botkit", password="simulator"
+        ) as gateway:
+            message_id = await gateway.send(HANDSET, "Reply YES", reference="t7.m1")
+        await sim.drain()
+        mo = await sim.send_mo(HANDSET, "YES")
+    assert [d["status"] for d in receiver.dlrs()] == ["submitted", "sent", "received"]
+    assert receiver.mos()[0]["reply_to"] == str(message_id)
+    assert receiver.mos()[0]["reference"] == "t7.m1" and mo.answer == 200
+    assert sim._http.is_closed  # uvicorn ran the lifespan's shutdown
