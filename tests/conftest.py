@@ -12,11 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from browser import page  # noqa: F401  (a fixture)
+from servers import running_processes
 from starlette.applications import Starlette
 
 from botkit import Settings, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
+
+processes = pytest.fixture(running_processes)
 
 
 @pytest.fixture

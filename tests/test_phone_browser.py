@@ -1,0 +1,45 @@
+"""`make run`'s promise, in a real browser: type on the phone page, get the hello bot's
+reply with its delivery status, and find it all in the database."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import rows
+from servers import free_port, start, wait_for
+
+
+def test_phone_page_reaches_the_hello_bot(tmp_path, processes, page):
+    port = free_port()
+    db = tmp_path / "botkit.db"
+    app = start(processes, ["run", "--port", str(port), "--db", str(db)])
+    wait_for(f"http://127.0.0.1:{port}/healthz", app)
+
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
+    page.goto(f"http://127.0.0.1:{port}/")
+    assert page.url.endswith("/simulator/")
+
+    page.fill("#text", "HELLO")
+    page.click("#compose button[type=submit]")
+    reply = page.locator("#conversation li.mt").first
+    reply.locator(".text").wait_for()
+    assert reply.locator(".text").inner_text() == "Hi! I'm the botkit hello bot. What's your name?"
+    page.wait_for_function(
+        "document.querySelector('#conversation li.mt .meta').textContent.includes('received')"
+    )
+    assert re.search(r"received", reply.locator(".meta").inner_text())
+
+    page.fill("#text", "<b>Grace</b> & co")
+    page.click("#compose button[type=submit]")
+    second = page.locator("#conversation li.mt").nth(1).locator(".text")
+    second.wait_for()
+    assert second.inner_text().startswith("Nice to meet you, <b>Grace</b> & co!")
+    assert page.locator("#conversation b").count() == 0  # shown as text, not markup
+    assert errors == []
+
+    mts = rows(db, "SELECT content, status FROM messages WHERE direction = 'mt' ORDER BY id")
+    assert [m["status"] for m in mts] == ["accepted", "accepted"]
+    mos = rows(db, "SELECT content FROM messages WHERE direction = 'mo' ORDER BY id")
+    assert [m[0] for m in mos] == ["HELLO", "<b>Grace</b> & co"]
