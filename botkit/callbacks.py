@@ -127,7 +127,7 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
         except ValidationError as exc:
             return _bad_request("mo", exc)
         try:
-            message_id = await runtime.store.store_mo(incoming)
+            message_id = await runtime.store.inbox.add(incoming)
         except DatabaseError as exc:
             log.error("mo %s: not stored, the gateway will retry: %s", incoming.gateway_id, exc)
             return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)
@@ -148,7 +148,7 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
         except ValidationError as exc:
             return _bad_request("dlr", exc)
         try:
-            outcome = await runtime.store.record_dlr(incoming)
+            outcome = await runtime.store.deliveries.record(incoming)
         except DatabaseError as exc:
             log.error("dlr %s: not stored, the gateway will retry: %s", incoming.gateway_id, exc)
             return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)

@@ -19,6 +19,7 @@ from .messages import Message, Thread
 from .router import Route, Router
 from .store import Store
 from .templates import SMSTemplates
+from .threads import find_thread
 
 log = logging.getLogger("botkit.dispatcher")
 
@@ -73,7 +74,7 @@ class Dispatcher:
             free = self.concurrency - len(self._active)
             if free > 0:
                 try:
-                    claimed = await self.store.claim_mos(free, self.lease, list(self._active))
+                    claimed = await self.store.inbox.claim(free, self.lease, list(self._active))
                 except DatabaseError as exc:
                     log.error("could not claim MOs: %s", exc)
             for message in claimed:
@@ -97,11 +98,11 @@ class Dispatcher:
     async def handle(self, message: Message) -> None:
         """Find the MO's thread, route it, run the handler, commit what it did."""
         started = time.perf_counter()
-        thread = await self.store.find_thread(message)
+        thread = await find_thread(self.store.threads, message)
         route = self.router.route(thread, message.text)
         if route is None:
             log.warning("mo %s: no bot answers it", message.gateway_id)
-            await self.store.finish_mo(message, None, (), message_class=None, source=None)
+            await self.store.inbox.finish(message, None, (), message_class=None, source=None)
             return
         ctx = self._context(message, route)
         try:
@@ -115,12 +116,12 @@ class Dispatcher:
                 route.bot.name,
                 route.handler.__qualname__,
             )
-            await self.store.fail_mo(
+            await self.store.inbox.fail(
                 message, f"{type(exc).__name__}: {exc}", thread.id if thread else None
             )
             return
         closing = [route.closing.id] if route.closing and route.closing.id else []
-        mt_ids = await self.store.finish_mo(
+        mt_ids = await self.store.inbox.finish(
             message,
             ctx.thread,
             ctx.replies,

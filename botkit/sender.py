@@ -92,9 +92,8 @@ class Sender:
         while True:
             await self._slots.acquire()
             self._wake.clear()
-            await self.limiter.wait()
             try:
-                outgoing = await self.store.claim_send(self.lease)
+                outgoing = await self.store.outbox.claim(self.lease)
             except DatabaseError as exc:
                 log.error("could not claim an MT: %s", exc)
                 outgoing = None
@@ -102,12 +101,15 @@ class Sender:
                 self._slots.release()
                 await wait(self._wake, await self._idle_seconds())
                 continue
+            # Claimed first, then paced: the request leaves at its slot, and at most one
+            # MT waits in `sending` for its slot.
+            await self.limiter.wait()
             task = asyncio.create_task(self._send(outgoing))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
     async def _idle_seconds(self) -> float:
-        due = await self.store.next_send_due()
+        due = await self.store.outbox.next_due()
         if due is None:
             return POLL_SECONDS
         return min(POLL_SECONDS, max(0.0, (parse_stamp(due) - self.store.clock()).total_seconds()))
@@ -128,9 +130,9 @@ class Sender:
             await self._record_failure(mt, exc)
         except Exception as exc:
             log.exception("mt %s: unexpected failure while sending", mt.id)
-            await self.store.mark_uncertain(mt.id, f"{type(exc).__name__} while sending")
+            await self.store.outbox.uncertain(mt.id, f"{type(exc).__name__} while sending")
         else:
-            await self.store.mark_accepted(mt.id, gateway_id)
+            await self.store.outbox.accepted(mt.id, gateway_id)
             log.info(
                 "mt %s to %s: accepted as %s (%.1f ms)",
                 mt.id,
@@ -147,16 +149,16 @@ class Sender:
         uncertain = isinstance(exc, TransientError) and exc.may_have_been_accepted
         if uncertain and not self.resend_uncertain:
             log.warning("mt %s: may have reached the gateway, not resent: %s", mt.id, text)
-            await self.store.mark_uncertain(mt.id, text)
+            await self.store.outbox.uncertain(mt.id, text)
             return
         if retryable and mt.attempts < self.max_attempts:
             delay = backoff(mt.attempts, self.retry_base)
             log.warning(
                 "mt %s: attempt %d failed, retry in %.0fs: %s", mt.id, mt.attempts, delay, text
             )
-            await self.store.retry_later(mt.id, text, delay)
+            await self.store.outbox.retry_later(mt.id, text, delay)
             return
         if retryable:
             text = f"gave up after {mt.attempts} attempts: {text}"
         log.error("mt %s to %s: failed: %s", mt.id, mt.destination, text)
-        await self.store.mark_failed(mt.id, text)
+        await self.store.outbox.failed(mt.id, text)

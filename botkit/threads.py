@@ -8,6 +8,12 @@ when we never learnt the MT's gateway id.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+from .messages import Message, Thread
+
+if TYPE_CHECKING:
+    from .store.threads import Threads
 
 REFERENCE = re.compile(r"t(\d{1,20})\.m(\d{1,20})")
 
@@ -25,3 +31,19 @@ def parse_reference(reference: str | None) -> tuple[int, int] | None:
     if match is None:
         return None
     return int(match[1]), int(match[2])
+
+
+async def find_thread(threads: Threads, message: Message) -> Thread | None:
+    """The open thread an MO belongs to: the thread of the MT it answers (by `reply_to`,
+    or by the `reference` echoed with it), else the handset's open thread on the address
+    it texted, else None."""
+    candidates: list[Thread | None] = []
+    if message.reply_to is not None:
+        candidates.append(await threads.of_mt(message.reply_to))
+    parsed = parse_reference(message.reference)
+    if parsed is not None:
+        candidates.append(await threads.get(parsed[0]))
+    for thread in candidates:
+        if thread is not None and thread.status == "open" and thread.handset == message.source:
+            return thread
+    return await threads.open_for(message.source, message.destination)

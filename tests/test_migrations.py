@@ -26,7 +26,7 @@ async def test_a_later_migration_adds_to_an_existing_database_without_loss(tmp_p
     db = await Database.open(path)
     await migrate(db)
     store = Store(db)
-    await store.store_mo(
+    await store.inbox.add(
         IncomingMO(gateway_id=9, source="+61400000001", destination="4433", content="kept")
     )
     later = Migration(

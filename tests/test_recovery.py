@@ -26,9 +26,9 @@ def mo(n: int, text: str, phone: str = PHONE) -> IncomingMO:
 
 async def test_mos_stored_but_not_handled_are_handled_after_restart(settings):
     store = await open_store(settings.db)
-    await store.store_mo(mo(1, "hello"))
-    await store.store_mo(mo(2, "Grace"))
-    await store.claim_mos(10, lease=60)  # claimed by a process that then died
+    await store.inbox.add(mo(1, "hello"))
+    await store.inbox.add(mo(2, "Grace"))
+    await store.inbox.claim(10, lease=60)  # claimed by a process that then died
     await store.db.close()
 
     async with running(create_app(settings)) as app:
@@ -43,13 +43,15 @@ async def test_mos_stored_but_not_handled_are_handled_after_restart(settings):
 
 async def queue_replies(store: Store, count: int) -> list[int]:
     """Handle an MO the way the dispatcher does, leaving `count` MTs in the outbox."""
-    await store.store_mo(mo(1, "hello"))
-    (message,) = await store.claim_mos(1, lease=60)
+    await store.inbox.add(mo(1, "hello"))
+    (message,) = await store.inbox.claim(1, lease=60)
     templates = SMSTemplates(ROOT / "templates")
 
     thread = Thread(bot="hello", handset=PHONE, address="4433")
     replies = [templates.reply(f"reply {i}", {}) for i in range(count)]
-    return await store.finish_mo(message, thread, replies, message_class="mt_message", source=None)
+    return await store.inbox.finish(
+        message, thread, replies, message_class="mt_message", source=None
+    )
 
 
 async def test_queued_mts_are_sent_after_restart(settings):
@@ -70,7 +72,7 @@ async def test_mt_interrupted_while_sending_is_not_sent_again_but_settled_by_its
 ):
     store = await open_store(settings.db)
     first, _ = await queue_replies(store, 2)
-    claimed = await store.claim_send(lease=60)  # marked sending, then the process died
+    claimed = await store.outbox.claim(lease=60)  # marked sending, then the process died
     assert claimed is not None and claimed.id == first
     await store.db.close()
 
@@ -98,7 +100,7 @@ async def test_resend_uncertain_setting_sends_interrupted_mts_again(settings):
 
     store = await open_store(settings.db)
     await queue_replies(store, 1)
-    await store.claim_send(lease=60)
+    await store.outbox.claim(lease=60)
     await store.db.close()
 
     resend = dataclasses.replace(settings, resend_uncertain=True)
@@ -116,11 +118,11 @@ async def test_resend_uncertain_setting_sends_interrupted_mts_again(settings):
 async def test_dlr_before_the_send_is_recorded_joins_the_mt(settings):
     store = await open_store(settings.db)
     (mt_id,) = await queue_replies(store, 1)
-    await store.claim_send(lease=60)
+    await store.outbox.claim(lease=60)
     # A receipt without our reference arrives before we committed the gateway's answer.
-    outcome = await store.record_dlr(IncomingDLR(gateway_id=4242, status="submitted"))
+    outcome = await store.deliveries.record(IncomingDLR(gateway_id=4242, status="submitted"))
     assert outcome.message_id is None
-    await store.mark_accepted(mt_id, 4242)
+    await store.outbox.accepted(mt_id, 4242)
     (row,) = await store.db.fetchall("SELECT * FROM messages WHERE id = ?", (mt_id,))
     assert row["delivery"] == "submitted"
     await store.db.close()

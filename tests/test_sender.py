@@ -124,11 +124,11 @@ async def open_store(path: str) -> Store:
 
 
 async def queue_one(store: Store) -> int:
-    await store.store_mo(IncomingMO(gateway_id=1, source=PHONE, destination="4433", content="x"))
-    (message,) = await store.claim_mos(1, lease=60)
+    await store.inbox.add(IncomingMO(gateway_id=1, source=PHONE, destination="4433", content="x"))
+    (message,) = await store.inbox.claim(1, lease=60)
     thread = Thread(bot="t", handset=PHONE, address="4433")
     reply = SMSTemplates(ROOT / "templates").reply("hi there", {})
-    (mt_id,) = await store.finish_mo(
+    (mt_id,) = await store.inbox.finish(
         message, thread, [reply], message_class="mt_message", source=None
     )
     return mt_id

@@ -1,0 +1,46 @@
+"""The storage interface: every read and write of botkit's tables, in four parts.
+
+    store.inbox       MOs from the callback to their handler's commit
+    store.threads     conversations, their state and data
+    store.outbox      MTs from the handler's commit to the gateway's answer
+    store.deliveries  delivery receipts and the status history of MTs
+
+Routing, the sender and the callbacks call these and write no SQL of their own, so
+that another backend can stand behind the same interface. Once-only handling and
+per-handset order are properties of the rows (a unique key on the gateway id, one
+claimed inbox row per handset), not of one process's memory.
+"""
+
+from __future__ import annotations
+
+from ..clock import Clock, system_clock
+from ..db import Database
+from .deliveries import Deliveries, DeliveryOutcome
+from .inbox import Inbox
+from .outbox import Outbox
+from .threads import Threads
+
+__all__ = ["DeliveryOutcome", "Store"]
+
+
+class Store:
+    """All database access of botkit, over one `Database`."""
+
+    def __init__(self, db: Database, clock: Clock = system_clock) -> None:
+        self.db = db
+        self.clock = clock
+        self.inbox = Inbox(db, clock)
+        self.threads = Threads(db, clock)
+        self.outbox = Outbox(db, clock)
+        self.deliveries = Deliveries(db, clock)
+
+    async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
+        """At start-up, before any other process of this database runs: free every claim.
+
+        MOs claimed by a process that died are handled again (their effects were never
+        committed); MTs it left `sending` are settled as `Outbox.recover` says.
+        Returns (MOs released, MTs that were sending).
+        """
+        released = await self.inbox.release_all()
+        sending = await self.outbox.recover(resend_uncertain=resend_uncertain)
+        return released, sending

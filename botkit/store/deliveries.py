@@ -1,0 +1,84 @@
+"""Delivery receipts: every DLR kept, and each MT's status moved on by them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..db import Tx
+from ..messages import IncomingDLR, delivery_rank
+from ..threads import parse_reference
+from .base import Part
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What a DLR matched: our MT's id (None when it names no MT of ours), and if it was new."""
+
+    message_id: int | None
+    new: bool
+
+
+class Deliveries(Part):
+    """The delivery status history of MTs."""
+
+    async def record(self, dlr: IncomingDLR) -> DeliveryOutcome:
+        """Keep a delivery receipt and move its MT's status on; a repeat is kept once.
+
+        The MT is found by gateway id, else by our reference, which also settles an MT
+        whose send outcome was unknown. A receipt for no MT of ours is kept unmatched.
+        """
+
+        async def write(tx: Tx) -> DeliveryOutcome:
+            now = self.now()
+            message_id = await tx.fetchval(
+                "SELECT id FROM messages WHERE direction = 'mt' AND gateway_id = ?",
+                (dlr.gateway_id,),
+            )
+            parsed = parse_reference(dlr.reference)
+            if message_id is None and parsed is not None:
+                message_id = await tx.fetchval(
+                    """UPDATE messages SET gateway_id = ?,
+                           status = CASE WHEN status = 'uncertain' THEN 'accepted'
+                               ELSE status END,
+                           updated_at = ?
+                       WHERE id = ? AND direction = 'mt' AND reference = ?
+                         AND gateway_id IS NULL
+                       RETURNING id""",
+                    (dlr.gateway_id, now, parsed[1], dlr.reference),
+                )
+            inserted = await tx.fetchval(
+                """INSERT INTO deliveries (gateway_id, status, reference, message_id, received_at)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (gateway_id, status) DO NOTHING RETURNING id""",
+                (dlr.gateway_id, dlr.status, dlr.reference, message_id, now),
+            )
+            if message_id is not None:
+                await refresh(tx, message_id, now)
+            return DeliveryOutcome(message_id, inserted is not None)
+
+        return await self.db.write(write)
+
+
+async def adopt(tx: Tx, message_id: int, gateway_id: int, now: str) -> None:
+    """Receipts that came before we knew the MT's id (no reference echoed) join it now."""
+    await tx.execute(
+        "UPDATE deliveries SET message_id = ? WHERE gateway_id = ? AND message_id IS NULL",
+        (message_id, gateway_id),
+    )
+    await refresh(tx, message_id, now)
+
+
+async def refresh(tx: Tx, message_id: int, now: str) -> None:
+    """Set an MT's delivery status to the furthest along of its receipts (latest on ties)."""
+    rows = await tx.fetchall(
+        "SELECT status FROM deliveries WHERE message_id = ? ORDER BY id", (message_id,)
+    )
+    best: str | None = None
+    for (status,) in rows:
+        if delivery_rank(status) >= delivery_rank(best):
+            best = status
+    if best is not None:
+        await tx.execute(
+            "UPDATE messages SET delivery = ?, updated_at = ? WHERE id = ?",
+            (best, now, message_id),
+        )

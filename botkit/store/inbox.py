@@ -1,0 +1,162 @@
+"""The inbox: MOs stored and waiting to be handled, one claimed at a time per handset."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+from ..clock import later, parse_stamp
+from ..db import Row, Tx
+from ..messages import IncomingMO, Message, Reply, Thread
+from ..sms import measure
+from . import outbox, threads
+from .base import Part, marks
+
+
+class Inbox(Part):
+    """MOs from their callback to their handler's commit."""
+
+    async def add(self, mo: IncomingMO) -> int | None:
+        """Store an MO and put it in the inbox; None if its gateway id was already stored."""
+
+        async def write(tx: Tx) -> int | None:
+            now = self.now()
+            size = measure(mo.content)
+            message_id = await tx.fetchval(
+                """INSERT INTO messages (direction, gateway_id, handset, address, content,
+                       encoding, segments, operator, reply_to, reference, status,
+                       created_at, updated_at)
+                   VALUES ('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)
+                   ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
+                   RETURNING id""",
+                (
+                    mo.gateway_id,
+                    mo.source,
+                    mo.destination,
+                    mo.content,
+                    "base64" if mo.binary else size.name,
+                    1 if mo.binary else size.segments,
+                    mo.operator,
+                    mo.reply_to,
+                    mo.reference,
+                    now,
+                    now,
+                ),
+            )
+            if message_id is not None:
+                await tx.execute(
+                    "INSERT INTO inbox (message_id, handset) VALUES (?, ?)",
+                    (message_id, mo.source),
+                )
+            return message_id
+
+        return await self.db.write(write)
+
+    async def claim(self, limit: int, lease: float, exclude: Sequence[str] = ()) -> list[Message]:
+        """Claim the oldest unhandled MO of up to `limit` handsets that have none claimed.
+
+        A claim is a lease: if its holder dies, the MO is claimed again after `lease`
+        seconds. Handsets in `exclude` are being handled by this process already.
+        """
+
+        async def write(tx: Tx) -> list[int]:
+            rows = await tx.fetchall(
+                """SELECT i.message_id, i.handset FROM inbox i
+                   WHERE i.message_id IN (SELECT min(message_id) FROM inbox GROUP BY handset)
+                     AND (i.claimed_until IS NULL OR i.claimed_until < ?)
+                   ORDER BY i.message_id LIMIT ?""",
+                (self.now(), limit + len(exclude)),
+            )
+            skip = set(exclude)
+            ids = [row[0] for row in rows if row[1] not in skip][:limit]
+            if ids:
+                await tx.execute(
+                    f"""UPDATE inbox SET claimed_until = ?, attempts = attempts + 1
+                        WHERE message_id IN ({marks(ids)})""",
+                    (later(self.clock, lease), *ids),
+                )
+            return ids
+
+        ids = await self.db.write(write)
+        if not ids:
+            return []
+        rows = await self.db.fetchall(
+            f"SELECT * FROM messages WHERE id IN ({marks(ids)}) ORDER BY id", ids
+        )
+        return [message_from_row(row) for row in rows]
+
+    async def finish(
+        self,
+        message: Message,
+        thread: Thread | None,
+        replies: Sequence[Reply],
+        *,
+        message_class: str | None,
+        source: str | None,
+        closing: Sequence[int] = (),
+    ) -> list[int]:
+        """Commit a handled MO in one transaction: the threads in `closing` closed, the
+        thread's state and data saved (a new thread gets its id), the replies queued in
+        the outbox, the MO marked handled. Returns the ids of the queued MTs."""
+
+        async def write(tx: Tx) -> list[int]:
+            now = self.now()
+            for thread_id in closing:
+                await threads.close(tx, thread_id, now)
+            mt_ids = []
+            if thread is not None:
+                await threads.save(tx, thread, now)
+                for reply in replies:
+                    mt_ids.append(
+                        await outbox.enqueue(tx, thread, reply, message_class, source, now)
+                    )
+            await tx.execute(
+                """UPDATE messages SET status = 'handled', thread_id = ?, updated_at = ?
+                   WHERE id = ?""",
+                (thread.id if thread else None, now, message.id),
+            )
+            await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message.id,))
+            return mt_ids
+
+        return await self.db.write(write)
+
+    async def fail(self, message: Message, error: str, thread_id: int | None) -> None:
+        """Mark an MO failed (its handler raised); the thread is left as it was."""
+
+        async def write(tx: Tx) -> None:
+            await tx.execute(
+                """UPDATE messages SET status = 'failed', error = ?, thread_id = ?,
+                       updated_at = ? WHERE id = ?""",
+                (error, thread_id, self.now(), message.id),
+            )
+            await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message.id,))
+
+        await self.db.write(write)
+
+    async def release_all(self) -> int:
+        """Free every claim (at start-up, when no other process holds one)."""
+        return await self.db.write(
+            lambda tx: tx.execute(
+                "UPDATE inbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL"
+            )
+        )
+
+    async def depth(self) -> int:
+        """How many MOs wait to be handled."""
+        return await self.db.fetchval("SELECT count(*) FROM inbox")
+
+
+def message_from_row(row: Row) -> Message:
+    binary = base64.b64decode(row["content"]) if row["encoding"] == "base64" else None
+    return Message(
+        id=row["id"],
+        gateway_id=row["gateway_id"],
+        source=row["handset"],
+        destination=row["address"],
+        content=row["content"],
+        received_at=parse_stamp(row["created_at"]),
+        operator=row["operator"],
+        reply_to=row["reply_to"],
+        reference=row["reference"],
+        binary=binary,
+    )

@@ -1,0 +1,195 @@
+"""The outbox: MTs waiting for the gateway, and what became of each request.
+
+An MT is `queued`, then `sending` (committed before its request leaves), then gone
+from the outbox once the gateway answered for good: `accepted` with its id, `failed`
+with the gateway's text, or `uncertain` when the request may have arrived.
+"""
+
+from __future__ import annotations
+
+from ..clock import later
+from ..db import Row, Tx
+from ..messages import Outgoing, Reply, Thread
+from ..threads import make_reference
+from . import deliveries
+from .base import Part
+
+
+async def enqueue(
+    tx: Tx,
+    thread: Thread,
+    reply: Reply,
+    message_class: str | None,
+    source: str | None,
+    now: str,
+) -> int:
+    """Store an MT of `thread` and queue it; its reference names the thread and itself."""
+    assert thread.id is not None
+    message_id = await tx.fetchval(
+        """INSERT INTO messages (direction, thread_id, handset, address, content, encoding,
+               segments, message_class, source, template, status, created_at, updated_at)
+           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id""",
+        (
+            thread.id,
+            thread.handset,
+            source or thread.address,
+            reply.content,
+            reply.encoding,
+            reply.segments,
+            None if source else message_class,
+            source,
+            reply.template,
+            now,
+            now,
+        ),
+    )
+    await tx.execute(
+        "UPDATE messages SET reference = ? WHERE id = ?",
+        (make_reference(thread.id, message_id), message_id),
+    )
+    await tx.execute(
+        "INSERT INTO outbox (message_id, state, next_attempt_at) VALUES (?, 'queued', ?)",
+        (message_id, now),
+    )
+    return message_id
+
+
+class Outbox(Part):
+    """MTs from their handler's commit to the gateway's answer."""
+
+    async def claim(self, lease: float) -> Outgoing | None:
+        """Take the next due MT and mark it `sending`, committed before it is sent, so
+        that after a crash we know its outcome is unknown rather than assume it unsent."""
+
+        async def write(tx: Tx) -> Row | None:
+            now = self.now()
+            message_id = await tx.fetchval(
+                """UPDATE outbox SET state = 'sending', claimed_until = ?,
+                       attempts = attempts + 1
+                   WHERE message_id = (
+                       SELECT message_id FROM outbox
+                       WHERE state = 'queued' AND next_attempt_at <= ?
+                       ORDER BY next_attempt_at, message_id LIMIT 1)
+                   RETURNING message_id""",
+                (later(self.clock, lease), now),
+            )
+            if message_id is None:
+                return None
+            await tx.execute(
+                "UPDATE messages SET status = 'sending', updated_at = ? WHERE id = ?",
+                (now, message_id),
+            )
+            return await tx.fetchone(
+                """SELECT m.*, o.attempts FROM messages m JOIN outbox o ON o.message_id = m.id
+                   WHERE m.id = ?""",
+                (message_id,),
+            )
+
+        row = await self.db.write(write)
+        if row is None:
+            return None
+        return Outgoing(
+            id=row["id"],
+            destination=row["handset"],
+            content=row["content"],
+            message_class=row["message_class"],
+            source=row["source"],
+            mask=row["mask"],
+            reference=row["reference"],
+            expires=row["expires"],
+            attempts=row["attempts"],
+        )
+
+    async def next_due(self) -> str | None:
+        """When the earliest queued MT is due, or None when none is queued."""
+        return await self.db.fetchval(
+            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'"
+        )
+
+    async def depth(self) -> int:
+        """How many MTs wait for the gateway."""
+        return await self.db.fetchval("SELECT count(*) FROM outbox")
+
+    async def accepted(self, message_id: int, gateway_id: int) -> None:
+        """The gateway took the MT and gave it `gateway_id`."""
+
+        async def write(tx: Tx) -> None:
+            now = self.now()
+            await tx.execute(
+                """UPDATE messages SET status = 'accepted', gateway_id = ?, error = NULL,
+                       updated_at = ? WHERE id = ?""",
+                (gateway_id, now, message_id),
+            )
+            await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+            await deliveries.adopt(tx, message_id, gateway_id, now)
+
+        await self.db.write(write)
+
+    async def failed(self, message_id: int, error: str) -> None:
+        """The gateway refused the MT for good; keep its text."""
+
+        async def write(tx: Tx) -> None:
+            await tx.execute(
+                "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                (error, self.now(), message_id),
+            )
+            await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+
+        await self.db.write(write)
+
+    async def uncertain(self, message_id: int, error: str) -> None:
+        """The request may have reached the gateway: do not resend; a DLR will tell."""
+        await self.db.write(lambda tx: _settle_uncertain(tx, message_id, error, self.now()))
+
+    async def retry_later(self, message_id: int, error: str, delay: float) -> None:
+        """The request surely never reached the gateway: queue it again after `delay`."""
+
+        async def write(tx: Tx) -> None:
+            await tx.execute(
+                """UPDATE outbox SET state = 'queued', claimed_until = NULL,
+                       next_attempt_at = ?, last_error = ? WHERE message_id = ?""",
+                (later(self.clock, delay), error, message_id),
+            )
+            await tx.execute(
+                "UPDATE messages SET status = 'queued', error = ?, updated_at = ? WHERE id = ?",
+                (error, self.now(), message_id),
+            )
+
+        await self.db.write(write)
+
+    async def recover(self, *, resend_uncertain: bool) -> int:
+        """At start-up: MTs left `sending` by a process that died may have reached the
+        gateway. They become uncertain, to be settled by their DLR, unless
+        `resend_uncertain` queues them again. Returns how many there were."""
+
+        async def write(tx: Tx) -> int:
+            now = self.now()
+            rows = await tx.fetchall("SELECT message_id FROM outbox WHERE state = 'sending'")
+            for (message_id,) in rows:
+                if resend_uncertain:
+                    await tx.execute(
+                        """UPDATE outbox SET state = 'queued', claimed_until = NULL
+                           WHERE message_id = ?""",
+                        (message_id,),
+                    )
+                    await tx.execute(
+                        "UPDATE messages SET status = 'queued', uncertain = 1 WHERE id = ?",
+                        (message_id,),
+                    )
+                else:
+                    await _settle_uncertain(tx, message_id, "interrupted while sending", now)
+            return len(rows)
+
+        return await self.db.write(write)
+
+
+async def _settle_uncertain(tx: Tx, message_id: int, error: str, now: str) -> None:
+    # A receipt may already have named it by its reference: then it was accepted.
+    await tx.execute(
+        """UPDATE messages SET
+               status = CASE WHEN gateway_id IS NULL THEN 'uncertain' ELSE 'accepted' END,
+               error = ?, uncertain = 1, updated_at = ?
+           WHERE id = ?""",
+        (error, now, message_id),
+    )
+    await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))

@@ -1,0 +1,86 @@
+"""Threads: a conversation between one handset and one of our addresses."""
+
+from __future__ import annotations
+
+import json
+
+from ..db import Row, Tx
+from ..messages import Thread
+from .base import Part
+
+
+class Threads(Part):
+    """Reads of threads; writes happen inside the inbox's transactions."""
+
+    async def get(self, thread_id: int) -> Thread | None:
+        row = await self.db.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
+        return None if row is None else thread_from_row(row)
+
+    async def of_mt(self, gateway_id: int) -> Thread | None:
+        """The thread of the MT the gateway knows as `gateway_id`."""
+        row = await self.db.fetchone(
+            """SELECT t.* FROM messages m JOIN threads t ON t.id = m.thread_id
+               WHERE m.direction = 'mt' AND m.gateway_id = ? ORDER BY m.id DESC LIMIT 1""",
+            (gateway_id,),
+        )
+        return None if row is None else thread_from_row(row)
+
+    async def open_for(self, handset: str, address: str) -> Thread | None:
+        """The handset's most recent open thread on `address`."""
+        row = await self.db.fetchone(
+            """SELECT * FROM threads WHERE handset = ? AND address = ? AND status = 'open'
+               ORDER BY id DESC LIMIT 1""",
+            (handset, address),
+        )
+        return None if row is None else thread_from_row(row)
+
+
+async def save(tx: Tx, thread: Thread, now: str) -> None:
+    """Insert a new thread (setting its id) or update an existing one."""
+    data = json.dumps(thread.data, separators=(",", ":"))
+    closed_at = now if thread.status == "closed" else None
+    if thread.id is None:
+        thread.id = await tx.fetchval(
+            """INSERT INTO threads (bot, handset, address, state, data, status,
+                   created_at, updated_at, closed_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+            (
+                thread.bot,
+                thread.handset,
+                thread.address,
+                thread.state,
+                data,
+                thread.status,
+                now,
+                now,
+                closed_at,
+            ),
+        )
+        return
+    await tx.execute(
+        """UPDATE threads SET state = ?, data = ?, status = ?, updated_at = ?,
+               closed_at = coalesce(closed_at, ?)
+           WHERE id = ?""",
+        (thread.state, data, thread.status, now, closed_at, thread.id),
+    )
+
+
+async def close(tx: Tx, thread_id: int, now: str) -> None:
+    """Close an open thread (another bot's conversation replaces it)."""
+    await tx.execute(
+        """UPDATE threads SET status = 'closed', state = NULL, updated_at = ?, closed_at = ?
+           WHERE id = ? AND status = 'open'""",
+        (now, now, thread_id),
+    )
+
+
+def thread_from_row(row: Row) -> Thread:
+    return Thread(
+        id=row["id"],
+        bot=row["bot"],
+        handset=row["handset"],
+        address=row["address"],
+        state=row["state"],
+        data=json.loads(row["data"]),
+        status=row["status"],
+    )
