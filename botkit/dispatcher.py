@@ -7,12 +7,10 @@ across restarts; different handsets are handled concurrently.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
-from .clock import wait
 from .context import Context
 from .db import DatabaseError
 from .messages import Message, Thread
@@ -20,14 +18,17 @@ from .router import Route, Router
 from .store import Store
 from .templates import SMSTemplates
 from .threads import find_thread
+from .worker import Worker
 
 log = logging.getLogger("botkit.dispatcher")
 
 POLL_SECONDS = 5.0
 
 
-class Dispatcher:
+class Dispatcher(Worker):
     """Claims MOs from the inbox and runs their handlers."""
+
+    name = "dispatcher"
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class Dispatcher:
         concurrency: int = 64,
         lease: float = 60.0,
     ) -> None:
+        super().__init__()
         self.store = store
         self.router = router
         self.templates = templates
@@ -49,27 +51,11 @@ class Dispatcher:
         self.concurrency = concurrency
         self.lease = lease
         self.on_queued = on_queued
-        self._wake = asyncio.Event()
-        self._active: dict[str, asyncio.Task[None]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="botkit-dispatcher")
-
-    def wake(self) -> None:
-        """Tell the dispatcher there may be new MOs to claim."""
-        self._wake.set()
-
-    async def stop(self) -> None:
-        """Stop claiming, and let the handlers under way finish."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.gather(*self._active.values(), return_exceptions=True)
+        self._active: set[str] = set()  # handsets whose MO is being handled here
 
     async def _run(self) -> None:
         while True:
-            self._wake.clear()
+            self.ready()
             claimed = []
             free = self.concurrency - len(self._active)
             if free > 0:
@@ -78,10 +64,10 @@ class Dispatcher:
                 except DatabaseError as exc:
                     log.error("could not claim MOs: %s", exc)
             for message in claimed:
-                task = asyncio.create_task(self._handle_claimed(message))
-                self._active[message.source] = task
+                self._active.add(message.source)
+                self.spawn(self._handle_claimed(message))
             if not claimed:
-                await wait(self._wake, POLL_SECONDS)
+                await self.sleep(POLL_SECONDS)
 
     async def _handle_claimed(self, message: Message) -> None:
         try:
@@ -92,7 +78,7 @@ class Dispatcher:
         except Exception:
             log.exception("mo %s: dispatcher failed", message.gateway_id)
         finally:
-            self._active.pop(message.source, None)
+            self._active.discard(message.source)
             self.wake()
 
     async def handle(self, message: Message) -> None:

@@ -13,11 +13,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .clock import parse_stamp, wait
+from .clock import parse_stamp
 from .db import DatabaseError
 from .errors import AuthenticationError, GatewayError, TransientError, ValidationError
 from .messages import Outgoing
 from .store import Store
+from .worker import Worker
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -47,8 +48,10 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
     return min(cap, base * 2 ** max(0, attempts - 1))
 
 
-class Sender:
+class Sender(Worker):
     """Sends queued MTs, `rate` per second at most, up to `concurrency` at once."""
+
+    name = "sender"
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class Sender:
         retry_base: float = 2.0,
         lease: float = 120.0,
     ) -> None:
+        super().__init__()
         self.store = store
         self.gateway = gateway
         self.limiter = RateLimiter(rate)
@@ -70,28 +74,11 @@ class Sender:
         self.retry_base = retry_base
         self.lease = lease
         self._slots = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._sending: set[asyncio.Task[None]] = set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="botkit-sender")
-
-    def wake(self) -> None:
-        """Tell the sender there may be new MTs in the outbox."""
-        self._wake.set()
-
-    async def stop(self) -> None:
-        """Stop taking MTs, and let the requests under way get their answers."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
             await self._slots.acquire()
-            self._wake.clear()
+            self.ready()
             try:
                 outgoing = await self.store.outbox.claim(self.lease)
             except DatabaseError as exc:
@@ -99,14 +86,16 @@ class Sender:
                 outgoing = None
             if outgoing is None:
                 self._slots.release()
-                await wait(self._wake, await self._idle_seconds())
+                await self.sleep(await self._idle_seconds())
                 continue
             # Claimed first, then paced: the request leaves at its slot, and at most one
             # MT waits in `sending` for its slot.
-            await self.limiter.wait()
-            task = asyncio.create_task(self._send(outgoing))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            try:
+                await self.limiter.wait()
+            except asyncio.CancelledError:
+                await asyncio.shield(self.store.outbox.release(outgoing.id))
+                raise
+            self.spawn(self._send(outgoing))
 
     async def _idle_seconds(self) -> float:
         due = await self.store.outbox.next_due()

@@ -126,3 +126,27 @@ async def test_dlr_before_the_send_is_recorded_joins_the_mt(settings):
     (row,) = await store.db.fetchall("SELECT * FROM messages WHERE id = ?", (mt_id,))
     assert row["delivery"] == "submitted"
     await store.db.close()
+
+
+async def test_stopping_while_an_mt_waits_for_its_slot_gives_it_back(settings):
+    import dataclasses
+
+    from botkit import Bot, Context
+
+    bot = Bot("burst")
+
+    @bot.fallback
+    async def burst(ctx: Context) -> None:
+        for i in range(5):
+            ctx.reply(f"part {i}")
+
+    slow = dataclasses.replace(settings, send_rate=2.0)
+    async with running(create_app(slow, bots=[bot])) as app:
+        sim = app.state.simulator
+        await sim.send_mo(PHONE, "go")
+        await eventually(lambda: len(sim.inbox(PHONE)) == 2)
+    sent = len(sim.inbox(PHONE))
+    statuses = [r[0] for r in rows(settings.db, "SELECT status FROM messages WHERE direction='mt'")]
+    assert statuses.count("accepted") == sent
+    assert statuses.count("queued") == 5 - sent  # none left 'sending', none uncertain
+    assert [r[0] for r in rows(settings.db, "SELECT state FROM outbox")] == ["queued"] * (5 - sent)

@@ -100,6 +100,23 @@ class Outbox(Part):
             attempts=row["attempts"],
         )
 
+    async def release(self, message_id: int) -> None:
+        """Give back a claimed MT whose request never left (the sender is stopping)."""
+
+        async def write(tx: Tx) -> None:
+            await tx.execute(
+                """UPDATE outbox SET state = 'queued', claimed_until = NULL,
+                       attempts = attempts - 1
+                   WHERE message_id = ? AND state = 'sending'""",
+                (message_id,),
+            )
+            await tx.execute(
+                "UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?",
+                (self.now(), message_id),
+            )
+
+        await self.db.write(write)
+
     async def next_due(self) -> str | None:
         """When the earliest queued MT is due, or None when none is queued."""
         return await self.db.fetchval(

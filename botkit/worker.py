@@ -1,0 +1,57 @@
+"""`Worker`: a background loop that sleeps until woken, and the tasks it starts.
+
+The dispatcher and the sender are workers: `start()` in the app's lifespan,
+`wake()` when there may be work, `stop()` to stop looping and let the tasks under
+way finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from .clock import wait
+
+
+class Worker:
+    """Subclasses write `_run()`, a loop that calls `await self.sleep(seconds)` when idle."""
+
+    name = "worker"
+
+    def __init__(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name=f"botkit-{self.name}")
+
+    def wake(self) -> None:
+        """Say there may be new work; an idle loop starts its next round at once."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop the loop, then wait for the tasks it started."""
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Start a task that `stop()` will wait for."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def ready(self) -> None:
+        """Call at the top of a round: a wake-up from now on is not missed."""
+        self._wake.clear()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until woken, or `seconds` at most."""
+        await wait(self._wake, seconds)
