@@ -1,0 +1,13 @@
+"""The subcommands of `botkit`, one module each.
+
+A command module has `NAME`, `HELP` (one line for `botkit --help`), `DESCRIPTION`,
+`EXAMPLES`, `configure(parser)` to declare its arguments, and `main(args) -> int`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import run, send, simulator
+
+COMMANDS: tuple[ModuleType, ...] = (run, simulator, send)

@@ -1,0 +1,68 @@
+"""botkit run: serve the app with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import secrets
+
+from ..settings import Settings
+
+NAME = "run"
+HELP = "serve the app (with the built-in simulator when no credentials are set)"
+DESCRIPTION = (
+    "Serve the callbacks and bots with uvicorn. Without BOTKIT_APPLICATION and "
+    "BOTKIT_PASSWORD the built-in gateway simulator is the gateway, and its phone "
+    "page is served at /simulator/."
+)
+EXAMPLES = """\
+  botkit run
+  botkit run --bots bots --templates templates --db botkit.db --port 8000"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bots", help="folder of bot modules (default: bots)")
+    parser.add_argument("--templates", help="folder of templates (default: templates)")
+    parser.add_argument("--db", help="SQLite database file (default: botkit.db)")
+    parser.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: 8000)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..app import create_app
+    from ..logs import setup_logging
+
+    settings = Settings.load(
+        bots=args.bots, templates=args.templates, db=args.db, host=args.host, port=args.port
+    )
+    setup_logging(settings.log_format)
+    if settings.simulator_mode and settings.callback_token is None:
+        settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
+    app = create_app(settings)
+    announce(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)
+    return 0
+
+
+def announce(settings: Settings) -> None:
+    """Say on start-up what the app talks to and where to reach it."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{host}:{settings.port}"
+    if settings.simulator_mode:
+        lines = [
+            "botkit: no gateway credentials (BOTKIT_APPLICATION, BOTKIT_PASSWORD): "
+            "running against the built-in gateway simulator.",
+            f"  phone simulator:  {base}/simulator/",
+            f"  database:         {settings.db}",
+            f"  callback token:   {settings.callback_token}",
+        ]
+    else:
+        lines = [
+            f"botkit: sending through {settings.gateway_url} as {settings.application}",
+            "  MO callback URL:  https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/mo",
+            "  DLR callback URL: https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/dlr",
+            f"  listening on:     {base}",
+        ]
+    print(*lines, sep="\n", flush=True)

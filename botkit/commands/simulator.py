@@ -1,0 +1,45 @@
+"""botkit simulator: a standalone emulator of the gateway."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "simulator"
+HELP = "run a standalone emulator of the gateway"
+DESCRIPTION = (
+    "Emulate the Mobile Gateway HTTPS API v2 (and v1 error codes): GET /message takes "
+    "MTs and answers as the gateway would; DLRs and MOs from simulated handsets go to "
+    "the callback URLs; the phone page is at /."
+)
+EXAMPLES = """\
+  botkit simulator --port 9000 \\
+    --mo-url http://127.0.0.1:8000/callbacks/TOKEN/mo \\
+    --dlr-url http://127.0.0.1:8000/callbacks/TOKEN/dlr"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=9000, help="port to listen on")
+    parser.add_argument("--mo-url", required=True, help="where to send MO callbacks")
+    parser.add_argument("--dlr-url", required=True, help="where to send DLR callbacks")
+    parser.add_argument("--application", default="botkit", help="application name to accept")
+    parser.add_argument("--password", default="simulator", help="password to accept (a test one)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..logs import setup_logging
+    from ..simulator import Simulator
+
+    setup_logging()
+    simulator = Simulator(
+        application=args.application,
+        password=args.password,
+        mo_url=args.mo_url,
+        dlr_url=args.dlr_url,
+    )
+    base = f"http://{args.host}:{args.port}"
+    print(f"botkit simulator: gateway at {base}/message, phone page at {base}/", flush=True)
+    uvicorn.run(simulator.app, host=args.host, port=args.port, access_log=False, log_config=None)
+    return 0
