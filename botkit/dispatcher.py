@@ -52,6 +52,9 @@ class Dispatcher(Worker):
         self.lease = lease
         self.on_queued = on_queued
         self._active: set[str] = set()  # handsets whose MO is being handled here
+        # Called with the MO and the exception when a handler raises (the test harness
+        # re-raises it in the test).
+        self.failure_listeners: list[Callable[[Message, Exception], None]] = []
 
     async def _run(self) -> None:
         while True:
@@ -105,6 +108,8 @@ class Dispatcher(Worker):
             await self.store.inbox.fail(
                 message, f"{type(exc).__name__}: {exc}", thread.id if thread else None
             )
+            for listener in self.failure_listeners:
+                listener(message, exc)
             return
         closing = [route.closing.id] if route.closing and route.closing.id else []
         mt_ids = await self.store.inbox.finish(

@@ -105,6 +105,7 @@ class Simulator:
         http: httpx.AsyncClient | None = None,
         callback_retries: int = 5,
         callback_backoff: float = 0.05,
+        fate: Sequence[str] = DEFAULT_FATE,
     ) -> None:
         self.application = application
         self._password = password
@@ -123,6 +124,7 @@ class Simulator:
         self.mos: list[SimMO] = []
         self.callbacks: list[SimCallback] = []
         self._fates: dict[str, tuple[str, ...]] = {}
+        self.default_fate = _checked(fate)
         self._unroutable: set[str] = set()
         self._ids = itertools.count(FIRST_ID + time.time_ns() // 1000)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,10 +136,7 @@ class Simulator:
 
     def set_fate(self, destination: str, statuses: Sequence[str]) -> None:
         """Make MTs to `destination` go through `statuses` (DLRs in that order) from now on."""
-        for status in statuses:
-            if status not in STATUSES:
-                raise ValueError(f"unknown status {status!r}; the gateway sends {STATUSES}")
-        self._fates[international(destination)] = tuple(statuses)
+        self._fates[international(destination)] = _checked(statuses)
 
     def set_unroutable(self, destination: str) -> None:
         """Make the gateway refuse MTs to `destination` with "Failed to queue message"."""
@@ -259,21 +258,30 @@ class Simulator:
         )
         self.sent.append(message)
         self.sent_by_id[message.id] = message
-        fate = self._fates.get(destination, DEFAULT_FATE)
+        fate = self._fates.get(destination, self.default_fate)
         self._spawn(self._deliver_statuses(message, fate))
         return message
+
+    async def report(self, message_id: int, status: str) -> None:
+        """Move an accepted MT to `status` now and send its DLR (for tests that drive
+        delivery by hand, with an empty fate)."""
+        (status,) = _checked([status])
+        await self._report(self.sent_by_id[message_id], status)
 
     async def _deliver_statuses(self, message: SimMessage, fate: Sequence[str]) -> None:
         """Move an MT through its fate, sending a DLR for each status when dlr_url is set."""
         for status in fate:
             await asyncio.sleep(self.dlr_delay)
-            message.statuses.append(status)
-            if self.dlr_url is None:
-                continue
-            params = {"id": str(message.id), "status": status}
-            if message.reference is not None:
-                params["reference"] = message.reference
-            await self._callback("dlr", self.dlr_url, params)
+            await self._report(message, status)
+
+    async def _report(self, message: SimMessage, status: str) -> None:
+        message.statuses.append(status)
+        if self.dlr_url is None:
+            return
+        params = {"id": str(message.id), "status": status}
+        if message.reference is not None:
+            params["reference"] = message.reference
+        await self._callback("dlr", self.dlr_url, params)
 
     def _new_mo(
         self,
@@ -372,3 +380,11 @@ def _is_e164(value: str) -> bool:
         return international(value) == value
     except ValidationError:
         return False
+
+
+def _checked(statuses: Sequence[str]) -> tuple[str, ...]:
+    """`statuses` as a tuple, or ValueError naming the first the gateway never sends."""
+    for status in statuses:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; the gateway sends {STATUSES}")
+    return tuple(statuses)

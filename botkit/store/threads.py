@@ -34,6 +34,13 @@ class Threads(Part):
         )
         return None if row is None else thread_from_row(row)
 
+    async def latest_for(self, handset: str) -> Thread | None:
+        """The handset's most recent thread, open or closed."""
+        row = await self.db.fetchone(
+            "SELECT * FROM threads WHERE handset = ? ORDER BY id DESC LIMIT 1", (handset,)
+        )
+        return None if row is None else thread_from_row(row)
+
 
 async def save(tx: Tx, thread: Thread, now: str) -> None:
     """Insert a new thread (setting its id) or update an existing one."""

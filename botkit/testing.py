@@ -1,0 +1,269 @@
+"""Testing bots: run them in-process against a temporary database and the simulator.
+
+    from botkit.testing import Harness
+
+    async def test_hello():
+        async with Harness(bots="bots", templates="templates") as harness:
+            phone = harness.phone("+61400000001")
+            (reply,) = await phone.send("HELLO")
+            assert reply.template == "hello/ask_name.txt"
+            await phone.send("Ada")
+            assert phone.last.text.startswith("Nice to meet you, Ada!")
+            assert (await phone.thread()).data == {"name": "Ada"}
+
+Everything is real but the clock, which stands still until the test moves it. A
+handler that raises fails the test with its own exception, and a failed expectation
+shows the whole conversation so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from starlette.applications import Starlette
+
+from .app import create_app
+from .bot import Bot
+from .messages import Thread
+from .runtime import Runtime
+from .settings import Settings
+from .simulator import Simulator
+
+__all__ = ["FakeClock", "Harness", "Phone", "SentReply"]
+
+SETTLE_TIMEOUT = 10.0
+
+
+class FakeClock:
+    """A clock that stands still until `advance` moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(
+        self, seconds: float = 0, *, minutes: float = 0, hours: float = 0, days: float = 0
+    ) -> datetime:
+        """Move the clock forward; returns the new time."""
+        step = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
+        if step < timedelta(0):
+            raise ValueError("the clock only moves forward")
+        self.now += step
+        return self.now
+
+
+@dataclass(frozen=True)
+class SentReply:
+    """An MT that reached the handset, with what the bot meant by it."""
+
+    id: int
+    text: str
+    template: str | None
+    reference: str | None
+    thread_id: int | None
+    statuses: tuple[str, ...]
+
+
+class Harness:
+    """Runs bots in-process: the app with its lifespan, a temporary SQLite file, the
+    simulator as the gateway (DLRs only when a test delivers them), a fake clock."""
+
+    def __init__(
+        self,
+        bots: str | Path | Sequence[Bot] = "bots",
+        templates: str | Path = "templates",
+        *,
+        clock: FakeClock | None = None,
+        db: str | Path | None = None,
+        raise_errors: bool = True,
+        **settings: Any,
+    ) -> None:
+        self.clock = clock or FakeClock()
+        self.raise_errors = raise_errors
+        self._bots = None if isinstance(bots, str | Path) else list(bots)
+        self._folder = bots if isinstance(bots, str | Path) else "bots"
+        self._templates = templates
+        self._db = db
+        self._settings = settings
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._lifespan: Any = None
+        self._errors: list[Exception] = []
+        self.app: Starlette | None = None
+
+    async def __aenter__(self) -> Harness:
+        self._tmp = tempfile.TemporaryDirectory(prefix="botkit-test-")
+        settings = Settings.load(
+            environ={},
+            config_file=Path(self._tmp.name) / "botkit.toml",
+            db=str(self._db or Path(self._tmp.name) / "botkit.db"),
+            bots=str(self._folder),
+            templates=str(self._templates),
+            callback_token="harness",
+            send_rate=10_000.0,
+            **self._settings,
+        )
+        self.app = create_app(settings, bots=self._bots, clock=self.clock)
+        self.simulator.default_fate = ()
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        assert self.runtime.dispatcher is not None
+        self.runtime.dispatcher.failure_listeners.append(
+            lambda message, exc: self._errors.append(exc)
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._lifespan.__aexit__(exc_type, exc, tb)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self.app is not None, "use the harness in `async with`"
+        return self.app.state.runtime
+
+    @property
+    def simulator(self) -> Simulator:
+        assert self.app is not None, "use the harness in `async with`"
+        return self.app.state.simulator
+
+    def phone(self, number: str = "+61400000001") -> Phone:
+        """A simulated handset with this number."""
+        return Phone(self, number)
+
+    async def advance(
+        self, seconds: float = 0, *, minutes: float = 0, hours: float = 0, days: float = 0
+    ) -> None:
+        """Move the clock forward and let every worker act on the new time."""
+        self.clock.advance(seconds, minutes=minutes, hours=hours, days=days)
+        self.runtime.dispatcher.wake()
+        self.runtime.sender.wake()
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until every stored MO is handled and every due MT is sent."""
+        store = self.runtime.store
+        async with asyncio.timeout(SETTLE_TIMEOUT):
+            while True:
+                await self.simulator.drain()
+                busy = await store.db.fetchval(
+                    """SELECT (SELECT count(*) FROM inbox)
+                            + (SELECT count(*) FROM outbox
+                               WHERE state = 'sending' OR next_attempt_at <= ?)""",
+                    (store.inbox.now(),),
+                )
+                if not busy:
+                    break
+                await asyncio.sleep(0.002)
+        self._raise_handler_errors()
+
+    def _raise_handler_errors(self) -> None:
+        if self._errors and self.raise_errors:
+            first = self._errors[0]
+            self._errors.clear()
+            raise first
+
+    async def replies_to(self, number: str) -> list[SentReply]:
+        """Every MT the handset received, oldest first, with its template and thread."""
+        sent = self.simulator.inbox(number)
+        if not sent:
+            return []
+        marks = ",".join("?" * len(sent))
+        rows = await self.runtime.store.db.fetchall(
+            f"""SELECT gateway_id, template, thread_id FROM messages
+                WHERE direction = 'mt' AND gateway_id IN ({marks})""",
+            [m.id for m in sent],
+        )
+        known = {row["gateway_id"]: row for row in rows}
+        return [
+            SentReply(
+                id=m.id,
+                text=m.content,
+                template=known[m.id]["template"] if m.id in known else None,
+                reference=m.reference,
+                thread_id=known[m.id]["thread_id"] if m.id in known else None,
+                statuses=tuple(m.statuses),
+            )
+            for m in sent
+        ]
+
+
+class Phone:
+    """One handset: texts the bots, keeps what it got back."""
+
+    def __init__(self, harness: Harness, number: str) -> None:
+        self.harness = harness
+        self.number = number
+        self.replies: list[SentReply] = []
+        self._log: list[tuple[str, str]] = []
+
+    async def send(
+        self, text: str | bytes, *, reply_to: SentReply | int | None = None, to: str | None = None
+    ) -> list[SentReply]:
+        """Text the bots (`reply_to` answers a given MT) and return the replies it caused."""
+        before = len(self.replies)
+        answer = reply_to.id if isinstance(reply_to, SentReply) else reply_to
+        mo = await self.harness.simulator.send_mo(
+            self.number, text, destination=to, reply_to=answer
+        )
+        self._log.append(("MO", text if isinstance(text, str) else f"<{len(text)} bytes>"))
+        if mo.answer != 200:
+            raise AssertionError(f"the app answered {mo.answer} to the MO\n{self.transcript()}")
+        await self._refresh()
+        return self.replies[before:]
+
+    async def deliver(self, reply: SentReply, status: str) -> None:
+        """Make the carrier report `status` for one reply (a DLR to the app)."""
+        await self.harness.simulator.report(reply.id, status)
+        await self._refresh()
+
+    async def thread(self) -> Thread | None:
+        """This handset's most recent thread (open or closed): its bot, state and data."""
+        return await self.harness.runtime.store.threads.latest_for(self.number)
+
+    @property
+    def last(self) -> SentReply:
+        """The latest reply; fails with the conversation if there is none."""
+        if not self.replies:
+            raise AssertionError(f"no reply yet\n{self.transcript()}")
+        return self.replies[-1]
+
+    def expect(self, pattern: str) -> SentReply:
+        """The latest reply, which must contain `pattern` (a regular expression)."""
+        reply = self.last
+        if not re.search(pattern, reply.text):
+            raise AssertionError(
+                f"expected the last reply to match {pattern!r}, got {reply.text!r}\n"
+                f"{self.transcript()}"
+            )
+        return reply
+
+    def transcript(self) -> str:
+        """The conversation so far, one line a message, for assertion messages."""
+        lines = [f"conversation with {self.number}:"]
+        lines += [f"  {'>' if who == 'MO' else '<'} {text}" for who, text in self._log]
+        return "\n".join(lines) if self._log else f"no messages with {self.number} yet"
+
+    async def _refresh(self) -> None:
+        await self.harness.settle()
+        seen = {reply.id for reply in self.replies}
+        latest = await self.harness.replies_to(self.number)
+        for reply in latest:
+            if reply.id not in seen:
+                self._log.append(("MT", reply.text))
+        self.replies = latest

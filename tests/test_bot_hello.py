@@ -1,0 +1,72 @@
+"""The hello bot's own tests, written with botkit.testing as a bot author would."""
+
+from __future__ import annotations
+
+from conftest import ROOT
+
+from botkit.testing import Harness
+
+BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
+
+
+async def test_asks_a_name_then_greets_by_it():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone()
+        (ask,) = await phone.send("HELLO")
+        assert ask.template == "hello/ask_name.txt"
+        assert (await phone.thread()).state == "ask_name"
+
+        (greet,) = await phone.send("  Ada   Lovelace ")
+        assert greet.text == (
+            "Nice to meet you, Ada Lovelace! Text HELLO any time and I'll remember you."
+        )
+        thread = await phone.thread()
+        assert (thread.state, thread.data) == (None, {"name": "Ada Lovelace"})
+        assert greet.thread_id == ask.thread_id == thread.id
+
+
+async def test_remembers_the_name_next_time():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone()
+        await phone.send("hi")
+        await phone.send("Grace")
+        (welcome,) = await phone.send("hey")
+        assert welcome.template == "hello/welcome_back.txt"
+        phone.expect(r"^Welcome back, Grace!")
+
+
+async def test_name_can_be_changed():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone()
+        for text in ("hello", "Grace", "NAME", "Ada"):
+            await phone.send(text)
+        phone.expect("Nice to meet you, Ada!")
+        assert (await phone.thread()).data == {"name": "Ada"}
+
+
+async def test_a_name_too_long_is_asked_again():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone()
+        await phone.send("hello")
+        (again,) = await phone.send("x" * 41)
+        assert again.template == "hello/ask_name_again.txt"
+        assert (await phone.thread()).state == "ask_name"
+
+
+async def test_anything_else_lists_the_keywords():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone()
+        (help_text,) = await phone.send("pizza?")
+        assert help_text.text == "I didn't catch that. Text one of: HELLO, NAME"
+
+
+async def test_handsets_are_kept_apart():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        ada, grace = harness.phone("+61400000001"), harness.phone("+64211234567")
+        await ada.send("hello")
+        await grace.send("hello")
+        await ada.send("Ada")
+        await grace.send("Grace")
+        ada.expect("Ada")
+        grace.expect("Grace")
+        assert (await ada.thread()).id != (await grace.thread()).id
