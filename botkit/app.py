@@ -42,10 +42,11 @@ def create_app(
     bots: Sequence[Bot] | None = None,
     gateway: Gateway | None = None,
     clock: Clock = system_clock,
-    reload_templates: bool = False,
+    reload: bool = False,
 ) -> Starlette:
     """Build the app. Without gateway credentials (and no `gateway` given) the built-in
-    simulator is the gateway, mounted at /simulator with its phone page."""
+    simulator is the gateway, mounted at /simulator with its phone page. `reload`
+    reloads bot modules and templates when their files change (for development)."""
     if settings.callback_token is None and not settings.simulator_mode:
         raise ValidationError(
             "BOTKIT_CALLBACK_TOKEN", "is required when a gateway application is set"
@@ -67,7 +68,7 @@ def create_app(
             application=settings.application,
             password=settings.password,
         )
-    runtime = Runtime(settings, bots, gateway, clock=clock, reload_templates=reload_templates)
+    runtime = Runtime(settings, bots, gateway, clock=clock, reload=reload)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

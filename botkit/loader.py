@@ -24,6 +24,10 @@ def load_bots(directory: str | Path) -> list[Bot]:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
         bots.extend(value for value in vars(module).values() if isinstance(value, Bot))
     return bots

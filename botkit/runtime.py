@@ -15,6 +15,7 @@ from .db import Database
 from .dispatcher import Dispatcher
 from .gateway import Gateway
 from .migrations import migrate
+from .reloader import Reloader
 from .router import Router
 from .sender import Sender
 from .settings import Settings
@@ -34,11 +35,12 @@ class Runtime:
         gateway: Gateway,
         *,
         clock: Clock = system_clock,
-        reload_templates: bool = False,
+        reload: bool = False,
     ) -> None:
         self.settings = settings
         self.router = Router(bots)
-        self.templates = SMSTemplates(settings.templates, auto_reload=reload_templates)
+        self.templates = SMSTemplates(settings.templates, auto_reload=reload)
+        self.reloader = Reloader(settings.bots, self.install) if reload else None
         self.gateway = gateway
         self.clock = clock
         self.db: Database | None = None
@@ -51,6 +53,12 @@ class Runtime:
         if self._store is None:
             raise RuntimeError("the app is not started (its lifespan has not run)")
         return self._store
+
+    def install(self, router: Router) -> None:
+        """Route from now on with `router` (new bots after a reload)."""
+        self.router = router
+        if self.dispatcher is not None:
+            self.dispatcher.router = router
 
     async def start(self) -> None:
         """Open the database, migrate it, settle what a previous run left, start workers."""
@@ -83,9 +91,13 @@ class Runtime:
         )
         self.sender.start()
         self.dispatcher.start()
+        if self.reloader is not None:
+            self.reloader.start()
 
     async def stop(self) -> None:
         """Stop the workers (letting work under way finish), then close everything."""
+        if self.reloader is not None:
+            await self.reloader.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.sender is not None:

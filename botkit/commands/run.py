@@ -17,6 +17,7 @@ DESCRIPTION = (
 )
 EXAMPLES = """\
   botkit run
+  botkit run --reload                 reload bots and templates as you edit them
   botkit run --bots bots --templates templates --db botkit.db --port 8000"""
 
 
@@ -26,6 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="SQLite database file (default: botkit.db)")
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: 8000)")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="reload bot modules and templates when they change (for development)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(settings.log_format)
     if settings.simulator_mode and settings.callback_token is None:
         settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
-    app = create_app(settings)
+    app = create_app(settings, reload=args.reload)
     announce(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)
     return 0
