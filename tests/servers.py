@@ -65,11 +65,12 @@ def running_processes() -> Iterator[list[subprocess.Popen]]:
                 stream.close()
 
 
-def start(processes, args, env=None) -> subprocess.Popen:
+def start(processes, args, env=None, cwd=ROOT) -> subprocess.Popen:
+    """Start `botkit ARGS` in `cwd`; the `processes` fixture stops it."""
     process = subprocess.Popen(
         [BOTKIT, *args],
         env={**os.environ, **(env or {})},
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

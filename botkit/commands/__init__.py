@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import run, send, simulator
+from . import init, run, send, simulator
 
-COMMANDS: tuple[ModuleType, ...] = (run, simulator, send)
+COMMANDS: tuple[ModuleType, ...] = (run, simulator, send, init)
