@@ -60,14 +60,14 @@ class Bot:
 
         def register(handler: H) -> H:
             _check_handler(handler)
-            for each in words:
-                key = normalise_keyword(each)
-                if not key or " " in key:
+            keys = [normalise_keyword(each) for each in words]
+            for each, key in zip(words, keys, strict=True):
+                if not key or any(ch.isspace() for ch in key):
                     raise ValueError(f"{self.name}: keyword {each!r} must be one word")
-                if key in self.keywords:
+                if key in self.keywords or keys.count(key) > 1:
                     raise ValueError(f"{self.name}: keyword {key} is registered twice")
-                self.keywords[key] = handler
-            self.primary_keywords.append(normalise_keyword(word))
+            self.keywords.update(dict.fromkeys(keys, handler))
+            self.primary_keywords.append(keys[0])
             return handler
 
         return register

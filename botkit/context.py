@@ -82,6 +82,11 @@ class Context:
     def check(self) -> None:
         """Raise HandlerError if the thread's data cannot be stored as JSON."""
         try:
-            json.dumps(self.thread.data, allow_nan=False)
+            stored = json.loads(json.dumps(self.thread.data, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise HandlerError(f"{self.bot.name}: thread data is not JSON-safe: {exc}") from None
+        if stored != self.thread.data:
+            raise HandlerError(
+                f"{self.bot.name}: thread data would not come back as it is "
+                "(use str keys, and lists rather than tuples)"
+            )

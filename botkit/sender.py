@@ -80,7 +80,7 @@ class Sender(Worker):
             await self._slots.acquire()
             self.ready()
             try:
-                outgoing = await self.store.outbox.claim(self.lease)
+                outgoing = await self._claim()
             except DatabaseError as exc:
                 log.error("could not claim an MT: %s", exc)
                 outgoing = None
@@ -96,6 +96,18 @@ class Sender(Worker):
                 await asyncio.shield(self.store.outbox.release(outgoing.id))
                 raise
             self.spawn(self._send(outgoing))
+
+    async def _claim(self) -> Outgoing | None:
+        """Claim the next due MT. A stop during the claim's commit must not leave it
+        `sending` (the next start would take it for uncertain): it is given back."""
+        claim = asyncio.ensure_future(self.store.outbox.claim(self.lease))
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            outgoing = await claim
+            if outgoing is not None:
+                await self.store.outbox.release(outgoing.id)
+            raise
 
     async def _idle_seconds(self) -> float:
         due = await self.store.outbox.next_due()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -61,8 +62,10 @@ class Settings:
     log_format: str = _setting("BOTKIT_LOG_FORMAT", "text", "log lines as text or json")
 
     def __post_init__(self) -> None:
-        if self.send_rate <= 0:
+        if not (math.isfinite(self.send_rate) and self.send_rate > 0):
             raise ValidationError("BOTKIT_SEND_RATE", "must be a positive number")
+        if not 0 < self.port < 65536:
+            raise ValidationError("BOTKIT_PORT", f"{self.port} is not a TCP port")
         if (self.application is None) != (self.password is None):
             raise ValidationError(
                 "BOTKIT_PASSWORD" if self.password is None else "BOTKIT_APPLICATION",
@@ -104,7 +107,10 @@ class Settings:
         values: dict[str, Any] = {}
         if path.is_file():
             with path.open("rb") as f:
-                values.update(tomllib.load(f))
+                try:
+                    values.update(tomllib.load(f))
+                except tomllib.TOMLDecodeError as exc:
+                    raise ValidationError(str(path), f"is not valid TOML: {exc}") from None
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(values) - set(known)
         if unknown:

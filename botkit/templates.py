@@ -39,14 +39,19 @@ class SMSTemplates:
         try:
             template = self.env.get_template(name)
             return template.render(**variables).strip()
-        except jinja2.TemplateNotFound:
-            raise TemplateError(f"template {name!r} not found in {self.directory}/") from None
+        except jinja2.TemplateNotFound as exc:
+            missing = exc.name if isinstance(exc.name, str) else name
+            raise TemplateError(f"template {missing!r} not found in {self.directory}/") from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
                 f"{exc.filename or name}, line {exc.lineno}: {exc.message}"
             ) from None
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"{name}: {exc.message}") from None
+            raise TemplateError(f"{name}{_line(exc, self.directory)}: {exc.message}") from None
+        except Exception as exc:
+            raise TemplateError(
+                f"{name}{_line(exc, self.directory)}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def reply(self, template_or_text: str, variables: dict[str, Any]) -> Reply:
         """A Reply from a template name (rendered) or from literal text (sent as is)."""
@@ -63,3 +68,15 @@ class SMSTemplates:
             raise TemplateError(f"reply {template_or_text!r} is empty")
         encoding = measure(content)
         return Reply(content, template, encoding.name, encoding.segments)
+
+
+def _line(exc: BaseException, directory: Path) -> str:
+    """', line N' of the innermost frame in a template under `directory`, if any."""
+    line = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(str(directory)):
+            line = f", line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return line

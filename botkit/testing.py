@@ -243,13 +243,17 @@ class Phone:
             raise AssertionError(f"no reply yet\n{self.transcript()}")
         return self.replies[-1]
 
-    def expect(self, pattern: str) -> SentReply:
-        """The latest reply, which must contain `pattern` (a regular expression)."""
+    def expect(self, wanted: str | re.Pattern[str]) -> SentReply:
+        """The latest reply, which must contain the text `wanted` (or match it, when it
+        is a compiled regular expression)."""
         reply = self.last
-        if not re.search(pattern, reply.text):
+        if isinstance(wanted, re.Pattern):
+            found, how = wanted.search(reply.text) is not None, f"match {wanted.pattern!r}"
+        else:
+            found, how = wanted in reply.text, f"contain {wanted!r}"
+        if not found:
             raise AssertionError(
-                f"expected the last reply to match {pattern!r}, got {reply.text!r}\n"
-                f"{self.transcript()}"
+                f"expected the last reply to {how}, got {reply.text!r}\n{self.transcript()}"
             )
         return reply
 
