@@ -1,0 +1,471 @@
+"""`botkit check`: find what would go wrong with the bots and templates before a handset does.
+
+Bot modules are imported as `botkit run` imports them, and also read with `ast` for what
+only their source shows: the states a handler sets and the replies it sends. SMS templates
+(`*.txt` under the templates folder) are compiled, and rendered with stand-ins for their
+variables to measure them. No database and no running app are needed.
+
+Each problem has a file, a line and one of these kinds:
+
+    import-error       a bot module does not import (the line is the traceback's)
+    duplicate-bot      two bots have one name
+    duplicate-keyword  two bots claim one keyword or alias
+    unrouted-state     a state handler whose state the bot's module never sets
+    unknown-state      `ctx.state = "x"` where the bot has no handler for "x"
+    missing-template   a reply (or an `{% include %}`) names a template that does not exist
+    template-error     a template does not compile
+    too-long           a reply takes more than the allowed number of segments
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import CodeType
+from typing import Any, NamedTuple, TypeGuard
+
+import jinja2
+
+from .bot import Bot, Handler, normalise_keyword
+from .loader import bot_modules, load_module
+from .sms import measure
+from .templates import TEMPLATE_SUFFIX, SMSTemplates, is_template_name
+
+DEFAULT_MAX_SEGMENTS = 3
+# A template is measured with each unknown variable as this many GSM-7 characters, and
+# each list (for `join` or `{% for %}`) as this many such items.
+STAND_IN_LENGTH = 12
+STAND_IN_ITEMS = 3
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing `botkit check` found, where it is, and which kind of problem it is."""
+
+    file: Path
+    line: int
+    kind: str
+    message: str
+
+
+class Location(NamedTuple):
+    """A file and line, printed the way a compiler prints them."""
+
+    file: Path
+    line: int
+
+    def __str__(self) -> str:
+        return f"{display_path(self.file)}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A bot module's syntax tree, and its module-level constants (to follow `ctx.state = ASK`)."""
+
+    path: Path
+    tree: ast.Module
+    constants: dict[str, object]
+
+    @classmethod
+    def parse(cls, path: Path) -> Source:
+        """Read and parse `path`; raises SyntaxError as an import would."""
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        return cls(path, tree, _module_constants(tree))
+
+
+@dataclass(frozen=True)
+class BotModule:
+    """A bot module that imported: its source and the bots it declares, by variable name."""
+
+    source: Source
+    bots: dict[str, Bot]
+
+
+def check(
+    bots_dir: str | Path, templates_dir: str | Path, *, max_segments: int = DEFAULT_MAX_SEGMENTS
+) -> list[Problem]:
+    """Every problem in the bot modules of `bots_dir` and the SMS templates of
+    `templates_dir`, in file and line order."""
+    # Absolute throughout, as code objects and tracebacks name files; shown relative.
+    bots_folder, templates_folder = (Path(os.path.abspath(d)) for d in (bots_dir, templates_dir))
+    if not bots_folder.is_dir():
+        raise FileNotFoundError(f"bots folder {display_path(bots_folder)}/ does not exist")
+    modules, problems = _load_modules(bots_folder)
+    sources = {str(module.source.path): module.source for module in modules}
+    problems += _duplicate_bots(modules)
+    problems += _duplicate_keywords(modules, sources)
+    for module in modules:
+        problems += _state_problems(module, sources)
+    problems += _template_problems(modules, templates_folder, max_segments)
+    return sorted(problems)
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the working directory when it lies under it, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    return str(absolute.relative_to(cwd) if absolute.is_relative_to(cwd) else absolute)
+
+
+# Bot modules
+
+
+def _load_modules(folder: Path) -> tuple[list[BotModule], list[Problem]]:
+    """Import each bot module as the loader would, going on past those that fail."""
+    modules: list[BotModule] = []
+    problems: list[Problem] = []
+    for path in bot_modules(folder):
+        try:
+            modules.append(_load_module(path))
+        except (Exception, SystemExit) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            problems.append(Problem(path, _error_line(exc, path), "import-error", message))
+    return modules, problems
+
+
+def _load_module(path: Path) -> BotModule:
+    """Parse and import one bot module; raises what the module raises."""
+    source = Source.parse(path)
+    module = load_module(path, package="botkit_check")
+    # Checking never leaves bot modules behind.
+    sys.modules.pop(module.__name__, None)
+    bots = {var: value for var, value in vars(module).items() if isinstance(value, Bot)}
+    return BotModule(source, bots)
+
+
+def _error_line(exc: BaseException, path: Path) -> int:
+    """The line of `path` where `exc` is a syntax error, or that its traceback last passed
+    through (Jinja puts template lines in tracebacks too); 1 if none."""
+    target = os.path.abspath(path)
+    if isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == target:
+        return exc.lineno or 1
+    lines = [
+        frame.lineno
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if os.path.abspath(frame.filename) == target and frame.lineno
+    ]
+    return lines[-1] if lines else 1
+
+
+def _duplicate_bots(modules: list[BotModule]) -> list[Problem]:
+    """Bots whose name an earlier bot already took: the router refuses them."""
+    problems: list[Problem] = []
+    first: dict[str, Location] = {}
+    for module in modules:
+        for variable, bot in module.bots.items():
+            here = Location(module.source.path, _assignment_line(module.source.tree, variable))
+            if bot.name in first:
+                message = f"bot name {bot.name!r} is already taken by the bot at {first[bot.name]}"
+                problems.append(Problem(*here, "duplicate-bot", message))
+            else:
+                first[bot.name] = here
+    return problems
+
+
+def _duplicate_keywords(modules: list[BotModule], sources: dict[str, Source]) -> list[Problem]:
+    """Keywords (and aliases) claimed by a second bot: the router refuses them."""
+    problems: list[Problem] = []
+    owners: dict[str, tuple[Bot, Location]] = {}
+    for bot in _unique_bots(modules):
+        for word, handler in bot.keywords.items():
+            here = _decorator_line(
+                handler, "keyword", lambda s, w=word: normalise_keyword(s) == w, sources
+            )
+            if word not in owners:
+                owners[word] = (bot, here)
+                continue
+            owner, there = owners[word]
+            message = (
+                f"keyword {word} of bot {bot.name!r} is already claimed by bot "
+                f"{owner.name!r} at {there}"
+            )
+            problems.append(Problem(*here, "duplicate-keyword", message))
+    return problems
+
+
+def _unique_bots(modules: list[BotModule]) -> Iterator[Bot]:
+    """Each Bot object once, though two modules may hold the same one."""
+    seen: set[int] = set()
+    for module in modules:
+        for bot in module.bots.values():
+            if id(bot) not in seen:
+                seen.add(id(bot))
+                yield bot
+
+
+class StateAssignment(NamedTuple):
+    """An `x.state = ...` line, and the state names it can set (None: known at run time)."""
+
+    where: Location
+    names: list[str] | None
+
+
+def _state_problems(module: BotModule, sources: dict[str, Source]) -> list[Problem]:
+    """States set with no handler, and handlers whose state is never set, in one module."""
+    if not module.bots:
+        return []
+    handlers = {name: h for bot in module.bots.values() for name, h in bot.states.items()}
+    assignments = list(_state_assignments(module.source))
+    unrouted = _unrouted_states(module, handlers, assignments, sources)
+    return _unknown_states(module, handlers, assignments) + unrouted
+
+
+def _unknown_states(
+    module: BotModule, handlers: dict[str, Handler], assignments: list[StateAssignment]
+) -> list[Problem]:
+    """Assignments of a state no bot of the module handles: `ctx.state = ...` raises there."""
+    owners = " or ".join(repr(bot.name) for bot in module.bots.values())
+    return [
+        Problem(*where, "unknown-state", f"state {name!r} is set, but bot {owners} has no handler")
+        for where, names in assignments
+        for name in names or ()
+        if name not in handlers
+    ]
+
+
+def _unrouted_states(
+    module: BotModule,
+    handlers: dict[str, Handler],
+    assignments: list[StateAssignment],
+    sources: dict[str, Source],
+) -> list[Problem]:
+    """State handlers whose state the module never sets, so that no message reaches them."""
+    # A state set from a value known only at run time could be any of them.
+    if any(names is None for _, names in assignments):
+        return []
+    set_somewhere = {name for _, names in assignments for name in names or ()}
+    module_path = display_path(module.source.path)
+    return [
+        Problem(
+            *_decorator_line(handler, "state", lambda s, n=name: s == n, sources),
+            "unrouted-state",
+            f"state {name!r} is never set in {module_path}, so its handler never runs",
+        )
+        for name, handler in handlers.items()
+        if name not in set_somewhere
+    ]
+
+
+def _state_assignments(source: Source) -> Iterator[StateAssignment]:
+    """Each `x.state = ...` in a module, with the state names it can set."""
+    for node in ast.walk(source.tree):
+        if not isinstance(node, ast.Assign):
+            continue
+        for target in node.targets:
+            if isinstance(target, ast.Attribute) and target.attr == "state":
+                values = _values(node.value, source.constants)
+                names = None if values is None else [v for v in values if isinstance(v, str)]
+                yield StateAssignment(Location(source.path, node.lineno), names)
+
+
+def _decorator_line(
+    handler: Handler, method: str, matches: Callable[[str], bool], sources: dict[str, Source]
+) -> Location:
+    """Where `handler` was registered: its `@bot.<method>(...)` line naming what `matches`,
+    or the handler's first line when the source does not show it."""
+    code = handler.__code__
+    source = sources.get(os.path.abspath(code.co_filename))
+    function = _function_of(source.tree, code) if source else None
+    constants = source.constants if source else {}
+    for decorator in function.decorator_list if function else []:
+        if _calls(decorator, method) and any(map(matches, _call_strings(decorator, constants))):
+            return Location(Path(code.co_filename), decorator.lineno)
+    return Location(Path(code.co_filename), code.co_firstlineno)
+
+
+def _function_of(tree: ast.Module, code: CodeType) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The definition of `code` in `tree` (its first line is its first decorator's)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == code.co_name:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            if first == code.co_firstlineno:
+                return node
+    return None
+
+
+def _calls(node: ast.AST, method: str) -> TypeGuard[ast.Call]:
+    """True for a call of a method named `method`, like `bot.keyword(...)` for "keyword"."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == method
+    )
+
+
+def _call_strings(call: ast.Call, constants: dict[str, object]) -> list[str]:
+    """The constant strings a call passes, positional or by keyword, lists included."""
+    arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
+    values = [v for node in arguments for v in _values(node, constants) or ()]
+    return [v for v in values if isinstance(v, str)]
+
+
+def _values(node: ast.expr, constants: dict[str, object]) -> list[object] | None:
+    """The constant values an expression can have: both arms of `a if c else b`, each item
+    of a list, a module constant's value; None when it depends on run time."""
+    if isinstance(node, ast.Constant):
+        return [node.value]
+    if isinstance(node, ast.Name):
+        return [constants[node.id]] if node.id in constants else None
+    if isinstance(node, ast.IfExp):
+        parts = [node.body, node.orelse]
+    elif isinstance(node, ast.BoolOp):
+        parts = node.values
+    elif isinstance(node, ast.List | ast.Tuple | ast.Set):
+        parts = node.elts
+    else:
+        return None
+    found = [_values(part, constants) for part in parts]
+    if any(values is None for values in found):
+        return None
+    return [value for values in found for value in values or ()]
+
+
+def _module_constants(tree: ast.Module) -> dict[str, object]:
+    """Module-level `NAME = <constant>` assignments, so `ctx.state = ASK` can be followed."""
+    constants: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    constants[target.id] = node.value.value
+    return constants
+
+
+def _assignment_line(tree: ast.Module, variable: str) -> int:
+    """The line of the module-level assignment to `variable` (1 if there is none)."""
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        if any(isinstance(t, ast.Name) and t.id == variable for t in targets):
+            return node.lineno
+    return 1
+
+
+# Replies and templates
+
+
+class Reply(NamedTuple):
+    """A `.reply(...)` call whose first argument is known: a template name or the text."""
+
+    where: Location
+    text: str
+
+
+def _replies(source: Source) -> Iterator[Reply]:
+    """Each `.reply("...")` call in a module, once for each text its first argument can be."""
+    for node in ast.walk(source.tree):
+        if not (_calls(node, "reply") and node.args):
+            continue
+        for value in _values(node.args[0], source.constants) or ():
+            if isinstance(value, str):
+                yield Reply(Location(source.path, node.lineno), value)
+
+
+def _template_problems(modules: list[BotModule], folder: Path, max_segments: int) -> list[Problem]:
+    """Each reply's problems, then each SMS template's own (does not compile, includes a
+    missing template, renders too long)."""
+    paths = sorted(folder.rglob(f"*{TEMPLATE_SUFFIX}"))
+    templates = {path.relative_to(folder).as_posix(): path for path in paths}
+    replies = [reply for module in modules for reply in _replies(module.source)]
+    problems = [
+        problem
+        for reply in replies
+        for problem in _reply_problems(reply, templates, folder, max_segments)
+    ]
+    env = SMSTemplates(folder).env.overlay(undefined=StandIn)
+    for name, path in templates.items():
+        uses = [reply.where for reply in replies if reply.text == name]
+        problems += _check_template(env, name, path, uses, max_segments)
+    return problems
+
+
+def _reply_problems(
+    reply: Reply, templates: dict[str, Path], folder: Path, max_segments: int
+) -> list[Problem]:
+    """A reply naming a template that does not exist, or literal text that is too long."""
+    if is_template_name(reply.text):
+        if reply.text in templates:
+            return []
+        message = f"template {reply.text!r} does not exist in {display_path(folder)}/"
+        return [Problem(*reply.where, "missing-template", message)]
+    over = _over_limit(reply.text, max_segments)
+    return [Problem(*reply.where, "too-long", f"reply {over}")] if over else []
+
+
+def _check_template(
+    env: jinja2.Environment, name: str, path: Path, uses: list[Location], max_segments: int
+) -> list[Problem]:
+    """Compile one SMS template, then measure it rendered with stand-ins."""
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateSyntaxError as exc:
+        return [Problem(path, exc.lineno, "template-error", exc.message or "syntax error")]
+    except UnicodeDecodeError:
+        return [Problem(path, 1, "template-error", "is not UTF-8 text")]
+    try:
+        text = template.render().strip()
+    except jinja2.TemplateNotFound as exc:
+        message = f"included template {exc.name!r} does not exist"
+        return [Problem(path, _error_line(exc, path), "missing-template", message)]
+    except Exception:
+        # It needs real values (a number to format, a dict to unpack): not measurable here.
+        return []
+    over = _over_limit(text, max_segments)
+    if over is None:
+        return []
+    replied = f"; replied at {', '.join(map(str, uses))}" if uses else ""
+    message = f"with each variable as {STAND_IN_LENGTH} characters, it {over}{replied}"
+    return [Problem(path, 1, "too-long", message)]
+
+
+def _over_limit(text: str, max_segments: int) -> str | None:
+    """How `text` goes over `max_segments` segments, for a message; None if it does not."""
+    encoding = measure(text)
+    if encoding.segments <= max_segments:
+        return None
+    return (
+        f"takes {encoding.segments} segments as {encoding.name} ({encoding.units} units), "
+        f"over the limit of {max_segments}"
+    )
+
+
+class StandIn(jinja2.ChainableUndefined):
+    """What an unknown variable is while a template is measured: STAND_IN_LENGTH characters
+    as text, STAND_IN_ITEMS items as a list or number, and itself for an attribute, item,
+    call or operator, so that templates using filters, loops and attributes render."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return "x" * STAND_IN_LENGTH
+
+    def __iter__(self) -> Iterator[StandIn]:
+        return iter([StandIn() for _ in range(STAND_IN_ITEMS)])
+
+    def __len__(self) -> int:
+        return STAND_IN_ITEMS
+
+    def __bool__(self) -> bool:
+        return True
+
+    def _count(self) -> int:
+        return STAND_IN_ITEMS
+
+    def __float__(self) -> float:
+        return float(STAND_IN_ITEMS)
+
+    def _itself(self, *args: Any, **kwargs: Any) -> StandIn:
+        return self
+
+    __int__ = __index__ = _count
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _itself
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _itself
+    __pow__ = __rpow__ = __pos__ = __neg__ = __abs__ = __round__ = __call__ = _itself
+    __lt__ = __le__ = __gt__ = __ge__ = _itself

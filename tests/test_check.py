@@ -1,0 +1,242 @@
+"""`botkit check`: each kind of problem found in a fixture folder that has just that
+problem, reported with its file and line, by the function, the command and the console
+script; the example bots check clean."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from botkit.check import Problem, check, display_path
+from botkit.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "check"
+BOTKIT = str(Path(sys.executable).parent / "botkit")
+
+Enter = Callable[[Path], Path]
+
+# Each fixture folder (bots/ and templates/) and what `botkit check` prints for it, less
+# the summary line. Each line names the file and line of the problem.
+EXPECTED = {
+    "import_error": [
+        "bots/broken.py:11: import-error: KeyError: 'BOTKIT_CHECK_FIXTURE_UNSET_KEY'",
+    ],
+    "duplicate_bot": [
+        "bots/club_copy.py:7: duplicate-bot: bot name 'club' is already taken by the bot "
+        "at bots/club.py:5",
+    ],
+    "duplicate_keyword": [
+        "bots/gym.py:9: duplicate-keyword: keyword SIGNUP of bot 'gym' is already claimed "
+        "by bot 'club' at bots/club.py:8",
+    ],
+    "unrouted_state": [
+        "bots/club.py:29: unrouted-state: state 'ask_age' is never set in bots/club.py, "
+        "so its handler never runs",
+    ],
+    "unknown_state": [
+        "bots/club.py:18: unknown-state: state 'confirm' is set, but bot 'club' has no handler",
+    ],
+    "missing_template": [
+        "bots/club.py:13: missing-template: template 'club/ask_name.txt' does not exist "
+        "in templates/",
+        "templates/club/welcome.txt:2: missing-template: included template "
+        "'club/_footer.txt' does not exist",
+    ],
+    "template_error": [
+        "templates/club/help.txt:3: template-error: Encountered unknown tag 'endif'.",
+        "templates/club/welcome.txt:2: template-error: No filter named 'shout'.",
+    ],
+    "too_long": [
+        "bots/club.py:19: too-long: reply takes 4 segments as GSM-7 (512 units), "
+        "over the limit of 3",
+        "templates/club/timetable.txt:1: too-long: with each variable as 12 characters, "
+        "it takes 5 segments as UCS-2 (297 units), over the limit of 3; replied at "
+        "bots/club.py:24",
+    ],
+}
+
+
+def problem_lines(problems: list[Problem]) -> list[str]:
+    return [f"{display_path(p.file)}:{p.line}: {p.kind}: {p.message}" for p in problems]
+
+
+@pytest.fixture
+def in_folder(monkeypatch: pytest.MonkeyPatch) -> Enter:
+    """Run from a folder with no BOTKIT_ settings in the environment, as a user would."""
+    for name in [name for name in os.environ if name.startswith("BOTKIT_")]:
+        monkeypatch.delenv(name)
+
+    def enter(folder: Path) -> Path:
+        monkeypatch.chdir(folder)
+        return folder
+
+    return enter
+
+
+@pytest.mark.parametrize("fixture", sorted(EXPECTED))
+def test_check_finds_the_one_kind_of_problem_in_each_fixture(
+    fixture: str, in_folder: Enter
+) -> None:
+    folder = in_folder(FIXTURES / fixture)
+    problems = check(folder / "bots", folder / "templates")
+    assert problem_lines(problems) == EXPECTED[fixture]
+    assert {p.kind for p in problems} == {fixture.replace("_", "-")}
+    assert all(p.file.is_file() for p in problems)
+
+
+@pytest.mark.parametrize("fixture", sorted(EXPECTED))
+def test_command_prints_each_problem_and_exits_1(
+    fixture: str, in_folder: Enter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    in_folder(FIXTURES / fixture)
+    assert main(["check"]) == 1
+    *lines, summary = capsys.readouterr().out.splitlines()
+    assert lines == EXPECTED[fixture]
+    files = len({line.split(":")[0] for line in lines})
+    problems = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
+    assert summary == f"botkit check: {problems} in {files} file{'s' if files > 1 else ''}"
+
+
+def test_clean_fixture_checks_clean(in_folder: Enter, capsys: pytest.CaptureFixture[str]) -> None:
+    # It has a bot module named _shared.py that raises if imported, an HTML page far longer
+    # than three segments under templates/dashboard/, keywords in two bots, states set from
+    # a constant and a conditional expression, and templates using filters, loops,
+    # attributes, method calls, and a loop that unpacks pairs, which stand-ins cannot be.
+    in_folder(FIXTURES / "clean")
+    assert check("bots", "templates") == []
+    assert main(["check", "--bots", "bots", "--templates", "templates"]) == 0
+    assert capsys.readouterr().out == "botkit check: no problems found\n"
+
+
+def test_example_bots_check_clean(in_folder: Enter, capsys: pytest.CaptureFixture[str]) -> None:
+    in_folder(ROOT)
+    assert check(ROOT / "bots", ROOT / "templates") == []
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out == "botkit check: no problems found\n"
+
+
+def test_max_segments_sets_the_limit(in_folder: Enter, capsys: pytest.CaptureFixture[str]) -> None:
+    in_folder(FIXTURES / "too_long")
+    assert main(["check", "--max-segments", "5"]) == 0
+    assert main(["check", "--max-segments", "4"]) == 1
+    out = capsys.readouterr().out
+    assert "templates/club/timetable.txt:1: too-long: " in out
+    assert "bots/club.py:19" not in out
+
+
+def test_max_segments_must_be_positive(
+    in_folder: Enter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    in_folder(FIXTURES / "clean")
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "--max-segments", "0"])
+    assert exited.value.code == 2
+    assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_missing_bots_folder_exits_2(in_folder: Enter, capsys: pytest.CaptureFixture[str]) -> None:
+    in_folder(FIXTURES / "clean")
+    assert main(["check", "--bots", "nowhere"]) == 2
+    assert capsys.readouterr().err == "botkit: bots folder nowhere/ does not exist\n"
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+CLUB_WITHOUT_CONFIRM = """\
+from botkit import Bot, Context
+
+bot = Bot("club")
+
+
+@bot.keyword("JOIN")
+async def join(ctx: Context) -> None:
+    ctx.state = "confirm"
+"""
+
+
+def test_syntax_error_reported_and_other_modules_still_checked(tmp_path: Path, in_folder) -> None:
+    write(
+        tmp_path,
+        {
+            "bots/broken.py": 'from botkit import Bot\n\nbot = Bot("broken"\n\nx = 1\n',
+            "bots/club.py": CLUB_WITHOUT_CONFIRM,
+        },
+    )
+    in_folder(ROOT)  # not under tmp_path: files are shown absolute
+    problems = check(tmp_path / "bots", tmp_path / "templates")
+    assert [(p.file, p.line, p.kind) for p in problems] == [
+        (tmp_path / "bots" / "broken.py", 3, "import-error"),
+        (tmp_path / "bots" / "club.py", 8, "unknown-state"),
+    ]
+    assert problems[0].message.startswith("SyntaxError: '(' was never closed")
+    assert display_path(problems[0].file) == str(tmp_path / "bots" / "broken.py")
+
+
+def test_keyword_twice_in_one_bot_is_an_import_error_at_its_decorator(
+    tmp_path: Path, in_folder: Enter
+) -> None:
+    source = CLUB_WITHOUT_CONFIRM.replace('"confirm"', "None") + (
+        '\n\n@bot.keyword("MEMBER", aliases=["join"])\n'
+        "async def member(ctx: Context) -> None:\n"
+        "    pass\n"
+    )
+    write(tmp_path, {"bots/club.py": source})
+    in_folder(tmp_path)
+    [problem] = check("bots", "templates")
+    assert (display_path(problem.file), problem.line, problem.kind) == (
+        "bots/club.py",
+        11,
+        "import-error",
+    )
+    assert problem.message == "ValueError: club: keyword JOIN is registered twice"
+
+
+def test_state_set_from_a_runtime_value_leaves_handlers_unjudged(tmp_path: Path, in_folder) -> None:
+    # Any handler may be the one `ctx.state = ctx.data["next"]` sets, so none is reported
+    # unrouted; the constant that names no handler still is.
+    source = CLUB_WITHOUT_CONFIRM + (
+        '    ctx.state = ctx.data["next"]\n\n\n'
+        '@bot.state("confirm")\n'
+        "async def confirm(ctx: Context) -> None:\n"
+        '    ctx.state = "done"\n\n\n'
+        '@bot.state("waiting")\n'
+        "async def waiting(ctx: Context) -> None:\n"
+        "    pass\n"
+    )
+    write(tmp_path, {"bots/club.py": source})
+    in_folder(tmp_path)
+    assert [(p.line, p.kind, p.message) for p in check("bots", "templates")] == [
+        (14, "unknown-state", "state 'done' is set, but bot 'club' has no handler"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status", "first_line"),
+    [
+        ("clean", 0, "botkit check: no problems found"),
+        ("duplicate_keyword", 1, EXPECTED["duplicate_keyword"][0]),
+    ],
+)
+def test_console_script_in_a_fixture_folder(fixture: str, status: int, first_line: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BOTKIT_")}
+    done = subprocess.run(
+        [BOTKIT, "check"],
+        cwd=FIXTURES / fixture,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (status, "")
+    assert done.stdout.splitlines()[0] == first_line
