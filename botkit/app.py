@@ -25,6 +25,7 @@ from .clock import Clock, system_clock
 from .errors import ValidationError
 from .gateway import Gateway
 from .loader import load_bots
+from .metrics import CONTENT_TYPE
 from .runtime import Runtime
 from .settings import Settings
 from .simulator import Simulator
@@ -85,6 +86,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/", _home, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
         *callback_routes(runtime, token),
     ]
     if simulator is not None:
@@ -138,3 +140,16 @@ async def _healthz(request: Request) -> Response:
         log.error("health check failed: %s", exc)
         return PlainTextResponse("ERROR database unreachable", status_code=503)
     return PlainTextResponse("OK")
+
+
+async def _metrics(request: Request) -> Response:
+    """Prometheus metrics: the app's counters, and the queue depths read now."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        inbox_depth = await runtime.store.inbox.depth()
+        outbox_depth = await runtime.store.outbox.depth()
+    except Exception as exc:
+        log.error("metrics: could not read the queue depths: %s", exc)
+        return PlainTextResponse("ERROR database unreachable", status_code=503)
+    text = runtime.metrics.render(inbox_depth=inbox_depth, outbox_depth=outbox_depth)
+    return Response(text, media_type=CONTENT_TYPE)

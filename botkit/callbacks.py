@@ -12,7 +12,8 @@ import ipaddress
 import logging
 import re
 import secrets
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -21,8 +22,10 @@ from starlette.routing import Route
 
 from .db import DatabaseError
 from .errors import ValidationError
+from .logs import elapsed_ms
 from .messages import IncomingDLR, IncomingMO
 from .numbers import international
+from .store import DeliveryOutcome
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -110,55 +113,84 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
     networks = [
         ipaddress.ip_network(entry, strict=False) for entry in runtime.settings.callback_allow
     ]
+    metrics = runtime.metrics
 
-    def refuse(request: Request) -> Response | None:
+    def refuse(request: Request, kind: str) -> Response | None:
         if not secrets.compare_digest(request.path_params["token"].encode(), token.encode()):
             return PlainTextResponse("ERROR Not found", status_code=404)
         if networks and not _allowed(request, networks):
-            log.warning("callback refused from %s: not in BOTKIT_CALLBACK_ALLOW", _host(request))
+            if kind == "mo":
+                metrics.mo_received.inc(outcome="forbidden")
+            log.warning(
+                "%s callback refused from %s: not in BOTKIT_CALLBACK_ALLOW",
+                kind,
+                _host(request),
+                extra={"event": f"{kind}.refused", "client": _host(request), "http_status": 403},
+            )
             return PlainTextResponse("ERROR Forbidden", status_code=403)
         return None
 
     async def mo(request: Request) -> Response:
-        if refused := refuse(request):
+        started = time.perf_counter()
+        if refused := refuse(request, "mo"):
             return refused
         try:
             incoming = parse_mo(request.query_params)
         except ValidationError as exc:
-            return _bad_request("mo", exc)
+            metrics.mo_received.inc(outcome="invalid")
+            return _bad_request("mo", exc, request.query_params)
         try:
             message_id = await runtime.store.inbox.add(incoming)
         except DatabaseError as exc:
-            log.error("mo %s: not stored, the gateway will retry: %s", incoming.gateway_id, exc)
+            metrics.mo_received.inc(outcome="unavailable")
+            log.error(
+                "mo %s: not stored, the gateway will retry: %s",
+                incoming.gateway_id,
+                exc,
+                extra=_mo_fields(incoming, "mo.unavailable", started),
+            )
             return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)
         if message_id is None:
-            log.info("mo %s: duplicate, already stored", incoming.gateway_id)
-        else:
+            metrics.mo_received.inc(outcome="duplicate")
             log.info(
-                "mo %s from %s: stored as %s", incoming.gateway_id, incoming.source, message_id
+                "mo %s from %s: duplicate, already stored",
+                incoming.gateway_id,
+                incoming.source,
+                extra=_mo_fields(incoming, "mo.duplicate", started),
+            )
+        else:
+            metrics.mo_received.inc(outcome="stored")
+            log.info(
+                "mo %s from %s: stored as %s",
+                incoming.gateway_id,
+                incoming.source,
+                message_id,
+                extra={**_mo_fields(incoming, "mo.stored", started), "message_id": message_id},
             )
             runtime.dispatcher.wake()
         return PlainTextResponse("OK")
 
     async def dlr(request: Request) -> Response:
-        if refused := refuse(request):
+        started = time.perf_counter()
+        if refused := refuse(request, "dlr"):
             return refused
         try:
             incoming = parse_dlr(request.query_params)
         except ValidationError as exc:
-            return _bad_request("dlr", exc)
+            return _bad_request("dlr", exc, request.query_params)
         try:
             outcome = await runtime.store.deliveries.record(incoming)
         except DatabaseError as exc:
-            log.error("dlr %s: not stored, the gateway will retry: %s", incoming.gateway_id, exc)
+            log.error(
+                "dlr %s: not stored, the gateway will retry: %s",
+                incoming.gateway_id,
+                exc,
+                extra={"event": "dlr.unavailable", "gateway_id": incoming.gateway_id},
+            )
             return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)
-        log.info(
-            "dlr %s %s: %s%s",
-            incoming.gateway_id,
-            incoming.status,
-            f"mt {outcome.message_id}" if outcome.message_id else "no MT of ours",
-            "" if outcome.new else " (repeat)",
-        )
+        if outcome.new:
+            metrics.dlr_received.inc(status=incoming.status)
+        _log_dlr(incoming, outcome, started)
         return PlainTextResponse("OK")
 
     return [
@@ -167,9 +199,52 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
     ]
 
 
-def _bad_request(kind: str, exc: ValidationError) -> Response:
+def _mo_fields(incoming: IncomingMO, event: str, started: float) -> dict[str, Any]:
+    """The log fields of an MO callback; never its content."""
+    return {
+        "event": event,
+        "gateway_id": incoming.gateway_id,
+        "handset": incoming.source,
+        "address": incoming.destination,
+        "elapsed_ms": elapsed_ms(started),
+    }
+
+
+def _log_dlr(incoming: IncomingDLR, outcome: DeliveryOutcome, started: float) -> None:
+    log.info(
+        "dlr %s %s: %s%s",
+        incoming.gateway_id,
+        incoming.status,
+        f"mt {outcome.message_id}" if outcome.message_id else "no MT of ours",
+        "" if outcome.new else " (repeat)",
+        extra={
+            "event": "dlr.stored" if outcome.new else "dlr.repeat",
+            "gateway_id": incoming.gateway_id,
+            "status": incoming.status,
+            "reference": incoming.reference,
+            "message_id": outcome.message_id,
+            "thread_id": outcome.thread_id,
+            "handset": outcome.handset,
+            "elapsed_ms": elapsed_ms(started),
+        },
+    )
+
+
+def _bad_request(kind: str, exc: ValidationError, params: QueryParams) -> Response:
     word = "Missing" if isinstance(exc, MissingParameter) else "Invalid"
-    log.warning("%s callback refused: %s parameter %s", kind, exc.field, exc.reason)
+    given_id = params.get("id", "")
+    log.warning(
+        "%s callback refused: %s parameter %s",
+        kind,
+        exc.field,
+        exc.reason,
+        extra={
+            "event": f"{kind}.refused",
+            "http_status": 400,
+            "parameter": exc.field,
+            "gateway_id": int(given_id) if INT64.fullmatch(given_id) else None,
+        },
+    )
     return PlainTextResponse(f"ERROR {word} {exc.field} parameter", status_code=400)
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+
+from .errors import ValidationError
 
 T = TypeVar("T")
 Row = sqlite3.Row
@@ -106,6 +109,22 @@ class Database:
     async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return await self.read(lambda tx: tx.fetchval(sql, params))
 
+    async def stream(
+        self, sql: str, params: Iterable[Any] = (), batch: int = 500
+    ) -> AsyncGenerator[Row, None]:
+        """Yield a query's rows, `batch` at a time, without holding them all in memory.
+
+        It reads on a connection of its own, so a long export holds up no other read.
+        """
+        conn = await _connect(self.path)
+        try:
+            async with conn.execute(sql, tuple(params)) as cursor:
+                while rows := await cursor.fetchmany(batch):
+                    for row in rows:
+                        yield row
+        finally:
+            await conn.close()
+
     async def close(self) -> None:
         """Finish the queued writes, then close both connections."""
         if not self._task.done():
@@ -163,6 +182,16 @@ class Database:
                 future.set_result(result)
             else:
                 future.set_exception(exc)
+
+
+def existing_file(path: str) -> Path:
+    """The SQLite file at `path` (BOTKIT_DB or --db), for commands that read a database:
+    a URL or a missing file is refused rather than an empty database created."""
+    if "://" in path:
+        raise ValidationError("BOTKIT_DB", f"{path!r} is a URL; this command needs a SQLite file")
+    if not Path(path).is_file():
+        raise ValidationError("BOTKIT_DB", f"{path} does not exist")
+    return Path(path)
 
 
 async def _connect(path: str) -> aiosqlite.Connection:

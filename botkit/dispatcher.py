@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .context import Context
 from .db import DatabaseError
+from .logs import elapsed_ms
 from .messages import Message, Thread
+from .metrics import Metrics
 from .router import Route, Router
 from .store import Store
 from .templates import SMSTemplates
@@ -41,8 +44,10 @@ class Dispatcher(Worker):
         on_queued: Callable[[], None] = lambda: None,
         concurrency: int = 64,
         lease: float = 60.0,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
+        self.metrics = metrics or Metrics()
         self.store = store
         self.router = router
         self.templates = templates
@@ -87,30 +92,52 @@ class Dispatcher(Worker):
     async def handle(self, message: Message) -> None:
         """Find the MO's thread, route it, run the handler, commit what it did."""
         started = time.perf_counter()
+        outcome = await self._handle(message, started)
+        self.metrics.mo_handled.inc(outcome=outcome)
+        self.metrics.mo_handle_seconds.observe(time.perf_counter() - started)
+
+    async def _handle(self, message: Message, started: float) -> str:
+        """Handle one MO; return the outcome to count: handled or failed."""
         thread = await find_thread(self.store.threads, message)
         route = self.router.route(thread, message.text)
         if route is None:
-            log.warning("mo %s: no bot answers it", message.gateway_id)
             await self.store.inbox.finish(message, None, (), message_class=None, source=None)
-            return
+            log.warning(
+                "mo %s from %s: no bot answers it",
+                message.gateway_id,
+                message.source,
+                extra=_fields(message, "mo.unrouted", started),
+            )
+            return "handled"
         ctx = self._context(message, route)
         try:
             await route.handler(ctx)
             ctx.check()
         except Exception as exc:
-            log.exception(
-                "mo %s from %s: %s handler %s raised",
-                message.gateway_id,
-                message.source,
-                route.bot.name,
-                route.handler.__qualname__,
-            )
-            await self.store.inbox.fail(
-                message, f"{type(exc).__name__}: {exc}", thread.id if thread else None
-            )
-            for listener in self.failure_listeners:
-                listener(message, exc)
-            return
+            await self._fail(message, route, thread, exc, started)
+            return "failed"
+        await self._commit(message, route, ctx, started)
+        return "handled"
+
+    async def _fail(
+        self, message: Message, route: Route, thread: Thread | None, exc: Exception, started: float
+    ) -> None:
+        """The handler raised: mark the MO failed, leaving its thread as it was."""
+        thread_id = thread.id if thread else None
+        log.exception(
+            "mo %s from %s: %s handler %s raised",
+            message.gateway_id,
+            message.source,
+            route.bot.name,
+            route.handler.__qualname__,
+            extra={**_fields(message, "mo.failed", started), "thread_id": thread_id},
+        )
+        await self.store.inbox.fail(message, f"{type(exc).__name__}: {exc}", thread_id)
+        for listener in self.failure_listeners:
+            listener(message, exc)
+
+    async def _commit(self, message: Message, route: Route, ctx: Context, started: float) -> None:
+        """Commit what the handler did: thread, state, replies queued, MO handled."""
         closing = [route.closing.id] if route.closing and route.closing.id else []
         mt_ids = await self.store.inbox.finish(
             message,
@@ -122,6 +149,7 @@ class Dispatcher(Worker):
         )
         if mt_ids:
             self.on_queued()
+        fields = _fields(message, "mo.handled", started)
         log.info(
             "mo %s from %s: %s %s -> thread %s, %d replies (%.1f ms)",
             message.gateway_id,
@@ -130,7 +158,14 @@ class Dispatcher(Worker):
             route.kind,
             ctx.thread.id,
             len(mt_ids),
-            (time.perf_counter() - started) * 1000,
+            fields["elapsed_ms"],
+            extra={
+                **fields,
+                "thread_id": ctx.thread.id,
+                "bot": route.bot.name,
+                "route": route.kind,
+                "replies": mt_ids,
+            },
         )
 
     def _context(self, message: Message, route: Route) -> Context:
@@ -138,3 +173,14 @@ class Dispatcher(Worker):
             bot=route.bot.name, handset=message.source, address=message.destination
         )
         return Context(message, thread, route.bot, self.router, self.templates)
+
+
+def _fields(message: Message, event: str, started: float) -> dict[str, Any]:
+    """The log fields of an MO being handled; never its content."""
+    return {
+        "event": event,
+        "gateway_id": message.gateway_id,
+        "message_id": message.id,
+        "handset": message.source,
+        "elapsed_ms": elapsed_ms(started),
+    }

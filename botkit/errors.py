@@ -4,6 +4,7 @@ BotkitError
 ├── ValidationError       a value we were given is malformed; names the field
 ├── TemplateError         an SMS template is missing, does not compile or fails to render
 ├── HandlerError          a bot handler broke a rule of the handler API
+├── BackupError           a backup copy could not be made or failed its integrity check
 └── GatewayError          the gateway refused a message or could not be reached
     ├── AuthenticationError     application or password wrong or missing (v2 401, v1 500)
     ├── MissingParameterError   the gateway says a parameter is missing (v2 400, v1 500)
@@ -35,6 +36,10 @@ class TemplateError(BotkitError):
 
 class HandlerError(BotkitError):
     """A handler broke a rule of the handler API (for example, data that is not JSON)."""
+
+
+class BackupError(BotkitError):
+    """A backup copy of the database could not be made, or failed its integrity check."""
 
 
 class GatewayError(BotkitError):

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -29,6 +30,7 @@ from .errors import (
     TransientError,
     ValidationError,
 )
+from .logs import elapsed_ms
 from .numbers import international
 
 DEFAULT_URL = "https://api.sms.optus.com.au/message"
@@ -267,9 +269,9 @@ class Gateway:
             # The gateway's body could quote the request (content included): log its status only.
             detail = exc.text if exc.status_code is None else f"HTTP {exc.status_code}"
             outcome = f"{type(exc).__name__} ({detail})"
-            self._log(logging.WARNING, params, outcome, started)
+            self._log(logging.WARNING, params, outcome, started, error=outcome)
             raise
-        self._log(logging.INFO, params, f"id {message_id}", started)
+        self._log(logging.INFO, params, f"id {message_id}", started, gateway_id=message_id)
         return message_id
 
     def _params(
@@ -323,13 +325,23 @@ class Gateway:
             return check_response(response.status_code, _redactor.redact(response.text))
         raise error
 
-    def _log(self, level: int, params: dict[str, str], outcome: str, started: float) -> None:
-        elapsed_ms = (time.perf_counter() - started) * 1000
+    def _log(
+        self, level: int, params: dict[str, str], outcome: str, started: float, **fields: Any
+    ) -> None:
+        """One line per request, with its fields; never the password or the content."""
+        elapsed = elapsed_ms(started)
         logger.log(
             level,
             "MT to %s reference=%s: %s in %.0f ms",
             params["destination"],
             params.get("reference"),
             outcome,
-            elapsed_ms,
+            elapsed,
+            extra={
+                "event": "gateway.send",
+                "handset": params["destination"],
+                "reference": params.get("reference"),
+                "elapsed_ms": elapsed,
+                **fields,
+            },
         )

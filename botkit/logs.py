@@ -5,16 +5,43 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 from .clock import stamp
 
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    # uvicorn passes its message again with terminal colours.
+    "color_message",
+}
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since `started` (a `time.perf_counter()` reading), for a log field."""
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a log call passed with `extra=` (ids, handset, timings)."""
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
+
 
 class JSONFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message (and the traceback)."""
+    """One JSON object per record: time, level, logger, message, the fields given with
+    `extra=` as keys of their own (and the traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
+            **fields(record),
             "time": stamp(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -22,7 +49,7 @@ class JSONFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:

@@ -91,6 +91,7 @@ class Outgoing:
     reference: str | None
     expires: str | None
     attempts: int
+    thread_id: int | None = None
 
 
 @dataclass(frozen=True)

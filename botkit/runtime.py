@@ -14,6 +14,7 @@ from .clock import Clock, system_clock
 from .db import Database
 from .dispatcher import Dispatcher
 from .gateway import Gateway
+from .metrics import Metrics
 from .migrations import migrate
 from .reloader import Reloader
 from .router import Router
@@ -43,6 +44,7 @@ class Runtime:
         self.reloader = Reloader(settings.bots, self.install) if reload else None
         self.gateway = gateway
         self.clock = clock
+        self.metrics = Metrics()
         self.db: Database | None = None
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
@@ -80,6 +82,7 @@ class Runtime:
             self.gateway,
             rate=self.settings.send_rate,
             resend_uncertain=self.settings.resend_uncertain,
+            metrics=self.metrics,
         )
         self.dispatcher = Dispatcher(
             self._store,
@@ -88,6 +91,7 @@ class Runtime:
             message_class=self.settings.message_class,
             source=self.settings.source,
             on_queued=self.sender.wake,
+            metrics=self.metrics,
         )
         self.sender.start()
         self.dispatcher.start()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .clock import parse_stamp
 from .db import DatabaseError
 from .errors import AuthenticationError, GatewayError, TransientError, ValidationError
 from .messages import Outgoing
+from .metrics import Metrics
 from .store import Store
 from .worker import Worker
 
@@ -64,8 +65,10 @@ class Sender(Worker):
         max_attempts: int = 8,
         retry_base: float = 2.0,
         lease: float = 120.0,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
+        self.metrics = metrics or Metrics()
         self.store = store
         self.gateway = gateway
         self.limiter = RateLimiter(rate)
@@ -127,39 +130,107 @@ class Sender(Worker):
                 reference=mt.reference,
                 expires=mt.expires,
             )
-        except (GatewayError, ValidationError) as exc:
-            await self._record_failure(mt, exc)
+        except ValidationError as exc:  # refused before any request left
+            await self._record_failure(mt, exc, None)
+        except GatewayError as exc:
+            await self._record_failure(mt, exc, self._timed(started))
         except Exception as exc:
-            log.exception("mt %s: unexpected failure while sending", mt.id)
+            fields = _fields(mt, "mt.uncertain", self._timed(started))
+            self.metrics.mt_attempts.inc(outcome="uncertain")
+            log.exception("mt %s: unexpected failure while sending", mt.id, extra=fields)
             await self.store.outbox.uncertain(mt.id, f"{type(exc).__name__} while sending")
         else:
+            fields = _fields(mt, "mt.accepted", self._timed(started))
             await self.store.outbox.accepted(mt.id, gateway_id)
+            self.metrics.mt_attempts.inc(outcome="accepted")
             log.info(
                 "mt %s to %s: accepted as %s (%.1f ms)",
                 mt.id,
                 mt.destination,
                 gateway_id,
-                (time.perf_counter() - started) * 1000,
+                fields["elapsed_ms"],
+                extra={**fields, "gateway_id": gateway_id},
             )
         finally:
             self._slots.release()
 
-    async def _record_failure(self, mt: Outgoing, exc: GatewayError | ValidationError) -> None:
+    def _timed(self, started: float) -> float:
+        """Seconds the gateway request took, counted in the send-latency histogram."""
+        seconds = time.perf_counter() - started
+        self.metrics.mt_send_seconds.observe(seconds)
+        return seconds
+
+    async def _record_failure(
+        self, mt: Outgoing, exc: GatewayError | ValidationError, seconds: float | None
+    ) -> None:
+        """Settle a failed attempt: uncertain, queued again with backoff, or failed."""
         text = exc.text if isinstance(exc, GatewayError) else str(exc)
         retryable = isinstance(exc, TransientError | AuthenticationError)
         uncertain = isinstance(exc, TransientError) and exc.may_have_been_accepted
         if uncertain and not self.resend_uncertain:
-            log.warning("mt %s: may have reached the gateway, not resent: %s", mt.id, text)
+            self._log_failure(logging.WARNING, mt, "uncertain", exc, seconds)
             await self.store.outbox.uncertain(mt.id, text)
             return
         if retryable and mt.attempts < self.max_attempts:
             delay = backoff(mt.attempts, self.retry_base)
-            log.warning(
-                "mt %s: attempt %d failed, retry in %.0fs: %s", mt.id, mt.attempts, delay, text
-            )
+            self._log_failure(logging.WARNING, mt, "retried", exc, seconds, retry_in_s=delay)
             await self.store.outbox.retry_later(mt.id, text, delay)
             return
         if retryable:
             text = f"gave up after {mt.attempts} attempts: {text}"
-        log.error("mt %s to %s: failed: %s", mt.id, mt.destination, text)
+        self._log_failure(logging.ERROR, mt, "failed", exc, seconds)
         await self.store.outbox.failed(mt.id, text)
+
+    def _log_failure(
+        self,
+        level: int,
+        mt: Outgoing,
+        outcome: str,
+        exc: GatewayError | ValidationError,
+        seconds: float | None,
+        retry_in_s: float | None = None,
+    ) -> None:
+        """Count and log a failed attempt, naming the error without the gateway's body."""
+        self.metrics.mt_attempts.inc(outcome=outcome)
+        what = {
+            "uncertain": "may have reached the gateway, not resent",
+            "retried": f"attempt {mt.attempts} failed, retry in {retry_in_s or 0:.0f}s",
+            "failed": f"failed after {mt.attempts} attempt(s)",
+        }[outcome]
+        error = _describe(exc)
+        log.log(
+            level,
+            "mt %s to %s: %s: %s",
+            mt.id,
+            mt.destination,
+            what,
+            error,
+            extra={
+                **_fields(mt, f"mt.{outcome}", seconds),
+                "error": error,
+                "retry_in_s": retry_in_s,
+            },
+        )
+
+
+def _fields(mt: Outgoing, event: str, seconds: float | None) -> dict[str, Any]:
+    """The log fields of one send attempt (`seconds` its request took, None when none
+    left); never the MT's content."""
+    return {
+        "event": event,
+        "message_id": mt.id,
+        "thread_id": mt.thread_id,
+        "handset": mt.destination,
+        "reference": mt.reference,
+        "attempt": mt.attempts,
+        "elapsed_ms": None if seconds is None else round(seconds * 1000, 1),
+    }
+
+
+def _describe(exc: GatewayError | ValidationError) -> str:
+    """An error for a log line: its class and HTTP status, not the gateway's body, which
+    could quote the request (content included). The database keeps the whole text."""
+    if not isinstance(exc, GatewayError):
+        return str(exc)
+    detail = exc.text if exc.status_code is None else f"HTTP {exc.status_code}"
+    return f"{type(exc).__name__} ({detail})"

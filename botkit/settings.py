@@ -44,6 +44,12 @@ class Settings:
     callback_allow: tuple[str, ...] = _setting(
         "BOTKIT_CALLBACK_ALLOW", (), "comma-separated IPs/CIDRs allowed to call the callbacks"
     )
+    forwarded_allow_ips: tuple[str, ...] = _setting(
+        "BOTKIT_FORWARDED_ALLOW_IPS",
+        ("127.0.0.1",),
+        "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed "
+        "(so BOTKIT_CALLBACK_ALLOW sees the caller's address); * believes any, empty none",
+    )
     db: str = _setting("BOTKIT_DB", "botkit.db", "SQLite database path")
     dashboard_user: str | None = _setting("BOTKIT_DASHBOARD_USER", None, "dashboard login")
     dashboard_password: str | None = _setting(
@@ -73,13 +79,9 @@ class Settings:
             )
         if self.log_format not in ("text", "json"):
             raise ValidationError("BOTKIT_LOG_FORMAT", "must be text or json")
-        for entry in self.callback_allow:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValidationError(
-                    "BOTKIT_CALLBACK_ALLOW", f"{entry!r} is not an IP or CIDR"
-                ) from None
+        _check_networks("BOTKIT_CALLBACK_ALLOW", self.callback_allow)
+        if self.forwarded_allow_ips != ("*",):
+            _check_networks("BOTKIT_FORWARDED_ALLOW_IPS", self.forwarded_allow_ips)
 
     @property
     def simulator_mode(self) -> bool:
@@ -120,6 +122,15 @@ class Settings:
                 values[name] = environ[f.metadata["env"]]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{name: _cast(known[name], value) for name, value in values.items()})
+
+
+def _check_networks(name: str, entries: tuple[str, ...]) -> None:
+    """Refuse an entry of `name` that is not an IP address or a CIDR network."""
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValidationError(name, f"{entry!r} is not an IP or CIDR") from None
 
 
 def _cast(f: dataclasses.Field[Any], value: Any) -> Any:

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import check, init, run, send, simulator
+from . import backup, check, export, init, run, send, simulator
 
-COMMANDS: tuple[ModuleType, ...] = (run, simulator, send, init, check)
+COMMANDS: tuple[ModuleType, ...] = (run, simulator, send, init, check, backup, export)

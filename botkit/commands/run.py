@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import secrets
 
 from ..settings import Settings
@@ -18,7 +19,8 @@ DESCRIPTION = (
 EXAMPLES = """\
   botkit run
   botkit run --reload                 reload bots and templates as you edit them
-  botkit run --bots bots --templates templates --db botkit.db --port 8000"""
+  botkit run --bots bots --templates templates --db botkit.db --port 8000
+  botkit run --host 127.0.0.1 --forwarded-allow-ips 127.0.0.1   behind nginx on this host"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="SQLite database file (default: botkit.db)")
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: 8000)")
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is "
+        "believed, * for any (default: 127.0.0.1)",
+    )
     parser.add_argument(
         "--reload",
         action="store_true",
@@ -41,15 +49,42 @@ def main(args: argparse.Namespace) -> int:
     from ..logs import setup_logging
 
     settings = Settings.load(
-        bots=args.bots, templates=args.templates, db=args.db, host=args.host, port=args.port
+        bots=args.bots,
+        templates=args.templates,
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
     setup_logging(settings.log_format)
     if settings.simulator_mode and settings.callback_token is None:
         settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
     app = create_app(settings, reload=args.reload)
     announce(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+        # The client address a proxy forwards is the one BOTKIT_CALLBACK_ALLOW checks.
+        proxy_headers=True,
+        forwarded_allow_ips=trusted_proxies(settings),
+        # An MO's content rides in the query string: a long concatenated UCS-2 message,
+        # percent-encoded, outgrows h11's default 16 KiB limit on a request head.
+        h11_max_incomplete_event_size=1024 * 1024,
+    )
     return 0
+
+
+def trusted_proxies(settings: Settings) -> list[str] | str:
+    """BOTKIT_FORWARDED_ALLOW_IPS for uvicorn, CIDRs normalised (uvicorn parses them
+    strictly and would quietly never match `10.0.0.1/8`)."""
+    if settings.forwarded_allow_ips == ("*",):
+        return "*"
+    return [
+        str(ipaddress.ip_network(entry, strict=False)) for entry in settings.forwarded_allow_ips
+    ]
 
 
 def announce(settings: Settings) -> None:

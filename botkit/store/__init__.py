@@ -4,6 +4,7 @@
     store.threads     conversations, their state and data
     store.outbox      MTs from the handler's commit to the gateway's answer
     store.deliveries  delivery receipts and the status history of MTs
+    store.transcripts every message with its thread, streamed for exports
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
 that another backend can stand behind the same interface. Once-only handling and
@@ -19,6 +20,7 @@ from .deliveries import Deliveries, DeliveryOutcome
 from .inbox import Inbox
 from .outbox import Outbox
 from .threads import Threads
+from .transcripts import Transcripts
 
 __all__ = ["DeliveryOutcome", "Store"]
 
@@ -33,6 +35,7 @@ class Store:
         self.threads = Threads(db, clock)
         self.outbox = Outbox(db, clock)
         self.deliveries = Deliveries(db, clock)
+        self.transcripts = Transcripts(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
         """At start-up, before any other process of this database runs: free every claim.

@@ -12,10 +12,13 @@ from .base import Part
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """What a DLR matched: our MT's id (None when it names no MT of ours), and if it was new."""
+    """What a DLR matched: our MT's id, thread and handset (None when it names no MT of
+    ours), and whether it was new."""
 
     message_id: int | None
     new: bool
+    thread_id: int | None = None
+    handset: str | None = None
 
 
 class Deliveries(Part):
@@ -30,31 +33,34 @@ class Deliveries(Part):
 
         async def write(tx: Tx) -> DeliveryOutcome:
             now = self.now()
-            message_id = await tx.fetchval(
-                "SELECT id FROM messages WHERE direction = 'mt' AND gateway_id = ?",
+            mt = await tx.fetchone(
+                """SELECT id, thread_id, handset FROM messages
+                   WHERE direction = 'mt' AND gateway_id = ?""",
                 (dlr.gateway_id,),
             )
             parsed = parse_reference(dlr.reference)
-            if message_id is None and parsed is not None:
-                message_id = await tx.fetchval(
+            if mt is None and parsed is not None:
+                mt = await tx.fetchone(
                     """UPDATE messages SET gateway_id = ?,
                            status = CASE WHEN status = 'uncertain' THEN 'accepted'
                                ELSE status END,
                            updated_at = ?
                        WHERE id = ? AND direction = 'mt' AND reference = ?
                          AND gateway_id IS NULL
-                       RETURNING id""",
+                       RETURNING id, thread_id, handset""",
                     (dlr.gateway_id, now, parsed[1], dlr.reference),
                 )
+            message_id = None if mt is None else mt["id"]
             inserted = await tx.fetchval(
                 """INSERT INTO deliveries (gateway_id, status, reference, message_id, received_at)
                    VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (gateway_id, status) DO NOTHING RETURNING id""",
                 (dlr.gateway_id, dlr.status, dlr.reference, message_id, now),
             )
-            if message_id is not None:
-                await refresh(tx, message_id, now)
-            return DeliveryOutcome(message_id, inserted is not None)
+            if mt is None:
+                return DeliveryOutcome(None, inserted is not None)
+            await refresh(tx, mt["id"], now)
+            return DeliveryOutcome(mt["id"], inserted is not None, mt["thread_id"], mt["handset"])
 
         return await self.db.write(write)
 

@@ -98,6 +98,7 @@ class Outbox(Part):
             reference=row["reference"],
             expires=row["expires"],
             attempts=row["attempts"],
+            thread_id=row["thread_id"],
         )
 
     async def release(self, message_id: int) -> None:

@@ -1,0 +1,211 @@
+"""GET /metrics: Prometheus text format 0.0.4, counted per app, after real round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import pytest
+from conftest import client_to, eventually, running
+
+from botkit import Bot, Context, create_app
+from botkit.metrics import Counter, Histogram, render
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+VALUE = r"-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|[+-]Inf|NaN"
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
+PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+SAMPLE = re.compile(
+    rf"(?P<name>{NAME})(?:\{{(?P<labels>{PAIR}(?:,{PAIR})*)\}})? (?P<value>{VALUE})"
+)
+HELP = re.compile(rf"# HELP ({NAME}) (.*)")
+TYPE = re.compile(rf"# TYPE ({NAME}) (counter|gauge|histogram)")
+UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    """Parse exposition text strictly: every line a HELP, a TYPE or a sample of a family
+    declared just before it; a histogram's buckets cumulative and ending at its count."""
+    assert text.endswith("\n")
+    samples: Samples = {}
+    types: dict[str, str] = {}
+    family = None
+    for line in text.removesuffix("\n").split("\n"):
+        if match := HELP.fullmatch(line):
+            family = match[1]
+            continue
+        if match := TYPE.fullmatch(line):
+            assert match[1] == family, f"TYPE of {match[1]} is not after its HELP"
+            types[family] = match[2]
+            continue
+        match = SAMPLE.fullmatch(line)
+        assert match, f"not a sample line: {line!r}"
+        name, labels, value = match["name"], match["labels"] or "", match["value"]
+        suffixes = ("_bucket", "_sum", "_count") if types.get(family) == "histogram" else ("",)
+        assert any(name == f"{family}{suffix}" for suffix in suffixes), line
+        pairs = {
+            key: re.sub(r"\\[\\\"n]", lambda m: UNESCAPE[m[0]], raw)
+            for key, raw in LABEL.findall(labels)
+        }
+        samples[(name, frozenset(pairs.items()))] = float(value.replace("Inf", "inf"))
+    for name, kind in types.items():
+        if kind == "histogram":
+            check_histogram(samples, name)
+    return samples
+
+
+def check_histogram(samples: Samples, name: str) -> None:
+    buckets = sorted(
+        (float(dict(labels)["le"].replace("Inf", "inf")), value)
+        for (sample, labels), value in samples.items()
+        if sample == f"{name}_bucket"
+    )
+    counts = [count for _, count in buckets]
+    assert counts == sorted(counts), f"{name} buckets are not cumulative"
+    assert buckets[-1][0] == math.inf
+    assert buckets[-1][1] == samples[(f"{name}_count", frozenset())]
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
+    return {dict(labels)[label]: v for (sample, labels), v in samples.items() if sample == name}
+
+
+async def scrape(client) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    return parse(response.text)
+
+
+async def counted(client, name: str, total: float) -> bool:
+    """True once the series of counter `name` add up to `total` (work runs in the
+    background: a counter moves just after the commit a test could see)."""
+    samples = await scrape(client)
+    return sum(v for (sample, _), v in samples.items() if sample == name) == total
+
+
+async def test_counters_after_a_round_trip_through_the_simulator(app, client):
+    sim = app.state.simulator
+    sim.set_unroutable("+61400000009")
+    mo = await sim.send_mo("+61400000001", "hello")
+    await sim.send_mo("+61400000009", "hello")
+    await eventually(lambda: counted(client, "botkit_mt_attempts_total", 2))
+    await eventually(lambda: counted(client, "botkit_dlr_received_total", 3))
+    duplicate = {"id": str(mo.id), "source": mo.source, "destination": mo.destination}
+    again = await client.get("/callbacks/test-token/mo", params={**duplicate, "content": "x"})
+    assert again.text == "OK"
+    assert (await client.get("/callbacks/test-token/mo", params=duplicate)).status_code == 400
+    unknown = {"id": "77", "status": "Carrier Hold"}
+    assert (await client.get("/callbacks/test-token/dlr", params=unknown)).status_code == 200
+    await client.get("/callbacks/test-token/dlr", params=unknown)  # a repeat: not counted
+
+    samples = await scrape(client)
+
+    assert by_label(samples, "botkit_mo_received_total", "outcome") == {
+        "stored": 2,
+        "duplicate": 1,
+        "invalid": 1,
+        "forbidden": 0,
+        "unavailable": 0,
+    }
+    assert by_label(samples, "botkit_mo_handled_total", "outcome") == {"handled": 2, "failed": 0}
+    assert by_label(samples, "botkit_mt_attempts_total", "outcome") == {
+        "accepted": 1,
+        "failed": 1,
+        "uncertain": 0,
+        "retried": 0,
+    }
+    assert by_label(samples, "botkit_dlr_received_total", "status") == {
+        "submitted": 1,
+        "sent": 1,
+        "received": 1,
+        "failed": 0,
+        "frozen": 0,
+        "dead": 0,
+        "rejected": 0,
+        "expired": 0,
+        "carrier hold": 1,
+    }
+    assert value(samples, "botkit_mt_send_seconds_count") == 2
+    assert value(samples, "botkit_mo_handle_seconds_count") == 2
+    assert value(samples, "botkit_mo_handle_seconds_sum") > 0
+    assert value(samples, "botkit_inbox_depth") == 0
+    assert value(samples, "botkit_outbox_depth") == 0
+
+
+async def test_each_app_counts_its_own_and_a_failed_handler_is_counted(settings, tmp_path):
+    boom = Bot("boom")
+
+    @boom.fallback
+    async def fail(ctx: Context) -> None:
+        raise RuntimeError("the bot broke")
+
+    other = dataclasses.replace(settings, db=str(tmp_path / "other.db"))
+    async with (
+        running(create_app(settings)) as first,
+        running(create_app(other, bots=[boom])) as second,
+        client_to(first) as first_client,
+        client_to(second) as second_client,
+    ):
+        await second.state.simulator.send_mo("+61400000001", "anything")
+        await eventually(lambda: counted(second_client, "botkit_mo_handled_total", 1))
+        failed = await scrape(second_client)
+        untouched = await scrape(first_client)
+
+    assert by_label(failed, "botkit_mo_handled_total", "outcome") == {"handled": 0, "failed": 1}
+    assert value(failed, "botkit_mo_received_total", outcome="stored") == 1
+    assert all(v == 0 for (name, _), v in untouched.items() if name.endswith("_total"))
+
+
+async def test_forbidden_callbacks_are_counted(settings):
+    guarded = dataclasses.replace(settings, callback_allow=("203.0.113.0/24",))
+    async with running(create_app(guarded)) as app, client_to(app) as client:
+        params = {"id": "1", "source": "+61400000001", "destination": "4433", "content": "x"}
+        assert (await client.get("/callbacks/test-token/mo", params=params)).status_code == 403
+        samples = await scrape(client)
+    assert value(samples, "botkit_mo_received_total", outcome="forbidden") == 1
+
+
+async def test_queue_depths_are_read_at_scrape_time(app, client):
+    await app.state.runtime.dispatcher.stop()  # nothing handles the MO: it stays in the inbox
+    params = {"id": "1", "source": "+61400000001", "destination": "4433", "content": "x"}
+    await client.get("/callbacks/test-token/mo", params=params)
+    assert value(await scrape(client), "botkit_inbox_depth") == 1
+
+
+def test_label_values_are_escaped():
+    counter = Counter("odd_total", "help with \\ and\nnewline", ("status",))
+    tricky = 'say "hi"\\now\nthen'
+    counter.inc(status=tricky)
+    text = render([counter])
+    assert 'odd_total{status="say \\"hi\\"\\\\now\\nthen"} 1\n' in text
+    assert "# HELP odd_total help with \\\\ and\\nnewline\n" in text
+    assert value(parse(text), "odd_total", status=tricky) == 1
+
+
+def test_histogram_buckets_are_cumulative_with_sum_and_count():
+    histogram = Histogram("latency_seconds", "latency", buckets=(0.5, 1.0))
+    for seconds in (0.25, 0.5, 0.75, 3.0):
+        histogram.observe(seconds)
+    assert render([histogram]).splitlines()[2:] == [
+        'latency_seconds_bucket{le="0.5"} 2',
+        'latency_seconds_bucket{le="1"} 3',
+        'latency_seconds_bucket{le="+Inf"} 4',
+        "latency_seconds_sum 4.5",
+        "latency_seconds_count 4",
+    ]
+
+
+def test_counter_refuses_wrong_labels_and_going_down():
+    counter = Counter("c_total", "c", ("outcome",))
+    with pytest.raises(ValueError, match="labels"):
+        counter.inc(status="x")
+    with pytest.raises(ValueError, match="only goes up"):
+        counter.inc(-1, outcome="x")
