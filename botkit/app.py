@@ -73,8 +73,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
         try:
+            # Inside the try: a start that fails half way closes what it opened.
+            await runtime.start()
             yield
         finally:
             await runtime.stop()
@@ -139,6 +140,8 @@ async def _healthz(request: Request) -> Response:
     except Exception as exc:
         log.error("health check failed: %s", exc)
         return PlainTextResponse("ERROR database unreachable", status_code=503)
+    if stopped := runtime.stopped_workers():
+        return PlainTextResponse(f"ERROR not running: {', '.join(stopped)}", status_code=503)
     return PlainTextResponse("OK")
 
 

@@ -7,7 +7,6 @@ so the gateway retries anything we did not keep; a repeated id is stored once.
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 import logging
 import re
@@ -32,9 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("botkit.callbacks")
 
-INT64 = re.compile(r"-?\d{1,19}")
-ADDRESS = re.compile(r"\+?\d{2,20}")
-STATUS = re.compile(r"[A-Za-z][A-Za-z0-9_ -]{0,31}")
+INT64 = re.compile(r"-?[0-9]{1,19}")
+ADDRESS = re.compile(r"\+?[0-9]{2,20}")
+# Carriers differ: any short printable status is kept as sent, unknown ones included.
+STATUS = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 MAX_REFERENCE = 50
 MAX_CONTENT = 40_000
 MAX_OPERATOR = 100
@@ -83,14 +83,15 @@ def parse_mo(params: QueryParams) -> IncomingMO:
             raise ValidationError("encoding", f"{encoding[:20]!r} is not base64")
         try:
             base64.b64decode(content, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and non-ASCII text
             raise ValidationError("content", "is not valid base64") from None
     return IncomingMO(
         gateway_id=gateway_id,
         source=source,
         destination=destination,
         content=content,
-        operator=_short(_one(params, "operator", False), "operator", MAX_OPERATOR),
+        # An over-long carrier name is no reason to refuse a handset's message.
+        operator=(_one(params, "operator", False) or "")[:MAX_OPERATOR] or None,
         reply_to=_int64(_one(params, "reply_to", False), "reply_to"),
         reference=_short(_one(params, "reference", False), "reference", MAX_REFERENCE),
         binary=encoding is not None,
@@ -105,7 +106,7 @@ def parse_dlr(params: QueryParams) -> IncomingDLR:
     if not STATUS.fullmatch(status):
         raise ValidationError("status", f"{status[:40]!r} is not a delivery status")
     reference = _short(_one(params, "reference", False), "reference", MAX_REFERENCE)
-    return IncomingDLR(gateway_id=gateway_id, status=status.lower(), reference=reference)
+    return IncomingDLR(gateway_id=gateway_id, status=status, reference=reference)
 
 
 def callback_routes(runtime: Runtime, token: str) -> list[Route]:

@@ -30,9 +30,14 @@ def later(clock: Clock, seconds: float) -> str:
 
 
 async def wait(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for `event` at most `timeout` seconds; True if it was set."""
+    """Wait for `event` at most `timeout` seconds; True if it was set.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+    coincides with the event being set, and a worker being stopped would run on.
+    """
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     except TimeoutError:
         return False
     return True

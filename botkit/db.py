@@ -11,6 +11,7 @@ One fsync then covers many callbacks: group commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
@@ -75,6 +76,7 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._read_lock = asyncio.Lock()
+        self._closing = False
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]] | None] = (
             asyncio.Queue()
         )
@@ -83,17 +85,30 @@ class Database:
     @classmethod
     async def open(cls, path: str) -> Database:
         writer = await _connect(path)
-        reader = await _connect(path)
+        try:
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
         return cls(path, writer, reader)
 
     async def write(self, fn: WriteFn[T]) -> T:
-        """Run `fn` in a write transaction; return its result once it is committed."""
-        if self._task.done():
+        """Run `fn` in a write transaction; return its result once it is committed.
+
+        Any sqlite3 error is raised as DatabaseError (locked, disk full, corrupt): the
+        write did not happen, and a callback can say so with a status worth retrying.
+        """
+        if self._closing or self._task.done():
             raise DatabaseError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((fn, future))
+        self._queue.put_nowait((fn, future))
         # shield: a caller that goes away (a client hanging up) must not undo a queued write.
         return await asyncio.shield(future)
+
+    @property
+    def writing(self) -> bool:
+        """True while the writer task runs."""
+        return not self._task.done()
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `fn` on the reader connection; it sees every committed write."""
@@ -126,9 +141,10 @@ class Database:
             await conn.close()
 
     async def close(self) -> None:
-        """Finish the queued writes, then close both connections."""
+        """Finish the writes already queued, refuse new ones, close both connections."""
+        self._closing = True
         if not self._task.done():
-            await self._queue.put(None)
+            self._queue.put_nowait(None)
             await self._task
         await self._writer.close()
         await self._reader.close()
@@ -161,6 +177,8 @@ class Database:
                     result = await fn(tx)
                 except Exception as exc:
                     await conn.execute("ROLLBACK TO write")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = _database_error(exc)
                     outcomes.append((future, None, exc))
                 else:
                     outcomes.append((future, result, None))
@@ -168,9 +186,10 @@ class Database:
             await conn.execute("COMMIT")
         except Exception as exc:
             log.error("write transaction failed: %s", exc)
-            if conn.in_transaction:
-                await conn.rollback()
-            error = DatabaseError(f"could not commit: {exc}")
+            with contextlib.suppress(Exception):
+                if conn.in_transaction:
+                    await conn.rollback()
+            error = _database_error(exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -182,6 +201,12 @@ class Database:
                 future.set_result(result)
             else:
                 future.set_exception(exc)
+
+
+def _database_error(exc: BaseException) -> DatabaseError:
+    error = DatabaseError(f"could not commit: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 def existing_file(path: str) -> Path:
@@ -196,7 +221,12 @@ def existing_file(path: str) -> Path:
 
 async def _connect(path: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    for pragma in PRAGMAS:
-        await conn.execute(pragma)
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in PRAGMAS:
+            await conn.execute(pragma)
+    except BaseException:
+        # Its thread would keep the process alive after a failed start.
+        await conn.close()
+        raise
     return conn

@@ -7,6 +7,7 @@ across restarts; different handsets are handled concurrently.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class Dispatcher(Worker):
         on_queued: Callable[[], None] = lambda: None,
         concurrency: int = 64,
         lease: float = 60.0,
+        handler_timeout: float = 30.0,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
@@ -55,6 +57,8 @@ class Dispatcher(Worker):
         self.source = source
         self.concurrency = concurrency
         self.lease = lease
+        # A handler that hangs would hold its handset (and a clean stop) for ever.
+        self.handler_timeout = handler_timeout
         self.on_queued = on_queued
         self._active: set[str] = set()  # handsets whose MO is being handled here
         # Called with the MO and the exception when a handler raises (the test harness
@@ -81,10 +85,13 @@ class Dispatcher(Worker):
         try:
             await self.handle(message)
         except DatabaseError as exc:
-            # Left claimed: the lease runs out and the MO is handled again.
+            # Left claimed: the lease runs out and the MO is handled again (a few times).
             log.error("mo %s: could not commit, will retry: %s", message.gateway_id, exc)
-        except Exception:
-            log.exception("mo %s: dispatcher failed", message.gateway_id)
+        except Exception as exc:
+            # Not the handler's fault (finding the thread, routing): never retried for
+            # ever, never blocking the handset's later messages.
+            log.exception("mo %s: could not be handled", message.gateway_id)
+            await self.store.inbox.fail(message, f"{type(exc).__name__}: {exc}", None)
         finally:
             self._active.discard(message.source)
             self.wake()
@@ -111,7 +118,8 @@ class Dispatcher(Worker):
             return "handled"
         ctx = self._context(message, route)
         try:
-            await route.handler(ctx)
+            async with asyncio.timeout(self.handler_timeout):
+                await route.handler(ctx)
             ctx.check()
         except Exception as exc:
             await self._fail(message, route, thread, exc, started)
@@ -132,7 +140,11 @@ class Dispatcher(Worker):
             route.handler.__qualname__,
             extra={**_fields(message, "mo.failed", started), "thread_id": thread_id},
         )
-        await self.store.inbox.fail(message, f"{type(exc).__name__}: {exc}", thread_id)
+        if isinstance(exc, TimeoutError):
+            error = f"the handler took longer than {self.handler_timeout:g}s"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        await self.store.inbox.fail(message, error, thread_id)
         for listener in self.failure_listeners:
             listener(message, exc)
 

@@ -77,8 +77,9 @@ class TransientError(GatewayError):
     """A failure worth retrying later.
 
     `may_have_been_accepted` is False only when the request surely never reached
-    the gateway (the connection was never made); otherwise the gateway may have
-    queued the message and a resend could deliver it twice.
+    the gateway (the connection was never made) or the gateway said it did not take
+    it on (503, 429); otherwise it may have queued the message and a resend could
+    deliver it twice.
     """
 
     permanent = False

@@ -46,8 +46,10 @@ _ID = re.compile(r"-?[0-9]{1,19}")
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
-# Proxies answer these when they lost the upstream's answer: the gateway may have queued it.
-_PROXY_STATUSES = frozenset({502, 504})
+# The server says it did not take the request on (overloaded, throttled): safe to retry.
+# Any other 5xx may have come after the message was queued (a crash, a proxy that lost
+# the answer), so a resend could deliver it twice.
+_NOT_TAKEN = frozenset({429, 503})
 # Only these prove the request never reached the gateway (httpx's own line).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # httpx logs whole request URLs (query string included); httpcore logs per module.
@@ -140,10 +142,10 @@ def check_response(status_code: int, text: str) -> int:
     description = f"HTTP {status_code}: {body[:200]}"
     if status_code == 401:
         raise AuthenticationError(description, status_code=status_code)
-    if 500 <= status_code <= 599:
+    if 500 <= status_code <= 599 or status_code in _NOT_TAKEN:
         raise TransientError(
             description,
-            may_have_been_accepted=status_code in _PROXY_STATUSES,
+            may_have_been_accepted=status_code not in _NOT_TAKEN,
             status_code=status_code,
         )
     # Other 4xx, and statuses the gateway never sends (3xx): retrying will not help.

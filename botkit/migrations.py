@@ -105,6 +105,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX deliveries_message ON deliveries (message_id, id)",
         ),
     ),
+    Migration(
+        2,
+        "outbox: the handset, so that one handset's MTs go out in order",
+        (
+            "ALTER TABLE outbox ADD COLUMN handset TEXT",
+            """UPDATE outbox SET handset =
+                   (SELECT handset FROM messages WHERE messages.id = outbox.message_id)""",
+            "CREATE INDEX outbox_handset ON outbox (handset, message_id)",
+        ),
+    ),
 )
 
 

@@ -108,6 +108,10 @@ def _text(body: bytes) -> str:
         raise ValidationError("text", "the body is not a JSON object") from None
     if not isinstance(text, str) or not text:
         raise ValidationError("text", "must be a non-empty string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("text", "holds a lone surrogate, which no handset can send") from None
     return text
 
 

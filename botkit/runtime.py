@@ -62,6 +62,14 @@ class Runtime:
         if self.dispatcher is not None:
             self.dispatcher.router = router
 
+    def stopped_workers(self) -> list[str]:
+        """The workers (and the database writer) that should run but do not."""
+        workers = [self.dispatcher, self.sender, self.reloader]
+        stopped = [w.name for w in workers if w is not None and not w.alive]
+        if self.db is not None and not self.db.writing:
+            stopped.append("database writer")
+        return stopped
+
     async def start(self) -> None:
         """Open the database, migrate it, settle what a previous run left, start workers."""
         self.db = await Database.open(self.settings.db)

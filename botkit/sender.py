@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .clock import parse_stamp
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("botkit.sender")
 
 POLL_SECONDS = 1.0
+# Recording a gateway's answer is retried this many times, backing off up to the cap.
+RECORD_ATTEMPTS, RECORD_BACKOFF, RECORD_BACKOFF_CAP = 8, 0.1, 10.0
 
 
 class RateLimiter:
@@ -138,10 +141,11 @@ class Sender(Worker):
             fields = _fields(mt, "mt.uncertain", self._timed(started))
             self.metrics.mt_attempts.inc(outcome="uncertain")
             log.exception("mt %s: unexpected failure while sending", mt.id, extra=fields)
-            await self.store.outbox.uncertain(mt.id, f"{type(exc).__name__} while sending")
+            error = f"{type(exc).__name__} while sending"
+            await self._write(mt, lambda: self.store.outbox.uncertain(mt.id, error))
         else:
             fields = _fields(mt, "mt.accepted", self._timed(started))
-            await self.store.outbox.accepted(mt.id, gateway_id)
+            await self._write(mt, lambda: self.store.outbox.accepted(mt.id, gateway_id))
             self.metrics.mt_attempts.inc(outcome="accepted")
             log.info(
                 "mt %s to %s: accepted as %s (%.1f ms)",
@@ -153,6 +157,23 @@ class Sender(Worker):
             )
         finally:
             self._slots.release()
+            self.wake()  # the handset's next MT may be due now
+
+    async def _write(self, mt: Outgoing, write: Callable[[], Awaitable[None]]) -> None:
+        """Record an attempt's outcome, retrying while the database refuses: the gateway
+        has answered, and forgetting its answer could mean sending the MT twice."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                await write()
+                return
+            except DatabaseError as exc:
+                log.error("mt %s: outcome not recorded (try %d): %s", mt.id, attempt, exc)
+                await asyncio.sleep(min(RECORD_BACKOFF_CAP, RECORD_BACKOFF * 2**attempt))
+        log.critical(
+            "mt %s: outcome never recorded; it stays 'sending' and is settled as "
+            "uncertain at the next start",
+            mt.id,
+        )
 
     def _timed(self, started: float) -> float:
         """Seconds the gateway request took, counted in the send-latency histogram."""
@@ -169,17 +190,17 @@ class Sender(Worker):
         uncertain = isinstance(exc, TransientError) and exc.may_have_been_accepted
         if uncertain and not self.resend_uncertain:
             self._log_failure(logging.WARNING, mt, "uncertain", exc, seconds)
-            await self.store.outbox.uncertain(mt.id, text)
+            await self._write(mt, lambda: self.store.outbox.uncertain(mt.id, text))
             return
         if retryable and mt.attempts < self.max_attempts:
             delay = backoff(mt.attempts, self.retry_base)
             self._log_failure(logging.WARNING, mt, "retried", exc, seconds, retry_in_s=delay)
-            await self.store.outbox.retry_later(mt.id, text, delay)
+            await self._write(mt, lambda: self.store.outbox.retry_later(mt.id, text, delay))
             return
         if retryable:
             text = f"gave up after {mt.attempts} attempts: {text}"
         self._log_failure(logging.ERROR, mt, "failed", exc, seconds)
-        await self.store.outbox.failed(mt.id, text)
+        await self._write(mt, lambda: self.store.outbox.failed(mt.id, text))
 
     def _log_failure(
         self,

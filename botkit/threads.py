@@ -15,7 +15,8 @@ from .messages import Message, Thread
 if TYPE_CHECKING:
     from .store.threads import Threads
 
-REFERENCE = re.compile(r"t(\d{1,20})\.m(\d{1,20})")
+# Ids of at most 18 digits: within SQLite's 64-bit integers whatever the digits.
+REFERENCE = re.compile(r"t([0-9]{1,18})\.m([0-9]{1,18})")
 
 
 def make_reference(thread_id: int, message_id: int) -> str:

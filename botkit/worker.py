@@ -8,10 +8,16 @@ way finish.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from .clock import wait
+
+log = logging.getLogger("botkit.worker")
+
+# A loop that fails is started again after this many seconds, doubling up to the cap.
+RESTART_SECONDS, RESTART_CAP = 0.5, 30.0
 
 
 class Worker:
@@ -25,7 +31,25 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._loop = asyncio.create_task(self._run(), name=f"botkit-{self.name}")
+        self._loop = asyncio.create_task(self._supervise(), name=f"botkit-{self.name}")
+
+    @property
+    def alive(self) -> bool:
+        """True while the loop runs (for the health check)."""
+        return self._loop is not None and not self._loop.done()
+
+    async def _supervise(self) -> None:
+        """Run the loop; if it fails, log it and start it again after a pause, so that
+        one unexpected error never leaves messages waiting for a worker that is gone."""
+        delay = RESTART_SECONDS
+        while True:
+            try:
+                await self._run()
+                return
+            except Exception:
+                log.exception("%s failed; starting it again in %.1fs", self.name, delay)
+            await asyncio.sleep(delay)
+            delay = min(RESTART_CAP, delay * 2)
 
     def wake(self) -> None:
         """Say there may be new work; an idle loop starts its next round at once."""

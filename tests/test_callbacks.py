@@ -150,7 +150,8 @@ async def test_mo_not_committed_is_not_answered_ok(app, client, settings):
         ({"id": "7"}, "ERROR Missing status parameter"),
         ({"id": "x", "status": "sent"}, "ERROR Invalid id parameter"),
         ({"id": "7", "status": ""}, "ERROR Invalid status parameter"),
-        ({"id": "7", "status": "<script>"}, "ERROR Invalid status parameter"),
+        ({"id": "7", "status": "sent\x07"}, "ERROR Invalid status parameter"),
+        ({"id": "7", "status": "s" * 65}, "ERROR Invalid status parameter"),
         ({"id": "7", "status": "sent", "reference": "r" * 51}, "ERROR Invalid reference parameter"),
     ],
 )
@@ -168,12 +169,11 @@ async def test_dlr_for_an_unknown_id_is_kept(client, settings):
     assert (kept["gateway_id"], kept["status"], kept["message_id"]) == (99, "sent", None)
 
 
-async def test_unknown_carrier_status_is_kept_verbatim(client, settings):
-    response = await client.get(
-        "/callbacks/test-token/dlr", params={"id": "99", "status": "delivered_to_smsc"}
-    )
+@pytest.mark.parametrize("status", ["delivered_to_smsc", "DELIVRD", "delivered.", "<b>ok</b>"])
+async def test_unknown_carrier_status_is_kept_verbatim(client, settings, status):
+    response = await client.get("/callbacks/test-token/dlr", params={"id": "99", "status": status})
     assert response.status_code == 200
-    assert rows(settings.db, "SELECT status FROM deliveries")[0][0] == "delivered_to_smsc"
+    assert rows(settings.db, "SELECT status FROM deliveries")[0][0] == status
 
 
 async def test_repeated_dlr_is_kept_once(client, settings):

@@ -171,8 +171,9 @@ async def test_send_returns_the_simulators_64_bit_id(
     [
         (502, "<html>Bad Gateway</html>", TransientError, True),
         (504, "Gateway Timeout", TransientError, True),
-        (500, "Internal Server Error", TransientError, False),
+        (500, "Internal Server Error", TransientError, True),
         (503, "Service Unavailable", TransientError, False),
+        (429, "Too Many Requests", TransientError, False),
         (200, "not a number", TransientError, True),
         (200, "", TransientError, True),
         (200, str(2**63), TransientError, True),

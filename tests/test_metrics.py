@@ -131,7 +131,7 @@ async def test_counters_after_a_round_trip_through_the_simulator(app, client):
         "dead": 0,
         "rejected": 0,
         "expired": 0,
-        "carrier hold": 1,
+        "Carrier Hold": 1,
     }
     assert value(samples, "botkit_mt_send_seconds_count") == 2
     assert value(samples, "botkit_mo_handle_seconds_count") == 2

@@ -42,7 +42,7 @@ class Deliveries(Part):
             if mt is None and parsed is not None:
                 mt = await tx.fetchone(
                     """UPDATE messages SET gateway_id = ?,
-                           status = CASE WHEN status = 'uncertain' THEN 'accepted'
+                           status = CASE WHEN status IN ('uncertain', 'queued') THEN 'accepted'
                                ELSE status END,
                            updated_at = ?
                        WHERE id = ? AND direction = 'mt' AND reference = ?
@@ -50,6 +50,13 @@ class Deliveries(Part):
                        RETURNING id, thread_id, handset""",
                     (dlr.gateway_id, now, parsed[1], dlr.reference),
                 )
+                if mt is not None:
+                    # The receipt proves the gateway took it: never send it again. One
+                    # being sent right now is settled by the sender, which sees the id.
+                    await tx.execute(
+                        "DELETE FROM outbox WHERE message_id = ? AND state = 'queued'",
+                        (mt["id"],),
+                    )
             message_id = None if mt is None else mt["id"]
             inserted = await tx.fetchval(
                 """INSERT INTO deliveries (gateway_id, status, reference, message_id, received_at)

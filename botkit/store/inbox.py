@@ -12,6 +12,18 @@ from ..sms import measure
 from . import outbox, threads
 from .base import Part, marks
 
+# An MO whose handling never commits (its claim lapsing each time) is marked failed
+# after this many attempts, so that the handset's later messages are not held up.
+MAX_ATTEMPTS = 5
+
+
+async def _give_up(tx: Tx, message_id: int, attempts: int, now: str) -> None:
+    await tx.execute(
+        "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
+        (f"gave up after {attempts} attempts to handle it", now, message_id),
+    )
+    await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message_id,))
+
 
 class Inbox(Part):
     """MOs from their callback to their handler's commit."""
@@ -61,14 +73,18 @@ class Inbox(Part):
 
         async def write(tx: Tx) -> list[int]:
             rows = await tx.fetchall(
-                """SELECT i.message_id, i.handset FROM inbox i
+                """SELECT i.message_id, i.handset, i.attempts FROM inbox i
                    WHERE i.message_id IN (SELECT min(message_id) FROM inbox GROUP BY handset)
                      AND (i.claimed_until IS NULL OR i.claimed_until < ?)
                    ORDER BY i.message_id LIMIT ?""",
                 (self.now(), limit + len(exclude)),
             )
             skip = set(exclude)
-            ids = [row[0] for row in rows if row[1] not in skip][:limit]
+            rows = [row for row in rows if row[1] not in skip][:limit]
+            for message_id, _, attempts in rows:
+                if attempts >= MAX_ATTEMPTS:
+                    await _give_up(tx, message_id, attempts, self.now())
+            ids = [row[0] for row in rows if row[2] < MAX_ATTEMPTS]
             if ids:
                 await tx.execute(
                     f"""UPDATE inbox SET claimed_until = ?, attempts = attempts + 1

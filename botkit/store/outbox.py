@@ -14,6 +14,11 @@ from ..threads import make_reference
 from . import deliveries
 from .base import Part
 
+# An outbox row `o` that no earlier MT to the same handset is waiting ahead of.
+HEAD_OF_HANDSET = """NOT EXISTS (
+    SELECT 1 FROM outbox earlier
+    WHERE earlier.handset = o.handset AND earlier.message_id < o.message_id)"""
+
 
 async def enqueue(
     tx: Tx,
@@ -48,8 +53,9 @@ async def enqueue(
         (make_reference(thread.id, message_id), message_id),
     )
     await tx.execute(
-        "INSERT INTO outbox (message_id, state, next_attempt_at) VALUES (?, 'queued', ?)",
-        (message_id, now),
+        """INSERT INTO outbox (message_id, handset, state, next_attempt_at)
+           VALUES (?, ?, 'queued', ?)""",
+        (message_id, thread.handset, now),
     )
     return message_id
 
@@ -59,17 +65,22 @@ class Outbox(Part):
 
     async def claim(self, lease: float) -> Outgoing | None:
         """Take the next due MT and mark it `sending`, committed before it is sent, so
-        that after a crash we know its outcome is unknown rather than assume it unsent."""
+        that after a crash we know its outcome is unknown rather than assume it unsent.
+
+        Only the oldest MT waiting for a handset is due: a handset gets its messages in
+        the order they were queued, even when one of them has to be retried.
+        """
 
         async def write(tx: Tx) -> Row | None:
             now = self.now()
             message_id = await tx.fetchval(
-                """UPDATE outbox SET state = 'sending', claimed_until = ?,
+                f"""UPDATE outbox SET state = 'sending', claimed_until = ?,
                        attempts = attempts + 1
                    WHERE message_id = (
-                       SELECT message_id FROM outbox
-                       WHERE state = 'queued' AND next_attempt_at <= ?
-                       ORDER BY next_attempt_at, message_id LIMIT 1)
+                       SELECT o.message_id FROM outbox o
+                       WHERE o.state = 'queued' AND o.next_attempt_at <= ?
+                         AND {HEAD_OF_HANDSET}
+                       ORDER BY o.next_attempt_at, o.message_id LIMIT 1)
                    RETURNING message_id""",
                 (later(self.clock, lease), now),
             )
@@ -119,9 +130,10 @@ class Outbox(Part):
         await self.db.write(write)
 
     async def next_due(self) -> str | None:
-        """When the earliest queued MT is due, or None when none is queued."""
+        """When the earliest MT that `claim` could take is due; None when there is none."""
         return await self.db.fetchval(
-            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'"
+            f"""SELECT min(o.next_attempt_at) FROM outbox o
+                WHERE o.state = 'queued' AND {HEAD_OF_HANDSET}"""
         )
 
     async def depth(self) -> int:
@@ -144,9 +156,13 @@ class Outbox(Part):
         await self.db.write(write)
 
     async def failed(self, message_id: int, error: str) -> None:
-        """The gateway refused the MT for good; keep its text."""
+        """The gateway refused the MT for good; keep its text. (Unless a receipt came
+        meanwhile naming it: then it was accepted after all.)"""
 
         async def write(tx: Tx) -> None:
+            if await _known_to_gateway(tx, message_id):
+                await _settle_uncertain(tx, message_id, error, self.now())
+                return
             await tx.execute(
                 "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
                 (error, self.now(), message_id),
@@ -160,9 +176,13 @@ class Outbox(Part):
         await self.db.write(lambda tx: _settle_uncertain(tx, message_id, error, self.now()))
 
     async def retry_later(self, message_id: int, error: str, delay: float) -> None:
-        """The request surely never reached the gateway: queue it again after `delay`."""
+        """The request surely never reached the gateway: queue it again after `delay`.
+        (Unless a receipt came meanwhile naming it: then it was accepted after all.)"""
 
         async def write(tx: Tx) -> None:
+            if await _known_to_gateway(tx, message_id):
+                await _settle_uncertain(tx, message_id, error, self.now())
+                return
             await tx.execute(
                 """UPDATE outbox SET state = 'queued', claimed_until = NULL,
                        next_attempt_at = ?, last_error = ? WHERE message_id = ?""",
@@ -199,6 +219,13 @@ class Outbox(Part):
             return len(rows)
 
         return await self.db.write(write)
+
+
+async def _known_to_gateway(tx: Tx, message_id: int) -> bool:
+    """True if a DLR gave this MT a gateway id: the gateway has it."""
+    return (
+        await tx.fetchval("SELECT gateway_id FROM messages WHERE id = ?", (message_id,))
+    ) is not None
 
 
 async def _settle_uncertain(tx: Tx, message_id: int, error: str, now: str) -> None:
