@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .compliance import BOT as COMPLIANCE_BOT
+from .compliance import START, STOP, STOP_ALL, Compliance
 from .context import Context
 from .db import DatabaseError
 from .logs import elapsed_ms
@@ -20,6 +22,7 @@ from .messages import Message, Thread
 from .metrics import Metrics
 from .router import Route, Router
 from .store import Store
+from .store.consent import EVERYWHERE
 from .templates import SMSTemplates
 from .threads import find_thread
 from .worker import Worker
@@ -46,6 +49,7 @@ class Dispatcher(Worker):
         concurrency: int = 64,
         lease: float = 60.0,
         handler_timeout: float = 30.0,
+        compliance: Compliance | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
@@ -57,6 +61,8 @@ class Dispatcher(Worker):
         self.source = source
         self.concurrency = concurrency
         self.lease = lease
+        # STOP, START and HELP: before any bot, whatever state its thread is in.
+        self.compliance = compliance
         # A handler that hangs would hold its handset (and a clean stop) for ever.
         self.handler_timeout = handler_timeout
         self.on_queued = on_queued
@@ -105,6 +111,10 @@ class Dispatcher(Worker):
 
     async def _handle(self, message: Message, started: float) -> str:
         """Handle one MO; return the outcome to count: handled or failed."""
+        action = self.compliance.match(message.text) if self.compliance else None
+        if action is not None:
+            await self._comply(message, action, started)
+            return "handled"
         thread = await find_thread(self.store.threads, message)
         route = self.router.route(thread, message.text)
         if route is None:
@@ -126,6 +136,45 @@ class Dispatcher(Worker):
             return "failed"
         await self._commit(message, route, ctx, started)
         return "handled"
+
+    async def _comply(self, message: Message, action: str, started: float) -> None:
+        """A compliance word: change consent, end the conversations it stops, confirm."""
+        assert self.compliance is not None
+        everywhere = action == STOP_ALL
+        scope = EVERYWHERE if everywhere else message.destination
+        already_out = await self.store.consent.suppressed(message.source, scope)
+        outcome = self.compliance.outcome(message, action, already_out)
+        closing = []
+        if action in (STOP, STOP_ALL):
+            address = None if everywhere else message.destination
+            closing = await self.store.threads.open_ids(message.source, address)
+        thread = None
+        if outcome.reply is not None:
+            thread = Thread(
+                bot=COMPLIANCE_BOT,
+                handset=message.source,
+                address=message.destination,
+                status="closed",
+            )
+        mt_ids = await self.store.inbox.finish(
+            message,
+            thread,
+            [outcome.reply] if outcome.reply else [],
+            message_class=self.message_class,
+            source=self.source,
+            closing=closing,
+            consent=outcome.changes,
+        )
+        if mt_ids:
+            self.on_queued()
+        log.info(
+            "mo %s from %s: %s%s",
+            message.gateway_id,
+            message.source,
+            action,
+            " (already opted out)" if already_out and action != START else "",
+            extra={**_fields(message, f"mo.{action}", started), "replies": mt_ids},
+        )
 
     async def _fail(
         self, message: Message, route: Route, thread: Thread | None, exc: Exception, started: float

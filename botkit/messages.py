@@ -70,12 +70,17 @@ class Thread:
 
 @dataclass(frozen=True)
 class Reply:
-    """An MT a handler queued: its text and what it costs to send."""
+    """An MT a handler queued: its text and what it costs to send.
+
+    `exempt` is for the confirmation of an opt-out only: the one MT that may go to a
+    handset that has just opted out.
+    """
 
     content: str
     template: str | None
     encoding: str
     segments: int
+    exempt: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,3 +120,15 @@ class IncomingDLR:
     gateway_id: int
     status: str
     reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """An opt-in or opt-out of one handset on one of our addresses ('*': all of them)."""
+
+    handset: str
+    address: str
+    action: str  # "opt-in" or "opt-out"
+    source: str  # how it was given: "sms", "web", "import", "operator"
+    keyword: str | None = None
+    message_id: int | None = None

@@ -115,6 +115,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX outbox_handset ON outbox (handset, message_id)",
         ),
     ),
+    Migration(
+        3,
+        "consent: suppressions and the ledger of every opt-in and opt-out",
+        (
+            # Who must not be sent to, from which of our addresses ('*': from any).
+            """CREATE TABLE suppressions (
+                handset TEXT NOT NULL,
+                address TEXT NOT NULL,
+                since TEXT NOT NULL,
+                PRIMARY KEY (handset, address)
+            )""",
+            # Every change of consent, never updated or deleted: the audit trail.
+            """CREATE TABLE consent (
+                id INTEGER PRIMARY KEY,
+                handset TEXT NOT NULL,
+                address TEXT NOT NULL,
+                action TEXT NOT NULL CHECK (action IN ('opt-in', 'opt-out')),
+                keyword TEXT,
+                source TEXT NOT NULL,
+                message_id INTEGER REFERENCES messages (id),
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX consent_handset ON consent (handset, id)",
+            # An MT that may go to a suppressed handset: only a STOP's one confirmation.
+            "ALTER TABLE messages ADD COLUMN exempt INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .bot import Bot
 from .clock import Clock, system_clock
+from .compliance import Compliance
 from .db import Database
 from .dispatcher import Dispatcher
 from .gateway import Gateway
@@ -99,6 +100,7 @@ class Runtime:
             message_class=self.settings.message_class,
             source=self.settings.source,
             on_queued=self.sender.wake,
+            compliance=Compliance(self.settings, self.templates),
             metrics=self.metrics,
         )
         self.sender.start()

@@ -51,6 +51,23 @@ class Settings:
         "(so BOTKIT_CALLBACK_ALLOW sees the caller's address); * believes any, empty none",
     )
     db: str = _setting("BOTKIT_DB", "botkit.db", "SQLite database path")
+    sender_name: str = _setting(
+        "BOTKIT_SENDER_NAME", "this service", "who the messages are from, named in HELP replies"
+    )
+    stop_words: tuple[str, ...] = _setting(
+        "BOTKIT_STOP_WORDS",
+        ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT"),
+        "messages that opt the handset out of the number it texted",
+    )
+    stop_all_words: tuple[str, ...] = _setting(
+        "BOTKIT_STOP_ALL_WORDS", ("STOPALL",), "messages that opt the handset out of every number"
+    )
+    start_words: tuple[str, ...] = _setting(
+        "BOTKIT_START_WORDS", ("START", "UNSTOP"), "messages that opt the handset back in"
+    )
+    help_words: tuple[str, ...] = _setting(
+        "BOTKIT_HELP_WORDS", ("HELP", "INFO"), "messages answered with the help text"
+    )
     dashboard_user: str | None = _setting("BOTKIT_DASHBOARD_USER", None, "dashboard login")
     dashboard_password: str | None = _setting(
         "BOTKIT_DASHBOARD_PASSWORD", None, "dashboard password"

@@ -12,6 +12,8 @@ from .messages import Reply
 from .sms import measure
 
 TEMPLATE_SUFFIX = ".txt"
+# Texts botkit itself sends (compliance replies); a project's own folder comes first.
+BUILT_IN = Path(__file__).resolve().parent / "sms_templates"
 
 
 def is_template_name(text: str) -> bool:
@@ -25,7 +27,7 @@ class SMSTemplates:
     def __init__(self, directory: str | Path, *, auto_reload: bool = False) -> None:
         self.directory = Path(directory)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(self.directory),
+            loader=jinja2.FileSystemLoader([self.directory, BUILT_IN]),
             # An SMS is not HTML: "&" must reach the handset as "&", not "&amp;".
             autoescape=False,
             undefined=jinja2.StrictUndefined,

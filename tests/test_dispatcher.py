@@ -117,7 +117,7 @@ async def test_one_handset_at_a_time_in_arrival_order_handsets_concurrently(sett
 async def test_end_closes_thread_and_next_message_starts_a_new_one(settings):
     bot = Bot("once")
 
-    @bot.keyword("START")
+    @bot.keyword("VISIT")
     async def start(ctx: Context) -> None:
         ctx.data["visits"] = ctx.data.get("visits", 0) + 1
         ctx.reply(f"visit {ctx.data['visits']}")
@@ -125,9 +125,9 @@ async def test_end_closes_thread_and_next_message_starts_a_new_one(settings):
 
     async with running(create_app(settings, bots=[bot])) as app:
         sim = app.state.simulator
-        await sim.send_mo(PHONE, "start")
+        await sim.send_mo(PHONE, "visit")
         await eventually(lambda: len(sim.inbox(PHONE)) == 1)
-        await sim.send_mo(PHONE, "start")
+        await sim.send_mo(PHONE, "visit")
         await eventually(lambda: len(sim.inbox(PHONE)) == 2)
 
     assert [m.content for m in sim.inbox(PHONE)] == ["visit 1", "visit 1"]

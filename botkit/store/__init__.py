@@ -4,6 +4,7 @@
     store.threads     conversations, their state and data
     store.outbox      MTs from the handler's commit to the gateway's answer
     store.deliveries  delivery receipts and the status history of MTs
+    store.consent     opt-outs (suppressions) and the ledger of every change
     store.transcripts every message with its thread, streamed for exports
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from ..clock import Clock, system_clock
 from ..db import Database
+from .consent import Consent
 from .deliveries import Deliveries, DeliveryOutcome
 from .inbox import Inbox
 from .outbox import Outbox
@@ -35,6 +37,7 @@ class Store:
         self.threads = Threads(db, clock)
         self.outbox = Outbox(db, clock)
         self.deliveries = Deliveries(db, clock)
+        self.consent = Consent(db, clock)
         self.transcripts = Transcripts(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:

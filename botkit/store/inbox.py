@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 from ..clock import later, parse_stamp
 from ..db import Row, Tx
-from ..messages import IncomingMO, Message, Reply, Thread
+from ..messages import ConsentChange, IncomingMO, Message, Reply, Thread
 from ..sms import measure
 from . import outbox, threads
 from .base import Part, marks
+from .consent import apply as apply_consent
 
 # An MO whose handling never commits (its claim lapsing each time) is marked failed
 # after this many attempts, so that the handset's later messages are not held up.
@@ -110,13 +111,17 @@ class Inbox(Part):
         message_class: str | None,
         source: str | None,
         closing: Sequence[int] = (),
+        consent: Sequence[ConsentChange] = (),
     ) -> list[int]:
-        """Commit a handled MO in one transaction: the threads in `closing` closed, the
-        thread's state and data saved (a new thread gets its id), the replies queued in
-        the outbox, the MO marked handled. Returns the ids of the queued MTs."""
+        """Commit a handled MO in one transaction: the changes of `consent` applied, the
+        threads in `closing` closed, the thread's state and data saved (a new thread gets
+        its id), the replies queued in the outbox (or refused, for a handset that opted
+        out), the MO marked handled. Returns the ids of the MTs."""
 
         async def write(tx: Tx) -> list[int]:
             now = self.now()
+            for change in consent:
+                await apply_consent(tx, change, now)
             for thread_id in closing:
                 await threads.close(tx, thread_id, now)
             mt_ids = []

@@ -13,6 +13,7 @@ from ..messages import Outgoing, Reply, Thread
 from ..threads import make_reference
 from . import deliveries
 from .base import Part
+from .consent import is_suppressed
 
 # An outbox row `o` that no earlier MT to the same handset is waiting ahead of.
 HEAD_OF_HANDSET = """NOT EXISTS (
@@ -28,22 +29,31 @@ async def enqueue(
     source: str | None,
     now: str,
 ) -> int:
-    """Store an MT of `thread` and queue it; its reference names the thread and itself."""
+    """Store an MT of `thread` and queue it; its reference names the thread and itself.
+
+    An MT to a handset that opted out of the thread's address (or of the source it
+    would be sent from) is stored `refused`, with the reason, and never queued.
+    """
     assert thread.id is not None
+    refused = not reply.exempt and await is_suppressed(tx, thread.handset, (thread.address, source))
     message_id = await tx.fetchval(
         """INSERT INTO messages (direction, thread_id, handset, address, content, encoding,
-               segments, message_class, source, template, status, created_at, updated_at)
-           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id""",
+               segments, message_class, source, template, exempt, status, error,
+               created_at, updated_at)
+           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
         (
             thread.id,
             thread.handset,
-            source or thread.address,
+            thread.address,
             reply.content,
             reply.encoding,
             reply.segments,
             None if source else message_class,
             source,
             reply.template,
+            int(reply.exempt),
+            "refused" if refused else "queued",
+            REFUSED if refused else None,
             now,
             now,
         ),
@@ -52,6 +62,8 @@ async def enqueue(
         "UPDATE messages SET reference = ? WHERE id = ?",
         (make_reference(thread.id, message_id), message_id),
     )
+    if refused:
+        return message_id
     await tx.execute(
         """INSERT INTO outbox (message_id, handset, state, next_attempt_at)
            VALUES (?, ?, 'queued', ?)""",
@@ -73,19 +85,23 @@ class Outbox(Part):
 
         async def write(tx: Tx) -> Row | None:
             now = self.now()
-            message_id = await tx.fetchval(
-                f"""UPDATE outbox SET state = 'sending', claimed_until = ?,
-                       attempts = attempts + 1
-                   WHERE message_id = (
-                       SELECT o.message_id FROM outbox o
-                       WHERE o.state = 'queued' AND o.next_attempt_at <= ?
-                         AND {HEAD_OF_HANDSET}
-                       ORDER BY o.next_attempt_at, o.message_id LIMIT 1)
-                   RETURNING message_id""",
-                (later(self.clock, lease), now),
-            )
-            if message_id is None:
-                return None
+            while True:
+                message_id = await tx.fetchval(
+                    f"""UPDATE outbox SET state = 'sending', claimed_until = ?,
+                           attempts = attempts + 1
+                       WHERE message_id = (
+                           SELECT o.message_id FROM outbox o
+                           WHERE o.state = 'queued' AND o.next_attempt_at <= ?
+                             AND {HEAD_OF_HANDSET}
+                           ORDER BY o.next_attempt_at, o.message_id LIMIT 1)
+                       RETURNING message_id""",
+                    (later(self.clock, lease), now),
+                )
+                if message_id is None:
+                    return None
+                # The handset may have opted out since the MT was queued.
+                if not await _refuse_if_suppressed(tx, message_id, now):
+                    break
             await tx.execute(
                 "UPDATE messages SET status = 'sending', updated_at = ? WHERE id = ?",
                 (now, message_id),
@@ -219,6 +235,24 @@ class Outbox(Part):
             return len(rows)
 
         return await self.db.write(write)
+
+
+REFUSED = "refused: the handset opted out of messages from this address"
+
+
+async def _refuse_if_suppressed(tx: Tx, message_id: int, now: str) -> bool:
+    """Refuse a claimed MT whose handset has opted out; True if it was refused."""
+    mt = await tx.fetchone(
+        "SELECT handset, address, source, exempt FROM messages WHERE id = ?", (message_id,)
+    )
+    if mt["exempt"] or not await is_suppressed(tx, mt["handset"], (mt["address"], mt["source"])):
+        return False
+    await tx.execute(
+        "UPDATE messages SET status = 'refused', error = ?, updated_at = ? WHERE id = ?",
+        (REFUSED, now, message_id),
+    )
+    await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+    return True
 
 
 async def _known_to_gateway(tx: Tx, message_id: int) -> bool:

@@ -34,6 +34,20 @@ class Threads(Part):
         )
         return None if row is None else thread_from_row(row)
 
+    async def open_ids(self, handset: str, address: str | None = None) -> list[int]:
+        """The handset's open threads (on `address`, or on any address)."""
+        if address is None:
+            rows = await self.db.fetchall(
+                "SELECT id FROM threads WHERE handset = ? AND status = 'open'", (handset,)
+            )
+        else:
+            rows = await self.db.fetchall(
+                """SELECT id FROM threads WHERE handset = ? AND address = ?
+                   AND status = 'open'""",
+                (handset, address),
+            )
+        return [row[0] for row in rows]
+
     async def latest_for(self, handset: str) -> Thread | None:
         """The handset's most recent thread, open or closed."""
         row = await self.db.fetchone(

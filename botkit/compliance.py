@@ -1,0 +1,97 @@
+"""Opt-out compliance: STOP, START and HELP, handled before any bot sees the message.
+
+A stop word opts the handset out of the number it texted (a stop-all word out of
+every number), with one confirmation; from then on the outbox refuses every MT to it
+from there. A start word opts it back in; a help word gets the help text. Words
+match the whole message, whatever its case, spaces and punctuation ("Stop.", "s t o p").
+The texts are templates under compliance/ (botkit ships them; a project's
+templates/compliance/*.txt override them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+from dataclasses import dataclass
+
+from .messages import ConsentChange, Message, Reply
+from .settings import Settings
+from .store.consent import EVERYWHERE
+from .templates import SMSTemplates
+
+STOP, STOP_ALL, START, HELP = "stop", "stop-all", "start", "help"
+BOT = "compliance"  # the bot name on the threads of compliance replies
+
+
+def normalise(text: str) -> str:
+    """A message as compliance words compare: letters and digits only, without accents,
+    upper-case ("Arrêt !" is ARRET)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if ch.isalnum()).upper()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a compliance word does: consent changes, and the reply (if any)."""
+
+    action: str
+    changes: tuple[ConsentChange, ...]
+    reply: Reply | None
+
+
+class Compliance:
+    """The configured compliance words, and what each does."""
+
+    def __init__(self, settings: Settings, templates: SMSTemplates) -> None:
+        self.templates = templates
+        self.sender = settings.sender_name
+        self.words: dict[str, str] = {}
+        for action, words in (
+            (STOP, settings.stop_words),
+            (STOP_ALL, settings.stop_all_words),
+            (START, settings.start_words),
+            (HELP, settings.help_words),
+        ):
+            for word in words:
+                self.words[normalise(word)] = action
+        self.stop_word = settings.stop_words[0] if settings.stop_words else "STOP"
+        self.start_word = settings.start_words[0] if settings.start_words else "START"
+
+    def match(self, text: str) -> str | None:
+        """The action of a message that is a compliance word, else None."""
+        return self.words.get(normalise(text))
+
+    def outcome(self, message: Message, action: str, already_out: bool) -> Outcome:
+        """What `action` does for `message`; `already_out` when the handset had opted
+        out already (a repeated STOP changes nothing and is not confirmed again)."""
+        keyword = normalise(message.text)
+        if action in (STOP, STOP_ALL):
+            address = EVERYWHERE if action == STOP_ALL else message.destination
+            change = self._change(message, address, "opt-out", keyword)
+            if already_out:
+                return Outcome(action, (change,), None)
+            # The one message that may go to a handset that has just opted out.
+            reply = dataclasses.replace(self._reply("stopped"), exempt=True)
+            return Outcome(action, (change,), reply)
+        if action == START:
+            change = self._change(message, message.destination, "opt-in", keyword)
+            return Outcome(action, (change,), self._reply("started"))
+        return Outcome(action, (), self._reply("help"))
+
+    def _change(self, message: Message, address: str, action: str, keyword: str) -> ConsentChange:
+        return ConsentChange(
+            handset=message.source,
+            address=address,
+            action=action,
+            source="sms",
+            keyword=keyword,
+            message_id=message.id,
+        )
+
+    def _reply(self, name: str) -> Reply:
+        variables = {
+            "sender": self.sender,
+            "stop_word": self.stop_word,
+            "start_word": self.start_word,
+        }
+        return self.templates.reply(f"compliance/{name}.txt", variables)

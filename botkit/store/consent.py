@@ -1,0 +1,85 @@
+"""Consent: who has opted out of which of our addresses, and the ledger of every change.
+
+Suppression is checked where MTs enter and leave the outbox, inside the same
+transaction, so that no code path (a bot, a broadcast, an operator) can send to a
+handset that opted out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ..db import Row, Tx
+from ..messages import ConsentChange
+from .base import Part
+
+EVERYWHERE = "*"
+
+
+class Consent(Part):
+    """Suppressions and the consent ledger."""
+
+    async def suppressed(self, handset: str, address: str) -> bool:
+        """True if `handset` must not be sent to from `address`."""
+        return await self.db.read(lambda tx: is_suppressed(tx, handset, (address,)))
+
+    async def record(self, change: ConsentChange) -> bool:
+        """Apply a change made outside an SMS (web form, import, operator)."""
+        return await self.db.write(lambda tx: apply(tx, change, self.now()))
+
+    async def ledger(self, handset: str | None = None) -> list[Row]:
+        """Every change of consent, oldest first (of one handset, if given)."""
+        if handset is None:
+            return await self.db.fetchall("SELECT * FROM consent ORDER BY id")
+        return await self.db.fetchall(
+            "SELECT * FROM consent WHERE handset = ? ORDER BY id", (handset,)
+        )
+
+    def stream_ledger(self) -> AsyncIterator[Row]:
+        """The whole ledger, oldest first, without holding it in memory (for export)."""
+        return self.db.stream("SELECT * FROM consent ORDER BY id")
+
+
+async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...]) -> bool:
+    """True if `handset` opted out of any of `addresses`, or of all of them."""
+    wanted = [a for a in addresses if a] + [EVERYWHERE]
+    marks = ",".join("?" * len(wanted))
+    found = await tx.fetchval(
+        f"SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}) LIMIT 1",
+        (handset, *wanted),
+    )
+    return found is not None
+
+
+async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
+    """Suppress or release a handset and write the change to the ledger; False (and no
+    ledger line) when nothing changes, as for a second STOP."""
+    if change.action == "opt-out":
+        changed = await tx.execute(
+            """INSERT INTO suppressions (handset, address, since) VALUES (?, ?, ?)
+               ON CONFLICT (handset, address) DO NOTHING""",
+            (change.handset, change.address, now),
+        )
+    else:
+        # Opting in on an address also lifts an opt-out of everything.
+        changed = await tx.execute(
+            "DELETE FROM suppressions WHERE handset = ? AND address IN (?, ?)",
+            (change.handset, change.address, EVERYWHERE),
+        )
+    if not changed:
+        return False
+    await tx.execute(
+        """INSERT INTO consent (handset, address, action, keyword, source, message_id,
+               created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        (
+            change.handset,
+            change.address,
+            change.action,
+            change.keyword,
+            change.source,
+            change.message_id,
+            now,
+        ),
+    )
+    return True

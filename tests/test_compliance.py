@@ -1,0 +1,197 @@
+"""Opt-out compliance: after STOP nothing reaches the handset from that number until
+START, whatever a bot asks; every change of consent is in the ledger."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+
+from botkit import Bot, Context
+from botkit.db import Database
+from botkit.messages import ConsentChange, IncomingMO, Thread
+from botkit.migrations import migrate
+from botkit.store import Store
+from botkit.templates import SMSTemplates
+from botkit.testing import Harness
+
+BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
+PHONE = "+61400000001"
+
+
+async def statuses(harness: Harness) -> list[tuple[str, str | None]]:
+    rows = await harness.runtime.store.db.fetchall(
+        "SELECT status, template FROM messages WHERE direction = 'mt' ORDER BY id"
+    )
+    return [(row["status"], row["template"]) for row in rows]
+
+
+async def test_after_stop_a_bots_reply_is_refused_and_recorded():
+    async with Harness(BOTS, TEMPLATES, sender_name="Acme Pizza") as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("hello")
+        (confirmation,) = await phone.send("STOP")
+        assert confirmation.template == "compliance/stopped.txt"
+        assert confirmation.text.startswith("You have been unsubscribed from Acme Pizza")
+        assert await phone.send("hello") == []
+        assert await statuses(harness) == [
+            ("accepted", "hello/ask_name.txt"),
+            ("accepted", "compliance/stopped.txt"),
+            ("refused", "hello/ask_name.txt"),
+        ]
+        refused = await harness.runtime.store.db.fetchval(
+            "SELECT error FROM messages WHERE status = 'refused'"
+        )
+        assert "opted out" in refused
+        (entry,) = await harness.runtime.store.consent.ledger(PHONE)
+        stop_id = await harness.runtime.store.db.fetchval(
+            "SELECT id FROM messages WHERE direction = 'mo' AND content = 'STOP'"
+        )
+        assert (entry["action"], entry["keyword"], entry["source"], entry["message_id"]) == (
+            "opt-out",
+            "STOP",
+            "sms",
+            stop_id,
+        )
+        assert entry["address"] == "4433"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["STOP", "stop", "  Stop  ", "S T O P", "stop.", "Stop!", "UNSUBSCRIBE", "unsubscribe",
+     "CANCEL", "End", "quit", "OPTOUT", "opt out", "Opt-Out"],
+)  # fmt: skip
+async def test_every_stop_word_and_variant_opts_out(text):
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone(PHONE)
+        (confirmation,) = await phone.send(text)
+        assert confirmation.template == "compliance/stopped.txt"
+        assert await harness.runtime.store.consent.suppressed(PHONE, "4433")
+
+
+@pytest.mark.parametrize("text", ["stop now", "please stop", "stopping", "STOP STOP"])
+async def test_a_stop_word_inside_a_longer_message_is_not_an_opt_out(text):
+    async with Harness(BOTS, TEMPLATES) as harness:
+        await harness.phone(PHONE).send(text)
+        assert not await harness.runtime.store.consent.suppressed(PHONE, "4433")
+
+
+async def test_stop_mid_conversation_wins_over_the_state_and_ends_the_thread():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("hello")
+        assert (await phone.thread()).state == "ask_name"
+        await phone.send("stop")
+        phone.expect("unsubscribed")
+        names = await harness.runtime.store.db.fetchall(
+            "SELECT bot, status, state FROM threads ORDER BY id"
+        )
+        assert [tuple(row) for row in names] == [
+            ("hello", "closed", None),
+            ("compliance", "closed", None),
+        ]
+
+
+async def test_start_restores_and_both_changes_are_in_the_ledger():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("stop")
+        (welcome_back,) = await phone.send("start")
+        assert welcome_back.template == "compliance/started.txt"
+        (reply,) = await phone.send("hello")
+        assert reply.template == "hello/ask_name.txt"
+        ledger = await harness.runtime.store.consent.ledger(PHONE)
+        assert [(e["action"], e["keyword"]) for e in ledger] == [
+            ("opt-out", "STOP"),
+            ("opt-in", "START"),
+        ]
+
+
+async def test_a_second_stop_is_not_confirmed_again_nor_recorded_twice():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone(PHONE)
+        assert len(await phone.send("stop")) == 1
+        assert await phone.send("STOP") == []
+        assert len(await harness.runtime.store.consent.ledger(PHONE)) == 1
+        assert await statuses(harness) == [("accepted", "compliance/stopped.txt")]
+
+
+async def test_stopall_opts_out_of_every_number():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("stopall")
+        assert await phone.send("hello", to="5000") == []
+        assert await harness.runtime.store.consent.suppressed(PHONE, "5000")
+        (entry,) = await harness.runtime.store.consent.ledger(PHONE)
+        assert (entry["address"], entry["keyword"]) == ("*", "STOPALL")
+        # START on one number lifts the opt-out of everything.
+        await phone.send("start", to="5000")
+        assert not await harness.runtime.store.consent.suppressed(PHONE, "4433")
+
+
+async def test_stop_on_one_number_leaves_the_others():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("stop", to="4433")
+        (reply,) = await phone.send("hello", to="5000")
+        assert reply.template == "hello/ask_name.txt"
+
+
+async def test_help_names_the_sender_and_how_to_stop():
+    async with Harness(BOTS, TEMPLATES, sender_name="Acme Pizza") as harness:
+        phone = harness.phone(PHONE)
+        (help_text,) = await phone.send("help")
+        assert help_text.text == "Acme Pizza: reply STOP to unsubscribe, START to subscribe again."
+        await phone.send("info")
+        assert phone.last.template == "compliance/help.txt"
+
+
+async def test_words_and_texts_are_configurable(tmp_path):
+    (tmp_path / "compliance").mkdir()
+    (tmp_path / "compliance" / "stopped.txt").write_text("Arrêté. {{ start_word }} pour revenir.\n")
+    bot = Bot("echo")
+
+    @bot.fallback
+    async def echo(ctx: Context) -> None:
+        ctx.reply("echo")
+
+    options = {"stop_words": ("ARRET",), "start_words": ("REPRENDRE",)}
+    async with Harness([bot], tmp_path, **options) as harness:
+        phone = harness.phone(PHONE)
+        (stopped,) = await phone.send("arrêt")
+        assert stopped.text == "Arrêté. REPRENDRE pour revenir."
+        assert await phone.send("stop") == []  # no longer a stop word: the bot answers,
+        assert await statuses(harness) == [  # but the handset opted out
+            ("accepted", "compliance/stopped.txt"),
+            ("refused", None),
+        ]
+
+
+async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(tmp_path):
+    db = await Database.open(str(tmp_path / "c.db"))
+    await migrate(db)
+    store = Store(db)
+    mo = IncomingMO(gateway_id=1, source=PHONE, destination="4433", content="x")
+    await store.inbox.add(mo)
+    (message,) = await store.inbox.claim(1, lease=60)
+    thread = Thread(bot="hello", handset=PHONE, address="4433")
+    reply = SMSTemplates(TEMPLATES).reply("queued before the STOP", {})
+    (mt_id,) = await store.inbox.finish(message, thread, [reply], message_class="c", source=None)
+    await store.consent.record(ConsentChange(PHONE, "4433", "opt-out", "operator"))
+    assert await store.outbox.claim(lease=60) is None
+    status = await db.fetchval("SELECT status FROM messages WHERE id = ?", (mt_id,))
+    depth = await store.outbox.depth()
+    await db.close()
+    assert (status, depth) == ("refused", 0)
+
+
+async def test_consent_from_outside_sms_is_recorded_with_its_source():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        consent = harness.runtime.store.consent
+        assert await consent.record(ConsentChange(PHONE, "4433", "opt-out", "web"))
+        assert not await consent.record(ConsentChange(PHONE, "4433", "opt-out", "web"))
+        assert await consent.record(ConsentChange(PHONE, "4433", "opt-in", "import"))
+        ledger = await consent.ledger()
+        assert [(e["action"], e["source"], e["message_id"]) for e in ledger] == [
+            ("opt-out", "web", None),
+            ("opt-in", "import", None),
+        ]
