@@ -10,6 +10,7 @@ Each problem has a file, a line and one of these kinds:
     import-error       a bot module does not import (the line is the traceback's)
     duplicate-bot      two bots have one name
     duplicate-keyword  two bots claim one keyword or alias
+    reserved-keyword   a keyword is a compliance word (STOP, HELP...): no message reaches it
     unrouted-state     a state handler whose state the bot's module never sets
     unknown-state      `ctx.state = "x"` where the bot has no handler for "x"
     missing-template   a reply (or an `{% include %}`) names a template that does not exist
@@ -23,7 +24,7 @@ import ast
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
@@ -32,7 +33,9 @@ from typing import Any, NamedTuple, TypeGuard
 import jinja2
 
 from .bot import Bot, Handler, normalise_keyword
+from .compliance import compliance_words, normalise
 from .loader import bot_modules, load_module
+from .settings import Settings
 from .sms import measure
 from .templates import TEMPLATE_SUFFIX, SMSTemplates, is_template_name
 
@@ -87,10 +90,17 @@ class BotModule:
 
 
 def check(
-    bots_dir: str | Path, templates_dir: str | Path, *, max_segments: int = DEFAULT_MAX_SEGMENTS
+    bots_dir: str | Path,
+    templates_dir: str | Path,
+    *,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+    reserved: Collection[str] | None = None,
 ) -> list[Problem]:
     """Every problem in the bot modules of `bots_dir` and the SMS templates of
-    `templates_dir`, in file and line order."""
+    `templates_dir`, in file and line order. `reserved` are the compliance words, which
+    are handled before any bot (by default, botkit's default ones)."""
+    if reserved is None:
+        reserved = compliance_words(Settings())
     # Absolute throughout, as code objects and tracebacks name files; shown relative.
     bots_folder, templates_folder = (Path(os.path.abspath(d)) for d in (bots_dir, templates_dir))
     if not bots_folder.is_dir():
@@ -99,6 +109,7 @@ def check(
     sources = {str(module.source.path): module.source for module in modules}
     problems += _duplicate_bots(modules)
     problems += _duplicate_keywords(modules, sources)
+    problems += _reserved_keywords(modules, sources, reserved)
     for module in modules:
         problems += _state_problems(module, sources)
     problems += _template_problems(modules, templates_folder, max_segments)
@@ -185,6 +196,27 @@ def _duplicate_keywords(modules: list[BotModule], sources: dict[str, Source]) ->
                 f"{owner.name!r} at {there}"
             )
             problems.append(Problem(*here, "duplicate-keyword", message))
+    return problems
+
+
+def _reserved_keywords(
+    modules: list[BotModule], sources: dict[str, Source], reserved: Collection[str]
+) -> list[Problem]:
+    """Keywords that are compliance words: STOP or HELP never reach a bot."""
+    words = {normalise(word) for word in reserved}
+    problems: list[Problem] = []
+    for bot in _unique_bots(modules):
+        for word, handler in bot.keywords.items():
+            if normalise(word) not in words:
+                continue
+            here = _decorator_line(
+                handler, "keyword", lambda s, w=word: normalise_keyword(s) == w, sources
+            )
+            message = (
+                f"keyword {word} of bot {bot.name!r} is a compliance word, handled before "
+                "any bot: no message reaches this handler"
+            )
+            problems.append(Problem(*here, "reserved-keyword", message))
     return problems
 
 

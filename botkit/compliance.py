@@ -30,6 +30,16 @@ def normalise(text: str) -> str:
     return "".join(ch for ch in decomposed if ch.isalnum()).upper()
 
 
+def compliance_words(settings: Settings) -> tuple[str, ...]:
+    """Every word that compliance answers, which no bot keyword can be."""
+    return (
+        *settings.stop_words,
+        *settings.stop_all_words,
+        *settings.start_words,
+        *settings.help_words,
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a compliance word does: consent changes, and the reply (if any)."""

@@ -1,6 +1,8 @@
-"""Exports of conversations: every message, in thread order, as CSV or JSON, streamed.
+"""Exports, as CSV or JSON, streamed: conversations (every message, in thread order)
+and the consent ledger (every opt-in and opt-out, for an audit).
 
     count = await export_transcripts(store, sys.stdout, "csv", handset="+61400000001")
+    count = await export_consent(store, sys.stdout, "csv")
 
 Rows are written as they are read, so an export of a million messages holds a batch of
 them in memory, not all.
@@ -11,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
+from .db import Row
 from .store import Store
-from .store.transcripts import COLUMNS
+from .store.consent import COLUMNS as CONSENT_COLUMNS
+from .store.transcripts import COLUMNS as TRANSCRIPT_COLUMNS
 
 FORMATS = ("csv", "json")
 
@@ -27,10 +31,10 @@ class RowWriter(Protocol):
 
 
 class CSVRows:
-    """A header line, then one line per message (RFC 4180 quoting, content verbatim)."""
+    """A header line, then one line per row (RFC 4180 quoting, content verbatim)."""
 
-    def __init__(self, out: TextIO) -> None:
-        self._writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    def __init__(self, out: TextIO, columns: tuple[str, ...]) -> None:
+        self._writer = csv.DictWriter(out, fieldnames=columns)
         self._writer.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
@@ -41,15 +45,15 @@ class CSVRows:
 
 
 class JSONRows:
-    """One JSON array, one message object per line. Gateway ids are strings: they are
-    64-bit, and JavaScript's numbers lose digits past 2**53."""
+    """One JSON array, one object per line. Gateway ids are strings: they are 64-bit,
+    and JavaScript's numbers lose digits past 2**53."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, columns: tuple[str, ...]) -> None:
         self._out = out
         self._separator = "[\n"
 
     def write(self, row: dict[str, Any]) -> None:
-        if row["gateway_id"] is not None:
+        if row.get("gateway_id") is not None:
             row = {**row, "gateway_id": str(row["gateway_id"])}
         self._out.write(self._separator + json.dumps(row, ensure_ascii=False))
         self._separator = ",\n"
@@ -58,7 +62,10 @@ class JSONRows:
         self._out.write("[]\n" if self._separator == "[\n" else "\n]\n")
 
 
-WRITERS: dict[str, Callable[[TextIO], RowWriter]] = {"csv": CSVRows, "json": JSONRows}
+WRITERS: dict[str, Callable[[TextIO, tuple[str, ...]], RowWriter]] = {
+    "csv": CSVRows,
+    "json": JSONRows,
+}
 
 
 async def export_transcripts(
@@ -72,9 +79,34 @@ async def export_transcripts(
 ) -> int:
     """Write every message of the store (or of one handset, from a moment on) to `out`
     in `fmt`; return how many."""
-    writer = WRITERS[fmt](out)
-    count = 0
     rows = store.transcripts.rows(handset=handset, since=since)
+    return await export_rows(rows, out, fmt, TRANSCRIPT_COLUMNS, on_row)
+
+
+async def export_consent(
+    store: Store,
+    out: TextIO,
+    fmt: str,
+    *,
+    handset: str | None = None,
+    since: datetime | None = None,
+    on_row: Callable[[], None] = lambda: None,
+) -> int:
+    """Write the consent ledger (of one handset, from a moment on) to `out`; how many."""
+    rows = store.consent.rows(handset=handset, since=since)
+    return await export_rows(rows, out, fmt, CONSENT_COLUMNS, on_row)
+
+
+async def export_rows(
+    rows: AsyncGenerator[Row, None],
+    out: TextIO,
+    fmt: str,
+    columns: tuple[str, ...],
+    on_row: Callable[[], None],
+) -> int:
+    """Write a stream of rows to `out` in `fmt`; return how many."""
+    writer = WRITERS[fmt](out, columns)
+    count = 0
     async with contextlib.aclosing(rows):
         async for row in rows:
             writer.write(dict(row))

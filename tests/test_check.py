@@ -24,6 +24,10 @@ Enter = Callable[[Path], Path]
 # Each fixture folder (bots/ and templates/) and what `botkit check` prints for it, less
 # the summary line. Each line names the file and line of the problem.
 EXPECTED = {
+    "reserved_keyword": [
+        "bots/shop.py:8: reserved-keyword: keyword HELP of bot 'shop' is a compliance word, "
+        "handled before any bot: no message reaches this handler",
+    ],
     "import_error": [
         "bots/broken.py:11: import-error: KeyError: 'BOTKIT_CHECK_FIXTURE_UNSET_KEY'",
     ],

@@ -195,3 +195,27 @@ async def test_consent_from_outside_sms_is_recorded_with_its_source():
             ("opt-out", "web", None),
             ("opt-in", "import", None),
         ]
+
+
+def test_the_ledger_exports_as_csv_for_an_audit(tmp_path, capsys):
+    import asyncio
+    import csv
+
+    from botkit.cli import main
+
+    db = tmp_path / "audit.db"
+
+    async def stop_then_start() -> None:
+        async with Harness(BOTS, TEMPLATES, db=db) as harness:
+            phone = harness.phone(PHONE)
+            await phone.send("stop")
+            await phone.send("start")
+
+    asyncio.run(stop_then_start())
+    assert main(["export", "consent", "--format", "csv", "--db", str(db)]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [(r["handset"], r["address"], r["action"], r["keyword"], r["source"]) for r in rows] == [
+        (PHONE, "4433", "opt-out", "STOP", "sms"),
+        (PHONE, "4433", "opt-in", "START", "sms"),
+    ]
+    assert all(r["message_id"] and r["created_at"] for r in rows)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..check import DEFAULT_MAX_SEGMENTS, STAND_IN_LENGTH, Problem, check, display_path
+from ..compliance import compliance_words
 from ..settings import Settings
 
 NAME = "check"
@@ -38,7 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     settings = Settings.load(bots=args.bots, templates=args.templates)
     try:
-        problems = check(settings.bots, settings.templates, max_segments=args.max_segments)
+        reserved = compliance_words(settings)
+        problems = check(
+            settings.bots, settings.templates, max_segments=args.max_segments, reserved=reserved
+        )
     except FileNotFoundError as exc:
         print(f"botkit: {exc}", file=sys.stderr)
         return 2

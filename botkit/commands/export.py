@@ -17,20 +17,23 @@ from ..numbers import international
 from ..settings import Settings
 
 NAME = "export"
-HELP = "export every message, in thread order, as CSV or JSON"
+HELP = "export conversations or the consent ledger as CSV or JSON"
 DESCRIPTION = (
-    "Write every MO and MT in thread order, with its thread, bot, direction, handset, "
-    "our address, content, template, status, delivery status, gateway id and time, to "
-    "stdout or --output. Rows are streamed, so exports of any size run in little memory."
+    "transcripts: every MO and MT in thread order, with its thread, bot, direction, "
+    "handset, our address, content, template, status, delivery status, gateway id and "
+    "time. consent: every opt-in and opt-out (handset, our address, keyword or source, "
+    "the MO that caused it, time), for an audit. To stdout or --output; rows are "
+    "streamed, so exports of any size run in little memory."
 )
 EXAMPLES = """\
   botkit export transcripts --format csv --output transcripts.csv
   botkit export transcripts --format json --number +61400000001 --since 2026-03-01
-  botkit export transcripts --format csv --since 2026-03-01T09:00:00+11:00 | gzip > march.csv.gz"""
+  botkit export transcripts --format csv --since 2026-03-01T09:00:00+11:00 | gzip > march.csv.gz
+  botkit export consent --format csv --output consent-audit.csv"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=("transcripts",), help="what to export")
+    parser.add_argument("what", choices=("transcripts", "consent"), help="what to export")
     parser.add_argument(
         "--format", required=True, choices=("csv", "json"), dest="fmt", help="output format"
     )
@@ -74,17 +77,22 @@ def main(args: argparse.Namespace) -> int:
     database = str(existing_file(Settings.load(db=args.db).db))
     check_schema(database)
     if args.output is None:
-        return _write(database, sys.stdout, args.fmt, handset, since)
+        return _write(database, sys.stdout, args.what, args.fmt, handset, since)
     with open(args.output, "w", encoding="utf-8", newline="") as out:
-        return _write(database, out, args.fmt, handset, since)
+        return _write(database, out, args.what, args.fmt, handset, since)
 
 
 def _write(
-    database: str, out: TextIO, fmt: str, handset: str | None, since: datetime | None
+    database: str,
+    out: TextIO,
+    what: str,
+    fmt: str,
+    handset: str | None,
+    since: datetime | None,
 ) -> int:
     """Export to `out`; a reader that goes away early (`| head`) ends it quietly."""
     try:
-        asyncio.run(_export(database, out, fmt, handset, since))
+        asyncio.run(_export(database, out, what, fmt, handset, since))
         out.flush()
     except BrokenPipeError:
         # As other command-line tools do; and Python must not complain again when it
@@ -95,18 +103,24 @@ def _write(
 
 
 async def _export(
-    database: str, out: TextIO, fmt: str, handset: str | None, since: datetime | None
+    database: str,
+    out: TextIO,
+    what: str,
+    fmt: str,
+    handset: str | None,
+    since: datetime | None,
 ) -> int:
     from ..db import Database
-    from ..export import export_transcripts
+    from ..export import export_consent, export_transcripts
     from ..progress import progress_bar
     from ..store import Store
 
     db = await Database.open(database)
     try:
         # A bar would garble output that goes to the same terminal.
-        with progress_bar(unit=" messages", desc="export", hidden=out.isatty()) as bar:
-            return await export_transcripts(
+        export = export_consent if what == "consent" else export_transcripts
+        with progress_bar(unit=" rows", desc="export", hidden=out.isatty()) as bar:
+            return await export(
                 Store(db), out, fmt, handset=handset, since=since, on_row=bar.update
             )
     finally:

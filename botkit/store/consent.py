@@ -7,13 +7,26 @@ handset that opted out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from datetime import datetime
 
+from ..clock import stamp
 from ..db import Row, Tx
 from ..messages import ConsentChange
 from .base import Part
 
 EVERYWHERE = "*"
+# The columns of a ledger row, in order.
+COLUMNS = (
+    "id",
+    "created_at",
+    "handset",
+    "address",
+    "action",
+    "keyword",
+    "source",
+    "message_id",
+)
 
 
 class Consent(Part):
@@ -35,9 +48,23 @@ class Consent(Part):
             "SELECT * FROM consent WHERE handset = ? ORDER BY id", (handset,)
         )
 
-    def stream_ledger(self) -> AsyncIterator[Row]:
-        """The whole ledger, oldest first, without holding it in memory (for export)."""
-        return self.db.stream("SELECT * FROM consent ORDER BY id")
+    def rows(
+        self, *, handset: str | None = None, since: datetime | None = None
+    ) -> AsyncGenerator[Row, None]:
+        """The ledger, oldest first, streamed (for an export), optionally of one handset
+        and from a moment on."""
+        where, params = [], []
+        if handset is not None:
+            where.append("handset = ?")
+            params.append(handset)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(stamp(since))
+        return self.db.stream(
+            f"""SELECT {", ".join(COLUMNS)} FROM consent
+                {"WHERE " + " AND ".join(where) if where else ""} ORDER BY id""",
+            params,
+        )
 
 
 async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...]) -> bool:
