@@ -48,6 +48,7 @@ class Bot:
         self.keywords: dict[str, Handler] = {}
         self.primary_keywords: list[str] = []
         self.states: dict[str, Handler] = {}
+        self.timers: dict[str, Handler] = {}
         self.fallback_handler: Handler | None = None
 
     def __repr__(self) -> str:
@@ -83,6 +84,21 @@ class Bot:
             if name in self.states:
                 raise ValueError(f"{self.name}: state {name!r} is registered twice")
             self.states[name] = handler
+            return handler
+
+        return register
+
+    def timer(self, name: str) -> Callable[[H], H]:
+        """Register the handler of timer `name`, set in a thread with
+        `ctx.schedule(name, minutes=...)`: it runs once, when the timer is due."""
+
+        def register(handler: H) -> H:
+            _check_handler(handler)
+            if not name:
+                raise ValueError(f"{self.name}: a timer needs a name")
+            if name in self.timers:
+                raise ValueError(f"{self.name}: timer {name!r} is registered twice")
+            self.timers[name] = handler
             return handler
 
         return register

@@ -7,10 +7,12 @@ committed together with the MO being marked handled, or not at all if it raises.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .errors import HandlerError
-from .messages import Message, Reply, Thread
+from .messages import Message, Reply, Thread, Timer
+from .store.effects import Effects
 
 if TYPE_CHECKING:
     from .bot import Bot
@@ -19,27 +21,35 @@ if TYPE_CHECKING:
 
 
 class Context:
-    """The message being handled, its thread, and the ways to answer it."""
+    """The message being handled (or the timer firing), its thread, and the ways to
+    answer it."""
 
     def __init__(
         self,
-        message: Message,
+        message: Message | None,
         thread: Thread,
         bot: Bot,
         router: Router,
         templates: SMSTemplates,
+        *,
+        now: datetime,
+        timer: Timer | None = None,
     ) -> None:
         self.message = message
         self.thread = thread
         self.bot = bot
+        self.now = now
+        self.timer = timer
         self._router = router
         self._templates = templates
         self._replies: list[Reply] = []
+        self._scheduled: list[Timer] = []
+        self._cancelled: list[str] = []
 
     @property
     def text(self) -> str:
-        """The message's text, as the handset sent it."""
-        return self.message.text
+        """The message's text, as the handset sent it ("" when a timer fired)."""
+        return self.message.text if self.message is not None else ""
 
     @property
     def state(self) -> str | None:
@@ -73,6 +83,42 @@ class Context:
         reply = self._templates.reply(template_or_text, variables)
         self._replies.append(reply)
         return reply
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        days: float = 0,
+        data: dict[str, Any] | None = None,
+    ) -> Timer:
+        """Run the bot's `@bot.timer(name)` handler in this thread after the given time,
+        once (after a restart too), unless the thread ends first or it is cancelled."""
+        if name not in self.bot.timers:
+            raise HandlerError(f"{self.bot.name} has no handler for timer {name!r}")
+        delay = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
+        if delay <= timedelta(0):
+            raise HandlerError(f"timer {name!r} needs a delay after now")
+        timer = Timer(name=name, due_at=self.now + delay, data=dict(data or {}))
+        self._scheduled.append(timer)
+        return timer
+
+    def cancel(self, *names: str) -> None:
+        """Cancel this thread's pending timers of these names (all of them if none given)."""
+        self._cancelled.extend(names or ["*"])
+
+    def effects(self, **extra: Any) -> Effects:
+        """Everything this handler did, to commit in one transaction."""
+        cancel = None if "*" in self._cancelled else tuple(self._cancelled)
+        return Effects(
+            self.thread,
+            replies=tuple(self._replies),
+            schedule=tuple(self._scheduled),
+            cancel=cancel,
+            **extra,
+        )
 
     def end(self) -> None:
         """Close the thread once this handler returns; the next message starts afresh."""

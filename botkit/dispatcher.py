@@ -13,15 +13,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .clock import parse_stamp
 from .compliance import BOT as COMPLIANCE_BOT
 from .compliance import START, STOP, STOP_ALL, Compliance
 from .context import Context
 from .db import DatabaseError
 from .logs import elapsed_ms
-from .messages import Message, Thread
+from .messages import Message, Thread, Timer
 from .metrics import Metrics
 from .router import Route, Router
-from .store import Store
+from .store import Effects, Store
 from .store.consent import EVERYWHERE
 from .templates import SMSTemplates
 from .threads import find_thread
@@ -84,8 +85,80 @@ class Dispatcher(Worker):
             for message in claimed:
                 self._active.add(message.source)
                 self.spawn(self._handle_claimed(message))
-            if not claimed:
-                await self.sleep(POLL_SECONDS)
+            due = await self._claim_timers()
+            if not claimed and not due:
+                await self.sleep(await self._idle_seconds())
+
+    async def _claim_timers(self) -> list[Timer]:
+        """Claim due timers for the handsets not busy here, and fire them."""
+        free = self.concurrency - len(self._active)
+        if free <= 0:
+            return []
+        try:
+            due = await self.store.timers.claim(free, self.lease, list(self._active))
+        except DatabaseError as exc:
+            log.error("could not claim timers: %s", exc)
+            return []
+        for timer in due:
+            assert timer.handset is not None
+            self._active.add(timer.handset)
+            self.spawn(self._fire_claimed(timer))
+        return due
+
+    async def _idle_seconds(self) -> float:
+        """How long to sleep: until the next timer is due, at most POLL_SECONDS."""
+        due = await self.store.timers.next_due()
+        if due is None:
+            return POLL_SECONDS
+        wait = (parse_stamp(due) - self.store.clock()).total_seconds()
+        return min(POLL_SECONDS, max(0.01, wait))
+
+    async def _fire_claimed(self, timer: Timer) -> None:
+        assert timer.handset is not None
+        try:
+            await self.fire(timer)
+        except DatabaseError as exc:
+            log.error("timer %s: could not commit, will retry: %s", timer.id, exc)
+        except Exception as exc:
+            log.exception("timer %s: could not be fired", timer.id)
+            await self.store.timers.end(timer, "failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._active.discard(timer.handset)
+            self.wake()
+
+    async def fire(self, timer: Timer) -> None:
+        """Run a due timer's handler in its thread, and commit what it did."""
+        assert timer.thread_id is not None
+        thread = await self.store.threads.get(timer.thread_id)
+        bot = self.router.bots.get(thread.bot) if thread else None
+        handler = bot.timers.get(timer.name) if bot else None
+        if thread is None or thread.status != "open" or bot is None or handler is None:
+            log.warning("timer %s %r: nothing to run it, cancelled", timer.id, timer.name)
+            await self.store.timers.end(timer, "cancelled", "no open thread or handler")
+            return
+        ctx = Context(
+            None, thread, bot, self.router, self.templates, now=self.store.clock(), timer=timer
+        )
+        try:
+            async with asyncio.timeout(self.handler_timeout):
+                await handler(ctx)
+            ctx.check()
+        except Exception as exc:
+            log.exception("timer %s %r: %s handler raised", timer.id, timer.name, bot.name)
+            await self.store.timers.end(timer, "failed", f"{type(exc).__name__}: {exc}")
+            return
+        effects = ctx.effects(message_class=self.message_class, source=self.source)
+        mt_ids = await self.store.timers.finish(timer, effects)
+        if mt_ids:
+            self.on_queued()
+        log.info(
+            "timer %s %r fired in thread %s: %d replies",
+            timer.id,
+            timer.name,
+            thread.id,
+            len(mt_ids),
+            extra={"event": "timer.fired", "thread_id": thread.id, "replies": mt_ids},
+        )
 
     async def _handle_claimed(self, message: Message) -> None:
         try:
@@ -118,7 +191,7 @@ class Dispatcher(Worker):
         thread = await find_thread(self.store.threads, message)
         route = self.router.route(thread, message.text)
         if route is None:
-            await self.store.inbox.finish(message, None, (), message_class=None, source=None)
+            await self.store.inbox.finish(message, Effects(None))
             log.warning(
                 "mo %s from %s: no bot answers it",
                 message.gateway_id,
@@ -156,15 +229,15 @@ class Dispatcher(Worker):
                 address=message.destination,
                 status="closed",
             )
-        mt_ids = await self.store.inbox.finish(
-            message,
+        effects = Effects(
             thread,
-            [outcome.reply] if outcome.reply else [],
-            message_class=self.message_class,
-            source=self.source,
+            replies=[outcome.reply] if outcome.reply else [],
             closing=closing,
             consent=outcome.changes,
+            message_class=self.message_class,
+            source=self.source,
         )
+        mt_ids = await self.store.inbox.finish(message, effects)
         if mt_ids:
             self.on_queued()
         log.info(
@@ -200,14 +273,8 @@ class Dispatcher(Worker):
     async def _commit(self, message: Message, route: Route, ctx: Context, started: float) -> None:
         """Commit what the handler did: thread, state, replies queued, MO handled."""
         closing = [route.closing.id] if route.closing and route.closing.id else []
-        mt_ids = await self.store.inbox.finish(
-            message,
-            ctx.thread,
-            ctx.replies,
-            message_class=self.message_class,
-            source=self.source,
-            closing=closing,
-        )
+        effects = ctx.effects(closing=closing, message_class=self.message_class, source=self.source)
+        mt_ids = await self.store.inbox.finish(message, effects)
         if mt_ids:
             self.on_queued()
         fields = _fields(message, "mo.handled", started)
@@ -233,7 +300,9 @@ class Dispatcher(Worker):
         thread = route.thread or Thread(
             bot=route.bot.name, handset=message.source, address=message.destination
         )
-        return Context(message, thread, route.bot, self.router, self.templates)
+        return Context(
+            message, thread, route.bot, self.router, self.templates, now=self.store.clock()
+        )
 
 
 def _fields(message: Message, event: str, started: float) -> dict[str, Any]:

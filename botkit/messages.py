@@ -132,3 +132,16 @@ class ConsentChange:
     source: str  # how it was given: "sms", "web", "import", "operator"
     keyword: str | None = None
     message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A timer of a thread: set by a handler with `ctx.schedule`, it runs the bot's
+    `@bot.timer(name)` handler once, when due."""
+
+    name: str
+    due_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    thread_id: int | None = None
+    handset: str | None = None

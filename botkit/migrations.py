@@ -142,6 +142,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE messages ADD COLUMN exempt INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        4,
+        "timers: reminders and expiries that fire once, after a restart too",
+        (
+            """CREATE TABLE timers (
+                id INTEGER PRIMARY KEY,
+                thread_id INTEGER NOT NULL REFERENCES threads (id),
+                handset TEXT NOT NULL,
+                name TEXT NOT NULL,
+                data TEXT NOT NULL DEFAULT '{}',
+                due_at TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'fired', 'cancelled', 'failed')),
+                claimed_until TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                error TEXT,
+                created_at TEXT NOT NULL,
+                fired_at TEXT
+            )""",
+            "CREATE INDEX timers_due ON timers (due_at, id) WHERE state = 'pending'",
+            "CREATE INDEX timers_thread ON timers (thread_id) WHERE state = 'pending'",
+        ),
+    ),
 )
 
 

@@ -98,6 +98,7 @@ class Harness:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._lifespan: Any = None
         self._errors: list[Exception] = []
+        self._phones: list[Phone] = []
         self.app: Starlette | None = None
 
     async def __aenter__(self) -> Harness:
@@ -144,28 +145,37 @@ class Harness:
 
     def phone(self, number: str = "+61400000001") -> Phone:
         """A simulated handset with this number."""
-        return Phone(self, number)
+        phone = Phone(self, number)
+        self._phones.append(phone)
+        return phone
 
     async def advance(
         self, seconds: float = 0, *, minutes: float = 0, hours: float = 0, days: float = 0
     ) -> None:
-        """Move the clock forward and let every worker act on the new time."""
+        """Move the clock forward and let every worker act on the new time (timers fire,
+        retries go out); each phone's replies then include what they sent."""
         self.clock.advance(seconds, minutes=minutes, hours=hours, days=days)
         self.runtime.dispatcher.wake()
         self.runtime.sender.wake()
         await self.settle()
+        for phone in self._phones:  # what the timers sent
+            await phone._refresh()
 
     async def settle(self) -> None:
-        """Wait until every stored MO is handled and every due MT is sent."""
+        """Wait until every stored MO is handled, every due timer fired and every due MT
+        sent."""
         store = self.runtime.store
         async with asyncio.timeout(SETTLE_TIMEOUT):
             while True:
                 await self.simulator.drain()
+                now = store.inbox.now()
                 busy = await store.db.fetchval(
                     """SELECT (SELECT count(*) FROM inbox)
                             + (SELECT count(*) FROM outbox
-                               WHERE state = 'sending' OR next_attempt_at <= ?)""",
-                    (store.inbox.now(),),
+                               WHERE state = 'sending' OR next_attempt_at <= ?)
+                            + (SELECT count(*) FROM timers
+                               WHERE state = 'pending' AND due_at <= ?)""",
+                    (now, now),
                 )
                 if not busy:
                     break

@@ -10,7 +10,7 @@ from botkit import Bot, Context
 from botkit.db import Database
 from botkit.messages import ConsentChange, IncomingMO, Thread
 from botkit.migrations import migrate
-from botkit.store import Store
+from botkit.store import Effects, Store
 from botkit.templates import SMSTemplates
 from botkit.testing import Harness
 
@@ -175,7 +175,7 @@ async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(tm
     (message,) = await store.inbox.claim(1, lease=60)
     thread = Thread(bot="hello", handset=PHONE, address="4433")
     reply = SMSTemplates(TEMPLATES).reply("queued before the STOP", {})
-    (mt_id,) = await store.inbox.finish(message, thread, [reply], message_class="c", source=None)
+    (mt_id,) = await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
     await store.consent.record(ConsentChange(PHONE, "4433", "opt-out", "operator"))
     assert await store.outbox.claim(lease=60) is None
     status = await db.fetchval("SELECT status FROM messages WHERE id = ?", (mt_id,))

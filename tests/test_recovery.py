@@ -8,7 +8,7 @@ from botkit import create_app
 from botkit.db import Database
 from botkit.messages import IncomingDLR, IncomingMO, Thread
 from botkit.migrations import migrate
-from botkit.store import Store
+from botkit.store import Effects, Store
 from botkit.templates import SMSTemplates
 
 PHONE = "+61400000001"
@@ -49,9 +49,7 @@ async def queue_replies(store: Store, count: int) -> list[int]:
 
     thread = Thread(bot="hello", handset=PHONE, address="4433")
     replies = [templates.reply(f"reply {i}", {}) for i in range(count)]
-    return await store.inbox.finish(
-        message, thread, replies, message_class="mt_message", source=None
-    )
+    return await store.inbox.finish(message, Effects(thread, replies, message_class="mt_message"))
 
 
 async def test_queued_mts_are_sent_after_restart(settings):

@@ -14,7 +14,7 @@ from botkit import Bot, Context, Gateway, Simulator, create_app
 from botkit.db import Database, DatabaseError
 from botkit.messages import IncomingDLR, IncomingMO, Thread
 from botkit.migrations import migrate
-from botkit.store import Store
+from botkit.store import Effects, Store
 from botkit.store.inbox import MAX_ATTEMPTS
 from botkit.templates import SMSTemplates
 from botkit.worker import Worker
@@ -134,7 +134,7 @@ async def queued_mt(store: Store) -> int:
     (message,) = await store.inbox.claim(1, lease=60)
     reply = SMSTemplates(ROOT / "templates").reply("queued reply", {})
     thread = Thread(bot="t", handset=PHONE, address="4433")
-    (mt_id,) = await store.inbox.finish(message, thread, [reply], message_class="c", source=None)
+    (mt_id,) = await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
     return mt_id
 
 

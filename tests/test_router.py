@@ -313,6 +313,7 @@ def make_context(tmp_path: Path, club: Club, thread: Thread | None = None) -> Co
         club.bot,
         Router([club.bot, keyword_bot("quiz", "QUIZ")]),
         SMSTemplates(tmp_path),
+        now=message.received_at,
     )
 
 

@@ -17,7 +17,7 @@ from botkit.db import Database
 from botkit.messages import IncomingMO, Thread
 from botkit.migrations import migrate
 from botkit.sender import Sender
-from botkit.store import Store
+from botkit.store import Effects, Store
 from botkit.templates import SMSTemplates
 
 PHONE = "+61400000001"
@@ -128,9 +128,7 @@ async def queue_one(store: Store) -> int:
     (message,) = await store.inbox.claim(1, lease=60)
     thread = Thread(bot="t", handset=PHONE, address="4433")
     reply = SMSTemplates(ROOT / "templates").reply("hi there", {})
-    (mt_id,) = await store.inbox.finish(
-        message, thread, [reply], message_class="mt_message", source=None
-    )
+    (mt_id,) = await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
     return mt_id
 
 

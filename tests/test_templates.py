@@ -164,7 +164,7 @@ def context_over(sms: SMSTemplates) -> Context:
         received_at=datetime(2024, 1, 1, tzinfo=UTC),
     )
     thread = Thread(bot="hello", handset="+61400000001", address="1234")
-    return Context(message, thread, bot, Router([bot]), sms)
+    return Context(message, thread, bot, Router([bot]), sms, now=message.received_at)
 
 
 def test_context_reply_renders_a_template_and_queues_it(tmp_path):

@@ -5,6 +5,7 @@
     store.outbox      MTs from the handler's commit to the gateway's answer
     store.deliveries  delivery receipts and the status history of MTs
     store.consent     opt-outs (suppressions) and the ledger of every change
+    store.timers      reminders and expiries of threads, each fired once
     store.transcripts every message with its thread, streamed for exports
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
@@ -19,12 +20,14 @@ from ..clock import Clock, system_clock
 from ..db import Database
 from .consent import Consent
 from .deliveries import Deliveries, DeliveryOutcome
+from .effects import Effects
 from .inbox import Inbox
 from .outbox import Outbox
 from .threads import Threads
+from .timers import Timers
 from .transcripts import Transcripts
 
-__all__ = ["DeliveryOutcome", "Store"]
+__all__ = ["DeliveryOutcome", "Effects", "Store"]
 
 
 class Store:
@@ -38,6 +41,7 @@ class Store:
         self.outbox = Outbox(db, clock)
         self.deliveries = Deliveries(db, clock)
         self.consent = Consent(db, clock)
+        self.timers = Timers(db, clock)
         self.transcripts = Transcripts(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
@@ -48,5 +52,6 @@ class Store:
         Returns (MOs released, MTs that were sending).
         """
         released = await self.inbox.release_all()
+        await self.timers.release_all()
         sending = await self.outbox.recover(resend_uncertain=resend_uncertain)
         return released, sending

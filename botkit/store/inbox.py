@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 from ..clock import later, parse_stamp
 from ..db import Row, Tx
-from ..messages import ConsentChange, IncomingMO, Message, Reply, Thread
+from ..messages import IncomingMO, Message
 from ..sms import measure
-from . import outbox, threads
 from .base import Part, marks
-from .consent import apply as apply_consent
+from .effects import Effects, commit
 
 # An MO whose handling never commits (its claim lapsing each time) is marked failed
 # after this many attempts, so that the handset's later messages are not held up.
@@ -102,35 +101,14 @@ class Inbox(Part):
         )
         return [message_from_row(row) for row in rows]
 
-    async def finish(
-        self,
-        message: Message,
-        thread: Thread | None,
-        replies: Sequence[Reply],
-        *,
-        message_class: str | None,
-        source: str | None,
-        closing: Sequence[int] = (),
-        consent: Sequence[ConsentChange] = (),
-    ) -> list[int]:
-        """Commit a handled MO in one transaction: the changes of `consent` applied, the
-        threads in `closing` closed, the thread's state and data saved (a new thread gets
-        its id), the replies queued in the outbox (or refused, for a handset that opted
-        out), the MO marked handled. Returns the ids of the MTs."""
+    async def finish(self, message: Message, effects: Effects) -> list[int]:
+        """Commit a handled MO in one transaction: its handler's `effects`, and the MO
+        marked handled. Returns the ids of the MTs."""
 
         async def write(tx: Tx) -> list[int]:
             now = self.now()
-            for change in consent:
-                await apply_consent(tx, change, now)
-            for thread_id in closing:
-                await threads.close(tx, thread_id, now)
-            mt_ids = []
-            if thread is not None:
-                await threads.save(tx, thread, now)
-                for reply in replies:
-                    mt_ids.append(
-                        await outbox.enqueue(tx, thread, reply, message_class, source, now)
-                    )
+            mt_ids = await commit(tx, effects, now)
+            thread = effects.thread
             await tx.execute(
                 """UPDATE messages SET status = 'handled', thread_id = ?, updated_at = ?
                    WHERE id = ?""",

@@ -1,0 +1,53 @@
+"""Effects: what handling an MO or firing a timer changes, committed in one transaction.
+
+Consent changes, threads closed, the thread's state and data, its timers scheduled or
+cancelled, and the replies queued in the outbox (or refused, for a handset that opted
+out) all commit together with the MO marked handled or the timer marked fired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..db import Tx
+from ..messages import ConsentChange, Reply, Thread, Timer
+from . import outbox, threads, timers
+from .consent import apply as apply_consent
+
+
+@dataclass(frozen=True)
+class Effects:
+    """The outcome of a handler. `cancel` names the timers to cancel (None: all)."""
+
+    thread: Thread | None
+    replies: Sequence[Reply] = ()
+    closing: Sequence[int] = ()
+    consent: Sequence[ConsentChange] = ()
+    schedule: Sequence[Timer] = ()
+    cancel: Sequence[str] | None = ()
+    message_class: str | None = None
+    source: str | None = None
+
+
+async def commit(tx: Tx, effects: Effects, now: str) -> list[int]:
+    """Write `effects` inside the caller's transaction; return the ids of the MTs."""
+    for change in effects.consent:
+        await apply_consent(tx, change, now)
+    for thread_id in effects.closing:
+        await threads.close(tx, thread_id, now)
+        await timers.cancel(tx, thread_id, None, now)
+    thread = effects.thread
+    if thread is None:
+        return []
+    await threads.save(tx, thread, now)
+    assert thread.id is not None
+    closed = thread.status == "closed"
+    await timers.cancel(tx, thread.id, None if closed else effects.cancel, now)
+    if not closed:
+        for timer in effects.schedule:
+            await timers.schedule(tx, thread.id, thread.handset, timer, now)
+    return [
+        await outbox.enqueue(tx, thread, reply, effects.message_class, effects.source, now)
+        for reply in effects.replies
+    ]

@@ -1,0 +1,156 @@
+"""Timers: reminders and expiries, durable, each fired exactly once.
+
+A timer belongs to a thread. It is claimed like an MO (a lease, one handset at a
+time, never while an MO of that handset waits), and its handler's effects commit
+with the timer marked fired, in one transaction; a timer that came due while the
+app was down fires at the next start. Closing a thread cancels its pending timers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..clock import later, parse_stamp, stamp
+from ..db import Row, Tx
+from ..messages import Timer
+from .base import Part, marks
+
+if TYPE_CHECKING:
+    from .effects import Effects
+
+# A timer whose handling never commits is given up after this many attempts.
+MAX_ATTEMPTS = 5
+
+
+async def schedule(tx: Tx, thread_id: int, handset: str, timer: Timer, now: str) -> int:
+    """Store a pending timer of a thread."""
+    return await tx.fetchval(
+        """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
+           VALUES (?, ?, ?, ?, ?, ?) RETURNING id""",
+        (thread_id, handset, timer.name, json.dumps(timer.data), stamp(timer.due_at), now),
+    )
+
+
+async def cancel(tx: Tx, thread_id: int, names: Sequence[str] | None, now: str) -> None:
+    """Cancel a thread's pending timers (those named, or all of them)."""
+    if names is None:
+        await tx.execute(
+            """UPDATE timers SET state = 'cancelled', fired_at = ?
+               WHERE thread_id = ? AND state = 'pending'""",
+            (now, thread_id),
+        )
+        return
+    if names:
+        await tx.execute(
+            f"""UPDATE timers SET state = 'cancelled', fired_at = ?
+                WHERE thread_id = ? AND state = 'pending' AND name IN ({marks(names)})""",
+            (now, thread_id, *names),
+        )
+
+
+class Timers(Part):
+    """Pending timers, claimed when due."""
+
+    async def claim(self, limit: int, lease: float, exclude: Sequence[str] = ()) -> list[Timer]:
+        """Claim due timers of up to `limit` handsets that have no MO waiting, none claimed
+        and are not in `exclude` (being handled here): the oldest due timer of each."""
+
+        async def write(tx: Tx) -> list[int]:
+            now = self.now()
+            rows = await tx.fetchall(
+                """SELECT t.id, t.handset, t.attempts FROM timers t
+                   WHERE t.state = 'pending' AND t.due_at <= ?
+                     AND (t.claimed_until IS NULL OR t.claimed_until < ?)
+                     AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.handset = t.handset)
+                     AND t.id = (SELECT min(id) FROM timers o
+                                 WHERE o.handset = t.handset AND o.state = 'pending'
+                                   AND o.due_at <= ?)
+                   ORDER BY t.due_at, t.id LIMIT ?""",
+                (now, now, now, limit + len(exclude)),
+            )
+            skip = set(exclude)
+            rows = [row for row in rows if row["handset"] not in skip][:limit]
+            ids = []
+            for row in rows:
+                if row["attempts"] >= MAX_ATTEMPTS:
+                    await _end(
+                        tx, row["id"], "failed", f"gave up after {row['attempts']} attempts", now
+                    )
+                else:
+                    ids.append(row["id"])
+            if ids:
+                await tx.execute(
+                    f"""UPDATE timers SET claimed_until = ?, attempts = attempts + 1
+                        WHERE id IN ({marks(ids)})""",
+                    (later(self.clock, lease), *ids),
+                )
+            return ids
+
+        ids = await self.db.write(write)
+        if not ids:
+            return []
+        rows = await self.db.fetchall(
+            f"SELECT * FROM timers WHERE id IN ({marks(ids)}) ORDER BY due_at, id", ids
+        )
+        return [timer_from_row(row) for row in rows]
+
+    async def finish(self, timer: Timer, effects: Effects) -> list[int]:
+        """Commit a fired timer in one transaction: its handler's `effects`, and the timer
+        marked fired. Returns the ids of the MTs."""
+        from .effects import commit  # effects schedules timers: imported here, not above
+
+        assert timer.id is not None
+
+        async def write(tx: Tx) -> list[int]:
+            now = self.now()
+            await _end(tx, timer.id, "fired", None, now)
+            return await commit(tx, effects, now)
+
+        return await self.db.write(write)
+
+    async def end(self, timer: Timer, state: str, error: str | None = None) -> None:
+        """Mark a claimed timer failed (its handler raised) or cancelled (nothing to do)."""
+        assert timer.id is not None
+        await self.db.write(lambda tx: _end(tx, timer.id, state, error, self.now()))
+
+    async def pending(self, thread_id: int) -> list[Timer]:
+        """A thread's pending timers, soonest first."""
+        rows = await self.db.fetchall(
+            """SELECT * FROM timers WHERE thread_id = ? AND state = 'pending'
+               ORDER BY due_at, id""",
+            (thread_id,),
+        )
+        return [timer_from_row(row) for row in rows]
+
+    async def next_due(self) -> str | None:
+        """When the soonest pending timer is due."""
+        return await self.db.fetchval("SELECT min(due_at) FROM timers WHERE state = 'pending'")
+
+    async def release_all(self) -> int:
+        """Free every claim (at start-up, when no other process holds one)."""
+        return await self.db.write(
+            lambda tx: tx.execute(
+                "UPDATE timers SET claimed_until = NULL WHERE claimed_until IS NOT NULL"
+            )
+        )
+
+
+async def _end(tx: Tx, timer_id: int, state: str, error: str | None, now: str) -> None:
+    await tx.execute(
+        """UPDATE timers SET state = ?, error = ?, fired_at = ?, claimed_until = NULL
+           WHERE id = ?""",
+        (state, error, now, timer_id),
+    )
+
+
+def timer_from_row(row: Row) -> Timer:
+    return Timer(
+        id=row["id"],
+        thread_id=row["thread_id"],
+        handset=row["handset"],
+        name=row["name"],
+        data=json.loads(row["data"]),
+        due_at=parse_stamp(row["due_at"]),
+    )
