@@ -26,6 +26,7 @@ from .errors import (
 )
 from .gateway import Gateway
 from .messages import Message, Reply, Thread
+from .optin import DoubleOptIn
 from .settings import Settings
 from .simulator import Simulator
 
@@ -34,6 +35,7 @@ __all__ = [
     "Bot",
     "BotkitError",
     "Context",
+    "DoubleOptIn",
     "Gateway",
     "GatewayError",
     "HandlerError",

@@ -266,7 +266,8 @@ def _unrouted_states(
     assignments: list[StateAssignment],
     sources: dict[str, Source],
 ) -> list[Problem]:
-    """State handlers whose state the module never sets, so that no message reaches them."""
+    """State handlers of the module whose state it never sets, so that no message reaches
+    them. A handler written elsewhere (a flow such as DoubleOptIn) sets its own states."""
     # A state set from a value known only at run time could be any of them.
     if any(names is None for _, names in assignments):
         return []
@@ -279,8 +280,13 @@ def _unrouted_states(
             f"state {name!r} is never set in {module_path}, so its handler never runs",
         )
         for name, handler in handlers.items()
-        if name not in set_somewhere
+        if name not in set_somewhere and _defined_in(handler, module.source.path)
     ]
+
+
+def _defined_in(handler: Handler, path: Path) -> bool:
+    """True if `handler`'s code is in the file `path`."""
+    return os.path.abspath(handler.__code__.co_filename) == os.path.abspath(path)
 
 
 def _state_assignments(source: Source) -> Iterator[StateAssignment]:

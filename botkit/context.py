@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .errors import HandlerError
-from .messages import Message, Reply, Thread, Timer
+from .messages import ConsentChange, Message, Reply, Thread, Timer
 from .store.effects import Effects
+from .store.lists import list_name
 
 if TYPE_CHECKING:
     from .bot import Bot
     from .router import Router
+    from .store.lists import Lists
     from .templates import SMSTemplates
 
 
@@ -34,6 +36,7 @@ class Context:
         *,
         now: datetime,
         timer: Timer | None = None,
+        lists: Lists | None = None,
     ) -> None:
         self.message = message
         self.thread = thread
@@ -42,7 +45,9 @@ class Context:
         self.timer = timer
         self._router = router
         self._templates = templates
+        self._lists = lists
         self._replies: list[Reply] = []
+        self._consent: list[ConsentChange] = []
         self._scheduled: list[Timer] = []
         self._cancelled: list[str] = []
 
@@ -109,6 +114,29 @@ class Context:
         """Cancel this thread's pending timers of these names (all of them if none given)."""
         self._cancelled.extend(names or ["*"])
 
+    def subscribe(self, name: str, *, keyword: str | None = None) -> None:
+        """Subscribe the handset to list `name` once this handler returns, recording this
+        message (and `keyword`) in the consent ledger; a handset that opted out of this
+        address stays out."""
+        self._consent.append(
+            ConsentChange(
+                handset=self.thread.handset,
+                address=self.thread.address,
+                action="opt-in",
+                source="sms",
+                keyword=keyword,
+                message_id=self.message.id if self.message is not None else None,
+                list=list_name(name),
+            )
+        )
+
+    async def subscribed(self, name: str) -> bool:
+        """True if the handset is subscribed to list `name` (as committed before this
+        handler ran)."""
+        if self._lists is None:
+            raise HandlerError("this context has no store to read lists from")
+        return await self._lists.is_subscribed(name, self.thread.handset)
+
     def effects(self, **extra: Any) -> Effects:
         """Everything this handler did, to commit in one transaction."""
         cancel = None if "*" in self._cancelled else tuple(self._cancelled)
@@ -117,6 +145,7 @@ class Context:
             replies=tuple(self._replies),
             schedule=tuple(self._scheduled),
             cancel=cancel,
+            consent=tuple(self._consent),
             **extra,
         )
 

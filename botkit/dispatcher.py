@@ -137,7 +137,14 @@ class Dispatcher(Worker):
             await self.store.timers.end(timer, "cancelled", "no open thread or handler")
             return
         ctx = Context(
-            None, thread, bot, self.router, self.templates, now=self.store.clock(), timer=timer
+            None,
+            thread,
+            bot,
+            self.router,
+            self.templates,
+            now=self.store.clock(),
+            timer=timer,
+            lists=self.store.lists,
         )
         try:
             async with asyncio.timeout(self.handler_timeout):
@@ -301,7 +308,13 @@ class Dispatcher(Worker):
             bot=route.bot.name, handset=message.source, address=message.destination
         )
         return Context(
-            message, thread, route.bot, self.router, self.templates, now=self.store.clock()
+            message,
+            thread,
+            route.bot,
+            self.router,
+            self.templates,
+            now=self.store.clock(),
+            lists=self.store.lists,
         )
 
 

@@ -124,7 +124,8 @@ class IncomingDLR:
 
 @dataclass(frozen=True)
 class ConsentChange:
-    """An opt-in or opt-out of one handset on one of our addresses ('*': all of them)."""
+    """An opt-in or opt-out of one handset on one of our addresses ('*': all of them),
+    or, when `list` names one, a subscription to that list (or its end)."""
 
     handset: str
     address: str
@@ -132,6 +133,8 @@ class ConsentChange:
     source: str  # how it was given: "sms", "web", "import", "operator"
     keyword: str | None = None
     message_id: int | None = None
+    list: str | None = None
+    at: datetime | None = None  # when it was given, if before it is recorded (an import)
 
 
 @dataclass(frozen=True)

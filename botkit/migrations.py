@@ -165,6 +165,61 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX timers_thread ON timers (thread_id) WHERE state = 'pending'",
         ),
     ),
+    Migration(
+        6,
+        "lists: named subscription lists, their members, and lists in the consent ledger",
+        (
+            """CREATE TABLE lists (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                description TEXT NOT NULL DEFAULT '',
+                created_at TEXT NOT NULL
+            )""",
+            # A handset's membership of a list, on the address it joined through: its
+            # present status only; the consent ledger keeps every change.
+            """CREATE TABLE list_members (
+                list_id INTEGER NOT NULL REFERENCES lists (id),
+                handset TEXT NOT NULL,
+                address TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('subscribed', 'unsubscribed')),
+                source TEXT NOT NULL,
+                since TEXT NOT NULL,
+                PRIMARY KEY (list_id, handset)
+            )""",
+            "CREATE INDEX list_members_handset ON list_members (handset, address)",
+            # The list a ledger line subscribes to or unsubscribes from (NULL: the address).
+            "ALTER TABLE consent ADD COLUMN list TEXT",
+        ),
+    ),
+    Migration(
+        7,
+        "broadcasts: one message or conversation per recipient, resumable",
+        (
+            """CREATE TABLE broadcasts (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                kind TEXT NOT NULL CHECK (kind IN ('template', 'conversation')),
+                template TEXT,
+                bot TEXT,
+                entry TEXT,
+                address TEXT NOT NULL,
+                expires TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            # One row per recipient, written with its MT (or its conversation's start)
+            # in one transaction: a broadcast run again skips those already done.
+            """CREATE TABLE broadcast_recipients (
+                broadcast_id INTEGER NOT NULL REFERENCES broadcasts (id),
+                handset TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('queued', 'skipped')),
+                thread_id INTEGER REFERENCES threads (id),
+                message_id INTEGER REFERENCES messages (id),
+                reason TEXT,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (broadcast_id, handset)
+            )""",
+        ),
+    ),
 )
 
 
@@ -173,7 +228,7 @@ async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) 
     await db.write(_create_ledger)
     done = {row[0] for row in await db.fetchall("SELECT version FROM schema_migrations")}
     applied = []
-    for migration in migrations:
+    for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in done:
             continue
         await db.write(lambda tx, m=migration: _apply(tx, m))

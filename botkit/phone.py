@@ -51,6 +51,7 @@ class PhonePage:
         """The page, its two JSON endpoints and its static files."""
         return [
             Route("/", self.page, methods=["GET"]),
+            Route("/api/messages", self.all_sent, methods=["GET"]),
             Route("/api/handsets/{number}", self.conversation, methods=["GET"]),
             Route("/api/handsets/{number}/send", self.send, methods=["POST"]),
             Mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static"),
@@ -71,6 +72,14 @@ class PhonePage:
             status_code=200 if error is None else 400,
             headers=HEADERS,
         )
+
+    async def all_sent(self, request: Request) -> Response:
+        """GET api/messages: every MT the gateway accepted (for tests over real HTTP)."""
+        sent = [
+            {"id": str(m.id), "destination": m.destination, "reference": m.reference}
+            for m in self.simulator.sent
+        ]
+        return JSONResponse({"messages": sent}, headers=HEADERS)
 
     async def conversation(self, request: Request) -> Response:
         """GET api/handsets/{number}: the conversation as JSON (ids as strings: 64-bit)."""

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,20 +61,29 @@ def running_processes() -> Iterator[list[subprocess.Popen]]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream:
-                stream.close()
+        process.log.close()  # type: ignore[attr-defined]
 
 
 def start(processes, args, env=None, cwd=ROOT) -> subprocess.Popen:
-    """Start `botkit ARGS` in `cwd`; the `processes` fixture stops it."""
+    """Start `botkit ARGS` in `cwd`; the `processes` fixture stops it. Its output goes
+    to a file (`output(process)` reads it): a pipe nobody drains would fill up and
+    block the process at its next log line."""
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed by the fixture)
     process = subprocess.Popen(
         [BOTKIT, *args],
         env={**os.environ, **(env or {})},
         cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    process.log = log  # type: ignore[attr-defined]
     processes.append(process)
     return process
+
+
+def output(process: subprocess.Popen) -> str:
+    """Everything the process printed so far."""
+    log = process.log  # type: ignore[attr-defined]
+    log.seek(0)
+    return log.read()

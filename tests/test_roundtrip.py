@@ -9,7 +9,7 @@ import subprocess
 
 import httpx
 from conftest import rows
-from servers import BOTKIT, free_port, poll, start, wait_for
+from servers import BOTKIT, free_port, output, poll, start, wait_for
 
 PHONE = "+61400000001"
 
@@ -76,8 +76,9 @@ def test_hello_round_trip_over_real_http(tmp_path, processes):
     ]
     for process in processes:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=10)
-        assert password not in err
+        process.wait(10)
+        assert "Uvicorn running" in output(process)
+        assert password not in output(process)
 
 
 def test_send_command_against_the_simulator(processes):

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import backup, check, export, init, run, send, simulator
+from . import backup, broadcast, check, export, init, lists, run, send, simulator
 
-COMMANDS: tuple[ModuleType, ...] = (run, simulator, send, init, check, backup, export)
+COMMANDS: tuple[ModuleType, ...] = (
+    run,
+    simulator,
+    send,
+    init,
+    check,
+    backup,
+    export,
+    broadcast,
+    lists,
+)

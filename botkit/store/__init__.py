@@ -5,7 +5,9 @@
     store.outbox      MTs from the handler's commit to the gateway's answer
     store.deliveries  delivery receipts and the status history of MTs
     store.consent     opt-outs (suppressions) and the ledger of every change
+    store.lists       subscription lists and their members
     store.timers      reminders and expiries of threads, each fired once
+    store.broadcasts  one message or conversation per recipient, resumable
     store.transcripts every message with its thread, streamed for exports
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 from ..clock import Clock, system_clock
 from ..db import Database
+from .broadcasts import Broadcasts
 from .consent import Consent
 from .deliveries import Deliveries, DeliveryOutcome
 from .effects import Effects
 from .inbox import Inbox
+from .lists import Lists
 from .outbox import Outbox
 from .threads import Threads
 from .timers import Timers
@@ -41,7 +45,9 @@ class Store:
         self.outbox = Outbox(db, clock)
         self.deliveries = Deliveries(db, clock)
         self.consent = Consent(db, clock)
+        self.lists = Lists(db, clock)
         self.timers = Timers(db, clock)
+        self.broadcasts = Broadcasts(db, clock)
         self.transcripts = Transcripts(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:

@@ -26,6 +26,7 @@ COLUMNS = (
     "keyword",
     "source",
     "message_id",
+    "list",
 )
 
 
@@ -80,7 +81,12 @@ async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...])
 
 async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
     """Suppress or release a handset and write the change to the ledger; False (and no
-    ledger line) when nothing changes, as for a second STOP."""
+    ledger line) when nothing changes, as for a second STOP. A change that names a list
+    subscribes to it or leaves it; an opt-out also ends the list memberships it covers."""
+    from . import lists  # lists writes its ledger lines with this module's write_ledger
+
+    if change.list is not None:
+        return await lists.apply(tx, change, now) in lists.CHANGES
     if change.action == "opt-out":
         changed = await tx.execute(
             """INSERT INTO suppressions (handset, address, since) VALUES (?, ?, ?)
@@ -93,12 +99,20 @@ async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
             "DELETE FROM suppressions WHERE handset = ? AND address IN (?, ?)",
             (change.handset, change.address, EVERYWHERE),
         )
-    if not changed:
-        return False
+    if changed:
+        await write_ledger(tx, change, now)
+    if change.action == "opt-out":
+        # Even when already suppressed: membership must never outlive an opt-out.
+        await lists.leave_all(tx, change, now)
+    return bool(changed)
+
+
+async def write_ledger(tx: Tx, change: ConsentChange, now: str) -> None:
+    """Append one line to the ledger, dated when the consent was given."""
     await tx.execute(
         """INSERT INTO consent (handset, address, action, keyword, source, message_id,
-               created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+               list, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             change.handset,
             change.address,
@@ -106,7 +120,7 @@ async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
             change.keyword,
             change.source,
             change.message_id,
-            now,
+            change.list,
+            now if change.at is None else stamp(change.at),
         ),
     )
-    return True

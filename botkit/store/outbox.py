@@ -28,19 +28,23 @@ async def enqueue(
     message_class: str | None,
     source: str | None,
     now: str,
+    *,
+    expires: str | None = None,
+    not_before: str | None = None,
 ) -> int:
     """Store an MT of `thread` and queue it; its reference names the thread and itself.
 
     An MT to a handset that opted out of the thread's address (or of the source it
     would be sent from) is stored `refused`, with the reason, and never queued.
+    `expires` (RFC 3339) goes to the gateway; `not_before` holds it in the outbox.
     """
     assert thread.id is not None
     refused = not reply.exempt and await is_suppressed(tx, thread.handset, (thread.address, source))
     message_id = await tx.fetchval(
         """INSERT INTO messages (direction, thread_id, handset, address, content, encoding,
-               segments, message_class, source, template, exempt, status, error,
+               segments, message_class, source, template, exempt, status, error, expires,
                created_at, updated_at)
-           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
         (
             thread.id,
             thread.handset,
@@ -54,6 +58,7 @@ async def enqueue(
             int(reply.exempt),
             "refused" if refused else "queued",
             REFUSED if refused else None,
+            expires,
             now,
             now,
         ),
@@ -67,7 +72,7 @@ async def enqueue(
     await tx.execute(
         """INSERT INTO outbox (message_id, handset, state, next_attempt_at)
            VALUES (?, ?, 'queued', ?)""",
-        (message_id, thread.handset, now),
+        (message_id, thread.handset, max(now, not_before or now)),
     )
     return message_id
 

@@ -1,0 +1,191 @@
+"""Broadcasts: who gets one, what they get, and when their quiet hours allow it.
+
+    plan = Plan(name="spring-sale", address="4433", template="sale/spring.txt")
+    report = await broadcast(store, templates, plan, read_csv(path), quiet=QuietHours(...))
+
+Recipients come from a list's members or a CSV file (a `number` column, any other
+columns become template variables). Numbers that are not in international format are
+reported with their line and left out; opted-out numbers are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import timezone as number_timezones
+
+from .errors import BotkitError, ValidationError
+from .numbers import international
+from .store import Store
+from .store.broadcasts import Plan, Recipient
+from .templates import SMSTemplates
+
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Row:
+    """One recipient as read: the line it came from, its number, its template variables."""
+
+    line: int
+    number: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """What a broadcast run did."""
+
+    queued: int = 0
+    skipped: int = 0
+    already: int = 0
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_csv(path: str | Path) -> list[Row]:
+    """The recipients of a CSV file with a `number` column (other columns are variables)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "number" not in reader.fieldnames:
+            raise ValidationError(str(path), "needs a header line with a 'number' column")
+        return [
+            Row(
+                reader.line_num,
+                (record.pop("number") or "").strip(),
+                {k: v for k, v in record.items() if k},
+            )
+            for record in reader
+        ]
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A nightly window (e.g. 21:00 to 08:00, local to each recipient) when nothing is
+    sent: messages wait for the recipient's morning."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> QuietHours:
+        """From "21:00-08:00"."""
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        except ValueError:
+            raise ValidationError("--quiet-hours", f"{text!r} is not like 21:00-08:00") from None
+        return cls(start, end)
+
+    def quiet(self, local: datetime) -> bool:
+        now = local.time()
+        if self.start <= self.end:
+            return self.start <= now < self.end
+        return now >= self.start or now < self.end
+
+    def release(self, now: datetime, number: str) -> datetime | None:
+        """When a message to `number` may go, if its zone is in quiet hours now. A number
+        may span several zones (Australian mobiles): it waits for morning in all."""
+        latest = None
+        for zone in zones_of(number):
+            local = now.astimezone(zone)
+            if not self.quiet(local):
+                continue
+            morning = local.replace(
+                hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0
+            )
+            if morning <= local:
+                morning += timedelta(days=1)
+            if latest is None or morning > latest:
+                latest = morning
+        return latest
+
+
+def zones_of(number: str) -> list[ZoneInfo]:
+    """The time zones a number may be in, by its prefix (phonenumbers' data)."""
+    names = number_timezones.time_zones_for_number(phonenumbers.parse(number))
+    return [ZoneInfo(name) for name in names if name != number_timezones.UNKNOWN_TIMEZONE]
+
+
+async def broadcast(
+    store: Store,
+    templates: SMSTemplates,
+    plan: Plan,
+    rows: Iterable[Row] | AsyncIterator[Row],
+    *,
+    message_class: str | None,
+    source: str | None,
+    quiet: QuietHours | None = None,
+    on_row: Callable[[], None] = lambda: None,
+) -> Report:
+    """Queue `plan` for every row not done already (in batches, each one transaction)."""
+    broadcast_id = await store.broadcasts.open(plan)
+    done = await store.broadcasts.done(broadcast_id)
+    report = Report()
+    batch: list[Recipient] = []
+    async for row in _each(rows):
+        on_row()
+        try:
+            number = international(row.number, "number")
+        except ValidationError as exc:
+            report.invalid.append((row.line, exc.reason))
+            continue
+        if number in done:
+            report.already += 1
+            continue
+        done.add(number)
+        batch.append(_recipient(templates, plan, number, row, store.clock(), quiet))
+        if len(batch) >= BATCH:
+            await _flush(store, broadcast_id, plan, batch, report, message_class, source)
+    await _flush(store, broadcast_id, plan, batch, report, message_class, source)
+    return report
+
+
+async def _each(rows: Iterable[Row] | AsyncIterator[Row]) -> AsyncIterator[Row]:
+    if hasattr(rows, "__aiter__"):
+        async for row in rows:  # type: ignore[union-attr]
+            yield row
+    else:
+        for row in rows:  # type: ignore[union-attr]
+            yield row
+
+
+def _recipient(
+    templates: SMSTemplates,
+    plan: Plan,
+    number: str,
+    row: Row,
+    now: datetime,
+    quiet: QuietHours | None,
+) -> Recipient:
+    reply = None
+    if plan.template is not None:
+        try:
+            reply = templates.reply(plan.template, {"number": number, **row.variables})
+        except BotkitError as exc:
+            raise ValidationError(f"line {row.line}", str(exc)) from None
+    release = quiet.release(now, number) if quiet else None
+    return Recipient(number, reply, release)
+
+
+async def _flush(
+    store: Store,
+    broadcast_id: int,
+    plan: Plan,
+    batch: list[Recipient],
+    report: Report,
+    message_class: str | None,
+    source: str | None,
+) -> None:
+    if not batch:
+        return
+    queued, skipped = await store.broadcasts.add(
+        broadcast_id, plan, batch, message_class=message_class, source=source
+    )
+    report.queued += queued
+    report.skipped += skipped
+    batch.clear()

@@ -1,0 +1,158 @@
+"""botkit broadcast: a template, or a conversation, for every member of a list or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ..broadcast import QuietHours, Row, broadcast, read_csv
+from ..db import Database
+from ..errors import ValidationError
+from ..gateway import parse_rfc3339
+from ..loader import load_bots
+from ..migrations import migrate
+from ..progress import progress_bar
+from ..settings import Settings
+from ..store import Store
+from ..store.broadcasts import Plan
+from ..templates import SMSTemplates
+
+NAME = "broadcast"
+HELP = "send a template or start a conversation for every member of a list or a CSV"
+DESCRIPTION = (
+    "Queue one message (a template, rendered with the CSV's columns as variables) or the "
+    "start of a conversation (a bot's timer, e.g. a survey's) for each recipient, in the "
+    "database that `botkit run` sends from, at BOTKIT_SEND_RATE. Opted-out numbers are "
+    "skipped and counted; bad numbers are reported with their line. Run the same command "
+    "again after an interruption: it goes on where it stopped and sends nobody a second "
+    "copy (the broadcast's --name, by default derived from what it sends to whom)."
+)
+EXAMPLES = """\
+  botkit broadcast --csv customers.csv --template sale/spring.txt --expires-in 24h
+  botkit broadcast --list deals --template deals/friday.txt --quiet-hours 21:00-08:00
+  botkit broadcast --csv patients.csv --survey csat --name csat-march"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--csv", metavar="FILE", help="a CSV with a 'number' column")
+    who.add_argument("--list", metavar="NAME", help="the subscribed members of a list")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--template", help="an SMS template under the templates folder")
+    what.add_argument("--survey", help="start this survey for each recipient")
+    what.add_argument("--start", metavar="BOT:TIMER", help="start a bot's conversation")
+    parser.add_argument("--name", help="the broadcast's name, to resume it (default: derived)")
+    parser.add_argument("--address", help="our number it comes from (default: BOTKIT_SOURCE)")
+    expiry = parser.add_mutually_exclusive_group()
+    expiry.add_argument("--expires", help="RFC 3339 time after which carriers drop it")
+    expiry.add_argument("--expires-in", help="or a delay from now: 90m, 24h, 2d")
+    parser.add_argument("--quiet-hours", help="hold messages in this local window: 21:00-08:00")
+    parser.add_argument("--db", help="SQLite database file (default: BOTKIT_DB)")
+    parser.add_argument("--bots", help="folder of bot modules (default: BOTKIT_BOTS)")
+    parser.add_argument("--templates", help="folder of templates (default: BOTKIT_TEMPLATES)")
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings.load(db=args.db, bots=args.bots, templates=args.templates)
+    report = asyncio.run(_broadcast(settings, args))
+    for line, reason in report.invalid:
+        print(f"line {line}: {reason}", file=sys.stderr)
+    print(
+        f"botkit broadcast: {report.queued} queued, {report.skipped} skipped (opted out), "
+        f"{report.already} already done, {len(report.invalid)} bad numbers"
+    )
+    return 1 if report.invalid else 0
+
+
+async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
+    from ..store import Store
+
+    plan = _plan(settings, args)
+    quiet = QuietHours.parse(args.quiet_hours) if args.quiet_hours else None
+    db = await Database.open(settings.db)
+    try:
+        await migrate(db)
+        store = Store(db)
+        rows = read_csv(args.csv) if args.csv else await _members(store, args.list)
+        with progress_bar(total=len(rows), unit=" recipients", desc="broadcast") as bar:
+            return await broadcast(
+                store,
+                SMSTemplates(settings.templates),
+                plan,
+                rows,
+                message_class=None if settings.source else settings.message_class,
+                source=settings.source,
+                quiet=quiet,
+                on_row=bar.update,
+            )
+    finally:
+        await db.close()
+
+
+def _plan(settings: Settings, args: argparse.Namespace) -> Plan:
+    address = args.address or settings.source or ("4433" if settings.simulator_mode else None)
+    if address is None:
+        raise ValidationError(
+            "--address", "say which of our numbers it comes from (or set BOTKIT_SOURCE)"
+        )
+    bot = entry = None
+    if args.survey:
+        bot, entry = _survey_entry(settings, args.survey)
+    elif args.start:
+        bot, _, entry = args.start.partition(":")
+        if not bot or not entry:
+            raise ValidationError("--start", f"{args.start!r} is not BOT:TIMER")
+    return Plan(
+        name=args.name or _derived_name(args),
+        address=address,
+        template=args.template,
+        bot=bot,
+        entry=entry,
+        expires=_expires(args),
+    )
+
+
+def _survey_entry(settings: Settings, survey: str) -> tuple[str, str]:
+    """The bot that runs survey `survey`, and the timer that starts it."""
+    entry = f"survey:{survey}"
+    try:
+        bots = load_bots(settings.bots)
+    except FileNotFoundError as exc:
+        raise ValidationError("--survey", f"no bot runs it: {exc}") from None
+    for bot in bots:
+        if entry in bot.timers:
+            return bot.name, entry
+    raise ValidationError("--survey", f"no bot in {settings.bots}/ runs a survey {survey!r}")
+
+
+def _derived_name(args: argparse.Namespace) -> str:
+    """A name from what is sent to whom, so that the same command resumes."""
+    what = args.template or args.survey or args.start
+    who = hashlib.sha256(Path(args.csv).read_bytes()).hexdigest()[:12] if args.csv else args.list
+    return f"{what}->{who}"
+
+
+def _expires(args: argparse.Namespace) -> str | None:
+    if args.expires:
+        try:
+            parse_rfc3339(args.expires)
+        except ValueError as exc:
+            raise ValidationError("--expires", str(exc)) from None
+        return args.expires
+    if not args.expires_in:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    number, unit = args.expires_in[:-1], args.expires_in[-1:]
+    if unit not in units or not number.isdigit():
+        raise ValidationError("--expires-in", f"{args.expires_in!r} is not like 90m, 24h, 2d")
+    moment = datetime.now(UTC) + timedelta(**{units[unit]: int(number)})
+    return moment.replace(microsecond=0).isoformat()
+
+
+async def _members(store: Store, name: str) -> list[Row]:
+    members = await store.lists.members(name)
+    return [Row(index + 1, handset) for index, handset in enumerate(members)]

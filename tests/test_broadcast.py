@@ -1,0 +1,209 @@
+"""Broadcasts: one copy each, never to an opted-out handset, resumable, quiet hours."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from conftest import ROOT
+
+from botkit import Bot, Context
+from botkit.broadcast import QuietHours, Row, broadcast, read_csv
+from botkit.errors import ValidationError
+from botkit.messages import ConsentChange
+from botkit.store.broadcasts import Plan
+from botkit.testing import FakeClock, Harness
+
+TEMPLATES = ROOT / "templates"
+
+
+def numbers(count: int) -> list[str]:
+    return [f"+614{n:08d}" for n in range(1, count + 1)]
+
+
+async def run(harness: Harness, plan: Plan, rows, **options):
+    runtime = harness.runtime
+    report = await broadcast(
+        runtime.store,
+        runtime.templates,
+        plan,
+        rows,
+        message_class="mt_message",
+        source=None,
+        **options,
+    )
+    await harness.settle()
+    return report
+
+
+def sent_to(harness: Harness) -> list[str]:
+    return [m.destination for m in harness.simulator.sent]
+
+
+async def test_a_broadcast_to_1000_with_10_opted_out_sends_exactly_990(tmp_path):
+    (tmp_path / "sale").mkdir()
+    (tmp_path / "sale" / "spring.txt").write_text("Spring sale, {{ name }}! Reply STOP to end.\n")
+    everyone = numbers(1000)
+    async with Harness([], tmp_path) as harness:
+        for number in everyone[::100]:
+            await harness.runtime.store.consent.record(
+                ConsentChange(number, "4433", "opt-out", "import")
+            )
+        rows = [Row(i + 2, n, {"name": f"friend {i}"}) for i, n in enumerate(everyone)]
+        plan = Plan(name="spring", address="4433", template="sale/spring.txt")
+        report = await run(harness, plan, rows)
+        assert (report.queued, report.skipped, report.invalid) == (990, 10, [])
+        sent = sent_to(harness)
+        assert len(sent) == len(set(sent)) == 990
+        assert not set(sent) & set(everyone[::100])
+        assert harness.simulator.sent[0].content == "Spring sale, friend 1! Reply STOP to end."
+
+        again = await run(harness, plan, rows)  # run twice: nobody gets a second copy
+        assert (again.queued, again.already) == (0, 1000)
+        assert len(sent_to(harness)) == 990
+        summary = await harness.runtime.store.broadcasts.summary(
+            await harness.runtime.store.broadcasts.open(plan)
+        )
+        assert summary == {"accepted": 990, "skipped": 10}
+
+
+async def test_an_interrupted_broadcast_resumes_where_it_stopped(tmp_path):
+    (tmp_path / "news.txt").write_text("News!\n")
+    everyone = numbers(300)
+    rows = [Row(i + 2, n) for i, n in enumerate(everyone)]
+    plan = Plan(name="news", address="4433", template="news.txt")
+    async with Harness([], tmp_path) as harness:
+        await run(harness, plan, rows[:120])  # the first run stopped here
+        report = await run(harness, plan, rows)
+        assert (report.queued, report.already) == (180, 120)
+        sent = sent_to(harness)
+        assert sorted(sent) == sorted(everyone)
+
+
+async def test_bad_numbers_are_reported_with_their_lines_and_the_rest_sent(tmp_path):
+    (tmp_path / "hi.txt").write_text("Hi\n")
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("number,name\n+61400000001,Ann\n0400000002,Bob\n+61,Cy\n+64211234567,Di\n")
+    async with Harness([], tmp_path) as harness:
+        report = await run(
+            harness, Plan(name="hi", address="4433", template="hi.txt"), read_csv(csv_file)
+        )
+        assert report.queued == 2
+        assert [line for line, _ in report.invalid] == [3, 4]
+        assert sorted(sent_to(harness)) == ["+61400000001", "+64211234567"]
+
+
+async def test_a_csv_without_a_number_column_is_refused(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("phone\n+61400000001\n")
+    with pytest.raises(ValidationError, match="'number' column"):
+        read_csv(path)
+
+
+async def test_expires_reaches_the_gateway(tmp_path):
+    (tmp_path / "hi.txt").write_text("Hi\n")
+    plan = Plan(name="x", address="4433", template="hi.txt", expires="2026-01-06T09:00:00+11:00")
+    async with Harness([], tmp_path) as harness:
+        await run(harness, plan, [Row(2, "+61400000001")])
+        assert harness.simulator.sent[0].expires == "2026-01-06T09:00:00+11:00"
+
+
+async def test_quiet_hours_hold_a_message_until_the_recipients_morning(tmp_path):
+    (tmp_path / "hi.txt").write_text("Good morning\n")
+    # 10:00 UTC is 21:00 in Sydney (summer): quiet there; 23:00 in Auckland: quiet too.
+    clock = FakeClock(datetime(2026, 1, 5, 10, 0, tzinfo=UTC))
+    quiet = QuietHours.parse("21:00-08:00")
+    async with Harness([], tmp_path, clock=clock) as harness:
+        await run(
+            harness,
+            Plan(name="q", address="4433", template="hi.txt"),
+            [Row(2, "+61299999999"), Row(3, "+64211234567")],
+            quiet=quiet,
+        )
+        assert sent_to(harness) == []
+        await harness.advance(hours=9)  # 08:00 in Auckland, 06:00 in Sydney
+        assert sent_to(harness) == ["+64211234567"]
+        await harness.advance(hours=2)  # 08:00 in Sydney
+        assert sent_to(harness) == ["+64211234567", "+61299999999"]
+
+
+def test_quiet_hours_parse_and_windows():
+    quiet = QuietHours.parse("21:00-08:00")
+    assert quiet.quiet(datetime(2026, 1, 1, 22, 0))
+    assert quiet.quiet(datetime(2026, 1, 1, 7, 59))
+    assert not quiet.quiet(datetime(2026, 1, 1, 8, 0))
+    with pytest.raises(ValidationError, match="--quiet-hours"):
+        QuietHours.parse("late")
+
+
+def survey_like_bot() -> Bot:
+    bot = Bot("poll")
+
+    @bot.timer("poll:start")
+    async def start(ctx: Context) -> None:
+        ctx.reply("Pizza or pasta?")
+        ctx.state = "answer"
+
+    @bot.state("answer")
+    async def answer(ctx: Context) -> None:
+        ctx.data["answer"] = ctx.text.strip().lower()
+        ctx.reply("Thanks!")
+        ctx.end()
+
+    return bot
+
+
+async def test_a_broadcast_can_start_a_conversation_for_each_recipient():
+    plan = Plan(name="poll", address="4433", bot="poll", entry="poll:start")
+    async with Harness([survey_like_bot()], TEMPLATES) as harness:
+        report = await run(harness, plan, [Row(2, "+61400000001"), Row(3, "+61400000002")])
+        assert report.queued == 2
+        ann = harness.phone("+61400000001")
+        await ann.send("Pasta")
+        ann.expect("Thanks!")
+        assert (await ann.thread()).data == {"answer": "pasta"}
+        assert [m.content for m in harness.simulator.inbox("+61400000002")] == ["Pizza or pasta?"]
+
+
+async def test_a_name_reused_for_another_broadcast_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("A\n")
+    (tmp_path / "b.txt").write_text("B\n")
+    async with Harness([], tmp_path) as harness:
+        await run(harness, Plan(name="same", address="4433", template="a.txt"), [])
+        with pytest.raises(ValueError, match="another --name"):
+            await run(harness, Plan(name="same", address="4433", template="b.txt"), [])
+
+
+def test_the_command_queues_a_list_and_a_second_run_adds_nobody(tmp_path, monkeypatch, capsys):
+    from botkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "deal.txt").write_text("Friday deal: 2 for 1.\n")
+    (tmp_path / "members.csv").write_text("number\n+61400000001\n+61400000002\nnope\n")
+    db = str(tmp_path / "botkit.db")
+    assert main(["lists", "import", "deals", "members.csv", "--db", db]) == 1  # one bad row
+    capsys.readouterr()
+    command = ["broadcast", "--list", "deals", "--template", "deal.txt", "--db", db]
+    assert main(command) == 0
+    assert "2 queued, 0 skipped (opted out), 0 already done" in capsys.readouterr().out
+    assert main(command) == 0
+    assert "0 queued, 0 skipped (opted out), 2 already done" in capsys.readouterr().out
+
+
+def test_the_command_refuses_bad_input_clearly(tmp_path, monkeypatch, capsys):
+    from botkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.csv").write_text("number\n+61400000001\n")
+    db = ["--db", str(tmp_path / "b.db")]
+    base = ["broadcast", "--csv", "p.csv", "--template", "x.txt", *db]
+    assert main([*base, "--expires-in", "soon"]) == 2
+    assert "--expires-in" in capsys.readouterr().err
+    assert main([*base, "--expires", "tomorrow"]) == 2
+    assert "--expires" in capsys.readouterr().err
+    assert main([*base, "--quiet-hours", "night"]) == 2
+    assert "--quiet-hours" in capsys.readouterr().err
+    survey = ["broadcast", "--csv", "p.csv", "--survey", "nope", *db]
+    assert main(survey) == 2
+    assert "no bot" in capsys.readouterr().err
