@@ -76,29 +76,21 @@ class Bot:
     def state(self, name: str) -> Callable[[H], H]:
         """Register the handler of thread state `name`: it gets every message of a thread
         in that state (set with `ctx.state = name`)."""
-
-        def register(handler: H) -> H:
-            _check_handler(handler)
-            if not name:
-                raise ValueError(f"{self.name}: a state needs a name")
-            if name in self.states:
-                raise ValueError(f"{self.name}: state {name!r} is registered twice")
-            self.states[name] = handler
-            return handler
-
-        return register
+        return self._named(self.states, "state", name)
 
     def timer(self, name: str) -> Callable[[H], H]:
         """Register the handler of timer `name`, set in a thread with
         `ctx.schedule(name, minutes=...)`: it runs once, when the timer is due."""
+        return self._named(self.timers, "timer", name)
 
+    def _named(self, table: dict[str, Handler], kind: str, name: str) -> Callable[[H], H]:
         def register(handler: H) -> H:
             _check_handler(handler)
             if not name:
-                raise ValueError(f"{self.name}: a timer needs a name")
-            if name in self.timers:
-                raise ValueError(f"{self.name}: timer {name!r} is registered twice")
-            self.timers[name] = handler
+                raise ValueError(f"{self.name}: a {kind} needs a name")
+            if name in table:
+                raise ValueError(f"{self.name}: {kind} {name!r} is registered twice")
+            table[name] = handler
             return handler
 
         return register
