@@ -397,13 +397,20 @@ class Reply(NamedTuple):
 
 
 def _replies(source: Source) -> Iterator[Reply]:
-    """Each `.reply("...")` call in a module, once for each text its first argument can be."""
+    """Each `.reply("...")` call in a module, once for each text its first argument can be;
+    and each template name given to any other call (a flow's `confirm="optin/x.txt"`)."""
     for node in ast.walk(source.tree):
-        if not (_calls(node, "reply") and node.args):
+        if not isinstance(node, ast.Call):
             continue
-        for value in _values(node.args[0], source.constants) or ():
-            if isinstance(value, str):
-                yield Reply(Location(source.path, node.lineno), value)
+        if _calls(node, "reply"):
+            for value in _values(node.args[0], source.constants) or () if node.args else ():
+                if isinstance(value, str):
+                    yield Reply(Location(source.path, node.lineno), value)
+            continue
+        for arg in [*node.args, *(keyword.value for keyword in node.keywords)]:
+            value = arg.value if isinstance(arg, ast.Constant) else None
+            if isinstance(value, str) and is_template_name(value):
+                yield Reply(Location(source.path, arg.lineno), value)
 
 
 def _template_problems(modules: list[BotModule], folder: Path, max_segments: int) -> list[Problem]:

@@ -49,6 +49,8 @@ EXPECTED = {
     "missing_template": [
         "bots/club.py:13: missing-template: template 'club/ask_name.txt' does not exist "
         "in templates/",
+        "bots/deals.py:10: missing-template: template 'deals/confirm.txt' does not exist "
+        "in templates/",
         "templates/club/welcome.txt:2: missing-template: included template "
         "'club/_footer.txt' does not exist",
     ],
