@@ -27,8 +27,10 @@ from .errors import (
 from .gateway import Gateway
 from .messages import Message, Reply, Thread
 from .optin import DoubleOptIn
+from .questions import Question
 from .settings import Settings
 from .simulator import Simulator
+from .survey import Survey
 
 __all__ = [
     "AuthenticationError",
@@ -41,10 +43,12 @@ __all__ = [
     "HandlerError",
     "Message",
     "MissingParameterError",
+    "Question",
     "QueueError",
     "Reply",
     "Settings",
     "Simulator",
+    "Survey",
     "TemplateError",
     "Thread",
     "TransientError",

@@ -19,6 +19,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .api import api_routes
 from .bot import Bot
 from .callbacks import callback_routes
 from .clock import Clock, system_clock
@@ -89,6 +90,7 @@ def create_app(
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         *callback_routes(runtime, token),
+        api_routes(settings),
     ]
     if simulator is not None:
         routes.append(Mount("/simulator", app=simulator.app, name="simulator"))

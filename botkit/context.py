@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import HandlerError
 from .messages import ConsentChange, Message, Reply, Thread, Timer
-from .store.effects import Effects
+from .store.effects import Effects, Write
 from .store.lists import list_name
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class Context:
         self._consent: list[ConsentChange] = []
         self._scheduled: list[Timer] = []
         self._cancelled: list[str] = []
+        self._writes: list[Write] = []
 
     @property
     def text(self) -> str:
@@ -137,6 +138,11 @@ class Context:
             raise HandlerError("this context has no store to read lists from")
         return await self._lists.is_subscribed(name, self.thread.handset)
 
+    def write(self, write: Write) -> None:
+        """Run `write(tx, thread, now)` in the transaction that commits this handler, once
+        the thread is saved: for flows that keep tables of their own, such as surveys."""
+        self._writes.append(write)
+
     def effects(self, **extra: Any) -> Effects:
         """Everything this handler did, to commit in one transaction."""
         cancel = None if "*" in self._cancelled else tuple(self._cancelled)
@@ -145,6 +151,7 @@ class Context:
             replies=tuple(self._replies),
             schedule=tuple(self._scheduled),
             cancel=cancel,
+            writes=tuple(self._writes),
             consent=tuple(self._consent),
             **extra,
         )

@@ -1,8 +1,10 @@
-"""Exports, as CSV or JSON, streamed: conversations (every message, in thread order)
-and the consent ledger (every opt-in and opt-out, for an audit).
+"""Exports, as CSV or JSON, streamed: conversations (every message, in thread order),
+the consent ledger (every opt-in and opt-out, for an audit) and a survey's results (one
+row per respondent, one column per question).
 
     count = await export_transcripts(store, sys.stdout, "csv", handset="+61400000001")
     count = await export_consent(store, sys.stdout, "csv")
+    count = await export_survey(store, sys.stdout, "json", "satisfaction")
 
 Rows are written as they are read, so an export of a million messages holds a batch of
 them in memory, not all.
@@ -13,13 +15,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 from .db import Row
+from .errors import ValidationError
 from .store import Store
 from .store.consent import COLUMNS as CONSENT_COLUMNS
+from .store.surveys import COLUMNS as SURVEY_COLUMNS
 from .store.transcripts import COLUMNS as TRANSCRIPT_COLUMNS
 
 FORMATS = ("csv", "json")
@@ -97,8 +101,41 @@ async def export_consent(
     return await export_rows(rows, out, fmt, CONSENT_COLUMNS, on_row)
 
 
+async def export_survey(
+    store: Store,
+    out: TextIO,
+    fmt: str,
+    name: str,
+    *,
+    handset: str | None = None,
+    since: datetime | None = None,
+    on_row: Callable[[], None] = lambda: None,
+) -> int:
+    """Write survey `name`'s results to `out`: a row per respondent (of one handset, or
+    started from a moment on) with its status and a column per question; how many.
+    In CSV a yes/no answer is `yes` or `no`, in JSON true or false."""
+    questions = await store.surveys.questions(name)
+    if questions is None:
+        raise ValidationError("NAME", f"no survey named {name!r} has been started")
+    ids = [question["id"] for question in questions]
+    rows = store.surveys.rows(name, ids, handset=handset, since=since)
+    if fmt == "csv":
+        rows = _yes_no_as_words(rows)
+    return await export_rows(rows, out, fmt, (*SURVEY_COLUMNS, *ids), on_row)
+
+
+async def _yes_no_as_words(
+    rows: AsyncGenerator[dict[str, Any], None],
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Rows with True and False as `yes` and `no`, as a spreadsheet reader expects."""
+    words = {True: "yes", False: "no"}
+    async with contextlib.aclosing(rows):
+        async for row in rows:
+            yield {k: words[v] if isinstance(v, bool) else v for k, v in row.items()}
+
+
 async def export_rows(
-    rows: AsyncGenerator[Row, None],
+    rows: AsyncGenerator[Row | Mapping[str, Any], None],
     out: TextIO,
     fmt: str,
     columns: tuple[str, ...],

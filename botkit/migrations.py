@@ -166,6 +166,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        5,
+        "surveys: each respondent's status and answers",
+        (
+            # Each survey's questions as last run (id, kind, countable values), for results.
+            """CREATE TABLE surveys (
+                name TEXT PRIMARY KEY,
+                questions TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            # A respondent: a thread a survey ran in.
+            """CREATE TABLE survey_responses (
+                survey TEXT NOT NULL,
+                thread_id INTEGER NOT NULL REFERENCES threads (id),
+                status TEXT NOT NULL CHECK (status IN ('started', 'completed', 'incomplete')),
+                started_at TEXT NOT NULL,
+                ended_at TEXT,
+                PRIMARY KEY (survey, thread_id)
+            )""",
+            # The latest answer of a respondent to a question, and the MO that gave it.
+            """CREATE TABLE survey_answers (
+                survey TEXT NOT NULL,
+                thread_id INTEGER NOT NULL REFERENCES threads (id),
+                question TEXT NOT NULL,
+                value TEXT NOT NULL,
+                raw TEXT NOT NULL,
+                message_id INTEGER REFERENCES messages (id),
+                answered_at TEXT NOT NULL,
+                PRIMARY KEY (survey, thread_id, question)
+            )""",
+        ),
+    ),
+    Migration(
         6,
         "lists: named subscription lists, their members, and lists in the consent ledger",
         (

@@ -59,7 +59,7 @@ async def test_anything_else_lists_the_keywords():
     async with Harness(BOTS, TEMPLATES) as harness:
         phone = harness.phone()
         (help_text,) = await phone.send("pizza?")
-        assert help_text.text == "I didn't catch that. Text one of: HELLO, NAME, JOIN"
+        assert help_text.text == "I didn't catch that. Text one of: HELLO, NAME, JOIN, SURVEY"
 
 
 async def test_handsets_are_kept_apart():

@@ -37,7 +37,7 @@ def command(line: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("doc", "least_ran", "least_written"),
-    [("writing-bots.md", 5, 10), ("opt-in.md", 5, 8)],
+    [("writing-bots.md", 5, 10), ("opt-in.md", 5, 8), ("surveys.md", 3, 5)],
 )
 def test_tutorial_runs_as_written(tmp_path, doc, least_ran, least_written):
     ran = written = 0

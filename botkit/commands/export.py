@@ -1,4 +1,4 @@
-"""botkit export: conversations out of the database, as CSV or JSON."""
+"""botkit export: conversations, the consent ledger or survey results, as CSV or JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import os
 import sqlite3
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -17,29 +18,46 @@ from ..numbers import international
 from ..settings import Settings
 
 NAME = "export"
-HELP = "export conversations or the consent ledger as CSV or JSON"
+HELP = "export conversations, the consent ledger or a survey's results as CSV or JSON"
 DESCRIPTION = (
     "transcripts: every MO and MT in thread order, with its thread, bot, direction, "
     "handset, our address, content, template, status, delivery status, gateway id and "
     "time. consent: every opt-in and opt-out (handset, our address, keyword or source, "
-    "the MO that caused it, time), for an audit. To stdout or --output; rows are "
-    "streamed, so exports of any size run in little memory."
+    "the MO that caused it, time), for an audit. survey NAME: one row per respondent "
+    "(thread, handset, status: started, completed or incomplete; start and end time) "
+    "and a column per question. To stdout or --output; rows are streamed, so exports "
+    "of any size run in little memory."
 )
 EXAMPLES = """\
   botkit export transcripts --format csv --output transcripts.csv
   botkit export transcripts --format json --number +61400000001 --since 2026-03-01
   botkit export transcripts --format csv --since 2026-03-01T09:00:00+11:00 | gzip > march.csv.gz
-  botkit export consent --format csv --output consent-audit.csv"""
+  botkit export consent --format csv --output consent-audit.csv
+  botkit export survey satisfaction --format csv --output satisfaction.csv"""
+
+
+@dataclass(frozen=True)
+class Export:
+    """What to export, in which format, filtered how."""
+
+    what: str
+    fmt: str
+    name: str | None
+    handset: str | None
+    since: datetime | None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=("transcripts", "consent"), help="what to export")
+    parser.add_argument("what", choices=("transcripts", "consent", "survey"), help="what to export")
+    parser.add_argument("name", nargs="?", help="the survey's name (survey only)")
     parser.add_argument(
         "--format", required=True, choices=("csv", "json"), dest="fmt", help="output format"
     )
     parser.add_argument("--number", help="only this handset, in international format")
     parser.add_argument(
-        "--since", help="only messages from this ISO date or datetime on (UTC unless it says)"
+        "--since",
+        help="only messages (or respondents who started) from this ISO date or datetime on "
+        "(UTC unless it says)",
     )
     parser.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     parser.add_argument("--db", help="SQLite database file (default: BOTKIT_DB or botkit.db)")
@@ -69,30 +87,39 @@ def check_schema(database: str) -> None:
         raise ValidationError("BOTKIT_DB", f"{database} holds no botkit messages table")
 
 
+def check_survey(database: str, name: str) -> None:
+    """Refuse a survey nobody has started in this database, before writing any output."""
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        try:
+            found = conn.execute("SELECT 1 FROM surveys WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError:  # a database from before surveys
+            found = None
+    if found is None:
+        raise ValidationError("NAME", f"no survey named {name!r} has been started in {database}")
+
+
 def main(args: argparse.Namespace) -> int:
     from ..db import existing_file
 
+    if (args.what == "survey") != (args.name is not None):
+        raise ValidationError("NAME", "give a survey's name after survey, and only there")
     handset = None if args.number is None else international(args.number, "--number")
     since = None if args.since is None else parse_since(args.since)
     database = str(existing_file(Settings.load(db=args.db).db))
     check_schema(database)
+    if args.name is not None:
+        check_survey(database, args.name)
+    what = Export(args.what, args.fmt, args.name, handset, since)
     if args.output is None:
-        return _write(database, sys.stdout, args.what, args.fmt, handset, since)
+        return _write(database, sys.stdout, what)
     with open(args.output, "w", encoding="utf-8", newline="") as out:
-        return _write(database, out, args.what, args.fmt, handset, since)
+        return _write(database, out, what)
 
 
-def _write(
-    database: str,
-    out: TextIO,
-    what: str,
-    fmt: str,
-    handset: str | None,
-    since: datetime | None,
-) -> int:
+def _write(database: str, out: TextIO, what: Export) -> int:
     """Export to `out`; a reader that goes away early (`| head`) ends it quietly."""
     try:
-        asyncio.run(_export(database, out, what, fmt, handset, since))
+        asyncio.run(_export(database, out, what))
         out.flush()
     except BrokenPipeError:
         # As other command-line tools do; and Python must not complain again when it
@@ -102,26 +129,24 @@ def _write(
     return 0
 
 
-async def _export(
-    database: str,
-    out: TextIO,
-    what: str,
-    fmt: str,
-    handset: str | None,
-    since: datetime | None,
-) -> int:
+async def _export(database: str, out: TextIO, what: Export) -> int:
     from ..db import Database
-    from ..export import export_consent, export_transcripts
+    from ..export import export_consent, export_survey, export_transcripts
     from ..progress import progress_bar
     from ..store import Store
 
     db = await Database.open(database)
+    filters = {"handset": what.handset, "since": what.since}
     try:
         # A bar would garble output that goes to the same terminal.
-        export = export_consent if what == "consent" else export_transcripts
         with progress_bar(unit=" rows", desc="export", hidden=out.isatty()) as bar:
-            return await export(
-                Store(db), out, fmt, handset=handset, since=since, on_row=bar.update
-            )
+            store = Store(db)
+            if what.what == "survey":
+                assert what.name is not None
+                return await export_survey(
+                    store, out, what.fmt, what.name, **filters, on_row=bar.update
+                )
+            export = export_consent if what.what == "consent" else export_transcripts
+            return await export(store, out, what.fmt, **filters, on_row=bar.update)
     finally:
         await db.close()

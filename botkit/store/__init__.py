@@ -8,6 +8,7 @@
     store.lists       subscription lists and their members
     store.timers      reminders and expiries of threads, each fired once
     store.broadcasts  one message or conversation per recipient, resumable
+    store.surveys     survey respondents, their answers, and the results
     store.transcripts every message with its thread, streamed for exports
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
@@ -27,6 +28,7 @@ from .effects import Effects
 from .inbox import Inbox
 from .lists import Lists
 from .outbox import Outbox
+from .surveys import Surveys
 from .threads import Threads
 from .timers import Timers
 from .transcripts import Transcripts
@@ -48,6 +50,7 @@ class Store:
         self.lists = Lists(db, clock)
         self.timers = Timers(db, clock)
         self.broadcasts = Broadcasts(db, clock)
+        self.surveys = Surveys(db, clock)
         self.transcripts = Transcripts(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:

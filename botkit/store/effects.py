@@ -1,13 +1,14 @@
 """Effects: what handling an MO or firing a timer changes, committed in one transaction.
 
 Consent changes, threads closed, the thread's state and data, its timers scheduled or
-cancelled, and the replies queued in the outbox (or refused, for a handset that opted
-out) all commit together with the MO marked handled or the timer marked fired.
+cancelled, writes of parts with tables of their own (a survey's answers), and the
+replies queued in the outbox (or refused, for a handset that opted out) all commit
+together with the MO marked handled or the timer marked fired.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ..db import Tx
@@ -15,10 +16,15 @@ from ..messages import ConsentChange, Reply, Thread, Timer
 from . import outbox, threads, timers
 from .consent import apply as apply_consent
 
+# A further write of a handler, given the transaction, its thread (saved, so with an id)
+# and the time.
+Write = Callable[[Tx, Thread, str], Awaitable[None]]
+
 
 @dataclass(frozen=True)
 class Effects:
-    """The outcome of a handler. `cancel` names the timers to cancel (None: all)."""
+    """The outcome of a handler. `cancel` names the timers to cancel (None: all);
+    `writes` run after the thread is saved."""
 
     thread: Thread | None
     replies: Sequence[Reply] = ()
@@ -28,6 +34,7 @@ class Effects:
     cancel: Sequence[str] | None = ()
     message_class: str | None = None
     source: str | None = None
+    writes: Sequence[Write] = ()
 
 
 async def commit(tx: Tx, effects: Effects, now: str) -> list[int]:
@@ -47,6 +54,8 @@ async def commit(tx: Tx, effects: Effects, now: str) -> list[int]:
     if not closed:
         for timer in effects.schedule:
             await timers.schedule(tx, thread.id, thread.handset, timer, now)
+    for write in effects.writes:
+        await write(tx, thread, now)
     return [
         await outbox.enqueue(tx, thread, reply, effects.message_class, effects.source, now)
         for reply in effects.replies
