@@ -120,9 +120,11 @@ async def broadcast(
     message_class: str | None,
     source: str | None,
     quiet: QuietHours | None = None,
+    at: datetime | None = None,
     on_row: Callable[[], None] = lambda: None,
 ) -> Report:
-    """Queue `plan` for every row not done already (in batches, each one transaction)."""
+    """Queue `plan` for every row not done already (in batches, each one transaction),
+    to go out at `at` (a scheduled broadcast) or now, and in no one's quiet hours."""
     broadcast_id = await store.broadcasts.open(plan)
     done = await store.broadcasts.done(broadcast_id)
     report = Report()
@@ -138,7 +140,8 @@ async def broadcast(
             report.already += 1
             continue
         done.add(number)
-        batch.append(_recipient(templates, plan, number, row, store.clock(), quiet))
+        start = max(at, store.clock()) if at else store.clock()
+        batch.append(_recipient(templates, plan, number, row, start, quiet))
         if len(batch) >= BATCH:
             await _flush(store, broadcast_id, plan, batch, report, message_class, source)
     await _flush(store, broadcast_id, plan, batch, report, message_class, source)
@@ -169,7 +172,7 @@ def _recipient(
         except BotkitError as exc:
             raise ValidationError(f"line {row.line}", str(exc)) from None
     release = quiet.release(now, number) if quiet else None
-    return Recipient(number, reply, release)
+    return Recipient(number, reply, release or now)
 
 
 async def _flush(

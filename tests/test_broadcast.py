@@ -15,6 +15,7 @@ from botkit.store.broadcasts import Plan
 from botkit.testing import FakeClock, Harness
 
 TEMPLATES = ROOT / "templates"
+PHONE = "+61400000001"
 
 
 def numbers(count: int) -> list[str]:
@@ -207,3 +208,19 @@ def test_the_command_refuses_bad_input_clearly(tmp_path, monkeypatch, capsys):
     survey = ["broadcast", "--csv", "p.csv", "--survey", "nope", *db]
     assert main(survey) == 2
     assert "no bot" in capsys.readouterr().err
+
+
+async def test_a_scheduled_broadcast_waits_for_its_time_even_across_a_restart(tmp_path):
+    (tmp_path / "hi.txt").write_text("It's sale day\n")
+    db, clock = tmp_path / "s.db", FakeClock(datetime(2026, 1, 5, 0, 0, tzinfo=UTC))
+    at = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    async with Harness([], tmp_path, db=db, clock=clock) as harness:
+        await run(
+            harness, Plan(name="s", address="4433", template="hi.txt"), [Row(2, PHONE)], at=at
+        )
+        await harness.advance(hours=5)
+        assert sent_to(harness) == []
+    clock.advance(hours=2)  # the app was down when it came due
+    async with Harness([], tmp_path, db=db, clock=clock) as harness:
+        await harness.settle()
+        assert sent_to(harness) == [PHONE]

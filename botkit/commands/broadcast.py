@@ -34,7 +34,8 @@ DESCRIPTION = (
 EXAMPLES = """\
   botkit broadcast --csv customers.csv --template sale/spring.txt --expires-in 24h
   botkit broadcast --list deals --template deals/friday.txt --quiet-hours 21:00-08:00
-  botkit broadcast --csv patients.csv --survey csat --name csat-march"""
+  botkit broadcast --csv patients.csv --survey csat --name csat-march
+  botkit broadcast --list deals --template deals/friday.txt --at 2026-12-04T10:00:00+11:00"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     expiry.add_argument("--expires", help="RFC 3339 time after which carriers drop it")
     expiry.add_argument("--expires-in", help="or a delay from now: 90m, 24h, 2d")
     parser.add_argument("--quiet-hours", help="hold messages in this local window: 21:00-08:00")
+    parser.add_argument(
+        "--at", help="send at this RFC 3339 time rather than now (kept across restarts)"
+    )
     parser.add_argument("--db", help="SQLite database file (default: BOTKIT_DB)")
     parser.add_argument("--bots", help="folder of bot modules (default: BOTKIT_BOTS)")
     parser.add_argument("--templates", help="folder of templates (default: BOTKIT_TEMPLATES)")
@@ -73,6 +77,7 @@ async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
 
     plan = _plan(settings, args)
     quiet = QuietHours.parse(args.quiet_hours) if args.quiet_hours else None
+    at = _moment("--at", args.at) if args.at else None
     db = await Database.open(settings.db)
     try:
         await migrate(db)
@@ -87,6 +92,7 @@ async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
                 message_class=None if settings.source else settings.message_class,
                 source=settings.source,
                 quiet=quiet,
+                at=at,
                 on_row=bar.update,
             )
     finally:
@@ -136,12 +142,17 @@ def _derived_name(args: argparse.Namespace) -> str:
     return f"{what}->{who}"
 
 
+def _moment(option: str, text: str) -> datetime:
+    """An RFC 3339 time given on the command line, or a clear error naming the option."""
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise ValidationError(option, str(exc)) from None
+
+
 def _expires(args: argparse.Namespace) -> str | None:
     if args.expires:
-        try:
-            parse_rfc3339(args.expires)
-        except ValueError as exc:
-            raise ValidationError("--expires", str(exc)) from None
+        _moment("--expires", args.expires)
         return args.expires
     if not args.expires_in:
         return None
