@@ -252,6 +252,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        8,
+        "consent: the numbers a handset opted back in to after opting out of all",
+        (
+            # STOPALL then START on one number: suppressed everywhere but there.
+            """CREATE TABLE suppression_exceptions (
+                handset TEXT NOT NULL,
+                address TEXT NOT NULL,
+                since TEXT NOT NULL,
+                PRIMARY KEY (handset, address)
+            )""",
+        ),
+    ),
 )
 
 

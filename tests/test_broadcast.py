@@ -224,3 +224,33 @@ async def test_a_scheduled_broadcast_waits_for_its_time_even_across_a_restart(tm
     async with Harness([], tmp_path, db=db, clock=clock) as harness:
         await harness.settle()
         assert sent_to(harness) == [PHONE]
+
+
+async def test_a_held_broadcast_does_not_hold_up_replies_or_a_stop_confirmation(tmp_path):
+    (tmp_path / "hi.txt").write_text("Tomorrow's sale\n")
+    clock = FakeClock()
+    bot = survey_like_bot()
+    async with Harness([bot], tmp_path, clock=clock) as harness:
+        plan = Plan(name="later", address="4433", template="hi.txt")
+        tomorrow = clock().replace(day=clock().day + 1)
+        await run(harness, plan, [Row(2, PHONE)], at=tomorrow)
+        phone = harness.phone(PHONE)
+        (help_text,) = await phone.send("HELP")
+        assert help_text.template == "compliance/help.txt"
+        (confirmation,) = await phone.send("STOP")
+        assert confirmation.template == "compliance/stopped.txt"
+        await harness.advance(days=1)
+        assert [m.content for m in harness.simulator.inbox(PHONE)][-1] == confirmation.text
+        statuses = await harness.runtime.store.db.fetchall(
+            "SELECT status FROM messages WHERE template = 'hi.txt'"
+        )
+        assert [row[0] for row in statuses] == ["refused"]
+
+
+async def test_a_stop_to_our_number_written_without_a_plus_still_skips_the_broadcast(tmp_path):
+    (tmp_path / "hi.txt").write_text("Hi\n")
+    async with Harness([], tmp_path) as harness:
+        await harness.phone(PHONE).send("STOP", to="61412345678")
+        plan = Plan(name="plus", address="+61412345678", template="hi.txt")
+        report = await run(harness, plan, [Row(2, PHONE)])
+        assert (report.queued, report.skipped) == (0, 1)

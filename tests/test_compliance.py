@@ -123,9 +123,20 @@ async def test_stopall_opts_out_of_every_number():
         assert await harness.runtime.store.consent.suppressed(PHONE, "5000")
         (entry,) = await harness.runtime.store.consent.ledger(PHONE)
         assert (entry["address"], entry["keyword"]) == ("*", "STOPALL")
-        # START on one number lifts the opt-out of everything.
-        await phone.send("start", to="5000")
-        assert not await harness.runtime.store.consent.suppressed(PHONE, "4433")
+        # START on one number opts back in to that number only.
+        (welcome_back,) = await phone.send("start", to="5000")
+        assert welcome_back.template == "compliance/started.txt"
+        assert not await harness.runtime.store.consent.suppressed(PHONE, "5000")
+        assert await harness.runtime.store.consent.suppressed(PHONE, "4433")
+        assert await phone.send("hello", to="4433") == []
+        ledger = await harness.runtime.store.consent.ledger(PHONE)
+        assert [(e["address"], e["action"]) for e in ledger] == [
+            ("*", "opt-out"),
+            ("5000", "opt-in"),
+        ]
+        # STOPALL again forgets that exception.
+        await phone.send("stopall", to="5000")
+        assert await harness.runtime.store.consent.suppressed(PHONE, "5000")
 
 
 async def test_stop_on_one_number_leaves_the_others():
@@ -219,3 +230,41 @@ def test_the_ledger_exports_as_csv_for_an_audit(tmp_path, capsys):
         (PHONE, "4433", "opt-in", "START", "sms"),
     ]
     assert all(r["message_id"] and r["created_at"] for r in rows)
+
+
+async def test_our_number_with_or_without_a_plus_is_one_number():
+    async with Harness(BOTS, TEMPLATES) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("stop", to="61412345678")
+        consent = harness.runtime.store.consent
+        assert await consent.suppressed(PHONE, "+61412345678")
+        assert await consent.suppressed(PHONE, "61412345678")
+        assert not await consent.suppressed(PHONE, "4433")
+
+
+def test_botkit_send_refuses_a_number_that_opted_out(tmp_path):
+    import asyncio
+    import os
+    import subprocess
+
+    from servers import BOTKIT
+
+    db = tmp_path / "botkit.db"
+
+    async def stop() -> None:
+        async with Harness(BOTS, TEMPLATES, db=db) as harness:
+            await harness.phone(PHONE).send("STOP")
+
+    asyncio.run(stop())
+    env = {
+        **os.environ,
+        "BOTKIT_DB": str(db),
+        "BOTKIT_APPLICATION": "botkit",
+        "BOTKIT_PASSWORD": "unused-Pa55",
+        "BOTKIT_GATEWAY_URL": "http://127.0.0.1:9/message",  # never reached
+    }
+    done = subprocess.run(
+        [BOTKIT, "send", PHONE, "hi"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    assert f"not sent: {PHONE} opted out" in done.stderr

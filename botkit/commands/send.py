@@ -47,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
     )
 
     async def send() -> int:
+        await _refuse_if_opted_out(settings, args.destination, source)
         async with gateway:
             return await gateway.send(
                 args.destination,
@@ -63,4 +64,33 @@ def main(args: argparse.Namespace) -> int:
     except GatewayError as exc:
         print(f"botkit: gateway error: {exc.text}", file=sys.stderr)
         return 1
+    except OptedOut as exc:
+        print(f"botkit: not sent: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+class OptedOut(Exception):
+    """The destination opted out of messages from us."""
+
+
+async def _refuse_if_opted_out(settings: Settings, destination: str, source: str | None) -> None:
+    """Consent holds here too: a number that opted out (in BOTKIT_DB) gets nothing."""
+    from pathlib import Path
+
+    from ..db import Database
+    from ..numbers import international
+    from ..store import Store
+
+    if "://" in settings.db or not Path(settings.db).is_file():
+        return
+    number = international(destination, "destination")
+    db = await Database.open(settings.db)
+    try:
+        consent = Store(db).consent
+        if await (
+            consent.suppressed(number, source) if source else consent.suppressed_anywhere(number)
+        ):
+            raise OptedOut(f"{number} opted out of messages from {source or 'us'}")
+    finally:
+        await db.close()

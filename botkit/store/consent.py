@@ -7,6 +7,7 @@ handset that opted out.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -16,6 +17,8 @@ from ..messages import ConsentChange
 from .base import Part
 
 EVERYWHERE = "*"
+# Our numbers of at most this many digits are short codes, longer ones phone numbers.
+SHORT_CODE_DIGITS = 8
 # The columns of a ledger row, in order.
 COLUMNS = (
     "id",
@@ -36,6 +39,14 @@ class Consent(Part):
     async def suppressed(self, handset: str, address: str) -> bool:
         """True if `handset` must not be sent to from `address`."""
         return await self.db.read(lambda tx: is_suppressed(tx, handset, (address,)))
+
+    async def suppressed_anywhere(self, handset: str) -> bool:
+        """True if `handset` opted out of any of our numbers (when which one we send from
+        is not known, as with a class-routed message)."""
+        found = await self.db.fetchval(
+            "SELECT 1 FROM suppressions WHERE handset = ? LIMIT 1", (handset,)
+        )
+        return found is not None
 
     async def record(self, change: ConsentChange) -> bool:
         """Apply a change made outside an SMS (web form, import, operator)."""
@@ -68,15 +79,39 @@ class Consent(Part):
         )
 
 
+def canonical_address(address: str) -> str:
+    """One form for each of our numbers, whichever way it reached us: a short code as its
+    digits, a long number in E.164 ("61412345678" and "+61412345678" are one number)."""
+    if address == EVERYWHERE:
+        return address
+    digits = "".join(ch for ch in address if ch.isdigit())
+    return digits if len(digits) <= SHORT_CODE_DIGITS else f"+{digits}"
+
+
 async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...]) -> bool:
-    """True if `handset` opted out of any of `addresses`, or of all of them."""
-    wanted = [a for a in addresses if a] + [EVERYWHERE]
-    marks = ",".join("?" * len(wanted))
-    found = await tx.fetchval(
-        f"SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}) LIMIT 1",
-        (handset, *wanted),
+    """True if `handset` opted out of any of `addresses`, or of all of them (STOPALL)
+    and not back in to the first of them since."""
+    wanted = [canonical_address(a) for a in addresses if a]
+    if wanted:
+        marks = ",".join("?" * len(wanted))
+        found = await tx.fetchval(
+            f"SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}) LIMIT 1",
+            (handset, *wanted),
+        )
+        if found is not None:
+            return True
+    everywhere = await tx.fetchval(
+        "SELECT 1 FROM suppressions WHERE handset = ? AND address = ?", (handset, EVERYWHERE)
     )
-    return found is not None
+    if everywhere is None:
+        return False
+    if not wanted:
+        return True
+    back_in = await tx.fetchval(
+        "SELECT 1 FROM suppression_exceptions WHERE handset = ? AND address = ?",
+        (handset, wanted[0]),
+    )
+    return back_in is None
 
 
 async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
@@ -85,26 +120,59 @@ async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
     subscribes to it or leaves it; an opt-out also ends the list memberships it covers."""
     from . import lists  # lists writes its ledger lines with this module's write_ledger
 
+    change = dataclasses.replace(change, address=canonical_address(change.address))
     if change.list is not None:
         return await lists.apply(tx, change, now) in lists.CHANGES
     if change.action == "opt-out":
-        changed = await tx.execute(
-            """INSERT INTO suppressions (handset, address, since) VALUES (?, ?, ?)
-               ON CONFLICT (handset, address) DO NOTHING""",
-            (change.handset, change.address, now),
-        )
+        changed = await _opt_out(tx, change.handset, change.address, now)
     else:
-        # Opting in on an address also lifts an opt-out of everything.
-        changed = await tx.execute(
-            "DELETE FROM suppressions WHERE handset = ? AND address IN (?, ?)",
-            (change.handset, change.address, EVERYWHERE),
-        )
+        changed = await _opt_in(tx, change.handset, change.address, now)
     if changed:
         await write_ledger(tx, change, now)
     if change.action == "opt-out":
         # Even when already suppressed: membership must never outlive an opt-out.
         await lists.leave_all(tx, change, now)
     return bool(changed)
+
+
+async def _opt_out(tx: Tx, handset: str, address: str, now: str) -> bool:
+    """Suppress `handset` on `address` (STOPALL: everywhere, forgetting any exception)."""
+    changed = await tx.execute(
+        """INSERT INTO suppressions (handset, address, since) VALUES (?, ?, ?)
+           ON CONFLICT (handset, address) DO NOTHING""",
+        (handset, address, now),
+    )
+    if address == EVERYWHERE:
+        changed += await tx.execute(
+            "DELETE FROM suppression_exceptions WHERE handset = ?", (handset,)
+        )
+    else:
+        changed += await tx.execute(
+            "DELETE FROM suppression_exceptions WHERE handset = ? AND address = ?",
+            (handset, address),
+        )
+    return changed > 0
+
+
+async def _opt_in(tx: Tx, handset: str, address: str, now: str) -> bool:
+    """Release `handset` on `address` only: after STOPALL, the others stay suppressed."""
+    if address == EVERYWHERE:
+        changed = await tx.execute("DELETE FROM suppressions WHERE handset = ?", (handset,))
+        await tx.execute("DELETE FROM suppression_exceptions WHERE handset = ?", (handset,))
+        return changed > 0
+    changed = await tx.execute(
+        "DELETE FROM suppressions WHERE handset = ? AND address = ?", (handset, address)
+    )
+    everywhere = await tx.fetchval(
+        "SELECT 1 FROM suppressions WHERE handset = ? AND address = ?", (handset, EVERYWHERE)
+    )
+    if everywhere is not None:
+        changed += await tx.execute(
+            """INSERT INTO suppression_exceptions (handset, address, since) VALUES (?, ?, ?)
+               ON CONFLICT (handset, address) DO NOTHING""",
+            (handset, address, now),
+        )
+    return changed > 0
 
 
 async def write_ledger(tx: Tx, change: ConsentChange, now: str) -> None:

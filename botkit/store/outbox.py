@@ -15,10 +15,13 @@ from . import deliveries
 from .base import Part
 from .consent import is_suppressed
 
-# An outbox row `o` that no earlier MT to the same handset is waiting ahead of.
+# An outbox row `o` that no earlier MT to the same handset is waiting ahead of: one being
+# retried (it must go first, to keep the order), or one due no later than `o`. An MT held
+# for later (a scheduled broadcast, quiet hours) holds up nothing queued after it.
 HEAD_OF_HANDSET = """NOT EXISTS (
     SELECT 1 FROM outbox earlier
-    WHERE earlier.handset = o.handset AND earlier.message_id < o.message_id)"""
+    WHERE earlier.handset = o.handset AND earlier.message_id < o.message_id
+      AND (earlier.attempts > 0 OR earlier.next_attempt_at <= o.next_attempt_at))"""
 
 
 async def enqueue(
