@@ -23,6 +23,7 @@ from .api import api_routes
 from .bot import Bot
 from .callbacks import callback_routes
 from .clock import Clock, system_clock
+from .dashboard import dashboard_routes
 from .errors import ValidationError
 from .gateway import Gateway
 from .loader import load_bots
@@ -91,6 +92,7 @@ def create_app(
         Route("/metrics", _metrics, methods=["GET"]),
         *callback_routes(runtime, token),
         api_routes(settings),
+        dashboard_routes(settings, runtime),
     ]
     if simulator is not None:
         routes.append(Mount("/simulator", app=simulator.app, name="simulator"))

@@ -265,6 +265,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        9,
+        "threads: most recently active first, for the dashboard's conversations",
+        ("CREATE INDEX threads_recent ON threads (updated_at, id)",),
+    ),
 )
 
 

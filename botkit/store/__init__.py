@@ -8,6 +8,7 @@
     store.lists       subscription lists and their members
     store.timers      reminders and expiries of threads, each fired once
     store.broadcasts  one message or conversation per recipient, resumable
+    store.conversations  threads and transcripts as the dashboard shows them
     store.surveys     survey respondents, their answers, and the results
     store.transcripts every message with its thread, streamed for exports
 
@@ -23,6 +24,7 @@ from ..clock import Clock, system_clock
 from ..db import Database
 from .broadcasts import Broadcasts
 from .consent import Consent
+from .conversations import Conversations
 from .deliveries import Deliveries, DeliveryOutcome
 from .effects import Effects
 from .inbox import Inbox
@@ -52,6 +54,7 @@ class Store:
         self.broadcasts = Broadcasts(db, clock)
         self.surveys = Surveys(db, clock)
         self.transcripts = Transcripts(db, clock)
+        self.conversations = Conversations(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
         """At start-up, before any other process of this database runs: free every claim.
