@@ -15,7 +15,7 @@ from botkit.db import Database, DatabaseError
 from botkit.messages import IncomingDLR, IncomingMO, Thread
 from botkit.migrations import migrate
 from botkit.store import Effects, Store
-from botkit.store.inbox import MAX_ATTEMPTS
+from botkit.store.base import MAX_ATTEMPTS
 from botkit.templates import SMSTemplates
 from botkit.worker import Worker
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Collection
+
 from ..clock import Clock, stamp
-from ..db import Database
+from ..db import Database, Row, Tx
 
 
 class Part:
@@ -16,6 +18,44 @@ class Part:
     def now(self) -> str:
         """The current time as stored."""
         return stamp(self.clock())
+
+
+# A claim whose work never commits (its lease lapsing each time) is given up after this
+# many attempts, so that the handset's later work is not held up for ever.
+MAX_ATTEMPTS = 5
+
+GiveUp = Callable[[Tx, int, int], Awaitable[None]]
+
+
+async def take_leases(
+    tx: Tx,
+    table: str,
+    key: str,
+    candidates: list[Row],
+    *,
+    limit: int,
+    exclude: Collection[str],
+    until: str,
+    give_up: GiveUp,
+) -> list[int]:
+    """Claim up to `limit` of `candidates` (rows of key, handset, attempts) whose handset
+    is not in `exclude`: those out of attempts are given up, the rest leased `until`.
+    Returns the keys leased."""
+    busy = set(exclude)
+    chosen = [row for row in candidates if row[1] not in busy][:limit]
+    ids = []
+    for row_key, _, attempts in chosen:
+        if attempts >= MAX_ATTEMPTS:
+            await give_up(tx, row_key, attempts)
+        else:
+            ids.append(row_key)
+    if ids:
+        await tx.execute(
+            f"""UPDATE {table} SET claimed_until = ?, attempts = attempts + 1
+                WHERE {key} IN ({marks(ids)})""",
+            (until, *ids),
+        )
+    return ids
 
 
 def marks(values: list[int]) -> str:

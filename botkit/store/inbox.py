@@ -9,20 +9,8 @@ from ..clock import later, parse_stamp
 from ..db import Row, Tx
 from ..messages import IncomingMO, Message
 from ..sms import measure
-from .base import Part, marks
+from .base import Part, marks, take_leases
 from .effects import Effects, commit
-
-# An MO whose handling never commits (its claim lapsing each time) is marked failed
-# after this many attempts, so that the handset's later messages are not held up.
-MAX_ATTEMPTS = 5
-
-
-async def _give_up(tx: Tx, message_id: int, attempts: int, now: str) -> None:
-    await tx.execute(
-        "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
-        (f"gave up after {attempts} attempts to handle it", now, message_id),
-    )
-    await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message_id,))
 
 
 class Inbox(Part):
@@ -79,19 +67,16 @@ class Inbox(Part):
                    ORDER BY i.message_id LIMIT ?""",
                 (self.now(), limit + len(exclude)),
             )
-            skip = set(exclude)
-            rows = [row for row in rows if row[1] not in skip][:limit]
-            for message_id, _, attempts in rows:
-                if attempts >= MAX_ATTEMPTS:
-                    await _give_up(tx, message_id, attempts, self.now())
-            ids = [row[0] for row in rows if row[2] < MAX_ATTEMPTS]
-            if ids:
-                await tx.execute(
-                    f"""UPDATE inbox SET claimed_until = ?, attempts = attempts + 1
-                        WHERE message_id IN ({marks(ids)})""",
-                    (later(self.clock, lease), *ids),
-                )
-            return ids
+            return await take_leases(
+                tx,
+                "inbox",
+                "message_id",
+                rows,
+                limit=limit,
+                exclude=exclude,
+                until=later(self.clock, lease),
+                give_up=self._give_up,
+            )
 
         ids = await self.db.write(write)
         if not ids:
@@ -100,6 +85,13 @@ class Inbox(Part):
             f"SELECT * FROM messages WHERE id IN ({marks(ids)}) ORDER BY id", ids
         )
         return [message_from_row(row) for row in rows]
+
+    async def _give_up(self, tx: Tx, message_id: int, attempts: int) -> None:
+        await tx.execute(
+            "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
+            (f"gave up after {attempts} attempts to handle it", self.now(), message_id),
+        )
+        await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message_id,))
 
     async def finish(self, message: Message, effects: Effects) -> list[int]:
         """Commit a handled MO in one transaction: its handler's `effects`, and the MO

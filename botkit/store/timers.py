@@ -15,13 +15,10 @@ from typing import TYPE_CHECKING
 from ..clock import later, parse_stamp, stamp
 from ..db import Row, Tx
 from ..messages import Timer
-from .base import Part, marks
+from .base import Part, marks, take_leases
 
 if TYPE_CHECKING:
     from .effects import Effects
-
-# A timer whose handling never commits is given up after this many attempts.
-MAX_ATTEMPTS = 5
 
 
 async def schedule(tx: Tx, thread_id: int, handset: str, timer: Timer, now: str) -> int:
@@ -70,23 +67,16 @@ class Timers(Part):
                    ORDER BY t.due_at, t.id LIMIT ?""",
                 (now, now, now, limit + len(exclude)),
             )
-            skip = set(exclude)
-            rows = [row for row in rows if row["handset"] not in skip][:limit]
-            ids = []
-            for row in rows:
-                if row["attempts"] >= MAX_ATTEMPTS:
-                    await _end(
-                        tx, row["id"], "failed", f"gave up after {row['attempts']} attempts", now
-                    )
-                else:
-                    ids.append(row["id"])
-            if ids:
-                await tx.execute(
-                    f"""UPDATE timers SET claimed_until = ?, attempts = attempts + 1
-                        WHERE id IN ({marks(ids)})""",
-                    (later(self.clock, lease), *ids),
-                )
-            return ids
+            return await take_leases(
+                tx,
+                "timers",
+                "id",
+                rows,
+                limit=limit,
+                exclude=exclude,
+                until=later(self.clock, lease),
+                give_up=self._give_up,
+            )
 
         ids = await self.db.write(write)
         if not ids:
@@ -95,6 +85,9 @@ class Timers(Part):
             f"SELECT * FROM timers WHERE id IN ({marks(ids)}) ORDER BY due_at, id", ids
         )
         return [timer_from_row(row) for row in rows]
+
+    async def _give_up(self, tx: Tx, timer_id: int, attempts: int) -> None:
+        await _end(tx, timer_id, "failed", f"gave up after {attempts} attempts", self.now())
 
     async def finish(self, timer: Timer, effects: Effects) -> list[int]:
         """Commit a fired timer in one transaction: its handler's `effects`, and the timer
