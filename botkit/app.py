@@ -91,7 +91,7 @@ def create_app(
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         *callback_routes(runtime, token),
-        api_routes(settings),
+        api_routes(settings, runtime),
         dashboard_routes(settings, runtime),
     ]
     if simulator is not None:

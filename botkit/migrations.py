@@ -270,6 +270,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "threads: most recently active first, for the dashboard's conversations",
         ("CREATE INDEX threads_recent ON threads (updated_at, id)",),
     ),
+    Migration(
+        10,
+        "dashboard: the session key, operators' replies, threads paused for an operator",
+        (
+            # Keys the app makes once and keeps (the dashboard's session signing key).
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            # Who sent an MT from the dashboard (NULL: the bot).
+            "ALTER TABLE messages ADD COLUMN sent_by TEXT",
+            # An operator has taken the thread over: its MOs are stored but no bot answers.
+            "ALTER TABLE threads ADD COLUMN paused_by TEXT",
+            "ALTER TABLE threads ADD COLUMN paused_at TEXT",
+        ),
+    ),
 )
 
 

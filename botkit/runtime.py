@@ -7,6 +7,7 @@ it before the database is open.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 
 from .bot import Bot
@@ -50,6 +51,7 @@ class Runtime:
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.sender: Sender | None = None
+        self.secret_key: str | None = settings.secret_key
 
     @property
     def store(self) -> Store:
@@ -76,6 +78,10 @@ class Runtime:
         self.db = await Database.open(self.settings.db)
         await migrate(self.db)
         self._store = Store(self.db, self.clock)
+        if self.secret_key is None:
+            self.secret_key = await self._store.meta.get_or_create(
+                "secret_key", lambda: secrets.token_urlsafe(32)
+            )
         released, unsettled = await self._store.recover(
             resend_uncertain=self.settings.resend_uncertain
         )

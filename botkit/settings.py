@@ -72,6 +72,11 @@ class Settings:
     dashboard_password: str | None = _setting(
         "BOTKIT_DASHBOARD_PASSWORD", None, "dashboard password"
     )
+    secret_key: str | None = _setting(
+        "BOTKIT_SECRET_KEY",
+        None,
+        "signs dashboard sessions; unset: made once and kept in the database",
+    )
     send_rate: float = _setting("BOTKIT_SEND_RATE", 10.0, "MT messages per second, at most")
     resend_uncertain: bool = _setting(
         "BOTKIT_RESEND_UNCERTAIN",
@@ -109,7 +114,7 @@ class Settings:
         shown = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("password", "dashboard_password", "callback_token")
+            if f.name not in ("password", "dashboard_password", "callback_token", "secret_key")
         }
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 

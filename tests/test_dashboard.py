@@ -66,7 +66,10 @@ async def test_the_dashboard_is_private(settings):
     async with running(create_app(locked)) as app:
         transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            assert (await c.get("/dashboard/")).status_code == 401
+            assert (await c.get("/api/surveys/x")).status_code == 401
+            login = await c.get("/dashboard/")
+            assert login.status_code == 303
+            assert login.headers["location"] == "/dashboard/login?next=/dashboard/"
             good = base64.b64encode(b"ops:s3cret!").decode()
             page = await c.get("/dashboard/", headers={"Authorization": f"Basic {good}"})
             assert page.status_code == 200

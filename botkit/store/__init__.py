@@ -1,4 +1,4 @@
-"""The storage interface: every read and write of botkit's tables, in four parts.
+"""The storage interface: every read and write of botkit's tables, in parts.
 
     store.inbox       MOs from the callback to their handler's commit
     store.threads     conversations, their state and data
@@ -11,6 +11,7 @@
     store.conversations  threads and transcripts as the dashboard shows them
     store.surveys     survey respondents, their answers, and the results
     store.transcripts every message with its thread, streamed for exports
+    store.meta        values made once and kept (the dashboard's session key)
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
 that another backend can stand behind the same interface. Once-only handling and
@@ -29,6 +30,7 @@ from .deliveries import Deliveries, DeliveryOutcome
 from .effects import Effects
 from .inbox import Inbox
 from .lists import Lists
+from .meta import Meta
 from .outbox import Outbox
 from .surveys import Surveys
 from .threads import Threads
@@ -55,6 +57,7 @@ class Store:
         self.surveys = Surveys(db, clock)
         self.transcripts = Transcripts(db, clock)
         self.conversations = Conversations(db, clock)
+        self.meta = Meta(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
         """At start-up, before any other process of this database runs: free every claim.

@@ -1,0 +1,46 @@
+"""The dashboard: conversations, transcripts, takeover, consent, surveys and deliveries,
+server-rendered with autoescaping Jinja templates (templates/dashboard/).
+
+Private like /api (see access.py): loopback only, or a login with
+BOTKIT_DASHBOARD_USER/PASSWORD. Pages escape everything a handset sent, and a
+Content-Security-Policy allows no inline script. Each page module holds its routes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from ..access import Guard, Sessions
+from ..settings import Settings
+from . import conversations, login
+from .pages import STATIC, Pages
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
+    """The dashboard, mounted at /dashboard: the login form and static files open, every
+    other page behind the guard."""
+    pages = Pages(settings)
+    private: list[BaseRoute] = [
+        *conversations.routes(pages, runtime),
+    ]
+    return Mount(
+        "/dashboard",
+        name="dashboard",
+        routes=[
+            *login.routes(pages, settings),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount(
+                "",
+                routes=private,
+                middleware=[Middleware(Guard, settings=settings, login="dashboard:login")],
+            ),
+        ],
+        middleware=[Middleware(Sessions, runtime=runtime)],
+    )

@@ -1,0 +1,39 @@
+"""Conversations and their transcripts.
+
+GET /dashboard/                  threads by latest activity (?bot=, ?after= for the next page)
+GET /dashboard/threads/{id}      one thread as a chat, each MT with its delivery history
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..store.conversations import Cursor
+from .pages import Pages
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+def routes(pages: Pages, runtime: Runtime) -> list[Route]:
+    async def conversations(request: Request) -> Response:
+        after = Cursor.parse(request.query_params.get("after", ""))
+        bot = request.query_params.get("bot") or None
+        rows, cursor = await runtime.store.conversations.page(after, bot=bot)
+        context = {"rows": rows, "cursor": cursor, "bot": bot, "bots": sorted(runtime.router.bots)}
+        return pages.render(request, "conversations.html", context)
+
+    async def transcript(request: Request) -> Response:
+        thread_id = request.path_params["thread_id"]
+        thread, messages, history = await runtime.store.conversations.transcript(thread_id)
+        context = {"thread": thread, "messages": messages, "history": history}
+        return pages.render(request, "transcript.html", context, status_code=200 if thread else 404)
+
+    return [
+        Route("/", conversations, methods=["GET"], name="conversations"),
+        Route("/threads/{thread_id:int}", transcript, methods=["GET"], name="transcript"),
+    ]
