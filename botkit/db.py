@@ -68,6 +68,26 @@ class Tx:
 WriteFn = Callable[[Tx], Awaitable[T]]
 
 
+class Commits:
+    """Counts committed write transactions, so that a reader (the dashboard's live
+    updates) can sleep until something changed instead of polling."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._event = asyncio.Event()
+
+    def bump(self) -> None:
+        self.count += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seen: int) -> int:
+        """Wait until more than `seen` transactions have committed; return the count."""
+        while self.count <= seen:
+            await self._event.wait()
+        return self.count
+
+
 class Database:
     """One SQLite file in WAL mode, opened with `await Database.open(path)`."""
 
@@ -76,6 +96,7 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._read_lock = asyncio.Lock()
+        self.commits = Commits()
         self._closing = False
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]] | None] = (
             asyncio.Queue()
@@ -184,6 +205,7 @@ class Database:
                     outcomes.append((future, result, None))
                 await conn.execute("RELEASE write")
             await conn.execute("COMMIT")
+            self.commits.bump()
         except Exception as exc:
             log.error("write transaction failed: %s", exc)
             with contextlib.suppress(Exception):

@@ -196,6 +196,18 @@ class Dispatcher(Worker):
             await self._comply(message, action, started)
             return "handled"
         thread = await find_thread(self.store.threads, message)
+        if thread is not None and thread.paused_by is not None:
+            # An operator has the thread: the MO joins it, and no bot answers.
+            await self.store.inbox.finish(message, Effects(thread))
+            log.info(
+                "mo %s from %s: thread %s is with %s, no bot answers",
+                message.gateway_id,
+                message.source,
+                thread.id,
+                thread.paused_by,
+                extra={**_fields(message, "mo.held", started), "thread_id": thread.id},
+            )
+            return "handled"
         route = self.router.route(thread, message.text)
         if route is None:
             await self.store.inbox.finish(message, Effects(None))

@@ -56,7 +56,8 @@ class Message:
 class Thread:
     """A conversation between one handset and one of our addresses, owned by one bot.
 
-    `id` is None until the thread is first committed.
+    `id` is None until the thread is first committed. `paused_by` names the operator who
+    took it over from the dashboard: no bot answers it until it is handed back.
     """
 
     bot: str
@@ -66,6 +67,7 @@ class Thread:
     state: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     status: str = "open"
+    paused_by: str | None = None
 
 
 @dataclass(frozen=True)

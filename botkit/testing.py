@@ -162,8 +162,8 @@ class Harness:
             await phone._refresh()
 
     async def settle(self) -> None:
-        """Wait until every stored MO is handled, every due timer fired and every due MT
-        sent."""
+        """Wait until every stored MO is handled, every due timer fired (but those of
+        threads an operator took over) and every due MT sent."""
         store = self.runtime.store
         async with asyncio.timeout(SETTLE_TIMEOUT):
             while True:
@@ -173,8 +173,11 @@ class Harness:
                     """SELECT (SELECT count(*) FROM inbox)
                             + (SELECT count(*) FROM outbox
                                WHERE state = 'sending' OR next_attempt_at <= ?)
-                            + (SELECT count(*) FROM timers
-                               WHERE state = 'pending' AND due_at <= ?)""",
+                            + (SELECT count(*) FROM timers t
+                               WHERE state = 'pending' AND due_at <= ?
+                                 AND NOT EXISTS (SELECT 1 FROM threads th  -- taken over
+                                     WHERE th.id = t.thread_id AND th.paused_by IS NOT NULL))
+                        """,
                     (now, now),
                 )
                 if not busy:

@@ -28,12 +28,33 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         return pages.render(request, "conversations.html", context)
 
     async def transcript(request: Request) -> Response:
-        thread_id = request.path_params["thread_id"]
-        thread, messages, history = await runtime.store.conversations.transcript(thread_id)
-        context = {"thread": thread, "messages": messages, "history": history}
-        return pages.render(request, "transcript.html", context, status_code=200 if thread else 404)
+        return await show_transcript(pages, runtime, request, request.path_params["thread_id"])
 
     return [
         Route("/", conversations, methods=["GET"], name="conversations"),
         Route("/threads/{thread_id:int}", transcript, methods=["GET"], name="transcript"),
     ]
+
+
+async def show_transcript(
+    pages: Pages,
+    runtime: Runtime,
+    request: Request,
+    thread_id: int,
+    *,
+    error: str = "",
+    draft: str = "",
+    status_code: int = 200,
+) -> Response:
+    """The transcript page, with an operator's `error` and unsent `draft` if any."""
+    thread, messages, history = await runtime.store.conversations.transcript(thread_id)
+    context = {
+        "thread": thread,
+        "messages": messages,
+        "history": history,
+        "error": error,
+        "draft": draft,
+    }
+    return pages.render(
+        request, "transcript.html", context, status_code=status_code if thread else 404
+    )

@@ -43,15 +43,26 @@ class Pages:
         self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
     ) -> Response:
         """Template `dashboard/{name}` with `context`, the CSRF token and the user."""
-        context = {
+        return self.templates.TemplateResponse(
+            request,
+            f"dashboard/{name}",
+            self._context(request, context),
+            status_code=status_code,
+            headers=HEADERS,
+        )
+
+    def fragment(self, request: Request, name: str, context: dict[str, Any]) -> str:
+        """Part of a page (`dashboard/{name}`) as HTML, for live updates."""
+        template = self.templates.get_template(f"dashboard/{name}")
+        return template.render(self._context(request, {"request": request, **context}))
+
+    def _context(self, request: Request, context: dict[str, Any]) -> dict[str, Any]:
+        return {
             "csrf": csrf_token(request),
             "user": request.session.get("user"),
             "login": login_required(self.settings),
             **context,
         }
-        return self.templates.TemplateResponse(
-            request, f"dashboard/{name}", context, status_code=status_code, headers=HEADERS
-        )
 
 
 def when(stamp: str | None) -> str:

@@ -11,6 +11,7 @@
     store.conversations  threads and transcripts as the dashboard shows them
     store.surveys     survey respondents, their answers, and the results
     store.transcripts every message with its thread, streamed for exports
+    store.takeover    operators pausing a thread's bot and replying in its place
     store.meta        values made once and kept (the dashboard's session key)
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
@@ -33,6 +34,7 @@ from .lists import Lists
 from .meta import Meta
 from .outbox import Outbox
 from .surveys import Surveys
+from .takeover import Takeover
 from .threads import Threads
 from .timers import Timers
 from .transcripts import Transcripts
@@ -58,6 +60,7 @@ class Store:
         self.transcripts = Transcripts(db, clock)
         self.conversations = Conversations(db, clock)
         self.meta = Meta(db, clock)
+        self.takeover = Takeover(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
         """At start-up, before any other process of this database runs: free every claim.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..db import Row
-from .base import Part
+from .base import Part, marks
 
 PAGE = 50
 
@@ -70,14 +70,40 @@ class Conversations(Part):
         thread = await self.db.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
         if thread is None:
             return None, [], {}
+        messages, history = await self._messages(thread_id, "")
+        return thread, messages, history
+
+    async def changes(
+        self, thread_id: int, since: str
+    ) -> tuple[Row | None, list[Row], dict[int, list[Row]]]:
+        """What changed in a thread at or after the time `since`: the thread (None if
+        it did not change), its messages that did, and their delivery histories."""
+        thread = await self.db.fetchone(
+            "SELECT * FROM threads WHERE id = ? AND updated_at >= ?", (thread_id, since)
+        )
+        messages, history = await self._messages(thread_id, since)
+        return thread, messages, history
+
+    async def _messages(self, thread_id: int, since: str) -> tuple[list[Row], dict[int, list[Row]]]:
+        """A thread's messages updated at or after `since`, in order, each with the id of
+        the MT it answers; and the delivery history of each MT among them."""
         messages = await self.db.fetchall(
-            "SELECT * FROM messages WHERE thread_id = ? ORDER BY id", (thread_id,)
+            f"""SELECT m.*, (SELECT r.id FROM messages r
+                             WHERE r.direction = 'mt' AND r.gateway_id = m.reply_to
+                             ORDER BY r.id DESC LIMIT 1) AS reply_to_id
+                FROM messages m WHERE m.thread_id = ? {"AND m.updated_at >= ?" if since else ""}
+                ORDER BY m.id""",
+            (thread_id, since) if since else (thread_id,),
         )
         history: dict[int, list[Row]] = {}
-        for row in await self.db.fetchall(
-            """SELECT d.* FROM deliveries d JOIN messages m ON m.id = d.message_id
-               WHERE m.thread_id = ? ORDER BY d.id""",
-            (thread_id,),
-        ):
-            history.setdefault(row["message_id"], []).append(row)
-        return thread, messages, history
+        if not messages:
+            return messages, history
+        ids = [m["id"] for m in messages if m["direction"] == "mt"]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in await self.db.fetchall(
+                f"SELECT * FROM deliveries WHERE message_id IN ({marks(chunk)}) ORDER BY id",
+                chunk,
+            ):
+                history.setdefault(row["message_id"], []).append(row)
+        return messages, history

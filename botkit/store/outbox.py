@@ -34,20 +34,22 @@ async def enqueue(
     *,
     expires: str | None = None,
     not_before: str | None = None,
+    sent_by: str | None = None,
 ) -> int:
     """Store an MT of `thread` and queue it; its reference names the thread and itself.
 
     An MT to a handset that opted out of the thread's address (or of the source it
     would be sent from) is stored `refused`, with the reason, and never queued.
-    `expires` (RFC 3339) goes to the gateway; `not_before` holds it in the outbox.
+    `expires` (RFC 3339) goes to the gateway; `not_before` holds it in the outbox;
+    `sent_by` names the operator who wrote it (None: a bot).
     """
     assert thread.id is not None
     refused = not reply.exempt and await is_suppressed(tx, thread.handset, (thread.address, source))
     message_id = await tx.fetchval(
         """INSERT INTO messages (direction, thread_id, handset, address, content, encoding,
                segments, message_class, source, template, exempt, status, error, expires,
-               created_at, updated_at)
-           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+               sent_by, created_at, updated_at)
+           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
         (
             thread.id,
             thread.handset,
@@ -62,6 +64,7 @@ async def enqueue(
             "refused" if refused else "queued",
             REFUSED if refused else None,
             expires,
+            sent_by,
             now,
             now,
         ),

@@ -104,4 +104,5 @@ def thread_from_row(row: Row) -> Thread:
         state=row["state"],
         data=json.loads(row["data"]),
         status=row["status"],
+        paused_by=row["paused_by"],
     )

@@ -1,0 +1,75 @@
+"""Live updates of a transcript, as server-sent events.
+
+    GET /dashboard/threads/{id}/events?since=STAMP
+
+Sends each message of the thread changed at or after `since` (new, or a new status) as
+an event `message` carrying its rendered HTML, and the thread's header as `thread` when
+it changed; then waits for the next commit. Each event's id is the newest time sent,
+so a browser that reconnects (sending Last-Event-ID) misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .pages import Pages
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+# Look again at least this often even with no commit seen here (another process's).
+RECHECK = 5.0
+# Let a burst of commits settle into one look.
+SETTLE = 0.1
+
+
+def routes(pages: Pages, runtime: Runtime) -> list[Route]:
+    async def events(request: Request) -> Response:
+        thread_id = request.path_params["thread_id"]
+        since = request.headers.get("last-event-id") or request.query_params.get("since", "")
+        return EventSourceResponse(
+            _changes(pages, runtime, request, thread_id, since),
+            ping=15,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return [Route("/threads/{thread_id:int}/events", events, methods=["GET"], name="events")]
+
+
+async def _changes(
+    pages: Pages, runtime: Runtime, request: Request, thread_id: int, since: str
+) -> AsyncIterator[ServerSentEvent]:
+    """The thread's changes from `since` on, for as long as the browser listens."""
+    db = runtime.store.db
+    sent: dict[tuple[str, int], int] = {}  # a hash of what each event last carried
+    while True:
+        seen = db.commits.count
+        thread, messages, history = await runtime.store.conversations.changes(thread_id, since)
+        updates: list[tuple[str, int, str, str]] = []
+        if thread is not None:
+            html = pages.fragment(request, "_thread.html", {"thread": thread})
+            updates.append(("thread", thread_id, thread["updated_at"], html))
+        for m in messages:
+            html = pages.fragment(request, "_message.html", {"m": m, "history": history})
+            updates.append(("message", m["id"], m["updated_at"], html))
+        for kind, key, version, html in updates:
+            since = max(since, version)
+            if sent.get((kind, key)) == hash(html):
+                continue  # unchanged since it was last sent
+            sent[(kind, key)] = hash(html)
+            data = json.dumps({"id": key, "html": html})
+            yield ServerSentEvent(data=data, event=kind, id=since)
+        try:
+            async with asyncio.timeout(RECHECK):
+                await db.commits.wait(seen)
+        except TimeoutError:
+            pass
+        await asyncio.sleep(SETTLE)

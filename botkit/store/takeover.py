@@ -1,0 +1,67 @@
+"""Human takeover: an operator pauses a thread's bot, replies in its place, hands it back.
+
+While a thread is paused its MOs are stored in it but no bot answers them (STOP, START
+and HELP still are), and its timers wait. An operator's reply goes through the outbox
+like a bot's, so consent and the send rate hold, and records who wrote it.
+"""
+
+from __future__ import annotations
+
+from ..db import Tx
+from ..messages import Reply
+from ..sms import measure
+from . import outbox
+from .base import Part
+from .threads import thread_from_row
+
+
+class Takeover(Part):
+    """Pausing, resuming and replying to a thread from the dashboard."""
+
+    async def pause(self, thread_id: int, operator: str) -> bool:
+        """Take an open thread over from its bot; False if there is no such open thread."""
+        changed = await self.db.write(
+            lambda tx: tx.execute(
+                """UPDATE threads SET paused_by = ?, paused_at = ?, updated_at = ?
+                   WHERE id = ? AND status = 'open'""",
+                (operator, self.now(), self.now(), thread_id),
+            )
+        )
+        return changed > 0
+
+    async def resume(self, thread_id: int) -> bool:
+        """Hand a thread back to its bot (timers that came due meanwhile fire now)."""
+        changed = await self.db.write(
+            lambda tx: tx.execute(
+                """UPDATE threads SET paused_by = NULL, paused_at = NULL, updated_at = ?
+                   WHERE id = ? AND paused_by IS NOT NULL""",
+                (self.now(), thread_id),
+            )
+        )
+        return changed > 0
+
+    async def reply(
+        self,
+        thread_id: int,
+        text: str,
+        operator: str,
+        *,
+        message_class: str | None,
+        source: str | None,
+    ) -> int | None:
+        """Queue an operator's MT in a thread (stored `refused` if the handset opted out);
+        its id, or None if there is no such thread."""
+
+        async def write(tx: Tx) -> int | None:
+            row = await tx.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
+            if row is None:
+                return None
+            size = measure(text)
+            reply = Reply(text, None, size.name, size.segments)
+            now = self.now()
+            await tx.execute("UPDATE threads SET updated_at = ? WHERE id = ?", (now, thread_id))
+            return await outbox.enqueue(
+                tx, thread_from_row(row), reply, message_class, source, now, sent_by=operator
+            )
+
+        return await self.db.write(write)

@@ -1,0 +1,82 @@
+"""Live transcript updates over a real uvicorn server: a new MO, the bot's reply and its
+delivery statuses arrive as server-sent events, and an open stream does not hold up
+shutting the server down."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import httpx
+from conftest import rows
+from servers import free_port, poll, start, wait_for
+
+PHONE = "+61400000123"
+
+
+def text_mo(base: str, text: str) -> None:
+    sent = httpx.post(f"{base}/simulator/api/handsets/{PHONE}/send", json={"text": text})
+    assert sent.status_code == 202
+
+
+def events(response: httpx.Response):
+    """(event, data) pairs from an SSE response, as they arrive."""
+    kind, data = "message", []
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            kind = line.partition(":")[2].strip()
+        elif line.startswith("data:"):
+            data.append(line.partition(":")[2].strip())
+        elif not line and data:
+            yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+
+
+def test_a_transcript_streams_new_messages_and_statuses(tmp_path, processes):
+    port, db = free_port(), tmp_path / "botkit.db"
+    app = start(processes, ["run", "--port", str(port), "--db", str(db)])
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/healthz", app)
+    text_mo(base, "hello")
+    thread_id = poll(lambda: rows(db, "SELECT id FROM threads WHERE handset = ?", (PHONE,)))[0][0]
+
+    seen: dict[int, str] = {}
+    statuses: list[str] = []
+    with httpx.stream(
+        "GET", f"{base}/dashboard/threads/{thread_id}/events", timeout=httpx.Timeout(20.0)
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        sent_second = False
+        for kind, update in events(stream):
+            if kind == "message":
+                seen[update["id"]] = update["html"]
+            if not sent_second and any("hello" in html for html in seen.values()):
+                text_mo(base, "Ada <b>Lovelace</b>")  # arrives while the page listens
+                sent_second = True
+            replies = [html for html in seen.values() if "Nice to meet you, Ada" in html]
+            if replies:
+                statuses.append(replies[0])
+                if 'badge received"' in replies[0]:
+                    break
+    assert any("Ada &lt;b&gt;Lovelace&lt;/b&gt;" in html for html in seen.values())
+    assert not any("<b>Lovelace" in html for html in seen.values())
+    assert 'badge received"' in statuses[-1]
+
+
+def test_an_open_stream_does_not_hold_up_shutdown(tmp_path, processes):
+    port = free_port()
+    app = start(processes, ["run", "--port", str(port), "--db", str(tmp_path / "b.db")])
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/healthz", app)
+    text_mo(base, "hello")
+    db = tmp_path / "b.db"
+    thread_id = poll(lambda: rows(db, "SELECT id FROM threads WHERE handset = ?", (PHONE,)))[0][0]
+    with httpx.stream("GET", f"{base}/dashboard/threads/{thread_id}/events", timeout=20.0) as s:
+        next(events(s))
+        app.send_signal(signal.SIGINT)
+        try:
+            code = app.wait(10)
+        except subprocess.TimeoutExpired:
+            code = None
+    assert code == 0, "the server did not stop while a live transcript was open"
