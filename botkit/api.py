@@ -5,6 +5,7 @@ GET /api/surveys/{name}   a survey's respondents, one row each, and its counts
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.middleware import Middleware
@@ -13,8 +14,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from .access import Guard, Sessions
+from .db import Row
+from .errors import ValidationError
+from .search import filters
 from .settings import Settings
 from .store import Store
+from .store.conversations import Cursor
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -24,12 +29,67 @@ def api_routes(settings: Settings, runtime: Runtime) -> Mount:
     """The /api mount, behind the guard (a dashboard session or HTTP Basic gets in)."""
     return Mount(
         "/api",
-        routes=[Route("/surveys/{name}", survey_results, methods=["GET"])],
+        routes=[
+            Route("/conversations", conversations, methods=["GET"]),
+            Route("/threads/{thread_id:int}", thread, methods=["GET"]),
+            Route("/surveys/{name}", survey_results, methods=["GET"]),
+        ],
         middleware=[
             Middleware(Sessions, runtime=runtime),
             Middleware(Guard, settings=settings),
         ],
     )
+
+
+async def conversations(request: Request) -> Response:
+    """A page of conversations, most recently active first, and the cursor of the next."""
+    store: Store = request.app.state.runtime.store
+    try:
+        chosen = filters(request.query_params)
+    except ValidationError as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    after = Cursor.parse(request.query_params.get("after", ""))
+    rows, cursor = await store.conversations.page(after, chosen)
+    return JSONResponse(
+        {
+            "conversations": [_conversation(row) for row in rows],
+            "next": None if cursor is None else str(cursor),
+        }
+    )
+
+
+async def thread(request: Request) -> Response:
+    """A thread, its state and data, and its messages with their delivery history."""
+    store: Store = request.app.state.runtime.store
+    thread_id = request.path_params["thread_id"]
+    found, messages, history = await store.conversations.transcript(thread_id)
+    if found is None:
+        return JSONResponse({"error": f"no thread {thread_id}"}, 404)
+    return JSONResponse(
+        {
+            "thread": {**_conversation(found), "data": json.loads(found["data"])},
+            "messages": [_message(row, history.get(row["id"], [])) for row in messages],
+        }
+    )
+
+
+def _conversation(row: Row) -> dict[str, Any]:
+    conversation = dict(row)
+    del conversation["data"]
+    return conversation
+
+
+def _message(row: Row, deliveries: list[Row]) -> dict[str, Any]:
+    message = dict(row)
+    del message["exempt"]
+    for key in ("gateway_id", "reply_to"):
+        message[key] = None if row[key] is None else str(row[key])
+    message["uncertain"] = bool(row["uncertain"])
+    if row["direction"] == "mt":
+        message["deliveries"] = [
+            {"status": d["status"], "received_at": d["received_at"]} for d in deliveries
+        ]
+    return message
 
 
 async def survey_results(request: Request) -> Response:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 from conftest import rows
 from playwright.sync_api import expect
-from servers import free_port, poll, start, wait_for
+from servers import free_port, output, poll, start, wait_for
 
 PHONE = "+61400000777"
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
@@ -24,6 +24,7 @@ def test_an_operator_works_a_conversation(tmp_path, processes, page):
     app = start(processes, ["run", "--port", str(port), "--db", str(db)], env=env)
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/healthz", app)
+    assert f"{base}/dashboard/ (log in as ops)" in output(app)
     text_mo(base, "hello")
     poll(lambda: rows(db, "SELECT id FROM messages WHERE direction = 'mt'"))
 
@@ -84,3 +85,4 @@ def test_an_operator_works_a_conversation(tmp_path, processes, page):
     assert problems == []
     mts = rows(db, "SELECT sent_by, delivery FROM messages WHERE content LIKE 'Hi, Sam%'")
     assert [tuple(m) for m in mts] == [("ops", "received")]
+    assert "s3cret!" not in output(app)

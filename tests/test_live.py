@@ -10,7 +10,7 @@ import subprocess
 
 import httpx
 from conftest import rows
-from servers import free_port, poll, start, wait_for
+from servers import free_port, output, poll, start, wait_for
 
 PHONE = "+61400000123"
 
@@ -38,6 +38,7 @@ def test_a_transcript_streams_new_messages_and_statuses(tmp_path, processes):
     app = start(processes, ["run", "--port", str(port), "--db", str(db)])
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/healthz", app)
+    assert f"dashboard:        {base}/dashboard/ (only from this machine" in output(app)
     text_mo(base, "hello")
     thread_id = poll(lambda: rows(db, "SELECT id FROM threads WHERE handset = ?", (PHONE,)))[0][0]
 

@@ -96,6 +96,7 @@ def announce(settings: Settings) -> None:
             "botkit: no gateway credentials (BOTKIT_APPLICATION, BOTKIT_PASSWORD): "
             "running against the built-in gateway simulator.",
             f"  phone simulator:  {base}/simulator/",
+            f"  dashboard:        {base}/dashboard/ {dashboard_access(settings)}",
             f"  database:         {settings.db}",
             f"  callback token:   {settings.callback_token}",
         ]
@@ -105,5 +106,16 @@ def announce(settings: Settings) -> None:
             "  MO callback URL:  https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/mo",
             "  DLR callback URL: https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/dlr",
             f"  listening on:     {base}",
+            f"  dashboard:        {base}/dashboard/ {dashboard_access(settings)}",
         ]
     print(*lines, sep="\n", flush=True)
+
+
+def dashboard_access(settings: Settings) -> str:
+    """Who may open the dashboard, as said on start-up."""
+    if settings.dashboard_user and settings.dashboard_password:
+        return f"(log in as {settings.dashboard_user})"
+    return (
+        "(only from this machine: set BOTKIT_DASHBOARD_USER and BOTKIT_DASHBOARD_PASSWORD "
+        "for a login)"
+    )

@@ -7,12 +7,15 @@ GET /dashboard/threads/{id}      one thread as a chat, each MT with its delivery
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..store.conversations import Cursor
+from ..errors import ValidationError
+from ..search import filters
+from ..store.conversations import STATUSES, Cursor
 from .pages import Pages
 
 if TYPE_CHECKING:
@@ -21,10 +24,26 @@ if TYPE_CHECKING:
 
 def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     async def conversations(request: Request) -> Response:
-        after = Cursor.parse(request.query_params.get("after", ""))
-        bot = request.query_params.get("bot") or None
-        rows, cursor = await runtime.store.conversations.page(after, bot=bot)
-        context = {"rows": rows, "cursor": cursor, "bot": bot, "bots": sorted(runtime.router.bots)}
+        params = request.query_params
+        bots = runtime.router.bots.values()
+        context = {
+            "params": params,
+            "bots": sorted(bot.name for bot in bots),
+            "states": sorted({state for bot in bots for state in bot.states}),
+            "statuses": STATUSES,
+            "rows": [],
+            "cursor": None,
+            "error": "",
+        }
+        try:
+            chosen = filters(params)
+        except ValidationError as exc:
+            context["error"] = str(exc)
+            return pages.render(request, "conversations.html", context, status_code=400)
+        after = Cursor.parse(params.get("after", ""))
+        context["rows"], cursor = await runtime.store.conversations.page(after, chosen)
+        if cursor is not None:
+            context["next"] = "?" + urlencode({**params, "after": str(cursor)})
         return pages.render(request, "conversations.html", context)
 
     async def transcript(request: Request) -> Response:

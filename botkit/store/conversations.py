@@ -29,21 +29,69 @@ class Cursor:
         return cls(stamp, int(thread_id)) if stamp and thread_id.isdigit() else None
 
 
+STATUSES = ("open", "paused", "closed")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which threads a page shows (see botkit/search.py): `number` is digits a handset
+    contains, `text` a message's content; `since` and `before` bound the last activity."""
+
+    bot: str | None = None
+    status: str | None = None
+    state: str | None = None
+    number: str | None = None
+    text: str | None = None
+    since: str | None = None
+    before: str | None = None
+
+    def where(self) -> tuple[list[str], list[object]]:
+        """SQL conditions on threads `t`, and their parameters."""
+        where: list[str] = []
+        params: list[object] = []
+        if self.bot:
+            where.append("t.bot = ?")
+            params.append(self.bot)
+        if self.status == "paused":
+            where.append("t.paused_by IS NOT NULL")
+        elif self.status == "open":
+            where.append("t.status = 'open' AND t.paused_by IS NULL")
+        elif self.status == "closed":
+            where.append("t.status = 'closed'")
+        if self.state:
+            where.append("t.state = ?")
+            params.append(self.state)
+        if self.number:
+            where.append("t.handset LIKE ?")
+            params.append(f"%{self.number}%")
+        if self.text:
+            # One pass over the messages, then the threads in order: bounded, however
+            # rare the text (a correlated EXISTS would read every thread's messages).
+            where.append(
+                "t.id IN (SELECT thread_id FROM messages WHERE content LIKE ? ESCAPE '\\')"
+            )
+            params.append(f"%{_escape_like(self.text)}%")
+        if self.since:
+            where.append("t.updated_at >= ?")
+            params.append(self.since)
+        if self.before:
+            where.append("t.updated_at < ?")
+            params.append(self.before)
+        return where, params
+
+
 class Conversations(Part):
     """Reads for the dashboard."""
 
     async def page(
-        self, after: Cursor | None = None, *, bot: str | None = None, limit: int = PAGE
+        self, after: Cursor | None = None, filters: Filters = Filters(), *, limit: int = PAGE
     ) -> tuple[list[Row], Cursor | None]:
         """Threads, most recently active first, with their last message and the delivery
         status of their last reply; and the cursor of the next page (None: last page)."""
-        where, params = [], []
+        where, params = filters.where()
         if after is not None:
             where.append("(t.updated_at, t.id) < (?, ?)")
             params += [after.updated_at, after.thread_id]
-        if bot:
-            where.append("t.bot = ?")
-            params.append(bot)
         rows = await self.db.fetchall(
             f"""SELECT t.*,
                    (SELECT content FROM messages m WHERE m.thread_id = t.id
@@ -107,3 +155,8 @@ class Conversations(Part):
             ):
                 history.setdefault(row["message_id"], []).append(row)
         return messages, history
+
+
+def _escape_like(text: str) -> str:
+    """`text` with LIKE's wildcards escaped, so that `50%` means those three characters."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
