@@ -63,6 +63,7 @@ def test_a_transcript_streams_new_messages_and_statuses(tmp_path, processes):
     assert any("Ada &lt;b&gt;Lovelace&lt;/b&gt;" in html for html in seen.values())
     assert not any("<b>Lovelace" in html for html in seen.values())
     assert 'badge received"' in statuses[-1]
+    assert httpx.get(f"{base}/dashboard/threads/999999/events").status_code == 404
 
 
 def test_an_open_stream_does_not_hold_up_shutdown(tmp_path, processes):

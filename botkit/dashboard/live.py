@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .pages import Pages
@@ -35,6 +35,8 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     async def events(request: Request) -> Response:
         thread_id = request.path_params["thread_id"]
         since = request.headers.get("last-event-id") or request.query_params.get("since", "")
+        if await runtime.store.threads.get(thread_id) is None:
+            return PlainTextResponse(f"no thread {thread_id}", 404)
         return EventSourceResponse(
             _changes(pages, runtime, request, thread_id, since),
             ping=15,
