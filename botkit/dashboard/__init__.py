@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..access import Guard, Sessions
 from ..settings import Settings
-from . import conversations, login
+from . import conversations, deliveries, login, surveys
 from .pages import STATIC, Pages
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
     pages = Pages(settings)
     private: list[BaseRoute] = [
         *conversations.routes(pages, runtime),
+        *surveys.routes(pages, runtime),
+        *deliveries.routes(pages, runtime),
     ]
     return Mount(
         "/dashboard",

@@ -10,6 +10,7 @@
     store.broadcasts  one message or conversation per recipient, resumable
     store.conversations  threads and transcripts as the dashboard shows them
     store.surveys     survey respondents, their answers, and the results
+    store.overview    messages per day and how MTs fared, for the delivery overview
     store.transcripts every message with its thread, streamed for exports
     store.meta        values made once and kept (the dashboard's session key)
 
@@ -32,6 +33,7 @@ from .inbox import Inbox
 from .lists import Lists
 from .meta import Meta
 from .outbox import Outbox
+from .overview import Overview
 from .surveys import Surveys
 from .threads import Threads
 from .timers import Timers
@@ -57,6 +59,7 @@ class Store:
         self.surveys = Surveys(db, clock)
         self.transcripts = Transcripts(db, clock)
         self.conversations = Conversations(db, clock)
+        self.overview = Overview(db, clock)
         self.meta = Meta(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
