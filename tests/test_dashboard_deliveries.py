@@ -8,26 +8,14 @@ import re
 
 import httpx
 from conftest import ROOT
+from test_dashboard import client
+from test_dashboard_surveys import chart_name
 
 from botkit.testing import Harness
 
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 HOSTILE = "<script>alert(1)</script>"
 DELIVERED, REJECTED, UNROUTABLE, FAILED, ODD = (f"+6140000000{n}" for n in range(1, 6))
-
-
-def client(harness: Harness) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=harness.app, client=("127.0.0.1", 1234))
-    return httpx.AsyncClient(transport=transport, base_url="http://t")
-
-
-def chart_name(page: str, title: str) -> str:
-    """The accessible name of the chart titled `title`: every label with its count."""
-    found = re.search(
-        rf'<svg class="chart" role="img" aria-label="({re.escape(title)}:[^"]*)"', page
-    )
-    assert found, f"no chart {title!r}"
-    return found.group(1)
 
 
 def handsets(page: str) -> list[str]:

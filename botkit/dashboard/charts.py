@@ -18,7 +18,7 @@ from markupsafe import Markup
 WIDTH = 400  # the viewBox; the stylesheet scales the chart to the page
 LABELS = 110  # the label column, right-aligned before the bars
 ROW = 24  # one label's band; several series share it
-COUNTS = 96  # room after the longest bar for its count
+CHAR = 8  # about the width of a character of the counts, room kept after the bars
 MAX_LABEL = 15  # longer labels are cut (the accessible name keeps them whole)
 
 SVG = Markup(
@@ -43,7 +43,8 @@ def grouped_bar_chart(
 ) -> Markup:
     """A band of bars a label, one bar for each of `series` (its count in that order)."""
     longest = max((count for _, counts in groups for count in counts), default=0)
-    scale = (WIDTH - LABELS - COUNTS) / max(longest, 1)
+    widest = max((len(_figures(series, counts)) for _, counts in groups), default=0)
+    scale = (WIDTH - LABELS - (widest + 1) * CHAR) / max(longest, 1)
     thickness = (ROW - 6) / len(series)
     parts = []
     for row, (label, counts) in enumerate(groups):

@@ -36,18 +36,20 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             row["completion"] = percent(row["statuses"]["completed"], row["respondents"])
         return pages.render(request, "surveys.html", {"rows": rows})
 
+    def show(request: Request, name: str, results: dict[str, Any] | None) -> Response:
+        context = {"name": name, "results": results}
+        return pages.render(request, "survey.html", context, 200 if results else 404)
+
     async def survey(request: Request) -> Response:
         name = request.path_params["name"]
-        results = await survey_results(runtime.store, name)
-        status = 200 if results is not None else 404
-        return pages.render(request, "survey.html", {"name": name, "results": results}, status)
+        return show(request, name, await results_of(runtime.store, name))
 
     async def download(request: Request) -> Response:
         name = request.path_params["name"]
         try:
             columns, rows = await survey_rows(runtime.store, name, "csv")
         except ValidationError:
-            return pages.render(request, "survey.html", {"name": name, "results": None}, 404)
+            return show(request, name, None)
         filename = re.sub(r"[^A-Za-z0-9_-]", "_", name)
         headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{filename}.csv"'}
         body = csv_chunks(rows, columns)
@@ -61,7 +63,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     ]
 
 
-async def survey_results(store: Store, name: str) -> dict[str, Any] | None:
+async def results_of(store: Store, name: str) -> dict[str, Any] | None:
     """What the results page shows of survey `name`; None if nobody has started it."""
     questions = await store.surveys.questions(name)
     if questions is None:

@@ -1,10 +1,12 @@
 """The delivery overview for the dashboard: messages per day, how MTs fared, and the MTs
 that were not delivered, over the last few days.
 
-Each read is one pass over the period's messages. On a large database the per-day and
-per-status counts want an index on `messages (created_at, direction, status, delivery)`,
-which answers them from the index alone; without it they scan the table, and are still
-right. The list of undelivered MTs is keyset-paginated on the message id (no OFFSET).
+The counts are one pass over the period's messages; with an index on
+`messages (created_at, direction, status, delivery)` that pass reads the index alone
+and skips older messages. The undelivered MTs are keyset-paginated on the message id
+(no OFFSET); a partial index on `messages (id) WHERE direction = 'mt' AND <UNDELIVERED>`
+(the same text, so that SQLite can use it) makes a page cost its own rows, not a walk
+through every delivered MT. Without the indexes every read is still right, only slower.
 """
 
 from __future__ import annotations
