@@ -115,13 +115,13 @@ async def survey_summary(store: Store, name: str) -> dict[str, Any] | None:
         "respondents": len(rows),
         "statuses": await store.surveys.statuses(name),
         "questions": [
-            _question_counts(question, counts.get(question["id"], {})) for question in questions
+            question_counts(question, counts.get(question["id"], {})) for question in questions
         ],
         "rows": rows,
     }
 
 
-def _question_counts(question: dict[str, Any], counts: dict[Any, int]) -> dict[str, Any]:
+def question_counts(question: dict[str, Any], counts: dict[Any, int]) -> dict[str, Any]:
     """How many answered a question and, unless it is free text, how many gave each
     answer (every possible one, for ratings, choices and yes/no)."""
     values = question["values"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import datetime
@@ -114,6 +115,20 @@ async def export_survey(
     """Write survey `name`'s results to `out`: a row per respondent (of one handset, or
     started from a moment on) with its status and a column per question; how many.
     In CSV a yes/no answer is `yes` or `no`, in JSON true or false."""
+    columns, rows = await survey_rows(store, name, fmt, handset=handset, since=since)
+    return await export_rows(rows, out, fmt, columns, on_row)
+
+
+async def survey_rows(
+    store: Store,
+    name: str,
+    fmt: str,
+    *,
+    handset: str | None = None,
+    since: datetime | None = None,
+) -> tuple[tuple[str, ...], AsyncGenerator[dict[str, Any], None]]:
+    """The columns of survey `name`'s results and its rows as `fmt` writes them, for the
+    command line and the dashboard's download alike; ValidationError if none started it."""
     questions = await store.surveys.questions(name)
     if questions is None:
         raise ValidationError("NAME", f"no survey named {name!r} has been started")
@@ -121,7 +136,7 @@ async def export_survey(
     rows = store.surveys.rows(name, ids, handset=handset, since=since)
     if fmt == "csv":
         rows = _yes_no_as_words(rows)
-    return await export_rows(rows, out, fmt, (*SURVEY_COLUMNS, *ids), on_row)
+    return (*SURVEY_COLUMNS, *ids), rows
 
 
 async def _yes_no_as_words(
@@ -151,3 +166,22 @@ async def export_rows(
             on_row()
     writer.close()
     return count
+
+
+async def csv_chunks(
+    rows: AsyncGenerator[dict[str, Any], None], columns: tuple[str, ...], batch: int = 500
+) -> AsyncGenerator[str, None]:
+    """CSV text of `rows`, the header first, `batch` lines at a time: a download that is
+    sent as it is read, holding one batch in memory."""
+    out = io.StringIO()
+    writer = CSVRows(out, columns)
+    count = 0
+    async with contextlib.aclosing(rows):
+        async for row in rows:
+            writer.write(row)
+            count += 1
+            if count % batch == 0:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+    yield out.getvalue()

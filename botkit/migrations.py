@@ -283,6 +283,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE threads ADD COLUMN paused_at TEXT",
         ),
     ),
+    Migration(
+        11,
+        "messages: per-day counts and undelivered MTs, for the delivery overview",
+        (
+            "CREATE INDEX messages_created ON messages (created_at, direction)",
+            # The condition is store/overview.py's UNDELIVERED, word for word: SQLite uses
+            # a partial index only for a query with the same condition.
+            """CREATE INDEX messages_undelivered ON messages (id)
+                WHERE direction = 'mt' AND (status = 'failed'
+                    OR delivery IN ('failed', 'dead', 'rejected', 'expired'))""",
+        ),
+    ),
 )
 
 

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..access import Guard, Sessions
 from ..settings import Settings
-from . import conversations, live, login, takeover
+from . import conversations, deliveries, live, login, surveys, takeover
 from .pages import STATIC, Pages
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
         *conversations.routes(pages, runtime),
         *takeover.routes(pages, runtime),
         *live.routes(pages, runtime),
+        *surveys.routes(pages, runtime),
+        *deliveries.routes(pages, runtime),
     ]
     return Mount(
         "/dashboard",

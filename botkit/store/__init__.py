@@ -10,6 +10,7 @@
     store.broadcasts  one message or conversation per recipient, resumable
     store.conversations  threads and transcripts as the dashboard shows them
     store.surveys     survey respondents, their answers, and the results
+    store.overview    messages per day and how MTs fared, for the delivery overview
     store.transcripts every message with its thread, streamed for exports
     store.takeover    operators pausing a thread's bot and replying in its place
     store.meta        values made once and kept (the dashboard's session key)
@@ -33,6 +34,7 @@ from .inbox import Inbox
 from .lists import Lists
 from .meta import Meta
 from .outbox import Outbox
+from .overview import Overview
 from .surveys import Surveys
 from .takeover import Takeover
 from .threads import Threads
@@ -59,6 +61,7 @@ class Store:
         self.surveys = Surveys(db, clock)
         self.transcripts = Transcripts(db, clock)
         self.conversations = Conversations(db, clock)
+        self.overview = Overview(db, clock)
         self.meta = Meta(db, clock)
         self.takeover = Takeover(db, clock)
 

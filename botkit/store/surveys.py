@@ -90,7 +90,7 @@ async def end(tx: Tx, thread_id: int, survey: str, status: str, now: str) -> Non
 
 # A respondent's status as reported: `started` only while the thread is open.
 RESPONSES = """
-    SELECT r.thread_id, t.handset,
+    SELECT r.survey, r.thread_id, t.handset,
            CASE WHEN r.status = 'started' AND t.status = 'closed' THEN 'incomplete'
                 ELSE r.status END AS status,
            r.started_at,
@@ -179,3 +179,36 @@ class Surveys(Part):
         for question, value, count in rows:
             counts.setdefault(question, {})[json.loads(value)] = count
         return counts
+
+    async def summaries(self) -> list[dict[str, Any]]:
+        """Every survey that has been started, by name: when it last started for someone,
+        its respondents, and how many are in each status."""
+        surveys = await self.db.fetchall("SELECT name, updated_at FROM surveys ORDER BY name")
+        rows = await self.db.fetchall(
+            f"SELECT survey, status, count(*) FROM ({RESPONSES}) GROUP BY survey, status"
+        )
+        found = {(survey, status): count for survey, status, count in rows}
+        summaries = []
+        for name, updated_at in surveys:
+            statuses = {status: found.get((name, status), 0) for status in STATUSES}
+            summaries.append(
+                {
+                    "name": name,
+                    "updated_at": updated_at,
+                    "respondents": sum(statuses.values()),
+                    "statuses": statuses,
+                }
+            )
+        return summaries
+
+    async def texts(self, survey: str, question: str, limit: int) -> list[dict[str, Any]]:
+        """The latest `limit` answers to a question (thread_id, handset, value, raw,
+        answered_at), newest respondent first: free text to read, not count."""
+        rows = await self.db.fetchall(
+            """SELECT a.thread_id, t.handset, a.value, a.raw, a.answered_at
+               FROM survey_answers a JOIN threads t ON t.id = a.thread_id
+               WHERE a.survey = ? AND a.question = ?
+               ORDER BY a.thread_id DESC LIMIT ?""",
+            (survey, question, limit),
+        )
+        return [{**dict(row), "value": json.loads(row["value"])} for row in rows]

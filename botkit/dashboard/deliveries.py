@@ -1,0 +1,54 @@
+"""The delivery overview.
+
+GET /dashboard/deliveries    messages per day, how MTs fared, and the MTs not delivered,
+                             over the last ?days= days (30 by default); ?before= pages on
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .charts import bar_chart, grouped_bar_chart
+from .pages import Pages
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+DAYS, MAX_DAYS = 30, 366
+
+
+def routes(pages: Pages, runtime: Runtime) -> list[Route]:
+    async def deliveries(request: Request) -> Response:
+        overview = runtime.store.overview
+        days = whole(request.query_params.get("days", ""), DAYS, 1, MAX_DAYS)
+        before = whole(request.query_params.get("before", ""), 0, 1, 2**63 - 1) or None
+        per_day = await overview.per_day(days)
+        sent, delivered = await overview.outcomes(days)
+        rows, next_before = await overview.undelivered(days, before)
+        context = {
+            "days": days,
+            "per_day": grouped_bar_chart(
+                "Messages per day", ("MO", "MT"), [(day, (mo, mt)) for day, mo, mt in per_day]
+            ),
+            "totals": (sum(row[1] for row in per_day), sum(row[2] for row in per_day)),
+            "sent": bar_chart("MTs by send status", list(sent.items())),
+            "delivered": bar_chart("MTs by latest delivery receipt", list(delivered.items())),
+            "rows": rows,
+            "before": before,
+            "next_before": next_before,
+        }
+        return pages.render(request, "deliveries.html", context)
+
+    return [Route("/deliveries", deliveries, methods=["GET"], name="deliveries")]
+
+
+def whole(text: str, default: int, low: int, high: int) -> int:
+    """A query parameter as a whole number within [low, high], or `default` when it is
+    missing or not a number (a hand-edited URL gets a page, not an error)."""
+    if not text.isdigit():
+        return default
+    return min(max(int(text), low), high)
