@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..access import Guard, Sessions
 from ..settings import Settings
-from . import conversations, login
+from . import consent, conversations, login
 from .pages import STATIC, Pages
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
     pages = Pages(settings)
     private: list[BaseRoute] = [
         *conversations.routes(pages, runtime),
+        *consent.routes(pages, runtime),
     ]
     return Mount(
         "/dashboard",
