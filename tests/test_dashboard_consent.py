@@ -1,18 +1,23 @@
-"""The dashboard's consent page and CSV."""
+"""The dashboard's consent page and CSV, and the phone page's links to the dashboard."""
 
 from __future__ import annotations
 
 import csv
 import io
 import re
+from urllib.parse import urljoin
 
+import httpx
 import pytest
+from playwright.sync_api import expect
+from servers import free_port, start, wait_for
 from test_dashboard import BOTS, TEMPLATES, client
 
 from botkit.errors import ValidationError
 from botkit.export import export_consent
 from botkit.messages import ConsentChange
 from botkit.numbers import search_forms
+from botkit.simulator import Simulator
 from botkit.store.consent import COLUMNS
 from botkit.testing import Harness
 
@@ -209,3 +214,58 @@ async def test_consent_is_private():
     async with Harness(BOTS, TEMPLATES) as harness, client(harness, ip="203.0.113.9") as c:
         assert (await c.get("/dashboard/consent")).status_code == 403
         assert (await c.get("/dashboard/consent.csv")).status_code == 403
+
+
+async def test_phone_page_links_to_the_dashboard_and_the_thread():
+    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+        page = await c.get("/simulator/")
+        dashboard = re.search(r'<a href="([^"]+)">Dashboard</a>', page.text)
+        assert dashboard is not None
+        assert urljoin(str(page.url), dashboard[1]) == "http://t/dashboard/"
+        assert (await c.get(urljoin(str(page.url), dashboard[1]))).status_code == 200
+        assert re.search(r'id="transcript" href="[^"]*" hidden>', page.text)
+        (reply,) = await harness.phone(ADA).send("hello")
+        page = await c.get("/simulator/", params={"number": ADA})
+        transcript = re.search(r'id="transcript" href="([^"]+)">', page.text)
+        assert transcript is not None
+        url = urljoin(str(page.url), transcript[1])
+        assert url == f"http://t/dashboard/threads/{reply.thread_id}"
+        conversation = (await c.get(f"/simulator/api/handsets/{ADA}")).json()
+        assert conversation["transcript"] == transcript[1]
+        assert "What&#39;s your name?" in (await c.get(url)).text
+
+
+async def test_a_simulator_on_its_own_has_no_dashboard_link():
+    simulator = Simulator(dlr_delay=0)
+    transport = httpx.ASGITransport(app=simulator.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim.test") as c:
+        page = await c.get("/")
+        assert "Dashboard" not in page.text and 'id="transcript"' not in page.text
+        assert (await c.get(f"/api/handsets/{ADA}")).json()["transcript"] is None
+    await simulator.aclose()
+
+
+def test_in_a_browser_the_phone_links_to_its_thread_and_consent_fits_a_phone(
+    tmp_path, processes, page
+):
+    port = free_port()
+    app = start(processes, ["run", "--port", str(port), "--db", str(tmp_path / "botkit.db")])
+    wait_for(f"http://127.0.0.1:{port}/healthz", app)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"http://127.0.0.1:{port}/simulator/")
+    expect(page.locator("#transcript")).to_be_hidden()
+    page.fill("#text", "HELLO")
+    page.click("#compose button[type=submit]")
+    expect(page.locator("#transcript")).to_be_visible(timeout=15_000)
+    page.fill("#text", "STOP")
+    page.click("#compose button[type=submit]")
+    expect(page.locator("#conversation li.mt")).to_have_count(2, timeout=15_000)
+    page.click("text=Dashboard")
+    page.click("nav >> text=Consent")
+    expect(page.locator("h1")).to_have_text("Consent")
+    expect(page.locator(".ledger td[data-label=Source]")).to_have_text("sms (STOP)")
+    width = page.viewport_size["width"]
+    assert page.locator("table.ledger").bounding_box()["width"] <= width
+    assert page.locator(".filters").bounding_box()["width"] <= width
+    assert errors == []
