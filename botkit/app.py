@@ -120,6 +120,7 @@ def _in_process_simulator(
         mo_url=f"{APP_ORIGIN}/callbacks/{token}/mo",
         dlr_url=f"{APP_ORIGIN}/callbacks/{token}/dlr",
         http=to_app,
+        dashboard="../dashboard/",  # from the phone page at /simulator/
     )
     to_simulator = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator.app))
     gateway = Gateway(

@@ -5,6 +5,7 @@ row per respondent, one column per question).
     count = await export_transcripts(store, sys.stdout, "csv", handset="+61400000001")
     count = await export_consent(store, sys.stdout, "csv")
     count = await export_survey(store, sys.stdout, "json", "satisfaction")
+    response = StreamingResponse(consent_text(store, "csv", LedgerFilter(source="web")))
 
 Rows are written as they are read, so an export of a million messages holds a batch of
 them in memory, not all.
@@ -24,10 +25,13 @@ from .db import Row
 from .errors import ValidationError
 from .store import Store
 from .store.consent import COLUMNS as CONSENT_COLUMNS
+from .store.consent import LedgerFilter
 from .store.surveys import COLUMNS as SURVEY_COLUMNS
 from .store.transcripts import COLUMNS as TRANSCRIPT_COLUMNS
 
 FORMATS = ("csv", "json")
+# A download is sent in pieces of about this many characters.
+CHUNK = 64 * 1024
 
 
 class RowWriter(Protocol):
@@ -98,8 +102,14 @@ async def export_consent(
     on_row: Callable[[], None] = lambda: None,
 ) -> int:
     """Write the consent ledger (of one handset, from a moment on) to `out`; how many."""
-    rows = store.consent.rows(handset=handset, since=since)
-    return await export_rows(rows, out, fmt, CONSENT_COLUMNS, on_row)
+    match = LedgerFilter(handsets=None if handset is None else (handset,), since=since)
+    return await export_rows(store.consent.rows(match), out, fmt, CONSENT_COLUMNS, on_row)
+
+
+def consent_text(store: Store, fmt: str, match: LedgerFilter) -> AsyncGenerator[str, None]:
+    """The consent ledger lines `match` picks, as `export_consent` writes them, in pieces
+    of text: for a download that starts before the last row is read."""
+    return text_pieces(store.consent.rows(match), fmt, CONSENT_COLUMNS)
 
 
 async def export_survey(
@@ -157,31 +167,41 @@ async def export_rows(
     on_row: Callable[[], None],
 ) -> int:
     """Write a stream of rows to `out` in `fmt`; return how many."""
-    writer = WRITERS[fmt](out, columns)
     count = 0
-    async with contextlib.aclosing(rows):
-        async for row in rows:
-            writer.write(dict(row))
-            count += 1
-            on_row()
-    writer.close()
+
+    def counted() -> None:
+        nonlocal count
+        count += 1
+        on_row()
+
+    async with contextlib.aclosing(text_pieces(rows, fmt, columns, counted)) as pieces:
+        async for piece in pieces:
+            out.write(piece)
     return count
 
 
-async def csv_chunks(
-    rows: AsyncGenerator[dict[str, Any], None], columns: tuple[str, ...], batch: int = 500
+async def text_pieces(
+    rows: AsyncGenerator[Row | Mapping[str, Any], None],
+    fmt: str,
+    columns: tuple[str, ...],
+    on_row: Callable[[], None] = lambda: None,
 ) -> AsyncGenerator[str, None]:
-    """CSV text of `rows`, the header first, `batch` lines at a time: a download that is
-    sent as it is read, holding one batch in memory."""
+    """A stream of rows as text in `fmt`, in pieces of about CHUNK characters."""
     out = io.StringIO()
-    writer = CSVRows(out, columns)
-    count = 0
+    writer = WRITERS[fmt](out, columns)
     async with contextlib.aclosing(rows):
         async for row in rows:
-            writer.write(row)
-            count += 1
-            if count % batch == 0:
-                yield out.getvalue()
-                out.seek(0)
-                out.truncate()
-    yield out.getvalue()
+            writer.write(dict(row))
+            on_row()
+            if out.tell() >= CHUNK:
+                yield _taken(out)
+    writer.close()
+    yield _taken(out)
+
+
+def _taken(out: io.StringIO) -> str:
+    """What `out` holds, emptying it."""
+    text = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return text

@@ -285,7 +285,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         11,
-        "messages: per-day counts and undelivered MTs, for the delivery overview",
+        "indexes for the dashboard's delivery overview and consent pages",
         (
             "CREATE INDEX messages_created ON messages (created_at, direction)",
             # The condition is store/overview.py's UNDELIVERED, word for word: SQLite uses
@@ -293,6 +293,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE INDEX messages_undelivered ON messages (id)
                 WHERE direction = 'mt' AND (status = 'failed'
                     OR delivery IN ('failed', 'dead', 'rejected', 'expired'))""",
+            "CREATE INDEX consent_source ON consent (source, id)",
+            "CREATE INDEX suppressions_since ON suppressions (since, handset, address)",
         ),
     ),
 )

@@ -1,6 +1,8 @@
-"""Phone numbers in international format, checked with libphonenumber."""
+"""Phone numbers: international format for what we store and send, every form for a search."""
 
 from __future__ import annotations
+
+import contextlib
 
 import phonenumbers
 
@@ -28,3 +30,45 @@ def international(value: str, field: str = "destination") -> str:
     if not phonenumbers.is_possible_number(parsed):
         raise ValidationError(field, f"{value!r} is not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# What people type between the digits of a phone number.
+SEPARATORS = frozenset(" -.()/")
+
+
+def search_forms(value: str, field: str = "q") -> tuple[str, ...]:
+    """The E.164 numbers that `value`, typed in any common form, may mean (sorted), so
+    that a search finds a stored number by an index: one for `+61 412 345 678`,
+    `0061 412 345 678` or `61412345678`; for a national form such as `0412 345 678`,
+    the number in each country where it is valid. ValidationError when there is none."""
+    text = (value or "").strip()
+    digits = "".join(ch for ch in text if ch.isdigit())
+    typed = all(ch.isdigit() or ch in SEPARATORS for ch in text.removeprefix("+"))
+    found = _candidates(text, digits) if digits and typed else set()
+    if not found:
+        raise ValidationError(field, f"{value!r} is not a phone number")
+    return tuple(sorted(found))
+
+
+def _candidates(text: str, digits: str) -> set[str]:
+    """The numbers `digits` may be: as written with a country code (after `+` or `00`,
+    or none), else in each country where it is a valid national number."""
+    found = set()
+    prefixed = text.startswith("+") or digits.startswith("00")
+    if prefixed or not digits.startswith("0"):
+        with contextlib.suppress(phonenumbers.NumberParseException):
+            number = phonenumbers.parse("+" + digits.removeprefix("00"), None)
+            if phonenumbers.is_possible_number(number):
+                found.add(_e164(number))
+    if prefixed:
+        return found
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        with contextlib.suppress(phonenumbers.NumberParseException):
+            number = phonenumbers.parse(digits, region)
+            if phonenumbers.is_valid_number(number):
+                found.add(_e164(number))
+    return found
+
+
+def _e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -2,8 +2,10 @@
 
 The page polls `api/handsets/{number}` for the conversation and posts to
 `api/handsets/{number}/send`; every URL is relative, so it works at `/` and mounted
-under a prefix such as `/simulator/`. Handset text is untrusted: the template autoescapes
-and the script builds the DOM with textContent, under a CSP that forbids inline script.
+under a prefix such as `/simulator/`. When the app runs the simulator, the page links to
+its dashboard and to the transcript of the handset's latest thread. Handset text is
+untrusted: the template autoescapes and the script builds the DOM with textContent,
+under a CSP that forbids inline script.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.templating import Jinja2Templates
 
 from .errors import ValidationError
 from .numbers import international
+from .threads import parse_reference
 
 if TYPE_CHECKING:
     from .simulator import SimMessage, SimMO, Simulator
@@ -64,7 +67,13 @@ class PhonePage:
             number = international(request.query_params.get("number", DEFAULT_HANDSET), "number")
         except ValidationError as exc:
             number, error = DEFAULT_HANDSET, str(exc)
-        context = {"number": number, "messages": self.messages(number), "error": error}
+        context = {
+            "number": number,
+            "messages": self.messages(number),
+            "error": error,
+            "dashboard": self.simulator.dashboard,
+            "transcript": self.transcript(number),
+        }
         return _templates.TemplateResponse(
             request,
             "simulator/phone.html",
@@ -87,7 +96,12 @@ class PhonePage:
             number = international(request.path_params["number"], "number")
         except ValidationError as exc:
             return JSONResponse({"error": str(exc)}, 400, headers=HEADERS)
-        return JSONResponse({"number": number, "messages": self.messages(number)}, headers=HEADERS)
+        conversation = {
+            "number": number,
+            "messages": self.messages(number),
+            "transcript": self.transcript(number),
+        }
+        return JSONResponse(conversation, headers=HEADERS)
 
     async def send(self, request: Request) -> Response:
         """POST api/handsets/{number}/send with JSON {"text": ...}: the handset texts the app."""
@@ -107,6 +121,16 @@ class PhonePage:
         mts = [_mt(message) for message in self.simulator.inbox(number)]
         mos = [_mo(mo) for mo in self.simulator.mos if mo.source == number]
         return sorted(mts + mos, key=lambda entry: entry["at"])
+
+    def transcript(self, number: str) -> str | None:
+        """The dashboard's page of the thread of the latest MT to `number` (its reference
+        names it), when the simulator knows the dashboard; else None."""
+        if self.simulator.dashboard is None:
+            return None
+        for message in reversed(self.simulator.inbox(number)):
+            if (parsed := parse_reference(message.reference)) is not None:
+                return f"{self.simulator.dashboard}threads/{parsed[0]}"
+        return None
 
 
 def _text(body: bytes) -> str:

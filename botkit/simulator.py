@@ -106,8 +106,11 @@ class Simulator:
         callback_retries: int = 5,
         callback_backoff: float = 0.05,
         fate: Sequence[str] = DEFAULT_FATE,
+        dashboard: str | None = None,
     ) -> None:
         self.application = application
+        # The app's dashboard, relative to the phone page, when the app runs this simulator.
+        self.dashboard = dashboard
         self._password = password
         self.mo_url = mo_url
         self.dlr_url = dlr_url

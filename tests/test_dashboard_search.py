@@ -139,3 +139,10 @@ async def test_a_thread_as_json(harness):
         assert first_mt["gateway_id"] == str(replies[0].id)
         missing = await c.get("/api/threads/999999")
         assert missing.status_code == 404 and missing.json() == {"error": "no thread 999999"}
+
+
+async def test_a_cursor_that_is_not_one_starts_afresh(harness):
+    async with client(harness) as c:
+        for junk in ("x~²", "~", "2026~-1", "nonsense"):
+            page = await c.get("/dashboard/", params={"after": junk})
+            assert page.status_code == 200 and len(numbers(page)) == 3

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..access import Guard, Sessions
 from ..settings import Settings
-from . import conversations, deliveries, live, login, surveys, takeover
+from . import consent, conversations, deliveries, live, login, surveys, takeover
 from .pages import STATIC, Pages
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
         *live.routes(pages, runtime),
         *surveys.routes(pages, runtime),
         *deliveries.routes(pages, runtime),
+        *consent.routes(pages, runtime),
     ]
     return Mount(
         "/dashboard",

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from ..api import question_counts
 from ..errors import ValidationError
-from ..export import csv_chunks, survey_rows
+from ..export import survey_rows, text_pieces
 from .charts import bar_chart
 from .pages import HEADERS, Pages
 
@@ -52,7 +52,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             return show(request, name, None)
         filename = re.sub(r"[^A-Za-z0-9_-]", "_", name)
         headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{filename}.csv"'}
-        body = csv_chunks(rows, columns)
+        body = text_pieces(rows, "csv", columns)
         return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
 
     return [

@@ -7,6 +7,8 @@
   const compose = document.getElementById("compose");
   const input = document.getElementById("text");
   const errorBox = document.getElementById("error");
+  // Present only when the app runs the simulator: the dashboard's page of this thread.
+  const transcript = document.getElementById("transcript");
   // Relative to the page, so it works at / and mounted under /simulator/.
   const api = "api/handsets/" + encodeURIComponent(list.dataset.number);
   let shown = "";
@@ -14,6 +16,16 @@
   function showError(message) {
     errorBox.textContent = message;
     errorBox.hidden = !message;
+  }
+
+  function showTranscript(url) {
+    if (!transcript) {
+      return;
+    }
+    transcript.hidden = !url;
+    if (url) {
+      transcript.href = url;
+    }
   }
 
   function paragraph(className, text) {
@@ -64,7 +76,9 @@
       if (body !== shown) {
         const first = shown === "";
         shown = body;
-        render(JSON.parse(body).messages, first);
+        const conversation = JSON.parse(body);
+        render(conversation.messages, first);
+        showTranscript(conversation.transcript);
       }
       showError("");
     } catch (error) {

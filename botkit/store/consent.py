@@ -2,14 +2,17 @@
 
 Suppression is checked where MTs enter and leave the outbox, inside the same
 transaction, so that no code path (a bot, a broadcast, an operator) can send to a
-handset that opted out.
+handset that opted out. The dashboard reads both in keyset pages (no OFFSET), the
+ledger by id and a handset's lines by the consent_handset index.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from ..clock import stamp
 from ..db import Row, Tx
@@ -17,6 +20,8 @@ from ..messages import ConsentChange
 from .base import Part
 
 EVERYWHERE = "*"
+ACTIONS = ("opt-out", "opt-in")
+PAGE = 50
 # Our numbers of at most this many digits are short codes, longer ones phone numbers.
 SHORT_CODE_DIGITS = 8
 # The columns of a ledger row, in order.
@@ -31,6 +36,65 @@ COLUMNS = (
     "message_id",
     "list",
 )
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    """Which ledger lines to read: of any of `handsets`, from `source`, of `action`, from
+    `since` on; None matches every one."""
+
+    handsets: tuple[str, ...] | None = None
+    source: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """The conditions on `consent` (as c) and their parameters."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if self.handsets is not None:
+            conditions.append(_in("c.handset", self.handsets))
+            params += self.handsets
+        for column, value in (("source", self.source), ("action", self.action)):
+            if value is not None:
+                conditions.append(f"c.{column} = ?")
+                params.append(value)
+        if self.since is not None:
+            conditions.append("c.created_at >= ?")
+            params.append(stamp(self.since))
+        return conditions, params
+
+
+EVERY_LINE = LedgerFilter()
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """An opt-out in force: `handset` gets nothing from `address` (EVERYWHERE: from any
+    of our numbers but the `exceptions` it opted back in to)."""
+
+    handset: str
+    address: str
+    since: str
+    exceptions: tuple[str, ...] = ()
+
+
+class OptOutCursor(NamedTuple):
+    """Where the next page of opt-outs starts: after the one of this time, handset and
+    address."""
+
+    since: str
+    handset: str
+    address: str
+
+    def __str__(self) -> str:
+        return "~".join(self)
+
+    @classmethod
+    def parse(cls, text: str) -> OptOutCursor | None:
+        """From `str(cursor)`; None for text that is not one (a page then starts afresh)."""
+        parts = text.split("~")
+        return cls(*parts) if len(parts) == len(cls._fields) and all(parts) else None
 
 
 class Consent(Part):
@@ -60,23 +124,87 @@ class Consent(Part):
             "SELECT * FROM consent WHERE handset = ? ORDER BY id", (handset,)
         )
 
-    def rows(
-        self, *, handset: str | None = None, since: datetime | None = None
-    ) -> AsyncGenerator[Row, None]:
-        """The ledger, oldest first, streamed (for an export), optionally of one handset
-        and from a moment on."""
-        where, params = [], []
-        if handset is not None:
-            where.append("handset = ?")
-            params.append(handset)
-        if since is not None:
-            where.append("created_at >= ?")
-            params.append(stamp(since))
+    def rows(self, match: LedgerFilter = EVERY_LINE) -> AsyncGenerator[Row, None]:
+        """The ledger lines `match` picks, oldest first, streamed (for an export)."""
+        conditions, params = match.where()
         return self.db.stream(
-            f"""SELECT {", ".join(COLUMNS)} FROM consent
-                {"WHERE " + " AND ".join(where) if where else ""} ORDER BY id""",
+            f"""SELECT {", ".join(f"c.{column}" for column in COLUMNS)} FROM consent c
+                {_where(conditions)} ORDER BY c.id""",
             params,
         )
+
+    async def ledger_page(
+        self, match: LedgerFilter = EVERY_LINE, after: int | None = None, limit: int = PAGE
+    ) -> tuple[list[Row], int | None]:
+        """The ledger lines `match` picks, the latest recorded first, each with the
+        `thread_id` of the MO that made it; and the id the next page starts after (None:
+        the last page)."""
+        conditions, params = match.where()
+        if after is not None:
+            conditions.append("c.id < ?")
+            params.append(after)
+        rows = await self.db.fetchall(
+            f"""SELECT c.*, m.thread_id FROM consent c
+                LEFT JOIN messages m ON m.id = c.message_id
+                {_where(conditions)} ORDER BY c.id DESC LIMIT ?""",
+            [*params, limit + 1],
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, rows[-1]["id"] if more and rows else None
+
+    async def opt_outs(
+        self,
+        handsets: tuple[str, ...] | None = None,
+        after: OptOutCursor | None = None,
+        limit: int = PAGE,
+    ) -> tuple[list[OptOut], OptOutCursor | None]:
+        """The opt-outs in force (of any of `handsets`), the latest first; and the cursor
+        of the next page (None: the last page)."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if handsets is not None:
+            conditions.append(_in("handset", handsets))
+            params += handsets
+        if after is not None:
+            conditions.append("(since, handset, address) < (?, ?, ?)")
+            params += after
+        rows = await self.db.fetchall(
+            f"""SELECT handset, address, since FROM suppressions {_where(conditions)}
+                ORDER BY since DESC, handset DESC, address DESC LIMIT ?""",
+            [*params, limit + 1],
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        everywhere = tuple(row["handset"] for row in rows if row["address"] == EVERYWHERE)
+        exceptions = await self._exceptions(everywhere)
+        shown = []
+        for handset, address, since in rows:
+            kept = exceptions.get(handset, ()) if address == EVERYWHERE else ()
+            shown.append(OptOut(handset, address, since, kept))
+        last = shown[-1] if more and shown else None
+        return shown, OptOutCursor(last.since, last.handset, last.address) if last else None
+
+    async def _exceptions(self, handsets: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+        """The numbers each of `handsets` opted back in to after opting out of all."""
+        if not handsets:
+            return {}
+        found: dict[str, tuple[str, ...]] = {}
+        for handset, address in await self.db.fetchall(
+            f"""SELECT handset, address FROM suppression_exceptions
+                WHERE {_in("handset", handsets)} ORDER BY handset, address""",
+            handsets,
+        ):
+            found[handset] = (*found.get(handset, ()), address)
+        return found
+
+
+def _where(conditions: list[str]) -> str:
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({','.join('?' * len(values))})"
 
 
 def canonical_address(address: str) -> str:

@@ -26,7 +26,8 @@ class Cursor:
     def parse(cls, text: str) -> Cursor | None:
         """From `str(cursor)`; None for text that is not one (a page then starts afresh)."""
         stamp, _, thread_id = text.rpartition("~")
-        return cls(stamp, int(thread_id)) if stamp and thread_id.isdigit() else None
+        digits = thread_id.isascii() and thread_id.isdigit()  # not "²", which int() refuses
+        return cls(stamp, int(thread_id)) if stamp and digits else None
 
 
 STATUSES = ("open", "paused", "closed")
