@@ -1,9 +1,9 @@
-# Two commands on a fresh machine: `make run` and `make test`.
+# Two commands on a fresh machine: `make run` and `make test` (`make bench` for figures).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 $(BIN)/botkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,15 @@ run: $(BIN)/botkit
 	$(BIN)/botkit run
 
 lint: $(BIN)/botkit
-	$(BIN)/ruff check botkit bots tests
-	$(BIN)/ruff format --check botkit bots tests
+	$(BIN)/ruff check botkit bots tests bench
+	$(BIN)/ruff format --check botkit bots tests bench
 
 test: $(BIN)/botkit lint
 	$(BIN)/pytest -q
 
+# Not part of `test`: minutes of work, and figures to read rather than pass or fail.
+bench: $(BIN)/botkit
+	$(BIN)/python bench/dashboard.py
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache bench/.cache
