@@ -15,8 +15,8 @@ run: $(BIN)/botkit
 	$(BIN)/botkit run
 
 lint: $(BIN)/botkit
-	$(BIN)/ruff check botkit bots tests bench
-	$(BIN)/ruff format --check botkit bots tests bench
+	$(BIN)/ruff check botkit bots tests bench docs
+	$(BIN)/ruff format --check botkit bots tests bench docs
 
 test: $(BIN)/botkit lint
 	$(BIN)/pytest -q

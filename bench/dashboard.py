@@ -41,6 +41,7 @@ import httpx
 
 from botkit.db import Database
 from botkit.migrations import MIGRATIONS
+from botkit.search import filters
 from botkit.store import Store
 from botkit.store.conversations import Conversations, Cursor
 
@@ -253,14 +254,14 @@ def pages(info: dict[str, Any], deep: Measure) -> list[Measure]:
     return [
         Measure("first page", "/dashboard/", _page(None)),
         deep,
-        Measure(f"bot={BOT}", _conversations(bot=BOT), _page(None, bot=BOT)),
-        Measure("q=number (a handset)", _conversations(q=info["handset"])),
-        Measure(f"q={WORD} (text)", _conversations(q=WORD)),
-        Measure(f"q={NO_MATCH} (text, no match)", _conversations(q=NO_MATCH)),
-        Measure(f"state={STATE}", _conversations(state=STATE)),
-        Measure("since/until (a week, 45 days back)", _conversations(**week)),
+        _filtered(f"bot={BOT}", bot=BOT),
+        _filtered("q=number (a handset)", q=info["handset"]),
+        _filtered(f"q={WORD} (text)", q=WORD),
+        _filtered(f"q={NO_MATCH} (text, no match)", q=NO_MATCH),
+        _filtered(f"state={STATE}", state=STATE),
+        _filtered("since/until (a week, 45 days back)", **week),
         Measure(
-            f"long transcript ({info['long_thread_messages']:,} messages)",
+            f"long transcript ({info['long_thread_messages']:,} messages, latest page)",
             f"/dashboard/threads/{long}",
             _transcript(long),
         ),
@@ -272,14 +273,14 @@ def pages(info: dict[str, Any], deep: Measure) -> list[Measure]:
     ]
 
 
-def _conversations(**query: str) -> str:
-    """The conversations page with `query`."""
-    return f"/dashboard/?{urlencode(query)}"
+def _filtered(name: str, **query: str) -> Measure:
+    """The conversations page with `query`, and the store's call behind it."""
+    return Measure(name, f"/dashboard/?{urlencode(query)}", _page(None, **query))
 
 
-def _page(after: Cursor | None, bot: str | None = None) -> StoreCall:
+def _page(after: Cursor | None, **query: str) -> StoreCall:
     """The store's call for a conversations page."""
-    return lambda conversations: conversations.page(after, bot=bot)
+    return lambda conversations: conversations.page(after, filters(query))
 
 
 def _transcript(thread_id: int) -> StoreCall:

@@ -59,16 +59,20 @@ async def conversations(request: Request) -> Response:
 
 
 async def thread(request: Request) -> Response:
-    """A thread, its state and data, and its messages with their delivery history."""
+    """A thread, its state and data, and a page of its messages with their deliveries."""
     store: Store = request.app.state.runtime.store
     thread_id = request.path_params["thread_id"]
-    found, messages, history = await store.conversations.transcript(thread_id)
+    before = request.query_params.get("before", "")
+    if before and not (before.isascii() and before.isdigit()):
+        return JSONResponse({"error": "before: must be a message id"}, 400)
+    found = await store.conversations.transcript(thread_id, int(before) if before else None)
     if found is None:
         return JSONResponse({"error": f"no thread {thread_id}"}, 404)
     return JSONResponse(
         {
-            "thread": {**_conversation(found), "data": json.loads(found["data"])},
-            "messages": [_message(row, history.get(row["id"], [])) for row in messages],
+            "thread": {**_conversation(found.thread), "data": json.loads(found.thread["data"])},
+            "messages": [_message(row, found.history.get(row["id"], [])) for row in found.messages],
+            "earlier": found.earlier,
         }
     )
 

@@ -21,7 +21,7 @@ MEASUREMENTS = (
     "q=zebra (text, no match)",
     "state=survey:satisfaction",
     "since/until (a week, 45 days back)",
-    "long transcript (200 messages)",
+    "long transcript (200 messages, latest page)",
     "normal transcript",
 )
 

@@ -165,3 +165,27 @@ async def test_only_an_open_thread_can_be_taken_over():
         refused = await post(c, first, "pause")
         assert refused.status_code == 409
         assert "Only an open conversation" in refused.text
+
+
+async def test_a_long_transcript_is_read_a_page_at_a_time():
+    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+        phone = harness.phone(PHONE)
+        await phone.send("hello")
+        thread = await phone.thread()
+        await post(c, thread.id, "pause")  # no replies: one message a text
+        for n in range(205):
+            await phone.send(f"message {n}")
+        latest = await c.get(f"/dashboard/threads/{thread.id}")
+        assert latest.text.count('<li class="msg') == 200
+        assert "message 204" in latest.text and ">message 4<" not in latest.text
+        assert "data-events=" in latest.text  # the latest page is live
+        link = re.search(r'rel="prev" href="\?before=(\d+)"', latest.text).group(1)
+        earlier = await c.get(f"/dashboard/threads/{thread.id}", params={"before": link})
+        assert earlier.text.count('<li class="msg') == 7  # hello, its reply, messages 0-4
+        assert ">message 4<" in earlier.text and 'rel="prev"' not in earlier.text
+        assert "data-events=" not in earlier.text and "Latest messages" in earlier.text
+        api = (await c.get(f"/api/threads/{thread.id}")).json()
+        assert len(api["messages"]) == 200 and api["earlier"] == int(link)
+        rest = (await c.get(f"/api/threads/{thread.id}", params={"before": link})).json()
+        assert len(rest["messages"]) == 7 and rest["earlier"] is None
+        assert (await c.get(f"/api/threads/{thread.id}", params={"before": "x"})).status_code == 400

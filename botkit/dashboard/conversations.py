@@ -65,15 +65,21 @@ async def show_transcript(
     draft: str = "",
     status_code: int = 200,
 ) -> Response:
-    """The transcript page, with an operator's `error` and unsent `draft` if any."""
-    thread, messages, history = await runtime.store.conversations.transcript(thread_id)
+    """A transcript page (`?before=` an id for earlier messages; only the latest page is
+    live), with an operator's `error` and unsent `draft` if any."""
+    before = request.query_params.get("before", "")
+    found = await runtime.store.conversations.transcript(
+        thread_id, int(before) if before.isascii() and before.isdigit() else None
+    )
     context = {
-        "thread": thread,
-        "messages": messages,
-        "history": history,
+        "thread": found and found.thread,
+        "messages": found.messages if found else [],
+        "history": found.history if found else {},
+        "earlier": found and found.earlier,
+        "latest": not before,
         "error": error,
         "draft": draft,
     }
     return pages.render(
-        request, "transcript.html", context, status_code=status_code if thread else 404
+        request, "transcript.html", context, status_code=status_code if found else 404
     )

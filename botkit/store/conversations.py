@@ -10,6 +10,25 @@ from ..db import Row
 from .base import Part, marks
 
 PAGE = 50
+# A transcript page: a long thread is read (and drawn) a part at a time.
+TRANSCRIPT_PAGE = 200
+MAX_ID = 2**63 - 1
+# Messages, each with the id of the MT it answers (found by the gateway id it echoes).
+MESSAGES = """SELECT m.*, (SELECT r.id FROM messages r
+                          WHERE r.direction = 'mt' AND r.gateway_id = m.reply_to
+                          ORDER BY r.id DESC LIMIT 1) AS reply_to_id
+              FROM messages m"""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A page of a thread: its latest messages (before some message), oldest first, the
+    delivery history of each MT, and the id to ask `before` for the page before it."""
+
+    thread: Row
+    messages: list[Row]
+    history: dict[int, list[Row]]
+    earlier: int | None
 
 
 @dataclass(frozen=True)
@@ -113,14 +132,20 @@ class Conversations(Part):
         return rows, cursor
 
     async def transcript(
-        self, thread_id: int
-    ) -> tuple[Row | None, list[Row], dict[int, list[Row]]]:
-        """A thread, its messages in order, and each MT's delivery history."""
+        self, thread_id: int, before: int | None = None, *, limit: int = TRANSCRIPT_PAGE
+    ) -> Transcript | None:
+        """A thread and its latest `limit` messages (those before message `before`), in
+        order, each MT with its delivery history; None if there is no such thread."""
         thread = await self.db.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
         if thread is None:
-            return None, [], {}
-        messages, history = await self._messages(thread_id, "")
-        return thread, messages, history
+            return None
+        rows = await self.db.fetchall(
+            f"""{MESSAGES} WHERE m.thread_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?""",
+            (thread_id, before if before is not None else MAX_ID, limit + 1),
+        )
+        earlier = rows[limit - 1]["id"] if len(rows) > limit else None
+        messages = rows[:limit][::-1]
+        return Transcript(thread, messages, await self._history(messages), earlier)
 
     async def changes(
         self, thread_id: int, since: str
@@ -130,23 +155,15 @@ class Conversations(Part):
         thread = await self.db.fetchone(
             "SELECT * FROM threads WHERE id = ? AND updated_at >= ?", (thread_id, since)
         )
-        messages, history = await self._messages(thread_id, since)
-        return thread, messages, history
-
-    async def _messages(self, thread_id: int, since: str) -> tuple[list[Row], dict[int, list[Row]]]:
-        """A thread's messages updated at or after `since`, in order, each with the id of
-        the MT it answers; and the delivery history of each MT among them."""
         messages = await self.db.fetchall(
-            f"""SELECT m.*, (SELECT r.id FROM messages r
-                             WHERE r.direction = 'mt' AND r.gateway_id = m.reply_to
-                             ORDER BY r.id DESC LIMIT 1) AS reply_to_id
-                FROM messages m WHERE m.thread_id = ? {"AND m.updated_at >= ?" if since else ""}
-                ORDER BY m.id""",
-            (thread_id, since) if since else (thread_id,),
+            f"{MESSAGES} WHERE m.thread_id = ? AND m.updated_at >= ? ORDER BY m.id",
+            (thread_id, since),
         )
+        return thread, messages, await self._history(messages)
+
+    async def _history(self, messages: list[Row]) -> dict[int, list[Row]]:
+        """The delivery receipts of each MT among `messages`, oldest first."""
         history: dict[int, list[Row]] = {}
-        if not messages:
-            return messages, history
         ids = [m["id"] for m in messages if m["direction"] == "mt"]
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -155,7 +172,7 @@ class Conversations(Part):
                 chunk,
             ):
                 history.setdefault(row["message_id"], []).append(row)
-        return messages, history
+        return history
 
 
 def _escape_like(text: str) -> str:
