@@ -1,16 +1,19 @@
-"""Who may see the dashboard and /api, and the safeguards of its forms.
+"""Who may see the dashboard and /api.
 
-Without BOTKIT_DASHBOARD_USER and BOTKIT_DASHBOARD_PASSWORD only loopback clients get in
-(behind a reverse proxy, uvicorn gives the real client from X-Forwarded-For). With both
-set, a request must carry a signed session cookie from the login form, or the
-credentials by HTTP Basic auth (for scripts); they are compared in constant time.
-Every form carries a CSRF token bound to the session, checked on every POST.
+Without BOTKIT_DASHBOARD_USER and BOTKIT_DASHBOARD_PASSWORD only loopback clients that
+ask for this machine by name get in (behind a reverse proxy, uvicorn gives the real
+client from X-Forwarded-For; a proxy that sends none makes every request loopback, so
+set a login there). With both set, a request must carry a signed session cookie from
+the login form, or the credentials by HTTP Basic auth (for scripts). Failed attempts
+of either kind count against the address they came from.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import ipaddress
 import secrets
 import time
@@ -18,8 +21,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -33,44 +34,50 @@ if TYPE_CHECKING:
 REALM = 'Basic realm="botkit", charset="UTF-8"'
 COOKIE = "botkit_session"
 SESSION_AGE = 12 * 3600
+# Who the request acts as (the signed-in or Basic user; None on a dashboard without a
+# login), set by the Guard for the pages (an operator's reply records it).
+USER = "botkit.user"
 
 
 class Sessions:
-    """Starlette's signed-cookie sessions, keyed by the runtime's secret key, which is
-    read from the database when the app starts (so it is looked up on first use)."""
+    """Starlette's signed-cookie sessions, keyed by the runtime's secret key (read from
+    the database when the app starts, so looked up on first use); the cookie is
+    `Secure` on a request that came over HTTPS."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
-        self.inner: SessionMiddleware | None = None
+        self.inner: dict[bool, SessionMiddleware] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.inner is None:
+        if not self.inner:
             if self.runtime.secret_key is None:
                 raise RuntimeError("the app is not started (its lifespan has not run)")
-            self.inner = SessionMiddleware(
-                self.app,
-                secret_key=self.runtime.secret_key,
-                session_cookie=COOKIE,
-                max_age=SESSION_AGE,
-                same_site="lax",
-            )
-        await self.inner(scope, receive, send)
+            for https in (False, True):
+                self.inner[https] = SessionMiddleware(
+                    self.app,
+                    secret_key=self.runtime.secret_key,
+                    session_cookie=COOKIE,
+                    max_age=SESSION_AGE,
+                    same_site="lax",
+                    https_only=https,
+                )
+        await self.inner[scope.get("scheme") in ("https", "wss")](scope, receive, send)
 
 
 class Guard:
     """ASGI middleware that lets in only the requests `refusal` does not refuse; with
     `login` (a route name), a browser without a session is sent to that form instead."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, login: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, login: str | None = None) -> None:
         self.app = app
-        self.settings = settings
+        self.runtime = runtime
         self.login = login
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             request = Request(scope)
-            refused = refusal(request, self.settings)
+            refused = refusal(request, self.runtime.settings, self.runtime.logins)
             if refused is not None and self.login is not None and refused.status_code == 401:
                 # A person at a browser is sent to the login form, and back afterwards.
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -82,24 +89,35 @@ class Guard:
         await self.app(scope, receive, send)
 
 
-def refusal(request: Request, settings: Settings) -> Response | None:
-    """None if the request may see the dashboard and /api; else the response refusing it."""
-    if login_required(settings):
-        if signed_in(request, settings) or _basic_matches(request, settings):
+def refusal(request: Request, settings: Settings, logins: LoginThrottle) -> Response | None:
+    """None if the request may see the dashboard and /api (noting who it acts as in its
+    scope); else the response refusing it."""
+    if not login_required(settings):
+        if _is_loopback(request) and _host_is_local(request):
             return None
         return JSONResponse(
-            {"error": "authentication required"},
-            status_code=401,
-            headers={"WWW-Authenticate": REALM},
+            {
+                "error": "only open to this machine (as localhost or 127.0.0.1); set "
+                "BOTKIT_DASHBOARD_USER and BOTKIT_DASHBOARD_PASSWORD to open it to others"
+            },
+            status_code=403,
         )
-    if _is_loopback(request):
+    if signed_in(request, settings):
+        request.scope[USER] = settings.dashboard_user
         return None
+    basic = _basic_credentials(request)
+    if basic is not None:
+        address = client_address(request)
+        if (wait := logins.wait(address)) > 0:
+            return JSONResponse({"error": too_many(wait)}, status_code=429)
+        if credentials_match(*basic, settings):
+            request.scope[USER] = settings.dashboard_user
+            return None
+        logins.failed(address)
     return JSONResponse(
-        {
-            "error": "only open to this machine; set BOTKIT_DASHBOARD_USER and "
-            "BOTKIT_DASHBOARD_PASSWORD to open it to others with a login"
-        },
-        status_code=403,
+        {"error": "authentication required"},
+        status_code=401,
+        headers={"WWW-Authenticate": REALM},
     )
 
 
@@ -108,65 +126,97 @@ def login_required(settings: Settings) -> bool:
     return bool(settings.dashboard_user and settings.dashboard_password)
 
 
-def signed_in(request: Request, settings: Settings) -> bool:
-    """True if the request's session was signed in as the configured user."""
-    user = request.scope.get("session", {}).get("user")
-    return user is not None and secrets.compare_digest(
-        str(user).encode(), (settings.dashboard_user or "").encode()
+def sign_in(request: Request, settings: Settings) -> None:
+    """Start a new session for the dashboard user (a new CSRF token too: nothing chosen
+    before signing in survives it)."""
+    request.session.clear()
+    request.session.update(
+        user=settings.dashboard_user,
+        proof=_proof(settings),
+        since=int(time.time()),
+        csrf=secrets.token_urlsafe(32),
     )
+
+
+def signed_in(request: Request, settings: Settings) -> bool:
+    """True if the request's session was signed in, under the current password (so
+    changing it ends every session), less than SESSION_AGE ago (however active)."""
+    session = request.scope.get("session", {})
+    proof, since = session.get("proof"), session.get("since")
+    if not isinstance(proof, str) or not isinstance(since, int):
+        return False
+    fresh = 0 <= time.time() - since < SESSION_AGE
+    return fresh and secrets.compare_digest(proof.encode(), _proof(settings).encode())
+
+
+def _proof(settings: Settings) -> str:
+    """A digest of the dashboard credentials, kept in the session (never the password)."""
+    secret = f"{settings.dashboard_user}\n{settings.dashboard_password}".encode()
+    return hmac.new(secret, b"botkit dashboard session", hashlib.sha256).hexdigest()
 
 
 def credentials_match(user: str, password: str, settings: Settings) -> bool:
-    """True if `user` and `password` are the dashboard's. Both are compared every time,
-    so the time taken tells nothing about which was wrong."""
-    user_ok = secrets.compare_digest(user.encode(), (settings.dashboard_user or "").encode())
-    password_ok = secrets.compare_digest(
-        password.encode(), (settings.dashboard_password or "").encode()
-    )
+    """True if `user` and `password` are the dashboard's. Both are compared, as digests
+    of equal length, every time: the time taken tells nothing of either."""
+    user_ok = _same(user, settings.dashboard_user or "")
+    password_ok = _same(password, settings.dashboard_password or "")
     return login_required(settings) and user_ok and password_ok
 
 
-def _basic_matches(request: Request, settings: Settings) -> bool:
-    """True if the Authorization header carries the dashboard credentials (Basic)."""
+def _same(given: str, expected: str) -> bool:
+    digest = hashlib.sha256
+    return secrets.compare_digest(
+        digest(given.encode()).digest(), digest(expected.encode()).digest()
+    )
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    """The user and password of a Basic Authorization header; None if it has none."""
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode()
     except (binascii.Error, ValueError):
-        return False
+        return ("", "")  # an attempt all the same
     user, _, password = decoded.partition(":")
-    return scheme.lower() == "basic" and credentials_match(user, password, settings)
+    return user, password
 
 
-def _is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def too_many(wait: float) -> str:
+    """The refusal of a throttled address, saying for how long."""
+    minutes = int(wait // 60) + 1
+    return f"Too many failed attempts; try again in {minutes} minute{'s' if minutes > 1 else ''}."
+
+
+def _host_is_local(request: Request) -> bool:
+    """True if the request names this machine (localhost, 127.0.0.1, [::1]). Another
+    name from a loopback client is a web page that had its name re-pointed at us
+    (DNS rebinding) to read the dashboard from a browser on this machine."""
+    host = request.headers.get("host", "")
+    name = host if host.endswith("]") else host.rsplit(":", 1)[0]
+    name = name.removeprefix("[").removesuffix("]")
+    if name == "localhost":
+        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
 
-def csrf_token(request: Request) -> str:
-    """The session's CSRF token, made on first use; every form carries it."""
-    token = request.session.get("csrf")
-    if token is None:
-        token = request.session["csrf"] = secrets.token_urlsafe(32)
-    return token
-
-
-async def checked_form(request: Request) -> FormData:
-    """The POSTed form, once its CSRF token is the session's; else 403."""
-    form = await request.form()
-    given = form.get("csrf")
-    expected = request.session.get("csrf")
-    if not isinstance(given, str) or expected is None:
-        raise HTTPException(403, "missing CSRF token: reload the page and try again")
-    if not secrets.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(403, "wrong CSRF token: reload the page and try again")
-    return form
+def _is_loopback(request: Request) -> bool:
+    try:
+        return ipaddress.ip_address(client_address(request)).is_loopback
+    except ValueError:
+        return False
 
 
 class LoginThrottle:
-    """Refuses logins from an address after `limit` failures within `window` seconds."""
+    """Refuses an address after `limit` failed logins within `window` seconds."""
 
     def __init__(self, limit: int = 10, window: float = 900.0) -> None:
         self.limit = limit

@@ -1,6 +1,13 @@
 """/api: JSON for integrations, as private as the dashboard (see access.py).
 
-GET /api/surveys/{name}   a survey's respondents, one row each, and its counts
+    GET /api/conversations    threads by latest activity, filtered as botkit/search.py
+                              reads the query (?after= the previous page's `next`)
+    GET /api/threads/{id}     a thread and its latest messages, each MT with its
+                              deliveries (?before= the previous page's `earlier`)
+    GET /api/surveys/{name}   a survey's respondents, one row each, and its counts
+
+Gateway ids are strings: they are 64-bit, more than a JavaScript number holds exactly.
+A bad parameter gets 400 and {"error": "<name>: <why>"} (app.py's ValidationError handler).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from starlette.routing import Mount, Route
 
 from .access import Guard, Sessions
 from .db import Row
-from .errors import ValidationError
+from .params import whole
 from .search import filters
 from .settings import Settings
 from .store import Store
@@ -31,12 +38,12 @@ def api_routes(settings: Settings, runtime: Runtime) -> Mount:
         "/api",
         routes=[
             Route("/conversations", conversations, methods=["GET"]),
-            Route("/threads/{thread_id:int}", thread, methods=["GET"]),
+            Route("/threads/{thread_id:id}", thread, methods=["GET"]),
             Route("/surveys/{name}", survey_results, methods=["GET"]),
         ],
         middleware=[
             Middleware(Sessions, runtime=runtime),
-            Middleware(Guard, settings=settings),
+            Middleware(Guard, runtime=runtime),
         ],
     )
 
@@ -44,10 +51,7 @@ def api_routes(settings: Settings, runtime: Runtime) -> Mount:
 async def conversations(request: Request) -> Response:
     """A page of conversations, most recently active first, and the cursor of the next."""
     store: Store = request.app.state.runtime.store
-    try:
-        chosen = filters(request.query_params)
-    except ValidationError as exc:
-        return JSONResponse({"error": str(exc)}, 400)
+    chosen = filters(request.query_params)
     after = Cursor.parse(request.query_params.get("after", ""))
     rows, cursor = await store.conversations.page(after, chosen)
     return JSONResponse(
@@ -62,10 +66,7 @@ async def thread(request: Request) -> Response:
     """A thread, its state and data, and a page of its messages with their deliveries."""
     store: Store = request.app.state.runtime.store
     thread_id = request.path_params["thread_id"]
-    before = request.query_params.get("before", "")
-    if before and not (before.isascii() and before.isdigit()):
-        return JSONResponse({"error": "before: must be a message id"}, 400)
-    found = await store.conversations.transcript(thread_id, int(before) if before else None)
+    found = await store.conversations.transcript(thread_id, whole(request.query_params, "before"))
     if found is None:
         return JSONResponse({"error": f"no thread {thread_id}"}, 404)
     return JSONResponse(

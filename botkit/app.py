@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -96,7 +96,11 @@ def create_app(
     ]
     if simulator is not None:
         routes.append(Mount("/simulator", app=simulator.app, name="simulator"))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ValidationError: _bad_parameter},
+    )
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.simulator = simulator
@@ -136,6 +140,13 @@ async def _home(request: Request) -> Response:
     if request.app.state.simulator is not None:
         return RedirectResponse(request.url_for("simulator", path="/"))
     return PlainTextResponse("botkit is running")
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    """A page or /api request with a malformed parameter: 400, naming it."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return PlainTextResponse(f"Bad request: {exc}", status_code=400)
 
 
 async def _healthz(request: Request) -> Response:

@@ -10,6 +10,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 
+from .access import LoginThrottle
 from .bot import Bot
 from .clock import Clock, system_clock
 from .compliance import Compliance
@@ -52,6 +53,7 @@ class Runtime:
         self.dispatcher: Dispatcher | None = None
         self.sender: Sender | None = None
         self.secret_key: str | None = settings.secret_key
+        self.logins = LoginThrottle()
 
     @property
     def store(self) -> Store:

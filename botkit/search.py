@@ -39,6 +39,8 @@ def filters(params: Mapping[str, str]) -> Filters:
     since, until = _day(params, "since"), _day(params, "until")
     if since and until and until < since:
         raise ValidationError("until", "is before since")
+    if until == date.max:
+        raise ValidationError("until", "is past the last day there is")
     return Filters(
         bot=params.get("bot") or None,
         status=status,

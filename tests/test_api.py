@@ -35,7 +35,7 @@ def poll_bot() -> Bot:
 
 def client(harness: Harness, peer: tuple[str, int] = ("127.0.0.1", 50000)) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=harness.app, client=peer)
-    return httpx.AsyncClient(transport=transport, base_url="http://botkit.test")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)>"
 
 def client(harness: Harness, ip: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=harness.app, client=(ip, 1234))
-    return httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers)
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers)
 
 
 async def test_conversations_list_threads_with_their_last_message_escaped():
@@ -65,7 +65,7 @@ async def test_the_dashboard_is_private(settings):
     locked = dataclasses.replace(settings, dashboard_user="ops", dashboard_password="s3cret!")
     async with running(create_app(locked)) as app:
         transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 1234))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             assert (await c.get("/api/surveys/x")).status_code == 401
             login = await c.get("/dashboard/")
             assert login.status_code == 303

@@ -72,7 +72,9 @@ async def test_the_overview_counts_messages_per_day_and_how_mts_fared():
     assert handsets(page) == [FAILED, UNROUTABLE, REJECTED]
     by_handset = {mt["handset"]: mt for mt in mts}
     failed = by_handset[FAILED]
-    assert f'href="http://t/dashboard/threads/{failed["thread_id"]}#m{failed["id"]}"' in page
+    assert (
+        f'href="http://localhost/dashboard/threads/{failed["thread_id"]}#m{failed["id"]}"' in page
+    )
     assert "Failed to queue message" in page
     assert "<td>accepted</td>\n        <td>rejected</td>" in page
 
@@ -81,19 +83,30 @@ async def test_the_overview_counts_messages_per_day_and_how_mts_fared():
     assert "accepted: 3; failed: 1" in chart_name(day, "MTs by send status")
 
 
-async def test_days_are_bounded_and_nonsense_gets_the_default():
+async def test_days_and_pages_that_are_not_numbers_get_a_clear_error():
     async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
-        for days, shown in [
-            ("0", "1 day"),
-            ("9999", "366 days"),
-            ("x", "30 days"),
-            ("", "30 days"),
-        ]:
-            page = await c.get("/dashboard/deliveries", params={"days": days, "before": "y"})
-            assert page.status_code == 200
-            assert f"<h1>Deliveries, last {shown}</h1>" in page.text
+        page = await c.get("/dashboard/deliveries", params={"days": ""})
+        assert page.status_code == 200
+        assert "<h1>Deliveries, last 30 days</h1>" in page.text
         assert "Every MT of the period was delivered or is on its way." in page.text
-        assert 'href="http://t/dashboard/deliveries"' in page.text  # the nav link
+        assert 'href="http://localhost/dashboard/deliveries"' in page.text  # the nav link
+        assert (
+            "<h1>Deliveries, last 1 day</h1>"
+            in (await c.get("/dashboard/deliveries", params={"days": "1"})).text
+        )
+        for name, value in [
+            ("days", "0"),
+            ("days", "367"),
+            ("days", "x"),
+            ("days", "²"),
+            ("days", "9" * 5000),
+            ("before", "y"),
+            ("before", "-1"),
+            ("before", "99999999999999999999"),
+        ]:
+            page = await c.get("/dashboard/deliveries", params={name: value})
+            assert page.status_code == 400, (name, value)
+            assert f"{name}: must be a whole number from 1 to" in page.text
 
 
 async def test_undelivered_mts_page_by_keyset():

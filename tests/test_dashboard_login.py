@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from conftest import ROOT, running
+from conftest import ROOT, eventually, running
 
 from botkit import create_app
 from botkit.settings import Settings
@@ -17,19 +17,23 @@ from botkit.settings import Settings
 OUTSIDE = ("203.0.113.9", 1234)
 
 
-@pytest.fixture
-async def locked(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client from another machine, to an app with a dashboard login."""
-    settings = dataclasses.replace(
+def with_login(settings: Settings) -> Settings:
+    """The example bots, and a dashboard login."""
+    return dataclasses.replace(
         settings,
         bots=str(ROOT / "bots"),
         templates=str(ROOT / "templates"),
         dashboard_user="ops",
         dashboard_password="s3cret!",
     )
-    async with running(create_app(settings)) as app:
+
+
+@pytest.fixture
+async def locked(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client from another machine, to an app with a dashboard login."""
+    async with running(create_app(with_login(settings))) as app:
         transport = httpx.ASGITransport(app=app, client=OUTSIDE)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
 
 
@@ -134,3 +138,96 @@ async def test_the_session_key_is_kept_in_the_database(settings):
 async def test_without_a_login_the_form_says_the_dashboard_is_local(client):
     page = await client.get("/dashboard/login")
     assert "answers only on this machine" in page.text
+
+
+async def test_a_page_that_rebinds_its_name_to_this_machine_gets_nothing(client_for, app):
+    # DNS rebinding: a browser on this machine, sent by evil.example, now resolving
+    # to 127.0.0.1; the request comes from loopback but names evil.example.
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1234))
+    for host, status in [
+        ("evil.example:8000", 403),
+        ("localhost:8000", 200),
+        ("127.0.0.1:8000", 200),
+        ("[::1]:8000", 200),
+    ]:
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
+            assert (await c.get("/dashboard/")).status_code == status, host
+            assert (await c.get("/api/conversations")).status_code == status, host
+
+
+async def test_guessing_by_basic_auth_is_throttled_too(locked):
+    for n in range(10):
+        guess = await locked.get("/api/conversations", auth=("ops", f"guess{n}"))
+        assert guess.status_code == 401
+    right = await locked.get("/api/conversations", auth=("ops", "s3cret!"))
+    assert right.status_code == 429 and "Too many failed attempts" in right.json()["error"]
+    assert (await log_in(locked)).status_code == 429  # the form counts the same failures
+
+
+async def test_an_operator_by_basic_auth_is_named_on_what_they_do(settings):
+    async with running(create_app(with_login(settings))) as app:
+        simulator = app.state.simulator
+        await simulator.send_mo("+61400000001", "hello")
+        threads = app.state.runtime.store.threads
+        thread = await eventually(lambda: threads.latest_for("+61400000001"))
+        transport = httpx.ASGITransport(app=app, client=OUTSIDE)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", auth=("ops", "s3cret!")
+        ) as c:
+            page = await c.get(f"/dashboard/threads/{thread.id}")
+            assert "Reply as ops" in page.text
+            await c.post(f"/dashboard/threads/{thread.id}/pause", data={"csrf": token(page)})
+        paused = await threads.get(thread.id)
+        assert paused.paused_by == "ops"
+
+
+async def test_changing_the_password_ends_every_session(settings):
+    settings = with_login(settings)
+    async with running(create_app(settings)) as app:
+        transport = httpx.ASGITransport(app=app, client=OUTSIDE)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            await log_in(c)
+            cookie = c.cookies["botkit_session"]
+    changed = dataclasses.replace(settings, dashboard_password="n3w-s3cret!")
+    async with running(create_app(changed)) as app:
+        transport = httpx.ASGITransport(app=app, client=OUTSIDE)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            c.cookies.set("botkit_session", cookie)
+            assert (await c.get("/dashboard/")).status_code == 303  # to the form again
+    async with running(create_app(settings)) as app:
+        transport = httpx.ASGITransport(app=app, client=OUTSIDE)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            c.cookies.set("botkit_session", cookie)
+            assert (await c.get("/dashboard/")).status_code == 200  # the same key, password
+
+
+async def test_the_session_cookie_is_secure_over_https(settings):
+    settings = with_login(settings)
+    async with running(create_app(settings)) as app:
+        transport = httpx.ASGITransport(app=app, client=OUTSIDE)
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as c:
+            signed_in = await log_in(c)
+            assert "secure" in signed_in.headers["set-cookie"].lower()
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            signed_in = await log_in(c)
+            assert "secure" not in signed_in.headers["set-cookie"].lower()
+
+
+def test_a_session_lasts_twelve_hours_however_busy(settings):
+    import time
+
+    from starlette.requests import Request
+
+    from botkit.access import SESSION_AGE, _proof, signed_in
+
+    settings = with_login(settings)
+
+    def session(age: float, proof: str = _proof(settings)) -> Request:
+        since = int(time.time() - age)
+        return Request({"type": "http", "session": {"proof": proof, "since": since}})
+
+    assert signed_in(session(0), settings)
+    assert signed_in(session(SESSION_AGE - 60), settings)
+    assert not signed_in(session(SESSION_AGE + 1), settings)
+    assert not signed_in(session(-3600), settings)  # from the future: not ours
+    assert not signed_in(session(0, proof="0" * 64), settings)

@@ -16,7 +16,7 @@ BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 
 def client(harness: Harness) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=harness.app, client=("127.0.0.1", 1234))
-    return httpx.AsyncClient(transport=transport, base_url="http://t")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
 def numbers(page: httpx.Response) -> list[str]:
@@ -141,8 +141,44 @@ async def test_a_thread_as_json(harness):
         assert missing.status_code == 404 and missing.json() == {"error": "no thread 999999"}
 
 
-async def test_a_cursor_that_is_not_one_starts_afresh(harness):
+@pytest.mark.parametrize(
+    ("path", "query", "error"),
+    [
+        ("/dashboard/", {"after": "x~²"}, "after: must be a whole number"),
+        ("/dashboard/", {"after": "~"}, "after: is not the cursor of a page"),
+        ("/dashboard/", {"after": "nonsense"}, "after: is not the cursor of a page"),
+        ("/dashboard/", {"after": "x~99999999999999999999999"}, "after: must be a whole"),
+        ("/dashboard/", {"until": "9999-12-31"}, "until: is past the last day there is"),
+        ("/api/conversations", {"after": "2026~-1"}, "after: must be a whole number"),
+        ("/api/conversations", {"since": "0001-01-01", "until": "9999-12-31"}, "until:"),
+    ],
+)
+async def test_junk_parameters_get_a_clear_error_not_the_first_page(harness, path, query, error):
     async with client(harness) as c:
-        for junk in ("x~²", "~", "2026~-1", "nonsense"):
-            page = await c.get("/dashboard/", params={"after": junk})
-            assert page.status_code == 200 and len(numbers(page)) == 3
+        page = await c.get(path, params=query)
+        assert page.status_code == 400
+        assert error in page.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/threads/99999999999999999999",
+        "/dashboard/threads/99999999999999999999/events",
+        "/api/threads/99999999999999999999",
+        "/api/threads/-1",
+    ],
+)
+async def test_ids_beyond_the_database_are_not_found(harness, path):
+    async with client(harness) as c:
+        assert (await c.get(path)).status_code == 404
+
+
+async def test_a_transcript_page_that_is_not_a_message_id_is_refused(harness):
+    thread = await harness.phone("+61412345678").thread()
+    async with client(harness) as c:
+        for before in ("x", "²", "9" * 5000):
+            page = await c.get(f"/dashboard/threads/{thread.id}", params={"before": before})
+            assert page.status_code == 400 and "before: must be a whole number" in page.text
+            api = await c.get(f"/api/threads/{thread.id}", params={"before": before})
+            assert api.status_code == 400 and api.json()["error"].startswith("before: ")

@@ -91,7 +91,7 @@ async def test_results_chart_each_question_with_rates_and_escaped_free_text():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert HOSTILE not in text
     assert "Cold &amp; late" in text
-    assert 'href="http://t/dashboard/surveys/lunch.csv"' in text
+    assert 'href="http://localhost/dashboard/surveys/lunch.csv"' in text
 
 
 async def test_the_survey_list_has_each_survey_with_its_completion_rate():
@@ -101,14 +101,14 @@ async def test_the_survey_list_has_each_survey_with_its_completion_rate():
         listed = await c.get("/dashboard/surveys/")
     assert "No survey has been started yet." in empty.text
     row = re.search(
-        r'<tr>\s*<td><a href="http://t/dashboard/surveys/lunch">lunch</a></td>(.*?)</tr>',
+        r'<tr>\s*<td><a href="http://localhost/dashboard/surveys/lunch">lunch</a></td>(.*?)</tr>',
         listed.text,
         re.S,
     )
     assert row, listed.text
     cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
     assert cells[:4] == ["5", "3", "1", "60%"]
-    assert 'href="http://t/dashboard/surveys/"' in listed.text  # the nav link
+    assert 'href="http://localhost/dashboard/surveys/"' in listed.text  # the nav link
 
 
 async def test_free_text_answers_are_capped_with_a_count():

@@ -18,7 +18,7 @@ PHONE = "+61400000001"
 
 def client(harness: Harness) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=harness.app, client=("127.0.0.1", 1234))
-    return httpx.AsyncClient(transport=transport, base_url="http://t")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
 async def post(c: httpx.AsyncClient, thread_id: int, action: str, **data: str) -> httpx.Response:
@@ -95,6 +95,10 @@ async def test_stop_still_works_in_a_paused_thread_and_the_operator_cannot_send_
         await post(c, thread.id, "pause")
         await phone.send("STOP")
         assert phone.last.template == "compliance/stopped.txt"
+        page = await c.get(f"/dashboard/threads/{thread.id}")  # STOP ends the takeover too
+        assert "Closed" in page.text and "Hand back to the bot" not in page.text
+        paused = await c.get("/dashboard/", params={"status": "paused"})
+        assert "No conversations match." in paused.text
         received = len(harness.simulator.inbox(PHONE))
 
         assert (await post(c, thread.id, "reply", text="Are you sure?")).status_code == 303
@@ -189,3 +193,48 @@ async def test_a_long_transcript_is_read_a_page_at_a_time():
         rest = (await c.get(f"/api/threads/{thread.id}", params={"before": link})).json()
         assert len(rest["messages"]) == 7 and rest["earlier"] is None
         assert (await c.get(f"/api/threads/{thread.id}", params={"before": "x"})).status_code == 400
+
+
+async def test_a_paused_thread_holds_up_no_other_thread_of_the_handset():
+    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+        harness.simulator.number_sequence = False  # each MO goes to its own number only
+        phone = harness.phone(PHONE)
+        await phone.send("SURVEY", to="4433")
+        first = await phone.thread()
+        await phone.send("SURVEY", to="5544")
+        second = await phone.thread()
+        assert first.id != second.id
+        await post(c, first.id, "pause")
+        await harness.advance(hours=5)  # both surveys' reminders are due
+        reminders = [r for r in phone.replies if r.text.startswith("Reminder:")]
+        assert [r.thread_id for r in reminders] == [second.id]
+
+
+async def test_a_takeover_during_the_bots_turn_silences_its_reply():
+    from botkit import Bot, Context
+
+    bot = Bot("slow")
+    running: list[Harness] = []
+
+    @bot.keyword("SLOW")
+    async def start(ctx: Context) -> None:
+        ctx.reply("Say something.")
+        ctx.state = "talking"
+
+    @bot.state("talking")
+    async def talking(ctx: Context) -> None:
+        # The operator takes the thread over while the handler runs.
+        await running[0].runtime.store.takeover.pause(ctx.thread.id, "sam")
+        ctx.reply("The bot's answer, too late.")
+
+    async with Harness([bot], TEMPLATES) as harness:
+        running.append(harness)
+        phone = harness.phone(PHONE)
+        await phone.send("SLOW")
+        assert await phone.send("hello?") == []
+        thread = await phone.thread()
+        assert thread.paused_by == "sam"
+        mts = await harness.runtime.store.db.fetchall(
+            "SELECT content FROM messages WHERE direction = 'mt'"
+        )
+        assert [m[0] for m in mts] == ["Say something."]

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from .. import params  # noqa: F401  (registers the {name:id} path convertor)
 from ..access import Guard, Sessions
 from ..settings import Settings
 from . import consent, conversations, deliveries, live, login, surveys, takeover
@@ -39,12 +40,12 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
         "/dashboard",
         name="dashboard",
         routes=[
-            *login.routes(pages, settings),
+            *login.routes(pages, runtime),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             Mount(
                 "",
                 routes=private,
-                middleware=[Middleware(Guard, settings=settings, login="dashboard:login")],
+                middleware=[Middleware(Guard, runtime=runtime, login="dashboard:login")],
             ),
         ],
         middleware=[Middleware(Sessions, runtime=runtime)],

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from ..errors import ValidationError
 from ..export import consent_text
 from ..numbers import search_forms
+from ..params import whole
 from ..store.consent import ACTIONS, LedgerFilter, OptOutCursor
 from .pages import HEADERS, Pages
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 # The sources botkit itself records; the filter takes any other too (an import's --source).
 SOURCES = ("sms", "web", "import", "operator")
 FILTERS = ("q", "source", "change")
-# Ledger ids are SQLite integers: a cursor of more digits is not one.
-MAX_ID_DIGITS = 18
 
 
 @dataclass(frozen=True)
@@ -111,10 +110,8 @@ def _search(request: Request) -> Search:
 
 
 def _ledger_cursor(request: Request) -> int | None:
-    """The ledger id of `?after=`, if it is one (else the first page)."""
-    after = request.query_params.get("after", "")
-    digits = after.isascii() and after.isdigit()  # "²".isdigit(), but int() refuses it
-    return int(after) if digits and len(after) <= MAX_ID_DIGITS else None
+    """The ledger id of `?after=` (None: the first page); ValidationError if not one."""
+    return whole(request.query_params, "after")
 
 
 def _sources(chosen: str | None) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import ValidationError
+from ..params import whole
 from ..search import filters
 from ..store.conversations import STATUSES, Cursor
 from .pages import Pages
@@ -37,10 +38,10 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         }
         try:
             chosen = filters(params)
+            after = Cursor.parse(params.get("after", ""))
         except ValidationError as exc:
             context["error"] = str(exc)
             return pages.render(request, "conversations.html", context, status_code=400)
-        after = Cursor.parse(params.get("after", ""))
         context["rows"], cursor = await runtime.store.conversations.page(after, chosen)
         if cursor is not None:
             context["next"] = "?" + urlencode({**params, "after": str(cursor)})
@@ -51,7 +52,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
 
     return [
         Route("/", conversations, methods=["GET"], name="conversations"),
-        Route("/threads/{thread_id:int}", transcript, methods=["GET"], name="transcript"),
+        Route("/threads/{thread_id:id}", transcript, methods=["GET"], name="transcript"),
     ]
 
 
@@ -67,16 +68,14 @@ async def show_transcript(
 ) -> Response:
     """A transcript page (`?before=` an id for earlier messages; only the latest page is
     live), with an operator's `error` and unsent `draft` if any."""
-    before = request.query_params.get("before", "")
-    found = await runtime.store.conversations.transcript(
-        thread_id, int(before) if before.isascii() and before.isdigit() else None
-    )
+    before = whole(request.query_params, "before")
+    found = await runtime.store.conversations.transcript(thread_id, before)
     context = {
         "thread": found and found.thread,
         "messages": found.messages if found else [],
         "history": found.history if found else {},
         "earlier": found and found.earlier,
-        "latest": not before,
+        "latest": before is None,
         "error": error,
         "draft": draft,
     }

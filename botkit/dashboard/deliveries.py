@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..params import whole
 from .charts import bar_chart, grouped_bar_chart
 from .pages import Pages
 
@@ -24,8 +25,8 @@ DAYS, MAX_DAYS = 30, 366
 def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     async def deliveries(request: Request) -> Response:
         overview = runtime.store.overview
-        days = whole(request.query_params.get("days", ""), DAYS, 1, MAX_DAYS)
-        before = whole(request.query_params.get("before", ""), 0, 1, 2**63 - 1) or None
+        days = whole(request.query_params, "days", default=DAYS, high=MAX_DAYS)
+        before = whole(request.query_params, "before")
         per_day = await overview.per_day(days)
         sent, delivered = await overview.outcomes(days)
         rows, next_before = await overview.undelivered(days, before)
@@ -44,11 +45,3 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         return pages.render(request, "deliveries.html", context)
 
     return [Route("/deliveries", deliveries, methods=["GET"], name="deliveries")]
-
-
-def whole(text: str, default: int, low: int, high: int) -> int:
-    """A query parameter as a whole number within [low, high], or `default` when it is
-    missing or not a number (a hand-edited URL gets a page, not an error)."""
-    if not text.isdigit():
-        return default
-    return min(max(int(text), low), high)

@@ -43,7 +43,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    return [Route("/threads/{thread_id:int}/events", events, methods=["GET"], name="events")]
+    return [Route("/threads/{thread_id:id}/events", events, methods=["GET"], name="events")]
 
 
 async def _changes(

@@ -8,21 +8,30 @@ POST /dashboard/logout    csrf: the session ends
 from __future__ import annotations
 
 import logging
-import secrets
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..access import LoginThrottle, checked_form, credentials_match, login_required
-from ..settings import Settings
+from ..access import (
+    client_address,
+    credentials_match,
+    login_required,
+    sign_in,
+    too_many,
+)
+from ..csrf import checked_form
 from .pages import Pages
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger("botkit.dashboard")
 
 
-def routes(pages: Pages, settings: Settings) -> list[Route]:
-    throttle = LoginThrottle()
+def routes(pages: Pages, runtime: Runtime) -> list[Route]:
+    settings, throttle = runtime.settings, runtime.logins
 
     def form(request: Request, next_url: str, error: str = "", status: int = 200) -> Response:
         context = {"next": next_url, "error": error, "enabled": login_required(settings)}
@@ -31,10 +40,10 @@ def routes(pages: Pages, settings: Settings) -> list[Route]:
     async def show(request: Request) -> Response:
         return form(request, _local(request, request.query_params.get("next", "")))
 
-    async def sign_in(request: Request) -> Response:
+    async def log_in(request: Request) -> Response:
         data = await checked_form(request)
         next_url = _local(request, str(data.get("next", "")))
-        address = request.client.host if request.client else ""
+        address = client_address(request)
         if not login_required(settings):
             return form(
                 request,
@@ -43,35 +52,26 @@ def routes(pages: Pages, settings: Settings) -> list[Route]:
                 400,
             )
         if (wait := throttle.wait(address)) > 0:
-            minutes = int(wait // 60) + 1
-            return form(
-                request,
-                next_url,
-                f"Too many failed attempts; try again in "
-                f"{minutes} minute{'s' if minutes != 1 else ''}.",
-                429,
-            )
+            return form(request, next_url, too_many(wait), 429)
         user, password = str(data.get("user", "")), str(data.get("password", ""))
         if not credentials_match(user, password, settings):
             throttle.failed(address)
             log.warning("dashboard login failed from %s", address)
             return form(request, next_url, "Wrong user name or password.", 401)
         throttle.succeeded(address)
-        # A new session (and CSRF token) on signing in: none chosen before it survives.
-        request.session.clear()
-        request.session.update(user=user, csrf=secrets.token_urlsafe(32))
+        sign_in(request, settings)
         log.info("dashboard login: %s from %s", user, address)
         return RedirectResponse(next_url, 303)
 
-    async def sign_out(request: Request) -> Response:
+    async def log_out(request: Request) -> Response:
         await checked_form(request)
         request.session.clear()
         return RedirectResponse(request.url_for("dashboard:login"), 303)
 
     return [
         Route("/login", show, methods=["GET"], name="login"),
-        Route("/login", sign_in, methods=["POST"]),
-        Route("/logout", sign_out, methods=["POST"], name="logout"),
+        Route("/login", log_in, methods=["POST"]),
+        Route("/logout", log_out, methods=["POST"], name="logout"),
     ]
 
 

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from ..access import csrf_token, login_required
+from ..access import USER, login_required
+from ..csrf import csrf_token
 from ..settings import Settings
 
 BUILT_IN = Path(__file__).resolve().parent.parent / "templates"
@@ -59,6 +60,7 @@ class Pages:
         return {
             "csrf": csrf_token(request),
             "user": request.session.get("user"),
+            "operator": request.scope.get(USER) or "localhost",
             "login": login_required(self.settings),
             **context,
         }

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..access import checked_form
+from ..access import USER
+from ..csrf import checked_form
 from ..sms import measure
 from .conversations import show_transcript
 from .pages import Pages
@@ -85,15 +86,16 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         return _back(request, thread_id)
 
     return [
-        Route("/threads/{thread_id:int}/reply", reply, methods=["POST"], name="reply"),
-        Route("/threads/{thread_id:int}/pause", pause, methods=["POST"], name="pause"),
-        Route("/threads/{thread_id:int}/resume", resume, methods=["POST"], name="resume"),
+        Route("/threads/{thread_id:id}/reply", reply, methods=["POST"], name="reply"),
+        Route("/threads/{thread_id:id}/pause", pause, methods=["POST"], name="pause"),
+        Route("/threads/{thread_id:id}/resume", resume, methods=["POST"], name="resume"),
     ]
 
 
 def operator(request: Request) -> str:
-    """Who is acting: the signed-in user, or `localhost` on a dashboard without a login."""
-    return request.session.get("user") or "localhost"
+    """Who is acting: the signed-in (or Basic) user, or `localhost` on a dashboard
+    without a login."""
+    return request.scope.get(USER) or "localhost"
 
 
 def _problem(text: str) -> str | None:

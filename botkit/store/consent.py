@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from ..clock import stamp
 from ..db import Row, Tx
+from ..errors import ValidationError
 from ..messages import ConsentChange
 from .base import Part
 
@@ -92,9 +93,14 @@ class OptOutCursor(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> OptOutCursor | None:
-        """From `str(cursor)`; None for text that is not one (a page then starts afresh)."""
+        """From `str(cursor)` (None for no text); ValidationError for text that is not
+        one, rather than the first page again."""
+        if not text:
+            return None
         parts = text.split("~")
-        return cls(*parts) if len(parts) == len(cls._fields) and all(parts) else None
+        if len(parts) == len(cls._fields) and all(parts):
+            return cls(*parts)
+        raise ValidationError("optouts_after", "is not the cursor of a page")
 
 
 class Consent(Part):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..db import Row
+from ..errors import ValidationError
+from ..params import whole
 from .base import Part, marks
 
 PAGE = 50
@@ -43,10 +45,14 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str) -> Cursor | None:
-        """From `str(cursor)`; None for text that is not one (a page then starts afresh)."""
+        """From `str(cursor)` (None for no text); ValidationError for text that is not
+        one, rather than the first page again (a client could loop for ever)."""
+        if not text:
+            return None
         stamp, _, thread_id = text.rpartition("~")
-        digits = thread_id.isascii() and thread_id.isdigit()  # not "²", which int() refuses
-        return cls(stamp, int(thread_id)) if stamp and digits else None
+        if stamp:
+            return cls(stamp, whole({"after": thread_id}, "after"))
+        raise ValidationError("after", "is not the cursor of a page")
 
 
 STATUSES = ("open", "paused", "closed")

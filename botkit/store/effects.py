@@ -56,6 +56,8 @@ async def commit(tx: Tx, effects: Effects, now: str) -> list[int]:
             await timers.schedule(tx, thread.id, thread.handset, timer, now)
     for write in effects.writes:
         await write(tx, thread, now)
+    if effects.replies and await threads.paused(tx, thread.id):
+        return []  # an operator took the thread over while its bot was busy: they answer
     return [
         await outbox.enqueue(tx, thread, reply, effects.message_class, effects.source, now)
         for reply in effects.replies

@@ -80,16 +80,28 @@ async def save(tx: Tx, thread: Thread, now: str) -> None:
         return
     await tx.execute(
         """UPDATE threads SET state = ?, data = ?, status = ?, updated_at = ?,
-               closed_at = coalesce(closed_at, ?)
+               closed_at = coalesce(closed_at, ?),
+               paused_by = CASE WHEN ? IS NULL THEN paused_by END,
+               paused_at = CASE WHEN ? IS NULL THEN paused_at END
            WHERE id = ?""",
-        (thread.state, data, thread.status, now, closed_at, thread.id),
+        (thread.state, data, thread.status, now, closed_at, closed_at, closed_at, thread.id),
+    )
+
+
+async def paused(tx: Tx, thread_id: int) -> bool:
+    """True if an operator has the thread (read inside the transaction that commits a
+    bot's replies, so that a takeover during the handler's run silences them)."""
+    return bool(
+        await tx.fetchval("SELECT paused_by IS NOT NULL FROM threads WHERE id = ?", (thread_id,))
     )
 
 
 async def close(tx: Tx, thread_id: int, now: str) -> None:
-    """Close an open thread (another bot's conversation replaces it)."""
+    """Close an open thread (another bot's conversation replaces it, or STOP ends it);
+    an operator who had taken it over no longer has it."""
     await tx.execute(
-        """UPDATE threads SET status = 'closed', state = NULL, updated_at = ?, closed_at = ?
+        """UPDATE threads SET status = 'closed', state = NULL, updated_at = ?, closed_at = ?,
+               paused_by = NULL, paused_at = NULL
            WHERE id = ? AND status = 'open'""",
         (now, now, thread_id),
     )

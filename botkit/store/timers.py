@@ -61,11 +61,12 @@ class Timers(Part):
                    WHERE t.state = 'pending' AND t.due_at <= ?
                      AND (t.claimed_until IS NULL OR t.claimed_until < ?)
                      AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.handset = t.handset)
-                     AND NOT EXISTS (SELECT 1 FROM threads th
-                                     WHERE th.id = t.thread_id AND th.paused_by IS NOT NULL)
                      AND t.id = (SELECT min(id) FROM timers o
                                  WHERE o.handset = t.handset AND o.state = 'pending'
-                                   AND o.due_at <= ?)
+                                   AND o.due_at <= ?
+                                   -- a thread an operator took over: its timers wait
+                                   AND NOT EXISTS (SELECT 1 FROM threads th
+                                       WHERE th.id = o.thread_id AND th.paused_by IS NOT NULL))
                    ORDER BY t.due_at, t.id LIMIT ?""",
                 (now, now, now, limit + len(exclude)),
             )
