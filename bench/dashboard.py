@@ -17,27 +17,21 @@ import asyncio
 import contextlib
 import html
 import json
-import math
-import os
-import platform
 import re
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import fill
 import httpx
+from common import BOTKIT, ROOT, free_port, machine, ms, percentile, process
 
 from botkit.db import Database
 from botkit.migrations import MIGRATIONS
@@ -45,8 +39,6 @@ from botkit.search import filters
 from botkit.store import Store
 from botkit.store.conversations import Conversations, Cursor
 
-ROOT = Path(__file__).resolve().parent.parent
-BOTKIT = str(Path(sys.executable).parent / "botkit")
 WARM_UP = 3
 DEEP = 20
 NEXT = re.compile(r'<a rel="next" href="([^"]*)"')
@@ -70,17 +62,17 @@ class Measure:
 
     def figures(self, floor: float) -> dict[str, Any]:
         """Median and p95 in ms, the median as a multiple of `floor` (ms), the store's."""
-        median = _ms(statistics.median(self.times))
+        median = ms(statistics.median(self.times))
         store = self.store_times or None
         return {
             "name": self.name,
             "path": self.path,
             "samples": len(self.times),
             "median_ms": median,
-            "p95_ms": _ms(p95(self.times)),
+            "p95_ms": ms(p95(self.times)),
             "x_healthz": round(median / floor, 1),
-            "store_median_ms": store and _ms(statistics.median(store)),
-            "store_p95_ms": store and _ms(p95(store)),
+            "store_median_ms": store and ms(statistics.median(store)),
+            "store_p95_ms": store and ms(p95(store)),
             "bytes": self.size,
         }
 
@@ -170,46 +162,11 @@ def serving(db: Path) -> Iterator[str]:
     """`botkit run` on `db` at a free loopback port, stopped afterwards; its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    # None of the caller's BOTKIT_* settings: the simulator as gateway, no dashboard login.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTKIT_")}
     command = [BOTKIT, "run", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--bots", str(ROOT / "bots"), "--templates", str(ROOT / "templates")]
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
-        # cwd: no botkit.toml of this checkout is read.
-        process = subprocess.Popen(
-            command, env=env, cwd=db.parent, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_for(f"{base}/healthz", process, log)
-            yield base
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes], log: IO[str], timeout: float = 60) -> None:
-    """Wait until `url` answers; if the server exits first, fail with what it printed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"botkit run exited with {process.returncode}:\n{log.read()}")
-        with contextlib.suppress(httpx.TransportError):
-            httpx.get(url, timeout=1.0)
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
+    # cwd: no botkit.toml of this checkout is read.
+    with process(command, f"{base}/healthz", cwd=db.parent):
+        yield base
 
 
 def timed(client: httpx.Client, measure: Measure, repeat: int) -> None:
@@ -312,10 +269,10 @@ def report(
 ) -> dict[str, Any]:
     """Print the table; return every figure with the machine's description."""
     healthz = statistics.median(floor.times)
-    figures = [m.figures(_ms(healthz)) for m in (floor, *measures)]
+    figures = [m.figures(ms(healthz)) for m in (floor, *measures)]
     first = next(f for f in figures if f["name"] == "first page")["store_median_ms"]
     print(
-        f"\nbaselines (same run, median): GET /healthz {_ms(healthz)} ms; "
+        f"\nbaselines (same run, median): GET /healthz {ms(healthz)} ms; "
         f"first-page query in-process {first} ms"
     )
     print(f"{repeat} timed requests a page after {WARM_UP} warm-up; the walk times each once\n")
@@ -332,21 +289,8 @@ def report(
         "database": {**info, "bytes": db.stat().st_size},
         "repeat": repeat,
         "warm_up": WARM_UP,
-        "baselines": {"healthz_ms": _ms(healthz), "first_page_store_ms": first},
+        "baselines": {"healthz_ms": ms(healthz), "first_page_store_ms": first},
         "measurements": figures,
-    }
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpuinfo = Path("/proc/cpuinfo")
-    models = re.findall(r"model name\s*:\s*(.+)", cpuinfo.read_text()) if cpuinfo.exists() else []
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": models[0] if models else platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
     }
 
 
@@ -361,13 +305,7 @@ def keep(db: Path, target: Path) -> None:
 
 def p95(times: list[float]) -> float:
     """The 95th percentile by nearest rank (the largest of fewer than 20 samples)."""
-    ordered = sorted(times)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def _ms(seconds: float) -> float:
-    """Seconds as milliseconds, to two places."""
-    return round(seconds * 1000, 2)
+    return percentile(times, 95)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""What the benchmarks share: servers on free loopback ports, their peak memory,
+percentiles, and a description of the machine the figures come from."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BOTKIT = str(Path(sys.executable).parent / "botkit")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def process(
+    command: Sequence[str], url: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` until the block ends (SIGINT, then SIGKILL after 30 s), once `url`
+    answers. None of the caller's BOTKIT_* settings reach it unless `env` gives them."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BOTKIT_")}
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
+        started = subprocess.Popen(
+            list(command), env={**clean, **(env or {})}, cwd=cwd, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for(url, started, log)
+            yield started
+        finally:
+            started.send_signal(signal.SIGINT)
+            try:
+                started.wait(30)
+            except subprocess.TimeoutExpired:
+                started.kill()
+                started.wait()
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], log: IO[str], timeout: float = 60) -> None:
+    """Wait until `url` answers; if the server exits first, fail with what it printed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"{process.args} exited with {process.returncode}:\n{log.read()}")
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=1.0)
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The most memory the process has held so far (VmHWM), in MiB; None off Linux."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.MULTILINE)
+    return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The `p`th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def ms(seconds: float) -> float:
+    """Seconds as milliseconds, to two places."""
+    return round(seconds * 1000, 2)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = re.findall(r"model name\s*:\s*(.+)", cpuinfo.read_text()) if cpuinfo.exists() else []
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": models[0] if models else platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
