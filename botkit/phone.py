@@ -1,8 +1,9 @@
 """The simulator's phone page: one handset's conversation with the bot, and a box to text it.
 
 The page polls `api/handsets/{number}` for the conversation and posts to
-`api/handsets/{number}/send`; every URL is relative, so it works at `/` and mounted
-under a prefix such as `/simulator/`. When the app runs the simulator, the page links to
+`api/handsets/{number}/send` (`api/messages` and `api/mos` list every MT and MO, for
+tests); every URL is relative, so it works at `/` and mounted under a prefix such as
+`/simulator/`. When the app runs the simulator, the page links to
 its dashboard and to the transcript of the handset's latest thread. Handset text is
 untrusted: the template autoescapes and the script builds the DOM with textContent,
 under a CSP that forbids inline script.
@@ -55,6 +56,7 @@ class PhonePage:
         return [
             Route("/", self.page, methods=["GET"]),
             Route("/api/messages", self.all_sent, methods=["GET"]),
+            Route("/api/mos", self.all_mos, methods=["GET"]),
             Route("/api/handsets/{number}", self.conversation, methods=["GET"]),
             Route("/api/handsets/{number}/send", self.send, methods=["POST"]),
             Mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static"),
@@ -89,6 +91,21 @@ class PhonePage:
             for m in self.simulator.sent
         ]
         return JSONResponse({"messages": sent}, headers=HEADERS)
+
+    async def all_mos(self, request: Request) -> Response:
+        """GET api/mos: every MO a handset sent, with the app's answer to each callback
+        attempt (null: unreachable) and whether delivery is still under way."""
+        mos = [
+            {
+                "id": str(mo.id),
+                "source": mo.source,
+                "content": mo.content,
+                "answers": [] if mo.callback is None else mo.callback.answers,
+                "pending": mo.pending,
+            }
+            for mo in self.simulator.mos
+        ]
+        return JSONResponse({"mos": mos}, headers=HEADERS)
 
     async def conversation(self, request: Request) -> Response:
         """GET api/handsets/{number}: the conversation as JSON (ids as strings: 64-bit)."""

@@ -6,7 +6,33 @@
 
 It answers `GET /message` as the spec says (v1 and v2 error codes, 64-bit signed ids), then
 delivers DLRs for each accepted MT and MOs from simulated handsets as GET callbacks, retried
-until the app answers 200. Everything it accepted and sent is recorded for tests to inspect.
+with the same parameters until the app answers 200. Everything it accepted and sent is
+recorded for tests to inspect.
+
+Faults: `simulator.fail(status=503, requests=3)` makes the gateway fail for a while, then
+be healthy again (`heal()` ends it at once). A fault answers each send request with
+`status` (429 or a 5xx) instead of the message id, after holding it `delay` seconds (a
+delay beyond the client's timeout is a timeout; a delay alone is a slow gateway); it lasts
+`requests` requests or `seconds` seconds (the first to run out), or until healed. Whether
+the message was accepted is what a real gateway would have done:
+
+- 503, 429: never accepted. The gateway says it did not take the request on, before
+  checking anything; a client may resend.
+- 500 (any other 5xx): accepted by default (`accept=False` for one that failed before
+  queuing). The gateway queued the message and then failed to answer: it is delivered
+  and its DLRs come, so a client that resends delivers it twice.
+- a delay with no status (slow, or a timeout): accepted on arrival, answered late with its
+  id; its DLRs may come before the answer.
+- a delay with a status: a timeout before (`accept=False`) or after queuing.
+- connection refused is not a fault of this app (a socket is uvicorn's to close, and a
+  closed one takes the lifespan with it): put a TCP relay in front and switch it off, as
+  the tests do (tests/servers.py).
+
+Over HTTP (`botkit simulator`), JSON endpoints for tests and operators:
+`POST /api/faults` with a JSON object of `fail`'s arguments (`{"status": 503, "seconds": 2}`)
+starts a fault and answers it; `GET /api/faults` shows the current one (or null);
+`DELETE /api/faults` heals. `GET /api/requests` lists every send request and its answer,
+`GET /api/messages` every MT accepted, `GET /api/mos` every MO with its callback attempts.
 """
 
 from __future__ import annotations
@@ -16,18 +42,21 @@ import base64
 import contextlib
 import ipaddress
 import itertools
+import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from .errors import ValidationError
@@ -41,6 +70,8 @@ CALLBACK_TIMEOUT = httpx.Timeout(5.0)
 # Ids start above 2**32 so 32-bit bugs show, and grow with the clock so a restarted
 # simulator does not reuse the ids an app already stored (it deduplicates MOs on them).
 FIRST_ID = 2**32
+# A gateway answering these did not take the request on (overloaded, throttled).
+NOT_TAKEN = (429, 503)
 
 logger = logging.getLogger("botkit.simulator")
 
@@ -77,6 +108,7 @@ class SimMO:
     answer: int | None = None  # the app's final HTTP status; None if it was never reached
     pending: bool = True  # True until delivery succeeded or gave up
     created_at: float = field(default_factory=time.time)
+    callback: SimCallback | None = None  # its delivery attempts, once they started
 
 
 @dataclass
@@ -86,6 +118,66 @@ class SimCallback:
     kind: str  # "dlr" or "mo"
     params: dict[str, str]
     answers: list[int | None] = field(default_factory=list)  # None: the app was unreachable
+
+
+@dataclass
+class SimRequest:
+    """One send request and the gateway's answer to it (`message_id` when it accepted)."""
+
+    destination: str | None
+    reference: str | None
+    status: int
+    message_id: int | None
+    faulted: bool  # answered by a fault
+
+
+@dataclass
+class Fault:
+    """How the gateway fails each send request while the fault lasts (module docstring)."""
+
+    status: int | None = None
+    delay: float = 0.0
+    accept: bool | None = None  # None: the default for `status`
+    requests: int | None = None
+    seconds: float | None = None
+    answered: int = 0  # requests it took so far
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.status is not None and not (self.status == 429 or 500 <= self.status <= 599):
+            raise ValueError(f"status {self.status!r}: a fault answers 429 or a 5xx")
+        if self.accept is None:
+            self.accept = self.status not in NOT_TAKEN
+        if self.accept and self.status in NOT_TAKEN:
+            raise ValueError(f"a {self.status} means the gateway did not take the message")
+        if self.status is None and not self.accept:
+            raise ValueError("a message the gateway did not accept needs an error status")
+        if not (math.isfinite(self.delay) and self.delay >= 0):
+            raise ValueError("delay must be a number of seconds, at least 0")
+        if self.status is None and not self.delay:
+            raise ValueError("a fault needs a status, a delay, or both")
+        if self.requests is not None and self.requests < 1:
+            raise ValueError("requests must be at least 1")
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise ValueError("seconds must be a positive number")
+
+    def over(self) -> bool:
+        """Whether the fault has run out: the gateway is healthy again."""
+        if self.requests is not None and self.answered >= self.requests:
+            return True
+        return self.seconds is not None and time.monotonic() - self.started >= self.seconds
+
+    def take(self) -> bool:
+        """Count one more request against the fault; False once it has run out."""
+        if self.over():
+            return False
+        self.answered += 1
+        return True
+
+    def as_json(self) -> dict[str, Any]:
+        """The fault's settings, how many requests it answered, and whether it is over."""
+        keys = ("status", "delay", "accept", "requests", "seconds", "answered")
+        return {**{key: getattr(self, key) for key in keys}, "over": self.over()}
 
 
 class Simulator:
@@ -105,6 +197,7 @@ class Simulator:
         http: httpx.AsyncClient | None = None,
         callback_retries: int = 5,
         callback_backoff: float = 0.05,
+        callback_backoff_cap: float = 1.0,
         fate: Sequence[str] = DEFAULT_FATE,
         dashboard: str | None = None,
     ) -> None:
@@ -120,18 +213,26 @@ class Simulator:
         self.dlr_delay = dlr_delay
         self.callback_retries = callback_retries
         self.callback_backoff = callback_backoff
+        self.callback_backoff_cap = callback_backoff_cap
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=CALLBACK_TIMEOUT)
         self.sent: list[SimMessage] = []
         self.sent_by_id: dict[int, SimMessage] = {}
         self.mos: list[SimMO] = []
         self.callbacks: list[SimCallback] = []
+        self.requests: list[SimRequest] = []
+        self.fault: Fault | None = None
         self._fates: dict[str, tuple[str, ...]] = {}
         self.default_fate = _checked(fate)
         self._unroutable: set[str] = set()
         self._ids = itertools.count(FIRST_ID + time.time_ns() // 1000)
         self._tasks: set[asyncio.Task[None]] = set()
-        routes = [Route("/message", self._message), *PhonePage(self).routes()]
+        routes = [
+            Route("/message", self._message),
+            Route("/api/faults", self._faults, methods=["GET", "POST", "DELETE"]),
+            Route("/api/requests", self._requests, methods=["GET"]),
+            *PhonePage(self).routes(),
+        ]
         self.app = Starlette(routes=routes, lifespan=self._lifespan)
 
     def __repr__(self) -> str:
@@ -144,6 +245,25 @@ class Simulator:
     def set_unroutable(self, destination: str) -> None:
         """Make the gateway refuse MTs to `destination` with "Failed to queue message"."""
         self._unroutable.add(international(destination))
+
+    def fail(
+        self,
+        *,
+        status: int | None = None,
+        delay: float = 0.0,
+        accept: bool | None = None,
+        requests: int | None = None,
+        seconds: float | None = None,
+    ) -> Fault:
+        """Fail send requests from now on, as the module docstring says, until the fault
+        runs out or `heal()`; replaces the current fault. ValueError for an impossible one."""
+        self.fault = Fault(status, delay, accept, requests, seconds)
+        logger.warning("gateway fault: %s", self.fault.as_json())
+        return self.fault
+
+    def heal(self) -> None:
+        """End the current fault: the gateway is healthy again."""
+        self.fault = None
 
     def inbox(self, number: str) -> list[SimMessage]:
         """Return the MTs sent to one handset, oldest first."""
@@ -199,23 +319,75 @@ class Simulator:
         await self.aclose()
 
     async def _message(self, request: Request) -> PlainTextResponse:
-        """GET /message: queue an MT, or answer the spec's error for this version."""
+        """GET /message: queue an MT and answer its id or the spec's error, unless a fault
+        answers instead (queuing it first when the fault accepts it)."""
+        query = request.query_params
+        fault = self.fault if self.fault is not None and self.fault.take() else None
+        response, message = PlainTextResponse(""), None
+        if fault is None or fault.accept:
+            response, message = self._answer(request)
+        if fault is not None:
+            await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                response = PlainTextResponse(HTTPStatus(fault.status).phrase, fault.status)
+        self.requests.append(
+            SimRequest(
+                destination=query.get("destination"),
+                reference=query.get("reference"),
+                status=response.status_code,
+                message_id=None if message is None else message.id,
+                faulted=fault is not None,
+            )
+        )
+        return response
+
+    def _answer(self, request: Request) -> tuple[PlainTextResponse, SimMessage | None]:
+        """The spec's answer to a send request, and the MT when it was queued."""
         query = request.query_params
         v2 = query.get("version") == "2"  # the spec's default is 1; only 2 changes the codes
         refused = 400 if v2 else 500
         if not self._authorised(request):
-            return PlainTextResponse(AUTH_TEXT, 401 if v2 else 500)
+            return PlainTextResponse(AUTH_TEXT, 401 if v2 else 500), None
         for name in ("content", "destination"):
             if not query.get(name):
-                return PlainTextResponse(f"ERROR Missing {name} parameter", refused)
+                return PlainTextResponse(f"ERROR Missing {name} parameter", refused), None
         if query.get("class") and query.get("source"):
-            return PlainTextResponse(QUEUE_TEXT, refused)
+            return PlainTextResponse(QUEUE_TEXT, refused), None
         if query.get("mask") and not query.get("class"):
-            return PlainTextResponse("ERROR Missing class parameter", refused)
+            return PlainTextResponse("ERROR Missing class parameter", refused), None
         message = self._queue(query)
         if message is None:
-            return PlainTextResponse(QUEUE_TEXT, refused)
-        return PlainTextResponse(str(message.id))
+            return PlainTextResponse(QUEUE_TEXT, refused), None
+        return PlainTextResponse(str(message.id)), message
+
+    async def _faults(self, request: Request) -> JSONResponse:
+        """GET, POST (a JSON object of `fail`'s arguments) or DELETE /api/faults."""
+        if request.method == "POST":
+            # Requiring JSON keeps cross-site HTML forms (which cannot send it) out.
+            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+                return JSONResponse({"error": "send JSON"}, 415)
+            try:
+                self.fail(**_fault_arguments(await request.body()))
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        elif request.method == "DELETE":
+            self.heal()
+        fault = self.fault
+        return JSONResponse({"fault": None if fault is None else fault.as_json()})
+
+    async def _requests(self, request: Request) -> JSONResponse:
+        """GET /api/requests: every send request and its answer (ids as strings: 64-bit)."""
+        answers = [
+            {
+                "destination": r.destination,
+                "reference": r.reference,
+                "status": r.status,
+                "message_id": None if r.message_id is None else str(r.message_id),
+                "faulted": r.faulted,
+            }
+            for r in self.requests
+        ]
+        return JSONResponse({"requests": answers})
 
     def _authorised(self, request: Request) -> bool:
         """Whether the caller's IP is allowed and the credentials match (in constant time)."""
@@ -284,7 +456,7 @@ class Simulator:
         params = {"id": str(message.id), "status": status}
         if message.reference is not None:
             params["reference"] = message.reference
-        await self._callback("dlr", self.dlr_url, params)
+        await self._callback(self.dlr_url, SimCallback("dlr", params))
 
     def _new_mo(
         self,
@@ -337,22 +509,25 @@ class Simulator:
                 params["reference"] = mo.reference
             if mo.binary:
                 params["encoding"] = "base64"
-            mo.answer = await self._callback("mo", self.mo_url, params)
+            mo.callback = SimCallback("mo", params)
+            mo.answer = await self._callback(self.mo_url, mo.callback)
         finally:
             mo.pending = False
 
-    async def _callback(self, kind: str, url: str, params: dict[str, str]) -> int | None:
-        """GET `url` until it answers 200, at most 1 + callback_retries times; the last answer."""
-        record = SimCallback(kind, params)
+    async def _callback(self, url: str, record: SimCallback) -> int | None:
+        """GET `url` with the record's parameters until it answers 200, at most
+        1 + callback_retries times, backing off up to the cap; the last answer."""
         self.callbacks.append(record)
         for attempt in range(self.callback_retries + 1):
             if attempt:
-                await asyncio.sleep(self.callback_backoff * 2 ** (attempt - 1))
+                pause = self.callback_backoff * 2 ** min(attempt - 1, 30)
+                await asyncio.sleep(min(self.callback_backoff_cap, pause))
             try:
-                response = await self._http.get(url, params=params)
+                response = await self._http.get(url, params=record.params)
             except httpx.RequestError as exc:
                 # The URL holds the app's callback token: name the callback, not the URL.
-                logger.info("%s callback %s: %s", kind, params["id"], type(exc).__name__)
+                error = type(exc).__name__
+                logger.info("%s callback %s: %s", record.kind, record.params["id"], error)
                 record.answers.append(None)
                 continue
             record.answers.append(response.status_code)
@@ -370,6 +545,31 @@ class Simulator:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("simulator task failed", exc_info=task.exception())
+
+
+def _fault_arguments(body: bytes) -> dict[str, Any]:
+    """`fail`'s arguments from a JSON object, type-checked; ValueError naming the bad one."""
+    try:
+        given = json.loads(body)
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(given, dict):
+        raise ValueError("send a JSON object")
+    types: dict[str, tuple[type, ...]] = {
+        "status": (int,),
+        "delay": (int, float),
+        "accept": (bool,),
+        "requests": (int,),
+        "seconds": (int, float),
+    }
+    for key, value in given.items():
+        if key not in types:
+            raise ValueError(f"unknown key {key!r}; known: {sorted(types)}")
+        if value is None and key != "delay":  # null: the default
+            continue
+        if isinstance(value, bool) is not (bool in types[key]) or not isinstance(value, types[key]):
+            raise ValueError(f"{key}: {value!r} is not a {types[key][0].__name__}")
+    return given
 
 
 def _same(given: str, expected: str) -> bool:

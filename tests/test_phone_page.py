@@ -155,3 +155,14 @@ async def test_mounted_under_a_prefix(sim: Simulator) -> None:
         for link in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):
             assert (await http.get(f"/simulator/{link}")).status_code == 200
         assert (await http.get(f"/simulator/api/handsets/{ENCODED}")).json()["messages"] == []
+
+
+async def test_mos_json_lists_every_mo_with_its_callback_answers(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    mo = await sim.send_mo(HANDSET, "hi")  # no mo_url: never delivered
+    assert (await http.get("/api/mos")).json() == {
+        "mos": [
+            {"id": str(mo.id), "source": HANDSET, "content": "hi", "answers": [], "pending": False}
+        ]
+    }

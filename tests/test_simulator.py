@@ -444,3 +444,98 @@ async def test_over_real_sockets_gateway_to_simulator_to_app() -> None:
     assert receiver.mos()[0]["reply_to"] == str(message_id)
     assert receiver.mos()[0]["reference"] == "t7.m1" and mo.answer == 200
     assert sim._http.is_closed  # uvicorn ran the lifespan's shutdown
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_fault_that_did_not_take_the_request_queues_nothing_then_heals(
+    sim: Simulator, status: int
+) -> None:
+    fault = sim.fail(status=status, requests=2)
+    answers = [await get(sim, reference=f"t1.m{n}") for n in range(3)]
+    assert [a.status_code for a in answers] == [status, status, 200]
+    assert [m.reference for m in sim.sent] == ["t1.m2"] and fault.over()
+    assert [(r.reference, r.status, r.faulted) for r in sim.requests] == [
+        ("t1.m0", status, True),
+        ("t1.m1", status, True),
+        ("t1.m2", 200, False),
+    ]
+    assert sim.requests[2].message_id == sim.sent[0].id
+
+
+async def test_a_500_is_after_queuing_unless_told_otherwise(
+    sim: Simulator, receiver: Receiver
+) -> None:
+    sim.fail(status=500, requests=1)
+    answer = await get(sim, reference="t1.m1")
+    assert (answer.status_code, answer.text) == (500, "Internal Server Error")
+    await sim.drain()
+    assert [d["reference"] for d in receiver.dlrs()] == ["t1.m1"] * 3  # it is delivered
+    sim.fail(status=500, accept=False)
+    assert (await get(sim, reference="t1.m2")).status_code == 500
+    assert [m.reference for m in sim.sent] == ["t1.m1"]
+    sim.heal()
+    assert (await get(sim)).status_code == 200
+
+
+async def test_a_delay_alone_answers_the_id_late(sim: Simulator) -> None:
+    sim.fail(delay=0.01, requests=1)
+    answer = await get(sim)
+    assert answer.status_code == 200 and int(answer.text) == sim.sent[0].id
+
+
+async def test_a_fault_for_some_seconds_runs_out(sim: Simulator) -> None:
+    fault = sim.fail(status=503, seconds=0.01)
+    await asyncio.sleep(0.02)
+    assert fault.over() and (await get(sim)).status_code == 200 and fault.answered == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 404},
+        {"status": 503, "accept": True},
+        {"delay": 1.0, "accept": False},
+        {},
+        {"delay": -1.0},
+        {"status": 500, "requests": 0},
+        {"status": 500, "seconds": 0},
+    ],
+)
+def test_impossible_faults_are_refused(sim: Simulator, fault: dict) -> None:
+    with pytest.raises(ValueError):
+        sim.fail(**fault)
+
+
+async def test_faults_over_http(sim: Simulator) -> None:
+    transport = httpx.ASGITransport(app=sim.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim.test") as http:
+        assert (await http.get("/api/faults")).json() == {"fault": None}
+        started = await http.post("/api/faults", json={"status": 503, "requests": 1})
+        assert started.json()["fault"] == {
+            "status": 503,
+            "delay": 0.0,
+            "accept": False,
+            "requests": 1,
+            "seconds": None,
+            "answered": 0,
+            "over": False,
+        }
+        assert (await get(sim)).status_code == 503
+        assert (await http.get("/api/faults")).json()["fault"]["over"]
+        for bad in ({"status": "503"}, {"status": True}, {"kind": "x"}, [503], {"status": 200}):
+            assert (await http.post("/api/faults", json=bad)).status_code == 400
+        form = await http.post("/api/faults", data={"status": "503"})
+        assert form.status_code == 415
+        await http.post("/api/faults", json={"delay": 0.5})
+        assert (await http.delete("/api/faults")).json() == {"fault": None}
+        (request,) = (await http.get("/api/requests")).json()["requests"]
+    assert request == {
+        "destination": HANDSET,
+        "reference": None,
+        "status": 503,
+        "message_id": None,
+        "faulted": True,
+    }

@@ -9,8 +9,14 @@ HELP = "run a standalone emulator of the gateway"
 DESCRIPTION = (
     "Emulate the Mobile Gateway HTTPS API v2 (and v1 error codes): GET /message takes "
     "MTs and answers as the gateway would; DLRs and MOs from simulated handsets go to "
-    "the callback URLs; the phone page is at /."
+    "the callback URLs, each retried with the same parameters until answered 200 (for "
+    "about a minute); the phone page is at /. POST /api/faults with JSON such as "
+    '{"status": 503, "seconds": 5} makes the gateway fail for a while (see '
+    "botkit.simulator); DELETE /api/faults heals it."
 )
+# As a real gateway does, keep retrying a callback across an app's restart: 60 retries,
+# backing off from 0.1 s to at most 1 s between them.
+CALLBACK_RETRIES, CALLBACK_BACKOFF, CALLBACK_BACKOFF_CAP = 60, 0.1, 1.0
 EXAMPLES = """\
   botkit simulator --port 9000 \\
     --mo-url http://127.0.0.1:8000/callbacks/TOKEN/mo \\
@@ -38,6 +44,9 @@ def main(args: argparse.Namespace) -> int:
         password=args.password,
         mo_url=args.mo_url,
         dlr_url=args.dlr_url,
+        callback_retries=CALLBACK_RETRIES,
+        callback_backoff=CALLBACK_BACKOFF,
+        callback_backoff_cap=CALLBACK_BACKOFF_CAP,
     )
     base = f"http://{args.host}:{args.port}"
     print(f"botkit simulator: gateway at {base}/message, phone page at {base}/", flush=True)
