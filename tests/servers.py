@@ -1,16 +1,20 @@
-"""Real servers for tests: `botkit` processes on free loopback ports."""
+"""Real servers for tests: `botkit` processes on free loopback ports, and a relay that
+cuts one off."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -87,3 +91,79 @@ def output(process: subprocess.Popen) -> str:
     log = process.log  # type: ignore[attr-defined]
     log.seek(0)
     return log.read()
+
+
+class Relay:
+    """A TCP relay on a free loopback port to `target_port`, run in a thread of its own,
+    that a test switches off (connections refused, open ones cut) and on again: the
+    gateway unreachable for a while."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    def __enter__(self) -> Relay:
+        self._thread.start()
+        self.on()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.off()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def on(self) -> None:
+        """Listen again: connections reach the target."""
+        self._run(self._listen())
+
+    def off(self) -> None:
+        """Stop listening and cut the connections open through the relay."""
+        self._run(self._close())
+
+    def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _listen(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(
+                self._pipe, "127.0.0.1", self.port, reuse_address=True
+            )
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._open:
+            writer.transport.abort()
+        self._open.clear()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copy bytes both ways between a client and the target until either side ends."""
+        try:
+            target_reader, target_writer = await asyncio.open_connection(
+                "127.0.0.1", self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open |= {writer, target_writer}
+        await asyncio.gather(
+            _copy(reader, target_writer), _copy(target_reader, writer), return_exceptions=True
+        )
+        for end in (writer, target_writer):
+            self._open.discard(end)
+            end.close()
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
