@@ -67,6 +67,10 @@ from .phone import PhonePage
 STATUSES = ("submitted", "sent", "received", "failed", "frozen", "dead", "rejected", "expired")
 DEFAULT_FATE = ("submitted", "sent", "received")
 CALLBACK_TIMEOUT = httpx.Timeout(5.0)
+# Callbacks in flight at once: fewer than httpx's pool of 100 connections, so that none
+# waits for one (thousands waiting time out of the pool, and its bookkeeping grows
+# quadratic: a burst of retries after an app's restart would starve the simulator).
+CALLBACK_CONCURRENCY = 50
 # Ids start above 2**32 so 32-bit bugs show, and grow with the clock so a restarted
 # simulator does not reuse the ids an app already stored (it deduplicates MOs on them).
 FIRST_ID = 2**32
@@ -227,6 +231,7 @@ class Simulator:
         self._unroutable: set[str] = set()
         self._ids = itertools.count(FIRST_ID + time.time_ns() // 1000)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._callback_slots = asyncio.Semaphore(CALLBACK_CONCURRENCY)
         routes = [
             Route("/message", self._message),
             Route("/api/faults", self._faults, methods=["GET", "POST", "DELETE"]),
@@ -523,7 +528,8 @@ class Simulator:
                 pause = self.callback_backoff * 2 ** min(attempt - 1, 30)
                 await asyncio.sleep(min(self.callback_backoff_cap, pause))
             try:
-                response = await self._http.get(url, params=record.params)
+                async with self._callback_slots:
+                    response = await self._http.get(url, params=record.params)
             except httpx.RequestError as exc:
                 # The URL holds the app's callback token: name the callback, not the URL.
                 error = type(exc).__name__

@@ -86,6 +86,31 @@ def start(processes, args, env=None, cwd=ROOT) -> subprocess.Popen:
     return process
 
 
+def start_simulator(processes, app_port: int, password: str) -> int:
+    """Start `botkit simulator` on a free port, calling back the app on `app_port` with
+    the token `tok`, and wait until it answers; returns its port."""
+    port = free_port()
+    app_url = f"http://127.0.0.1:{app_port}"
+    simulator = start(
+        processes,
+        ["simulator", "--port", str(port), "--password", password,
+         "--mo-url", f"{app_url}/callbacks/tok/mo", "--dlr-url", f"{app_url}/callbacks/tok/dlr"],
+    )  # fmt: skip
+    wait_for(f"http://127.0.0.1:{port}/", simulator)
+    return port
+
+
+def gateway_env(port: int, password: str) -> dict[str, str]:
+    """The settings of a `botkit run` whose gateway listens on `port` (the simulator's,
+    or a relay's in front of it), with the callback token `tok`."""
+    return {
+        "BOTKIT_GATEWAY_URL": f"http://127.0.0.1:{port}/message",
+        "BOTKIT_APPLICATION": "botkit",
+        "BOTKIT_PASSWORD": password,
+        "BOTKIT_CALLBACK_TOKEN": "tok",
+    }
+
+
 def output(process: subprocess.Popen) -> str:
     """Everything the process printed so far."""
     log = process.log  # type: ignore[attr-defined]

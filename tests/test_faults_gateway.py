@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 from conftest import ROOT, eventually, rows
-from servers import Relay, free_port, output, poll, start, wait_for
+from servers import Relay, free_port, gateway_env, output, poll, start, start_simulator, wait_for
 from starlette.applications import Starlette
 
 from botkit import Settings, create_app
@@ -243,14 +243,9 @@ def test_real_processes_through_503s_refusals_and_500s(tmp_path, processes) -> N
     MT reaches the gateway exactly once, and the JSON log shows the backoff."""
     (tmp_path / "bots").mkdir()
     shutil.copy(ROOT / "bots" / "hello.py", tmp_path / "bots")
-    app_port, sim_port = free_port(), free_port()
+    app_port = free_port()
+    sim_port = start_simulator(processes, app_port, PASSWORD)
     app_url, sim_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{sim_port}"
-    simulator = start(
-        processes,
-        ["simulator", "--port", str(sim_port), "--password", PASSWORD,
-         "--mo-url", f"{app_url}/callbacks/tok/mo", "--dlr-url", f"{app_url}/callbacks/tok/dlr"],
-    )  # fmt: skip
-    wait_for(f"{sim_url}/", simulator)
     db = str(tmp_path / "botkit.db")
     with Relay(sim_port) as relay:
         app = start(
@@ -258,10 +253,7 @@ def test_real_processes_through_503s_refusals_and_500s(tmp_path, processes) -> N
             ["run", "--port", str(app_port), "--db", db, "--bots", str(tmp_path / "bots"),
              "--templates", str(ROOT / "templates")],
             env={
-                "BOTKIT_GATEWAY_URL": f"http://127.0.0.1:{relay.port}/message",
-                "BOTKIT_APPLICATION": "botkit",
-                "BOTKIT_PASSWORD": PASSWORD,
-                "BOTKIT_CALLBACK_TOKEN": "tok",
+                **gateway_env(relay.port, PASSWORD),
                 "BOTKIT_SEND_RATE": "100",
                 "BOTKIT_LOG_FORMAT": "json",
             },
