@@ -1,0 +1,40 @@
+"""bench/outbound.py at a tiny size, so that the benchmark cannot rot: it queues the
+broadcasts, drains them through the simulator, finds every MT there exactly once, and
+names each measurement in its table (the timings themselves are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+MEASUREMENTS = (
+    "bare GET /message, 1 at a time",
+    "bare GET /message, 16 at a time",
+    "botkit broadcast, 200 MTs",
+    "drain, BOTKIT_SEND_RATE=100",
+    "botkit broadcast, 100 MTs",
+    "drain, no rate limit",
+)
+
+
+def test_the_outbound_benchmark_runs_at_a_tiny_size(tmp_path):
+    command = [sys.executable, str(ROOT / "bench" / "outbound.py")]
+    command += ["--messages", "200", "--unlimited-messages", "100", "--rate", "100"]
+    command += ["--baseline-seconds", "0.5", "--results", str(tmp_path / "results.json")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    table = done.stdout.splitlines()
+    for name in MEASUREMENTS:
+        assert any(line.startswith(name) for line in table), name
+    results = json.loads((tmp_path / "results.json").read_text())
+    limited, unlimited = results["drains"]
+    for drain, size in ((limited, 200), (unlimited, 100)):
+        assert drain["sent_once"] == drain["accepted"] == size
+        assert drain["duplicates"] == drain["missing"] == drain["unexpected"] == 0
+        assert drain["statuses"] == {"accepted": size}
+    assert [b["name"] for b in results["baselines"]] == list(MEASUREMENTS[:2])
+    assert {"cpus", "python", "sqlite"} <= results["machine"].keys()
