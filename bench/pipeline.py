@@ -2,6 +2,7 @@
 
     python bench/pipeline.py [--rates 100,500,1000] [--duration S] [--handsets N]
                              [--drain S] [--dlrs] [--workdir DIR] [--no-limit]
+                             [--profile DIR]
 
 At each rate, on loopback: `botkit simulator` as the gateway and `botkit run` serving the
 hello bot against it, on a fresh database; bench/load.py sends MO callbacks from many
@@ -21,7 +22,9 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +99,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-limit", action="store_true", help="skip the limit's runs")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the app with py-spy while it works at each rate, into "
+        "DIR/botkit-<rate>.txt (collapsed stacks, for flamegraph.pl or speedscope)",
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="keep the databases here (default: a temporary folder)"
     )
     parser.add_argument(
@@ -142,8 +152,9 @@ def measure(rate: float, args: argparse.Namespace, workdir: Path) -> dict[str, A
         leftover.unlink(missing_ok=True)
     with stack(db, args.dlrs) as running:
         paths = mo_paths(running.token, round(rate * args.duration), args.handsets)
-        load = asyncio.run(generate("127.0.0.1", running.app_port, paths, rate))
-        drained = drain(db, args.drain)
+        with profiling(running.app_pid, args.profile, f"botkit-{rate:g}.txt"):
+            load = asyncio.run(generate("127.0.0.1", running.app_port, paths, rate))
+            drained = drain(db, args.drain)
         rss = peak_rss_mib(running.app_pid)
         pairs = replies(db)
         accepted = accepted_at(running.simulator, {handset for handset, _, _ in pairs})
@@ -186,6 +197,25 @@ def stack(db: Path, dlrs: bool) -> Iterator[Stack]:
         process(run, f"{app}/healthz", env=env, cwd=db.parent) as served,
     ):
         yield Stack(app_port, served.pid, simulator, token, db)
+
+
+@contextlib.contextmanager
+def profiling(pid: int, directory: Path | None, name: str) -> Iterator[None]:
+    """Sample process `pid` with py-spy (a dev dependency) for the block's duration, into
+    `directory`/`name`; nothing when `directory` is None."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+    sampler = subprocess.Popen([*command, "--output", str(directory / name)])
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+        sampler.wait(60)
+        print(f"profile of the app written to {directory / name}")
 
 
 def drain(db: Path, timeout: float) -> bool:
