@@ -23,8 +23,7 @@ test: $(BIN)/botkit lint
 
 # Not part of `test`: minutes of work, and figures to read rather than pass or fail.
 bench: $(BIN)/botkit
-	$(BIN)/python bench/dashboard.py
-	$(BIN)/python bench/outbound.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache bench/.cache
