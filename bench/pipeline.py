@@ -179,9 +179,9 @@ def stack(db: Path, dlrs: bool) -> Iterator[Stack]:
         sim = [BOTKIT, "simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
         sim += ["--mo-url", f"{app}/callbacks/{token}/mo"]
         sim += ["--dlr-url", f"{app}/callbacks/{token}/dlr"]
-        sim += ["--application", APPLICATION, "--password", password]
+        sim += ["--application", APPLICATION, f"--password={password}"]
     else:
-        sim = [sys.executable, __file__, "--simulator", str(sim_port), "--password", password]
+        sim = [sys.executable, __file__, "--simulator", str(sim_port), f"--password={password}"]
     run = [BOTKIT, "run", "--db", str(db), "--host", "127.0.0.1", "--port", str(app_port)]
     run += ["--bots", str(ROOT / "bots"), "--templates", str(ROOT / "templates")]
     env = {

@@ -41,21 +41,22 @@ class DatabaseError(Exception):
 
 
 class Tx:
-    """The statements one write (or read) function may run."""
+    """The statements one write (or read) function may run. Each is one trip to the
+    connection's thread (aiosqlite's cursors would take two or three): a message's
+    handling runs a few dozen statements, and the trips were most of its cost."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
-        cursor = await self._conn.execute(sql, tuple(params))
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        before = self._conn.total_changes  # botkit has no triggers: only this statement's
+        await self._conn.execute_fetchall(sql, tuple(params))
+        return self._conn.total_changes - before
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        rows = await self._conn.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         return list(await self._conn.execute_fetchall(sql, tuple(params)))
@@ -187,23 +188,42 @@ class Database:
             if stop:
                 return
 
+    async def _savepoint(
+        self, tx: Tx, fn: WriteFn[Any], future: asyncio.Future[Any]
+    ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+        """Run one write of a batch in a savepoint: its failure undoes it alone."""
+        conn = self._writer
+        await conn.execute("SAVEPOINT write")
+        try:
+            result = await fn(tx)
+        except Exception as exc:
+            await conn.execute("ROLLBACK TO write")
+            outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
+                future,
+                None,
+                _as_raised(exc),
+            )
+        else:
+            outcome = (future, result, None)
+        await conn.execute("RELEASE write")
+        return outcome
+
     async def _commit_batch(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
         conn, tx = self._writer, Tx(self._writer)
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             await conn.execute("BEGIN IMMEDIATE")
-            for fn, future in batch:
-                await conn.execute("SAVEPOINT write")
+            if len(batch) == 1:  # alone: no savepoint, its failure rolls everything back
+                fn, future = batch[0]
                 try:
-                    result = await fn(tx)
+                    outcomes.append((future, await fn(tx), None))
                 except Exception as exc:
-                    await conn.execute("ROLLBACK TO write")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = _database_error(exc)
-                    outcomes.append((future, None, exc))
-                else:
-                    outcomes.append((future, result, None))
-                await conn.execute("RELEASE write")
+                    await conn.rollback()
+                    future.set_exception(_as_raised(exc))
+                    return
+            else:
+                for fn, future in batch:
+                    outcomes.append(await self._savepoint(tx, fn, future))
             await conn.execute("COMMIT")
             self.commits.bump()
         except Exception as exc:
@@ -223,6 +243,12 @@ class Database:
                 future.set_result(result)
             else:
                 future.set_exception(exc)
+
+
+def _as_raised(exc: Exception) -> Exception:
+    """What a write's caller gets for its failure: sqlite3's errors as DatabaseError,
+    any other exception as it was."""
+    return _database_error(exc) if isinstance(exc, sqlite3.Error) else exc
 
 
 def _database_error(exc: BaseException) -> DatabaseError:

@@ -177,7 +177,11 @@ class Dispatcher(Worker):
             # Not the handler's fault (finding the thread, routing): never retried for
             # ever, never blocking the handset's later messages.
             log.exception("mo %s: could not be handled", message.gateway_id)
-            await self.store.inbox.fail(message, f"{type(exc).__name__}: {exc}", None)
+            try:
+                await self.store.inbox.fail(message, f"{type(exc).__name__}: {exc}", None)
+            except DatabaseError as error:
+                # Left claimed: the lease runs out and the MO is tried again.
+                log.error("mo %s: could not be marked failed: %s", message.gateway_id, error)
         finally:
             self._active.discard(message.source)
             self.wake()
