@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import itertools
 import os
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode
@@ -32,6 +33,7 @@ import pytest
 from conftest import eventually
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message
 
 from botkit.messages import DELIVERY_STATUSES, delivery_rank
@@ -51,6 +53,9 @@ FUZZ = settings(
     ],
 )
 
+# The tests of bad input run once for each kind of defect.
+EACH = settings(FUZZ, max_examples=200 if SOAK else 10)
+
 MO_URL = "/callbacks/test-token/mo"
 DLR_URL = "/callbacks/test-token/dlr"
 MO_NAMES = ("id", "source", "destination", "content", "operator", "reply_to", "reference")
@@ -62,6 +67,7 @@ ERROR = re.compile(r"ERROR (Missing|Invalid) ([a-z_]+) parameter")
 E164 = re.compile(r"\+[0-9]{4,15}")
 ADDRESS = re.compile(r"\+?[0-9]{2,20}")
 STATUS = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+C0_AND_DEL = [chr(c) for c in [*range(32), 127]]
 
 # Ids no example draws (hypothesis favours small and extreme values): the probes'.
 probe_ids = itertools.count(4_611_686_018_427_387_904)
@@ -150,7 +156,8 @@ not_statuses = st.one_of(
     st.builds(
         lambda head, control, tail: head + control + tail,
         st.text(max_size=10),
-        st.sampled_from([chr(c) for c in [*range(32), 127]]),
+        # The edges first: DEL, NUL, the last C0 control, line ends.
+        st.sampled_from(["\x7f", "\x00", "\x1f", "\n", "\r"]) | st.sampled_from(C0_AND_DEL),
         st.text(max_size=10),
     ),
 )
@@ -211,44 +218,66 @@ def mos(draw: st.DrawFn) -> MO:
     return MO({name: params[name] for name in order})
 
 
+# The values each parameter is refused for.
+MO_INVALID = {
+    "id": not_int64,
+    "reply_to": not_int64,
+    "source": not_handsets,
+    "destination": not_addresses,
+    "content": too_long_contents,
+    "reference": st.text(min_size=51, max_size=300),
+    "encoding": st.text().filter(lambda t: t != "base64"),
+}
+DLR_INVALID = {
+    "id": not_int64,
+    "status": not_statuses,
+    "reference": st.text(min_size=51, max_size=300),
+}
+# Each test of bad input runs for each kind of defect, so that none goes untried.
+MO_DEFECTS = [
+    *(f"missing {name}" for name in MO_REQUIRED),
+    "repeated",
+    *(f"invalid {name}" for name in MO_INVALID),
+    "not base64",
+]
+DLR_DEFECTS = ["missing id", "missing status", "repeated", *(f"invalid {n}" for n in DLR_INVALID)]
+
+
 @st.composite
-def bad_mos(draw: st.DrawFn) -> tuple[Pairs, str]:
-    """An MO callback with one defect, and the error it must be answered with."""
-    mo = draw(mos())
-    params = dict(mo.params)
-    kind = draw(st.sampled_from(["missing", "repeated", "invalid"]))
+def with_defect(
+    draw: st.DrawFn,
+    params: dict[str, str],
+    defect: str,
+    invalid: dict[str, st.SearchStrategy[str]],
+) -> tuple[Pairs, str]:
+    """Well-formed `params` with one `defect` (missing NAME, repeated, invalid NAME), and
+    the error it must be answered with."""
+    kind, _, name = defect.partition(" ")
+    params = dict(params)
     if kind == "missing":
-        name = draw(st.sampled_from(MO_REQUIRED))
         del params[name]
         return list(params.items()), f"ERROR Missing {name} parameter"
     if kind == "repeated":
-        name = draw(st.sampled_from([n for n in params if n in (*MO_NAMES, "encoding")]))
+        name = draw(
+            st.sampled_from([n for n in params if n in (*MO_NAMES, *DLR_NAMES, "encoding")])
+        )
         again = draw(st.just(params[name]) | st.text(max_size=20))
         pairs = list(params.items())
         pairs.insert(draw(st.integers(0, len(pairs))), (name, again))
         return pairs, f"ERROR Invalid {name} parameter"
-    name, value = draw(
-        st.one_of(
-            st.tuples(st.just("id"), not_int64),
-            st.tuples(st.just("reply_to"), not_int64),
-            st.tuples(st.just("source"), not_handsets),
-            st.tuples(st.just("destination"), not_addresses),
-            st.tuples(st.just("content"), too_long_contents),
-            st.tuples(st.just("reference"), st.text(min_size=51, max_size=300)),
-            st.tuples(st.just("encoding"), st.text().filter(lambda t: t != "base64")),
-        )
-    )
-    params[name] = value
+    params[name] = draw(invalid[name])
     return list(params.items()), f"ERROR Invalid {name} parameter"
 
 
 @st.composite
-def not_base64_mos(draw: st.DrawFn) -> Pairs:
-    """An MO with `encoding=base64` and content that is not base64."""
+def bad_mos(draw: st.DrawFn, defect: str) -> tuple[Pairs, str]:
+    """An MO callback with one `defect`, and the error it must be answered with."""
     params = dict(draw(mos()).params)
-    params["encoding"] = "base64"
-    params["content"] = draw(st.text(max_size=100).filter(lambda t: not is_base64(t)))
-    return list(params.items())
+    if defect == "not base64":
+        params["encoding"] = "base64"
+        params["content"] = draw(st.text(max_size=100).filter(lambda t: not is_base64(t)))
+        return list(params.items()), "ERROR Invalid content parameter"
+    return draw(with_defect(params, defect, MO_INVALID))
 
 
 @st.composite
@@ -261,27 +290,9 @@ def dlrs(draw: st.DrawFn) -> dict[str, str]:
 
 
 @st.composite
-def bad_dlrs(draw: st.DrawFn) -> tuple[Pairs, str]:
-    """A DLR callback with one defect, and the error it must be answered with."""
-    params = draw(dlrs())
-    kind = draw(st.sampled_from(["missing", "repeated", "invalid"]))
-    if kind == "missing":
-        name = draw(st.sampled_from(["id", "status"]))
-        del params[name]
-        return list(params.items()), f"ERROR Missing {name} parameter"
-    if kind == "repeated":
-        name = draw(st.sampled_from(list(params)))
-        pairs = [*params.items(), (name, draw(st.just(params[name]) | st.text(max_size=20)))]
-        return draw(st.permutations(pairs)), f"ERROR Invalid {name} parameter"
-    name, value = draw(
-        st.one_of(
-            st.tuples(st.just("id"), not_int64),
-            st.tuples(st.just("status"), not_statuses),
-            st.tuples(st.just("reference"), st.text(min_size=51, max_size=300)),
-        )
-    )
-    params[name] = value
-    return list(params.items()), f"ERROR Invalid {name} parameter"
+def bad_dlrs(draw: st.DrawFn, defect: str) -> tuple[Pairs, str]:
+    """A DLR callback with one `defect`, and the error it must be answered with."""
+    return draw(with_defect(draw(dlrs()), defect, DLR_INVALID))
 
 
 # Raw pieces of a query string: broken escapes, escapes of bytes that are not UTF-8
@@ -300,21 +311,34 @@ raw_queries = st.lists(
 # -- the database -------------------------------------------------------------------------
 
 
-def read(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-    """Rows from the database file, on a connection of our own."""
-    conn = sqlite3.connect(path)
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[Callable[..., list[sqlite3.Row]]]:
+    """Queries on a connection of our own, in one read transaction: each sees the same
+    snapshot of the database, whatever the app commits meanwhile."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     try:
-        return conn.execute(sql, params).fetchall()
+        conn.execute("BEGIN")
+        yield lambda sql, params=(): conn.execute(sql, params).fetchall()
     finally:
         conn.close()
 
 
+def read(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+    """Rows from the database file, on a connection of our own."""
+    with reading(path) as query:
+        return query(sql, params)
+
+
 def invariants(path: Path) -> None:
     """The rows the callbacks write are whole and consistent, whatever came in."""
-    assert [tuple(r) for r in read(path, "PRAGMA integrity_check")] == [("ok",)]
-    assert read(path, "PRAGMA foreign_key_check") == []
-    mos = read(path, "SELECT * FROM messages WHERE direction = 'mo'")
+    with reading(path) as query:
+        mos = query("SELECT * FROM messages WHERE direction = 'mo'")
+        inbox = {row["message_id"]: row["handset"] for row in query("SELECT * FROM inbox")}
+        deliveries = query("SELECT * FROM deliveries")
+        mts = {mt["id"]: mt for mt in query("SELECT * FROM messages WHERE direction = 'mt'")}
+        assert [tuple(r) for r in query("PRAGMA integrity_check")] == [("ok",)]
+        assert query("PRAGMA foreign_key_check") == []
     for mo in mos:
         assert mo["gateway_id"] is not None
         assert INT64_MIN <= mo["gateway_id"] <= INT64_MAX
@@ -331,21 +355,20 @@ def invariants(path: Path) -> None:
     assert len({mo["gateway_id"] for mo in mos}) == len(mos), "an MO gateway id stored twice"
     # An MO waits in the inbox exactly while it is neither handled nor failed.
     waiting = {mo["id"]: mo["handset"] for mo in mos if mo["status"] == "received"}
-    inbox = {row["message_id"]: row["handset"] for row in read(path, "SELECT * FROM inbox")}
     assert inbox == waiting
-    deliveries = read(path, "SELECT * FROM deliveries")
     for dlr in deliveries:
         assert STATUS.fullmatch(dlr["status"]), dlr["status"]
         assert dlr["reference"] is None or len(dlr["reference"]) <= 50
     assert len({(d["gateway_id"], d["status"]) for d in deliveries}) == len(deliveries)
-    mts = {mt["id"]: mt for mt in read(path, "SELECT * FROM messages WHERE direction = 'mt'")}
+    # A DLR matched to an MT has its gateway id; the MT's delivery is the furthest along.
+    matched: dict[int, list[str]] = {}
     for dlr in deliveries:
         if dlr["message_id"] is not None:
             assert mts[dlr["message_id"]]["gateway_id"] == dlr["gateway_id"]
+            matched.setdefault(dlr["message_id"], []).append(dlr["status"])
     for mt in mts.values():
-        statuses = [d["status"] for d in deliveries if d["message_id"] == mt["id"]]
-        if statuses:
-            assert delivery_rank(mt["delivery"]) == max(map(delivery_rank, statuses))
+        if mt["id"] in matched:
+            assert delivery_rank(mt["delivery"]) == max(map(delivery_rank, matched[mt["id"]]))
         else:
             assert mt["delivery"] is None
 
@@ -429,7 +452,14 @@ def answered(response: Answer, names: tuple[str, ...]) -> None:
     assert match and match[2] in names, response.text
 
 
-async def still_works(app: ASGIApp, path: Path) -> None:
+async def refused(app: ASGIApp, url: str, query_string: str, error: str, path: Path) -> None:
+    """The callback at `url` answers `query_string` with 400 `error`, and writes nothing."""
+    before = snapshot(path)
+    assert await get(app, url, query_string) == Answer(400, error)
+    assert snapshot(path) == before
+
+
+async def still_works(app: Starlette, path: Path) -> None:
     """The app is alive: a well-formed MO is stored, handled, and the rows are whole."""
     gateway_id = next(probe_ids)
     probe = {"id": gateway_id, "source": "+61400000077", "destination": 4433, "content": "HI"}
@@ -441,7 +471,9 @@ async def still_works(app: ASGIApp, path: Path) -> None:
         return mo is not None and mo["status"] == "handled"
 
     await eventually(handled)
-    await eventually(lambda: not read(path, "SELECT 1 FROM inbox"))
+    # Idle: every MO handled, every reply sent and the simulator's DLRs for it in.
+    await eventually(lambda: not read(path, "SELECT 1 FROM inbox UNION SELECT 1 FROM outbox"))
+    await app.state.simulator.drain()
     invariants(path)
     failed = read(
         path, "SELECT gateway_id, error FROM messages WHERE direction = 'mo' AND status = 'failed'"
@@ -450,6 +482,12 @@ async def still_works(app: ASGIApp, path: Path) -> None:
 
 
 # -- the tests ----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def prompt_dlrs(app: Starlette) -> None:
+    """The simulator sends its DLRs at once, so that waiting for them is short."""
+    app.state.simulator.dlr_delay = 0.0
 
 
 @FUZZ
@@ -486,22 +524,6 @@ async def test_a_well_formed_mo_is_stored_as_sent_once(app, settings, data, mo):
 
 
 @FUZZ
-@given(
-    data=st.data(),
-    bad=bad_mos() | not_base64_mos().map(lambda p: (p, "ERROR Invalid content parameter")),
-)
-async def test_a_bad_mo_is_a_400_naming_the_parameter_and_writes_nothing(app, settings, data, bad):
-    pairs, error = bad
-    query_string = data.draw(query(pairs))
-    path = Path(settings.db)
-    before = snapshot(path)
-    response = await get(app, MO_URL, query_string)
-    assert response == Answer(400, error)
-    assert snapshot(path) == before
-    await still_works(app, path)
-
-
-@FUZZ
 @given(data=st.data(), dlr=dlrs())
 async def test_a_well_formed_dlr_is_kept_once(app, settings, data, dlr):
     path = Path(settings.db)
@@ -518,17 +540,19 @@ async def test_a_well_formed_dlr_is_kept_once(app, settings, data, dlr):
     invariants(path)
 
 
-@FUZZ
-@given(data=st.data(), bad=bad_dlrs())
-async def test_a_bad_dlr_is_a_400_naming_the_parameter_and_writes_nothing(app, settings, data, bad):
-    pairs, error = bad
-    query_string = data.draw(query(pairs))
+@pytest.mark.parametrize(
+    ("url", "defect"),
+    [*((MO_URL, d) for d in MO_DEFECTS), *((DLR_URL, d) for d in DLR_DEFECTS)],
+)
+@EACH
+@given(data=st.data())
+async def test_bad_input_is_a_400_naming_the_parameter_and_writes_nothing(
+    app, settings, url, defect, data
+):
+    pairs, error = data.draw(bad_mos(defect) if url == MO_URL else bad_dlrs(defect))
     path = Path(settings.db)
-    before = snapshot(path)
-    response = await get(app, DLR_URL, query_string)
-    assert response == Answer(400, error)
-    assert snapshot(path) == before
-    invariants(path)
+    await refused(app, url, data.draw(query(pairs)), error, path)
+    await still_works(app, path)
 
 
 @FUZZ
