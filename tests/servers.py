@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +68,14 @@ def running_processes() -> Iterator[list[subprocess.Popen]]:
         process.log.close()  # type: ignore[attr-defined]
 
 
-def start(processes, args, env=None, cwd=ROOT) -> subprocess.Popen:
-    """Start `botkit ARGS` in `cwd`; the `processes` fixture stops it. Its output goes
-    to a file (`output(process)` reads it): a pipe nobody drains would fill up and
-    block the process at its next log line."""
+def start(processes, args, env=None, cwd=ROOT, within: Sequence[str] = ()) -> subprocess.Popen:
+    """Start `botkit ARGS` in `cwd` (run by the command `within`, if given, such as
+    `unshare ...`); the `processes` fixture stops it. Its output goes to a file
+    (`output(process)` reads it): a pipe nobody drains would fill up and block the
+    process at its next log line."""
     log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed by the fixture)
     process = subprocess.Popen(
-        [BOTKIT, *args],
+        [*within, BOTKIT, *args],
         env={**os.environ, **(env or {})},
         cwd=cwd,
         stdout=log,
