@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from browser import page  # noqa: F401  (a fixture)
+from postgres import postgres  # noqa: F401  (a fixture)
 from servers import running_processes
 from starlette.applications import Starlette
 

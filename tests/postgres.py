@@ -1,0 +1,106 @@
+"""A throwaway PostgreSQL for tests: a cluster made by `initdb` in a temporary folder,
+started by `pg_ctl` on a free loopback port, removed at the end of the session.
+
+The server binaries come from the machine (Debian's `postgresql` package; `.ci/run`
+installs it where it is missing). PostgreSQL refuses to run as root, so as root the
+cluster runs as `nobody`. Each test asks `fresh_database()` for a database of its own.
+Where there are no binaries the tests that need them are skipped, except in CI.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from servers import free_port
+
+USER = "botkit"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running PostgreSQL server: where it listens and how to log in."""
+
+    port: int
+    password: str
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+
+def binaries() -> Path | None:
+    """The folder of initdb and pg_ctl: on the PATH, or Debian's newest version."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(versions[-1]).parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A PostgreSQL server for the whole test session."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's initdb is missing in CI: .ci/run must install postgresql")
+        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="botkit-pg-"))
+    as_user = _unprivileged(folder)
+    password = secrets.token_urlsafe(16)
+    (folder / "password").write_text(password)
+    data, port = folder / "data", free_port()
+    _run(
+        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "-A", "scram-sha-256",
+         f"--pwfile={folder / 'password'}", "-E", "UTF8", "--no-sync"],
+    )  # fmt: skip
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    _run(
+        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"),
+         "-o", options, "-w", "start"],
+    )  # fmt: skip
+    try:
+        yield Cluster(port, password)
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(command: list[str]) -> None:
+    """Run a PostgreSQL tool; fail with what it printed if it fails."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+
+
+def _unprivileged(folder: Path) -> list[str]:
+    """The command prefix that runs PostgreSQL's tools as a user it accepts (`nobody`
+    when we are root, who then owns `folder`); empty when we are not root."""
+    if os.geteuid() != 0:
+        return []
+    shutil.chown(folder, "nobody", "nogroup")
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+async def fresh_database(cluster: Cluster) -> str:
+    """A new, empty database on `cluster`; its URL."""
+    import asyncpg
+
+    name = f"test_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(cluster.url())
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return cluster.url(name)
