@@ -59,3 +59,24 @@ async def test_a_failing_migration_leaves_nothing_half_done(tmp_path):
     assert rows(path, "SELECT name FROM sqlite_master WHERE name = 'half'") == []
     versions = [r[0] for r in rows(path, "SELECT version FROM schema_migrations")]
     assert broken.version not in versions
+
+
+def test_botkit_migrate_brings_a_database_up_to_date_and_says_so(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from botkit.migrations import MIGRATIONS
+
+    botkit = str(Path(sys.executable).parent / "botkit")
+    db = tmp_path / "botkit.db"
+    first = subprocess.run([botkit, "migrate", "--db", str(db)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == f"applied 1: {MIGRATIONS[0].name}"
+    assert len(lines) == len(MIGRATIONS) + 1
+    assert lines[-1] == f"{db}: schema version {MIGRATIONS[-1].version}, up to date"
+    again = subprocess.run([botkit, "migrate", "--db", str(db)], capture_output=True, text=True)
+    assert again.stdout.splitlines() == [
+        f"{db}: schema version {MIGRATIONS[-1].version}, already up to date"
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import backup, broadcast, check, export, init, lists, run, send, simulator
+from . import backup, broadcast, check, export, init, lists, migrate, run, send, simulator
 
 COMMANDS: tuple[ModuleType, ...] = (
     run,
@@ -17,6 +17,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     init,
     check,
     backup,
+    migrate,
     export,
     broadcast,
     lists,
