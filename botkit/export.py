@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TextIO
@@ -40,17 +41,30 @@ class RowWriter(Protocol):
 
 
 class CSVRows:
-    """A header line, then one line per row (RFC 4180 quoting, content verbatim)."""
+    """A header line, then one line per row (RFC 4180 quoting). Text a spreadsheet would
+    run as a formula (a handset's `=HYPERLINK(...)`) gets a leading `'`, which the
+    spreadsheet shows as text; numbers such as +61412345678 and -5 stay as they are.
+    JSON exports keep every text verbatim."""
 
     def __init__(self, out: TextIO, columns: tuple[str, ...]) -> None:
         self._writer = csv.DictWriter(out, fieldnames=columns)
         self._writer.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow(row)
+        self._writer.writerow({key: _inert(value) for key, value in row.items()})
 
     def close(self) -> None:
         pass
+
+
+FORMULA = re.compile(r"[=@\t\r]|[+-](?![\d.]+$)")
+
+
+def _inert(value: Any) -> Any:
+    """`value`, with a leading `'` if it is text a spreadsheet would take for a formula."""
+    if isinstance(value, str) and FORMULA.match(value):
+        return "'" + value
+    return value
 
 
 class JSONRows:

