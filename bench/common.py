@@ -101,3 +101,27 @@ def machine() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
     }
+
+
+def simulator_command(
+    port: int, app: str, token: str, application: str, password: str
+) -> list[str]:
+    """`botkit simulator` on `port`, its callbacks to the app at `app` with `token`."""
+    return [
+        BOTKIT, "simulator", "--host", "127.0.0.1", "--port", str(port),
+        "--mo-url", f"{app}/callbacks/{token}/mo", "--dlr-url", f"{app}/callbacks/{token}/dlr",
+        "--application", application, f"--password={password}",
+    ]  # fmt: skip
+
+
+def gateway_env(
+    gateway: str, application: str, password: str, token: str, rate: float
+) -> dict[str, str]:
+    """The settings of a `botkit run` that sends through the simulator at `gateway`."""
+    return {
+        "BOTKIT_GATEWAY_URL": f"{gateway}/message",
+        "BOTKIT_APPLICATION": application,
+        "BOTKIT_PASSWORD": password,
+        "BOTKIT_CALLBACK_TOKEN": token,
+        "BOTKIT_SEND_RATE": str(rate),
+    }

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from botkit.commands.run import UVICORN_OPTIONS
 from botkit.db import PRAGMAS
 
 TOKEN = "limit"
@@ -80,11 +81,8 @@ def serve(db: str, port: int) -> None:
         create_app(db),
         host="127.0.0.1",
         port=port,
-        access_log=False,
-        log_config=None,
-        proxy_headers=True,
         forwarded_allow_ips=["127.0.0.1/32"],
-        h11_max_incomplete_event_size=1024 * 1024,
+        **UVICORN_OPTIONS,
     )
 
 

@@ -36,7 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import BOTKIT, ROOT, free_port, machine, ms, peak_rss_mib, process
+from common import (
+    BOTKIT,
+    ROOT,
+    free_port,
+    gateway_env,
+    machine,
+    ms,
+    peak_rss_mib,
+    process,
+    simulator_command,
+)
 
 APPLICATION, PASSWORD = "bench", "bench-password"
 TEMPLATE = "bench/offer.txt"
@@ -212,19 +222,10 @@ def stack(workdir: Path, name: str, rate: float) -> Iterator[Stack]:
     token = secrets.token_urlsafe(16)
     sim_port, app_port = free_port(), free_port()
     gateway, app = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{app_port}"
-    simulator = [BOTKIT, "simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-    simulator += ["--mo-url", f"{app}/callbacks/{token}/mo"]
-    simulator += ["--dlr-url", f"{app}/callbacks/{token}/dlr"]
-    simulator += ["--application", APPLICATION, "--password", PASSWORD]
+    simulator = simulator_command(sim_port, app, token, APPLICATION, PASSWORD)
     serve = [BOTKIT, "run", "--db", str(db), "--host", "127.0.0.1", "--port", str(app_port)]
     serve += ["--bots", str(ROOT / "bots"), "--templates", str(workdir / "templates")]
-    env = {
-        "BOTKIT_GATEWAY_URL": f"{gateway}/message",
-        "BOTKIT_APPLICATION": APPLICATION,
-        "BOTKIT_PASSWORD": PASSWORD,
-        "BOTKIT_CALLBACK_TOKEN": token,
-        "BOTKIT_SEND_RATE": str(rate),
-    }
+    env = gateway_env(gateway, APPLICATION, PASSWORD, token, rate)
     # cwd: no botkit.toml of this checkout is read.
     with (
         process(simulator, f"{gateway}/api/messages", cwd=run),

@@ -37,7 +37,18 @@ from urllib.parse import quote
 
 import httpx
 import limit
-from common import BOTKIT, ROOT, free_port, machine, ms, peak_rss_mib, percentile, process
+from common import (
+    BOTKIT,
+    ROOT,
+    free_port,
+    gateway_env,
+    machine,
+    ms,
+    peak_rss_mib,
+    percentile,
+    process,
+    simulator_command,
+)
 from load import Load, generate, mo_paths
 
 POLL = 0.25  # seconds between looks at the app's queues while it drains
@@ -176,21 +187,13 @@ def stack(db: Path, dlrs: bool) -> Iterator[Stack]:
     simulator, app = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{app_port}"
     token, password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     if dlrs:
-        sim = [BOTKIT, "simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-        sim += ["--mo-url", f"{app}/callbacks/{token}/mo"]
-        sim += ["--dlr-url", f"{app}/callbacks/{token}/dlr"]
-        sim += ["--application", APPLICATION, f"--password={password}"]
+        sim = simulator_command(sim_port, app, token, APPLICATION, password)
     else:
         sim = [sys.executable, __file__, "--simulator", str(sim_port), f"--password={password}"]
     run = [BOTKIT, "run", "--db", str(db), "--host", "127.0.0.1", "--port", str(app_port)]
     run += ["--bots", str(ROOT / "bots"), "--templates", str(ROOT / "templates")]
-    env = {
-        "BOTKIT_GATEWAY_URL": f"{simulator}/message",
-        "BOTKIT_APPLICATION": APPLICATION,
-        "BOTKIT_PASSWORD": password,
-        "BOTKIT_CALLBACK_TOKEN": token,
-        "BOTKIT_SEND_RATE": "1000000",  # the pipeline, not the rate limit, is measured
-    }
+    # The pipeline, not the rate limit, is measured.
+    env = gateway_env(simulator, APPLICATION, password, token, 1_000_000)
     # cwd: no botkit.toml of this checkout is read.
     with (
         process(sim, f"{simulator}/api/messages", cwd=db.parent),

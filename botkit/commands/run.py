@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import ipaddress
 import secrets
+from typing import Any
 
 from ..settings import Settings
 
@@ -65,16 +66,21 @@ def main(args: argparse.Namespace) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        access_log=False,
-        log_config=None,
-        # The client address a proxy forwards is the one BOTKIT_CALLBACK_ALLOW checks.
-        proxy_headers=True,
         forwarded_allow_ips=trusted_proxies(settings),
-        # An MO's content rides in the query string: a long concatenated UCS-2 message,
-        # percent-encoded, outgrows h11's default 16 KiB limit on a request head.
-        h11_max_incomplete_event_size=1024 * 1024,
+        **UVICORN_OPTIONS,
     )
     return 0
+
+
+UVICORN_OPTIONS: dict[str, Any] = {
+    "access_log": False,  # botkit logs each MO, MT and DLR itself
+    "log_config": None,
+    # The client address a proxy forwards is the one BOTKIT_CALLBACK_ALLOW checks.
+    "proxy_headers": True,
+    # An MO's content rides in the query string: a long concatenated UCS-2 message,
+    # percent-encoded, outgrows h11's default 16 KiB limit on a request head.
+    "h11_max_incomplete_event_size": 1024 * 1024,
+}
 
 
 def trusted_proxies(settings: Settings) -> list[str] | str:

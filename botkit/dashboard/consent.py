@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import ValidationError
@@ -76,11 +76,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         search = _search(request)
         if search.error is not None:
             return PlainTextResponse(search.error, 400, headers=HEADERS)
-        return StreamingResponse(
-            consent_text(runtime.store, "csv", search.match),
-            media_type="text/csv; charset=utf-8",
-            headers={**HEADERS, "Content-Disposition": "attachment; filename=consent.csv"},
-        )
+        return pages.download(consent_text(runtime.store, "csv", search.match), "consent.csv")
 
     return [
         Route("/consent", consent, methods=["GET"], name="consent"),

@@ -6,12 +6,13 @@ overridden; every page gets the CSRF token for its forms and who is signed in.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
 from ..access import USER, login_required
@@ -50,6 +51,12 @@ class Pages:
             status_code=status_code,
             headers=HEADERS,
         )
+
+    def download(self, body: AsyncIterator[str], filename: str) -> Response:
+        """A CSV file streamed as `body` yields it, saved by the browser as `filename`
+        (written into the header as given: a token, or a quoted string)."""
+        headers = {**HEADERS, "Content-Disposition": f"attachment; filename={filename}"}
+        return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
 
     def fragment(self, request: Request, name: str, context: dict[str, Any]) -> str:
         """Part of a page (`dashboard/{name}`) as HTML, for live updates."""

@@ -12,14 +12,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..api import question_counts
 from ..errors import ValidationError
 from ..export import survey_rows, text_pieces
 from .charts import bar_chart
-from .pages import HEADERS, Pages
+from .pages import Pages
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -51,9 +51,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         except ValidationError:
             return show(request, name, None)
         filename = re.sub(r"[^A-Za-z0-9_-]", "_", name)
-        headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{filename}.csv"'}
-        body = text_pieces(rows, "csv", columns)
-        return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
+        return pages.download(text_pieces(rows, "csv", columns), f'"{filename}.csv"')
 
     return [
         Route("/surveys/", surveys, methods=["GET"], name="surveys"),
