@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from botkit.commands.run import UVICORN_OPTIONS
-from botkit.db import PRAGMAS
+from botkit.db.sqlite import PRAGMAS
 
 TOKEN = "limit"
 SCHEMA = """CREATE TABLE IF NOT EXISTS mo (

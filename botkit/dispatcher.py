@@ -23,6 +23,7 @@ from .messages import Message, Thread, Timer
 from .metrics import Metrics
 from .router import Route, Router
 from .store import Effects, Store
+from .store.base import ClaimLost
 from .store.consent import EVERYWHERE
 from .templates import SMSTemplates
 from .threads import find_thread
@@ -117,6 +118,8 @@ class Dispatcher(Worker):
         assert timer.handset is not None
         try:
             await self.fire(timer)
+        except ClaimLost as exc:
+            log.warning("timer %s: %s", timer.id, exc)
         except DatabaseError as exc:
             log.error("timer %s: could not commit, will retry: %s", timer.id, exc)
         except Exception as exc:
@@ -170,6 +173,8 @@ class Dispatcher(Worker):
     async def _handle_claimed(self, message: Message) -> None:
         try:
             await self.handle(message)
+        except ClaimLost as exc:
+            log.warning("mo %s: %s", message.gateway_id, exc)
         except DatabaseError as exc:
             # Left claimed: the lease runs out and the MO is handled again (a few times).
             log.error("mo %s: could not commit, will retry: %s", message.gateway_id, exc)

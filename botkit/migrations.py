@@ -1,6 +1,7 @@
 """The schema as numbered migrations, each recorded in the transaction that applies it.
 
-A migration is a list of statements; never edit one that has shipped: add the next.
+A migration is a list of statements in SQLite's dialect, which the PostgreSQL backend
+translates (db/postgres.py); never edit one that has shipped: add the next.
 """
 
 from __future__ import annotations
@@ -297,21 +298,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX suppressions_since ON suppressions (since, handset, address)",
         ),
     ),
+    Migration(
+        12,
+        "several processes: who holds each claim, and the deployment's send slots",
+        (
+            # The process holding a claim: one whose lease ran out may not commit its work.
+            "ALTER TABLE inbox ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE timers ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+            # An MO waits while a timer of its handset is being fired (by any process).
+            "CREATE INDEX timers_claimed ON timers (handset) WHERE claimed_until IS NOT NULL",
+            # The next free send slot (seconds since the epoch, the database server's
+            # clock), shared by every process of a PostgreSQL deployment.
+            "CREATE TABLE pace (name TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)",
+        ),
+    ),
 )
 
 
 async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
-    """Apply the migrations the database lacks, in order; return their versions."""
-    await db.write(_create_ledger)
-    done = {row[0] for row in await db.fetchall("SELECT version FROM schema_migrations")}
-    applied = []
-    for migration in sorted(migrations, key=lambda m: m.version):
-        if migration.version in done:
-            continue
-        await db.write(lambda tx, m=migration: _apply(tx, m))
-        log.info("applied migration %d: %s", migration.version, migration.name)
-        applied.append(migration.version)
-    return applied
+    """Apply the migrations the database lacks, in order; return their versions.
+
+    Processes starting together on one database take turns: the first applies them.
+    """
+    async with db.lock("botkit migrations"):
+        await db.write(_create_ledger)
+        done = {row[0] for row in await db.fetchall("SELECT version FROM schema_migrations")}
+        applied = []
+        for migration in sorted(migrations, key=lambda m: m.version):
+            if migration.version in done:
+                continue
+            await db.write(lambda tx, m=migration: _apply(tx, m))
+            log.info("applied migration %d: %s", migration.version, migration.name)
+            applied.append(migration.version)
+        return applied
 
 
 async def _create_ledger(tx: Tx) -> None:

@@ -28,23 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("botkit.sender")
 
 POLL_SECONDS = 1.0
+# How often an idle sender of a shared database settles MTs that a process which died
+# left `sending` (their leases ran out).
+SETTLE_SECONDS = 2.0
 # Recording a gateway's answer is retried this many times, backing off up to the cap.
 RECORD_ATTEMPTS, RECORD_BACKOFF, RECORD_BACKOFF_CAP = 8, 0.1, 10.0
-
-
-class RateLimiter:
-    """Spaces events at least 1/rate seconds apart (no bursts beyond one)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
@@ -74,7 +62,8 @@ class Sender(Worker):
         self.metrics = metrics or Metrics()
         self.store = store
         self.gateway = gateway
-        self.limiter = RateLimiter(rate)
+        self.interval = 1.0 / rate  # between two requests, across the deployment
+        self._next_settle = 0.0
         self.resend_uncertain = resend_uncertain
         self.max_attempts = max_attempts
         self.retry_base = retry_base
@@ -92,15 +81,23 @@ class Sender(Worker):
                 outgoing = None
             if outgoing is None:
                 self._slots.release()
+                await self._settle_expired()
                 await self.sleep(await self._idle_seconds())
                 continue
-            # Claimed first, then paced: the request leaves at its slot, and at most one
-            # MT waits in `sending` for its slot.
+            # Claimed first, then paced: the request leaves at its slot (the database hands
+            # out the slots, so that every process shares one rate), and at most one MT
+            # of this process waits in `sending` for its slot.
             try:
-                await self.limiter.wait()
+                await self.store.db.pace(self.interval)
             except asyncio.CancelledError:
                 await asyncio.shield(self.store.outbox.release(outgoing.id))
                 raise
+            except DatabaseError as exc:
+                log.error("could not take a send slot: %s", exc)
+                await self.store.outbox.release(outgoing.id)
+                self._slots.release()
+                await self.sleep(POLL_SECONDS)
+                continue
             self.spawn(self._send(outgoing))
 
     async def _claim(self) -> Outgoing | None:
@@ -114,6 +111,21 @@ class Sender(Worker):
             if outgoing is not None:
                 await self.store.outbox.release(outgoing.id)
             raise
+
+    async def _settle_expired(self) -> None:
+        """On a shared database, now and then: MTs whose sender died while sending."""
+        if not self.store.db.shared or time.monotonic() < self._next_settle:
+            return
+        self._next_settle = time.monotonic() + SETTLE_SECONDS
+        try:
+            settled = await self.store.outbox.recover(
+                resend_uncertain=self.resend_uncertain, expired=True
+            )
+        except DatabaseError as exc:
+            log.error("could not settle MTs left sending: %s", exc)
+            return
+        if settled:
+            log.warning("%d MTs left sending by a process that stopped: settled", settled)
 
     async def _idle_seconds(self) -> float:
         due = await self.store.outbox.next_due()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .db import redact
 from .errors import ValidationError
 
 DEFAULT_GATEWAY_URL = "https://api.sms.optus.com.au/message"
@@ -50,7 +51,7 @@ class Settings:
         "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed "
         "(so BOTKIT_CALLBACK_ALLOW sees the caller's address); * believes any, empty none",
     )
-    db: str = _setting("BOTKIT_DB", "botkit.db", "SQLite database path")
+    db: str = _setting("BOTKIT_DB", "botkit.db", "SQLite database path, or a postgresql:// URL")
     sender_name: str = _setting(
         "BOTKIT_SENDER_NAME", "this service", "who the messages are from, named in HELP replies"
     )
@@ -116,6 +117,7 @@ class Settings:
             for f in dataclasses.fields(self)
             if f.name not in ("password", "dashboard_password", "callback_token", "secret_key")
         }
+        shown["db"] = redact(self.db)  # a URL's password
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @classmethod

@@ -1,5 +1,10 @@
-"""Shared fixtures: a real SQLite file in a temporary folder, the app with its lifespan
-running, and the in-process simulator as its gateway."""
+"""Shared fixtures: a real database (a SQLite file in a temporary folder, or a database
+of a throwaway PostgreSQL), the app with its lifespan running, and the in-process
+simulator as its gateway.
+
+A module marked `pytest.mark.backends` runs each test that uses `database` (directly,
+or through `settings`, `app` and `client`) once on each backend.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,58 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from browser import page  # noqa: F401  (a fixture)
-from postgres import postgres  # noqa: F401  (a fixture)
+from postgres import drop_database, fresh_database, postgres  # noqa: F401  (a fixture)
 from servers import running_processes
 from starlette.applications import Starlette
 
 from botkit import Settings, create_app
+from botkit.db import is_url
+from botkit.db.postgres import translate
 
 ROOT = Path(__file__).resolve().parent.parent
 
 processes = pytest.fixture(running_processes)
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    both = metafunc.definition.get_closest_marker("backends")
+    chosen = any(  # a test may name its backends with @pytest.mark.parametrize("database")
+        "database" in marker.args[0] for marker in metafunc.definition.iter_markers("parametrize")
+    )
+    if both and not chosen and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Where the test's database is: a SQLite file, or the URL of a new PostgreSQL
+    database (in modules marked `backends`), dropped afterwards."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield str(tmp_path / "botkit.db")
+        return
+    cluster = request.getfixturevalue("postgres")
+    url = await fresh_database(cluster)
+    yield url
+    await drop_database(cluster, url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: str) -> Settings:
     return Settings.load(
         environ={},
         config_file=tmp_path / "none.toml",
-        db=str(tmp_path / "botkit.db"),
+        db=database,
         bots=str(ROOT / "bots"),
         templates=str(ROOT / "templates"),
         send_rate=1000.0,
@@ -82,11 +116,22 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-def rows(db_path: str | Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    """Read the database file directly, as an operator with the sqlite3 shell would."""
-    conn = sqlite3.connect(db_path)
+def rows(database: str | Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Read the database directly, as an operator with the sqlite3 shell (or psql) would."""
+    if is_url(str(database)):
+        with ThreadPoolExecutor(1) as thread:  # its own event loop: callers are sync
+            return thread.submit(asyncio.run, _postgres_rows(str(database), sql, params)).result()
+    conn = sqlite3.connect(database)
     conn.row_factory = sqlite3.Row
     try:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+async def _postgres_rows(url: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(translate(sql), *params)
+    finally:
+        await conn.close()

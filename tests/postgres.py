@@ -104,3 +104,15 @@ async def fresh_database(cluster: Cluster) -> str:
     finally:
         await conn.close()
     return cluster.url(name)
+
+
+async def drop_database(cluster: Cluster, url: str) -> None:
+    """Drop the database at `url`, closing what is still connected to it."""
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(cluster.url())
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -13,6 +13,8 @@ from conftest import ROOT
 from botkit import Bot, Question, Survey
 from botkit.testing import Harness
 
+pytestmark = pytest.mark.backends
+
 TEMPLATES = ROOT / "templates"
 OUTSIDE = ("203.0.113.7", 50000)
 
@@ -43,8 +45,8 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-async def test_survey_results_have_rows_and_per_question_counts():
-    async with Harness([poll_bot()], TEMPLATES) as harness:
+async def test_survey_results_have_rows_and_per_question_counts(database):
+    async with Harness([poll_bot()], TEMPLATES, db=database) as harness:
         ann, ben, cat = (harness.phone(f"+6140000000{n}") for n in (1, 2, 3))
         for text in ("lunch", "pizza", "3", "4", "yes", "Extra cheese"):
             await ann.send(text)
@@ -97,21 +99,27 @@ async def test_survey_results_have_rows_and_per_question_counts():
         assert rows["+61400000003"]["hunger"] is None
 
 
-async def test_an_unknown_survey_is_404():
-    async with Harness([poll_bot()], TEMPLATES) as harness, client(harness) as http:
+async def test_an_unknown_survey_is_404(database):
+    async with Harness([poll_bot()], TEMPLATES, db=database) as harness, client(harness) as http:
         response = await http.get("/api/surveys/nope")
         assert response.status_code == 404
         assert response.json() == {"error": "no survey named 'nope' has been started"}
 
 
 @pytest.mark.parametrize("peer", [("127.0.0.1", 1), ("::1", 1), ("127.0.0.2", 1)])
-async def test_loopback_clients_need_no_login_when_none_is_set(peer):
-    async with Harness([poll_bot()], TEMPLATES) as harness, client(harness, peer) as http:
+async def test_loopback_clients_need_no_login_when_none_is_set(peer, database):
+    async with (
+        Harness([poll_bot()], TEMPLATES, db=database) as harness,
+        client(harness, peer) as http,
+    ):
         assert (await http.get("/api/surveys/nope")).status_code == 404
 
 
-async def test_other_clients_are_refused_when_no_login_is_set():
-    async with Harness([poll_bot()], TEMPLATES) as harness, client(harness, OUTSIDE) as http:
+async def test_other_clients_are_refused_when_no_login_is_set(database):
+    async with (
+        Harness([poll_bot()], TEMPLATES, db=database) as harness,
+        client(harness, OUTSIDE) as http,
+    ):
         response = await http.get("/api/surveys/lunch", headers=basic("any", "thing"))
         assert response.status_code == 403
         assert "BOTKIT_DASHBOARD_USER" in response.json()["error"]
@@ -129,9 +137,12 @@ async def test_other_clients_are_refused_when_no_login_is_set():
         ({"Authorization": "Basic not base64!"}, 401),
     ],
 )
-async def test_with_a_login_set_every_client_needs_it(peer, headers, status):
+async def test_with_a_login_set_every_client_needs_it(peer, headers, status, database):
     login = {"dashboard_user": "ops", "dashboard_password": "s3cret:pw"}
-    async with Harness([poll_bot()], TEMPLATES, **login) as harness, client(harness, peer) as http:
+    async with (
+        Harness([poll_bot()], TEMPLATES, **login, db=database) as harness,
+        client(harness, peer) as http,
+    ):
         response = await http.get("/api/surveys/nope", headers=headers)
         assert response.status_code == status
         if status == 401:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import ROOT
 
 from botkit.testing import Harness
 
+pytestmark = pytest.mark.backends
+
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 
 
-async def test_asks_a_name_then_greets_by_it():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_asks_a_name_then_greets_by_it(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone()
         (ask,) = await phone.send("HELLO")
         assert ask.template == "hello/ask_name.txt"
@@ -27,8 +30,8 @@ async def test_asks_a_name_then_greets_by_it():
         assert greet.thread_id == ask.thread_id == thread.id
 
 
-async def test_remembers_the_name_next_time():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_remembers_the_name_next_time(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone()
         await phone.send("hi")
         await phone.send("Grace")
@@ -37,8 +40,8 @@ async def test_remembers_the_name_next_time():
         phone.expect(re.compile(r"^Welcome back, Grace!"))
 
 
-async def test_name_can_be_changed():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_name_can_be_changed(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone()
         for text in ("hello", "Grace", "NAME", "Ada"):
             await phone.send(text)
@@ -46,8 +49,8 @@ async def test_name_can_be_changed():
         assert (await phone.thread()).data == {"name": "Ada"}
 
 
-async def test_a_name_too_long_is_asked_again():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_a_name_too_long_is_asked_again(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone()
         await phone.send("hello")
         (again,) = await phone.send("x" * 41)
@@ -55,15 +58,15 @@ async def test_a_name_too_long_is_asked_again():
         assert (await phone.thread()).state == "ask_name"
 
 
-async def test_anything_else_lists_the_keywords():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_anything_else_lists_the_keywords(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone()
         (help_text,) = await phone.send("pizza?")
         assert help_text.text == "I didn't catch that. Text one of: HELLO, NAME, JOIN, SURVEY"
 
 
-async def test_handsets_are_kept_apart():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_handsets_are_kept_apart(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         ada, grace = harness.phone("+61400000001"), harness.phone("+64211234567")
         await ada.send("hello")
         await grace.send("hello")

@@ -14,6 +14,8 @@ from botkit.messages import ConsentChange
 from botkit.store.broadcasts import Plan
 from botkit.testing import FakeClock, Harness
 
+pytestmark = pytest.mark.backends
+
 TEMPLATES = ROOT / "templates"
 PHONE = "+61400000001"
 
@@ -41,11 +43,11 @@ def sent_to(harness: Harness) -> list[str]:
     return [m.destination for m in harness.simulator.sent]
 
 
-async def test_a_broadcast_to_1000_with_10_opted_out_sends_exactly_990(tmp_path):
+async def test_a_broadcast_to_1000_with_10_opted_out_sends_exactly_990(tmp_path, database):
     (tmp_path / "sale").mkdir()
     (tmp_path / "sale" / "spring.txt").write_text("Spring sale, {{ name }}! Reply STOP to end.\n")
     everyone = numbers(1000)
-    async with Harness([], tmp_path) as harness:
+    async with Harness([], tmp_path, db=database) as harness:
         for number in everyone[::100]:
             await harness.runtime.store.consent.record(
                 ConsentChange(number, "4433", "opt-out", "import")
@@ -68,12 +70,12 @@ async def test_a_broadcast_to_1000_with_10_opted_out_sends_exactly_990(tmp_path)
         assert summary == {"accepted": 990, "skipped": 10}
 
 
-async def test_an_interrupted_broadcast_resumes_where_it_stopped(tmp_path):
+async def test_an_interrupted_broadcast_resumes_where_it_stopped(tmp_path, database):
     (tmp_path / "news.txt").write_text("News!\n")
     everyone = numbers(300)
     rows = [Row(i + 2, n) for i, n in enumerate(everyone)]
     plan = Plan(name="news", address="4433", template="news.txt")
-    async with Harness([], tmp_path) as harness:
+    async with Harness([], tmp_path, db=database) as harness:
         await run(harness, plan, rows[:120])  # the first run stopped here
         report = await run(harness, plan, rows)
         assert (report.queued, report.already) == (180, 120)
@@ -81,11 +83,11 @@ async def test_an_interrupted_broadcast_resumes_where_it_stopped(tmp_path):
         assert sorted(sent) == sorted(everyone)
 
 
-async def test_bad_numbers_are_reported_with_their_lines_and_the_rest_sent(tmp_path):
+async def test_bad_numbers_are_reported_with_their_lines_and_the_rest_sent(tmp_path, database):
     (tmp_path / "hi.txt").write_text("Hi\n")
     csv_file = tmp_path / "people.csv"
     csv_file.write_text("number,name\n+61400000001,Ann\n0400000002,Bob\n+61,Cy\n+64211234567,Di\n")
-    async with Harness([], tmp_path) as harness:
+    async with Harness([], tmp_path, db=database) as harness:
         report = await run(
             harness, Plan(name="hi", address="4433", template="hi.txt"), read_csv(csv_file)
         )
@@ -101,20 +103,20 @@ async def test_a_csv_without_a_number_column_is_refused(tmp_path):
         read_csv(path)
 
 
-async def test_expires_reaches_the_gateway(tmp_path):
+async def test_expires_reaches_the_gateway(tmp_path, database):
     (tmp_path / "hi.txt").write_text("Hi\n")
     plan = Plan(name="x", address="4433", template="hi.txt", expires="2026-01-06T09:00:00+11:00")
-    async with Harness([], tmp_path) as harness:
+    async with Harness([], tmp_path, db=database) as harness:
         await run(harness, plan, [Row(2, "+61400000001")])
         assert harness.simulator.sent[0].expires == "2026-01-06T09:00:00+11:00"
 
 
-async def test_quiet_hours_hold_a_message_until_the_recipients_morning(tmp_path):
+async def test_quiet_hours_hold_a_message_until_the_recipients_morning(tmp_path, database):
     (tmp_path / "hi.txt").write_text("Good morning\n")
     # 10:00 UTC is 21:00 in Sydney (summer): quiet there; 23:00 in Auckland: quiet too.
     clock = FakeClock(datetime(2026, 1, 5, 10, 0, tzinfo=UTC))
     quiet = QuietHours.parse("21:00-08:00")
-    async with Harness([], tmp_path, clock=clock) as harness:
+    async with Harness([], tmp_path, clock=clock, db=database) as harness:
         await run(
             harness,
             Plan(name="q", address="4433", template="hi.txt"),
@@ -154,9 +156,9 @@ def survey_like_bot() -> Bot:
     return bot
 
 
-async def test_a_broadcast_can_start_a_conversation_for_each_recipient():
+async def test_a_broadcast_can_start_a_conversation_for_each_recipient(database):
     plan = Plan(name="poll", address="4433", bot="poll", entry="poll:start")
-    async with Harness([survey_like_bot()], TEMPLATES) as harness:
+    async with Harness([survey_like_bot()], TEMPLATES, db=database) as harness:
         report = await run(harness, plan, [Row(2, "+61400000001"), Row(3, "+61400000002")])
         assert report.queued == 2
         ann = harness.phone("+61400000001")
@@ -166,10 +168,10 @@ async def test_a_broadcast_can_start_a_conversation_for_each_recipient():
         assert [m.content for m in harness.simulator.inbox("+61400000002")] == ["Pizza or pasta?"]
 
 
-async def test_a_name_reused_for_another_broadcast_is_refused(tmp_path):
+async def test_a_name_reused_for_another_broadcast_is_refused(tmp_path, database):
     (tmp_path / "a.txt").write_text("A\n")
     (tmp_path / "b.txt").write_text("B\n")
-    async with Harness([], tmp_path) as harness:
+    async with Harness([], tmp_path, db=database) as harness:
         await run(harness, Plan(name="same", address="4433", template="a.txt"), [])
         with pytest.raises(ValueError, match="another --name"):
             await run(harness, Plan(name="same", address="4433", template="b.txt"), [])
@@ -210,27 +212,27 @@ def test_the_command_refuses_bad_input_clearly(tmp_path, monkeypatch, capsys):
     assert "no bot" in capsys.readouterr().err
 
 
-async def test_a_scheduled_broadcast_waits_for_its_time_even_across_a_restart(tmp_path):
+async def test_a_scheduled_broadcast_waits_for_its_time_even_across_a_restart(tmp_path, database):
     (tmp_path / "hi.txt").write_text("It's sale day\n")
-    db, clock = tmp_path / "s.db", FakeClock(datetime(2026, 1, 5, 0, 0, tzinfo=UTC))
+    clock = FakeClock(datetime(2026, 1, 5, 0, 0, tzinfo=UTC))
     at = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
-    async with Harness([], tmp_path, db=db, clock=clock) as harness:
+    async with Harness([], tmp_path, db=database, clock=clock) as harness:
         await run(
             harness, Plan(name="s", address="4433", template="hi.txt"), [Row(2, PHONE)], at=at
         )
         await harness.advance(hours=5)
         assert sent_to(harness) == []
     clock.advance(hours=2)  # the app was down when it came due
-    async with Harness([], tmp_path, db=db, clock=clock) as harness:
+    async with Harness([], tmp_path, db=database, clock=clock) as harness:
         await harness.settle()
         assert sent_to(harness) == [PHONE]
 
 
-async def test_a_held_broadcast_does_not_hold_up_replies_or_a_stop_confirmation(tmp_path):
+async def test_a_held_broadcast_does_not_hold_up_replies_or_a_stop_confirmation(tmp_path, database):
     (tmp_path / "hi.txt").write_text("Tomorrow's sale\n")
     clock = FakeClock()
     bot = survey_like_bot()
-    async with Harness([bot], tmp_path, clock=clock) as harness:
+    async with Harness([bot], tmp_path, clock=clock, db=database) as harness:
         plan = Plan(name="later", address="4433", template="hi.txt")
         tomorrow = clock().replace(day=clock().day + 1)
         await run(harness, plan, [Row(2, PHONE)], at=tomorrow)
@@ -247,9 +249,11 @@ async def test_a_held_broadcast_does_not_hold_up_replies_or_a_stop_confirmation(
         assert [row[0] for row in statuses] == ["refused"]
 
 
-async def test_a_stop_to_our_number_written_without_a_plus_still_skips_the_broadcast(tmp_path):
+async def test_a_stop_to_our_number_written_without_a_plus_still_skips_the_broadcast(
+    tmp_path, database
+):
     (tmp_path / "hi.txt").write_text("Hi\n")
-    async with Harness([], tmp_path) as harness:
+    async with Harness([], tmp_path, db=database) as harness:
         await harness.phone(PHONE).send("STOP", to="61412345678")
         plan = Plan(name="plus", address="+61412345678", template="hi.txt")
         report = await run(harness, plan, [Row(2, PHONE)])

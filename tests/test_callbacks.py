@@ -9,6 +9,8 @@ from conftest import eventually, rows, running
 
 from botkit import create_app
 
+pytestmark = pytest.mark.backends
+
 MO = {
     "id": "5000000001",
     "source": "+61400000001",

@@ -14,6 +14,8 @@ from botkit.store import Effects, Store
 from botkit.templates import SMSTemplates
 from botkit.testing import Harness
 
+pytestmark = pytest.mark.backends
+
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 PHONE = "+61400000001"
 
@@ -25,8 +27,8 @@ async def statuses(harness: Harness) -> list[tuple[str, str | None]]:
     return [(row["status"], row["template"]) for row in rows]
 
 
-async def test_after_stop_a_bots_reply_is_refused_and_recorded():
-    async with Harness(BOTS, TEMPLATES, sender_name="Acme Pizza") as harness:
+async def test_after_stop_a_bots_reply_is_refused_and_recorded(database):
+    async with Harness(BOTS, TEMPLATES, sender_name="Acme Pizza", db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         (confirmation,) = await phone.send("STOP")
@@ -60,8 +62,8 @@ async def test_after_stop_a_bots_reply_is_refused_and_recorded():
     ["STOP", "stop", "  Stop  ", "S T O P", "stop.", "Stop!", "UNSUBSCRIBE", "unsubscribe",
      "CANCEL", "End", "quit", "OPTOUT", "opt out", "Opt-Out"],
 )  # fmt: skip
-async def test_every_stop_word_and_variant_opts_out(text):
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_every_stop_word_and_variant_opts_out(text, database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         (confirmation,) = await phone.send(text)
         assert confirmation.template == "compliance/stopped.txt"
@@ -69,14 +71,14 @@ async def test_every_stop_word_and_variant_opts_out(text):
 
 
 @pytest.mark.parametrize("text", ["stop now", "please stop", "stopping", "STOP STOP"])
-async def test_a_stop_word_inside_a_longer_message_is_not_an_opt_out(text):
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_a_stop_word_inside_a_longer_message_is_not_an_opt_out(text, database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await harness.phone(PHONE).send(text)
         assert not await harness.runtime.store.consent.suppressed(PHONE, "4433")
 
 
-async def test_stop_mid_conversation_wins_over_the_state_and_ends_the_thread():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_stop_mid_conversation_wins_over_the_state_and_ends_the_thread(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         assert (await phone.thread()).state == "ask_name"
@@ -91,8 +93,8 @@ async def test_stop_mid_conversation_wins_over_the_state_and_ends_the_thread():
         ]
 
 
-async def test_start_restores_and_both_changes_are_in_the_ledger():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_start_restores_and_both_changes_are_in_the_ledger(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("stop")
         (welcome_back,) = await phone.send("start")
@@ -106,8 +108,8 @@ async def test_start_restores_and_both_changes_are_in_the_ledger():
         ]
 
 
-async def test_a_second_stop_is_not_confirmed_again_nor_recorded_twice():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_a_second_stop_is_not_confirmed_again_nor_recorded_twice(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         assert len(await phone.send("stop")) == 1
         assert await phone.send("STOP") == []
@@ -115,8 +117,8 @@ async def test_a_second_stop_is_not_confirmed_again_nor_recorded_twice():
         assert await statuses(harness) == [("accepted", "compliance/stopped.txt")]
 
 
-async def test_stopall_opts_out_of_every_number():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_stopall_opts_out_of_every_number(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("stopall")
         assert await phone.send("hello", to="5000") == []
@@ -139,16 +141,16 @@ async def test_stopall_opts_out_of_every_number():
         assert await harness.runtime.store.consent.suppressed(PHONE, "5000")
 
 
-async def test_stop_on_one_number_leaves_the_others():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_stop_on_one_number_leaves_the_others(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("stop", to="4433")
         (reply,) = await phone.send("hello", to="5000")
         assert reply.template == "hello/ask_name.txt"
 
 
-async def test_help_names_the_sender_and_how_to_stop():
-    async with Harness(BOTS, TEMPLATES, sender_name="Acme Pizza") as harness:
+async def test_help_names_the_sender_and_how_to_stop(database):
+    async with Harness(BOTS, TEMPLATES, sender_name="Acme Pizza", db=database) as harness:
         phone = harness.phone(PHONE)
         (help_text,) = await phone.send("help")
         assert help_text.text == "Acme Pizza: reply STOP to unsubscribe, START to subscribe again."
@@ -156,7 +158,7 @@ async def test_help_names_the_sender_and_how_to_stop():
         assert phone.last.template == "compliance/help.txt"
 
 
-async def test_words_and_texts_are_configurable(tmp_path):
+async def test_words_and_texts_are_configurable(tmp_path, database):
     (tmp_path / "compliance").mkdir()
     (tmp_path / "compliance" / "stopped.txt").write_text("Arrêté. {{ start_word }} pour revenir.\n")
     bot = Bot("echo")
@@ -166,7 +168,7 @@ async def test_words_and_texts_are_configurable(tmp_path):
         ctx.reply("echo")
 
     options = {"stop_words": ("ARRET",), "start_words": ("REPRENDRE",)}
-    async with Harness([bot], tmp_path, **options) as harness:
+    async with Harness([bot], tmp_path, **options, db=database) as harness:
         phone = harness.phone(PHONE)
         (stopped,) = await phone.send("arrêt")
         assert stopped.text == "Arrêté. REPRENDRE pour revenir."
@@ -195,8 +197,8 @@ async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(tm
     assert (status, depth) == ("refused", 0)
 
 
-async def test_consent_from_outside_sms_is_recorded_with_its_source():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_consent_from_outside_sms_is_recorded_with_its_source(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         consent = harness.runtime.store.consent
         assert await consent.record(ConsentChange(PHONE, "4433", "opt-out", "web"))
         assert not await consent.record(ConsentChange(PHONE, "4433", "opt-out", "web"))
@@ -208,22 +210,20 @@ async def test_consent_from_outside_sms_is_recorded_with_its_source():
         ]
 
 
-def test_the_ledger_exports_as_csv_for_an_audit(tmp_path, capsys):
+def test_the_ledger_exports_as_csv_for_an_audit(capsys, database):
     import asyncio
     import csv
 
     from botkit.cli import main
 
-    db = tmp_path / "audit.db"
-
     async def stop_then_start() -> None:
-        async with Harness(BOTS, TEMPLATES, db=db) as harness:
+        async with Harness(BOTS, TEMPLATES, db=database) as harness:
             phone = harness.phone(PHONE)
             await phone.send("stop")
             await phone.send("start")
 
     asyncio.run(stop_then_start())
-    assert main(["export", "consent", "--format", "csv", "--db", str(db)]) == 0
+    assert main(["export", "consent", "--format", "csv", "--db", database]) == 0
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [(r["handset"], r["address"], r["action"], r["keyword"], r["source"]) for r in rows] == [
         (PHONE, "4433", "opt-out", "STOP", "sms"),
@@ -232,8 +232,8 @@ def test_the_ledger_exports_as_csv_for_an_audit(tmp_path, capsys):
     assert all(r["message_id"] and r["created_at"] for r in rows)
 
 
-async def test_our_number_with_or_without_a_plus_is_one_number():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_our_number_with_or_without_a_plus_is_one_number(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("stop", to="61412345678")
         consent = harness.runtime.store.consent
@@ -242,23 +242,21 @@ async def test_our_number_with_or_without_a_plus_is_one_number():
         assert not await consent.suppressed(PHONE, "4433")
 
 
-def test_botkit_send_refuses_a_number_that_opted_out(tmp_path):
+def test_botkit_send_refuses_a_number_that_opted_out(database):
     import asyncio
     import os
     import subprocess
 
     from servers import BOTKIT
 
-    db = tmp_path / "botkit.db"
-
     async def stop() -> None:
-        async with Harness(BOTS, TEMPLATES, db=db) as harness:
+        async with Harness(BOTS, TEMPLATES, db=database) as harness:
             await harness.phone(PHONE).send("STOP")
 
     asyncio.run(stop())
     env = {
         **os.environ,
-        "BOTKIT_DB": str(db),
+        "BOTKIT_DB": database,
         "BOTKIT_APPLICATION": "botkit",
         "BOTKIT_PASSWORD": "unused-Pa55",
         "BOTKIT_GATEWAY_URL": "http://127.0.0.1:9/message",  # never reached

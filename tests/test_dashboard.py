@@ -6,10 +6,13 @@ import base64
 import dataclasses
 
 import httpx
+import pytest
 from conftest import ROOT, running
 
 from botkit import create_app
 from botkit.testing import Harness
+
+pytestmark = pytest.mark.backends
 
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 PHONE = "+61400000001"
@@ -21,8 +24,8 @@ def client(harness: Harness, ip: str = "127.0.0.1", **headers: str) -> httpx.Asy
     return httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers)
 
 
-async def test_conversations_list_threads_with_their_last_message_escaped():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_conversations_list_threads_with_their_last_message_escaped(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await harness.phone(PHONE).send("hello")
         await harness.phone(PHONE).send(HOSTILE)
         async with client(harness) as c:
@@ -41,8 +44,8 @@ async def test_conversations_list_threads_with_their_last_message_escaped():
         assert "Hi! I&#39;m the botkit hello bot." in transcript.text
 
 
-async def test_conversations_page_by_keyset_and_filter_by_bot():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_conversations_page_by_keyset_and_filter_by_bot(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         for n in range(60):
             await harness.phone(f"+614000001{n:02d}").send("hello")
         await harness.phone("+61400000999").send("JOIN")
@@ -59,8 +62,11 @@ async def test_conversations_page_by_keyset_and_filter_by_bot():
             assert missing.status_code == 404
 
 
-async def test_the_dashboard_is_private(settings):
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness, ip="203.0.113.9") as c:
+async def test_the_dashboard_is_private(settings, database):
+    async with (
+        Harness(BOTS, TEMPLATES, db=database) as harness,
+        client(harness, ip="203.0.113.9") as c,
+    ):
         assert (await c.get("/dashboard/")).status_code == 403
     locked = dataclasses.replace(settings, dashboard_user="ops", dashboard_password="s3cret!")
     async with running(create_app(locked)) as app:

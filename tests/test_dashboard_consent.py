@@ -21,6 +21,8 @@ from botkit.simulator import Simulator
 from botkit.store.consent import COLUMNS
 from botkit.testing import Harness
 
+pytestmark = pytest.mark.backends
+
 ADA, BEN, CY, DEE, EVE = (f"+614{n}" for n in range(12345678, 12345683))
 ADA_FORMS = ["+61 412 345 678", "61412345678", "0412 345 678", "0061 412 345 678", "(04) 1234-5678"]
 JUNK = "<script>alert(1)</script>"
@@ -54,8 +56,8 @@ async def consent_history(harness: Harness) -> None:
     await harness.runtime.store.consent.record(change)
 
 
-async def test_opt_outs_in_force_and_the_ledger_newest_first():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_opt_outs_in_force_and_the_ledger_newest_first(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await consent_history(harness)
         stop = await harness.runtime.store.db.fetchone(
             "SELECT id, thread_id FROM messages WHERE content = 'STOP' AND handset = ?", (ADA,)
@@ -89,8 +91,8 @@ async def test_opt_outs_in_force_and_the_ledger_newest_first():
         assert 'href="http://localhost/dashboard/consent">Consent</a>' in page.text  # in the nav
 
 
-async def test_search_by_a_number_in_any_common_form():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_search_by_a_number_in_any_common_form(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await consent_history(harness)
         async with client(harness) as c:
             for typed in ADA_FORMS:
@@ -118,8 +120,8 @@ def test_text_that_cannot_be_a_number_is_refused(typed):
         search_forms(typed)
 
 
-async def test_a_search_that_cannot_be_a_number_says_so_escaped():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_a_search_that_cannot_be_a_number_says_so_escaped(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await consent_history(harness)
         async with client(harness) as c:
             for typed in ["ada", "12", "+", "0412 345 678 ext 9", JUNK]:
@@ -132,8 +134,8 @@ async def test_a_search_that_cannot_be_a_number_says_so_escaped():
             assert download.headers["content-type"].startswith("text/plain")
 
 
-async def test_filter_by_source_and_change():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_filter_by_source_and_change(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await consent_history(harness)
         async with client(harness) as c:
             operator = await c.get("/dashboard/consent", params={"source": "operator"})
@@ -151,8 +153,8 @@ async def test_filter_by_source_and_change():
             assert bad.status_code == 400 and "is not a change" in bad.text
 
 
-async def test_keyset_pages_of_the_ledger_and_of_the_opt_outs():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_keyset_pages_of_the_ledger_and_of_the_opt_outs(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         consent = harness.runtime.store.consent
         numbers = [f"+614000001{n:02d}" for n in range(60)]
         for number in numbers:
@@ -190,8 +192,8 @@ async def test_keyset_pages_of_the_ledger_and_of_the_opt_outs():
                 assert page.status_code == 400 and f"{name}: " in page.text
 
 
-async def test_the_csv_is_the_export_with_the_same_filters():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_the_csv_is_the_export_with_the_same_filters(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await consent_history(harness)
         exported = io.StringIO()
         await export_consent(harness.runtime.store, exported, "csv")
@@ -219,14 +221,17 @@ async def test_the_csv_is_the_export_with_the_same_filters():
         ]
 
 
-async def test_consent_is_private():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness, ip="203.0.113.9") as c:
+async def test_consent_is_private(database):
+    async with (
+        Harness(BOTS, TEMPLATES, db=database) as harness,
+        client(harness, ip="203.0.113.9") as c,
+    ):
         assert (await c.get("/dashboard/consent")).status_code == 403
         assert (await c.get("/dashboard/consent.csv")).status_code == 403
 
 
-async def test_phone_page_links_to_the_dashboard_and_the_thread():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_phone_page_links_to_the_dashboard_and_the_thread(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         page = await c.get("/simulator/")
         dashboard = re.search(r'<a href="([^"]+)">Dashboard</a>', page.text)
         assert dashboard is not None

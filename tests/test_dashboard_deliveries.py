@@ -7,11 +7,14 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from conftest import ROOT
 from test_dashboard import client
 from test_dashboard_surveys import chart_name
 
 from botkit.testing import Harness
+
+pytestmark = pytest.mark.backends
 
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 HOSTILE = "<script>alert(1)</script>"
@@ -42,8 +45,8 @@ async def traffic(harness: Harness, c: httpx.AsyncClient) -> None:
     assert dlr.status_code == 200
 
 
-async def test_the_overview_counts_messages_per_day_and_how_mts_fared():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_the_overview_counts_messages_per_day_and_how_mts_fared(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         await traffic(harness, c)
         page = (await c.get("/dashboard/deliveries")).text
         day = (await c.get("/dashboard/deliveries", params={"days": "1"})).text
@@ -83,8 +86,8 @@ async def test_the_overview_counts_messages_per_day_and_how_mts_fared():
     assert "accepted: 3; failed: 1" in chart_name(day, "MTs by send status")
 
 
-async def test_days_and_pages_that_are_not_numbers_get_a_clear_error():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_days_and_pages_that_are_not_numbers_get_a_clear_error(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         page = await c.get("/dashboard/deliveries", params={"days": ""})
         assert page.status_code == 200
         assert "<h1>Deliveries, last 30 days</h1>" in page.text
@@ -109,8 +112,8 @@ async def test_days_and_pages_that_are_not_numbers_get_a_clear_error():
             assert f"{name}: must be a whole number from 1 to" in page.text
 
 
-async def test_undelivered_mts_page_by_keyset():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_undelivered_mts_page_by_keyset(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         numbers = [f"+614000002{n:02d}" for n in range(52)]
         for number in numbers:
             harness.simulator.set_fate(number, ["rejected"])

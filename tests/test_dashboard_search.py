@@ -11,6 +11,8 @@ from conftest import ROOT
 
 from botkit.testing import FakeClock, Harness
 
+pytestmark = pytest.mark.backends
+
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 
 
@@ -105,8 +107,8 @@ async def test_bad_filters_get_a_clear_error(harness, query, error):
         assert api.status_code == 400 and api.json() == {"error": error}
 
 
-async def test_pages_keep_their_filters():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_pages_keep_their_filters(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         for n in range(55):
             await harness.phone(f"+614000002{n:02d}").send("hello")
         await harness.phone("+61400000399").send("JOIN")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from conftest import eventually, rows, running
 
 from botkit import Bot, Context, create_app
+
+pytestmark = pytest.mark.backends
 
 PHONE = "+61400000001"
 

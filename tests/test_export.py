@@ -14,7 +14,10 @@ from conftest import eventually, rows
 from servers import BOTKIT
 
 from botkit.cli import main
+from botkit.db import Database, Tx
 from botkit.store.transcripts import COLUMNS
+
+pytestmark = pytest.mark.backends
 
 ADA, BOB = "+61400000001", "+61400000002"
 
@@ -40,7 +43,7 @@ async def export(*args: str, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def expected(db, where: str = "1", params: tuple = ()) -> list[dict[str, str]]:
+def expected(db, where: str = "1 = 1", params: tuple = ()) -> list[dict[str, str]]:
     """The rows an export should hold, read from the database file as text."""
     found = rows(
         db,
@@ -48,7 +51,7 @@ def expected(db, where: str = "1", params: tuple = ()) -> list[dict[str, str]]:
                    m.content, m.encoding, m.template, m.status, m.delivery, m.gateway_id,
                    m.created_at
             FROM messages m LEFT JOIN threads t ON t.id = m.thread_id
-            WHERE {where} ORDER BY m.thread_id, m.id""",
+            WHERE {where} ORDER BY m.thread_id NULLS FIRST, m.id""",
         params,
     )
     return [{k: "" if row[k] is None else str(row[k]) for k in COLUMNS} for row in found]
@@ -161,15 +164,20 @@ def test_a_format_is_required(capsys):
 
 
 async def test_piped_output_is_clean_and_a_closed_pipe_ends_quietly(conversations, settings):
-    database = sqlite3.connect(settings.db)
-    with database:
-        database.executemany(
-            """INSERT INTO messages (direction, handset, content, encoding, status,
-                   created_at, updated_at)
-               VALUES ('mo', ?, ?, 'GSM-7', 'handled', '2026-01-01T00:00:00.000000Z', '')""",
-            [(ADA, f"message {n} " + "x" * 100) for n in range(5000)],
-        )
-    database.close()
+    async def fill(tx: Tx) -> None:
+        for n in range(5000):
+            await tx.execute(
+                """INSERT INTO messages (direction, handset, content, encoding, status,
+                       created_at, updated_at)
+                   VALUES ('mo', ?, ?, 'GSM-7', 'handled', '2026-01-01T00:00:00.000000Z', '')""",
+                (ADA, f"message {n} " + "x" * 100),
+            )
+
+    database = await Database.open(settings.db)
+    try:
+        await database.write(fill)
+    finally:
+        await database.close()
 
     def run_and_hang_up() -> tuple[str, int, str]:
         with subprocess.Popen(

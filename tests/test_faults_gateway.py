@@ -52,8 +52,9 @@ def mts(db: str) -> list[dict]:
 @pytest.mark.parametrize("status", [503, 429])
 async def test_a_gateway_that_did_not_take_the_request_is_retried_with_growing_backoff(
     status: int,
+    database,
 ) -> None:
-    async with Harness(ROOT / "bots", ROOT / "templates") as harness:
+    async with Harness(ROOT / "bots", ROOT / "templates", db=database) as harness:
         db = harness.runtime.settings.db
         sim = harness.simulator
         phones = [harness.phone(f"+6140000010{n}") for n in range(3)]
@@ -86,8 +87,8 @@ async def test_a_gateway_that_did_not_take_the_request_is_retried_with_growing_b
         assert {(m["status"], m["error"]) for m in mts(db)} == {("accepted", None)}
 
 
-async def test_a_500_after_accepting_is_not_resent_but_settled_by_its_dlr() -> None:
-    async with Harness(ROOT / "bots", ROOT / "templates") as harness:
+async def test_a_500_after_accepting_is_not_resent_but_settled_by_its_dlr(database) -> None:
+    async with Harness(ROOT / "bots", ROOT / "templates", db=database) as harness:
         db = harness.runtime.settings.db
         sim = harness.simulator
         phone = harness.phone(PHONE)
@@ -110,8 +111,8 @@ async def test_a_500_after_accepting_is_not_resent_but_settled_by_its_dlr() -> N
         assert [m.reference for m in sim.sent] == [reply.reference, greeting.reference]
 
 
-async def test_a_500_before_accepting_is_left_uncertain_not_resent() -> None:
-    async with Harness(ROOT / "bots", ROOT / "templates") as harness:
+async def test_a_500_before_accepting_is_left_uncertain_not_resent(database) -> None:
+    async with Harness(ROOT / "bots", ROOT / "templates", db=database) as harness:
         db = harness.runtime.settings.db
         sim = harness.simulator
         sim.fail(status=500, accept=False, requests=1)

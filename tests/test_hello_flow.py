@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import eventually, rows
+
+pytestmark = pytest.mark.backends
 
 
 async def test_hello_asks_name_remembers_and_greets(app, settings):

@@ -19,6 +19,8 @@ from botkit.migrations import migrate
 from botkit.store import Store
 from botkit.store.lists import ALREADY, NOT_MEMBER, OPTED_OUT, SUBSCRIBED, UNSUBSCRIBED
 
+pytestmark = pytest.mark.backends
+
 ADA, BEN, CAL = "+61400000001", "+61400000002", "+64211234567"
 
 

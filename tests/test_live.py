@@ -9,8 +9,11 @@ import signal
 import subprocess
 
 import httpx
+import pytest
 from conftest import rows
 from servers import free_port, output, poll, start, wait_for
+
+pytestmark = pytest.mark.backends
 
 PHONE = "+61400000123"
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import rows
 
 from botkit.db import Database
 from botkit.messages import IncomingMO
 from botkit.migrations import MIGRATIONS, Migration, migrate
 from botkit.store import Store
+
+pytestmark = pytest.mark.backends
 
 
 async def test_fresh_database_gets_every_migration_once(tmp_path):

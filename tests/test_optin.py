@@ -12,6 +12,8 @@ from botkit import Bot, DoubleOptIn
 from botkit.errors import ValidationError
 from botkit.testing import FakeClock, Harness
 
+pytestmark = pytest.mark.backends
+
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 PHONE = "+61400000001"
 
@@ -35,8 +37,8 @@ async def mo_id(harness: Harness, content: str) -> int:
     )
 
 
-async def test_join_then_yes_subscribes_with_the_confirming_mo_in_the_ledger():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_join_then_yes_subscribes_with_the_confirming_mo_in_the_ledger(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         (ask,) = await phone.send("join")
         assert ask.template == "optin/confirm.txt"
@@ -62,8 +64,8 @@ async def test_join_then_yes_subscribes_with_the_confirming_mo_in_the_ledger():
 
 
 @pytest.mark.parametrize("answer", ["Y", "yes", "YES!", "yes please?", "Yes, sign me up", "ok"])
-async def test_every_way_of_saying_yes_subscribes(answer):
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_every_way_of_saying_yes_subscribes(answer, database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         (welcome,) = await phone.send(answer)
@@ -72,8 +74,8 @@ async def test_every_way_of_saying_yes_subscribes(answer):
 
 
 @pytest.mark.parametrize("answer", ["no", "maybe", "yeah nah", "not yes", "JOIN", "hello"])
-async def test_anything_else_declines_and_subscribes_no_one(answer):
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_anything_else_declines_and_subscribes_no_one(answer, database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         (declined,) = await phone.send(answer)
@@ -83,9 +85,9 @@ async def test_anything_else_declines_and_subscribes_no_one(answer):
         assert await ledger(harness) == []
 
 
-async def test_silence_past_the_timeout_expires_the_request():
+async def test_silence_past_the_timeout_expires_the_request(database):
     clock = FakeClock()
-    async with Harness(BOTS, TEMPLATES, clock=clock) as harness:
+    async with Harness(BOTS, TEMPLATES, clock=clock, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         await harness.advance(hours=23, minutes=59)
@@ -100,8 +102,8 @@ async def test_silence_past_the_timeout_expires_the_request():
         assert await ledger(harness) == []
 
 
-async def test_a_subscribed_handset_is_told_so():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_a_subscribed_handset_is_told_so(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         await phone.send("yes")
@@ -111,15 +113,15 @@ async def test_a_subscribed_handset_is_told_so():
         assert len(await ledger(harness)) == 1
 
 
-async def test_a_handset_subscribed_by_an_import_is_told_so_too():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_a_handset_subscribed_by_an_import_is_told_so_too(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         await harness.runtime.store.lists.subscribe("deals", PHONE, "4433", source="web")
         (already,) = await harness.phone(PHONE).send("JOIN")
         assert already.template == "optin/already.txt"
 
 
-async def test_stop_unsubscribes_from_the_lists_of_that_number_and_start_does_not_rejoin():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_stop_unsubscribes_from_the_lists_of_that_number_and_start_does_not_rejoin(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         await phone.send("yes")
@@ -139,8 +141,8 @@ async def test_stop_unsubscribes_from_the_lists_of_that_number_and_start_does_no
         assert await members(harness) == [PHONE]
 
 
-async def test_stop_to_another_number_leaves_the_membership():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_stop_to_another_number_leaves_the_membership(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         await phone.send("yes")
@@ -150,8 +152,8 @@ async def test_stop_to_another_number_leaves_the_membership():
         assert await members(harness) == []
 
 
-async def test_stop_while_asked_ends_the_request_without_an_expiry():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_stop_while_asked_ends_the_request_without_an_expiry(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         await phone.send("stop")
@@ -162,8 +164,8 @@ async def test_stop_while_asked_ends_the_request_without_an_expiry():
         ]
 
 
-async def test_a_handset_that_opted_out_cannot_be_subscribed_by_a_yes():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_a_handset_that_opted_out_cannot_be_subscribed_by_a_yes(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("STOP")
         assert await phone.send("JOIN") == []  # the question is refused: opted out
@@ -172,7 +174,7 @@ async def test_a_handset_that_opted_out_cannot_be_subscribed_by_a_yes():
         assert [entry[0] for entry in await ledger(harness)] == ["opt-out"]
 
 
-async def test_flows_attach_to_any_bot_one_per_list():
+async def test_flows_attach_to_any_bot_one_per_list(database):
     bot = Bot("club")
     for name, keyword in (("news", "NEWS"), ("events", "EVENTS")):
         DoubleOptIn(
@@ -186,7 +188,7 @@ async def test_flows_attach_to_any_bot_one_per_list():
             timeout=timedelta(minutes=10),
         ).attach(bot)
     assert set(bot.states) == {"optin:news", "optin:events"}
-    async with Harness([bot], TEMPLATES) as harness:
+    async with Harness([bot], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("events")
         await phone.send("y")

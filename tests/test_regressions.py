@@ -19,6 +19,8 @@ from botkit.store.base import MAX_ATTEMPTS
 from botkit.templates import SMSTemplates
 from botkit.worker import Worker
 
+pytestmark = pytest.mark.backends
+
 PHONE = "+61400000001"
 
 
@@ -218,6 +220,7 @@ async def test_long_operator_name_is_cut_not_refused(client, settings):
     assert rows(settings.db, "SELECT operator FROM messages")[0][0] == "x" * 100
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # PRAGMA: SQLite's page limit
 async def test_disk_full_is_a_503_the_gateway_retries(app, client, settings):
     db = app.state.runtime.db
     pages = await db.fetchval("PRAGMA page_count")

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ROOT, eventually, rows, running
 
 from botkit import Bot, Context, Gateway, Simulator, create_app
@@ -19,6 +20,8 @@ from botkit.migrations import migrate
 from botkit.sender import Sender
 from botkit.store import Effects, Store
 from botkit.templates import SMSTemplates
+
+pytestmark = pytest.mark.backends
 
 PHONE = "+61400000001"
 PASSWORD = "pä$$ word&=?/secret"

@@ -21,6 +21,8 @@ from botkit.questions import InvalidAnswer
 from botkit.store.broadcasts import Plan
 from botkit.testing import FakeClock, Harness
 
+pytestmark = pytest.mark.backends
+
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 PHONE = "+61400000001"
 
@@ -166,8 +168,8 @@ def test_the_hint_says_what_is_expected(question, hint):
 # Through the harness
 
 
-async def test_every_question_type_reasks_an_invalid_answer_then_stores_the_valid_one():
-    async with Harness([shop_bot()], TEMPLATES) as harness:
+async def test_every_question_type_reasks_an_invalid_answer_then_stores_the_valid_one(database):
+    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         (first,) = await phone.send("feedback")
         assert first.text == "How was your order, 1 to 5?"
@@ -198,8 +200,8 @@ async def test_every_question_type_reasks_an_invalid_answer_then_stores_the_vali
         assert await status(harness) == "completed"
 
 
-async def test_each_answer_is_stored_with_its_raw_text_and_the_mo_that_gave_it():
-    async with Harness([shop_bot()], TEMPLATES) as harness:
+async def test_each_answer_is_stored_with_its_raw_text_and_the_mo_that_gave_it(database):
+    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("review")  # the alias
         await phone.send("Four!")
@@ -210,8 +212,8 @@ async def test_each_answer_is_stored_with_its_raw_text_and_the_mo_that_gave_it()
         assert tuple(row) == ("4", "Four!", "Four!", "mo")
 
 
-async def test_after_max_reasks_the_next_invalid_answer_skips_the_question():
-    async with Harness([shop_bot(max_reasks=1)], TEMPLATES) as harness:
+async def test_after_max_reasks_the_next_invalid_answer_skips_the_question(database):
+    async with Harness([shop_bot(max_reasks=1)], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("feedback")
         await phone.send("brilliant")
@@ -221,8 +223,8 @@ async def test_after_max_reasks_the_next_invalid_answer_skips_the_question():
         assert await answers(harness, "order") == {}
 
 
-async def test_a_branch_leads_to_its_question_and_the_survey_ends_where_it_says():
-    async with Harness([shop_bot()], TEMPLATES) as harness:
+async def test_a_branch_leads_to_its_question_and_the_survey_ends_where_it_says(database):
+    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
         low, unhappy = harness.phone("+61400000001"), harness.phone("+61400000002")
         await low.send("feedback")
         (reply,) = await low.send("1")
@@ -243,7 +245,7 @@ async def test_a_branch_leads_to_its_question_and_the_survey_ends_where_it_says(
         ]
 
 
-async def test_next_may_be_a_function_of_the_answer():
+async def test_next_may_be_a_function_of_the_answer(database):
     def by_size(guests: int) -> str | None:
         return "party" if guests >= 10 else "bogus" if guests == 7 else None
 
@@ -257,7 +259,7 @@ async def test_next_may_be_a_function_of_the_answer():
     )
     bot = Bot("size")
     survey.attach(bot, keyword="SIZE")
-    async with Harness([bot], TEMPLATES) as harness:
+    async with Harness([bot], TEMPLATES, db=database) as harness:
         big, small, odd = (harness.phone(f"+6140000000{n}") for n in (1, 2, 3))
         await big.send("size")
         (reply,) = await big.send("12")
@@ -270,10 +272,12 @@ async def test_next_may_be_a_function_of_the_answer():
             await odd.send("7")
 
 
-async def test_a_question_unanswered_gets_one_reminder_and_past_the_expiry_ends_incomplete():
+async def test_a_question_unanswered_gets_one_reminder_and_past_the_expiry_ends_incomplete(
+    database,
+):
     clock = FakeClock()
     bot = shop_bot(reminder=timedelta(hours=2), expiry=timedelta(hours=24))
-    async with Harness([bot], TEMPLATES, clock=clock) as harness:
+    async with Harness([bot], TEMPLATES, clock=clock, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("feedback")
         await harness.advance(hours=1, minutes=59)
@@ -288,10 +292,10 @@ async def test_a_question_unanswered_gets_one_reminder_and_past_the_expiry_ends_
         assert len(phone.replies) == 2  # no expired message configured
 
 
-async def test_an_answer_resets_the_reminder_and_the_expiry_for_the_next_question():
+async def test_an_answer_resets_the_reminder_and_the_expiry_for_the_next_question(database):
     clock = FakeClock()
     bot = shop_bot(reminder=timedelta(hours=2), expiry=timedelta(hours=24))
-    async with Harness([bot], TEMPLATES, clock=clock) as harness:
+    async with Harness([bot], TEMPLATES, clock=clock, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("feedback")
         await harness.advance(hours=23)  # reminded already
@@ -304,10 +308,10 @@ async def test_an_answer_resets_the_reminder_and_the_expiry_for_the_next_questio
         assert phone.last.text == "How many people ate?"
 
 
-async def test_an_invalid_answer_after_the_reminder_brings_no_second_reminder():
+async def test_an_invalid_answer_after_the_reminder_brings_no_second_reminder(database):
     clock = FakeClock()
     bot = shop_bot(reminder=timedelta(hours=2), expiry=timedelta(hours=24))
-    async with Harness([bot], TEMPLATES, clock=clock) as harness:
+    async with Harness([bot], TEMPLATES, clock=clock, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("feedback")
         await harness.advance(hours=3)
@@ -320,7 +324,7 @@ async def test_an_invalid_answer_after_the_reminder_brings_no_second_reminder():
         ]
 
 
-async def test_the_expired_message_is_sent_when_given():
+async def test_the_expired_message_is_sent_when_given(database):
     survey = Survey(
         "quick",
         [Question.yes_no("ok", "All good?")],
@@ -329,7 +333,7 @@ async def test_the_expired_message_is_sent_when_given():
     )
     bot = Bot("quick")
     survey.attach(bot, keyword="QUICK")
-    async with Harness([bot], TEMPLATES) as harness:
+    async with Harness([bot], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("quick")
         await harness.advance(hours=1)
@@ -346,8 +350,8 @@ async def start_by_broadcast(harness: Harness, survey: str, number: str) -> None
     await harness.advance()
 
 
-async def test_two_surveys_on_one_handset_are_kept_apart_by_reply_to():
-    async with Harness([shop_bot()], TEMPLATES) as harness:
+async def test_two_surveys_on_one_handset_are_kept_apart_by_reply_to(database):
+    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await start_by_broadcast(harness, "order", PHONE)
         await start_by_broadcast(harness, "delivery", PHONE)
@@ -377,8 +381,8 @@ async def test_two_surveys_on_one_handset_are_kept_apart_by_reply_to():
         }
 
 
-async def test_without_reply_to_an_answer_goes_to_the_most_recent_open_survey():
-    async with Harness([shop_bot()], TEMPLATES) as harness:
+async def test_without_reply_to_an_answer_goes_to_the_most_recent_open_survey(database):
+    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await start_by_broadcast(harness, "order", PHONE)
         await start_by_broadcast(harness, "delivery", PHONE)
@@ -390,8 +394,8 @@ async def test_without_reply_to_an_answer_goes_to_the_most_recent_open_survey():
         assert await answers(harness, "order") == {"rating": 3}
 
 
-async def test_a_broadcast_survey_does_not_disturb_a_conversation_under_way():
-    async with Harness([shop_bot()], TEMPLATES) as harness:
+async def test_a_broadcast_survey_does_not_disturb_a_conversation_under_way(database):
+    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("feedback")
         (order_q,) = phone.replies
@@ -401,8 +405,8 @@ async def test_a_broadcast_survey_does_not_disturb_a_conversation_under_way():
         assert await answers(harness, "delivery") == {}
 
 
-async def test_stop_mid_survey_leaves_the_respondent_incomplete():
-    async with Harness([shop_bot()], TEMPLATES) as harness:
+async def test_stop_mid_survey_leaves_the_respondent_incomplete(database):
+    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("feedback")
         await phone.send("4")
@@ -410,7 +414,9 @@ async def test_stop_mid_survey_leaves_the_respondent_incomplete():
         assert await status(harness) == "incomplete"
 
 
-async def test_template_prompts_get_the_hint_the_reminder_the_options_and_the_answers(tmp_path):
+async def test_template_prompts_get_the_hint_the_reminder_the_options_and_the_answers(
+    tmp_path, database
+):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "pick.txt").write_text(
         "{% if reminder %}Still there? {% endif %}{% if hint %}{{ hint }} {% endif %}"
@@ -425,7 +431,7 @@ async def test_template_prompts_get_the_hint_the_reminder_the_options_and_the_an
     )
     bot = Bot("tpl")
     survey.attach(bot, keyword="PICK")
-    async with Harness([bot], tmp_path) as harness:
+    async with Harness([bot], tmp_path, db=database) as harness:
         phone = harness.phone(PHONE)
         (reply,) = await phone.send("pick")
         assert (reply.text, reply.template) == ("Pick: Red/Blue", "t/pick.txt")
@@ -437,8 +443,8 @@ async def test_template_prompts_get_the_hint_the_reminder_the_options_and_the_an
         assert reply.text == "You picked Blue."
 
 
-async def test_the_example_bot_runs_from_its_keyword_with_the_hello_bot_beside_it():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_the_example_bot_runs_from_its_keyword_with_the_hello_bot_beside_it(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         (reply,) = await phone.send("SURVEY")
         assert reply.text.startswith("Thanks for choosing us! How did we do")
@@ -453,8 +459,8 @@ async def test_the_example_bot_runs_from_its_keyword_with_the_hello_bot_beside_i
         assert reply.template == "hello/ask_name.txt"
 
 
-async def test_the_example_bot_asks_what_went_wrong_after_a_low_rating():
-    async with Harness(BOTS, TEMPLATES) as harness:
+async def test_the_example_bot_asks_what_went_wrong_after_a_low_rating(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         for text in ("survey", "2", "Late and cold"):
             await phone.send(text)

@@ -12,6 +12,8 @@ from conftest import ROOT
 
 from botkit.testing import Harness
 
+pytestmark = pytest.mark.backends
+
 BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 PHONE = "+61400000001"
 
@@ -37,8 +39,8 @@ async def mts(harness: Harness, thread_id: int) -> list[dict]:
     return [dict(row) for row in rows]
 
 
-async def test_an_operator_reply_reaches_the_handset_and_says_who_sent_it():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_an_operator_reply_reaches_the_handset_and_says_who_sent_it(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         thread = await phone.thread()
@@ -61,8 +63,8 @@ async def test_an_operator_reply_reaches_the_handset_and_says_who_sent_it():
         assert "received" in page.text
 
 
-async def test_a_paused_thread_gets_no_bot_reply_until_handed_back():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_a_paused_thread_gets_no_bot_reply_until_handed_back(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         thread = await phone.thread()
@@ -87,8 +89,8 @@ async def test_a_paused_thread_gets_no_bot_reply_until_handed_back():
         assert len(replies) == 1
 
 
-async def test_stop_still_works_in_a_paused_thread_and_the_operator_cannot_send_after_it():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_stop_still_works_in_a_paused_thread_and_the_operator_cannot_send_after_it(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         thread = await phone.thread()
@@ -111,8 +113,8 @@ async def test_stop_still_works_in_a_paused_thread_and_the_operator_cannot_send_
         assert "refused" in page.text
 
 
-async def test_a_paused_threads_timers_wait_until_it_is_handed_back():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_a_paused_threads_timers_wait_until_it_is_handed_back(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("SURVEY")
         thread = await phone.thread()
@@ -129,8 +131,8 @@ async def test_a_paused_threads_timers_wait_until_it_is_handed_back():
     ("text", "problem"),
     [("", "Write a reply first."), ("   ", "Write a reply first."), ("x" * 1000, "7 SMS long")],
 )
-async def test_a_reply_that_cannot_be_sent_is_refused_with_the_reason(text, problem):
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_a_reply_that_cannot_be_sent_is_refused_with_the_reason(text, problem, database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         await harness.phone(PHONE).send("hello")
         thread = await harness.phone(PHONE).thread()
         refused = await post(c, thread.id, "reply", text=text)
@@ -139,8 +141,8 @@ async def test_a_reply_that_cannot_be_sent_is_refused_with_the_reason(text, prob
         assert len(await mts(harness, thread.id)) == 1  # only the bot's greeting
 
 
-async def test_takeover_forms_need_their_csrf_token_and_a_thread():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_takeover_forms_need_their_csrf_token_and_a_thread(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         thread = await phone.thread()
@@ -158,8 +160,8 @@ async def test_takeover_forms_need_their_csrf_token_and_a_thread():
         assert missing.status_code == 404
 
 
-async def test_only_an_open_thread_can_be_taken_over():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_only_an_open_thread_can_be_taken_over(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         await phone.send("STOP")
@@ -171,8 +173,8 @@ async def test_only_an_open_thread_can_be_taken_over():
         assert "Only an open conversation" in refused.text
 
 
-async def test_a_long_transcript_is_read_a_page_at_a_time():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_a_long_transcript_is_read_a_page_at_a_time(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("hello")
         thread = await phone.thread()
@@ -195,8 +197,8 @@ async def test_a_long_transcript_is_read_a_page_at_a_time():
         assert (await c.get(f"/api/threads/{thread.id}", params={"before": "x"})).status_code == 400
 
 
-async def test_a_paused_thread_holds_up_no_other_thread_of_the_handset():
-    async with Harness(BOTS, TEMPLATES) as harness, client(harness) as c:
+async def test_a_paused_thread_holds_up_no_other_thread_of_the_handset(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         harness.simulator.number_sequence = False  # each MO goes to its own number only
         phone = harness.phone(PHONE)
         await phone.send("SURVEY", to="4433")
@@ -210,7 +212,7 @@ async def test_a_paused_thread_holds_up_no_other_thread_of_the_handset():
         assert [r.thread_id for r in reminders] == [second.id]
 
 
-async def test_a_takeover_during_the_bots_turn_silences_its_reply():
+async def test_a_takeover_during_the_bots_turn_silences_its_reply(database):
     from botkit import Bot, Context
 
     bot = Bot("slow")
@@ -227,7 +229,7 @@ async def test_a_takeover_during_the_bots_turn_silences_its_reply():
         await running[0].runtime.store.takeover.pause(ctx.thread.id, "sam")
         ctx.reply("The bot's answer, too late.")
 
-    async with Harness([bot], TEMPLATES) as harness:
+    async with Harness([bot], TEMPLATES, db=database) as harness:
         running.append(harness)
         phone = harness.phone(PHONE)
         await phone.send("SLOW")

@@ -8,6 +8,8 @@ from conftest import ROOT
 from botkit import Bot, Context
 from botkit.testing import FakeClock, Harness
 
+pytestmark = pytest.mark.backends
+
 TEMPLATES = ROOT / "templates"
 
 
@@ -26,14 +28,14 @@ def echo_bot() -> Bot:
     return bot
 
 
-async def test_a_handler_exception_fails_the_test_with_that_exception():
-    async with Harness([echo_bot()], TEMPLATES) as harness:
+async def test_a_handler_exception_fails_the_test_with_that_exception(database):
+    async with Harness([echo_bot()], TEMPLATES, db=database) as harness:
         with pytest.raises(ZeroDivisionError, match="handler bug"):
             await harness.phone().send("boom")
 
 
-async def test_raise_errors_off_leaves_the_mo_failed_and_no_reply():
-    async with Harness([echo_bot()], TEMPLATES, raise_errors=False) as harness:
+async def test_raise_errors_off_leaves_the_mo_failed_and_no_reply(database):
+    async with Harness([echo_bot()], TEMPLATES, raise_errors=False, db=database) as harness:
         phone = harness.phone()
         assert await phone.send("boom") == []
         status = await harness.runtime.store.db.fetchval(
@@ -42,8 +44,8 @@ async def test_raise_errors_off_leaves_the_mo_failed_and_no_reply():
         assert status == "failed"
 
 
-async def test_a_failed_expectation_shows_the_conversation():
-    async with Harness([echo_bot()], TEMPLATES) as harness:
+async def test_a_failed_expectation_shows_the_conversation(database):
+    async with Harness([echo_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone()
         await phone.send("first")
         await phone.send("second")
@@ -54,8 +56,8 @@ async def test_a_failed_expectation_shows_the_conversation():
     assert "> first\n  < you said first\n  > second\n  < you said second" in message
 
 
-async def test_reply_to_and_references_reach_the_bot():
-    async with Harness([echo_bot()], TEMPLATES) as harness:
+async def test_reply_to_and_references_reach_the_bot(database):
+    async with Harness([echo_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone()
         (first,) = await phone.send("one")
         await phone.send("two")
@@ -64,8 +66,8 @@ async def test_reply_to_and_references_reach_the_bot():
         assert (await phone.thread()).data == {"heard": ["one", "two", "three"]}
 
 
-async def test_delivery_reports_are_the_tests_to_send():
-    async with Harness([echo_bot()], TEMPLATES) as harness:
+async def test_delivery_reports_are_the_tests_to_send(database):
+    async with Harness([echo_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone()
         (reply,) = await phone.send("hi")
         assert reply.statuses == ()
@@ -78,9 +80,9 @@ async def test_delivery_reports_are_the_tests_to_send():
         assert delivery == "failed"
 
 
-async def test_the_clock_stands_still_until_moved():
+async def test_the_clock_stands_still_until_moved(database):
     clock = FakeClock()
-    async with Harness([echo_bot()], TEMPLATES, clock=clock) as harness:
+    async with Harness([echo_bot()], TEMPLATES, clock=clock, db=database) as harness:
         start = clock()
         await harness.phone().send("hi")
         assert clock() == start

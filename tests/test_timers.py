@@ -11,6 +11,8 @@ from botkit import Bot, Context
 from botkit.errors import HandlerError
 from botkit.testing import FakeClock, Harness
 
+pytestmark = pytest.mark.backends
+
 TEMPLATES = ROOT / "templates"
 PHONE = "+61400000001"
 
@@ -61,8 +63,8 @@ async def texts(phone) -> list[str]:
     return [reply.text for reply in phone.replies]
 
 
-async def test_a_reminder_fires_once_when_due_then_the_expiry():
-    async with Harness([reminder_bot()], TEMPLATES) as harness:
+async def test_a_reminder_fires_once_when_due_then_the_expiry(database):
+    async with Harness([reminder_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("book")
         await harness.advance(minutes=29)
@@ -82,8 +84,8 @@ async def test_a_reminder_fires_once_when_due_then_the_expiry():
         assert sorted(tuple(row) for row in states) == [("expire", "fired"), ("nudge", "fired")]
 
 
-async def test_a_cancelled_reminder_never_fires():
-    async with Harness([reminder_bot()], TEMPLATES) as harness:
+async def test_a_cancelled_reminder_never_fires(database):
+    async with Harness([reminder_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("book")
         await phone.send("ok")
@@ -91,8 +93,8 @@ async def test_a_cancelled_reminder_never_fires():
         assert await texts(phone) == ["Booked. Reply OK to confirm.", "Confirmed."]
 
 
-async def test_the_expiry_ends_an_unanswered_thread():
-    async with Harness([reminder_bot()], TEMPLATES) as harness:
+async def test_the_expiry_ends_an_unanswered_thread(database):
+    async with Harness([reminder_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("book")
         await harness.advance(hours=2)
@@ -100,8 +102,8 @@ async def test_the_expiry_ends_an_unanswered_thread():
         assert (await phone.thread()).status == "closed"
 
 
-async def test_ending_the_thread_cancels_its_timers():
-    async with Harness([reminder_bot()], TEMPLATES) as harness:
+async def test_ending_the_thread_cancels_its_timers(database):
+    async with Harness([reminder_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("book")
         await phone.send("ok")
@@ -112,18 +114,18 @@ async def test_ending_the_thread_cancels_its_timers():
         assert {row[0] for row in states} == {"cancelled"}
 
 
-async def test_a_timer_due_while_the_app_was_down_fires_once_after_a_restart(tmp_path):
-    db, clock = tmp_path / "timers.db", FakeClock()
-    async with Harness([reminder_bot()], TEMPLATES, db=db, clock=clock) as harness:
+async def test_a_timer_due_while_the_app_was_down_fires_once_after_a_restart(tmp_path, database):
+    clock = FakeClock()
+    async with Harness([reminder_bot()], TEMPLATES, db=database, clock=clock) as harness:
         await harness.phone(PHONE).send("book")
     clock.advance(hours=1)  # down for an hour: the nudge came due meanwhile
-    async with Harness([reminder_bot()], TEMPLATES, db=db, clock=clock) as harness:
+    async with Harness([reminder_bot()], TEMPLATES, db=database, clock=clock) as harness:
         await harness.settle()
         nudges = await harness.runtime.store.db.fetchall(
             "SELECT content FROM messages WHERE content LIKE 'Still there?%'"
         )
         assert len(nudges) == 1
-    async with Harness([reminder_bot()], TEMPLATES, db=db, clock=clock) as harness:
+    async with Harness([reminder_bot()], TEMPLATES, db=database, clock=clock) as harness:
         await harness.settle()
         count = await harness.runtime.store.db.fetchval(
             "SELECT count(*) FROM messages WHERE content LIKE 'Still there?%'"
@@ -131,8 +133,8 @@ async def test_a_timer_due_while_the_app_was_down_fires_once_after_a_restart(tmp
         assert count == 1
 
 
-async def test_a_timer_handler_that_raises_fails_that_timer_only():
-    async with Harness([reminder_bot()], TEMPLATES) as harness:
+async def test_a_timer_handler_that_raises_fails_that_timer_only(database):
+    async with Harness([reminder_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("broken")
         await harness.advance(minutes=1)
@@ -142,21 +144,21 @@ async def test_a_timer_handler_that_raises_fails_that_timer_only():
         assert reply.text.startswith("Booked.")
 
 
-async def test_scheduling_a_timer_without_a_handler_is_an_error():
+async def test_scheduling_a_timer_without_a_handler_is_an_error(database):
     bot = Bot("bad")
 
     @bot.fallback
     async def bad(ctx: Context) -> None:
         ctx.schedule("nowhere", minutes=5)
 
-    async with Harness([bot], TEMPLATES) as harness:
+    async with Harness([bot], TEMPLATES, db=database) as harness:
         with pytest.raises(HandlerError, match="no handler for timer 'nowhere'"):
             await harness.phone(PHONE).send("hi")
 
 
-async def test_timers_are_due_at_clock_time(tmp_path):
+async def test_timers_are_due_at_clock_time(tmp_path, database):
     clock = FakeClock()
-    async with Harness([reminder_bot()], TEMPLATES, clock=clock) as harness:
+    async with Harness([reminder_bot()], TEMPLATES, clock=clock, db=database) as harness:
         await harness.phone(PHONE).send("book")
         (thread,) = await harness.runtime.store.db.fetchall("SELECT id FROM threads")
         pending = await harness.runtime.store.timers.pending(thread[0])

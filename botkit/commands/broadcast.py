@@ -20,6 +20,7 @@ from ..settings import Settings
 from ..store import Store
 from ..store.broadcasts import Plan
 from ..templates import SMSTemplates
+from .options import add_db
 
 NAME = "broadcast"
 HELP = "send a template or start a conversation for every member of a list or a CSV"
@@ -55,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--at", help="send at this RFC 3339 time rather than now (kept across restarts)"
     )
-    parser.add_argument("--db", help="SQLite database file (default: BOTKIT_DB)")
+    add_db(parser)
     parser.add_argument("--bots", help="folder of bot modules (default: BOTKIT_BOTS)")
     parser.add_argument("--templates", help="folder of templates (default: BOTKIT_TEMPLATES)")
 

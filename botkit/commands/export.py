@@ -11,11 +11,15 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..errors import ValidationError
 from ..numbers import international
 from ..settings import Settings
+from .options import add_db
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 NAME = "export"
 HELP = "export conversations, the consent ledger or a survey's results as CSV or JSON"
@@ -60,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(UTC unless it says)",
     )
     parser.add_argument("--output", metavar="FILE", help="write here instead of stdout")
-    parser.add_argument("--db", help="SQLite database file (default: BOTKIT_DB or botkit.db)")
+    add_db(parser)
 
 
 def parse_since(text: str) -> datetime:
@@ -87,28 +91,16 @@ def check_schema(database: str) -> None:
         raise ValidationError("BOTKIT_DB", f"{database} holds no botkit messages table")
 
 
-def check_survey(database: str, name: str) -> None:
-    """Refuse a survey nobody has started in this database, before writing any output."""
-    with contextlib.closing(sqlite3.connect(database)) as conn:
-        try:
-            found = conn.execute("SELECT 1 FROM surveys WHERE name = ?", (name,)).fetchone()
-        except sqlite3.OperationalError:  # a database from before surveys
-            found = None
-    if found is None:
-        raise ValidationError("NAME", f"no survey named {name!r} has been started in {database}")
-
-
 def main(args: argparse.Namespace) -> int:
-    from ..db import existing_file
+    from ..db import existing_database, is_url
 
     if (args.what == "survey") != (args.name is not None):
         raise ValidationError("NAME", "give a survey's name after survey, and only there")
     handset = None if args.number is None else international(args.number, "--number")
     since = None if args.since is None else parse_since(args.since)
-    database = str(existing_file(Settings.load(db=args.db).db))
-    check_schema(database)
-    if args.name is not None:
-        check_survey(database, args.name)
+    database = existing_database(Settings.load(db=args.db).db)
+    if not is_url(database):
+        check_schema(database)
     what = Export(args.what, args.fmt, args.name, handset, since)
     if args.output is None:
         return _write(database, sys.stdout, what)
@@ -130,7 +122,7 @@ def _write(database: str, out: TextIO, what: Export) -> int:
 
 
 async def _export(database: str, out: TextIO, what: Export) -> int:
-    from ..db import Database
+    from ..db import Database, redact
     from ..export import export_consent, export_survey, export_transcripts
     from ..progress import progress_bar
     from ..store import Store
@@ -138,6 +130,7 @@ async def _export(database: str, out: TextIO, what: Export) -> int:
     db = await Database.open(database)
     filters = {"handset": what.handset, "since": what.since}
     try:
+        await _check_contents(Store(db), what, redact(database))
         # A bar would garble output that goes to the same terminal.
         with progress_bar(unit=" rows", desc="export", hidden=out.isatty()) as bar:
             store = Store(db)
@@ -150,3 +143,16 @@ async def _export(database: str, out: TextIO, what: Export) -> int:
             return await export(store, out, what.fmt, **filters, on_row=bar.update)
     finally:
         await db.close()
+
+
+async def _check_contents(store: Store, what: Export, database: str) -> None:
+    """Refuse a database without botkit's tables, or a survey nobody has started in
+    it, before writing any output."""
+    try:
+        await store.transcripts.latest_id()
+    except Exception:
+        raise ValidationError("BOTKIT_DB", f"{database} holds no botkit messages table") from None
+    if what.name is not None and await store.surveys.questions(what.name) is None:
+        raise ValidationError(
+            "NAME", f"no survey named {what.name!r} has been started in {database}"
+        )

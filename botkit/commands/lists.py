@@ -20,6 +20,7 @@ from ..errors import ValidationError
 from ..messages import ConsentChange
 from ..numbers import international
 from ..settings import Settings
+from .options import add_db
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -80,7 +81,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shower.add_argument("list", metavar="LIST", nargs="?", help="show this list's members")
     shower.set_defaults(action=_show)
     for sub in (importer, shower):
-        sub.add_argument("--db", help="SQLite database file (default: BOTKIT_DB or botkit.db)")
+        add_db(sub)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -215,9 +216,9 @@ async def _write(store: Store, batch: list[Line], file: str) -> Counter[str]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ..db import existing_file
+    from ..db import existing_database
 
-    database = str(existing_file(Settings.load(db=args.db).db))
+    database = existing_database(Settings.load(db=args.db).db)
     for line in asyncio.run(_lines(database, args.list)):
         print(line)
     return 0

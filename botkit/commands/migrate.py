@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from ..db import redact
 from ..settings import Settings
+from .options import add_db
 
 NAME = "migrate"
 HELP = "apply the schema migrations the database lacks"
@@ -21,7 +23,7 @@ EXAMPLES = """\
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", help="SQLite database file (default: BOTKIT_DB or botkit.db)")
+    add_db(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -43,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"applied {version}: {names[version]}")
     latest = max(names)
     print(
-        f"{settings.db}: schema version {latest}, "
+        f"{redact(settings.db)}: schema version {latest}, "
         + ("up to date" if applied else "already up to date")
     )
     return 0

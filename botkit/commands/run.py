@@ -8,7 +8,9 @@ import ipaddress
 import secrets
 from typing import Any
 
+from ..db import redact
 from ..settings import Settings
+from .options import add_db
 
 NAME = "run"
 HELP = "serve the app (with the built-in simulator when no credentials are set)"
@@ -27,7 +29,7 @@ EXAMPLES = """\
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bots", help="folder of bot modules (default: bots)")
     parser.add_argument("--templates", help="folder of templates (default: templates)")
-    parser.add_argument("--db", help="SQLite database file (default: botkit.db)")
+    add_db(parser)
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: 8000)")
     parser.add_argument(
@@ -103,7 +105,7 @@ def announce(settings: Settings) -> None:
             "running against the built-in gateway simulator.",
             f"  phone simulator:  {base}/simulator/",
             f"  dashboard:        {base}/dashboard/ {dashboard_access(settings)}",
-            f"  database:         {settings.db}",
+            f"  database:         {redact(settings.db)}",
             f"  callback token:   {settings.callback_token}",
         ]
     else:

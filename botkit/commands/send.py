@@ -78,11 +78,11 @@ async def _refuse_if_opted_out(settings: Settings, destination: str, source: str
     """Consent holds here too: a number that opted out (in BOTKIT_DB) gets nothing."""
     from pathlib import Path
 
-    from ..db import Database
+    from ..db import Database, is_url
     from ..numbers import international
     from ..store import Store
 
-    if "://" in settings.db or not Path(settings.db).is_file():
+    if not is_url(settings.db) and not Path(settings.db).is_file():
         return
     number = international(destination, "destination")
     db = await Database.open(settings.db)

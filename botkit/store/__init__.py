@@ -23,6 +23,10 @@ claimed inbox row per handset), not of one process's memory.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+
 from ..clock import Clock, system_clock
 from ..db import Database
 from .broadcasts import Broadcasts
@@ -50,13 +54,14 @@ class Store:
     def __init__(self, db: Database, clock: Clock = system_clock) -> None:
         self.db = db
         self.clock = clock
-        self.inbox = Inbox(db, clock)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.inbox = Inbox(db, clock, self.owner)
         self.threads = Threads(db, clock)
-        self.outbox = Outbox(db, clock)
+        self.outbox = Outbox(db, clock, self.owner)
         self.deliveries = Deliveries(db, clock)
         self.consent = Consent(db, clock)
         self.lists = Lists(db, clock)
-        self.timers = Timers(db, clock)
+        self.timers = Timers(db, clock, self.owner)
         self.broadcasts = Broadcasts(db, clock)
         self.surveys = Surveys(db, clock)
         self.transcripts = Transcripts(db, clock)
@@ -66,12 +71,18 @@ class Store:
         self.takeover = Takeover(db, clock)
 
     async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
-        """At start-up, before any other process of this database runs: free every claim.
+        """At start-up: settle the claims of a process that died.
 
-        MOs claimed by a process that died are handled again (their effects were never
-        committed); MTs it left `sending` are settled as `Outbox.recover` says.
+        On a database of one process (SQLite) every claim is freed now: MOs and timers
+        are handled again (their effects were never committed), MTs left `sending` are
+        settled as `Outbox.recover` says. On a shared one (PostgreSQL) the claims of
+        processes still running are theirs: a dead one's MOs and timers are claimable
+        once their leases run out, and the sender settles its MTs then.
         Returns (MOs released, MTs that were sending).
         """
+        if self.db.shared:
+            sending = await self.outbox.recover(resend_uncertain=resend_uncertain, expired=True)
+            return 0, sending
         released = await self.inbox.release_all()
         await self.timers.release_all()
         sending = await self.outbox.recover(resend_uncertain=resend_uncertain)

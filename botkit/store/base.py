@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 
 from ..clock import Clock, stamp
-from ..db import Database, Row, Tx
+from ..db import Database, DatabaseError, Row, Tx
 
 
 class Part:
@@ -18,6 +18,32 @@ class Part:
     def now(self) -> str:
         """The current time as stored."""
         return stamp(self.clock())
+
+
+class Claims(Part):
+    """A part whose rows a process claims for a while (a lease) before working on them.
+
+    `owner` names this process in the rows it claims. Its work commits only while it
+    still holds the claim: one whose lease ran out (a process stalled for that long)
+    may have been claimed and done by another process meanwhile.
+    """
+
+    def __init__(self, db: Database, clock: Clock, owner: str) -> None:
+        super().__init__(db, clock)
+        self.owner = owner
+
+
+class ClaimLost(DatabaseError):
+    """The claim's lease ran out and another process claimed the row: this process's
+    work on it is not committed (the other one does it)."""
+
+
+async def holding(tx: Tx, table: str, key: str, value: int, owner: str) -> None:
+    """Raise ClaimLost unless `owner` still holds the claim on the row (inside the
+    transaction that commits its work, so that only one holder ever commits)."""
+    held = await tx.fetchval(f"SELECT claimed_by FROM {table} WHERE {key} = ?", (value,))
+    if held != owner:
+        raise ClaimLost(f"{table} {value}: claimed by another process after the lease ran out")
 
 
 # A claim whose work never commits (its lease lapsing each time) is given up after this
@@ -36,6 +62,7 @@ async def take_leases(
     limit: int,
     exclude: Collection[str],
     until: str,
+    owner: str,
     give_up: GiveUp,
 ) -> list[int]:
     """Claim up to `limit` of `candidates` (rows of key, handset, attempts) whose handset
@@ -51,9 +78,9 @@ async def take_leases(
             ids.append(row_key)
     if ids:
         await tx.execute(
-            f"""UPDATE {table} SET claimed_until = ?, attempts = attempts + 1
+            f"""UPDATE {table} SET claimed_until = ?, claimed_by = ?, attempts = attempts + 1
                 WHERE {key} IN ({marks(ids)})""",
-            (until, *ids),
+            (until, owner, *ids),
         )
     return ids
 

@@ -159,7 +159,7 @@ async def _add(
     if plan.template is not None:
         assert recipient.reply is not None
         thread.status = "closed"  # a one-off message: an answer starts a conversation anew
-        await threads.save(tx, thread, now)
+        thread = await threads.save(tx, thread, now)
         message_id = await outbox.enqueue(
             tx,
             thread,
@@ -172,7 +172,7 @@ async def _add(
         )
     else:
         assert plan.entry is not None
-        await threads.save(tx, thread, now)
+        thread = await threads.save(tx, thread, now)
         assert thread.id is not None
         due = recipient.not_before or parse_stamp(now)
         await timers.schedule(tx, thread.id, handset, Timer(name=plan.entry, due_at=due), now)

@@ -37,17 +37,17 @@ class Effects:
     writes: Sequence[Write] = ()
 
 
-async def commit(tx: Tx, effects: Effects, now: str) -> list[int]:
-    """Write `effects` inside the caller's transaction; return the ids of the MTs."""
+async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[int]]:
+    """Write `effects` inside the caller's transaction; return the id of their thread
+    (None: no thread) and the ids of the MTs."""
     for change in effects.consent:
         await apply_consent(tx, change, now)
     for thread_id in effects.closing:
         await threads.close(tx, thread_id, now)
         await timers.cancel(tx, thread_id, None, now)
-    thread = effects.thread
-    if thread is None:
-        return []
-    await threads.save(tx, thread, now)
+    if effects.thread is None:
+        return None, []
+    thread = await threads.save(tx, effects.thread, now)
     assert thread.id is not None
     closed = thread.status == "closed"
     await timers.cancel(tx, thread.id, None if closed else effects.cancel, now)
@@ -57,8 +57,8 @@ async def commit(tx: Tx, effects: Effects, now: str) -> list[int]:
     for write in effects.writes:
         await write(tx, thread, now)
     if effects.replies and await threads.paused(tx, thread.id):
-        return []  # an operator took the thread over while its bot was busy: they answer
-    return [
+        return thread.id, []  # an operator took the thread over while its bot was busy
+    return thread.id, [
         await outbox.enqueue(tx, thread, reply, effects.message_class, effects.source, now)
         for reply in effects.replies
     ]

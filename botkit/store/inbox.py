@@ -9,11 +9,11 @@ from ..clock import later, parse_stamp
 from ..db import Row, Tx
 from ..messages import IncomingMO, Message
 from ..sms import measure
-from .base import Part, marks, take_leases
+from .base import Claims, holding, marks, take_leases
 from .effects import Effects, commit
 
 
-class Inbox(Part):
+class Inbox(Claims):
     """MOs from their callback to their handler's commit."""
 
     async def add(self, mo: IncomingMO) -> int | None:
@@ -56,16 +56,20 @@ class Inbox(Part):
         """Claim the oldest unhandled MO of up to `limit` handsets that have none claimed.
 
         A claim is a lease: if its holder dies, the MO is claimed again after `lease`
-        seconds. Handsets in `exclude` are being handled by this process already.
+        seconds. Handsets in `exclude` are being handled by this process already; those
+        with a timer claimed (by any process) wait for it.
         """
 
         async def write(tx: Tx) -> list[int]:
+            now = self.now()
             rows = await tx.fetchall(
                 """SELECT i.message_id, i.handset, i.attempts FROM inbox i
                    WHERE i.message_id IN (SELECT min(message_id) FROM inbox GROUP BY handset)
                      AND (i.claimed_until IS NULL OR i.claimed_until < ?)
+                     AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = i.handset
+                                     AND t.claimed_until >= ?)
                    ORDER BY i.message_id LIMIT ?""",
-                (self.now(), limit + len(exclude)),
+                (now, now, limit + len(exclude)),
             )
             return await take_leases(
                 tx,
@@ -75,6 +79,7 @@ class Inbox(Part):
                 limit=limit,
                 exclude=exclude,
                 until=later(self.clock, lease),
+                owner=self.owner,
                 give_up=self._give_up,
             )
 
@@ -97,24 +102,28 @@ class Inbox(Part):
         """Commit a handled MO in one transaction: its handler's `effects`, and the MO
         marked handled. Returns the ids of the MTs."""
 
-        async def write(tx: Tx) -> list[int]:
+        async def write(tx: Tx) -> tuple[int | None, list[int]]:
+            await holding(tx, "inbox", "message_id", message.id, self.owner)
             now = self.now()
-            mt_ids = await commit(tx, effects, now)
-            thread = effects.thread
+            thread_id, mt_ids = await commit(tx, effects, now)
             await tx.execute(
                 """UPDATE messages SET status = 'handled', thread_id = ?, updated_at = ?
                    WHERE id = ?""",
-                (thread.id if thread else None, now, message.id),
+                (thread_id, now, message.id),
             )
             await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message.id,))
-            return mt_ids
+            return thread_id, mt_ids
 
-        return await self.db.write(write)
+        thread_id, mt_ids = await self.db.write(write)
+        if effects.thread is not None:
+            effects.thread.id = thread_id  # committed: a new thread has its id now
+        return mt_ids
 
     async def fail(self, message: Message, error: str, thread_id: int | None) -> None:
         """Mark an MO failed (its handler raised); the thread is left as it was."""
 
         async def write(tx: Tx) -> None:
+            await holding(tx, "inbox", "message_id", message.id, self.owner)
             await tx.execute(
                 """UPDATE messages SET status = 'failed', error = ?, thread_id = ?,
                        updated_at = ? WHERE id = ?""",
@@ -125,7 +134,7 @@ class Inbox(Part):
         await self.db.write(write)
 
     async def release_all(self) -> int:
-        """Free every claim (at start-up, when no other process holds one)."""
+        """Free every claim (at start-up, on a database no other process uses)."""
         return await self.db.write(
             lambda tx: tx.execute(
                 "UPDATE inbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL"

@@ -12,7 +12,7 @@ from ..db import Row, Tx
 from ..messages import Outgoing, Reply, Thread
 from ..threads import make_reference
 from . import deliveries
-from .base import Part
+from .base import Claims
 from .consent import is_suppressed
 
 # An outbox row `o` that no earlier MT to the same handset is waiting ahead of: one being
@@ -83,7 +83,7 @@ async def enqueue(
     return message_id
 
 
-class Outbox(Part):
+class Outbox(Claims):
     """MTs from their handler's commit to the gateway's answer."""
 
     async def claim(self, lease: float) -> Outgoing | None:
@@ -91,22 +91,23 @@ class Outbox(Part):
         that after a crash we know its outcome is unknown rather than assume it unsent.
 
         Only the oldest MT waiting for a handset is due: a handset gets its messages in
-        the order they were queued, even when one of them has to be retried.
+        the order they were queued, even when one of them has to be retried. Senders of
+        several processes pass over each other's claims (`skip_locked`).
         """
 
         async def write(tx: Tx) -> Row | None:
             now = self.now()
             while True:
                 message_id = await tx.fetchval(
-                    f"""UPDATE outbox SET state = 'sending', claimed_until = ?,
+                    f"""UPDATE outbox SET state = 'sending', claimed_until = ?, claimed_by = ?,
                            attempts = attempts + 1
                        WHERE message_id = (
                            SELECT o.message_id FROM outbox o
                            WHERE o.state = 'queued' AND o.next_attempt_at <= ?
                              AND {HEAD_OF_HANDSET}
-                           ORDER BY o.next_attempt_at, o.message_id LIMIT 1)
+                           ORDER BY o.next_attempt_at, o.message_id LIMIT 1{tx.skip_locked})
                        RETURNING message_id""",
-                    (later(self.clock, lease), now),
+                    (later(self.clock, lease), self.owner, now),
                 )
                 if message_id is None:
                     return None
@@ -123,7 +124,7 @@ class Outbox(Part):
                 (message_id,),
             )
 
-        row = await self.db.write(write)
+        row = await self.db.write(write, claiming=True)
         if row is None:
             return None
         return Outgoing(
@@ -222,14 +223,19 @@ class Outbox(Part):
 
         await self.db.write(write)
 
-    async def recover(self, *, resend_uncertain: bool) -> int:
-        """At start-up: MTs left `sending` by a process that died may have reached the
-        gateway. They become uncertain, to be settled by their DLR, unless
-        `resend_uncertain` queues them again. Returns how many there were."""
+    async def recover(self, *, resend_uncertain: bool, expired: bool = False) -> int:
+        """MTs left `sending` by a process that died may have reached the gateway. They
+        become uncertain, to be settled by their DLR, unless `resend_uncertain` queues
+        them again. All of them (at start-up, on a database of one process), or those
+        whose lease ran out (`expired`). Returns how many there were."""
 
         async def write(tx: Tx) -> int:
             now = self.now()
-            rows = await tx.fetchall("SELECT message_id FROM outbox WHERE state = 'sending'")
+            rows = await tx.fetchall(
+                "SELECT message_id FROM outbox WHERE state = 'sending'"
+                + (" AND claimed_until < ?" if expired else ""),
+                (now,) if expired else (),
+            )
             for (message_id,) in rows:
                 if resend_uncertain:
                     await tx.execute(

@@ -162,7 +162,7 @@ class Surveys(Part):
     async def statuses(self, survey: str) -> dict[str, int]:
         """How many respondents are in each status."""
         rows = await self.db.fetchall(
-            f"SELECT status, count(*) FROM ({RESPONSES} WHERE r.survey = ?) GROUP BY status",
+            f"SELECT status, count(*) FROM ({RESPONSES} WHERE r.survey = ?) x GROUP BY status",
             (survey,),
         )
         found = {row[0]: row[1] for row in rows}
@@ -185,7 +185,7 @@ class Surveys(Part):
         its respondents, and how many are in each status."""
         surveys = await self.db.fetchall("SELECT name, updated_at FROM surveys ORDER BY name")
         rows = await self.db.fetchall(
-            f"SELECT survey, status, count(*) FROM ({RESPONSES}) GROUP BY survey, status"
+            f"SELECT survey, status, count(*) FROM ({RESPONSES}) x GROUP BY survey, status"
         )
         found = {(survey, status): count for survey, status, count in rows}
         summaries = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from ..db import Row, Tx
@@ -56,12 +57,16 @@ class Threads(Part):
         return None if row is None else thread_from_row(row)
 
 
-async def save(tx: Tx, thread: Thread, now: str) -> None:
-    """Insert a new thread (setting its id) or update an existing one."""
+async def save(tx: Tx, thread: Thread, now: str) -> Thread:
+    """Insert a new thread or update an existing one; return it with its id.
+
+    `thread` itself is left as it was: a write may be run again (after a conflict on
+    PostgreSQL), and must then insert the thread again.
+    """
     data = json.dumps(thread.data, separators=(",", ":"))
     closed_at = now if thread.status == "closed" else None
     if thread.id is None:
-        thread.id = await tx.fetchval(
+        thread_id = await tx.fetchval(
             """INSERT INTO threads (bot, handset, address, state, data, status,
                    created_at, updated_at, closed_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
@@ -77,15 +82,16 @@ async def save(tx: Tx, thread: Thread, now: str) -> None:
                 closed_at,
             ),
         )
-        return
+        return dataclasses.replace(thread, id=thread_id)
     await tx.execute(
         """UPDATE threads SET state = ?, data = ?, status = ?, updated_at = ?,
                closed_at = coalesce(closed_at, ?),
-               paused_by = CASE WHEN ? IS NULL THEN paused_by END,
-               paused_at = CASE WHEN ? IS NULL THEN paused_at END
+               paused_by = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_by END,
+               paused_at = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_at END
            WHERE id = ?""",
         (thread.state, data, thread.status, now, closed_at, closed_at, closed_at, thread.id),
     )
+    return thread
 
 
 async def paused(tx: Tx, thread_id: int) -> bool:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..clock import later, parse_stamp, stamp
 from ..db import Row, Tx
 from ..messages import Timer
-from .base import Part, marks, take_leases
+from .base import Claims, holding, marks, take_leases
 
 if TYPE_CHECKING:
     from .effects import Effects
@@ -47,7 +47,7 @@ async def cancel(tx: Tx, thread_id: int, names: Sequence[str] | None, now: str) 
         )
 
 
-class Timers(Part):
+class Timers(Claims):
     """Pending timers, claimed when due."""
 
     async def claim(self, limit: int, lease: float, exclude: Sequence[str] = ()) -> list[Timer]:
@@ -78,6 +78,7 @@ class Timers(Part):
                 limit=limit,
                 exclude=exclude,
                 until=later(self.clock, lease),
+                owner=self.owner,
                 give_up=self._give_up,
             )
 
@@ -99,17 +100,26 @@ class Timers(Part):
 
         assert timer.id is not None
 
-        async def write(tx: Tx) -> list[int]:
+        async def write(tx: Tx) -> tuple[int | None, list[int]]:
+            await holding(tx, "timers", "id", timer.id, self.owner)
             now = self.now()
             await _end(tx, timer.id, "fired", None, now)
             return await commit(tx, effects, now)
 
-        return await self.db.write(write)
+        thread_id, mt_ids = await self.db.write(write)
+        if effects.thread is not None:
+            effects.thread.id = thread_id  # committed: a new thread has its id now
+        return mt_ids
 
     async def end(self, timer: Timer, state: str, error: str | None = None) -> None:
         """Mark a claimed timer failed (its handler raised) or cancelled (nothing to do)."""
         assert timer.id is not None
-        await self.db.write(lambda tx: _end(tx, timer.id, state, error, self.now()))
+
+        async def write(tx: Tx) -> None:
+            await holding(tx, "timers", "id", timer.id, self.owner)
+            await _end(tx, timer.id, state, error, self.now())
+
+        await self.db.write(write)
 
     async def pending(self, thread_id: int) -> list[Timer]:
         """A thread's pending timers, soonest first."""
@@ -125,7 +135,7 @@ class Timers(Part):
         return await self.db.fetchval("SELECT min(due_at) FROM timers WHERE state = 'pending'")
 
     async def release_all(self) -> int:
-        """Free every claim (at start-up, when no other process holds one)."""
+        """Free every claim (at start-up, on a database no other process uses)."""
         return await self.db.write(
             lambda tx: tx.execute(
                 "UPDATE timers SET claimed_until = NULL WHERE claimed_until IS NOT NULL"
@@ -135,7 +145,8 @@ class Timers(Part):
 
 async def _end(tx: Tx, timer_id: int, state: str, error: str | None, now: str) -> None:
     await tx.execute(
-        """UPDATE timers SET state = ?, error = ?, fired_at = ?, claimed_until = NULL
+        """UPDATE timers SET state = ?, error = ?, fired_at = ?, claimed_until = NULL,
+               claimed_by = NULL
            WHERE id = ?""",
         (state, error, now, timer_id),
     )

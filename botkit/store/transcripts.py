@@ -49,6 +49,11 @@ class Transcripts(Part):
                        m.gateway_id, m.created_at
                 FROM messages m LEFT JOIN threads t ON t.id = m.thread_id
                 {"WHERE " + " AND ".join(where) if where else ""}
-                ORDER BY m.thread_id, m.id""",
+                ORDER BY m.thread_id NULLS FIRST, m.id""",
             params,
         )
+
+    async def latest_id(self) -> int | None:
+        """The id of the message stored last (None: none yet); it raises for a database
+        without botkit's tables."""
+        return await self.db.fetchval("SELECT max(id) FROM messages")

@@ -1,4 +1,4 @@
-"""The SQLite database: one writer task that commits queued writes in groups, one reader.
+"""The SQLite backend: one writer task that commits queued writes in groups, one reader.
 
 aiosqlite queues each statement on its own, so two coroutines sharing a connection
 would interleave their transactions. Every write therefore goes through `write(fn)`:
@@ -14,16 +14,15 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from pathlib import Path
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from .errors import ValidationError
+from . import Database, DatabaseError, Row, Tx, WriteFn
 
 T = TypeVar("T")
-Row = sqlite3.Row
 log = logging.getLogger("botkit.db")
 
 MAX_BATCH = 256
@@ -36,11 +35,7 @@ PRAGMAS = (
 )
 
 
-class DatabaseError(Exception):
-    """The database could not commit (locked, disk full, I/O error): nothing was written."""
-
-
-class Tx:
+class SqliteTx(Tx):
     """The statements one write (or read) function may run. Each is one trip to the
     connection's thread (aiosqlite's cursors would take two or three): a message's
     handling runs a few dozen statements, and the trips were most of its cost."""
@@ -49,7 +44,6 @@ class Tx:
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run a statement; return the number of rows it changed."""
         before = self._conn.total_changes  # botkit has no triggers: only this statement's
         await self._conn.execute_fetchall(sql, tuple(params))
         return self._conn.total_changes - before
@@ -61,43 +55,16 @@ class Tx:
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         return list(await self._conn.execute_fetchall(sql, tuple(params)))
 
-    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else row[0]
 
-
-WriteFn = Callable[[Tx], Awaitable[T]]
-
-
-class Commits:
-    """Counts committed write transactions, so that a reader (the dashboard's live
-    updates) can sleep until something changed instead of polling."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._event = asyncio.Event()
-
-    def bump(self) -> None:
-        self.count += 1
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, seen: int) -> int:
-        """Wait until more than `seen` transactions have committed; return the count."""
-        while self.count <= seen:
-            await self._event.wait()
-        return self.count
-
-
-class Database:
-    """One SQLite file in WAL mode, opened with `await Database.open(path)`."""
+class SqliteDatabase(Database):
+    """One SQLite file in WAL mode."""
 
     def __init__(self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
-        self.path = path
+        super().__init__(path)
         self._writer = writer
         self._reader = reader
         self._read_lock = asyncio.Lock()
-        self.commits = Commits()
+        self._next_slot = 0.0
         self._closing = False
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]] | None] = (
             asyncio.Queue()
@@ -105,7 +72,7 @@ class Database:
         self._task = asyncio.create_task(self._write_loop(), name="botkit-db-writer")
 
     @classmethod
-    async def open(cls, path: str) -> Database:
+    async def connect(cls, path: str) -> SqliteDatabase:
         writer = await _connect(path)
         try:
             reader = await _connect(path)
@@ -114,12 +81,7 @@ class Database:
             raise
         return cls(path, writer, reader)
 
-    async def write(self, fn: WriteFn[T]) -> T:
-        """Run `fn` in a write transaction; return its result once it is committed.
-
-        Any sqlite3 error is raised as DatabaseError (locked, disk full, corrupt): the
-        write did not happen, and a callback can say so with a status worth retrying.
-        """
+    async def write(self, fn: WriteFn[T], *, claiming: bool = False) -> T:
         if self._closing or self._task.done():
             raise DatabaseError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -129,31 +91,16 @@ class Database:
 
     @property
     def writing(self) -> bool:
-        """True while the writer task runs."""
         return not self._task.done()
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run `fn` on the reader connection; it sees every committed write."""
         async with self._read_lock:
-            return await fn(Tx(self._reader))
-
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        return await self.read(lambda tx: tx.fetchall(sql, params))
-
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        return await self.read(lambda tx: tx.fetchone(sql, params))
-
-    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        return await self.read(lambda tx: tx.fetchval(sql, params))
+            return await fn(SqliteTx(self._reader))
 
     async def stream(
         self, sql: str, params: Iterable[Any] = (), batch: int = 500
     ) -> AsyncGenerator[Row, None]:
-        """Yield a query's rows, `batch` at a time, without holding them all in memory.
-
-        It reads on a connection of its own, so a long export holds up no other read.
-        """
-        conn = await _connect(self.path)
+        conn = await _connect(self.url)
         try:
             async with conn.execute(sql, tuple(params)) as cursor:
                 while rows := await cursor.fetchmany(batch):
@@ -162,8 +109,20 @@ class Database:
         finally:
             await conn.close()
 
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        # One process at a time writes a SQLite file: BEGIN IMMEDIATE is the lock.
+        yield
+
+    async def pace(self, interval: float) -> None:
+        # One process sends from a SQLite database: its own clock spaces the slots.
+        now = time.monotonic()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
     async def close(self) -> None:
-        """Finish the writes already queued, refuse new ones, close both connections."""
         self._closing = True
         if not self._task.done():
             self._queue.put_nowait(None)
@@ -209,7 +168,7 @@ class Database:
         return outcome
 
     async def _commit_batch(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
-        conn, tx = self._writer, Tx(self._writer)
+        conn, tx = self._writer, SqliteTx(self._writer)
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             await conn.execute("BEGIN IMMEDIATE")
@@ -255,16 +214,6 @@ def _database_error(exc: BaseException) -> DatabaseError:
     error = DatabaseError(f"could not commit: {exc}")
     error.__cause__ = exc
     return error
-
-
-def existing_file(path: str) -> Path:
-    """The SQLite file at `path` (BOTKIT_DB or --db), for commands that read a database:
-    a URL or a missing file is refused rather than an empty database created."""
-    if "://" in path:
-        raise ValidationError("BOTKIT_DB", f"{path!r} is a URL; this command needs a SQLite file")
-    if not Path(path).is_file():
-        raise ValidationError("BOTKIT_DB", f"{path} does not exist")
-    return Path(path)
 
 
 async def _connect(path: str) -> aiosqlite.Connection:

@@ -1,0 +1,198 @@
+"""The database behind the store: SQLite (a file path) or PostgreSQL (a URL).
+
+Both backends offer the same interface. A write function gets a `Tx` and runs as if
+it were alone: SQLite has one writer; PostgreSQL runs it SERIALIZABLE and runs it
+again when another transaction got in its way. The store writes SQLite's dialect
+with `?` placeholders; `postgres.py` holds every difference.
+
+    db = await Database.open("botkit.db")   # or "postgresql://user:pass@host/db"
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import ValidationError
+
+T = TypeVar("T")
+
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "Row",
+    "Tx",
+    "existing_database",
+    "existing_file",
+    "is_url",
+    "redact",
+]
+
+
+class DatabaseError(Exception):
+    """The database could not commit (locked, disk full, unreachable): nothing was written."""
+
+
+class Row(Protocol):
+    """A result row: by position, by column name, and unpacked like a tuple."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def __iter__(self) -> Any: ...
+    def __len__(self) -> int: ...
+    def keys(self) -> Any: ...
+
+
+class Tx(abc.ABC):
+    """The statements one write (or read) function may run, in SQLite's dialect."""
+
+    #: Appended to a SELECT that picks rows to claim, in a write run with `claiming`:
+    #: on PostgreSQL, rows another process is claiming are passed over, not waited for.
+    skip_locked: str = ""
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]: ...
+
+    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
+WriteFn = Callable[[Tx], Awaitable[T]]
+
+
+class Commits:
+    """Counts committed write transactions (of every process, on PostgreSQL), so that a
+    reader (the dashboard's live updates) can sleep until something changed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._event = asyncio.Event()
+
+    def bump(self) -> None:
+        self.count += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seen: int) -> int:
+        """Wait until more than `seen` transactions have committed; return the count."""
+        while self.count <= seen:
+            await self._event.wait()
+        return self.count
+
+
+class Database(abc.ABC):
+    """A database of botkit's tables, opened with `await Database.open(path_or_url)`."""
+
+    #: True when several processes may share it (their claims then rest on leases alone).
+    shared: bool = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.commits = Commits()
+
+    @staticmethod
+    async def open(url: str) -> Database:
+        """Open a SQLite file (created if missing) or connect to a PostgreSQL database."""
+        if is_url(url):
+            from .postgres import PostgresDatabase
+
+            return await PostgresDatabase.connect(url)
+        from .sqlite import SqliteDatabase
+
+        return await SqliteDatabase.connect(url)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {redact(self.url)}>"
+
+    @abc.abstractmethod
+    async def write(self, fn: WriteFn[T], *, claiming: bool = False) -> T:
+        """Run `fn` in a write transaction; return its result once it is committed.
+
+        A failure of the database itself is raised as DatabaseError: nothing of `fn` was
+        written, and a callback can say so with a status worth retrying. A caller that
+        goes away does not undo a write already under way. `claiming`: `fn` locks the
+        rows it takes (`tx.skip_locked`), so that it need not run as if alone.
+        """
+
+    @abc.abstractmethod
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` on a consistent view of every committed write."""
+
+    @abc.abstractmethod
+    def stream(
+        self, sql: str, params: Iterable[Any] = (), batch: int = 500
+    ) -> AsyncGenerator[Row, None]:
+        """Yield a query's rows, `batch` at a time, without holding them all in memory,
+        on a connection of its own so that a long export holds up no other read."""
+
+    @abc.abstractmethod
+    def lock(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold a lock named `name` across every process of the database (migrations)."""
+
+    @abc.abstractmethod
+    async def pace(self, interval: float) -> None:
+        """Wait for this deployment's next send slot, `interval` seconds after the last
+        one handed out by any process of the database."""
+
+    @property
+    @abc.abstractmethod
+    def writing(self) -> bool:
+        """True while the database can take writes (its writer runs, its pool is open)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish the writes under way, refuse new ones, close every connection."""
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return await self.read(lambda tx: tx.fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        return await self.read(lambda tx: tx.fetchone(sql, params))
+
+    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return await self.read(lambda tx: tx.fetchval(sql, params))
+
+
+def is_url(value: str) -> bool:
+    """True for a `postgresql://` (or `postgres://`) URL, False for a SQLite path."""
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def redact(value: str) -> str:
+    """`value` fit to show: a URL's password replaced by `***`."""
+    if not is_url(value):
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def existing_database(value: str) -> str:
+    """The database at `value` (BOTKIT_DB or --db) for commands that read one: a
+    PostgreSQL URL, or a SQLite file that exists (rather than an empty one created)."""
+    return value if is_url(value) else str(existing_file(value))
+
+
+def existing_file(path: str) -> Path:
+    """The SQLite file at `path` (BOTKIT_DB or --db), for commands that read a database:
+    a URL or a missing file is refused rather than an empty database created."""
+    if is_url(path):
+        raise ValidationError("BOTKIT_DB", f"{redact(path)} is a URL; this needs a SQLite file")
+    if not Path(path).is_file():
+        raise ValidationError("BOTKIT_DB", f"{path} does not exist")
+    return Path(path)
