@@ -319,7 +319,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
     """Apply the migrations the database lacks, in order; return their versions.
 
-    Processes starting together on one database take turns: the first applies them.
+    Processes starting together on one database take turns (a lock on PostgreSQL; on
+    SQLite one writer at a time, and each migration checks the ledger in its own
+    transaction): the first applies them.
     """
     async with db.lock("botkit migrations"):
         await db.write(_create_ledger)
@@ -328,9 +330,9 @@ async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) 
         for migration in sorted(migrations, key=lambda m: m.version):
             if migration.version in done:
                 continue
-            await db.write(lambda tx, m=migration: _apply(tx, m))
-            log.info("applied migration %d: %s", migration.version, migration.name)
-            applied.append(migration.version)
+            if await db.write(lambda tx, m=migration: _apply(tx, m)):
+                log.info("applied migration %d: %s", migration.version, migration.name)
+                applied.append(migration.version)
         return applied
 
 
@@ -344,10 +346,14 @@ async def _create_ledger(tx: Tx) -> None:
     )
 
 
-async def _apply(tx: Tx, migration: Migration) -> None:
+async def _apply(tx: Tx, migration: Migration) -> bool:
+    """Apply `migration` unless another process just did; True if this one did."""
+    if await tx.fetchval("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)):
+        return False
     for statement in migration.statements:
         await tx.execute(statement)
     await tx.execute(
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
         (migration.version, migration.name, stamp(system_clock())),
     )
+    return True

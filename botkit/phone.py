@@ -85,9 +85,15 @@ class PhonePage:
         )
 
     async def all_sent(self, request: Request) -> Response:
-        """GET api/messages: every MT the gateway accepted (for tests over real HTTP)."""
+        """GET api/messages: every MT the gateway accepted, and when (seconds since the
+        epoch), for tests over real HTTP."""
         sent = [
-            {"id": str(m.id), "destination": m.destination, "reference": m.reference}
+            {
+                "id": str(m.id),
+                "destination": m.destination,
+                "reference": m.reference,
+                "accepted_at": m.created_at,
+            }
             for m in self.simulator.sent
         ]
         return JSONResponse({"messages": sent}, headers=HEADERS)

@@ -99,6 +99,7 @@ class Runtime:
             self.gateway,
             rate=self.settings.send_rate,
             resend_uncertain=self.settings.resend_uncertain,
+            lease=self.settings.lease,
             metrics=self.metrics,
         )
         self.dispatcher = Dispatcher(
@@ -108,6 +109,7 @@ class Runtime:
             message_class=self.settings.message_class,
             source=self.settings.source,
             on_queued=self.sender.wake,
+            lease=self.settings.lease,
             compliance=Compliance(self.settings, self.templates),
             metrics=self.metrics,
         )

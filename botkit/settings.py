@@ -79,6 +79,11 @@ class Settings:
         "signs dashboard sessions; unset: made once and kept in the database",
     )
     send_rate: float = _setting("BOTKIT_SEND_RATE", 10.0, "MT messages per second, at most")
+    lease: float = _setting(
+        "BOTKIT_LEASE",
+        60.0,
+        "seconds a process holds an MO, timer or MT it took; a crashed one's wait this long",
+    )
     resend_uncertain: bool = _setting(
         "BOTKIT_RESEND_UNCERTAIN",
         False,
@@ -93,6 +98,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.send_rate) and self.send_rate > 0):
             raise ValidationError("BOTKIT_SEND_RATE", "must be a positive number")
+        if not (math.isfinite(self.lease) and self.lease >= 1):
+            raise ValidationError("BOTKIT_LEASE", "must be a number of seconds, at least 1")
         if not 0 < self.port < 65536:
             raise ValidationError("BOTKIT_PORT", f"{self.port} is not a TCP port")
         if (self.application is None) != (self.password is None):

@@ -1,5 +1,5 @@
 """Real servers for tests: `botkit` processes on free loopback ports, and a relay that
-cuts one off."""
+cuts one off or spreads connections over several, as a load balancer does."""
 
 from __future__ import annotations
 
@@ -120,12 +120,15 @@ def output(process: subprocess.Popen) -> str:
 
 
 class Relay:
-    """A TCP relay on a free loopback port to `target_port`, run in a thread of its own,
+    """A TCP relay on a free loopback port to `target_ports`, run in a thread of its own,
     that a test switches off (connections refused, open ones cut) and on again: the
-    gateway unreachable for a while."""
+    gateway unreachable for a while. With several targets it is a round-robin load
+    balancer: each new connection goes to the next target that accepts it."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+    def __init__(self, *target_ports: int) -> None:
+        self.target_ports = target_ports
+        self.connections = dict.fromkeys(target_ports, 0)  # made to each target
+        self._turn = 0
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -170,11 +173,9 @@ class Relay:
         self._open.clear()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Copy bytes both ways between a client and the target until either side ends."""
+        """Copy bytes both ways between a client and a target until either side ends."""
         try:
-            target_reader, target_writer = await asyncio.open_connection(
-                "127.0.0.1", self.target_port
-            )
+            target_reader, target_writer = await self._connect()
         except OSError:
             writer.transport.abort()
             return
@@ -185,6 +186,19 @@ class Relay:
         for end in (writer, target_writer):
             self._open.discard(end)
             end.close()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect to the next target in turn, passing over those that refuse."""
+        for _ in self.target_ports:
+            port = self.target_ports[self._turn % len(self.target_ports)]
+            self._turn += 1
+            try:
+                connection = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.connections[port] += 1
+            return connection
+        raise ConnectionRefusedError("no target accepts connections")
 
 
 async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -177,14 +177,16 @@ async def test_a_name_reused_for_another_broadcast_is_refused(tmp_path, database
             await run(harness, Plan(name="same", address="4433", template="b.txt"), [])
 
 
-def test_the_command_queues_a_list_and_a_second_run_adds_nobody(tmp_path, monkeypatch, capsys):
+def test_the_command_queues_a_list_and_a_second_run_adds_nobody(
+    tmp_path, monkeypatch, capsys, database
+):
     from botkit.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "deal.txt").write_text("Friday deal: 2 for 1.\n")
     (tmp_path / "members.csv").write_text("number\n+61400000001\n+61400000002\nnope\n")
-    db = str(tmp_path / "botkit.db")
+    db = database
     assert main(["lists", "import", "deals", "members.csv", "--db", db]) == 1  # one bad row
     capsys.readouterr()
     command = ["broadcast", "--list", "deals", "--template", "deal.txt", "--db", db]

@@ -179,8 +179,8 @@ async def test_words_and_texts_are_configurable(tmp_path, database):
         ]
 
 
-async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(tmp_path):
-    db = await Database.open(str(tmp_path / "c.db"))
+async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(database):
+    db = await Database.open(database)
     await migrate(db)
     store = Store(db)
     mo = IncomingMO(gateway_id=1, source=PHONE, destination="4433", content="x")

@@ -18,11 +18,11 @@ import random
 import shutil
 import signal
 import subprocess
-import threading
 import time
 
 import httpx
 import pytest
+from burst import Texting, assert_handled_in_order, assert_sent_once, quiet, script
 from conftest import ROOT, rows
 from servers import free_port, gateway_env, poll, start, start_simulator, wait_for
 
@@ -31,33 +31,6 @@ pytestmark = pytest.mark.fault
 SOAK = os.environ.get("BOTKIT_SOAK") == "1"
 HANDSETS, ROUNDS, KILLS = (150, 12, 12) if SOAK else (40, 5, 3)
 PASSWORD = "crash-burst-Pa55"
-
-
-def script(handset: int, rounds: int) -> list[str]:
-    """What one handset texts, in order: greetings, names, name changes."""
-    words = ["HELLO", f"Ann {handset}", "NAME", f"Bob {handset}", "HELLO", "what?"]
-    return [words[n % len(words)] for n in range(rounds)]
-
-
-def hello_bot(texts: list[str]) -> list[tuple[str, str | None]]:
-    """The replies (template, name) the hello bot gives to `texts` handled in this order."""
-    state, name, replies = None, None, []
-    for text in texts:
-        word = text.strip().upper()
-        if state == "ask_name":
-            state, name = None, text
-            replies.append(("hello/greet.txt", name))
-        elif word == "HELLO":
-            replies.append(
-                ("hello/welcome_back.txt", name) if name else ("hello/ask_name.txt", None)
-            )
-            state = None if name else "ask_name"
-        elif word == "NAME":
-            replies.append(("hello/ask_name.txt", None))
-            state = "ask_name"
-        else:
-            replies.append(("hello/help.txt", None))
-    return replies
 
 
 def test_mo_burst_with_the_app_killed_at_random_moments(tmp_path, processes) -> None:
@@ -84,22 +57,9 @@ def test_mo_burst_with_the_app_killed_at_random_moments(tmp_path, processes) -> 
 
     # Every handset's texts, round by round, paced to last about as long as the kills.
     texts = [(h, script(h, ROUNDS)[n]) for n in range(ROUNDS) for h in range(HANDSETS)]
-    pace = KILLS * 1.5 / len(texts)
     http = httpx.Client(base_url=sim_url, timeout=30)
-
-    refused: list[object] = []
-
-    def burst() -> None:
-        """The handsets text the app through the simulator, whether it is up or not."""
-        with httpx.Client(base_url=sim_url, timeout=30) as client:
-            for handset, word in texts:
-                answer = client.post(f"/api/handsets/+614{handset:08d}/send", json={"text": word})
-                if answer.status_code != 202:
-                    refused.append(answer)
-                time.sleep(pace)
-
     app = serve()
-    texting = threading.Thread(target=burst)
+    texting = Texting(sim_url, texts, seconds=KILLS * 1.5)
     texting.start()
     for _ in range(KILLS):
         time.sleep(rng.uniform(0.1, 1.0))  # a random moment of the burst
@@ -108,24 +68,9 @@ def test_mo_burst_with_the_app_killed_at_random_moments(tmp_path, processes) -> 
         time.sleep(rng.uniform(0.0, 0.5))
         app = serve()
     texting.join()
-    assert refused == []
 
-    def mos() -> list[dict]:
-        return http.get("/api/mos").json()["mos"]
-
-    def quiet() -> bool:
-        """Every MO answered for good, nothing left to handle or send, every MT the
-        gateway took known by its id (from the answer or, if uncertain, its DLR)."""
-        if any(mo["pending"] for mo in mos()):
-            return False
-        if rows(db, "SELECT (SELECT count(*) FROM inbox) + (SELECT count(*) FROM outbox)")[0][0]:
-            return False
-        sent = http.get("/api/messages").json()["messages"]
-        known = {r[0] for r in rows(db, "SELECT gateway_id FROM messages WHERE direction = 'mt'")}
-        return all(int(m["id"]) in known for m in sent)
-
-    poll(quiet, timeout=300 if SOAK else 60)
-    sim_mos = mos()
+    poll(lambda: quiet(http, db), timeout=300 if SOAK else 60)
+    sim_mos = http.get("/api/mos").json()["mos"]
     sent = http.get("/api/messages").json()["messages"]
     http.close()
 
@@ -142,23 +87,10 @@ def test_mo_burst_with_the_app_killed_at_random_moments(tmp_path, processes) -> 
     assert sorted(str(m["gateway_id"]) for m in stored) == sorted(by_id)
     assert {m["status"] for m in stored} == {"handled"}
     mts = rows(db, "SELECT * FROM messages WHERE direction = 'mt' ORDER BY id")
-    for handset in {m["handset"] for m in stored}:
-        handled = [m["content"] for m in stored if m["handset"] == handset]
-        replies = [m for m in mts if m["handset"] == handset]
-        expected = hello_bot(handled)
-        assert [r["template"] for r in replies] == [template for template, _ in expected]
-        for reply, (_, name) in zip(replies, expected, strict=True):
-            assert name is None or name in reply["content"], (handset, handled)
+    assert_handled_in_order(stored, mts)
 
     # No MT reached the gateway twice; each it took is accepted under the id it got.
-    references = [m["reference"] for m in sent]
-    assert len(references) == len(set(references)), "an MT reached the gateway twice"
-    accepted = {m["reference"]: int(m["id"]) for m in sent}
-    for mt in mts:
-        if mt["reference"] in accepted:
-            assert (mt["status"], mt["gateway_id"]) == ("accepted", accepted[mt["reference"]])
-        else:  # claimed in the instant before a kill, its request never left
-            assert mt["status"] == "uncertain" and mt["gateway_id"] is None
+    accepted = assert_sent_once(sent, mts)
     uncertain = len(mts) - len(accepted)
     in_flight = 16  # the sender's concurrency: at most this many claimed at a kill
     settled_by_dlr = sum(1 for mt in mts if mt["uncertain"] and mt["status"] == "accepted")

@@ -25,8 +25,8 @@ ADA, BEN, CAL = "+61400000001", "+61400000002", "+64211234567"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await Database.open(str(tmp_path / "lists.db"))
+async def store(database: str) -> AsyncIterator[Store]:
+    db = await Database.open(database)
     await migrate(db)
     yield Store(db)
     await db.close()

@@ -135,7 +135,7 @@ async def queue_one(store: Store) -> int:
     return mt_id
 
 
-async def test_server_errors_are_retried_with_backoff_until_the_gateway_recovers(tmp_path: Path):
+async def test_server_errors_are_retried_with_backoff_until_the_gateway_recovers(database: str):
     sim = Simulator(password=PASSWORD)
     failures = {"left": 3}
 
@@ -147,7 +147,7 @@ async def test_server_errors_are_retried_with_backoff_until_the_gateway_recovers
             return
         await sim.app(scope, receive, send)
 
-    store = await open_store(str(tmp_path / "b.db"))
+    store = await open_store(database)
     mt_id = await queue_one(store)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=flaky))
     gateway = Gateway(url="http://gw/message", application="botkit", password=PASSWORD, http=http)
