@@ -1,9 +1,26 @@
-"""The throwaway PostgreSQL the tests start (issue 8's backend will run on it)."""
+"""The throwaway PostgreSQL the tests start, and what several app processes on one
+PostgreSQL database rest on: unique keys, claims with leases and owners, row locks,
+notifications and the shared send rate."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
 import asyncpg
-from postgres import fresh_database
+import pytest
+from postgres import drop_database, fresh_database
+from servers import free_port
+
+from botkit.db import Database, DatabaseError, redact
+from botkit.messages import IncomingMO, Reply, Thread, Timer
+from botkit.migrations import migrate
+from botkit.store import Effects, Store
+from botkit.store.base import ClaimLost
+
+PHONE = "+61400000001"
 
 
 async def test_a_throwaway_cluster_takes_connections_with_a_password(postgres):
@@ -28,3 +45,140 @@ async def test_a_throwaway_cluster_takes_connections_with_a_password(postgres):
 async def test_each_test_gets_a_database_of_its_own(postgres):
     first, second = await fresh_database(postgres), await fresh_database(postgres)
     assert first != second
+
+
+# What several processes on one database rest on, each process being a `Store` over a
+# `Database` of its own (as `botkit run` makes them).
+
+
+@pytest.fixture
+async def stores(postgres) -> AsyncIterator[list[Store]]:
+    """Three "processes" on one new database."""
+    url = await fresh_database(postgres)
+    dbs = [await Database.open(url) for _ in range(3)]
+    await migrate(dbs[0])
+    yield [Store(db) for db in dbs]
+    for db in dbs:
+        await db.close()
+    await drop_database(postgres, url)
+
+
+def mo(n: int, phone: str = PHONE) -> IncomingMO:
+    return IncomingMO(gateway_id=n, source=phone, destination="4433", content=f"m{n}")
+
+
+async def test_one_gateway_id_at_every_process_at_once_is_stored_once(stores):
+    added = await asyncio.gather(*(store.inbox.add(mo(77)) for store in stores for _ in range(5)))
+    assert len([message_id for message_id in added if message_id is not None]) == 1
+    assert await stores[0].db.fetchval("SELECT count(*) FROM messages") == 1
+    assert await stores[0].inbox.depth() == 1
+
+
+async def test_processes_claim_one_mo_of_a_handset_at_a_time_in_order(stores):
+    for n in range(1, 31):
+        await stores[0].inbox.add(mo(n, f"+6140000000{n % 3}"))
+    handled: list[tuple[str, int]] = []
+    while await stores[0].inbox.depth():
+        claims = await asyncio.gather(*(store.inbox.claim(10, lease=60) for store in stores))
+        taken = [
+            (store, m) for store, messages in zip(stores, claims, strict=True) for m in messages
+        ]
+        handsets = [m.source for _, m in taken]
+        assert len(handsets) == len(set(handsets)), "two claims of one handset at once"
+        for store, message in taken:
+            await store.inbox.finish(message, Effects(None))
+            handled.append((message.source, message.gateway_id))
+    for phone in {phone for phone, _ in handled}:
+        ids = [gateway_id for who, gateway_id in handled if who == phone]
+        assert ids == sorted(ids)
+    assert len(handled) == 30
+
+
+async def test_a_claim_whose_lease_ran_out_is_finished_by_another_process_alone(stores):
+    slow, other = stores[0], stores[1]
+    await slow.inbox.add(mo(1))
+    (claimed,) = await slow.inbox.claim(1, lease=0.2)
+    await asyncio.sleep(0.3)  # the slow process stalls past its lease
+    (again,) = await other.inbox.claim(1, lease=60)
+    assert again.id == claimed.id
+    await other.inbox.finish(again, Effects(Thread(bot="b", handset=PHONE, address="4433")))
+    with pytest.raises(ClaimLost):
+        await slow.inbox.finish(claimed, Effects(Thread(bot="a", handset=PHONE, address="4433")))
+    assert [r[0] for r in await other.db.fetchall("SELECT bot FROM threads")] == ["b"]
+
+
+async def test_a_due_timer_fires_in_one_process_only(stores):
+    await stores[0].inbox.add(mo(1))
+    (message,) = await stores[0].inbox.claim(1, lease=60)
+    due = stores[0].clock() - timedelta(seconds=1)
+    thread = Thread(bot="b", handset=PHONE, address="4433")
+    timers = [Timer(name=f"t{n}", due_at=due) for n in range(5)]
+    await stores[0].inbox.finish(message, Effects(thread, schedule=timers))
+    fired: list[int] = []
+    for _ in range(10):
+        claims = await asyncio.gather(*(store.timers.claim(5, lease=60) for store in stores))
+        assert sum(len(claimed) for claimed in claims) <= 1  # one handset: one at a time
+        for store, claimed in zip(stores, claims, strict=True):
+            for timer in claimed:
+                await store.timers.finish(timer, Effects(None))
+                fired.append(timer.id)
+    assert sorted(fired) == sorted(set(fired)) and len(fired) == 5
+
+
+async def test_senders_of_every_process_claim_each_mt_once(stores):
+    await stores[0].inbox.add(mo(1))
+    (message,) = await stores[0].inbox.claim(1, lease=60)
+    thread = Thread(bot="b", handset=PHONE, address="4433")
+    replies = [Reply(content="r", template=None, encoding="GSM-7", segments=1)]
+    await stores[0].inbox.finish(message, Effects(thread, replies, message_class="c"))
+    for n in range(2, 61):  # 60 handsets, one MT each: all due at once
+        await stores[0].inbox.add(mo(n, f"+614100000{n:02d}"))
+        (message,) = await stores[0].inbox.claim(1, lease=60)
+        thread = Thread(bot="b", handset=message.source, address="4433")
+        await stores[0].inbox.finish(message, Effects(thread, replies, message_class="c"))
+
+    async def drain(store: Store) -> list[int]:
+        taken = []
+        while (mt := await store.outbox.claim(lease=60)) is not None:
+            taken.append(mt.id)
+            await store.outbox.accepted(mt.id, 10_000 + mt.id)
+        return taken
+
+    claimed = await asyncio.gather(*(drain(store) for store in stores for _ in range(4)))
+    every = [mt_id for taken in claimed for mt_id in taken]
+    assert len(every) == len(set(every)) == 60
+    assert sum(1 for taken in claimed if taken) > 1  # the work was shared
+
+
+async def test_a_commit_in_one_process_wakes_the_live_views_of_every_process(stores):
+    watcher = stores[2].db.commits
+    seen = watcher.count
+    await stores[0].inbox.add(mo(1))
+    assert await asyncio.wait_for(watcher.wait(seen), timeout=10) > seen
+
+
+async def test_the_send_rate_is_shared_by_every_process(stores):
+    interval = 0.05
+    started = time.monotonic()
+    await asyncio.gather(*(store.db.pace(interval) for store in stores for _ in range(10)))
+    # 30 slots, `interval` apart, whichever process asked: the last one 29 intervals on.
+    assert time.monotonic() - started >= 29 * interval * 0.95
+
+
+async def test_the_password_is_in_no_error_and_no_repr(postgres):
+    url = postgres.url()
+    wrong_port = url.replace(f":{postgres.port}/", f":{free_port()}/")
+    with pytest.raises(DatabaseError) as refused:
+        await Database.open(wrong_port)
+    assert postgres.password not in str(refused.value)
+    assert "***" in str(refused.value)
+    wrong = url.replace(postgres.password, "not-the-Pa55word")
+    with pytest.raises(DatabaseError) as failed:
+        await Database.open(wrong)
+    assert "not-the-Pa55word" not in str(failed.value)
+    db = await Database.open(url)
+    try:
+        assert postgres.password not in repr(db)
+        assert redact(url) in repr(db)
+    finally:
+        await db.close()
