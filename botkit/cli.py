@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .commands import COMMANDS
+from .db import DatabaseError
 from .errors import ValidationError
 from .settings import describe
 
@@ -19,6 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"botkit: {exc}", file=sys.stderr)
         return 2
+    except DatabaseError as exc:  # unreachable, refused the login, locked: said, not a trace
+        print(f"botkit: {exc}", file=sys.stderr)
+        return 1
 
 
 def parser() -> argparse.ArgumentParser:

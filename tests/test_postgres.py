@@ -182,3 +182,22 @@ async def test_the_password_is_in_no_error_and_no_repr(postgres):
         assert redact(url) in repr(db)
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("command", [["run"], ["migrate"], ["export", "consent"]])
+def test_commands_say_plainly_when_the_database_cannot_be_reached(postgres, command):
+    import subprocess
+
+    from servers import BOTKIT
+
+    down = postgres.url().replace(f":{postgres.port}/", f":{free_port()}/")
+    done = subprocess.run(
+        [BOTKIT, *command, "--db", down, *(["--format", "csv"] if "export" in command else [])],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert f"botkit: could not connect to {redact(down)}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert postgres.password not in done.stdout + done.stderr

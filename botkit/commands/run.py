@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import ipaddress
 import secrets
 from typing import Any
 
-from ..db import redact
+from ..db import Database, is_url, redact
 from ..settings import Settings
 from .options import add_db
 
@@ -62,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(settings.log_format)
     if settings.simulator_mode and settings.callback_token is None:
         settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
+    if is_url(settings.db):  # a server that is down or refuses the login: say so plainly
+        asyncio.run(reachable(settings.db))
     app = create_app(settings, reload=args.reload)
     announce(settings)
     uvicorn.run(
@@ -83,6 +86,12 @@ UVICORN_OPTIONS: dict[str, Any] = {
     # percent-encoded, outgrows h11's default 16 KiB limit on a request head.
     "h11_max_incomplete_event_size": 1024 * 1024,
 }
+
+
+async def reachable(url: str) -> None:
+    """Connect to the database at `url` once; DatabaseError if it cannot be."""
+    db = await Database.open(url)
+    await db.close()
 
 
 def trusted_proxies(settings: Settings) -> list[str] | str:
