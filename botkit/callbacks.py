@@ -45,6 +45,8 @@ class MissingParameter(ValidationError):
 
 
 def _one(params: QueryParams, name: str, required: bool) -> str | None:
+    """A parameter given once; a NUL in it (which no SMS means, and PostgreSQL cannot
+    store) becomes U+FFFD, the replacement character: the message is kept, the spot shown."""
     values = params.getlist(name)
     if not values:
         if required:
@@ -52,7 +54,7 @@ def _one(params: QueryParams, name: str, required: bool) -> str | None:
         return None
     if len(values) > 1:
         raise ValidationError(name, "is given more than once")
-    return values[0]
+    return values[0].replace("\x00", "\ufffd")
 
 
 def _int64(value: str | None, name: str) -> int | None:

@@ -208,3 +208,11 @@ async def test_out_of_order_dlrs_never_move_status_back(app, client, settings):
         settings.db, "SELECT status FROM deliveries WHERE message_id = ? ORDER BY id", (mt["id"],)
     )
     assert [h[0] for h in history] == ["received", "sent", "submitted"]
+
+
+async def test_a_nul_in_an_mo_is_kept_as_the_replacement_character(client, settings):
+    params = {**MO, "content": "hi\x00there", "reference": "r\x00"}
+    response = await client.get("/callbacks/test-token/mo", params=params)
+    assert (response.status_code, response.text) == (200, "OK")
+    (stored,) = rows(settings.db, "SELECT content, reference FROM messages WHERE direction = 'mo'")
+    assert (stored["content"], stored["reference"]) == ("hi\ufffdthere", "r\ufffd")
