@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import backup, broadcast, check, export, init, lists, migrate, run, send, simulator
+from . import backup, broadcast, check, db, export, init, lists, migrate, run, send, simulator
 
 COMMANDS: tuple[ModuleType, ...] = (
     run,
@@ -18,6 +18,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     check,
     backup,
     migrate,
+    db,
     export,
     broadcast,
     lists,

@@ -146,6 +146,11 @@ class Database(abc.ABC):
         """Wait for this deployment's next send slot, `interval` seconds after the last
         one handed out by any process of the database."""
 
+    @abc.abstractmethod
+    async def advance_ids(self, tables: Iterable[str]) -> None:
+        """Number the next new row of each of `tables` after its highest id, once rows
+        were written with their ids given (a copy of another database)."""
+
     @property
     @abc.abstractmethod
     def writing(self) -> bool:

@@ -11,6 +11,8 @@ Every difference from SQLite lives here:
   the outbox instead locks the row it takes (FOR UPDATE SKIP LOCKED) at READ
   COMMITTED: senders in several processes pass over each other's rows.
 - Live updates: a commit notifies every process (NOTIFY), each bumps its `commits`.
+- Ids: an identity column numbers new rows from a sequence, which rows copied in with
+  their ids do not move on (`advance_ids` does).
 - The send rate: one row holds the deployment's next free send slot, in the
   server's clock, so that every process shares one rate.
 
@@ -211,6 +213,16 @@ class PostgresDatabase(Database):
         if wait > 0:
             await asyncio.sleep(wait)
 
+    async def advance_ids(self, tables: Iterable[str]) -> None:
+        # An identity column takes its next value from a sequence, which rows written
+        # with their ids given have not moved on.
+        async with self._pool.acquire() as conn:
+            for table, column in await conn.fetch(IDENTITIES, list(tables)):
+                await conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                    f"coalesce(max({column}), 0) + 1, false) FROM {table}"
+                )
+
     @property
     def writing(self) -> bool:
         return not self._closing and not self._pool.is_closing()
@@ -234,6 +246,13 @@ ON CONFLICT (name) DO UPDATE
     SET next_at = greatest(pace.next_at, extract(epoch FROM clock_timestamp())::float8)
         + $2::float8
 RETURNING next_at - $2::float8 - extract(epoch FROM clock_timestamp())::float8
+"""
+
+
+# The identity columns (an `id INTEGER PRIMARY KEY` of the store's DDL) of some tables.
+IDENTITIES = """
+SELECT table_name, column_name FROM information_schema.columns
+WHERE table_schema = current_schema() AND is_identity = 'YES' AND table_name = ANY($1::text[])
 """
 
 
