@@ -1,5 +1,6 @@
-"""docs/deploying.md holds: its commands, settings and metrics exist; and behind a proxy,
-the allow-list sees the address the proxy forwards, from trusted proxies only."""
+"""docs/deploying.md and docs/scaling.md hold: their commands, settings and metrics
+exist; and behind a proxy, the allow-list sees the address the proxy forwards, from
+trusted proxies only."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from botkit.metrics import Metrics
 from botkit.settings import describe
 
 DOC = ROOT / "docs" / "deploying.md"
+DOCS = (DOC, ROOT / "docs" / "scaling.md")
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
 INLINE = re.compile(r"`([^`\n]+)`")
 # `botkit SUBCOMMAND ...`, maybe by its path; not `sudo -u botkit ...`, where it is a user.
@@ -26,7 +28,7 @@ COMMAND = re.compile(r"(?:^|(?<=\s))(?<!-u )(?:/\S*/)?botkit\s+([a-z].*)")
 
 def command_lines() -> list[str]:
     """The lines of shell blocks, the ExecStart= of unit files, and inline code."""
-    text = DOC.read_text(encoding="utf-8")
+    text = "\n".join(doc.read_text(encoding="utf-8") for doc in DOCS)
     lines = INLINE.findall(FENCE.sub("", text))
     for block in FENCE.finditer(text):
         body = block["body"].replace("\\\n", " ").splitlines()
@@ -39,10 +41,10 @@ def command_lines() -> list[str]:
 
 def commands() -> list[str]:
     """Each `botkit ...` command shown, up to a pipe or redirection; `$(date ...)` stands
-    for a word."""
+    for a word, and systemd's instance name `%i` for a number."""
     found = []
     for line in command_lines():
-        if match := COMMAND.search(line):
+        if match := COMMAND.search(line.replace("%i", "1")):
             found.append(re.split(r"\s[|>;&]", re.sub(r"\$\([^)]*\)", "X", match[1]))[0])
     return found
 
@@ -62,7 +64,11 @@ def test_every_command_shown_exists(command):
 
 
 def test_every_setting_named_exists():
-    named = set(re.findall(r"BOTKIT_[A-Z_]+[A-Z]", DOC.read_text(encoding="utf-8")))
+    named = {
+        name
+        for doc in DOCS
+        for name in re.findall(r"BOTKIT_[A-Z_]+[A-Z]", doc.read_text(encoding="utf-8"))
+    }
     assert "BOTKIT_FORWARDED_ALLOW_IPS" in named
     assert named - {env for env, _, _ in describe()} == set()
 
