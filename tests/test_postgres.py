@@ -201,3 +201,26 @@ def test_commands_say_plainly_when_the_database_cannot_be_reached(postgres, comm
     assert f"botkit: could not connect to {redact(down)}" in done.stderr
     assert "Traceback" not in done.stderr
     assert postgres.password not in done.stdout + done.stderr
+
+
+async def test_live_views_hear_again_after_their_connection_dropped(stores):
+    watcher = stores[2].db
+    cut = await stores[0].db.fetchall(  # as a server restart would
+        """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE datname = current_database() AND query LIKE 'LISTEN%'"""
+    )
+    assert len(cut) == 3
+
+    async def heard() -> bool:
+        seen = watcher.commits.count
+        await stores[0].inbox.add(mo(int(time.time() * 1000)))
+        try:
+            await asyncio.wait_for(watcher.commits.wait(seen), timeout=0.5)
+        except TimeoutError:
+            return False
+        return True
+
+    for _ in range(40):
+        if await heard():
+            return
+    raise AssertionError("the live views never heard a commit again")

@@ -114,31 +114,55 @@ class PostgresDatabase(Database):
 
     shared = True
 
-    def __init__(self, url: str, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         super().__init__(url)
         self._pool = pool
-        self._listener = listener
+        self._listener: asyncpg.Connection | None = None
+        self._relisten: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     @classmethod
     async def connect(cls, url: str) -> PostgresDatabase:
-        options = connect_options(url)
         try:
-            listener = await asyncpg.connect(**options)
+            pool = await asyncpg.create_pool(min_size=1, max_size=POOL_SIZE, **connect_options(url))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not connect to {redact(url)}: {exc}") from None
+        db = cls(url, pool)
         try:
-            pool = await asyncpg.create_pool(min_size=1, max_size=POOL_SIZE, **options)
+            await db._listen()
         except BaseException:
-            await listener.close()
+            await pool.close()
             raise
-        db = cls(url, pool, listener)
-        await listener.add_listener(CHANNEL, db._notified)
         return db
+
+    async def _listen(self) -> None:
+        """Listen for the commits of every process, on a connection of its own."""
+        listener = await asyncpg.connect(**connect_options(self.url))
+        await listener.add_listener(CHANNEL, self._notified)
+        listener.add_termination_listener(self._deaf)
+        self._listener = listener
 
     def _notified(self, *_: object) -> None:
         self.commits.bump()
+
+    def _deaf(self, *_: object) -> None:
+        """The listening connection dropped (a server restart): connect it again."""
+        if not self._closing:
+            self._relisten = asyncio.ensure_future(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not listen for commits, again in %gs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            self.commits.bump()  # what others committed meanwhile went unheard
+            return
 
     async def write(self, fn: WriteFn[T], *, claiming: bool = False) -> T:
         if self._closing:
@@ -231,8 +255,11 @@ class PostgresDatabase(Database):
         self._closing = True
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self._listener.close()
+        if self._relisten is not None:
+            self._relisten.cancel()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
         await self._pool.close()
 
 
