@@ -36,9 +36,9 @@ def events(response: httpx.Response):
             kind, data = "message", []
 
 
-def test_a_transcript_streams_new_messages_and_statuses(tmp_path, processes):
-    port, db = free_port(), tmp_path / "botkit.db"
-    app = start(processes, ["run", "--port", str(port), "--db", str(db)])
+def test_a_transcript_streams_new_messages_and_statuses(processes, database):
+    port, db = free_port(), database
+    app = start(processes, ["run", "--port", str(port), "--db", db])
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/healthz", app)
     assert f"dashboard:        {base}/dashboard/ (only from this machine" in output(app)
