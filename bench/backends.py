@@ -160,13 +160,17 @@ async def _fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
 
 @contextlib.contextmanager
 def cluster_backend() -> Iterator[Postgres]:
-    """A throwaway cluster with fsync on, as a backend, until the block ends. Exits
-    with the reason when the machine has no PostgreSQL server binaries."""
+    """A throwaway cluster with fsync on, as a backend, until the block ends."""
     helpers = cluster_module()
-    if helpers.binaries() is None:
-        raise SystemExit("no PostgreSQL to measure: initdb and pg_ctl are not installed")
     with helpers.running_cluster(fsync=True) as cluster:
         yield Postgres(cluster, helpers)
+
+
+def unavailable(name: str) -> str | None:
+    """Why the backend called `name` cannot run on this machine, if it cannot."""
+    if name == "postgresql" and cluster_module().binaries() is None:
+        return "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql"
+    return None
 
 
 @contextlib.contextmanager

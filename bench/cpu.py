@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-BUSY = 0.9  # a share of the cores (or of one core) at which they are the limit
+BUSY = 0.9  # the share of the cores at which they are the limit
+# The share of one core at which an app process is the limit: its Python, event loop and
+# helper threads alike, runs on one core at a time (the GIL).
+ONE_CORE = 0.85
 OTHER = 10.0  # % of the cores taken by other work that spoils a run's figures
 GENERATOR = "generator"
 
@@ -34,7 +37,7 @@ class Times:
 
     at: float  # time.monotonic()
     busy: float  # all cores, running anything
-    idle: float  # all cores, idle
+    idle: float  # all cores, idle (iowait included)
     iowait: float  # all cores, idle with a disk read or write outstanding
     processes: dict[int, tuple[int, float, float]]  # pid: (ppid, own, reaped children)
 
@@ -49,7 +52,8 @@ def _machine() -> tuple[float, float, float]:
     user, nice, system, idle, iowait, irq, softirq, steal = (
         int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
     )
-    return (user + nice + system + irq + softirq + steal) / TICKS, idle / TICKS, iowait / TICKS
+    busy = user + nice + system + irq + softirq + steal
+    return busy / TICKS, (idle + iowait) / TICKS, iowait / TICKS
 
 
 def _processes() -> dict[int, tuple[int, float, float]]:
@@ -59,13 +63,18 @@ def _processes() -> dict[int, tuple[int, float, float]]:
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            # After "pid (command)", which may hold spaces: state, ppid, ... utime is 14th.
-            fields = stat[stat.rindex(")") + 2 :].split()
+            fields = _stat(entry / "stat")
             own = (int(fields[11]) + int(fields[12])) / TICKS
             reaped = (int(fields[13]) + int(fields[14])) / TICKS
             table[int(entry.name)] = (int(fields[1]), own, reaped)
     return table
+
+
+def _stat(path: Path) -> list[str]:
+    """The fields of a /proc stat file after "pid (command)", which may hold spaces:
+    state, ppid, ... (utime is the 12th of them, stime the 13th)."""
+    stat = path.read_text()
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def descendants(pid: int, table: Mapping[int, tuple[int, float, float]]) -> list[int]:
@@ -103,7 +112,8 @@ class Usage:
 
     def figures(self) -> dict[str, Any]:
         """Wall seconds; the cores' busy and iowait shares, in % of all cores; each
-        group's share in % of all cores; the busiest `botkit` process in % of one core."""
+        group's share in % of all cores; the busiest `botkit` process, all its threads,
+        in % of one core."""
         assert self.end is not None, "figures() after the block"
         wall = self.end.at - self.start.at
         busy = self.end.busy - self.start.busy
@@ -119,7 +129,7 @@ class Usage:
             "cpu_pct": {name: _pct(used, capacity) for name, used in ours.items()},
             # Whatever else ran on the machine meanwhile (and the kernel's own work).
             "cpu_other_pct": _pct(max(0.0, busy - sum(ours.values())), capacity),
-            "app_core_max_pct": _pct(max(apps), wall) if apps and wall else None,
+            "app_process_max_pct": _pct(max(apps), wall) if apps and wall else None,
         }
 
 
@@ -153,13 +163,16 @@ def verdict(run: Mapping[str, Any]) -> str:
             f"{head}: the cores are the limit, but {other:g}% of them went to other work on "
             "the machine: the figures understate botkit; measure on a quiet machine"
         )
+    if busy >= 100 * BUSY and kept(run):
+        return f"{head}: the rate was kept, with the cores full: the machine's limit is here"
     if busy >= 100 * BUSY:
         return f"{head}: the machine, not botkit, is the limit"
-    single = run.get("app_core_max_pct") or 0.0
-    if single >= 100 * BUSY:
+    single = run.get("app_process_max_pct") or 0.0
+    if single >= 100 * ONE_CORE:
         return (
-            f"{head}; one app process kept a core {single:g}% busy: that process's event "
-            "loop is the limit, and the cores have room for another"
+            f"{head}; one app process kept a core {single:g}% busy: that process is the "
+            "limit (its Python runs on one core at a time), and the cores have room for "
+            f"another process{_on_postgresql([run])}"
         )
     if kept(run):
         return f"{head}: the offered rate was kept with cores to spare; nothing is the limit yet"
@@ -192,10 +205,10 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> str:
     full = [run for run in measured if run["cpu_busy_pct"] >= 100 * BUSY]
     spoiled = [run for run in full if run["cpu_other_pct"] >= OTHER]
     full = [run for run in full if run not in spoiled]
-    loop = [
+    single = [
         run
         for run in measured
-        if run not in full + spoiled and (run.get("app_core_max_pct") or 0) >= 100 * BUSY
+        if run not in full + spoiled and (run.get("app_process_max_pct") or 0) >= 100 * ONE_CORE
     ]
     sentences = []
     if full:
@@ -204,13 +217,16 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> str:
             f"{_names(full)}; there more app processes cannot help on this machine, only "
             "more cores can."
         )
-    if loop:
+    if single:
+        names = ", ".join(
+            f"{run['name']} ({run['app_process_max_pct']:g}% of a core)" for run in single
+        )
         sentences.append(
-            f"One app process's event loop (a core busy) is the limit in: {_names(loop)}; "
-            "the cores had room for another process."
+            f"One app process, a core busy, is the limit in: {names}; the cores had room for "
+            f"another process{_on_postgresql(single)}."
         )
     quiet = [run for run in measured if run not in spoiled]
-    if quiet and not full and not loop:
+    if quiet and not full and not single:
         busiest = max(quiet, key=lambda run: run["cpu_busy_pct"])
         sentences.append(
             f"The {cores} cores were not the limit in any run (the busiest: {_names([busiest])})."
@@ -232,3 +248,9 @@ def _busy(run: Mapping[str, Any]) -> str:
     """`96%`, or `96%, 30% other work` when other work on the machine took a share."""
     other = run["cpu_other_pct"]
     return f"{run['cpu_busy_pct']:g}%" + (f", {other:g}% other work" if other >= OTHER else "")
+
+
+def _on_postgresql(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Where another process could run, when `runs` are all SQLite's: it serves one."""
+    sqlite = all(run.get("backend", "sqlite") == "sqlite" for run in runs)
+    return " (on PostgreSQL: SQLite serves one)" if sqlite else ""

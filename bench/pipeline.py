@@ -43,7 +43,7 @@ from urllib.parse import quote
 import cpu
 import httpx
 import limit
-from backends import Backend, Rows, backend_for
+from backends import Backend, Rows, backend_for, unavailable
 from common import (
     BOTKIT,
     ROOT,
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     if args.simulator:
         serve_simulator(args.simulator, args.password)
+        return 0
+    reason = unavailable(args.backend)
+    if reason:
+        print(f"{args.backend}: skipped, {reason}")
         return 0
     with _workdir(args.workdir) as workdir, backend_for(args.backend, workdir) as backend:
         runs = measure_all(args, backend, workdir)
@@ -420,6 +424,7 @@ def outcome(
         "replies_per_s": round(len(accepted) / (last - first), 1) if last else 0.0,
         "mo_to_mt_p50_ms": ms(percentile(latency, 50)) if latency else None,
         "mo_to_mt_p99_ms": ms(percentile(latency, 99)) if latency else None,
+        "mo_to_mt_max_ms": ms(max(latency)) if latency else None,
     }
 
 

@@ -28,6 +28,7 @@ COLUMNS = (
     ("MT/s", "replies_per_s", 8, ".1f"),
     ("MO>MT p50", "mo_to_mt_p50_ms", 10, ".1f"),
     ("MO>MT p99", "mo_to_mt_p99_ms", 10, ".1f"),
+    ("MO>MT max", "mo_to_mt_max_ms", 10, ".0f"),
     ("lag p99", "lag_p99_ms", 8, ".1f"),
     ("MiB", "peak_rss_mib", 7, ".0f"),
     ("db MiB", "db_mib", 7, ".0f"),
@@ -38,7 +39,8 @@ COLUMNS = (
 # The columns of the table beside SQLite's (COLUMNS, by key).
 BESIDE = (
     "name", "ok", "errors", "throughput_per_s", "latency_p50_ms", "latency_p99_ms",
-    "replies", "replies_per_s", "mo_to_mt_p50_ms", "mo_to_mt_p99_ms", "peak_rss_mib",
+    "replies", "replies_per_s", "mo_to_mt_p50_ms", "mo_to_mt_p99_ms", "mo_to_mt_max_ms",
+    "peak_rss_mib",
     "db_mib", "cpu_busy_pct", "cpu_other_pct",
 )  # fmt: skip
 
@@ -129,9 +131,10 @@ def _cell(value: Any, width: int, fmt: str) -> str:
 
 def beside(sqlite: dict[str, Any] | None, postgresql: dict[str, Any]) -> list[str]:
     """The PostgreSQL runs, rate by rate, under SQLite's single-process run at the same
-    rate (when `sqlite`, its results, has one); then where the cores were the limit."""
+    rate (when `sqlite`, its results, has one, named `sqlite x1 at R/s` here); then where
+    the cores were the limit."""
     single = {
-        run["offered_per_s"]: run
+        run["offered_per_s"]: {**run, "name": run["name"].replace("botkit", "sqlite x1", 1)}
         for run in (sqlite or {}).get("runs", [])
         if run["name"].startswith("botkit at")
     }
@@ -150,4 +153,4 @@ def beside(sqlite: dict[str, Any] | None, postgresql: dict[str, Any]) -> list[st
         "machine's cores busy while the load was offered; other: the part of that not the "
         "benchmark's",
     ]
-    return [*heading, "", *table(runs, BESIDE), "", cpu.summary(postgresql["runs"])]
+    return [*heading, "", *table(runs, BESIDE), "", cpu.summary(runs)]

@@ -63,7 +63,7 @@ def run(name: str, results: Path) -> bool:
         code = importlib.import_module(module).main(
             [*options, "--results", str(results / f"{name}.json")]
         )
-    except SystemExit as stopped:  # a server that would not start, no PostgreSQL, ...
+    except SystemExit as stopped:  # a server that would not start, ...
         print(stopped.code if isinstance(stopped.code, str) else "", flush=True)
         code = 1 if isinstance(stopped.code, str) else stopped.code
     print(f"== {name}: {time.perf_counter() - started:.0f} s, exit {code}\n", flush=True)
