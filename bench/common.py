@@ -79,6 +79,18 @@ def peak_rss_mib(pid: int) -> float | None:
     return round(int(found.group(1)) / 1024, 1) if found else None
 
 
+def pss_mib(pids: Sequence[int]) -> float | None:
+    """The memory the processes hold now, each shared page divided among the processes
+    that map it (PSS, from /proc/<pid>/smaps_rollup), summed, in MiB; None off Linux."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            found = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+            total += int(found.group(1)) if found else 0
+    return round(total / 1024, 1) if total else None
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """The `p`th percentile (0-100) by nearest rank."""
     ordered = sorted(values)

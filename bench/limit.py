@@ -103,7 +103,7 @@ def measure(rate: float, duration: float, handsets: int, workdir: Path) -> dict[
         leftover.unlink(missing_ok=True)
     paths = mo_paths(TOKEN, round(rate * duration), handsets)
     with serving(db) as (port, pid):
-        load = asyncio.run(generate("127.0.0.1", port, paths, rate))
+        load = asyncio.run(generate("127.0.0.1", [port], paths, rate))
         rss = peak_rss_mib(pid)
     with contextlib.closing(sqlite3.connect(db)) as conn:
         stored = conn.execute("SELECT count(*) FROM mo").fetchone()[0]

@@ -1,6 +1,6 @@
 """An open-loop load generator: GET requests on a fixed schedule over loopback.
 
-    load = asyncio.run(generate("127.0.0.1", 8000, paths, rate=500))
+    load = asyncio.run(generate("127.0.0.1", [8000], paths, rate=500))
 
 Request i is due at i / rate seconds after the start and is sent then, whether or not
 the earlier ones were answered (open loop: a slow server meets the same load, and its
@@ -12,6 +12,9 @@ grows when all are busy: a request costs it about 50 µs of CPU, where httpx.Asy
 took over 1 ms (3,000 GETs to bench/limit.py, 20 at a time), and on a machine of two
 cores the generator's CPU is taken from the server.
 Whether it kept its schedule is measured (`lag`) and reported beside the figures.
+
+Given several ports (app processes sharing one database), it sends request i to the
+i-th port in turn, as a round-robin load balancer would.
 """
 
 from __future__ import annotations
@@ -154,12 +157,12 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, headers.get("connection", "").strip() != "close"
 
 
-async def generate(host: str, port: int, paths: Sequence[str], rate: float) -> Load:
-    """Send GET `paths[i]` at i / `rate` seconds from now, open loop; wait for every
-    answer (or TIMEOUT) and return what happened."""
+async def generate(host: str, ports: Sequence[int], paths: Sequence[str], rate: float) -> Load:
+    """Send GET `paths[i]` at i / `rate` seconds from now, open loop, to `ports` in turn;
+    wait for every answer (or TIMEOUT) and return what happened."""
     n = len(paths)
     load = Load(rate, time.time(), [i / rate for i in range(n)], [0.0] * n, [None] * n, [None] * n)
-    pool = Pool(host, port)
+    pools = [Pool(host, port) for port in ports]
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -167,7 +170,7 @@ async def generate(host: str, port: int, paths: Sequence[str], rate: float) -> L
         load.lag[i] = max(0.0, loop.time() - start - load.due[i])
         try:
             async with asyncio.timeout(TIMEOUT):
-                load.status[i] = await pool.get(paths[i])
+                load.status[i] = await pools[i % len(pools)].get(paths[i])
             load.answered[i] = loop.time() - start
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             load.errors[type(exc).__name__] += 1
@@ -178,7 +181,8 @@ async def generate(host: str, port: int, paths: Sequence[str], rate: float) -> L
         await asyncio.sleep(max(0.0, start + due - loop.time()))
         tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
-    load.connections = pool.opened
-    with contextlib.suppress(Exception):
-        pool.close()
+    load.connections = sum(pool.opened for pool in pools)
+    for pool in pools:
+        with contextlib.suppress(Exception):
+            pool.close()
     return load

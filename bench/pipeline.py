@@ -2,17 +2,22 @@
 
     python bench/pipeline.py [--rates 100,500,1000] [--duration S] [--handsets N]
                              [--drain S] [--dlrs] [--workdir DIR] [--no-limit]
-                             [--profile DIR]
+                             [--profile DIR] [--backend sqlite|postgresql]
+                             [--processes 1,2,3]
 
 At each rate, on loopback: `botkit simulator` as the gateway and `botkit run` serving the
 hello bot against it, on a fresh database; bench/load.py sends MO callbacks from many
 handsets, open loop, for `--duration` seconds, and waits until every stored MO was
 handled and every reply sent. Then, from the app's database (which MO each reply
 answers) and the simulator's record (when it accepted each reply): throughput, callback
-latency, MO-to-MT latency, errors, the app's peak memory, and whether every MO answered
-200 was stored and replied to. Before each rate the same load goes to bench/limit.py's
-bare endpoint, the limit, and botkit's figures are printed as a ratio of it. Prints a
-table and writes bench/results/pipeline.json.
+latency, MO-to-MT latency, errors, the app's peak memory, the CPU each part used, and
+whether every MO answered 200 was stored and replied to. Before each rate the same load
+goes to bench/limit.py's bare endpoint, the limit, and botkit's figures are printed as a
+ratio of it. Prints a table and writes bench/results/pipeline.json.
+
+`--backend postgresql` runs the same on a throwaway PostgreSQL (bench/postgres_pipeline.py)
+with 1, 2 and 3 `botkit run` processes sharing each database, the MO callbacks spread
+over them in turn; the limit (a SQLite endpoint) is not measured then.
 """
 
 from __future__ import annotations
@@ -23,26 +28,27 @@ import contextlib
 import json
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import cpu
 import httpx
 import limit
+from backends import Backend, Rows, backend_for, unavailable
 from common import (
     BOTKIT,
     ROOT,
     free_port,
     gateway_env,
-    machine,
     ms,
     peak_rss_mib,
     percentile,
@@ -50,20 +56,24 @@ from common import (
     simulator_command,
 )
 from load import Load, generate, mo_paths
+from pipeline_report import report
 
 POLL = 0.25  # seconds between looks at the app's queues while it drains
 APPLICATION = "bench"
+BACKENDS = ("sqlite", "postgresql")
+# What each backend measures unless told otherwise: SQLite serves one process.
+DEFAULTS = {"sqlite": ([100, 500, 1000], [1]), "postgresql": ([100, 500], [1, 2, 3])}
 
 
 @dataclass
 class Stack:
-    """The simulator and the app serving the hello bot, wired to each other."""
+    """The simulator and the app processes serving the hello bot, wired to each other."""
 
-    app_port: int
-    app_pid: int
+    app_ports: list[int]
+    app_pids: list[int]
     simulator: str  # base URL
+    simulator_pid: int
     token: str
-    db: Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.simulator:
         serve_simulator(args.simulator, args.password)
         return 0
-    runs: list[dict[str, Any]] = []
-    with _workdir(args.workdir) as workdir:
-        for rate in args.rates:
-            if not args.no_limit:
-                runs.append(limit.measure(rate, args.duration, args.handsets, workdir))
-            runs.append(measure(rate, args, workdir))
-    results = report(runs, args)
+    reason = unavailable(args.backend)
+    if reason:
+        print(f"{args.backend}: skipped, {reason}")
+        return 0
+    with _workdir(args.workdir) as workdir, backend_for(args.backend, workdir) as backend:
+        runs = measure_all(args, backend, workdir)
+        results = report(runs, args, backend)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     print(f"figures written to {args.results}")
@@ -89,7 +99,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--rates", type=limit.rates, default=[100, 500, 1000], help="MOs per second (100,500,1000)"
+        "--rates",
+        type=limit.rates,
+        help="MOs per second (SQLite: 100,500,1000; PostgreSQL: 100,500)",
     )
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds at each rate (%(default)s)"
@@ -105,10 +117,25 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--dlrs",
         action="store_true",
         help="run `botkit simulator` itself, which sends 3 delivery receipts per reply to "
-        "the app as a real gateway would; by default the simulator sends none, and the "
-        "figures are the MO path's",
+        "the (first) app as a real gateway would; by default the simulator sends none, and "
+        "the figures are the MO path's",
     )
-    parser.add_argument("--no-limit", action="store_true", help="skip the limit's runs")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="sqlite",
+        help="the app's database: a SQLite file, or a throwaway PostgreSQL cluster with "
+        "fsync on (%(default)s)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_counts,
+        help="how many `botkit run` processes share the database, one run for each count "
+        "(SQLite: 1; PostgreSQL: 1,2,3)",
+    )
+    parser.add_argument(
+        "--no-limit", action="store_true", help="skip the limit's runs (SQLite's only)"
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -117,17 +144,36 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "DIR/botkit-<rate>.txt (collapsed stacks, for flamegraph.pl or speedscope)",
     )
     parser.add_argument(
-        "--workdir", type=Path, help="keep the databases here (default: a temporary folder)"
+        "--workdir", type=Path, help="keep the SQLite databases here (default: a temporary folder)"
     )
     parser.add_argument(
         "--results",
         type=Path,
-        default=ROOT / "bench" / "results" / "pipeline.json",
-        help="where the figures go (%(default)s)",
+        help="where the figures go (bench/results/pipeline.json, for PostgreSQL "
+        "pipeline_postgresql.json)",
     )
     parser.add_argument("--simulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--password", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    rates, processes = DEFAULTS[args.backend]
+    args.rates = args.rates or rates
+    args.processes = args.processes or processes
+    results = "pipeline.json" if args.backend == "sqlite" else "pipeline_postgresql.json"
+    args.results = args.results or ROOT / "bench" / "results" / results
+    if args.backend == "sqlite" and args.processes != [1]:
+        parser.error("SQLite serves one app process: --processes takes PostgreSQL")
+    return args
+
+
+def _counts(text: str) -> list[int]:
+    """A comma-separated list of process counts, each at least 1."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("give process counts, e.g. 1,2,3")
+    return values
 
 
 def serve_simulator(port: int, password: str) -> None:
@@ -156,99 +202,174 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
         yield Path(workdir)
 
 
-def measure(rate: float, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """One rate on a fresh stack: send the load, wait for the replies, gather figures."""
-    db = workdir / f"pipeline-{rate:g}.db"
-    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        leftover.unlink(missing_ok=True)
-    with stack(db, args.dlrs) as running:
-        paths = mo_paths(running.token, round(rate * args.duration), args.handsets)
-        with profiling(running.app_pid, args.profile, f"botkit-{rate:g}.txt"):
-            load = asyncio.run(generate("127.0.0.1", running.app_port, paths, rate))
-            drained = drain(db, args.drain)
-        rss = peak_rss_mib(running.app_pid)
-        pairs = replies(db)
-        accepted = accepted_at(running.simulator, {handset for handset, _, _ in pairs})
-        took = httpx.get(f"{running.simulator}/api/messages", timeout=60).json()["messages"]
+def measure_all(args: argparse.Namespace, backend: Backend, workdir: Path) -> list[dict[str, Any]]:
+    """At each rate: the limit (on SQLite, unless told not to), then botkit with each
+    number of processes."""
+    runs: list[dict[str, Any]] = []
+    for rate in args.rates:
+        if backend.name == "sqlite" and not args.no_limit:
+            runs.append(limit.measure(rate, args.duration, args.handsets, workdir))
+        runs += [measure(rate, count, args, backend, workdir) for count in args.processes]
+    return runs
+
+
+def label(backend: str, processes: int, rate: float) -> str:
+    """A run's name in the table: `botkit at 500/s` for SQLite's single process,
+    `postgresql x2 at 500/s` for two processes on PostgreSQL."""
+    if backend == "sqlite" and processes == 1:
+        return f"botkit at {rate:g}/s"
+    return f"{backend} x{processes} at {rate:g}/s"
+
+
+def measure(
+    rate: float, processes: int, args: argparse.Namespace, backend: Backend, workdir: Path
+) -> dict[str, Any]:
+    """One rate on a fresh database and stack: send the load, wait for the replies,
+    gather the figures, and say what limited the run."""
+    name = label(backend.name, processes, rate)
+    with backend.database(rate) as db, stack(db, processes, args.dlrs, workdir) as running:
+        figures = observe(running, partial(backend.rows, db), rate, args, backend, name)
+    run = {"name": name, "backend": backend.name, "processes": processes, **figures}
+    run["cpu_verdict"] = cpu.verdict(run)
+    return run
+
+
+def observe(
+    running: Stack, rows: Rows, rate: float, args: argparse.Namespace, backend: Backend, name: str
+) -> dict[str, Any]:
+    """Send the load to the running stack and wait until it is answered; the figures
+    of the generator, the database, the simulator, the processes' CPU and memory."""
+    paths = mo_paths(running.token, round(rate * args.duration), args.handsets)
+    groups = {"botkit": running.app_pids, "simulator": [running.simulator_pid]}
+    stem = f"botkit-{rate:g}" if name.startswith("botkit") else f"botkit-{name}"
+    with profiling(running.app_pids, args.profile, stem):
+        # The CPU while the load is offered: the same seconds in every run, where the
+        # drain's would differ with what is left to send.
+        with cpu.measuring({**groups, **backend.groups()}) as usage:
+            load = asyncio.run(generate("127.0.0.1", running.app_ports, paths, rate))
+        drained = drain(rows, args.drain)
+    rss = _total(peak_rss_mib(pid) for pid in running.app_pids)
+    db_mib = backend.memory_mib()
+    pairs = replies(rows)
+    accepted = accepted_at(running.simulator, {handset for handset, _, _ in pairs})
+    took = httpx.get(f"{running.simulator}/api/messages", timeout=60).json()["messages"]
     return {
-        "name": f"botkit at {rate:g}/s",
         **load.figures(),
-        **outcome(load, paths, db, pairs, accepted, took),
+        **outcome(load, paths, rows, pairs, accepted, took),
         "drained": drained,
         "peak_rss_mib": rss,
+        "db_mib": db_mib,
+        **usage.figures(),
     }
 
 
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum of figures, None if any is missing."""
+    values = list(values)
+    return None if None in values else round(sum(v for v in values if v is not None), 1)
+
+
 @contextlib.contextmanager
-def stack(db: Path, dlrs: bool) -> Iterator[Stack]:
-    """`botkit simulator` and `botkit run` (hello bot, database `db`) on free ports,
-    each the other's gateway and callback target; stopped afterwards."""
-    sim_port, app_port = free_port(), free_port()
-    simulator, app = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{app_port}"
+def stack(db: str, processes: int, dlrs: bool, cwd: Path) -> Iterator[Stack]:
+    """`botkit simulator` and `processes` x `botkit run` (hello bot, database `db`) on
+    free ports, the simulator the apps' gateway, the first app its callback target;
+    stopped afterwards."""
+    sim_port, *app_ports = _free_ports(1 + processes)
+    simulator, app = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{app_ports[0]}"
     token, password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     if dlrs:
         sim = simulator_command(sim_port, app, token, APPLICATION, password)
     else:
         sim = [sys.executable, __file__, "--simulator", str(sim_port), f"--password={password}"]
-    run = [BOTKIT, "run", "--db", str(db), "--host", "127.0.0.1", "--port", str(app_port)]
-    run += ["--bots", str(ROOT / "bots"), "--templates", str(ROOT / "templates")]
     # The pipeline, not the rate limit, is measured.
     env = gateway_env(simulator, APPLICATION, password, token, 1_000_000)
     # cwd: no botkit.toml of this checkout is read.
-    with (
-        process(sim, f"{simulator}/api/messages", cwd=db.parent),
-        process(run, f"{app}/healthz", env=env, cwd=db.parent) as served,
-    ):
-        yield Stack(app_port, served.pid, simulator, token, db)
+    with contextlib.ExitStack() as running:
+        gateway = running.enter_context(process(sim, f"{simulator}/api/messages", cwd=cwd))
+        apps = [
+            running.enter_context(process(_run_command(db, port), _health(port), env=env, cwd=cwd))
+            for port in app_ports
+        ]
+        yield Stack(app_ports, [app.pid for app in apps], simulator, gateway.pid, token)
+
+
+def _health(port: int) -> str:
+    """The app's health check on `port`: it answers once the app serves."""
+    return f"http://127.0.0.1:{port}/healthz"
+
+
+def _run_command(db: str, port: int) -> list[str]:
+    """`botkit run` serving bots/ and templates/ of this checkout on `port`."""
+    run = [BOTKIT, "run", "--db", db, "--host", "127.0.0.1", "--port", str(port)]
+    return [*run, "--bots", str(ROOT / "bots"), "--templates", str(ROOT / "templates")]
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` different free loopback ports."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 @contextlib.contextmanager
-def profiling(pid: int, directory: Path | None, name: str) -> Iterator[None]:
-    """Sample process `pid` with py-spy (a dev dependency) for the block's duration, into
-    `directory`/`name`; nothing when `directory` is None."""
+def profiling(pids: Sequence[int], directory: Path | None, stem: str) -> Iterator[None]:
+    """Sample each of `pids` with py-spy (a dev dependency) for the block's duration,
+    into `directory`/`stem`.txt (one process) or `stem`-1.txt, -2.txt ...; nothing when
+    `directory` is None."""
     if directory is None:
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
+    stem = stem.removesuffix("/s").replace(" at ", "-").replace(" ", "-")  # no spaces
+    with contextlib.ExitStack() as samplers:
+        for i, pid in enumerate(pids, 1):
+            path = directory / (f"{stem}.txt" if len(pids) == 1 else f"{stem}-{i}.txt")
+            samplers.enter_context(_sampling(pid, path))
+        yield
+
+
+@contextlib.contextmanager
+def _sampling(pid: int, path: Path) -> Iterator[None]:
+    """py-spy sampling process `pid` until the block ends, written to `path`."""
     spy = str(Path(sys.executable).parent / "py-spy")
     command = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
-    sampler = subprocess.Popen([*command, "--output", str(directory / name)])
+    sampler = subprocess.Popen([*command, "--output", str(path)])
     try:
         yield
     finally:
         sampler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
         sampler.wait(60)
-        print(f"profile of the app written to {directory / name}")
+        print(f"profile of the app written to {path}")
 
 
-def drain(db: Path, timeout: float) -> bool:
+def drain(rows: Rows, timeout: float) -> bool:
     """Wait until the app's inbox and outbox are empty (every MO handled, every reply
     sent), at most `timeout` seconds; whether they were."""
     deadline = time.monotonic() + timeout
-    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
-        while time.monotonic() < deadline:
-            inbox, outbox = conn.execute(
-                "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox)"
-            ).fetchone()
-            if inbox == outbox == 0:
-                return True
-            time.sleep(POLL)
+    while time.monotonic() < deadline:
+        [(inbox, outbox)] = rows(
+            "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox)"
+        )
+        if inbox == outbox == 0:
+            return True
+        time.sleep(POLL)
     return False
 
 
-def replies(db: Path) -> list[tuple[str, int, int | None]]:
+def replies(rows: Rows) -> list[tuple[str, int, int | None]]:
     """(handset, MO gateway id, gateway id of its reply or None) for each stored MO.
 
-    A handset's MOs are handled one at a time in the order they were stored, and a
-    handled MO's reply is stored in the same transaction: so the handset's handled MOs
-    and its MTs, each in id order, pair up one to one."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute(
-            "SELECT direction, handset, gateway_id, status FROM messages ORDER BY id"
-        ).fetchall()
+    A handset's MOs are handled one at a time in the order they were stored (by any of
+    the processes), and a handled MO's reply is stored in the same transaction: so the
+    handset's handled MOs and its MTs, each in id order, pair up one to one."""
     mos: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     mts: dict[str, list[int]] = defaultdict(list)
-    for direction, handset, gateway_id, status in rows:
+    for direction, handset, gateway_id, status in rows(
+        "SELECT direction, handset, gateway_id, status FROM messages ORDER BY id"
+    ):
         if direction == "mt":
             mts[handset].append(gateway_id)
         else:
@@ -277,7 +398,7 @@ def accepted_at(simulator: str, handsets: set[str]) -> dict[int, float]:
 def outcome(
     load: Load,
     paths: list[str],
-    db: Path,
+    rows: Rows,
     pairs: list[tuple[str, int, int | None]],
     accepted: dict[int, float],
     took: list[dict[str, Any]],
@@ -291,8 +412,7 @@ def outcome(
     latency = [accepted[mt] - sent_at[mo] for mo, mt in replied.items() if mt in accepted]
     first = load.started_wall
     last = max(accepted.values(), default=None)
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        mts = conn.execute("SELECT count(*) FROM messages WHERE direction = 'mt'").fetchone()[0]
+    [(mts,)] = rows("SELECT count(*) FROM messages WHERE direction = 'mt'")
     return {
         "stored": len(stored),
         "replies": len(replied),
@@ -304,77 +424,13 @@ def outcome(
         "replies_per_s": round(len(accepted) / (last - first), 1) if last else 0.0,
         "mo_to_mt_p50_ms": ms(percentile(latency, 50)) if latency else None,
         "mo_to_mt_p99_ms": ms(percentile(latency, 99)) if latency else None,
+        "mo_to_mt_max_ms": ms(max(latency)) if latency else None,
     }
 
 
 def _gateway_id(path: str) -> int:
     """The `id` of an MO callback's path (its first parameter)."""
     return int(path.split("?id=", 1)[1].split("&", 1)[0])
-
-
-COLUMNS = (
-    ("measurement", "name", 18, ""),
-    ("sent", "sent", 7, "d"),
-    ("200", "ok", 7, "d"),
-    ("errors", "errors", 7, "d"),
-    ("200/s", "throughput_per_s", 8, ".1f"),
-    ("x limit", "x_limit", 8, ".2f"),
-    ("p50 ms", "latency_p50_ms", 9, ".1f"),
-    ("p99 ms", "latency_p99_ms", 9, ".1f"),
-    ("p50 x", "x_limit_p50", 7, ".1f"),
-    ("replies", "replies", 8, "d"),
-    ("MT/s", "replies_per_s", 8, ".1f"),
-    ("MO>MT p50", "mo_to_mt_p50_ms", 10, ".1f"),
-    ("MO>MT p99", "mo_to_mt_p99_ms", 10, ".1f"),
-    ("lag p99", "lag_p99_ms", 8, ".1f"),
-    ("MiB", "peak_rss_mib", 7, ".0f"),
-)
-
-
-def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Print the table (botkit's throughput and p50 latency as ratios of the limit's at
-    the same rate); return every figure with the machine's description."""
-    limits = {run["offered_per_s"]: run for run in runs if run["name"].startswith("limit")}
-    for run in runs:
-        base = limits.get(run["offered_per_s"])
-        if run["name"].startswith("botkit") and base:
-            run["x_limit"] = _ratio(run["throughput_per_s"], base["throughput_per_s"])
-            run["x_limit_p50"] = _ratio(run["latency_p50_ms"], base["latency_p50_ms"])
-    print(
-        f"\nMO callbacks from {args.handsets} handsets, open loop, {args.duration:g} s at each "
-        "rate; latency from the moment each MO was due; MO>MT until the simulator accepted "
-        "its reply; x limit: botkit over the bare endpoint at the same rate; lag: how late "
-        "the generator sent; MiB: the server's peak RSS\n"
-    )
-    print("".join(_cell(title, width, fmt and "s") for title, _, width, fmt in COLUMNS))
-    for run in runs:
-        print("".join(_cell(run.get(key), width, fmt) for _, key, width, fmt in COLUMNS))
-    for run in runs:
-        if run["name"].startswith("botkit") and (run["lost"] or run["unanswered"]):
-            print(
-                f"{run['name']}: {run['lost']} MOs answered 200 but not stored, "
-                f"{run['unanswered']} without a reply (drained: {run['drained']})"
-            )
-        if run["errors"]:
-            print(f"{run['name']}: errors {run['error_kinds']}")
-    return {
-        "machine": machine(),
-        "handsets": args.handsets,
-        "duration_s": args.duration,
-        "dlrs_to_app": args.dlrs,
-        "runs": runs,
-    }
-
-
-def _ratio(value: float | None, base: float | None) -> float | None:
-    return round(value / base, 2) if value is not None and base else None
-
-
-def _cell(value: Any, width: int, fmt: str) -> str:
-    """A table cell: text left-aligned, numbers right-aligned, '-' for no figure."""
-    if not fmt:
-        return f"{value:<{width}}"
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
     python bench/run.py [--results DIR] [--merge-only]
 
-Runs bench/dashboard.py, bench/pipeline.py (with the limit) and bench/outbound.py (when
-it is there) at their full sizes, each writing DIR/<name>.json; then merges those into
-DIR/latest.json, with the machine they ran on, and prints one table. `--merge-only`
-merges and prints the results already in DIR without running anything.
+Runs bench/dashboard.py, bench/pipeline.py (with the limit), the pipeline again on
+PostgreSQL with 1, 2 and 3 app processes, and bench/outbound.py (when it is there) at
+their full sizes, each writing DIR/<name>.json; then merges those into DIR/latest.json,
+with the machine they ran on, and prints one table, the PostgreSQL pipeline beside
+SQLite's under it. `--merge-only` merges and prints the results already in DIR without
+running anything.
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, machine
+from pipeline_report import beside
 
-BENCHMARKS = ("dashboard", "pipeline", "outbound")
+# Each benchmark's name (of its results): its module, and the options it runs with.
+BENCHMARKS = {
+    "dashboard": ("dashboard", []),
+    "pipeline": ("pipeline", []),
+    "pipeline_postgresql": ("pipeline", ["--backend", "postgresql"]),
+    "outbound": ("outbound", []),
+}
 HERE = Path(__file__).resolve().parent
 
 
@@ -30,25 +39,35 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     failed = []
     if not args.merge_only:
-        for name in BENCHMARKS:
-            if not (HERE / f"{name}.py").exists():
-                print(f"== {name}: bench/{name}.py is not there, skipped")
-                continue
-            print(f"== {name}", flush=True)
-            started = time.perf_counter()
-            code = importlib.import_module(name).main(
-                ["--results", str(args.results / f"{name}.json")]
-            )
-            print(f"== {name}: {time.perf_counter() - started:.0f} s, exit {code}\n", flush=True)
-            if code:
-                failed.append(name)
+        failed = [name for name in BENCHMARKS if not run(name, args.results)]
     merged = merge(args.results)
     (args.results / "latest.json").write_text(json.dumps(merged, indent=2) + "\n")
     print("\n".join(table(merged["benchmarks"])))
+    print("\n".join(backend_comparison(merged["benchmarks"])))
     print(f"\nall figures in {args.results / 'latest.json'}")
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def run(name: str, results: Path) -> bool:
+    """Run one benchmark into `results`/<name>.json; whether it succeeded (or was
+    skipped, its module missing)."""
+    module, options = BENCHMARKS[name]
+    if not (HERE / f"{module}.py").exists():
+        print(f"== {name}: bench/{module}.py is not there, skipped")
+        return True
+    print(f"== {name}", flush=True)
+    started = time.perf_counter()
+    try:
+        code = importlib.import_module(module).main(
+            [*options, "--results", str(results / f"{name}.json")]
+        )
+    except SystemExit as stopped:  # a server that would not start, ...
+        print(stopped.code if isinstance(stopped.code, str) else "", flush=True)
+        code = 1 if isinstance(stopped.code, str) else stopped.code
+    print(f"== {name}: {time.perf_counter() - started:.0f} s, exit {code}\n", flush=True)
+    return not code
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -82,11 +101,18 @@ def merge(results: Path) -> dict[str, Any]:
 
 def table(benchmarks: dict[str, Any]) -> list[str]:
     """One line per measurement: benchmark, measurement, its main figures."""
-    lines = [f"{'benchmark':<11}{'measurement':<40}figures", "-" * 110]
+    lines = [f"{'benchmark':<21}{'measurement':<40}figures", "-" * 120]
     for name, results in benchmarks.items():
         summarise = SUMMARIES.get(name, _generic)
-        lines += [f"{name:<11}{what:<40}{figures}" for what, figures in summarise(results)]
+        lines += [f"{name:<21}{what:<40}{figures}" for what, figures in summarise(results)]
     return lines
+
+
+def backend_comparison(benchmarks: dict[str, Any]) -> list[str]:
+    """The PostgreSQL pipeline beside SQLite's, when it ran."""
+    if "pipeline_postgresql" not in benchmarks:
+        return []
+    return ["", *beside(benchmarks.get("pipeline"), benchmarks["pipeline_postgresql"])]
 
 
 def _dashboard(results: dict[str, Any]) -> list[tuple[str, str]]:
@@ -112,7 +138,10 @@ def _pipeline(results: dict[str, Any]) -> list[tuple[str, str]]:
                 f"; {run['replies']} replies, MO>MT p50 {run['mo_to_mt_p50_ms']} ms, "
                 f"p99 {run['mo_to_mt_p99_ms']} ms"
             )
-        rows.append((run["name"], f"{text}; {run['peak_rss_mib']} MiB"))
+        text += f"; {run['peak_rss_mib']} MiB"
+        if "cpu_busy_pct" in run:
+            text += f", CPU {run['cpu_busy_pct']}%"
+        rows.append((run["name"], text))
     return rows
 
 
@@ -137,7 +166,7 @@ def _generic(results: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-SUMMARIES = {"dashboard": _dashboard, "pipeline": _pipeline}
+SUMMARIES = {"dashboard": _dashboard, "pipeline": _pipeline, "pipeline_postgresql": _pipeline}
 
 
 if __name__ == "__main__":

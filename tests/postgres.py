@@ -1,5 +1,9 @@
-"""A throwaway PostgreSQL for tests: a cluster made by `initdb` in a temporary folder,
-started by `pg_ctl` on a free loopback port, removed at the end of the session.
+"""A throwaway PostgreSQL: a cluster made by `initdb` in a temporary folder, started by
+`pg_ctl` on a free loopback port, removed at the end.
+
+`running_cluster()` is the plain context manager; the session fixture `postgres` wraps
+it for the tests (fsync off: their data need not survive a power cut), and
+bench/postgres_pipeline.py runs it with fsync on, durable as in production.
 
 The server binaries come from the machine (Debian's `postgresql` package; `.ci/run`
 installs it where it is missing). PostgreSQL refuses to run as root, so as root the
@@ -9,6 +13,7 @@ Where there are no binaries the tests that need them are skipped, except in CI.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -25,15 +30,24 @@ from servers import free_port
 USER = "botkit"
 
 
+class ClusterError(Exception):
+    """The cluster could not be made or started (no binaries, or a tool failed)."""
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A running PostgreSQL server: where it listens and how to log in."""
 
     port: int
     password: str
+    data: Path  # its data folder
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def pid(self) -> int:
+        """The server's main process (the postmaster), parent of every backend."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
 def binaries() -> Path | None:
@@ -48,40 +62,65 @@ def binaries() -> Path | None:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Cluster]:
     """A PostgreSQL server for the whole test session."""
-    bin_dir = binaries()
-    if bin_dir is None:
+    if binaries() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL's initdb is missing in CI: .ci/run must install postgresql")
         pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    with running_cluster(fsync=False) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def running_cluster(fsync: bool) -> Iterator[Cluster]:
+    """A new cluster, running until the block ends, then stopped and removed.
+
+    `fsync`: whether commits wait for the disk (PostgreSQL's default, and what a
+    production server does); off, a test session is faster and a power cut would lose
+    what it wrote, which for tests does not matter."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        raise ClusterError("PostgreSQL server binaries are not installed (initdb, pg_ctl)")
     folder = Path(tempfile.mkdtemp(prefix="botkit-pg-"))
     as_user = _unprivileged(folder)
-    password = secrets.token_urlsafe(16)
-    (folder / "password").write_text(password)
-    data, port = folder / "data", free_port()
-    _run(
-        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "-A", "scram-sha-256",
-         f"--pwfile={folder / 'password'}", "-E", "UTF8", "--no-sync"],
-    )  # fmt: skip
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    _run(
-        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"),
-         "-o", options, "-w", "start"],
-    )  # fmt: skip
+    data = folder / "data"
     try:
-        yield Cluster(port, password)
+        password = _initdb(bin_dir, as_user, folder, fsync)
+        port = free_port()
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        options += "" if fsync else " -c fsync=off"
+        _run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"),
+             "-o", options, "-w", "start"],
+        )  # fmt: skip
+        try:
+            yield Cluster(port, password, data)
+        finally:
+            subprocess.run(
+                [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+            )
     finally:
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _initdb(bin_dir: Path, as_user: list[str], folder: Path, sync: bool) -> str:
+    """Make the cluster in `folder`/data, its superuser `USER` with a new password
+    (scram-sha-256 on every connection); the password."""
+    password = secrets.token_urlsafe(16)
+    (folder / "password").write_text(password)
+    _run(
+        [*as_user, str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", USER,
+         "-A", "scram-sha-256", f"--pwfile={folder / 'password'}", "-E", "UTF8",
+         *([] if sync else ["--no-sync"])],
+    )  # fmt: skip
+    return password
+
+
 def _run(command: list[str]) -> None:
-    """Run a PostgreSQL tool; fail with what it printed if it fails."""
+    """Run a PostgreSQL tool; raise ClusterError with what it printed if it fails."""
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+        raise ClusterError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
 
 
 def _unprivileged(folder: Path) -> list[str]:

@@ -1,14 +1,19 @@
 """bench/pipeline.py (with the limit) at a tiny size, so that the benchmark cannot rot: every
 MO answered 200 is stored and replied to, once, and each row of the table is printed;
-bench/run.py merges the figures into one table. Timings are never asserted."""
+bench/run.py merges the figures into one table. The same on PostgreSQL with two app
+processes sharing the database. Timings are never asserted."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from conftest import ROOT, rows
+from postgres import binaries
 
 RATE, SECONDS = 20, 1
 MOS = RATE * SECONDS
@@ -40,13 +45,52 @@ def test_the_pipeline_and_the_limit_run_at_a_tiny_size(tmp_path):
     assert [tuple(r) for r in mts] == [("accepted", MOS)]
     assert rows(tmp_path / f"limit-{RATE}.db", "SELECT count(*) FROM mo")[0][0] == MOS
 
+    merged = merge_only(tmp_path)
+    assert any(f"botkit at {RATE}/s" in line for line in merged.splitlines())
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["benchmarks"]["pipeline"]["runs"][1]["replies"] == MOS
+
+
+@pytest.mark.skipif(
+    binaries() is None and not os.environ.get("CI"),
+    reason="PostgreSQL server binaries are not installed (apt-get install postgresql)",
+)
+def test_the_pipeline_runs_on_postgresql_with_two_processes(tmp_path):
+    results = tmp_path / "pipeline_postgresql.json"
+    command = [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--backend", "postgresql"]
+    command += ["--processes", "2", "--rates", str(RATE), "--duration", str(SECONDS)]
+    command += ["--handsets", "7", "--results", str(results)]
+    # A generous timeout: a handled MO whose commit keeps conflicting waits out its
+    # lease (60 s) before another try.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    assert any(line.startswith(f"postgresql x2 at {RATE}/s") for line in done.stdout.splitlines())
+    figures = json.loads(results.read_text())
+    assert "fsync on" in figures["database"]
+    [run] = figures["runs"]
+    assert run["processes"] == 2
+    assert run["sent"] == run["ok"] == run["stored"] == run["replies"] == MOS
+    assert run["lost"] == run["unanswered"] == run["simulator_duplicates"] == 0
+    assert run["simulator_took"] == run["mts_stored"] == MOS
+    assert run["drained"]
+    assert set(run["cpu_pct"]) == {"botkit", "simulator", "postgresql", "generator"}
+
+    # bench/run.py sets it beside SQLite's single process (none here) and says what the
+    # limit was.
+    merged = merge_only(tmp_path)
+    beside = merged.split("MO pipeline: SQLite, one app process, beside PostgreSQL")[1]
+    assert f"postgresql x2 at {RATE}/s" in beside
+    assert "cores" in beside
+
+
+def merge_only(results: Path) -> str:
+    """What `bench/run.py --merge-only` prints for the figures in `results`."""
     merged = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--merge-only", "--results", tmp_path],
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--merge-only", "--results", results],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert merged.returncode == 0, merged.stdout + merged.stderr
-    assert any(f"botkit at {RATE}/s" in line for line in merged.stdout.splitlines())
-    latest = json.loads((tmp_path / "latest.json").read_text())
-    assert latest["benchmarks"]["pipeline"]["runs"][1]["replies"] == MOS
+    return merged.stdout

@@ -1,0 +1,156 @@
+"""bench/pipeline.py's table: each run's figures under the columns any run has, botkit's
+as ratios of the limit's at the same rate, and what limited each run.
+
+bench/run.py prints the PostgreSQL runs beside SQLite's with `beside()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import cpu
+from backends import Backend
+from common import machine
+
+COLUMNS = (
+    ("measurement", "name", 23, ""),
+    ("sent", "sent", 7, "d"),
+    ("200", "ok", 7, "d"),
+    ("errors", "errors", 7, "d"),
+    ("200/s", "throughput_per_s", 8, ".1f"),
+    ("x limit", "x_limit", 8, ".2f"),
+    ("p50 ms", "latency_p50_ms", 9, ".1f"),
+    ("p99 ms", "latency_p99_ms", 9, ".1f"),
+    ("p50 x", "x_limit_p50", 7, ".1f"),
+    ("replies", "replies", 8, "d"),
+    ("MT/s", "replies_per_s", 8, ".1f"),
+    ("MO>MT p50", "mo_to_mt_p50_ms", 10, ".1f"),
+    ("MO>MT p99", "mo_to_mt_p99_ms", 10, ".1f"),
+    ("MO>MT max", "mo_to_mt_max_ms", 10, ".0f"),
+    ("lag p99", "lag_p99_ms", 8, ".1f"),
+    ("MiB", "peak_rss_mib", 7, ".0f"),
+    ("db MiB", "db_mib", 7, ".0f"),
+    ("CPU %", "cpu_busy_pct", 6, ".0f"),
+    ("other", "cpu_other_pct", 6, ".0f"),
+)
+
+# The columns of the table beside SQLite's (COLUMNS, by key).
+BESIDE = (
+    "name", "ok", "errors", "throughput_per_s", "latency_p50_ms", "latency_p99_ms",
+    "replies", "replies_per_s", "mo_to_mt_p50_ms", "mo_to_mt_p99_ms", "mo_to_mt_max_ms",
+    "peak_rss_mib",
+    "db_mib", "cpu_busy_pct", "cpu_other_pct",
+)  # fmt: skip
+
+
+def report(
+    runs: list[dict[str, Any]], args: argparse.Namespace, backend: Backend
+) -> dict[str, Any]:
+    """Print the table (botkit's throughput and p50 latency as ratios of the limit's at
+    the same rate) and what limited each run; return every figure with the machine's
+    description."""
+    limits = {run["offered_per_s"]: run for run in runs if run["name"].startswith("limit")}
+    for run in runs:
+        base = limits.get(run["offered_per_s"])
+        if not run["name"].startswith("limit") and base:
+            run["x_limit"] = _ratio(run["throughput_per_s"], base["throughput_per_s"])
+            run["x_limit_p50"] = _ratio(run["latency_p50_ms"], base["latency_p50_ms"])
+    database = backend.describe()
+    print(f"\n{database}.\n{legend(args, bool(limits))}\n")
+    print("\n".join(table(runs)))
+    print("\n".join(problems(runs)))
+    print(cpu.summary(runs))
+    return {
+        "machine": machine(),
+        "backend": backend.name,
+        "database": database,
+        "handsets": args.handsets,
+        "duration_s": args.duration,
+        "dlrs_to_app": args.dlrs,
+        "runs": runs,
+    }
+
+
+def legend(args: argparse.Namespace, limited: bool) -> str:
+    """What the table's columns mean."""
+    parts = [
+        f"MO callbacks from {args.handsets} handsets, open loop, {args.duration:g} s at each "
+        "rate, spread over the app processes in turn",
+        "latency from the moment each MO was due",
+        "MO>MT until the simulator accepted its reply",
+        *(["x limit: botkit over the bare endpoint at the same rate"] if limited else []),
+        "lag: how late the generator sent",
+        "MiB: the app processes' peak RSS, summed",
+        *(["db MiB: the database server's (PSS, at the end)"] if args.backend != "sqlite" else []),
+        "CPU %: the machine's cores busy while the load was offered",
+        "other: the part of that not the benchmark's (other work on the machine)",
+    ]
+    return "; ".join(parts)
+
+
+def table(runs: list[dict[str, Any]], keys: Sequence[str] | None = None) -> list[str]:
+    """The runs' figures, a line each, under the columns (of `keys`, or all) that any
+    run has a figure for."""
+    chosen = [c for c in COLUMNS if keys is None or c[1] in keys]
+    columns = [c for c in chosen if any(run.get(c[1]) is not None for run in runs)]
+    lines = ["".join(_cell(title, width, fmt and "s") for title, _, width, fmt in columns)]
+    for run in runs:
+        lines.append("".join(_cell(run.get(key), width, fmt) for _, key, width, fmt in columns))
+    return lines
+
+
+def problems(runs: list[dict[str, Any]]) -> list[str]:
+    """What limited each botkit run (its CPU verdict), and any MO lost, unanswered or
+    failed."""
+    lines = [""]
+    for run in runs:
+        if "cpu_verdict" in run:
+            lines.append(f"{run['name']}: {run['cpu_verdict']}")
+        if "lost" in run and (run["lost"] or run["unanswered"]):
+            lines.append(
+                f"{run['name']}: {run['lost']} MOs answered 200 but not stored, "
+                f"{run['unanswered']} without a reply (drained: {run['drained']})"
+            )
+        if run["errors"]:
+            lines.append(f"{run['name']}: errors {run['error_kinds']}")
+    return lines
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return round(value / base, 2) if value is not None and base else None
+
+
+def _cell(value: Any, width: int, fmt: str) -> str:
+    """A table cell: text left-aligned, numbers right-aligned, '-' for no figure."""
+    if not fmt:
+        return f"{value:<{width}}"
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+
+def beside(sqlite: dict[str, Any] | None, postgresql: dict[str, Any]) -> list[str]:
+    """The PostgreSQL runs, rate by rate, under SQLite's single-process run at the same
+    rate (when `sqlite`, its results, has one, named `sqlite x1 at R/s` here); then where
+    the cores were the limit."""
+    single = {
+        run["offered_per_s"]: {**run, "name": run["name"].replace("botkit", "sqlite x1", 1)}
+        for run in (sqlite or {}).get("runs", [])
+        if run["name"].startswith("botkit at")
+    }
+    runs: list[dict[str, Any]] = []
+    for run in postgresql["runs"]:
+        rate = run["offered_per_s"]
+        if rate in single and single[rate] not in runs:
+            runs.append(single[rate])
+        runs.append(run)
+    counts = sorted({run["processes"] for run in postgresql["runs"]})
+    heading = [
+        "MO pipeline: SQLite, one app process, beside PostgreSQL with "
+        f"{', '.join(map(str, counts))} app processes sharing each database",
+        postgresql.get("database", "PostgreSQL"),
+        "MiB: the app processes' peak RSS, summed; db MiB: PostgreSQL's (PSS); CPU %: the "
+        "machine's cores busy while the load was offered; other: the part of that not the "
+        "benchmark's",
+    ]
+    return [*heading, "", *table(runs, BESIDE), "", cpu.summary(runs)]
