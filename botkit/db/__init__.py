@@ -1,9 +1,12 @@
 """The database behind the store: SQLite (a file path) or PostgreSQL (a URL).
 
-Both backends offer the same interface. A write function gets a `Tx` and runs as if
-it were alone: SQLite has one writer; PostgreSQL runs it SERIALIZABLE and runs it
-again when another transaction got in its way. The store writes SQLite's dialect
-with `?` placeholders; `postgres.py` holds every difference.
+Both backends offer the same interface. A write function gets a `Tx`. SQLite runs one
+at a time; PostgreSQL runs those of every process side by side (READ COMMITTED), so a
+write function must be right beside others: a handset's conversation changes only
+under that handset's claim, claims are taken under `tx.lock`, and a row others may
+change is changed by one conditional statement, or locked before it is read. The
+store writes SQLite's dialect with `?` placeholders; `postgres.py` holds every
+difference.
 
     db = await Database.open("botkit.db")   # or "postgresql://user:pass@host/db"
 """
@@ -50,9 +53,14 @@ class Row(Protocol):
 class Tx(abc.ABC):
     """The statements one write (or read) function may run, in SQLite's dialect."""
 
-    #: Appended to a SELECT that picks rows to claim, in a write run with `claiming`:
-    #: on PostgreSQL, rows another process is claiming are passed over, not waited for.
+    #: Appended to a SELECT that picks rows to claim: on PostgreSQL, rows another
+    #: process is claiming are passed over, not waited for.
     skip_locked: str = ""
+
+    @abc.abstractmethod
+    async def lock(self, name: str) -> None:
+        """Hold the lock `name` until this transaction ends, across every process: what
+        runs under it runs one at a time, as every write does on SQLite."""
 
     @abc.abstractmethod
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
@@ -117,13 +125,13 @@ class Database(abc.ABC):
         return f"<{type(self).__name__} {redact(self.url)}>"
 
     @abc.abstractmethod
-    async def write(self, fn: WriteFn[T], *, claiming: bool = False) -> T:
+    async def write(self, fn: WriteFn[T]) -> T:
         """Run `fn` in a write transaction; return its result once it is committed.
 
         A failure of the database itself is raised as DatabaseError: nothing of `fn` was
         written, and a callback can say so with a status worth retrying. A caller that
-        goes away does not undo a write already under way. `claiming`: `fn` locks the
-        rows it takes (`tx.skip_locked`), so that it need not run as if alone.
+        goes away does not undo a write already under way. `fn` may be run again (after
+        a deadlock on PostgreSQL): it changes nothing outside the transaction.
         """
 
     @abc.abstractmethod

@@ -55,6 +55,9 @@ class SqliteTx(Tx):
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         return list(await self._conn.execute_fetchall(sql, tuple(params)))
 
+    async def lock(self, name: str) -> None:
+        pass  # one write transaction at a time holds the whole file (BEGIN IMMEDIATE)
+
 
 class SqliteDatabase(Database):
     """One SQLite file in WAL mode."""
@@ -81,7 +84,7 @@ class SqliteDatabase(Database):
             raise
         return cls(path, writer, reader)
 
-    async def write(self, fn: WriteFn[T], *, claiming: bool = False) -> T:
+    async def write(self, fn: WriteFn[T]) -> T:
         if self._closing or self._task.done():
             raise DatabaseError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

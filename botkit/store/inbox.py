@@ -9,7 +9,7 @@ from ..clock import later, parse_stamp
 from ..db import Row, Tx
 from ..messages import IncomingMO, Message
 from ..sms import measure
-from .base import Claims, holding, marks, take_leases
+from .base import CLAIMS, Claims, lost, marks, take_leases
 from .effects import Effects, commit
 
 
@@ -61,6 +61,7 @@ class Inbox(Claims):
         """
 
         async def write(tx: Tx) -> list[int]:
+            await tx.lock(CLAIMS)
             now = self.now()
             rows = await tx.fetchall(
                 """SELECT i.message_id, i.handset, i.attempts FROM inbox i
@@ -103,7 +104,7 @@ class Inbox(Claims):
         marked handled. Returns the ids of the MTs."""
 
         async def write(tx: Tx) -> tuple[int | None, list[int]]:
-            await holding(tx, "inbox", "message_id", message.id, self.owner)
+            await self._release(tx, message.id)
             now = self.now()
             thread_id, mt_ids = await commit(tx, effects, now)
             await tx.execute(
@@ -111,7 +112,6 @@ class Inbox(Claims):
                    WHERE id = ?""",
                 (thread_id, now, message.id),
             )
-            await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message.id,))
             return thread_id, mt_ids
 
         thread_id, mt_ids = await self.db.write(write)
@@ -123,15 +123,24 @@ class Inbox(Claims):
         """Mark an MO failed (its handler raised); the thread is left as it was."""
 
         async def write(tx: Tx) -> None:
-            await holding(tx, "inbox", "message_id", message.id, self.owner)
+            await self._release(tx, message.id)
             await tx.execute(
                 """UPDATE messages SET status = 'failed', error = ?, thread_id = ?,
                        updated_at = ? WHERE id = ?""",
                 (error, thread_id, self.now(), message.id),
             )
-            await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message.id,))
 
         await self.db.write(write)
+
+    async def _release(self, tx: Tx, message_id: int) -> None:
+        """Take the MO out of the inbox, first thing in the transaction that commits its
+        handling: ClaimLost if this process no longer holds its claim. (The row stays
+        locked until the commit: a process taking the claim over waits, then finds it
+        gone.)"""
+        if not await tx.execute(
+            "DELETE FROM inbox WHERE message_id = ? AND claimed_by = ?", (message_id, self.owner)
+        ):
+            raise lost("inbox", message_id)
 
     async def release_all(self) -> int:
         """Free every claim (at start-up, on a database no other process uses)."""

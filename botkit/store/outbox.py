@@ -124,7 +124,7 @@ class Outbox(Claims):
                 (message_id,),
             )
 
-        row = await self.db.write(write, claiming=True)
+        row = await self.db.write(write)
         if row is None:
             return None
         return Outgoing(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..clock import later, parse_stamp, stamp
 from ..db import Row, Tx
 from ..messages import Timer
-from .base import Claims, holding, marks, take_leases
+from .base import CLAIMS, Claims, lost, marks, take_leases
 
 if TYPE_CHECKING:
     from .effects import Effects
@@ -55,6 +55,7 @@ class Timers(Claims):
         and are not in `exclude` (being handled here): the oldest due timer of each."""
 
         async def write(tx: Tx) -> list[int]:
+            await tx.lock(CLAIMS)
             now = self.now()
             rows = await tx.fetchall(
                 """SELECT t.id, t.handset, t.attempts FROM timers t
@@ -101,9 +102,8 @@ class Timers(Claims):
         assert timer.id is not None
 
         async def write(tx: Tx) -> tuple[int | None, list[int]]:
-            await holding(tx, "timers", "id", timer.id, self.owner)
             now = self.now()
-            await _end(tx, timer.id, "fired", None, now)
+            await self._release(tx, timer.id, "fired", None, now)
             return await commit(tx, effects, now)
 
         thread_id, mt_ids = await self.db.write(write)
@@ -115,11 +115,15 @@ class Timers(Claims):
         """Mark a claimed timer failed (its handler raised) or cancelled (nothing to do)."""
         assert timer.id is not None
 
-        async def write(tx: Tx) -> None:
-            await holding(tx, "timers", "id", timer.id, self.owner)
-            await _end(tx, timer.id, state, error, self.now())
+        await self.db.write(lambda tx: self._release(tx, timer.id, state, error, self.now()))
 
-        await self.db.write(write)
+    async def _release(
+        self, tx: Tx, timer_id: int, state: str, error: str | None, now: str
+    ) -> None:
+        """End a claimed timer, first thing in the transaction that commits what its
+        handler did: ClaimLost if this process no longer holds its claim."""
+        if not await _end(tx, timer_id, state, error, now, owner=self.owner):
+            raise lost("timers", timer_id)
 
     async def pending(self, thread_id: int) -> list[Timer]:
         """A thread's pending timers, soonest first."""
@@ -143,12 +147,16 @@ class Timers(Claims):
         )
 
 
-async def _end(tx: Tx, timer_id: int, state: str, error: str | None, now: str) -> None:
-    await tx.execute(
-        """UPDATE timers SET state = ?, error = ?, fired_at = ?, claimed_until = NULL,
+async def _end(
+    tx: Tx, timer_id: int, state: str, error: str | None, now: str, owner: str | None = None
+) -> int:
+    """Mark a pending timer fired, failed or cancelled (only if `owner` holds its claim,
+    when given); return 1 if it was, else 0."""
+    return await tx.execute(
+        f"""UPDATE timers SET state = ?, error = ?, fired_at = ?, claimed_until = NULL,
                claimed_by = NULL
-           WHERE id = ?""",
-        (state, error, now, timer_id),
+           WHERE id = ? AND state = 'pending'{" AND claimed_by = ?" if owner else ""}""",
+        (state, error, now, timer_id, *([owner] if owner else [])),
     )
 
 
