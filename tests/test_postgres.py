@@ -242,3 +242,14 @@ def test_the_store_dialect_is_translated_outside_literals_and_comments():
     assert translate("CREATE TABLE inbox (message_id INTEGER PRIMARY KEY)") == (
         "CREATE TABLE inbox (message_id BIGINT PRIMARY KEY)"
     )
+
+
+async def test_a_nul_in_text_from_anywhere_is_stored_as_the_replacement_character(stores):
+    store = stores[0]
+    await store.inbox.add(mo(1))
+    (message,) = await store.inbox.claim(1, lease=60)
+    thread = Thread(bot="b", handset=PHONE, address="4433", data={"note": "a\x00b"})
+    reply = Reply(content="hi\x00", template=None, encoding="GSM-7", segments=1)
+    await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
+    content = await store.db.fetchval("SELECT content FROM messages WHERE direction = 'mt'")
+    assert content == "hi\ufffd"

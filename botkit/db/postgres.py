@@ -14,6 +14,8 @@ Every difference from SQLite lives here:
 - Live updates: a commit notifies every process (NOTIFY), each bumps its `commits`.
 - Ids: an identity column numbers new rows from a sequence, which rows copied in with
   their ids do not move on (`advance_ids` does).
+- Text: PostgreSQL cannot store a NUL; one in a parameter is stored as U+FFFD (the
+  callbacks already turn NULs into it, on both backends: this covers the rest).
 - The send rate: one row holds the deployment's next free send slot, in the
   server's clock, so that every process shares one rate.
 
@@ -69,6 +71,14 @@ def translate(sql: str) -> str:
     return _TOKENS.sub(replace, sql)
 
 
+def bind(params: Iterable[Any]) -> list[Any]:
+    """The parameters as PostgreSQL takes them: a NUL in text as U+FFFD."""
+    return [
+        value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+        for value in params
+    ]
+
+
 def changed(status: str) -> int:
     """The number of rows a command changed, from its status ("UPDATE 3", "INSERT 0 1")."""
     last = status.rsplit(" ", 1)[-1]
@@ -87,16 +97,16 @@ class PostgresTx(Tx):
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        return changed(await self._conn.execute(translate(sql), *params))
+        return changed(await self._conn.execute(translate(sql), *bind(params)))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        return await self._conn.fetchrow(translate(sql), *params)
+        return await self._conn.fetchrow(translate(sql), *bind(params))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        return await self._conn.fetch(translate(sql), *params)
+        return await self._conn.fetch(translate(sql), *bind(params))
 
     async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        return await self._conn.fetchval(translate(sql), *params)
+        return await self._conn.fetchval(translate(sql), *bind(params))
 
 
 def connect_options(url: str) -> dict[str, Any]:
@@ -217,7 +227,7 @@ class PostgresDatabase(Database):
         conn = await asyncpg.connect(**connect_options(self.url))
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                async for row in conn.cursor(translate(sql), *params, prefetch=batch):
+                async for row in conn.cursor(translate(sql), *bind(params), prefetch=batch):
                     yield row
         finally:
             await conn.close()
