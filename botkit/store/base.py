@@ -62,13 +62,16 @@ async def take_leases(
     *,
     limit: int,
     exclude: Collection[str],
+    now: str,
     until: str,
     owner: str,
     give_up: GiveUp,
+    waiting: str = "1 = 1",
 ) -> list[int]:
     """Claim up to `limit` of `candidates` (rows of key, handset, attempts) whose handset
     is not in `exclude`: those out of attempts are given up, the rest leased `until`.
-    Returns the keys leased."""
+    Returns the keys leased: those still unclaimed and `waiting` (an SQL condition) by
+    then, as a row's holder may have finished it meanwhile (a holder past its lease)."""
     busy = set(exclude)
     chosen = [row for row in candidates if row[1] not in busy][:limit]
     ids = []
@@ -77,13 +80,17 @@ async def take_leases(
             await give_up(tx, row_key, attempts)
         else:
             ids.append(row_key)
-    if ids:
-        await tx.execute(
-            f"""UPDATE {table} SET claimed_until = ?, claimed_by = ?, attempts = attempts + 1
-                WHERE {key} IN ({marks(ids)})""",
-            (until, owner, *ids),
-        )
-    return ids
+    if not ids:
+        return []
+    leased = await tx.fetchall(
+        f"""UPDATE {table} SET claimed_until = ?, claimed_by = ?, attempts = attempts + 1
+            WHERE {key} IN ({marks(ids)}) AND {waiting}
+              AND (claimed_until IS NULL OR claimed_until < ?)
+            RETURNING {key}""",
+        (until, owner, *ids, now),
+    )
+    kept = {row[0] for row in leased}
+    return [row_key for row_key in ids if row_key in kept]
 
 
 def marks(values: list[int]) -> str:

@@ -79,6 +79,7 @@ class Inbox(Claims):
                 rows,
                 limit=limit,
                 exclude=exclude,
+                now=now,
                 until=later(self.clock, lease),
                 owner=self.owner,
                 give_up=self._give_up,

@@ -78,9 +78,11 @@ class Timers(Claims):
                 rows,
                 limit=limit,
                 exclude=exclude,
+                now=now,
                 until=later(self.clock, lease),
                 owner=self.owner,
                 give_up=self._give_up,
+                waiting="state = 'pending'",
             )
 
         ids = await self.db.write(write)
