@@ -74,6 +74,7 @@ class Sender(Worker):
         while True:
             await self._slots.acquire()
             self.ready()
+            await self._settle_expired()  # busy or not: a dead sender's MTs hold up handsets
             try:
                 outgoing = await self._claim()
             except DatabaseError as exc:
@@ -81,7 +82,6 @@ class Sender(Worker):
                 outgoing = None
             if outgoing is None:
                 self._slots.release()
-                await self._settle_expired()
                 await self.sleep(await self._idle_seconds())
                 continue
             # Claimed first, then paced: the request leaves at its slot (the database hands

@@ -253,3 +253,32 @@ async def test_a_nul_in_text_from_anywhere_is_stored_as_the_replacement_characte
     await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
     content = await store.db.fetchval("SELECT content FROM messages WHERE direction = 'mt'")
     assert content == "hi\ufffd"
+
+
+async def test_one_handset_has_one_timer_fired_at_a_time_whichever_came_due_first(stores):
+    await stores[0].inbox.add(mo(1))
+    (message,) = await stores[0].inbox.claim(1, lease=60)
+    now = stores[0].clock()
+    thread = Thread(bot="b", handset=PHONE, address="4433")
+    timers = [  # the older timer comes due after the newer one
+        Timer(name="later", due_at=now + timedelta(seconds=0.3)),
+        Timer(name="now", due_at=now - timedelta(seconds=1)),
+    ]
+    await stores[0].inbox.finish(message, Effects(thread, schedule=timers))
+    (first,) = await stores[0].timers.claim(5, lease=60)
+    assert first.name == "now"
+    await asyncio.sleep(0.4)  # both due now, the first still being fired elsewhere
+    assert await stores[1].timers.claim(5, lease=60) == []
+    await stores[0].timers.finish(first, Effects(None))
+    (second,) = await stores[1].timers.claim(5, lease=60)
+    assert second.name == "later"
+
+
+def test_a_password_in_the_query_string_is_hidden_too():
+    from botkit.db.postgres import connect_options
+
+    url = "postgresql://botkit@db.example.com/botkit?password=s3cret-Pa55&sslmode=require"
+    assert "s3cret-Pa55" not in redact(url)
+    assert "password=***" in redact(url) and "sslmode=require" in redact(url)
+    options = connect_options(url)
+    assert options["password"] == "s3cret-Pa55" and "s3cret" not in options["dsn"]

@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ValidationError
 
@@ -184,15 +184,16 @@ def is_url(value: str) -> bool:
 
 
 def redact(value: str) -> str:
-    """`value` fit to show: a URL's password replaced by `***`."""
+    """`value` fit to show: a URL's password (after the user, or `?password=`) as `***`."""
     if not is_url(value):
         return value
     parts = urlsplit(value)
-    if parts.password is None:
-        return value
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
 def existing_database(value: str) -> str:

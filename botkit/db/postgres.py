@@ -32,7 +32,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -42,6 +42,10 @@ T = TypeVar("T")
 log = logging.getLogger("botkit.db")
 
 POOL_SIZE = 10
+# A transaction left open this long by a process that stalled (paused, cut off) is
+# ended by the server, so that the locks it holds (the claims' above all) hold up no
+# other process for longer. botkit's transactions take milliseconds.
+SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "30s"}
 CHANNEL = "botkit_commits"
 # A write that keeps meeting concurrent ones is given up after this many tries.
 ATTEMPTS = 10
@@ -110,16 +114,19 @@ class PostgresTx(Tx):
 
 
 def connect_options(url: str) -> dict[str, Any]:
-    """asyncpg's options for `url`: the URL without its password, and the password."""
+    """asyncpg's options for `url`: the URL without its password, and the password
+    (given after the user, or as `?password=`)."""
     parts = urlsplit(url)
-    options: dict[str, Any] = {"dsn": url}
-    if parts.password is not None:
+    password = None if parts.password is None else unquote(parts.password)
+    if password is not None:
         userinfo, _, host = parts.netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        options = {
-            "dsn": urlunsplit(parts._replace(netloc=f"{user}@{host}")),
-            "password": unquote(parts.password),
-        }
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}")
+    query = parse_qsl(parts.query)
+    password = next((v for k, v in query if k == "password"), password)
+    query = [(k, v) for k, v in query if k != "password"]
+    options: dict[str, Any] = {"dsn": urlunsplit(parts._replace(query=urlencode(query)))}
+    if password is not None:
+        options["password"] = password
     return options
 
 
@@ -139,7 +146,12 @@ class PostgresDatabase(Database):
     @classmethod
     async def connect(cls, url: str) -> PostgresDatabase:
         try:
-            pool = await asyncpg.create_pool(min_size=1, max_size=POOL_SIZE, **connect_options(url))
+            pool = await asyncpg.create_pool(
+                min_size=1,
+                max_size=POOL_SIZE,
+                server_settings=SERVER_SETTINGS,
+                **connect_options(url),
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not connect to {redact(url)}: {exc}") from None
         db = cls(url, pool)

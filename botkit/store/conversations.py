@@ -93,8 +93,9 @@ class Filters:
         if self.text:
             # One pass over the messages, then the threads in order: bounded, however
             # rare the text (a correlated EXISTS would read every thread's messages).
-            where.append(
-                "t.id IN (SELECT thread_id FROM messages WHERE content LIKE ? ESCAPE '\\')"
+            where.append(  # lower(): LIKE ignores case on SQLite (ASCII), not on PostgreSQL
+                "t.id IN (SELECT thread_id FROM messages"
+                " WHERE lower(content) LIKE lower(?) ESCAPE '\\')"
             )
             params.append(f"%{_escape_like(self.text)}%")
         if self.since:

@@ -20,6 +20,8 @@ class Inbox(Claims):
         """Store an MO and put it in the inbox; None if its gateway id was already stored."""
 
         async def write(tx: Tx) -> int | None:
+            # One handset's MOs are numbered in the order they commit, at any process.
+            await tx.lock(f"handset {mo.source}")
             now = self.now()
             size = measure(mo.content)
             message_id = await tx.fetchval(
@@ -57,7 +59,8 @@ class Inbox(Claims):
 
         A claim is a lease: if its holder dies, the MO is claimed again after `lease`
         seconds. Handsets in `exclude` are being handled by this process already; those
-        with a timer claimed (by any process) wait for it.
+        with an MO or a timer claimed (by any process, an older MO that committed late
+        included) wait for it.
         """
 
         async def write(tx: Tx) -> list[int]:
@@ -67,10 +70,12 @@ class Inbox(Claims):
                 """SELECT i.message_id, i.handset, i.attempts FROM inbox i
                    WHERE i.message_id IN (SELECT min(message_id) FROM inbox GROUP BY handset)
                      AND (i.claimed_until IS NULL OR i.claimed_until < ?)
+                     AND NOT EXISTS (SELECT 1 FROM inbox c WHERE c.handset = i.handset
+                                     AND c.claimed_until >= ?)
                      AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = i.handset
                                      AND t.claimed_until >= ?)
                    ORDER BY i.message_id LIMIT ?""",
-                (now, now, limit + len(exclude)),
+                (now, now, now, limit + len(exclude)),
             )
             return await take_leases(
                 tx,

@@ -144,16 +144,16 @@ class Outbox(Claims):
         """Give back a claimed MT whose request never left (the sender is stopping)."""
 
         async def write(tx: Tx) -> None:
-            await tx.execute(
+            if await tx.execute(
                 """UPDATE outbox SET state = 'queued', claimed_until = NULL,
                        attempts = attempts - 1
-                   WHERE message_id = ? AND state = 'sending'""",
-                (message_id,),
-            )
-            await tx.execute(
-                "UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?",
-                (self.now(), message_id),
-            )
+                   WHERE message_id = ? AND state = 'sending' AND claimed_by = ?""",
+                (message_id, self.owner),
+            ):
+                await tx.execute(
+                    "UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?",
+                    (self.now(), message_id),
+                )
 
         await self.db.write(write)
 
@@ -211,11 +211,13 @@ class Outbox(Claims):
             if await _known_to_gateway(tx, message_id):
                 await _settle_uncertain(tx, message_id, error, self.now())
                 return
-            await tx.execute(
+            if not await tx.execute(  # not if its lease ran out and it was settled
                 """UPDATE outbox SET state = 'queued', claimed_until = NULL,
-                       next_attempt_at = ?, last_error = ? WHERE message_id = ?""",
-                (later(self.clock, delay), error, message_id),
-            )
+                       next_attempt_at = ?, last_error = ?
+                   WHERE message_id = ? AND state = 'sending' AND claimed_by = ?""",
+                (later(self.clock, delay), error, message_id, self.owner),
+            ):
+                return
             await tx.execute(
                 "UPDATE messages SET status = 'queued', error = ?, updated_at = ? WHERE id = ?",
                 (error, self.now(), message_id),
@@ -231,18 +233,17 @@ class Outbox(Claims):
 
         async def write(tx: Tx) -> int:
             now = self.now()
+            # Taken out of 'sending' by one statement, so that a sender that answers late
+            # or another process settling at the same moment finds them taken.
             rows = await tx.fetchall(
-                "SELECT message_id FROM outbox WHERE state = 'sending'"
-                + (" AND claimed_until < ?" if expired else ""),
+                """UPDATE outbox SET state = 'queued', claimed_until = NULL, claimed_by = NULL
+                   WHERE state = 'sending'"""
+                + (" AND claimed_until < ?" if expired else "")
+                + " RETURNING message_id",
                 (now,) if expired else (),
             )
             for (message_id,) in rows:
                 if resend_uncertain:
-                    await tx.execute(
-                        """UPDATE outbox SET state = 'queued', claimed_until = NULL
-                           WHERE message_id = ?""",
-                        (message_id,),
-                    )
                     await tx.execute(
                         "UPDATE messages SET status = 'queued', uncertain = 1 WHERE id = ?",
                         (message_id,),

@@ -62,6 +62,8 @@ class Timers(Claims):
                    WHERE t.state = 'pending' AND t.due_at <= ?
                      AND (t.claimed_until IS NULL OR t.claimed_until < ?)
                      AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.handset = t.handset)
+                     AND NOT EXISTS (SELECT 1 FROM timers c WHERE c.handset = t.handset
+                                     AND c.claimed_until >= ?)
                      AND t.id = (SELECT min(id) FROM timers o
                                  WHERE o.handset = t.handset AND o.state = 'pending'
                                    AND o.due_at <= ?
@@ -69,7 +71,7 @@ class Timers(Claims):
                                    AND NOT EXISTS (SELECT 1 FROM threads th
                                        WHERE th.id = o.thread_id AND th.paused_by IS NOT NULL))
                    ORDER BY t.due_at, t.id LIMIT ?""",
-                (now, now, now, limit + len(exclude)),
+                (now, now, now, now, limit + len(exclude)),
             )
             return await take_leases(
                 tx,
