@@ -99,11 +99,18 @@ class Inbox(Claims):
         return [message_from_row(row) for row in rows]
 
     async def _give_up(self, tx: Tx, message_id: int, attempts: int) -> None:
-        await tx.execute(
-            "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
-            (f"gave up after {attempts} attempts to handle it", self.now(), message_id),
-        )
-        await tx.execute("DELETE FROM inbox WHERE message_id = ?", (message_id,))
+        """Mark an MO failed that no attempt could commit, unless its last holder (past
+        its lease) commits it first: whichever takes the inbox row first wins."""
+        now = self.now()
+        if await tx.execute(
+            """DELETE FROM inbox WHERE message_id = ?
+               AND (claimed_until IS NULL OR claimed_until < ?)""",
+            (message_id, now),
+        ):
+            await tx.execute(
+                "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                (f"gave up after {attempts} attempts to handle it", now, message_id),
+            )
 
     async def finish(self, message: Message, effects: Effects) -> list[int]:
         """Commit a handled MO in one transaction: its handler's `effects`, and the MO
