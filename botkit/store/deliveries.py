@@ -84,9 +84,9 @@ async def adopt(tx: Tx, message_id: int, gateway_id: int, now: str) -> None:
 async def refresh(tx: Tx, message_id: int, now: str) -> None:
     """Set an MT's delivery status to the furthest along of its receipts (latest on ties).
 
-    The MT's row is locked first: two receipts of one MT recorded at once (by two
-    processes) then take turns, and the second reads the first's."""
-    await tx.execute("UPDATE messages SET updated_at = ? WHERE id = ?", (now, message_id))
+    Two receipts of one MT recorded at once (by two processes) take turns (tx.lock), and
+    the second reads the first's."""
+    await tx.lock(f"mt {message_id}")
     rows = await tx.fetchall(
         "SELECT status FROM deliveries WHERE message_id = ? ORDER BY id", (message_id,)
     )
