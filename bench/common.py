@@ -136,4 +136,5 @@ def gateway_env(
         "BOTKIT_PASSWORD": password,
         "BOTKIT_CALLBACK_TOKEN": token,
         "BOTKIT_SEND_RATE": str(rate),
+        "BOTKIT_NUMBERS": "4433",
     }

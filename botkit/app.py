@@ -63,7 +63,7 @@ def create_app(
     simulator: Simulator | None = None
     clients: list[httpx.AsyncClient] = []
     if gateway is None and settings.simulator_mode:
-        simulator, gateway, clients = _in_process_simulator(token, lambda: app)
+        simulator, gateway, clients = _in_process_simulator(token, settings, lambda: app)
     elif gateway is None:
         assert settings.application is not None and settings.password is not None
         gateway = Gateway(
@@ -108,7 +108,7 @@ def create_app(
 
 
 def _in_process_simulator(
-    token: str, get_app: Callable[[], ASGIApp]
+    token: str, settings: Settings, get_app: Callable[[], ASGIApp]
 ) -> tuple[Simulator, Gateway, list[httpx.AsyncClient]]:
     """A simulator wired to the app in-process: the gateway client reaches the simulator,
     and the simulator's callbacks reach the app, through ASGI transports (no sockets)."""
@@ -124,6 +124,7 @@ def _in_process_simulator(
         mo_url=f"{APP_ORIGIN}/callbacks/{token}/mo",
         dlr_url=f"{APP_ORIGIN}/callbacks/{token}/dlr",
         http=to_app,
+        shortcode=settings.numbers[0],
         dashboard="../dashboard/",  # from the phone page at /simulator/
     )
     to_simulator = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator.app))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -39,12 +40,27 @@ def first_word(text: str) -> str:
 
 class Bot:
     """A named set of handlers: keywords that start a conversation, thread states that
-    continue one, and a fallback for anything else."""
+    continue one, and a fallback for anything else.
 
-    def __init__(self, name: str) -> None:
+    `mask` and `expires` are the defaults of every reply of the bot (`ctx.reply` takes
+    both too): a sender name shown instead of our number (the default number's messages
+    only), and when carriers should give up on a message (a `timedelta` from when it is
+    queued, or an aware `datetime`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        mask: str | None = None,
+        expires: timedelta | datetime | None = None,
+    ) -> None:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"bot name {name!r}: use letters, digits, '-' and '_'")
+        check_options(mask, expires)
         self.name = name
+        self.mask = mask
+        self.expires = expires
         self.keywords: dict[str, Handler] = {}
         self.primary_keywords: list[str] = []
         self.states: dict[str, Handler] = {}
@@ -102,6 +118,20 @@ class Bot:
             raise ValueError(f"{self.name}: a bot has one fallback")
         self.fallback_handler = handler
         return handler
+
+
+def check_options(mask: str | None, expires: timedelta | datetime | None) -> None:
+    """Refuse a mask or an expiry that no gateway request could carry."""
+    if mask is not None and (not isinstance(mask, str) or not mask.strip()):
+        raise ValueError(f"mask {mask!r}: give a sender name, or None for our number")
+    if isinstance(expires, timedelta):
+        if expires <= timedelta(0):
+            raise ValueError(f"expires {expires!r}: a message must live for some time")
+    elif isinstance(expires, datetime):
+        if expires.utcoffset() is None:
+            raise ValueError(f"expires {expires!r} is a naive datetime; give it a timezone")
+    elif expires is not None:
+        raise TypeError(f"expires {expires!r}: give a timedelta or an aware datetime")
 
 
 def _check_handler(handler: Callable[..., object]) -> None:

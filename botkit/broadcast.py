@@ -1,7 +1,7 @@
 """Broadcasts: who gets one, what they get, and when their quiet hours allow it.
 
     plan = Plan(name="spring-sale", address="4433", template="sale/spring.txt")
-    report = await broadcast(store, templates, plan, read_csv(path), quiet=QuietHours(...))
+    report = await broadcast(store, templates, plan, read_csv(path), numbers=numbers)
 
 Recipients come from a list's members or a CSV file (a `number` column, any other
 columns become template variables). Numbers that are not in international format are
@@ -11,6 +11,7 @@ reported with their line and left out; opted-out numbers are skipped and counted
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import timezone as number_timezones
 
+from .addresses import OurNumbers
 from .errors import BotkitError, ValidationError
 from .numbers import international
 from .store import Store
@@ -117,14 +119,16 @@ async def broadcast(
     plan: Plan,
     rows: Iterable[Row] | AsyncIterator[Row],
     *,
-    message_class: str | None,
-    source: str | None,
+    numbers: OurNumbers,
     quiet: QuietHours | None = None,
     at: datetime | None = None,
     on_row: Callable[[], None] = lambda: None,
 ) -> Report:
     """Queue `plan` for every row not done already (in batches, each one transaction),
-    to go out at `at` (a scheduled broadcast) or now, and in no one's quiet hours."""
+    to go out at `at` (a scheduled broadcast) or now, and in no one's quiet hours, from
+    `plan.address` (refused before anything is queued unless it is one of `numbers`)."""
+    plan = dataclasses.replace(plan, address=numbers.ours(plan.address))
+    numbers.origin(plan.address, mask=plan.mask)  # a mask it cannot carry: refused now
     broadcast_id = await store.broadcasts.open(plan)
     done = await store.broadcasts.done(broadcast_id)
     report = Report()
@@ -143,8 +147,8 @@ async def broadcast(
         start = max(at, store.clock()) if at else store.clock()
         batch.append(_recipient(templates, plan, number, row, start, quiet))
         if len(batch) >= BATCH:
-            await _flush(store, broadcast_id, plan, batch, report, message_class, source)
-    await _flush(store, broadcast_id, plan, batch, report, message_class, source)
+            await _flush(store, broadcast_id, plan, batch, report, numbers)
+    await _flush(store, broadcast_id, plan, batch, report, numbers)
     return report
 
 
@@ -181,14 +185,11 @@ async def _flush(
     plan: Plan,
     batch: list[Recipient],
     report: Report,
-    message_class: str | None,
-    source: str | None,
+    numbers: OurNumbers,
 ) -> None:
     if not batch:
         return
-    queued, skipped = await store.broadcasts.add(
-        broadcast_id, plan, batch, message_class=message_class, source=source
-    )
+    queued, skipped = await store.broadcasts.add(broadcast_id, plan, batch, numbers)
     report.queued += queued
     report.skipped += skipped
     batch.clear()

@@ -14,9 +14,9 @@ import dataclasses
 import unicodedata
 from dataclasses import dataclass
 
+from .addresses import EVERYWHERE
 from .messages import ConsentChange, Message, Reply
 from .settings import Settings
-from .store.consent import EVERYWHERE
 from .templates import SMSTemplates
 
 STOP, STOP_ALL, START, HELP = "stop", "stop-all", "start", "help"

@@ -6,11 +6,15 @@ committed together with the MO being marked handled, or not at all if it raises.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .addresses import OurNumbers
+from .bot import check_options
 from .errors import HandlerError
+from .gateway import rfc3339
 from .messages import ConsentChange, Message, Reply, Thread, Timer
 from .store.effects import Effects, Write
 from .store.lists import list_name
@@ -35,6 +39,7 @@ class Context:
         templates: SMSTemplates,
         *,
         now: datetime,
+        numbers: OurNumbers,
         timer: Timer | None = None,
         lists: Lists | None = None,
     ) -> None:
@@ -42,6 +47,7 @@ class Context:
         self.thread = thread
         self.bot = bot
         self.now = now
+        self.numbers = numbers
         self.timer = timer
         self._router = router
         self._templates = templates
@@ -83,12 +89,40 @@ class Context:
         """The replies queued so far by this handler."""
         return tuple(self._replies)
 
-    def reply(self, template_or_text: str, /, **variables: Any) -> Reply:
-        """Queue a reply: a template name ending in `.txt` is rendered with `variables`;
-        any other text is sent as it is."""
+    def reply(
+        self,
+        template_or_text: str,
+        /,
+        *,
+        mask: str | None = None,
+        expires: datetime | timedelta | None = None,
+        **variables: Any,
+    ) -> Reply:
+        """Queue a reply from the number the handset texted: a template name ending in
+        `.txt` is rendered with `variables`; any other text is sent as it is.
+
+        `mask` (a sender name shown instead of our number, from the default number only)
+        and `expires` (an aware datetime, or a timedelta from now: when carriers give up
+        on it) override the bot's defaults."""
         reply = self._templates.reply(template_or_text, variables)
+        mask = self.bot.mask if mask is None else mask
+        expires = self.bot.expires if expires is None else expires
+        try:
+            check_options(mask, expires)
+        except (TypeError, ValueError) as exc:
+            raise HandlerError(f"{self.bot.name}: {exc}") from None
+        self.numbers.origin(self.thread.address, mask=mask)  # a mask it cannot carry fails here
+        reply = dataclasses.replace(reply, mask=mask, expires=self._expiry(expires))
         self._replies.append(reply)
         return reply
+
+    def _expiry(self, expires: datetime | timedelta | None) -> str | None:
+        """`expires` as the gateway takes it: RFC 3339, a delay counted from now."""
+        if expires is None:
+            return None
+        if isinstance(expires, timedelta):
+            expires = (self.now + expires).astimezone(UTC).replace(microsecond=0)
+        return rfc3339(expires)
 
     def schedule(
         self,
@@ -148,6 +182,7 @@ class Context:
         cancel = None if "*" in self._cancelled else tuple(self._cancelled)
         return Effects(
             self.thread,
+            numbers=self.numbers,
             replies=tuple(self._replies),
             schedule=tuple(self._scheduled),
             cancel=cancel,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .addresses import EVERYWHERE, OurNumbers
 from .clock import parse_stamp
 from .compliance import BOT as COMPLIANCE_BOT
 from .compliance import START, STOP, STOP_ALL, Compliance
@@ -24,7 +25,6 @@ from .metrics import Metrics
 from .router import Route, Router
 from .store import Effects, Store
 from .store.base import ClaimLost
-from .store.consent import EVERYWHERE
 from .templates import SMSTemplates
 from .threads import find_thread
 from .worker import Worker
@@ -45,8 +45,7 @@ class Dispatcher(Worker):
         router: Router,
         templates: SMSTemplates,
         *,
-        message_class: str | None,
-        source: str | None,
+        numbers: OurNumbers,
         on_queued: Callable[[], None] = lambda: None,
         concurrency: int = 64,
         lease: float = 60.0,
@@ -59,8 +58,7 @@ class Dispatcher(Worker):
         self.store = store
         self.router = router
         self.templates = templates
-        self.message_class = message_class
-        self.source = source
+        self.numbers = numbers
         self.concurrency = concurrency
         self.lease = lease
         # STOP, START and HELP: before any bot, whatever state its thread is in.
@@ -146,6 +144,7 @@ class Dispatcher(Worker):
             self.router,
             self.templates,
             now=self.store.clock(),
+            numbers=self.numbers,
             timer=timer,
             lists=self.store.lists,
         )
@@ -157,8 +156,7 @@ class Dispatcher(Worker):
             log.exception("timer %s %r: %s handler raised", timer.id, timer.name, bot.name)
             await self.store.timers.end(timer, "failed", f"{type(exc).__name__}: {exc}")
             return
-        effects = ctx.effects(message_class=self.message_class, source=self.source)
-        mt_ids = await self.store.timers.finish(timer, effects)
+        mt_ids = await self.store.timers.finish(timer, ctx.effects())
         if mt_ids:
             self.on_queued()
         log.info(
@@ -200,6 +198,7 @@ class Dispatcher(Worker):
 
     async def _handle(self, message: Message, started: float) -> str:
         """Handle one MO; return the outcome to count: handled or failed."""
+        self.numbers.notice(message.destination)
         action = self.compliance.match(message.text) if self.compliance else None
         if action is not None:
             await self._comply(message, action, started)
@@ -262,8 +261,7 @@ class Dispatcher(Worker):
             replies=[outcome.reply] if outcome.reply else [],
             closing=closing,
             consent=outcome.changes,
-            message_class=self.message_class,
-            source=self.source,
+            numbers=self.numbers,
         )
         mt_ids = await self.store.inbox.finish(message, effects)
         if mt_ids:
@@ -301,7 +299,7 @@ class Dispatcher(Worker):
     async def _commit(self, message: Message, route: Route, ctx: Context, started: float) -> None:
         """Commit what the handler did: thread, state, replies queued, MO handled."""
         closing = [route.closing.id] if route.closing and route.closing.id else []
-        effects = ctx.effects(closing=closing, message_class=self.message_class, source=self.source)
+        effects = ctx.effects(closing=closing)
         mt_ids = await self.store.inbox.finish(message, effects)
         if mt_ids:
             self.on_queued()
@@ -335,6 +333,7 @@ class Dispatcher(Worker):
             self.router,
             self.templates,
             now=self.store.clock(),
+            numbers=self.numbers,
             lists=self.store.lists,
         )
 

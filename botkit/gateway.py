@@ -12,6 +12,7 @@ and from `repr()`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -113,6 +114,24 @@ def _protect(secret: str) -> None:
             http_logger.addFilter(_redactor)
 
 
+def in_clear(url: str) -> bool:
+    """True for a plain-http URL to another machine: the password would travel in clear.
+    (Loopback stays allowed, for the simulator and tests; a URL that does not parse is
+    for the caller's own check to refuse.)"""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    if parsed.scheme != "http":
+        return False
+    if parsed.host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(parsed.host).is_loopback
+    except ValueError:  # a name other than localhost: it may resolve anywhere
+        return True
+
+
 def parse_rfc3339(text: str) -> datetime:
     """Return the aware datetime of an RFC 3339 timestamp with an offset, or raise ValueError."""
     if not _RFC3339.fullmatch(text):
@@ -161,7 +180,7 @@ def map_network_error(exc: httpx.RequestError, url: str) -> TransientError:
     )
 
 
-def _rfc3339(value: str | datetime) -> str:
+def rfc3339(value: str | datetime) -> str:
     """Return `value` as RFC 3339 text with an offset, or raise ValidationError on `expires`."""
     if isinstance(value, datetime):
         offset = value.utcoffset()
@@ -306,7 +325,7 @@ class Gateway:
             "source": source,
             "mask": mask,
             "reference": reference,
-            "expires": None if expires is None else _rfc3339(expires),
+            "expires": None if expires is None else rfc3339(expires),
         }
         return {
             "application": self.application,

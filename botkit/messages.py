@@ -75,7 +75,9 @@ class Reply:
     """An MT a handler queued: its text and what it costs to send.
 
     `exempt` is for the confirmation of an opt-out only: the one MT that may go to a
-    handset that has just opted out.
+    handset that has just opted out. `mask` shows the handset a name instead of our
+    number (from the default number only); `expires` (RFC 3339) tells carriers when to
+    give up on it.
     """
 
     content: str
@@ -83,6 +85,8 @@ class Reply:
     encoding: str
     segments: int
     exempt: bool = False
+    mask: str | None = None
+    expires: str | None = None
 
 
 @dataclass(frozen=True)

@@ -313,6 +313,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TABLE pace (name TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)",
         ),
     ),
+    Migration(
+        14,
+        "broadcasts: the sender mask, so that a resumed broadcast shows the same one",
+        ("ALTER TABLE broadcasts ADD COLUMN mask TEXT",),
+    ),
 )
 
 

@@ -42,6 +42,7 @@ class Runtime:
         reload: bool = False,
     ) -> None:
         self.settings = settings
+        self.numbers = settings.our_numbers()
         self.router = Router(bots)
         self.templates = SMSTemplates(settings.templates, auto_reload=reload)
         self.reloader = Reloader(settings.bots, self.install) if reload else None
@@ -100,14 +101,14 @@ class Runtime:
             rate=self.settings.send_rate,
             resend_uncertain=self.settings.resend_uncertain,
             lease=self.settings.lease,
+            default_number=self.numbers.default,
             metrics=self.metrics,
         )
         self.dispatcher = Dispatcher(
             self._store,
             self.router,
             self.templates,
-            message_class=self.settings.message_class,
-            source=self.settings.source,
+            numbers=self.numbers,
             on_queued=self.sender.wake,
             lease=self.settings.lease,
             compliance=Compliance(self.settings, self.templates),

@@ -56,6 +56,7 @@ class Sender(Worker):
         max_attempts: int = 8,
         retry_base: float = 2.0,
         lease: float = 120.0,
+        default_number: str,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
@@ -68,6 +69,7 @@ class Sender(Worker):
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.lease = lease
+        self.default_number = default_number  # where the gateway sends MTs naming a class
         self._slots = asyncio.Semaphore(concurrency)
 
     async def _run(self) -> None:
@@ -103,7 +105,7 @@ class Sender(Worker):
     async def _claim(self) -> Outgoing | None:
         """Claim the next due MT. A stop during the claim's commit must not leave it
         `sending` (the next start would take it for uncertain): it is given back."""
-        claim = asyncio.ensure_future(self.store.outbox.claim(self.lease))
+        claim = asyncio.ensure_future(self.store.outbox.claim(self.lease, self.default_number))
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:

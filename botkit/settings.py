@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .addresses import SIMULATOR_NUMBER, OurNumbers
 from .db import redact
 from .errors import ValidationError
+from .gateway import in_clear
 
 DEFAULT_GATEWAY_URL = "https://api.sms.optus.com.au/message"
 
@@ -33,9 +35,15 @@ class Settings:
     password: str | None = _setting(
         "BOTKIT_PASSWORD", None, "gateway password; never logged, stored or shown"
     )
-    message_class: str = _setting("BOTKIT_CLASS", "mt_message", "default message class")
-    source: str | None = _setting(
-        "BOTKIT_SOURCE", None, "default source number (sent instead of the class)"
+    numbers: tuple[str, ...] = _setting(
+        "BOTKIT_NUMBERS",
+        (),
+        "our numbers (short codes or +international), comma-separated, the default first: "
+        "the default is reached with BOTKIT_CLASS, the others with source; "
+        f"{SIMULATOR_NUMBER} in simulator mode, required with gateway credentials",
+    )
+    message_class: str = _setting(
+        "BOTKIT_CLASS", "mt_message", "message class of MTs from the default number"
     )
     callback_token: str | None = _setting(
         "BOTKIT_CALLBACK_TOKEN",
@@ -107,11 +115,37 @@ class Settings:
                 "BOTKIT_PASSWORD" if self.password is None else "BOTKIT_APPLICATION",
                 "BOTKIT_APPLICATION and BOTKIT_PASSWORD go together",
             )
+        if not self.numbers and self.simulator_mode:
+            object.__setattr__(self, "numbers", (SIMULATOR_NUMBER,))
+        if self.numbers:
+            # Validated, and kept as parsed: one form of each number everywhere.
+            numbers = OurNumbers(self.numbers, message_class=self.message_class).numbers
+            object.__setattr__(self, "numbers", numbers)
+        if not self.message_class:
+            raise ValidationError("BOTKIT_CLASS", "is empty")
+        if not self.simulator_mode and in_clear(self.gateway_url):
+            raise ValidationError(
+                "BOTKIT_GATEWAY_URL",
+                f"{self.gateway_url!r} is plain http to another machine, which would carry "
+                "the password in clear: use https (plain http is for this machine only)",
+            )
         if self.log_format not in ("text", "json"):
             raise ValidationError("BOTKIT_LOG_FORMAT", "must be text or json")
         _check_networks("BOTKIT_CALLBACK_ALLOW", self.callback_allow)
         if self.forwarded_allow_ips != ("*",):
             _check_networks("BOTKIT_FORWARDED_ALLOW_IPS", self.forwarded_allow_ips)
+
+    def our_numbers(self) -> OurNumbers:
+        """Our numbers, the default first; ValidationError when none are set (with gateway
+        credentials, BOTKIT_NUMBERS must say which numbers the account has)."""
+        if not self.numbers:
+            raise ValidationError(
+                "BOTKIT_NUMBERS",
+                "is required with gateway credentials: set it to the account's numbers, the "
+                "default (the one BOTKIT_CLASS sends from) first, e.g. "
+                "BOTKIT_NUMBERS=4433,+61400999000",
+            )
+        return OurNumbers(self.numbers, message_class=self.message_class)
 
     @property
     def simulator_mode(self) -> bool:
@@ -144,6 +178,12 @@ class Settings:
                     values.update(tomllib.load(f))
                 except tomllib.TOMLDecodeError as exc:
                     raise ValidationError(str(path), f"is not valid TOML: {exc}") from None
+        if "BOTKIT_SOURCE" in environ or "source" in values:
+            raise ValidationError(
+                "BOTKIT_SOURCE",
+                "is gone: list the account's numbers in BOTKIT_NUMBERS instead, the default "
+                "first (MTs from it carry BOTKIT_CLASS; the others go with source)",
+            )
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(values) - set(known)
         if unknown:

@@ -64,7 +64,8 @@ class FakeClock:
 
 @dataclass(frozen=True)
 class SentReply:
-    """An MT that reached the handset, with what the bot meant by it."""
+    """An MT that reached the handset, with what the bot meant by it, and the number
+    (or mask) the handset saw it come from."""
 
     id: int
     text: str
@@ -72,6 +73,7 @@ class SentReply:
     reference: str | None
     thread_id: int | None
     statuses: tuple[str, ...]
+    sender: str
 
 
 class Harness:
@@ -211,6 +213,7 @@ class Harness:
                 reference=m.reference,
                 thread_id=known[m.id]["thread_id"] if m.id in known else None,
                 statuses=tuple(m.statuses),
+                sender=m.sender,
             )
             for m in sent
         ]

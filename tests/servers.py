@@ -109,6 +109,7 @@ def gateway_env(port: int, password: str) -> dict[str, str]:
         "BOTKIT_APPLICATION": "botkit",
         "BOTKIT_PASSWORD": password,
         "BOTKIT_CALLBACK_TOKEN": "tok",
+        "BOTKIT_NUMBERS": "4433",
     }
 
 

@@ -31,8 +31,7 @@ async def run(harness: Harness, plan: Plan, rows, **options):
         runtime.templates,
         plan,
         rows,
-        message_class="mt_message",
-        source=None,
+        numbers=runtime.numbers,
         **options,
     )
     await harness.settle()
@@ -255,7 +254,7 @@ async def test_a_stop_to_our_number_written_without_a_plus_still_skips_the_broad
     tmp_path, database
 ):
     (tmp_path / "hi.txt").write_text("Hi\n")
-    async with Harness([], tmp_path, db=database) as harness:
+    async with Harness([], tmp_path, db=database, numbers="4433,+61412345678") as harness:
         await harness.phone(PHONE).send("STOP", to="61412345678")
         plan = Plan(name="plus", address="+61412345678", template="hi.txt")
         report = await run(harness, plan, [Row(2, PHONE)])

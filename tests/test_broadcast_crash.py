@@ -53,7 +53,6 @@ def test_killed_part_way_then_restarted_still_sends_exactly_990(tmp_path, proces
         **gateway_env(sim_port, PASSWORD),
         "BOTKIT_DB": db,
         "BOTKIT_SEND_RATE": "250",
-        "BOTKIT_SOURCE": "4433",
     }
     queued = subprocess.run(
         [BOTKIT, "broadcast", "--csv", "people.csv", "--template", "sale.txt"],

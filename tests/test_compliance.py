@@ -7,6 +7,7 @@ import pytest
 from conftest import ROOT
 
 from botkit import Bot, Context
+from botkit.addresses import OurNumbers
 from botkit.db import Database
 from botkit.messages import ConsentChange, IncomingMO, Thread
 from botkit.migrations import migrate
@@ -188,9 +189,11 @@ async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(da
     (message,) = await store.inbox.claim(1, lease=60)
     thread = Thread(bot="hello", handset=PHONE, address="4433")
     reply = SMSTemplates(TEMPLATES).reply("queued before the STOP", {})
-    (mt_id,) = await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
+    (mt_id,) = await store.inbox.finish(
+        message, Effects(thread, [reply], numbers=OurNumbers(["4433"], message_class="c"))
+    )
     await store.consent.record(ConsentChange(PHONE, "4433", "opt-out", "operator"))
-    assert await store.outbox.claim(lease=60) is None
+    assert await store.outbox.claim(lease=60, default="4433") is None
     status = await db.fetchval("SELECT status FROM messages WHERE id = ?", (mt_id,))
     depth = await store.outbox.depth()
     await db.close()

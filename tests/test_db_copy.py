@@ -12,6 +12,7 @@ from typing import Any
 from conftest import ROOT, rows
 from postgres import drop_database, fresh_database
 
+from botkit.addresses import OurNumbers
 from botkit.broadcast import Row, broadcast
 from botkit.cli import main
 from botkit.commands.db import report
@@ -51,7 +52,12 @@ async def fill(path: Path) -> str:
         ):
             recipients = [Row(2, "+61400000004"), Row(3, "+61400000002")]
             await broadcast(
-                store, templates, plan, recipients, message_class="mt_message", source=None, at=at
+                store,
+                templates,
+                plan,
+                recipients,
+                numbers=OurNumbers(["4433"], message_class="mt_message"),
+                at=at,
             )
         await harness.advance()  # wakes the workers: the broadcasts did not
     db = await Database.open(str(path))

@@ -143,7 +143,8 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(folder, capsys):
     assert query("SELECT name, description FROM lists") == [("deals", "Weekly deals")]
 
 
-def test_import_of_good_rows_only_exits_0_and_show_lists_them(folder, capsys):
+def test_import_of_good_rows_only_exits_0_and_show_lists_them(folder, capsys, monkeypatch):
+    monkeypatch.setenv("BOTKIT_NUMBERS", "4433,5000")
     name = write_csv(folder, f"number\n{CAL}\n{ADA}\n+61 400 000 002\n")
     assert main(["lists", "import", "deals", name, "--source", "Web", "--address", "5000"]) == 0
     assert capsys.readouterr().out.startswith("botkit lists import: deals: 3 subscribed,")
@@ -187,13 +188,15 @@ def test_import_refuses_bad_arguments_before_writing_anything(folder, capsys, ar
     assert not (folder / "botkit.db").exists()
 
 
-def test_import_needs_an_address_with_a_real_gateway(folder, capsys, monkeypatch):
+def test_import_is_from_one_of_our_numbers_the_default_unless_told(folder, capsys, monkeypatch):
     monkeypatch.setenv("BOTKIT_APPLICATION", "acme")
     monkeypatch.setenv("BOTKIT_PASSWORD", "secret")
     write_csv(folder, f"number\n{ADA}\n")
     assert main(["lists", "import", "deals", "people.csv"]) == 2
-    assert "--address: say which of our numbers" in capsys.readouterr().err
-    monkeypatch.setenv("BOTKIT_SOURCE", "+61411111111")
+    assert "BOTKIT_NUMBERS: is required with gateway credentials" in capsys.readouterr().err
+    monkeypatch.setenv("BOTKIT_NUMBERS", "+61411111111,4433")
+    assert main(["lists", "import", "deals", "people.csv", "--address", "5000"]) == 2
+    assert "'5000' is not one of our numbers (+61411111111, 4433)" in capsys.readouterr().err
     assert main(["lists", "import", "deals", "people.csv"]) == 0
     assert query("SELECT address FROM list_members") == [("+61411111111",)]
 

@@ -118,6 +118,7 @@ def test_json_logs_of_a_real_send_hold_no_password_token_or_content(tmp_path, pr
             "BOTKIT_APPLICATION": "botkit",
             "BOTKIT_PASSWORD": password,
             "BOTKIT_CALLBACK_TOKEN": token,
+            "BOTKIT_NUMBERS": "4433",
             "BOTKIT_LOG_FORMAT": "json",
         },
     )

@@ -14,6 +14,7 @@ import pytest
 from postgres import drop_database, fresh_database
 from servers import free_port
 
+from botkit.addresses import OurNumbers
 from botkit.db import Database, DatabaseError, redact
 from botkit.messages import IncomingMO, Reply, Thread, Timer
 from botkit.migrations import migrate
@@ -130,16 +131,20 @@ async def test_senders_of_every_process_claim_each_mt_once(stores):
     (message,) = await stores[0].inbox.claim(1, lease=60)
     thread = Thread(bot="b", handset=PHONE, address="4433")
     replies = [Reply(content="r", template=None, encoding="GSM-7", segments=1)]
-    await stores[0].inbox.finish(message, Effects(thread, replies, message_class="c"))
+    await stores[0].inbox.finish(
+        message, Effects(thread, replies, numbers=OurNumbers(["4433"], message_class="c"))
+    )
     for n in range(2, 61):  # 60 handsets, one MT each: all due at once
         await stores[0].inbox.add(mo(n, f"+614100000{n:02d}"))
         (message,) = await stores[0].inbox.claim(1, lease=60)
         thread = Thread(bot="b", handset=message.source, address="4433")
-        await stores[0].inbox.finish(message, Effects(thread, replies, message_class="c"))
+        await stores[0].inbox.finish(
+            message, Effects(thread, replies, numbers=OurNumbers(["4433"], message_class="c"))
+        )
 
     async def drain(store: Store) -> list[int]:
         taken = []
-        while (mt := await store.outbox.claim(lease=60)) is not None:
+        while (mt := await store.outbox.claim(lease=60, default="4433")) is not None:
             taken.append(mt.id)
             await store.outbox.accepted(mt.id, 10_000 + mt.id)
         return taken
@@ -250,7 +255,9 @@ async def test_a_nul_in_text_from_anywhere_is_stored_as_the_replacement_characte
     (message,) = await store.inbox.claim(1, lease=60)
     thread = Thread(bot="b", handset=PHONE, address="4433", data={"note": "a\x00b"})
     reply = Reply(content="hi\x00", template=None, encoding="GSM-7", segments=1)
-    await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
+    await store.inbox.finish(
+        message, Effects(thread, [reply], numbers=OurNumbers(["4433"], message_class="c"))
+    )
     content = await store.db.fetchval("SELECT content FROM messages WHERE direction = 'mt'")
     assert content == "hi\ufffd"
 

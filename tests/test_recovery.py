@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT, eventually, rows, running
 
 from botkit import create_app
+from botkit.addresses import OurNumbers
 from botkit.db import Database
 from botkit.messages import IncomingDLR, IncomingMO, Thread
 from botkit.migrations import migrate
@@ -55,7 +56,9 @@ async def queue_replies(store: Store, count: int) -> list[int]:
 
     thread = Thread(bot="hello", handset=PHONE, address="4433")
     replies = [templates.reply(f"reply {i}", {}) for i in range(count)]
-    return await store.inbox.finish(message, Effects(thread, replies, message_class="mt_message"))
+    return await store.inbox.finish(
+        message, Effects(thread, replies, numbers=OurNumbers(["4433"], message_class="mt_message"))
+    )
 
 
 async def test_queued_mts_are_sent_after_restart(settings):
@@ -76,7 +79,9 @@ async def test_mt_interrupted_while_sending_is_not_sent_again_but_settled_by_its
 ):
     store = await open_store(settings.db)
     first, _ = await queue_replies(store, 2)
-    claimed = await store.outbox.claim(lease=LEASE)  # marked sending, then the process died
+    claimed = await store.outbox.claim(
+        lease=LEASE, default="4433"
+    )  # marked sending, then the process died
     assert claimed is not None and claimed.id == first
     await store.db.close()
 
@@ -104,7 +109,7 @@ async def test_resend_uncertain_setting_sends_interrupted_mts_again(settings):
 
     store = await open_store(settings.db)
     await queue_replies(store, 1)
-    await store.outbox.claim(lease=LEASE)
+    await store.outbox.claim(lease=LEASE, default="4433")
     await store.db.close()
 
     resend = dataclasses.replace(settings, resend_uncertain=True)
@@ -122,7 +127,7 @@ async def test_resend_uncertain_setting_sends_interrupted_mts_again(settings):
 async def test_dlr_before_the_send_is_recorded_joins_the_mt(settings):
     store = await open_store(settings.db)
     (mt_id,) = await queue_replies(store, 1)
-    await store.outbox.claim(lease=LEASE)
+    await store.outbox.claim(lease=LEASE, default="4433")
     # A receipt without our reference arrives before we committed the gateway's answer.
     outcome = await store.deliveries.record(IncomingDLR(gateway_id=4242, status="submitted"))
     assert outcome.message_id is None

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, client_to, eventually, rows, running
 
 from botkit import Bot, Context, Gateway, Simulator, create_app
+from botkit.addresses import OurNumbers
 from botkit.db import Database, DatabaseError
 from botkit.messages import IncomingDLR, IncomingMO, Thread
 from botkit.migrations import migrate
@@ -136,7 +137,9 @@ async def queued_mt(store: Store) -> int:
     (message,) = await store.inbox.claim(1, lease=60)
     reply = SMSTemplates(ROOT / "templates").reply("queued reply", {})
     thread = Thread(bot="t", handset=PHONE, address="4433")
-    (mt_id,) = await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
+    (mt_id,) = await store.inbox.finish(
+        message, Effects(thread, [reply], numbers=OurNumbers(["4433"], message_class="c"))
+    )
     return mt_id
 
 
@@ -158,7 +161,7 @@ async def test_retry_after_a_dlr_proved_acceptance_settles_instead_of_requeueing
     await migrate(db)
     store = Store(db)
     mt_id = await queued_mt(store)
-    claimed = await store.outbox.claim(lease=60)
+    claimed = await store.outbox.claim(lease=60, default="4433")
     await store.deliveries.record(
         IncomingDLR(gateway_id=56, status="submitted", reference=claimed.reference)
     )

@@ -37,6 +37,7 @@ def test_hello_round_trip_over_real_http(tmp_path, processes):
             "BOTKIT_APPLICATION": "botkit",
             "BOTKIT_PASSWORD": password,
             "BOTKIT_CALLBACK_TOKEN": token,
+            "BOTKIT_NUMBERS": "4433",
         },
     )
     wait_for(f"{sim_url}/", simulator)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from botkit import Bot, Context, HandlerError, Message, Thread
+from botkit.addresses import OurNumbers
 from botkit.router import Router
 from botkit.templates import SMSTemplates
 
@@ -314,6 +315,7 @@ def make_context(tmp_path: Path, club: Club, thread: Thread | None = None) -> Co
         Router([club.bot, keyword_bot("quiz", "QUIZ")]),
         SMSTemplates(tmp_path),
         now=message.received_at,
+        numbers=OurNumbers([message.destination], message_class="mt_message"),
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, eventually, rows, running
 
 from botkit import Bot, Context, Gateway, Simulator, create_app
+from botkit.addresses import OurNumbers
 from botkit.db import Database
 from botkit.messages import IncomingMO, Thread
 from botkit.migrations import migrate
@@ -131,7 +132,9 @@ async def queue_one(store: Store) -> int:
     (message,) = await store.inbox.claim(1, lease=60)
     thread = Thread(bot="t", handset=PHONE, address="4433")
     reply = SMSTemplates(ROOT / "templates").reply("hi there", {})
-    (mt_id,) = await store.inbox.finish(message, Effects(thread, [reply], message_class="c"))
+    (mt_id,) = await store.inbox.finish(
+        message, Effects(thread, [reply], numbers=OurNumbers(["4433"], message_class="c"))
+    )
     return mt_id
 
 
@@ -151,7 +154,7 @@ async def test_server_errors_are_retried_with_backoff_until_the_gateway_recovers
     mt_id = await queue_one(store)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=flaky))
     gateway = Gateway(url="http://gw/message", application="botkit", password=PASSWORD, http=http)
-    sender = Sender(store, gateway, rate=100, retry_base=0.02)
+    sender = Sender(store, gateway, rate=100, retry_base=0.02, default_number="4433")
     sender.start()
     try:
         await eventually(lambda: len(sim.sent) == 1)

@@ -346,7 +346,7 @@ async def start_by_broadcast(harness: Harness, survey: str, number: str) -> None
     plan = Plan(name=survey, address="4433", bot="shop", entry=f"survey:{survey}")
     store = harness.runtime.store
     rows = [Row(2, number)]
-    await broadcast(store, harness.runtime.templates, plan, rows, message_class=None, source=None)
+    await broadcast(store, harness.runtime.templates, plan, rows, numbers=harness.runtime.numbers)
     await harness.advance()
 
 

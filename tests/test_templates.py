@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from botkit import Bot, Context, Message, Reply, TemplateError, Thread
+from botkit.addresses import OurNumbers
 from botkit.router import Router
 from botkit.templates import SMSTemplates, is_template_name
 
@@ -164,7 +165,10 @@ def context_over(sms: SMSTemplates) -> Context:
         received_at=datetime(2024, 1, 1, tzinfo=UTC),
     )
     thread = Thread(bot="hello", handset="+61400000001", address="1234")
-    return Context(message, thread, bot, Router([bot]), sms, now=message.received_at)
+    numbers = OurNumbers(["1234"], message_class="mt_message")
+    return Context(
+        message, thread, bot, Router([bot]), sms, now=message.received_at, numbers=numbers
+    )
 
 
 def test_context_reply_renders_a_template_and_queues_it(tmp_path):

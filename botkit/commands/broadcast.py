@@ -48,7 +48,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--survey", help="start this survey for each recipient")
     what.add_argument("--start", metavar="BOT:TIMER", help="start a bot's conversation")
     parser.add_argument("--name", help="the broadcast's name, to resume it (default: derived)")
-    parser.add_argument("--address", help="our number it comes from (default: BOTKIT_SOURCE)")
+    parser.add_argument(
+        "--address",
+        help="which of our numbers it comes from (default: the first of BOTKIT_NUMBERS)",
+    )
+    parser.add_argument(
+        "--mask", help="a sender name shown instead of the number (the default number only)"
+    )
     expiry = parser.add_mutually_exclusive_group()
     expiry.add_argument("--expires", help="RFC 3339 time after which carriers drop it")
     expiry.add_argument("--expires-in", help="or a delay from now: 90m, 24h, 2d")
@@ -76,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
 async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
     from ..store import Store
 
-    plan = _plan(settings, args)
+    numbers = settings.our_numbers()
+    plan = _plan(settings, args, numbers.default)
     quiet = QuietHours.parse(args.quiet_hours) if args.quiet_hours else None
     at = _moment("--at", args.at) if args.at else None
     db = await Database.open(settings.db)
@@ -90,8 +97,7 @@ async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
                 SMSTemplates(settings.templates),
                 plan,
                 rows,
-                message_class=None if settings.source else settings.message_class,
-                source=settings.source,
+                numbers=numbers,
                 quiet=quiet,
                 at=at,
                 on_row=bar.update,
@@ -100,12 +106,7 @@ async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
         await db.close()
 
 
-def _plan(settings: Settings, args: argparse.Namespace) -> Plan:
-    address = args.address or settings.source or ("4433" if settings.simulator_mode else None)
-    if address is None:
-        raise ValidationError(
-            "--address", "say which of our numbers it comes from (or set BOTKIT_SOURCE)"
-        )
+def _plan(settings: Settings, args: argparse.Namespace, default: str) -> Plan:
     bot = entry = None
     if args.survey:
         bot, entry = _survey_entry(settings, args.survey)
@@ -115,12 +116,24 @@ def _plan(settings: Settings, args: argparse.Namespace) -> Plan:
             raise ValidationError("--start", f"{args.start!r} is not BOT:TIMER")
     return Plan(
         name=args.name or _derived_name(args),
-        address=address,
+        address=args.address or default,
         template=args.template,
         bot=bot,
         entry=entry,
         expires=_expires(args),
+        mask=_mask(args),
     )
+
+
+def _mask(args: argparse.Namespace) -> str | None:
+    """--mask, for a template broadcast: a conversation's messages come from its bot."""
+    if args.mask is None:
+        return None
+    if not args.template:
+        raise ValidationError("--mask", "goes with --template (a bot's replies take its own)")
+    if not args.mask.strip():
+        raise ValidationError("--mask", "is empty")
+    return args.mask
 
 
 def _survey_entry(settings: Settings, survey: str) -> tuple[str, str]:

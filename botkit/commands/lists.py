@@ -44,8 +44,6 @@ EXAMPLES = """\
 
 BATCH = 500
 SOURCE = re.compile(r"[a-z][a-z0-9_-]*")
-# Without BOTKIT_SOURCE, the simulator's shortcode, which handsets text in simulator mode.
-SIMULATOR_ADDRESS = "4433"
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--source", default="import", help="how the numbers consented: import, web, ..."
     )
     importer.add_argument(
-        "--address", help="our number they subscribed to (default: BOTKIT_SOURCE)"
+        "--address",
+        help="which of our numbers they subscribed to (default: the first of BOTKIT_NUMBERS)",
     )
     importer.add_argument("--description", help="what the list is, shown by `lists show`")
     importer.set_defaults(action=_import)
@@ -153,11 +152,8 @@ def _import(args: argparse.Namespace) -> int:
     settings = Settings.load(db=args.db)
     name = list_name(args.list)
     source = consent_source(args.source, "--source")
-    address = args.address or settings.source
-    if address is None and settings.simulator_mode:
-        address = SIMULATOR_ADDRESS
-    if not address:
-        raise ValidationError("--address", "say which of our numbers they subscribed to")
+    numbers = settings.our_numbers()
+    address = numbers.ours(args.address) if args.address else numbers.default
     rows = parse_rows(read_csv(Path(args.file)), name, address, source)
     done = asyncio.run(_subscribe(settings.db, name, args.description, rows, args.file))
     print(

@@ -40,14 +40,16 @@ def main(args: argparse.Namespace) -> int:
         raise ValidationError(
             "BOTKIT_APPLICATION", "set BOTKIT_APPLICATION and BOTKIT_PASSWORD to send"
         )
-    source = args.source or (None if args.message_class else settings.source)
+    source = args.source
     message_class = args.message_class or (None if source else settings.message_class)
     gateway = Gateway(
         url=settings.gateway_url, application=settings.application, password=settings.password
     )
 
     async def send() -> int:
-        await _refuse_if_opted_out(settings, args.destination, source)
+        # Without --source it goes from the default number (when BOTKIT_NUMBERS says which).
+        sender = source or (settings.numbers[0] if settings.numbers else None)
+        await _refuse_if_opted_out(settings, args.destination, sender)
         async with gateway:
             return await gateway.send(
                 args.destination,

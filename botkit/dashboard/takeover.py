@@ -32,7 +32,6 @@ MAX_SEGMENTS = 6
 
 
 def routes(pages: Pages, runtime: Runtime) -> list[Route]:
-    settings = runtime.settings
 
     async def reply(request: Request) -> Response:
         form = await checked_form(request)
@@ -44,11 +43,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
                 pages, runtime, request, thread_id, error=problem, draft=text, status_code=400
             )
         message_id = await runtime.store.takeover.reply(
-            thread_id,
-            text,
-            operator(request),
-            message_class=settings.message_class,
-            source=settings.source,
+            thread_id, text, operator(request), runtime.numbers
         )
         if message_id is None:
             return await show_transcript(pages, runtime, request, thread_id)

@@ -8,10 +8,12 @@ skipped, with the reason; nothing is queued for them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..addresses import OurNumbers
 from ..clock import parse_stamp, stamp
 from ..db import Row, Tx
 from ..messages import Reply, Thread, Timer
@@ -25,7 +27,8 @@ BOT = "broadcast"  # the bot name on the threads of template broadcasts
 @dataclass(frozen=True)
 class Plan:
     """What a broadcast sends: a rendered template, or a bot's conversation started by
-    its timer `entry`; from `address`, optionally expiring at `expires` (RFC 3339)."""
+    its timer `entry`; from `address` (one of our numbers), a template optionally shown
+    from `mask` and expiring at `expires` (RFC 3339)."""
 
     name: str
     address: str
@@ -33,6 +36,7 @@ class Plan:
     bot: str | None = None
     entry: str | None = None
     expires: str | None = None
+    mask: str | None = None
 
     @property
     def kind(self) -> str:
@@ -63,8 +67,8 @@ class Broadcasts(Part):
                 return row["id"]
             return await tx.fetchval(
                 """INSERT INTO broadcasts (name, kind, template, bot, entry, address, expires,
-                       created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                       mask, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                 (
                     plan.name,
                     plan.kind,
@@ -73,6 +77,7 @@ class Broadcasts(Part):
                     plan.entry,
                     plan.address,
                     plan.expires,
+                    plan.mask,
                     self.now(),
                 ),
             )
@@ -91,9 +96,7 @@ class Broadcasts(Part):
         broadcast_id: int,
         plan: Plan,
         recipients: Sequence[Recipient],
-        *,
-        message_class: str | None,
-        source: str | None,
+        numbers: OurNumbers,
     ) -> tuple[int, int]:
         """Queue a batch of recipients in one transaction; returns (queued, skipped).
         One already in this broadcast is left alone."""
@@ -102,7 +105,7 @@ class Broadcasts(Part):
             now = self.now()
             queued = skipped = 0
             for recipient in recipients:
-                state = await _add(tx, broadcast_id, plan, recipient, message_class, source, now)
+                state = await _add(tx, broadcast_id, plan, recipient, numbers, now)
                 queued += state == "queued"
                 skipped += state == "skipped"
             return queued, skipped
@@ -133,8 +136,7 @@ async def _add(
     broadcast_id: int,
     plan: Plan,
     recipient: Recipient,
-    message_class: str | None,
-    source: str | None,
+    numbers: OurNumbers,
     now: str,
 ) -> str | None:
     """Queue one recipient; 'queued', 'skipped', or None when it was done already."""
@@ -145,7 +147,8 @@ async def _add(
     )
     if exists:
         return None
-    if await is_suppressed(tx, handset, (plan.address, source)):
+    origin = numbers.origin(plan.address, mask=plan.mask)
+    if await is_suppressed(tx, handset, (origin.address,)):
         await tx.execute(
             """INSERT INTO broadcast_recipients (broadcast_id, handset, status, reason,
                    created_at)
@@ -160,16 +163,8 @@ async def _add(
         assert recipient.reply is not None
         thread.status = "closed"  # a one-off message: an answer starts a conversation anew
         thread = await threads.save(tx, thread, now)
-        message_id = await outbox.enqueue(
-            tx,
-            thread,
-            recipient.reply,
-            message_class,
-            source,
-            now,
-            expires=plan.expires,
-            not_before=not_before,
-        )
+        reply = dataclasses.replace(recipient.reply, mask=plan.mask, expires=plan.expires)
+        message_id = await outbox.enqueue(tx, thread, reply, numbers, now, not_before=not_before)
     else:
         assert plan.entry is not None
         thread = await threads.save(tx, thread, now)
@@ -187,8 +182,8 @@ async def _add(
 
 def _same(row: Row, plan: Plan) -> None:
     """Refuse to resume a broadcast under a name that another broadcast already has."""
-    stored = (row["template"], row["bot"], row["entry"], row["address"])
-    if stored != (plan.template, plan.bot, plan.entry, plan.address):
+    stored = (row["template"], row["bot"], row["entry"], row["address"], row["mask"])
+    if stored != (plan.template, plan.bot, plan.entry, plan.address, plan.mask):
         raise ValueError(
             f"broadcast {plan.name!r} already exists with other contents; "
             "give this one another --name"

@@ -14,17 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from ..addresses import EVERYWHERE, canonical_address
 from ..clock import stamp
 from ..db import Row, Tx
 from ..errors import ValidationError
 from ..messages import ConsentChange
 from .base import Part
 
-EVERYWHERE = "*"
 ACTIONS = ("opt-out", "opt-in")
 PAGE = 50
-# Our numbers of at most this many digits are short codes, longer ones phone numbers.
-SHORT_CODE_DIGITS = 8
 # The columns of a ledger row, in order.
 COLUMNS = (
     "id",
@@ -211,15 +209,6 @@ def _where(conditions: list[str]) -> str:
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({','.join('?' * len(values))})"
-
-
-def canonical_address(address: str) -> str:
-    """One form for each of our numbers, whichever way it reached us: a short code as its
-    digits, a long number in E.164 ("61412345678" and "+61412345678" are one number)."""
-    if address == EVERYWHERE:
-        return address
-    digits = "".join(ch for ch in address if ch.isdigit())
-    return digits if len(digits) <= SHORT_CODE_DIGITS else f"+{digits}"
 
 
 async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...]) -> bool:

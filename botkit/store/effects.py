@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from ..addresses import OurNumbers
 from ..db import Tx
 from ..messages import ConsentChange, Reply, Thread, Timer
 from . import outbox, threads, timers
@@ -24,7 +25,8 @@ Write = Callable[[Tx, Thread, str], Awaitable[None]]
 @dataclass(frozen=True)
 class Effects:
     """The outcome of a handler. `cancel` names the timers to cancel (None: all);
-    `writes` run after the thread is saved."""
+    `writes` run after the thread is saved; `numbers` decides which number each reply
+    goes from (needed when there are replies)."""
 
     thread: Thread | None
     replies: Sequence[Reply] = ()
@@ -32,8 +34,7 @@ class Effects:
     consent: Sequence[ConsentChange] = ()
     schedule: Sequence[Timer] = ()
     cancel: Sequence[str] | None = ()
-    message_class: str | None = None
-    source: str | None = None
+    numbers: OurNumbers | None = None
     writes: Sequence[Write] = ()
 
 
@@ -58,7 +59,10 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
         await write(tx, thread, now)
     if effects.replies and await threads.paused(tx, thread.id):
         return thread.id, []  # an operator took the thread over while its bot was busy
+    if not effects.replies:
+        return thread.id, []
+    if effects.numbers is None:
+        raise ValueError("effects with replies need our numbers to send them from")
     return thread.id, [
-        await outbox.enqueue(tx, thread, reply, effects.message_class, effects.source, now)
-        for reply in effects.replies
+        await outbox.enqueue(tx, thread, reply, effects.numbers, now) for reply in effects.replies
     ]

@@ -7,8 +7,10 @@ with the gateway's text, or `uncertain` when the request may have arrived.
 
 from __future__ import annotations
 
-from ..clock import later
+from ..addresses import OurNumbers
+from ..clock import later, parse_stamp
 from ..db import Row, Tx
+from ..gateway import parse_rfc3339
 from ..messages import Outgoing, Reply, Thread
 from ..threads import make_reference
 from . import deliveries
@@ -28,42 +30,43 @@ async def enqueue(
     tx: Tx,
     thread: Thread,
     reply: Reply,
-    message_class: str | None,
-    source: str | None,
+    numbers: OurNumbers,
     now: str,
     *,
-    expires: str | None = None,
     not_before: str | None = None,
     sent_by: str | None = None,
 ) -> int:
     """Store an MT of `thread` and queue it; its reference names the thread and itself.
 
-    An MT to a handset that opted out of the thread's address (or of the source it
-    would be sent from) is stored `refused`, with the reason, and never queued.
-    `expires` (RFC 3339) goes to the gateway; `not_before` holds it in the outbox;
-    `sent_by` names the operator who wrote it (None: a bot).
+    It goes from the thread's number (`numbers` says how the request names it), decided
+    here once and stored: the request uses it, and consent is checked against it, now
+    and again when it is sent. An MT to a handset that opted out of that number is
+    stored `refused`, with the reason, and never queued. `not_before` holds it in the
+    outbox; `sent_by` names the operator who wrote it (None: a bot).
     """
     assert thread.id is not None
-    refused = not reply.exempt and await is_suppressed(tx, thread.handset, (thread.address, source))
+    origin = numbers.origin(thread.address, mask=reply.mask)
+    refused = not reply.exempt and await is_suppressed(tx, thread.handset, (origin.address,))
     message_id = await tx.fetchval(
         """INSERT INTO messages (direction, thread_id, handset, address, content, encoding,
-               segments, message_class, source, template, exempt, status, error, expires,
-               sent_by, created_at, updated_at)
-           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+               segments, message_class, source, mask, template, exempt, status, error,
+               expires, sent_by, created_at, updated_at)
+           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
         (
             thread.id,
             thread.handset,
-            thread.address,
+            origin.address,
             reply.content,
             reply.encoding,
             reply.segments,
-            None if source else message_class,
-            source,
+            origin.message_class,
+            origin.source,
+            origin.mask,
             reply.template,
             int(reply.exempt),
             "refused" if refused else "queued",
             REFUSED if refused else None,
-            expires,
+            reply.expires,
             sent_by,
             now,
             now,
@@ -86,13 +89,16 @@ async def enqueue(
 class Outbox(Claims):
     """MTs from their handler's commit to the gateway's answer."""
 
-    async def claim(self, lease: float) -> Outgoing | None:
+    async def claim(self, lease: float, default: str) -> Outgoing | None:
         """Take the next due MT and mark it `sending`, committed before it is sent, so
         that after a crash we know its outcome is unknown rather than assume it unsent.
 
         Only the oldest MT waiting for a handset is due: a handset gets its messages in
         the order they were queued, even when one of them has to be retried. Senders of
-        several processes pass over each other's claims (`skip_locked`).
+        several processes pass over each other's claims (`skip_locked`). One whose
+        handset has opted out of its number since it was queued (or, for an MT that
+        names a class, out of `default`, the number the gateway now sends those from)
+        is refused instead; one whose expiry has passed fails unsent.
         """
 
         async def write(tx: Tx) -> Row | None:
@@ -111,8 +117,7 @@ class Outbox(Claims):
                 )
                 if message_id is None:
                     return None
-                # The handset may have opted out since the MT was queued.
-                if not await _refuse_if_suppressed(tx, message_id, now):
+                if not await _refuse_if_unsendable(tx, message_id, now, default):
                     break
             await tx.execute(
                 "UPDATE messages SET status = 'sending', updated_at = ? WHERE id = ?",
@@ -258,16 +263,24 @@ class Outbox(Claims):
 REFUSED = "refused: the handset opted out of messages from this address"
 
 
-async def _refuse_if_suppressed(tx: Tx, message_id: int, now: str) -> bool:
-    """Refuse a claimed MT whose handset has opted out; True if it was refused."""
+async def _refuse_if_unsendable(tx: Tx, message_id: int, now: str, default: str) -> bool:
+    """Settle a claimed MT that must not go: its handset opted out since it was queued
+    (refused), or its expiry passed while it waited (failed). True if it was settled."""
     mt = await tx.fetchone(
-        "SELECT handset, address, source, exempt FROM messages WHERE id = ?", (message_id,)
+        "SELECT handset, address, source, message_class, exempt, expires FROM messages "
+        "WHERE id = ?",
+        (message_id,),
     )
-    if mt["exempt"] or not await is_suppressed(tx, mt["handset"], (mt["address"], mt["source"])):
+    senders = (mt["address"], mt["source"], default if mt["message_class"] else None)
+    if not mt["exempt"] and await is_suppressed(tx, mt["handset"], senders):
+        status, error = "refused", REFUSED
+    elif mt["expires"] and parse_rfc3339(mt["expires"]) <= parse_stamp(now):
+        status, error = "failed", f"expired at {mt['expires']} before it could be sent"
+    else:
         return False
     await tx.execute(
-        "UPDATE messages SET status = 'refused', error = ?, updated_at = ? WHERE id = ?",
-        (REFUSED, now, message_id),
+        "UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+        (status, error, now, message_id),
     )
     await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
     return True

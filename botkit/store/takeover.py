@@ -7,6 +7,7 @@ like a bot's, so consent and the send rate hold, and records who wrote it.
 
 from __future__ import annotations
 
+from ..addresses import OurNumbers
 from ..db import Tx
 from ..messages import Reply
 from ..sms import measure
@@ -45,12 +46,10 @@ class Takeover(Part):
         thread_id: int,
         text: str,
         operator: str,
-        *,
-        message_class: str | None,
-        source: str | None,
+        numbers: OurNumbers,
     ) -> int | None:
-        """Queue an operator's MT in a thread (stored `refused` if the handset opted out);
-        its id, or None if there is no such thread."""
+        """Queue an operator's MT in a thread, from the thread's number (stored `refused`
+        if the handset opted out of it); its id, or None if there is no such thread."""
 
         async def write(tx: Tx) -> int | None:
             row = await tx.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
@@ -61,7 +60,7 @@ class Takeover(Part):
             now = self.now()
             await tx.execute("UPDATE threads SET updated_at = ? WHERE id = ?", (now, thread_id))
             return await outbox.enqueue(
-                tx, thread_from_row(row), reply, message_class, source, now, sent_by=operator
+                tx, thread_from_row(row), reply, numbers, now, sent_by=operator
             )
 
         return await self.db.write(write)
