@@ -292,9 +292,11 @@ class Dispatcher(Worker):
             error = f"the handler took longer than {self.handler_timeout:g}s"
         else:
             error = f"{type(exc).__name__}: {exc}"
-        await self.store.inbox.fail(message, error, thread_id)
+        # Listeners first: once the failure is committed the inbox may look idle, and a
+        # harness settling on that must already hold the exception to re-raise.
         for listener in self.failure_listeners:
             listener(message, exc)
+        await self.store.inbox.fail(message, error, thread_id)
 
     async def _commit(self, message: Message, route: Route, ctx: Context, started: float) -> None:
         """Commit what the handler did: thread, state, replies queued, MO handled."""

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,19 @@ def poll(check, timeout: float = 15.0):
             return value
         time.sleep(0.1)
     raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+
+
+def poll_down(left: Callable[[], int], stall: float = 30.0) -> None:
+    """Call `left` (the work still to do) until it returns 0, however long that takes on
+    a busy machine, as long as it keeps falling: fail only when it has not fallen below
+    its lowest for `stall` seconds."""
+    lowest, deadline = None, time.monotonic() + stall
+    while value := left():
+        if lowest is None or value < lowest:
+            lowest, deadline = value, time.monotonic() + stall
+        elif time.monotonic() > deadline:
+            raise AssertionError(f"stuck at {value} left for {stall}s")
+        time.sleep(0.1)
 
 
 def running_processes() -> Iterator[list[subprocess.Popen]]:

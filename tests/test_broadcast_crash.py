@@ -1,5 +1,8 @@
 """A broadcast to 1,000 numbers with 10 opted out, the app killed (SIGKILL) at a random
-moment part way and started again: exactly 990 messages reach the gateway, none twice.
+moment part way and started again: each of the 990 is accounted for exactly, none twice.
+Each reached the gateway once, but the MT claimed in the instant before the kill (its
+request had not left): the gateway never saw it, and it is kept `uncertain` for an
+operator rather than risk a duplicate, never lost without a trace.
 BOTKIT_SEED=N repeats a run's kill moment."""
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import subprocess
 import httpx
 import pytest
 from conftest import rows
-from servers import BOTKIT, free_port, gateway_env, poll, start, start_simulator, wait_for
+from servers import BOTKIT, free_port, gateway_env, poll_down, start, start_simulator, wait_for
 
 from botkit.db import Database
 from botkit.messages import ConsentChange
@@ -33,7 +36,7 @@ async def opt_out(db_path: str, numbers: list[str]) -> None:
     await db.close()
 
 
-def test_killed_part_way_then_restarted_still_sends_exactly_990(tmp_path, processes):
+def test_killed_part_way_then_restarted_still_accounts_for_exactly_990(tmp_path, processes):
     seed = int(os.environ.get("BOTKIT_SEED", random.randrange(2**32)))
     kill_after = random.Random(seed).randrange(50, 800)
     print(f"BOTKIT_SEED={seed}: killed after {kill_after} sent")
@@ -69,26 +72,26 @@ def test_killed_part_way_then_restarted_still_sends_exactly_990(tmp_path, proces
         answer = httpx.get(f"{sim_url}/api/messages", timeout=30)
         return [m["destination"] for m in answer.json()["messages"]]
 
+    # However long each part takes on a busy machine, as long as the sending goes on.
     first = start(processes, ["run", "--port", str(app_port)], env=env, cwd=tmp_path)
-    poll(lambda: len(sent()) >= kill_after, timeout=30)
+    poll_down(lambda: max(0, kill_after - len(sent())))
     first.send_signal(signal.SIGKILL)
     first.wait()
     halfway = len(sent())
 
     second = start(processes, ["run", "--port", str(app_port)], env=env, cwd=tmp_path)
-    wait_for(f"{app_url}/healthz", second)
-    poll(lambda: rows(db, "SELECT count(*) FROM outbox")[0][0] == 0, timeout=60)
+    wait_for(f"{app_url}/healthz", second, timeout=60)
+    poll_down(lambda: rows(db, "SELECT count(*) FROM outbox")[0][0])
 
     destinations = sent()
     assert len(destinations) == len(set(destinations)), "someone got a second copy"
-    assert not set(destinations) & set(opted_out)
-    # An MT claimed in the instant before the kill, whose request never left, is kept as
-    # uncertain rather than risk a duplicate; with no DLR to settle it, it is not sent.
-    lost = [
-        r[0]
-        for r in rows(db, "SELECT handset FROM messages WHERE status = 'uncertain'")
-        if r[0] not in destinations
-    ]
-    assert len(destinations) + len(lost) == 990
-    assert len(lost) <= 1
     assert kill_after <= halfway < 990
+    kept = [r[0] for r in rows(db, "SELECT handset FROM messages WHERE status = 'uncertain'")]
+    unsent = sorted(set(kept) - set(destinations))
+    # Exactly the 990, each either sent or kept uncertain; no opted-out number, nobody lost.
+    assert sorted(destinations + unsent) == sorted(set(everyone) - set(opted_out))
+    # Kept uncertain only for the MT claimed while it waited for its send slot, one at a
+    # time: its request never left (not even a refused one reached the gateway).
+    requests = httpx.get(f"{sim_url}/api/requests", timeout=30).json()["requests"]
+    assert not {r["destination"] for r in requests} & set(unsent)
+    assert len(unsent) <= 1

@@ -94,18 +94,19 @@ async def test_stop_mid_conversation_wins_over_the_state_and_ends_the_thread(dat
         ]
 
 
-async def test_start_restores_and_both_changes_are_in_the_ledger(database):
+@pytest.mark.parametrize("word", ["START", "UNSTOP"])  # the README's words, by default
+async def test_start_restores_and_both_changes_are_in_the_ledger(word, database):
     async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("stop")
-        (welcome_back,) = await phone.send("start")
+        (welcome_back,) = await phone.send(word.lower())
         assert welcome_back.template == "compliance/started.txt"
         (reply,) = await phone.send("hello")
         assert reply.template == "hello/ask_name.txt"
         ledger = await harness.runtime.store.consent.ledger(PHONE)
         assert [(e["action"], e["keyword"]) for e in ledger] == [
             ("opt-out", "STOP"),
-            ("opt-in", "START"),
+            ("opt-in", word),
         ]
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import socket
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from conftest import ROOT, eventually, rows, running
 
 from botkit import Bot, Context, Gateway, Simulator, create_app
 from botkit.addresses import OurNumbers
-from botkit.db import Database
+from botkit.db import Database, is_url
 from botkit.messages import IncomingMO, Thread
 from botkit.migrations import migrate
 from botkit.sender import Sender
@@ -172,6 +173,66 @@ async def test_server_errors_are_retried_with_backoff_until_the_gateway_recovers
     assert failures["left"] == 0
 
 
+async def test_an_mt_is_marked_sending_and_committed_when_its_request_arrives(settings):
+    """What the database holds at the moment the gateway receives the request, read by
+    another connection (so only what was committed): the MT is `sending`."""
+    sim = Simulator(password=PASSWORD)
+    seen: list[tuple[str, str]] = []
+
+    async def looking(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/message":
+            reference = parse_qs(scope["query_string"].decode())["reference"][0]
+            (row,) = rows(
+                settings.db,
+                """SELECT m.status, o.state FROM messages m
+                   JOIN outbox o ON o.message_id = m.id WHERE m.reference = ?""",
+                (reference,),
+            )
+            seen.append((row["status"], row["state"]))
+        await sim.app(scope, receive, send)
+
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=looking))
+    gateway = Gateway(url="http://gw/message", application="botkit", password=PASSWORD, http=http)
+    app = create_app(settings, gateway=gateway, bots=[chatty(3)])
+    async with running(app):
+        await inject(app)
+        await eventually(
+            lambda: (
+                rows(settings.db, "SELECT * FROM messages WHERE status = 'accepted'")
+                and not rows(settings.db, "SELECT * FROM outbox")
+            )
+        )
+    await http.aclose()
+    await sim.aclose()
+    assert seen == [("sending", "sending")] * 3
+
+
+async def test_the_sender_gives_up_after_its_last_attempt(database: str):
+    sim = Simulator(password=PASSWORD)
+    sim.fail(status=503)  # until healed: never, here
+    store = await open_store(database)
+    mt_id = await queue_one(store)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app))
+    gateway = Gateway(url="http://gw/message", application="botkit", password=PASSWORD, http=http)
+    sender = Sender(store, gateway, rate=100, retry_base=0.01, max_attempts=3)
+    sender.start()
+    try:
+        row = await eventually(
+            lambda: store.db.fetchone(
+                "SELECT * FROM messages WHERE id = ? AND status = 'failed'", (mt_id,)
+            )
+        )
+        # Failed and out of the outbox in one commit: no later attempt can be claimed.
+        assert await store.db.fetchall("SELECT * FROM outbox") == []
+    finally:
+        await sender.stop()
+        await http.aclose()
+        await sim.aclose()
+        await store.db.close()
+    assert row["error"].startswith("gave up after 3 attempts: ")
+    assert [r.status for r in sim.requests] == [503, 503, 503] and sim.sent == []
+
+
 async def test_gateway_password_is_in_no_row_log_or_error(settings, caplog):
     caplog.set_level(logging.DEBUG)
     sim = Simulator(password="the-right-one")
@@ -190,7 +251,21 @@ async def test_gateway_password_is_in_no_row_log_or_error(settings, caplog):
     await sim.aclose()
     assert mt["error"] == "ERROR Invalid authentication information"
     assert mt["status"] == "queued"  # credentials can be fixed: the message is kept
-    for path in Path(settings.db).parent.glob("botkit.db*"):
-        assert PASSWORD.encode() not in path.read_bytes()
+    stored = every_value(settings.db)
+    assert "ERROR Invalid authentication information" in stored and PASSWORD not in stored
+    if not is_url(settings.db):  # the files too: free pages, the WAL
+        files = list(Path(settings.db).parent.glob("botkit.db*"))
+        assert files and not any(PASSWORD.encode() in path.read_bytes() for path in files)
     assert PASSWORD not in caplog.text
     assert "the-right-one" not in caplog.text
+
+
+def every_value(database: str) -> str:
+    """Every row of every table of the database, as one text to search."""
+    if is_url(database):
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    tables = [r[0] for r in rows(database, sql)]
+    assert {"messages", "outbox", "meta"} <= set(tables), tables
+    return "\n".join(repr(tuple(r)) for t in tables for r in rows(database, f"SELECT * FROM {t}"))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from conftest import ROOT
 
-from botkit import Bot, Context
+from botkit import Bot, Context, testing
 from botkit.testing import FakeClock, Harness
 
 pytestmark = pytest.mark.backends
 
 TEMPLATES = ROOT / "templates"
+PHONE = "+61400000001"
 
 
 def echo_bot() -> Bot:
@@ -92,3 +95,38 @@ async def test_the_clock_stands_still_until_moved(database):
         assert {row[0] for row in stamps} == {"2026-01-05T09:00:00.000000Z"}
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+def slow_bot(gate: asyncio.Event | None, seconds: float = 0.0) -> Bot:
+    """A bot whose handler waits for `gate` (None: does not wait), then `seconds` more."""
+    bot = Bot("slow")
+
+    @bot.fallback
+    async def slow(ctx: Context) -> None:
+        if gate is not None:
+            await gate.wait()
+        await asyncio.sleep(seconds)  # slow work, not a wait for something
+        ctx.reply("done")
+
+    return bot
+
+
+async def test_settling_fails_when_nothing_moves_for_the_settle_timeout(database, monkeypatch):
+    monkeypatch.setattr(testing, "SETTLE_TIMEOUT", 0.5)
+    gate = asyncio.Event()
+    async with Harness([slow_bot(gate)], TEMPLATES, db=database) as harness:
+        with pytest.raises(TimeoutError, match="not settled: 1 MOs"):
+            await harness.phone().send("hi")
+        gate.set()  # the handler goes on: the harness stops cleanly
+        await harness.settle()
+
+
+async def test_settling_waits_as_long_as_the_work_goes_down(database, monkeypatch):
+    """Four MOs of one handset, handled one at a time, 0.4 s each: longer in all than the
+    settle timeout of 1 s, each step well within it."""
+    monkeypatch.setattr(testing, "SETTLE_TIMEOUT", 1.0)
+    async with Harness([slow_bot(None, 0.4)], TEMPLATES, db=database) as harness:
+        for n in range(4):
+            await harness.simulator.send_mo(PHONE, f"hi {n}")
+        await harness.settle()
+        assert len(await harness.replies_to(PHONE)) == 4
