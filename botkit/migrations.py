@@ -313,6 +313,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TABLE pace (name TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)",
         ),
     ),
+    Migration(
+        13,
+        "flags: what was done to keep a callback's message",
+        (
+            # Comma-separated words (callbacks.py), NULL for none: `reference-truncated`,
+            # `reply-to-invalid`, `content-cp1252`, `encoding-unknown`...
+            "ALTER TABLE messages ADD COLUMN flags TEXT",
+            "ALTER TABLE deliveries ADD COLUMN flags TEXT",
+        ),
+    ),
 )
 
 
