@@ -3,7 +3,9 @@
     GET /api/conversations    threads by latest activity, filtered as botkit/search.py
                               reads the query (?after= the previous page's `next`)
     GET /api/threads/{id}     a thread and its latest messages, each MT with its
-                              deliveries (?before= the previous page's `earlier`)
+                              deliveries (?before= the previous page's `earlier`);
+                              `flags` lists what was done to keep a message or
+                              receipt (callbacks.py), [] for none
     GET /api/surveys/{name}   a survey's respondents, one row each, and its counts
 
 Gateway ids are strings: they are 64-bit, more than a JavaScript number holds exactly.
@@ -22,6 +24,7 @@ from starlette.routing import Mount, Route
 
 from .access import Guard, Sessions
 from .db import Row
+from .messages import split_flags
 from .params import whole
 from .search import filters
 from .settings import Settings
@@ -90,9 +93,15 @@ def _message(row: Row, deliveries: list[Row]) -> dict[str, Any]:
     for key in ("gateway_id", "reply_to"):
         message[key] = None if row[key] is None else str(row[key])
     message["uncertain"] = bool(row["uncertain"])
+    message["flags"] = list(split_flags(row["flags"]))
     if row["direction"] == "mt":
         message["deliveries"] = [
-            {"status": d["status"], "received_at": d["received_at"]} for d in deliveries
+            {
+                "status": d["status"],
+                "received_at": d["received_at"],
+                "flags": list(split_flags(d["flags"])),
+            }
+            for d in deliveries
         ]
     return message
 

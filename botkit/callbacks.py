@@ -2,6 +2,14 @@
 
 validate -> store -> answer. `200 OK` is sent only once the MO or DLR is committed,
 so the gateway retries anything we did not keep; a repeated id is stored once.
+
+The spec says nothing of retrying a 400, so a 400 may lose a handset's message for
+good: only a required parameter (an MO's id, source, destination and content; a
+DLR's id and status) that is missing or malformed is refused. Anything else is kept,
+bent as little as it takes (a value cut to size, a bad `reply_to` dropped, text that
+is not UTF-8 read as Windows-1252, base64 in another dialect re-encoded), and what was
+done is a flag word stored with it (`messages.flags`, `deliveries.flags`) and a
+warning in the log. A HEAD (a URL check) is answered and does nothing else.
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .db import DatabaseError
+from .dialects import Value, decode_base64, is_strict_base64, parse_query
 from .errors import ValidationError
 from .logs import elapsed_ms
 from .messages import IncomingDLR, IncomingMO
@@ -44,71 +52,140 @@ class MissingParameter(ValidationError):
     """A required callback parameter is absent."""
 
 
-def _one(params: QueryParams, name: str, required: bool) -> str | None:
-    """A parameter given once; a NUL in it (which no SMS means, and PostgreSQL cannot
-    store) becomes U+FFFD, the replacement character: the message is kept, the spot shown."""
-    values = params.getlist(name)
-    if not values:
-        if required:
+class Reader:
+    """One callback's parameters, read leniently where losing the message is the worse
+    outcome: what it had to do to keep a value is a flag word (`flags`, stored with the
+    message) and a note for the log line (`notes`).
+
+    A required parameter that is missing, given twice or malformed is refused (400);
+    an optional one given twice keeps its first value (`reference-repeated`).
+    """
+
+    def __init__(self, query: dict[str, list[Value]]) -> None:
+        self.query = query
+        self.flags: list[str] = []
+        self.notes: list[str] = []
+
+    def flag(self, name: str, what: str, note: str) -> None:
+        self.flags.append(f"{name.replace('_', '-')}-{what}")
+        self.notes.append(f"{name} {note}")
+
+    def required(self, name: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        """A required parameter; with `pattern`, it must match it as sent (a NUL too)."""
+        values = self.query.get(name)
+        if not values:
             raise MissingParameter(name, "is missing")
+        if len(values) > 1:
+            raise ValidationError(name, "is given more than once")
+        if pattern is not None and not pattern.fullmatch(values[0].text):
+            raise ValidationError(name, f"{values[0].text[:40]!r} is not {what}")
+        return self._text(name, values[0])
+
+    def optional(self, name: str, limit: int | None = None) -> str | None:
+        values = self.query.get(name)
+        if not values:
+            return None
+        if len(values) > 1:
+            self.flag(name, "repeated", f"given {len(values)} times: the first kept")
+        text = self._text(name, values[0])
+        if limit is not None and len(text) > limit:
+            self.flag(name, "truncated", f"of {len(text)} characters cut to {limit}")
+            text = text[:limit]
+        return text
+
+    def _text(self, name: str, value: Value) -> str:
+        """A NUL (which no SMS means, and PostgreSQL cannot store) becomes U+FFFD, the
+        replacement character: the message is kept, the spot shown."""
+        if value.cp1252:
+            self.flag(name, "cp1252", "is not UTF-8: read as Windows-1252")
+        if "\x00" not in value.text:
+            return value.text
+        self.flag(name, "nul-replaced", "holds NUL: replaced by U+FFFD")
+        return value.text.replace("\x00", "\ufffd")
+
+    def int64(self, name: str) -> int | None:
+        """An optional 64-bit id: a malformed one is dropped (`reply-to-invalid`)."""
+        text = self.optional(name)
+        if text is None:
+            return None
+        if _is_int64(text):
+            return int(text)
+        self.flag(name, "invalid", f"{text[:40]!r} is not a 64-bit signed integer: dropped")
         return None
-    if len(values) > 1:
-        raise ValidationError(name, "is given more than once")
-    return values[0].replace("\x00", "\ufffd")
 
 
-def _int64(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not INT64.fullmatch(value) or not -(2**63) <= int(value) < 2**63:
-        raise ValidationError(name, f"{value[:40]!r} is not a 64-bit signed integer")
-    return int(value)
+def _is_int64(text: str) -> bool:
+    return INT64.fullmatch(text) is not None and -(2**63) <= int(text) < 2**63
 
 
-def _short(value: str | None, name: str, limit: int) -> str | None:
-    if value is not None and len(value) > limit:
-        raise ValidationError(name, f"is longer than {limit} characters")
-    return value
+def _required_int64(reader: Reader, name: str) -> int:
+    text = reader.required(name)
+    if not _is_int64(text):
+        raise ValidationError(name, f"{text[:40]!r} is not a 64-bit signed integer")
+    return int(text)
 
 
-def parse_mo(params: QueryParams) -> IncomingMO:
-    """Validate an MO callback's parameters, or raise ValidationError naming the bad one."""
-    gateway_id = _int64(_one(params, "id", True), "id")
-    source = international(_one(params, "source", True) or "", "source")
-    destination = _one(params, "destination", True) or ""
-    if not ADDRESS.fullmatch(destination):
-        raise ValidationError("destination", "is not a short code or phone number")
-    content = _short(_one(params, "content", True), "content", MAX_CONTENT) or ""
-    encoding = _one(params, "encoding", False)
-    if encoding is not None:
-        if encoding != "base64":
-            raise ValidationError("encoding", f"{encoding[:20]!r} is not base64")
-        try:
-            base64.b64decode(content, validate=True)
-        except ValueError:  # binascii.Error, and non-ASCII text
-            raise ValidationError("content", "is not valid base64") from None
+def parse_mo(query: dict[str, list[Value]]) -> IncomingMO:
+    """Validate an MO callback's parameters (`dialects.parse_query`), or raise
+    ValidationError naming the bad one. Only the required ones can refuse an MO."""
+    reader = Reader(query)
+    gateway_id = _required_int64(reader, "id")
+    source = international(reader.required("source"), "source")
+    destination = reader.required("destination", ADDRESS, "a short code or phone number")
+    content = reader.required("content")
+    if len(content) > MAX_CONTENT:
+        raise ValidationError("content", f"is longer than {MAX_CONTENT} characters")
+    content, binary = _content(reader, content, reader.optional("encoding"))
     return IncomingMO(
         gateway_id=gateway_id,
         source=source,
         destination=destination,
         content=content,
-        # An over-long carrier name is no reason to refuse a handset's message.
-        operator=(_one(params, "operator", False) or "")[:MAX_OPERATOR] or None,
-        reply_to=_int64(_one(params, "reply_to", False), "reply_to"),
-        reference=_short(_one(params, "reference", False), "reference", MAX_REFERENCE),
-        binary=encoding is not None,
+        operator=reader.optional("operator", MAX_OPERATOR) or None,
+        reply_to=reader.int64("reply_to"),
+        reference=reader.optional("reference", MAX_REFERENCE),
+        binary=binary,
+        flags=tuple(reader.flags),
+        notes=tuple(reader.notes),
     )
 
 
-def parse_dlr(params: QueryParams) -> IncomingDLR:
+def _content(reader: Reader, content: str, encoding: str | None) -> tuple[str, bool]:
+    """The content to store, and whether it is binary (kept as standard base64).
+
+    `base64` in any case is binary, in any of its dialects (dialects.decode_base64),
+    kept as sent when it is strict base64, else re-encoded (`content-base64-normalized`).
+    Any other encoding the spec does not define: the content is kept as the text it
+    came as (`encoding-unknown`), rather than refused and lost for good.
+    """
+    if encoding is None:
+        return content, False
+    if encoding.strip().lower() != "base64":
+        reader.flag("encoding", "unknown", f"{encoding[:20]!r} is unknown: content kept as text")
+        return content, False
+    if is_strict_base64(content):
+        return content, True
+    data = decode_base64(content)
+    if data is None:
+        raise ValidationError("content", "is not base64 in any dialect")
+    reader.flag("content", "base64-normalized", "re-encoded as standard, padded base64")
+    return base64.b64encode(data).decode(), True
+
+
+def parse_dlr(query: dict[str, list[Value]]) -> IncomingDLR:
     """Validate a DLR callback's parameters. A status outside the spec's eight is kept
-    verbatim (carriers differ), but it must look like a status."""
-    gateway_id = _int64(_one(params, "id", True), "id")
-    status = _one(params, "status", True) or ""
-    if not STATUS.fullmatch(status):
-        raise ValidationError("status", f"{status[:40]!r} is not a delivery status")
-    reference = _short(_one(params, "reference", False), "reference", MAX_REFERENCE)
-    return IncomingDLR(gateway_id=gateway_id, status=status, reference=reference)
+    verbatim (carriers differ), but it must look like a status; an over-long reference
+    is cut and flagged, so it matches no MT by reference (store/deliveries.py)."""
+    reader = Reader(query)
+    gateway_id = _required_int64(reader, "id")
+    status = reader.required("status", STATUS, "a delivery status")
+    return IncomingDLR(
+        gateway_id=gateway_id,
+        status=status,
+        reference=reader.optional("reference", MAX_REFERENCE),
+        flags=tuple(reader.flags),
+        notes=tuple(reader.notes),
+    )
 
 
 def callback_routes(runtime: Runtime, token: str) -> list[Route]:
@@ -119,10 +196,13 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
     metrics = runtime.metrics
 
     def refuse(request: Request, kind: str) -> Response | None:
+        """The answer to a wrong token or a caller outside the allow-list; else, to a
+        HEAD (which Starlette routes with GET), an empty 200 that does nothing more."""
         if not secrets.compare_digest(request.path_params["token"].encode(), token.encode()):
             return PlainTextResponse("ERROR Not found", status_code=404)
+        head = request.method == "HEAD"
         if networks and not _allowed(request, networks):
-            if kind == "mo":
+            if kind == "mo" and not head:
                 metrics.mo_received.inc(outcome="forbidden")
             log.warning(
                 "%s callback refused from %s: not in BOTKIT_CALLBACK_ALLOW",
@@ -131,17 +211,18 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
                 extra={"event": f"{kind}.refused", "client": _host(request), "http_status": 403},
             )
             return PlainTextResponse("ERROR Forbidden", status_code=403)
-        return None
+        return Response(status_code=200) if head else None
 
     async def mo(request: Request) -> Response:
         started = time.perf_counter()
         if refused := refuse(request, "mo"):
             return refused
+        query = parse_query(request.scope["query_string"])
         try:
-            incoming = parse_mo(request.query_params)
+            incoming = parse_mo(query)
         except ValidationError as exc:
             metrics.mo_received.inc(outcome="invalid")
-            return _bad_request("mo", exc, request.query_params)
+            return _bad_request("mo", exc, query)
         try:
             message_id = await runtime.store.inbox.add(incoming)
         except DatabaseError as exc:
@@ -170,6 +251,8 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
                 message_id,
                 extra={**_mo_fields(incoming, "mo.stored", started), "message_id": message_id},
             )
+            if incoming.flags:
+                _warn_flagged("mo", incoming, message_id, incoming.source)
             runtime.dispatcher.wake()
         return PlainTextResponse("OK")
 
@@ -177,10 +260,11 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
         started = time.perf_counter()
         if refused := refuse(request, "dlr"):
             return refused
+        query = parse_query(request.scope["query_string"])
         try:
-            incoming = parse_dlr(request.query_params)
+            incoming = parse_dlr(query)
         except ValidationError as exc:
-            return _bad_request("dlr", exc, request.query_params)
+            return _bad_request("dlr", exc, query)
         try:
             outcome = await runtime.store.deliveries.record(incoming)
         except DatabaseError as exc:
@@ -194,6 +278,8 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
         if outcome.new:
             metrics.dlr_received.inc(status=incoming.status)
         _log_dlr(incoming, outcome, started)
+        if outcome.new and incoming.flags:
+            _warn_flagged("dlr", incoming, outcome.message_id, outcome.handset)
         return PlainTextResponse("OK")
 
     return [
@@ -233,9 +319,29 @@ def _log_dlr(incoming: IncomingDLR, outcome: DeliveryOutcome, started: float) ->
     )
 
 
-def _bad_request(kind: str, exc: ValidationError, params: QueryParams) -> Response:
+def _warn_flagged(
+    kind: str, incoming: IncomingMO | IncomingDLR, message_id: int | None, handset: str | None
+) -> None:
+    """The warning for a callback kept only by bending a value (its flags, stored)."""
+    log.warning(
+        "%s %s: kept, but %s",
+        kind,
+        incoming.gateway_id,
+        "; ".join(incoming.notes),
+        extra={
+            "event": f"{kind}.flagged",
+            "gateway_id": incoming.gateway_id,
+            "flags": ",".join(incoming.flags),
+            "message_id": message_id,
+            "handset": handset,
+        },
+    )
+
+
+def _bad_request(kind: str, exc: ValidationError, query: dict[str, list[Value]]) -> Response:
     word = "Missing" if isinstance(exc, MissingParameter) else "Invalid"
-    given_id = params.get("id", "")
+    given = query.get("id", [])
+    given_id = given[0].text if given else ""
     log.warning(
         "%s callback refused: %s parameter %s",
         kind,

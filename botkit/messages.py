@@ -45,6 +45,8 @@ class Message:
     reply_to: int | None = None
     reference: str | None = None
     binary: bytes | None = None
+    # What was done to keep it (callbacks.py): `reference-truncated`, `content-cp1252`...
+    flags: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -107,7 +109,11 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class IncomingMO:
-    """An MO callback's parameters, validated."""
+    """An MO callback's parameters, validated.
+
+    `flags` are the words for what was done to keep it (stored with it), `notes` the
+    same in words for the log line (not stored).
+    """
 
     gateway_id: int
     source: str
@@ -117,15 +123,34 @@ class IncomingMO:
     reply_to: int | None = None
     reference: str | None = None
     binary: bool = False
+    flags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class IncomingDLR:
-    """A DLR callback's parameters, validated."""
+    """A DLR callback's parameters, validated (`flags` and `notes` as IncomingMO's)."""
 
     gateway_id: int
     status: str
     reference: str | None = None
+    flags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+# The flag of a reference cut to 50 characters: it names no MT of ours, though its
+# start may look like one's.
+REFERENCE_TRUNCATED = "reference-truncated"
+
+
+def join_flags(flags: tuple[str, ...]) -> str | None:
+    """Flags as stored: comma-separated words, NULL for none."""
+    return ",".join(flags) or None
+
+
+def split_flags(stored: str | None) -> tuple[str, ...]:
+    """Flags as stored, back to words."""
+    return tuple(stored.split(",")) if stored else ()
 
 
 @dataclass(frozen=True)

@@ -314,6 +314,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        13,
+        "flags: what was done to keep a callback's message",
+        (
+            # Comma-separated words (callbacks.py), NULL for none: `reference-truncated`,
+            # `reply-to-invalid`, `content-cp1252`, `encoding-unknown`...
+            "ALTER TABLE messages ADD COLUMN flags TEXT",
+            "ALTER TABLE deliveries ADD COLUMN flags TEXT",
+        ),
+    ),
+    Migration(
         14,
         "broadcasts: the sender mask, so that a resumed broadcast shows the same one",
         ("ALTER TABLE broadcasts ADD COLUMN mask TEXT",),

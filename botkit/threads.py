@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .messages import Message, Thread
+from .messages import REFERENCE_TRUNCATED, Message, Thread
 
 if TYPE_CHECKING:
     from .store.threads import Threads
@@ -34,6 +34,12 @@ def parse_reference(reference: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
+def echoed_reference(reference: str | None, flags: tuple[str, ...]) -> tuple[int, int] | None:
+    """`parse_reference` of a reference the gateway echoed in an MO or DLR: None when it
+    came longer than 50 characters and was cut (flagged), whatever it starts with."""
+    return None if REFERENCE_TRUNCATED in flags else parse_reference(reference)
+
+
 async def find_thread(threads: Threads, message: Message) -> Thread | None:
     """The open thread an MO belongs to: the thread of the MT it answers (by `reply_to`,
     or by the `reference` echoed with it), else the handset's open thread on the address
@@ -41,7 +47,7 @@ async def find_thread(threads: Threads, message: Message) -> Thread | None:
     candidates: list[Thread | None] = []
     if message.reply_to is not None:
         candidates.append(await threads.of_mt(message.reply_to))
-    parsed = parse_reference(message.reference)
+    parsed = echoed_reference(message.reference, message.flags)
     if parsed is not None:
         candidates.append(await threads.get(parsed[0]))
     for thread in candidates:

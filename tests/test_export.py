@@ -49,7 +49,7 @@ def expected(db, where: str = "1 = 1", params: tuple = ()) -> list[dict[str, str
         db,
         f"""SELECT m.thread_id, m.id AS message_id, t.bot, m.direction, m.handset, m.address,
                    m.content, m.encoding, m.template, m.status, m.delivery, m.gateway_id,
-                   m.created_at
+                   m.created_at, m.flags
             FROM messages m LEFT JOIN threads t ON t.id = m.thread_id
             WHERE {where} ORDER BY m.thread_id NULLS FIRST, m.id""",
         params,
@@ -235,3 +235,15 @@ async def test_text_a_spreadsheet_would_run_is_inert_in_csv_and_verbatim_in_json
     code, out, _ = await export("transcripts", "--db", str(settings.db), "--format", "json",
                                 capsys=capsys)  # fmt: skip
     assert any(message["content"] == formula for message in json.loads(out))
+
+
+async def test_what_was_done_to_keep_a_message_is_exported(client, settings, capsys):
+    mo = {"id": "9", "source": ADA, "destination": "4433", "content": "hi", "reference": "r" * 60}
+    assert (await client.get("/callbacks/test-token/mo", params=mo)).status_code == 200
+    for fmt in ("csv", "json"):
+        code, out, _ = await export("transcripts", "--format", fmt, "--db", settings.db,
+                                    capsys=capsys)  # fmt: skip
+        assert code == 0
+        exported = list(csv.DictReader(io.StringIO(out))) if fmt == "csv" else json.loads(out)
+        (kept,) = [row for row in exported if row["direction"] == "mo"]
+        assert kept["flags"] == "reference-truncated"

@@ -4,9 +4,12 @@ Every query string is built by hand, so that it can hold what a client library w
 never send: invalid percent-encoding, repeated parameters, parameters with no `=`,
 NUL bytes, UTF-8 of lone surrogates, megabyte values. The properties:
 
-- the answer is `200 OK` for a well-formed callback and `400 ERROR Missing|Invalid
-  <name> parameter` for a bad one, never a 500 or a crash;
-- a well-formed MO is stored as sent (a NUL as U+FFFD; once per gateway id) and handled; a bad
+- the answer is `200 OK` for a callback whose required parameters are well-formed and
+  `400 ERROR Missing|Invalid <name> parameter` for one with a bad required parameter,
+  never a 500 or a crash;
+- such an MO is stored as sent (a NUL as U+FFFD; once per gateway id) and handled, its
+  optional fields as the rules of issue 13 say (cut to size, a bad `reply_to` dropped,
+  base64 in any dialect, any other encoding kept as text), each bending flagged; a bad
   one writes nothing;
 - after every example the database holds only whole rows (`invariants`), and the
   next well-formed MO is still stored and handled.
@@ -25,7 +28,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
@@ -61,6 +64,8 @@ DLR_URL = "/callbacks/test-token/dlr"
 MO_NAMES = ("id", "source", "destination", "content", "operator", "reply_to", "reference")
 MO_REQUIRED = ("id", "source", "destination", "content")
 DLR_NAMES = ("id", "status", "reference")
+DLR_REQUIRED = ("id", "status")
+FLAGS = re.compile(r"[a-z0-9-]+(,[a-z0-9-]+)*")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_CONTENT = 40_000
 ERROR = re.compile(r"ERROR (Missing|Invalid) ([a-z_]+) parameter")
@@ -149,6 +154,12 @@ too_long_contents = st.builds(
 references = st.text(max_size=50) | st.builds(
     "t{}.m{}".format, st.integers(0, 10**18), st.integers(0, 10**18)
 )
+# Kept cut to 50 characters, and flagged.
+long_references = st.text(min_size=51, max_size=300) | st.builds(
+    lambda ours, tail: ours + tail,
+    st.builds("t{}.m{}".format, st.integers(0, 10**18), st.integers(0, 10**18)),
+    st.text("0123456789.", min_size=51, max_size=60),
+)
 statuses = st.sampled_from(DELIVERY_STATUSES) | st.from_regex(STATUS, fullmatch=True)
 not_statuses = st.one_of(
     st.just(""),
@@ -172,42 +183,111 @@ def is_base64(text: str) -> bool:
     return True
 
 
+def base64_dialects(data: bytes) -> st.SearchStrategy[str]:
+    """`data` in base64: standard, unpadded, URL-safe, MIME-wrapped, or with its `+` sent
+    unescaped (a space once form-decoded)."""
+    standard = base64.b64encode(data).decode()
+    urlsafe = base64.urlsafe_b64encode(data).decode()
+    return st.sampled_from(
+        [
+            standard,
+            standard.rstrip("="),
+            urlsafe,
+            urlsafe.rstrip("="),
+            base64.encodebytes(data).decode(),
+            base64.encodebytes(data).decode().replace("\n", "\r\n"),
+            standard.replace("+", " "),
+        ]
+    )
+
+
+# Not base64 in any dialect: a character outside every alphabet, or an impossible length,
+# or both alphabets at once.
+not_base64 = st.one_of(
+    st.builds(
+        lambda head, char, tail: head + char + tail,
+        st.text(max_size=50),
+        st.characters().filter(lambda c: not re.fullmatch(r"[A-Za-z0-9+/=_ \r\n-]", c)),
+        st.text(max_size=50),
+    ),
+    st.from_regex(r"([A-Za-z0-9]{4}){0,5}[A-Za-z0-9]", fullmatch=True),
+    st.sampled_from(["QUJD-_+/", "ab+_", "QU=JD"]),
+)
+
+
+def is_int64(text: str) -> bool:
+    return re.fullmatch(r"-?[0-9]{1,19}", text) is not None and INT64_MIN <= int(text) <= INT64_MAX
+
+
 @dataclass(frozen=True)
 class MO:
-    """A well-formed MO callback's parameters, as sent (before escaping)."""
+    """An MO callback's parameters, as sent (before escaping): its required ones
+    well-formed. `data` is the content's bytes, for a binary MO; `repeats` are optional
+    parameters given again after their first value."""
 
     params: dict[str, str]
+    data: bytes | None = None
+    repeats: Pairs = field(default_factory=list)
 
     @property
     def gateway_id(self) -> int:
         return int(self.params["id"])
 
     def pairs(self) -> Pairs:
-        return list(self.params.items())
+        return [*self.params.items(), *self.repeats]
+
+    def flags(self) -> set[str]:
+        """The flags it must be stored with."""
+        p = self.params
+        flags = {f"{n.replace('_', '-')}-repeated" for n, _ in self.repeats}
+        flags |= {f"{n.replace('_', '-')}-nul-replaced" for n in READ if "\x00" in p.get(n, "")}
+        if len(p.get("reference", "")) > 50:
+            flags.add("reference-truncated")
+        if len(p.get("operator", "")) > 100:
+            flags.add("operator-truncated")
+        if "reply_to" in p and not is_int64(as_stored(p["reply_to"])):
+            flags.add("reply-to-invalid")
+        if "encoding" in p and self.data is None:
+            flags.add("encoding-unknown")
+        if self.data is not None and p["content"] != base64.b64encode(self.data).decode():
+            flags.add("content-base64-normalized")
+        return flags
+
+
+# The parameters an MO callback reads (any other is ignored).
+READ = (*MO_NAMES, "encoding")
 
 
 @st.composite
 def mos(draw: st.DrawFn) -> MO:
-    """A well-formed MO: any id, content, operator, reply_to and reference the spec allows."""
-    binary = draw(st.booleans())
+    """An MO with well-formed required parameters and any optional ones: the spec's,
+    and those kept only by bending them (too long, malformed, in another dialect)."""
+    data = draw(st.binary(max_size=200)) if draw(st.booleans()) else None
     params = {
         "id": draw(id_texts),
         "source": draw(handsets),
         "destination": draw(addresses),
-        "content": (
-            base64.b64encode(draw(st.binary(max_size=200))).decode() if binary else draw(contents)
-        ),
+        "content": draw(contents) if data is None else draw(base64_dialects(data)),
     }
-    if binary:
-        params["encoding"] = "base64"
+    if data is not None:
+        params["encoding"] = draw(st.sampled_from(["base64", "BASE64", "Base64"]))
+    elif draw(st.integers(0, 7)) == 0:  # an encoding the spec does not define
+        params["encoding"] = draw(
+            st.text(max_size=20).filter(lambda t: t.strip().lower() != "base64")
+        )
     optional = {
         "operator": st.text(max_size=150),
-        "reply_to": int64s.map(str),
-        "reference": references,
+        "reply_to": int64s.map(str) | not_int64,
+        "reference": references | long_references,
     }
     for name, values in optional.items():
         if draw(st.booleans()):
             params[name] = draw(values)
+    repeats = [
+        (name, draw(st.text(max_size=20)))
+        for name in optional
+        if name in params and draw(st.integers(0, 5)) == 0
+    ]
     # Unknown parameters are ignored, whatever their names and values.
     for _ in range(draw(st.integers(0, 2))):
         name = draw(
@@ -215,23 +295,19 @@ def mos(draw: st.DrawFn) -> MO:
         )
         params.setdefault(name, draw(st.text(max_size=20)))
     order = draw(st.permutations(list(params)))
-    return MO({name: params[name] for name in order})
+    return MO({name: params[name] for name in order}, data, repeats)
 
 
-# The values each parameter is refused for.
+# The values each required parameter is refused for.
 MO_INVALID = {
     "id": not_int64,
-    "reply_to": not_int64,
     "source": not_handsets,
     "destination": not_addresses,
     "content": too_long_contents,
-    "reference": st.text(min_size=51, max_size=300),
-    "encoding": st.text().filter(lambda t: t != "base64"),
 }
 DLR_INVALID = {
     "id": not_int64,
     "status": not_statuses,
-    "reference": st.text(min_size=51, max_size=300),
 }
 # Each test of bad input runs for each kind of defect, so that none goes untried.
 MO_DEFECTS = [
@@ -249,18 +325,17 @@ def with_defect(
     params: dict[str, str],
     defect: str,
     invalid: dict[str, st.SearchStrategy[str]],
+    required: tuple[str, ...],
 ) -> tuple[Pairs, str]:
-    """Well-formed `params` with one `defect` (missing NAME, repeated, invalid NAME), and
-    the error it must be answered with."""
+    """Well-formed `params` with one `defect` (missing NAME, a `required` one repeated,
+    invalid NAME), and the error it must be answered with."""
     kind, _, name = defect.partition(" ")
     params = dict(params)
     if kind == "missing":
         del params[name]
         return list(params.items()), f"ERROR Missing {name} parameter"
     if kind == "repeated":
-        name = draw(
-            st.sampled_from([n for n in params if n in (*MO_NAMES, *DLR_NAMES, "encoding")])
-        )
+        name = draw(st.sampled_from([n for n in params if n in required]))
         again = draw(st.just(params[name]) | st.text(max_size=20))
         pairs = list(params.items())
         pairs.insert(draw(st.integers(0, len(pairs))), (name, again))
@@ -274,25 +349,26 @@ def bad_mos(draw: st.DrawFn, defect: str) -> tuple[Pairs, str]:
     """An MO callback with one `defect`, and the error it must be answered with."""
     params = dict(draw(mos()).params)
     if defect == "not base64":
-        params["encoding"] = "base64"
-        params["content"] = draw(st.text(max_size=100).filter(lambda t: not is_base64(t)))
+        params["encoding"] = draw(st.sampled_from(["base64", "BASE64"]))
+        params["content"] = draw(not_base64)
         return list(params.items()), "ERROR Invalid content parameter"
-    return draw(with_defect(params, defect, MO_INVALID))
+    return draw(with_defect(params, defect, MO_INVALID, MO_REQUIRED))
 
 
 @st.composite
 def dlrs(draw: st.DrawFn) -> dict[str, str]:
-    """A well-formed DLR: any id, one of the spec's statuses or a carrier's own."""
+    """A well-formed DLR: any id, one of the spec's statuses or a carrier's own, and any
+    reference (one over 50 characters is kept cut, and flagged)."""
     params = {"id": draw(id_texts), "status": draw(statuses)}
     if draw(st.booleans()):
-        params["reference"] = draw(references)
+        params["reference"] = draw(references | long_references)
     return params
 
 
 @st.composite
 def bad_dlrs(draw: st.DrawFn, defect: str) -> tuple[Pairs, str]:
     """A DLR callback with one `defect`, and the error it must be answered with."""
-    return draw(with_defect(draw(dlrs()), defect, DLR_INVALID))
+    return draw(with_defect(draw(dlrs()), defect, DLR_INVALID, DLR_REQUIRED))
 
 
 # Raw pieces of a query string: broken escapes, escapes of bytes that are not UTF-8
@@ -352,6 +428,7 @@ def invariants(path: Path) -> None:
             assert mo["encoding"] == measure(mo["content"]).name
         assert mo["reference"] is None or len(mo["reference"]) <= 50
         assert mo["operator"] is None or 0 < len(mo["operator"]) <= 100
+        assert mo["flags"] is None or FLAGS.fullmatch(mo["flags"]), mo["flags"]
     assert len({mo["gateway_id"] for mo in mos}) == len(mos), "an MO gateway id stored twice"
     # An MO waits in the inbox exactly while it is neither handled nor failed.
     waiting = {mo["id"]: mo["handset"] for mo in mos if mo["status"] == "received"}
@@ -359,6 +436,7 @@ def invariants(path: Path) -> None:
     for dlr in deliveries:
         assert STATUS.fullmatch(dlr["status"]), dlr["status"]
         assert dlr["reference"] is None or len(dlr["reference"]) <= 50
+        assert dlr["flags"] is None or FLAGS.fullmatch(dlr["flags"]), dlr["flags"]
     assert len({(d["gateway_id"], d["status"]) for d in deliveries}) == len(deliveries)
     # A DLR matched to an MT has its gateway id; the MT's delivery is the furthest along.
     matched: dict[int, list[str]] = {}
@@ -505,16 +583,19 @@ async def test_a_well_formed_mo_is_stored_as_sent_once(app, settings, data, mo):
     assert stored is not None
     if before is None:
         p = {name: as_stored(value) for name, value in mo.params.items()}
+        binary = mo.data is not None
         expected = {
             "handset": "+" + re.sub(r"[^0-9]", "", p["source"]),
             "address": p["destination"],
-            "content": p["content"],
-            "encoding": "base64" if "encoding" in p else measure(p["content"]).name,
+            # Binary content is kept as standard base64, whatever dialect it came in.
+            "content": base64.b64encode(mo.data).decode() if binary else p["content"],
+            "encoding": "base64" if binary else measure(p["content"]).name,
             "operator": p.get("operator", "")[:100] or None,
-            "reply_to": int(p["reply_to"]) if "reply_to" in p else None,
-            "reference": p.get("reference"),
+            "reply_to": int(p["reply_to"]) if is_int64(p.get("reply_to", "")) else None,
+            "reference": None if "reference" not in p else p["reference"][:50],
         }
         assert {name: stored[name] for name in expected} == expected
+        assert set((stored["flags"] or "").split(",")) - {""} == mo.flags()
     else:
         assert stored["id"] == before["id"] and stored["content"] == before["content"]
     response = await get(app, MO_URL, again)
@@ -541,7 +622,10 @@ async def test_a_well_formed_dlr_is_kept_once(app, settings, data, dlr):
         assert response == Answer(200, "OK")
     (kept,) = read(path, sql, key)
     if not before:
-        assert kept["reference"] == as_stored(dlr.get("reference"))
+        reference = as_stored(dlr.get("reference"))
+        assert kept["reference"] == (None if reference is None else reference[:50])
+        cut = reference is not None and len(reference) > 50
+        assert (kept["flags"] or "").count("reference-truncated") == cut
     invariants(path)
 
 
@@ -568,7 +652,7 @@ async def test_any_query_string_is_a_200_or_a_400_never_a_500(app, settings, raw
         response = await get(app, url, raw)
         answered(response, names)
         if response.status == 200:
-            # Decoded as Starlette does: invalid UTF-8 becomes U+FFFD.
+            # A valid id is ASCII: read as Starlette would read it.
             gateway_id = int(sent(parse_qsl(raw, keep_blank_values=True))["id"][0])
             table = "messages WHERE direction = 'mo' AND" if url == MO_URL else "deliveries WHERE"
             assert read(path, f"SELECT 1 FROM {table} gateway_id = ?", (gateway_id,))

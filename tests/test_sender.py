@@ -214,7 +214,9 @@ async def test_the_sender_gives_up_after_its_last_attempt(database: str):
     mt_id = await queue_one(store)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app))
     gateway = Gateway(url="http://gw/message", application="botkit", password=PASSWORD, http=http)
-    sender = Sender(store, gateway, rate=100, retry_base=0.01, max_attempts=3)
+    sender = Sender(
+        store, gateway, rate=100, retry_base=0.01, max_attempts=3, default_number="4433"
+    )
     sender.start()
     try:
         row = await eventually(

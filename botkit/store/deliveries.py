@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..db import Tx
-from ..messages import IncomingDLR, delivery_rank
-from ..threads import parse_reference
+from ..messages import IncomingDLR, delivery_rank, join_flags
+from ..threads import echoed_reference
 from .base import Part
 
 
@@ -28,7 +28,8 @@ class Deliveries(Part):
         """Keep a delivery receipt and move its MT's status on; a repeat is kept once.
 
         The MT is found by gateway id, else by our reference, which also settles an MT
-        whose send outcome was unknown. A receipt for no MT of ours is kept unmatched.
+        whose send outcome was unknown; never by a reference cut short. A receipt for no
+        MT of ours is kept unmatched.
         """
 
         async def write(tx: Tx) -> DeliveryOutcome:
@@ -38,7 +39,7 @@ class Deliveries(Part):
                    WHERE direction = 'mt' AND gateway_id = ?""",
                 (dlr.gateway_id,),
             )
-            parsed = parse_reference(dlr.reference)
+            parsed = echoed_reference(dlr.reference, dlr.flags)
             if mt is None and parsed is not None:
                 mt = await tx.fetchone(
                     """UPDATE messages SET gateway_id = ?,
@@ -59,10 +60,11 @@ class Deliveries(Part):
                     )
             message_id = None if mt is None else mt["id"]
             inserted = await tx.fetchval(
-                """INSERT INTO deliveries (gateway_id, status, reference, message_id, received_at)
-                   VALUES (?, ?, ?, ?, ?)
+                """INSERT INTO deliveries (gateway_id, status, reference, flags, message_id,
+                       received_at)
+                   VALUES (?, ?, ?, ?, ?, ?)
                    ON CONFLICT (gateway_id, status) DO NOTHING RETURNING id""",
-                (dlr.gateway_id, dlr.status, dlr.reference, message_id, now),
+                (dlr.gateway_id, dlr.status, dlr.reference, join_flags(dlr.flags), message_id, now),
             )
             if mt is None:
                 return DeliveryOutcome(None, inserted is not None)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..clock import later, parse_stamp
 from ..db import Row, Tx
-from ..messages import IncomingMO, Message
+from ..messages import IncomingMO, Message, join_flags, split_flags
 from ..sms import measure
 from .base import CLAIMS, Claims, lost, marks, take_leases
 from .effects import Effects, commit
@@ -26,9 +26,9 @@ class Inbox(Claims):
             size = measure(mo.content)
             message_id = await tx.fetchval(
                 """INSERT INTO messages (direction, gateway_id, handset, address, content,
-                       encoding, segments, operator, reply_to, reference, status,
+                       encoding, segments, operator, reply_to, reference, flags, status,
                        created_at, updated_at)
-                   VALUES ('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)
+                   VALUES ('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)
                    ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
                    RETURNING id""",
                 (
@@ -41,6 +41,7 @@ class Inbox(Claims):
                     mo.operator,
                     mo.reply_to,
                     mo.reference,
+                    join_flags(mo.flags),
                     now,
                     now,
                 ),
@@ -181,4 +182,5 @@ def message_from_row(row: Row) -> Message:
         reply_to=row["reply_to"],
         reference=row["reference"],
         binary=binary,
+        flags=split_flags(row["flags"]),
     )

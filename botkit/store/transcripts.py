@@ -24,6 +24,7 @@ COLUMNS = (
     "delivery",
     "gateway_id",
     "created_at",
+    "flags",
 )
 
 
@@ -46,7 +47,7 @@ class Transcripts(Part):
         return self.db.stream(
             f"""SELECT m.thread_id, m.id AS message_id, t.bot, m.direction, m.handset,
                        m.address, m.content, m.encoding, m.template, m.status, m.delivery,
-                       m.gateway_id, m.created_at
+                       m.gateway_id, m.created_at, m.flags
                 FROM messages m LEFT JOIN threads t ON t.id = m.thread_id
                 {"WHERE " + " AND ".join(where) if where else ""}
                 ORDER BY m.thread_id NULLS FIRST, m.id""",
