@@ -16,6 +16,8 @@ Each problem has a file, a line and one of these kinds:
     missing-template   a reply (or an `{% include %}`) names a template that does not exist
     template-error     a template does not compile
     too-long           a reply takes more than the allowed number of segments
+    mask-off-default   a bot or a reply sets a mask, which only the default of our several
+                       numbers can carry: in a conversation on another, its handler fails
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import ast
 import os
 import sys
 import traceback
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
@@ -95,10 +97,12 @@ def check(
     *,
     max_segments: int = DEFAULT_MAX_SEGMENTS,
     reserved: Collection[str] | None = None,
+    numbers: Sequence[str] = (),
 ) -> list[Problem]:
     """Every problem in the bot modules of `bots_dir` and the SMS templates of
     `templates_dir`, in file and line order. `reserved` are the compliance words, which
-    are handled before any bot (by default, botkit's default ones)."""
+    are handled before any bot (by default, botkit's default ones); `numbers` are ours,
+    the default first."""
     if reserved is None:
         reserved = compliance_words(Settings())
     # Absolute throughout, as code objects and tracebacks name files; shown relative.
@@ -113,6 +117,7 @@ def check(
     for module in modules:
         problems += _state_problems(module, sources)
     problems += _template_problems(modules, templates_folder, max_segments)
+    problems += _mask_problems(modules, numbers)
     return sorted(problems)
 
 
@@ -324,6 +329,36 @@ def _function_of(tree: ast.Module, code: CodeType) -> ast.FunctionDef | ast.Asyn
             if first == code.co_firstlineno:
                 return node
     return None
+
+
+def _mask_problems(modules: list[BotModule], numbers: Sequence[str]) -> list[Problem]:
+    """Masks set by a bot or a reply while we have several numbers: only the default can
+    carry one (the gateway takes a mask only with a class), and a conversation may be on
+    any of them."""
+    if len(numbers) < 2:
+        return []
+    default, others = numbers[0], ", ".join(numbers[1:])
+    fails = f"fails in a conversation on {others}: only the default number {default} takes one"
+    problems = []
+    for module in modules:
+        for variable, bot in module.bots.items():
+            if bot.mask is not None:
+                line = _assignment_line(module.source.tree, variable)
+                message = f"bot {bot.name!r} sets mask {bot.mask!r}: each of its replies {fails}"
+                problems.append(Problem(module.source.path, line, "mask-off-default", message))
+        for node in ast.walk(module.source.tree):
+            if _calls(node, "reply") and any(_masks(keyword) for keyword in node.keywords):
+                message = f"a reply with a mask {fails}"
+                problems.append(
+                    Problem(module.source.path, node.lineno, "mask-off-default", message)
+                )
+    return problems
+
+
+def _masks(keyword: ast.keyword) -> bool:
+    """True for a `mask=` argument that is not a literal None."""
+    literal_none = isinstance(keyword.value, ast.Constant) and keyword.value.value is None
+    return keyword.arg == "mask" and not literal_none
 
 
 def _calls(node: ast.AST, method: str) -> TypeGuard[ast.Call]:

@@ -246,3 +246,34 @@ def test_console_script_in_a_fixture_folder(fixture: str, status: int, first_lin
     )
     assert (done.returncode, done.stderr) == (status, "")
     assert done.stdout.splitlines()[0] == first_line
+
+
+PROMO = """from botkit import Bot, Context
+
+bot = Bot("promo", mask="ClinicCo")
+plain = Bot("plain")
+
+
+@plain.keyword("DEAL")
+async def deal(ctx: Context) -> None:
+    ctx.reply("Half price today.", mask="Shop")
+    ctx.reply("Or ask us.", mask=None)
+"""
+
+
+def test_masks_are_flagged_only_when_we_have_several_numbers(
+    tmp_path: Path, in_folder: Enter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, {"bots/promo.py": PROMO, "templates/.keep": ""})
+    in_folder(tmp_path)
+    assert main(["check"]) == 0  # one number (the simulator's): every reply can carry one
+    capsys.readouterr()
+    (tmp_path / "botkit.toml").write_text('numbers = "4433,+61400999000"\n')
+    assert main(["check"]) == 1
+    fails = "fails in a conversation on +61400999000: only the default number 4433 takes one"
+    assert capsys.readouterr().out.splitlines() == [
+        f"bots/promo.py:3: mask-off-default: bot 'promo' sets mask 'ClinicCo': each of its "
+        f"replies {fails}",
+        f"bots/promo.py:9: mask-off-default: a reply with a mask {fails}",
+        "botkit check: 2 problems in 1 file",
+    ]

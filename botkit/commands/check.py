@@ -15,7 +15,8 @@ DESCRIPTION = (
     "Load every bot module and SMS template (*.txt) and report, one line each as "
     "path:line: kind: message, a module that does not import, two bots claiming one "
     "name or keyword, a state handler nothing routes to or a state with no handler, a "
-    "template that does not exist or does not compile, and a reply longer than "
+    "template that does not exist or does not compile, a mask that a conversation on "
+    "another of BOTKIT_NUMBERS than the default could not carry, and a reply longer than "
     f"--max-segments segments (templates measured with each variable as {STAND_IN_LENGTH} "
     "characters). Exits 0 when clean, 1 when problems are found. Needs no database."
 )
@@ -41,7 +42,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         reserved = compliance_words(settings)
         problems = check(
-            settings.bots, settings.templates, max_segments=args.max_segments, reserved=reserved
+            settings.bots,
+            settings.templates,
+            max_segments=args.max_segments,
+            reserved=reserved,
+            numbers=settings.numbers,
         )
     except FileNotFoundError as exc:
         print(f"botkit: {exc}", file=sys.stderr)
