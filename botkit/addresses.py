@@ -89,6 +89,11 @@ class OurNumbers:
         """The number the gateway sends from when a request names a class."""
         return self.numbers[0]
 
+    def spelled(self, address: str) -> str:
+        """`address` as configured when it is one of ours ("61400999000" may come for
+        "+61400999000"), else as it came: one spelling for each conversation's number."""
+        return self._by_canonical.get(canonical_address(address), address)
+
     def ours(self, address: str, field: str = "--address") -> str:
         """`address` as configured, if it is one of our numbers; else ValidationError that
         lists them."""
@@ -103,11 +108,7 @@ class OurNumbers:
         """The origin of an MT from `address` (None: the default number). A number that
         is not ours (a handset texted one BOTKIT_NUMBERS lacks) is named as it came, with
         `source`. ValidationError for a mask on any number but the default."""
-        number = (
-            self.default
-            if address is None
-            else self._by_canonical.get(canonical_address(address), address)
-        )
+        number = self.default if address is None else self.spelled(address)
         if number == self.default:
             return Origin(number, message_class=self.message_class, mask=mask)
         if mask is not None:

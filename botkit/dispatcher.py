@@ -8,6 +8,7 @@ across restarts; different handsets are handled concurrently.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -199,6 +200,11 @@ class Dispatcher(Worker):
     async def _handle(self, message: Message, started: float) -> str:
         """Handle one MO; return the outcome to count: handled or failed."""
         self.numbers.notice(message.destination)
+        # One spelling of our number, so that its conversations are found however the
+        # gateway writes it (the MO's row keeps it as it came).
+        message = dataclasses.replace(
+            message, destination=self.numbers.spelled(message.destination)
+        )
         action = self.compliance.match(message.text) if self.compliance else None
         if action is not None:
             await self._comply(message, action, started)

@@ -371,3 +371,14 @@ def test_simulator_mode_is_on_4433_unless_told():
     assert Settings.load(environ={}, config_file="/nonexistent/botkit.toml").numbers == ("4433",)
     told = Settings.load(environ={"BOTKIT_NUMBERS": " +61 400 999 000 , 4433"}).numbers
     assert told == ("+61400999000", "4433")
+
+
+async def test_our_number_spelled_without_its_plus_is_one_conversation(database):
+    async with harness(database) as h:
+        phone = h.phone(PHONE)
+        (ask,) = await phone.send("HELLO", to=OTHER)
+        (greet,) = await phone.send("Ada", to=OTHER.removeprefix("+"))  # as a gateway may
+        assert greet.template == "hello/greet.txt" and greet.thread_id == ask.thread_id
+        assert request_of(h, greet) == (None, OTHER, None)
+        (mo,) = rows(h.runtime.settings.db, "SELECT address FROM messages WHERE content = 'Ada'")
+        assert mo[0] == OTHER.removeprefix("+")  # the MO as it came
