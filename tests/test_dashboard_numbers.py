@@ -188,3 +188,38 @@ def test_numbers_group_the_spellings_threads_store():
     assert numbers.shown()["61400999000"] == OTHER
     assert numbers.find("0061 400 999 000") is None  # not a form we store
     assert numbers.find("61400999000") == OTHER and numbers.find("") is None
+
+
+async def test_consent_shows_and_filters_by_our_number(database):
+    async with harness(database) as h, client(h) as c:
+        await h.phone(SHOP).send("STOP", to=OTHER)
+        await h.phone(CLINIC).send("STOPALL", to=DEFAULT)
+        await h.advance(minutes=1)
+        await h.phone(CLINIC).send("START", to=OTHER)
+        page = await c.get("/dashboard/consent")
+        assert '<select name="address">' in page.text
+        opt_outs = re.findall(r'data-label="From">([^<]*)</td>', page.text)
+        assert opt_outs == ["all numbers except +61400999000", OTHER]
+
+        # What holds for the default number: CLINIC's STOPALL, not SHOP's STOP of OTHER.
+        page = await c.get("/dashboard/consent", params={"address": DEFAULT})
+        assert f'<option value="{DEFAULT}" selected>' in page.text
+        assert re.findall(r'data-label="From">([^<]*)</td>', page.text) == [
+            "all numbers except +61400999000"
+        ]
+        ledger = re.findall(r'data-label="Address">([^<]*)</td>', page.text)
+        assert ledger == ["all numbers"]
+        download = await c.get("/dashboard/consent.csv", params={"address": DEFAULT})
+        assert download.text.count("\n") == 2  # the header and the STOPALL
+        page = await c.get("/dashboard/consent", params={"address": "61400999000"})
+        assert f'<option value="{OTHER}" selected>' in page.text
+        assert re.findall(r'data-label="Address">([^<]*)</td>', page.text) == [
+            OTHER,
+            "all numbers",
+            OTHER,
+        ]
+
+        bad = await c.get("/dashboard/consent", params={"address": "5555"})
+        assert bad.status_code == 400
+        assert "“5555” is not one of our numbers: choose one of 4433, +61400999000." in bad.text
+        assert (await c.get("/dashboard/consent.csv", params={"address": "*"})).status_code == 400
