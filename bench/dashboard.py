@@ -33,9 +33,10 @@ import fill
 import httpx
 from common import BOTKIT, ROOT, free_port, machine, ms, percentile, process
 
+from botkit.addresses import SIMULATOR_NUMBER, OurNumbers
 from botkit.db import Database
 from botkit.migrations import MIGRATIONS
-from botkit.search import filters
+from botkit.search import Numbers, filters
 from botkit.store import Store
 from botkit.store.conversations import Conversations, Cursor
 
@@ -45,6 +46,10 @@ NEXT = re.compile(r'<a rel="next" href="([^"]*)"')
 # What the filters look for: a bot and a state of the example bots, a word some MOs hold
 # and one that none does (a search that must read every message to say so).
 BOT, STATE, WORD, NO_MATCH = "survey", "survey:satisfaction", "refund", "zebra"
+# The number the survey's conversations are on (a fifth of them); the server runs in
+# simulator mode, with SIMULATOR_NUMBER as its only number of its own.
+ADDRESS = fill.PROFILES[BOT].address
+OURS = OurNumbers([SIMULATOR_NUMBER], message_class="mt_message")
 
 StoreCall = Callable[[Conversations], Awaitable[Any]]
 
@@ -216,6 +221,7 @@ def pages(info: dict[str, Any], deep: Measure) -> list[Measure]:
         _filtered(f"q={WORD} (text)", q=WORD),
         _filtered(f"q={NO_MATCH} (text, no match)", q=NO_MATCH),
         _filtered(f"state={STATE}", state=STATE),
+        _filtered(f"address={ADDRESS}", address=ADDRESS),
         _filtered("since/until (a week, 45 days back)", **week),
         Measure(
             f"long transcript ({info['long_thread_messages']:,} messages, latest page)",
@@ -236,8 +242,14 @@ def _filtered(name: str, **query: str) -> Measure:
 
 
 def _page(after: Cursor | None, **query: str) -> StoreCall:
-    """The store's call for a conversations page."""
-    return lambda conversations: conversations.page(after, filters(query))
+    """The store's calls for a conversations page: the numbers threads are on (for the
+    filter by number), then the page."""
+
+    async def call(conversations: Conversations) -> Any:
+        numbers = Numbers.of(OURS, await conversations.addresses())
+        return await conversations.page(after, filters(query, numbers))
+
+    return call
 
 
 def _transcript(thread_id: int) -> StoreCall:

@@ -26,7 +26,7 @@ from .access import Guard, Sessions
 from .db import Row
 from .messages import split_flags
 from .params import whole
-from .search import filters
+from .search import Numbers, filters
 from .settings import Settings
 from .store import Store
 from .store.conversations import Cursor
@@ -53,8 +53,12 @@ def api_routes(settings: Settings, runtime: Runtime) -> Mount:
 
 async def conversations(request: Request) -> Response:
     """A page of conversations, most recently active first, and the cursor of the next."""
-    store: Store = request.app.state.runtime.store
-    chosen = filters(request.query_params)
+    runtime: Runtime = request.app.state.runtime
+    store = runtime.store
+    numbers = None
+    if request.query_params.get("address"):
+        numbers = Numbers.of(runtime.numbers, await store.conversations.addresses())
+    chosen = filters(request.query_params, numbers)
     after = Cursor.parse(request.query_params.get("after", ""))
     rows, cursor = await store.conversations.page(after, chosen)
     return JSONResponse(

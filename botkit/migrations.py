@@ -328,6 +328,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "broadcasts: the sender mask, so that a resumed broadcast shows the same one",
         ("ALTER TABLE broadcasts ADD COLUMN mask TEXT",),
     ),
+    Migration(
+        15,
+        "threads by our number, for the dashboard's filter by it",
+        # A page of one number's conversations is one range of this index, however
+        # few of them there are; and the numbers threads are on are read off it.
+        ("CREATE INDEX threads_address ON threads (address, updated_at, id)",),
+    ),
 )
 
 

@@ -20,6 +20,7 @@ MEASUREMENTS = (
     "q=refund (text)",
     "q=zebra (text, no match)",
     "state=survey:satisfaction",
+    "address=+61400000300",
     "since/until (a week, 45 days back)",
     "long transcript (200 messages, latest page)",
     "normal transcript",

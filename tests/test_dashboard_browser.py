@@ -1,6 +1,8 @@
 """The dashboard in a real headless Chromium: log in, open a conversation, watch an MO
 arrive live, take over and reply, see the reply delivered; hostile content stays text,
-and a form posted without its CSRF token is refused."""
+and a form posted without its CSRF token is refused. With two numbers of ours, each
+conversation and each reply shows its number (and a reply its mask, live too), and the
+list filters by number."""
 
 from __future__ import annotations
 
@@ -86,3 +88,78 @@ def test_an_operator_works_a_conversation(tmp_path, processes, page):
     mts = rows(db, "SELECT sent_by, delivery FROM messages WHERE content LIKE 'Hi, Sam%'")
     assert [tuple(m) for m in mts] == [("ops", "received")]
     assert "s3cret!" not in output(app)
+
+
+CLINIC_BOT = """
+from botkit import Bot, Context
+
+bot = Bot("clinic")
+
+
+@bot.keyword("PROMO")
+async def promo(ctx: Context) -> None:
+    ctx.reply("20% off this week.", mask="ClinicCo")
+
+
+@bot.fallback
+async def fallback(ctx: Context) -> None:
+    ctx.reply("Text PROMO for this week's deal.")
+"""
+DEFAULT, OTHER = "4433", "+61400999000"
+SHOP, CLINIC = "+61400000701", "+61400000702"
+
+
+def callback_mo(base: str, gateway_id: int, source: str, destination: str, text: str) -> None:
+    """An MO as the gateway calls it back: to one of our two numbers."""
+    query = {"id": gateway_id, "source": source, "destination": destination}
+    query |= {"content": text, "operator": "Telstra"}
+    answer = httpx.get(f"{base}/callbacks/tok/mo", params=query)
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_operator_sees_our_numbers_and_filters_by_them(tmp_path, processes, page):
+    (tmp_path / "bots").mkdir()
+    (tmp_path / "bots" / "clinic.py").write_text(CLINIC_BOT)
+    (tmp_path / "templates").mkdir()
+    port, db = free_port(), tmp_path / "botkit.db"
+    env = {"BOTKIT_NUMBERS": f"{DEFAULT},{OTHER}", "BOTKIT_CALLBACK_TOKEN": "tok"}
+    args = ["run", "--port", str(port), "--db", str(db), "--bots", str(tmp_path / "bots")]
+    app = start(processes, [*args, "--templates", str(tmp_path / "templates")], env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/healthz", app)
+    callback_mo(base, 1, CLINIC, DEFAULT, "PROMO")
+    callback_mo(base, 2, SHOP, OTHER, "hello")
+    poll(lambda: len(rows(db, "SELECT id FROM messages WHERE direction = 'mt'")) == 2)
+
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+
+    # Both conversations, each with the number it is on; then only those on OTHER.
+    page.goto(f"{base}/dashboard/")
+    table = page.locator("table.conversations tbody")
+    expect(table.locator("tr", has_text=SHOP)).to_contain_text(OTHER)
+    expect(table.locator("tr", has_text=CLINIC)).to_contain_text(DEFAULT)
+    page.select_option("select[name=address]", OTHER)
+    page.click("form.filters button[type=submit]")
+    expect(table.locator("tr")).to_have_count(1)
+    expect(table).to_contain_text(SHOP)
+    expect(page.locator("select[name=address]")).to_have_value(OTHER)
+
+    # Its reply went from OTHER, without a mask.
+    page.click(f"text={SHOP}")
+    expect(page.locator("#thread h1")).to_contain_text(f"on {OTHER}")
+    expect(page.locator("#chat li.mt .number")).to_have_text(f"from {OTHER}")
+
+    # The clinic's reply went from the default number, masked; a new one shows the
+    # same when it arrives live.
+    page.goto(f"{base}/dashboard/?address={DEFAULT}")
+    page.click(f"text={CLINIC}")
+    expect(page.locator("#chat li.mt .number")).to_have_text(f"from {DEFAULT} as ClinicCo")
+    expect(page.locator("#live")).to_be_visible()
+    callback_mo(base, 3, CLINIC, DEFAULT, "thanks")
+    callback_mo(base, 4, CLINIC, DEFAULT, "PROMO")
+    expect(page.locator("#chat li.mt")).to_have_count(3)
+    expect(page.locator("#chat li.mt .number").last).to_have_text(f"from {DEFAULT} as ClinicCo")
+    expect(page.locator("#chat li.mt .number").nth(1)).to_have_text(f"from {DEFAULT}")
+    assert problems == []

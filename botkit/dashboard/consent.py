@@ -1,8 +1,10 @@
 """Consent: the opt-outs in force and the ledger of every change, for an audit.
 
 GET /dashboard/consent      opt-outs in force and the ledger, the latest first; ?q= a number
-                            in any common form, ?source=, ?change= (opt-out or opt-in),
-                            ?after= and ?optouts_after= for the next pages
+                            in any common form, ?address= one of ours (what holds for
+                            it: its own lines and those of all numbers), ?source=,
+                            ?change= (opt-out or opt-in), ?after= and ?optouts_after=
+                            for the next pages
 GET /dashboard/consent.csv  the ledger lines the same filters pick, as
                             `botkit export consent --format csv` writes them
 """
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..addresses import EVERYWHERE, OurNumbers, canonical_address
 from ..errors import ValidationError
 from ..export import consent_text
 from ..numbers import search_forms
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 
 # The sources botkit itself records; the filter takes any other too (an import's --source).
 SOURCES = ("sms", "web", "import", "operator")
-FILTERS = ("q", "source", "change")
+FILTERS = ("q", "address", "source", "change")
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,10 @@ class Search:
 
 def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     async def consent(request: Request) -> Response:
-        search = _search(request)
+        search = _search(request, runtime.numbers)
         context: dict[str, Any] = {
             **{name: search.filters.get(name, "") for name in FILTERS},
+            "numbers": runtime.numbers.numbers,
             "sources": _sources(search.match.source),
             "actions": ACTIONS,
             "error": search.error,
@@ -59,7 +63,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         store = runtime.store.consent
         after = request.query_params.get("optouts_after", "")
         opt_outs, opt_outs_next = await store.opt_outs(
-            search.match.handsets, OptOutCursor.parse(after)
+            search.match.handsets, OptOutCursor.parse(after), addresses=search.match.addresses
         )
         ledger, ledger_next = await store.ledger_page(search.match, _ledger_cursor(request))
         context |= {
@@ -73,7 +77,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         return pages.render(request, "consent.html", context)
 
     async def download(request: Request) -> Response:
-        search = _search(request)
+        search = _search(request, runtime.numbers)
         if search.error is not None:
             return PlainTextResponse(search.error, 400, headers=HEADERS)
         return pages.download(consent_text(runtime.store, "csv", search.match), "consent.csv")
@@ -84,9 +88,9 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     ]
 
 
-def _search(request: Request) -> Search:
-    """The filters of `request`: a number (in any form that can be one), a source and a
-    change."""
+def _search(request: Request, numbers: OurNumbers) -> Search:
+    """The filters of `request`: a number (in any form that can be one), one of our
+    `numbers`, a source and a change."""
     params = request.query_params
     filters = {name: value.strip() for name in FILTERS if (value := params.get(name, "")).strip()}
     handsets, error = None, None
@@ -101,7 +105,22 @@ def _search(request: Request) -> Search:
     change = filters.get("change")
     if change is not None and change not in ACTIONS:
         error = f"“{change}” is not a change: choose {' or '.join(ACTIONS)}."
-    match = LedgerFilter(handsets=handsets, source=filters.get("source"), action=change)
+    addresses = None
+    if "address" in filters:
+        if filters["address"] in numbers:
+            filters["address"] = numbers.ours(filters["address"])  # as the select says it
+            addresses = (canonical_address(filters["address"]), EVERYWHERE)
+        else:
+            error = (
+                f"“{filters['address']}” is not one of our numbers: choose one of "
+                f"{', '.join(numbers.numbers)}."
+            )
+    match = LedgerFilter(
+        handsets=handsets,
+        addresses=addresses,
+        source=filters.get("source"),
+        action=change,
+    )
     return Search(filters, match, error)
 
 

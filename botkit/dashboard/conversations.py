@@ -1,6 +1,7 @@
 """Conversations and their transcripts.
 
-GET /dashboard/                  threads by latest activity (?bot=, ?after= for the next page)
+GET /dashboard/                  threads by latest activity, filtered as botkit/search.py
+                                 reads the query (?after= for the next page)
 GET /dashboard/threads/{id}      one thread as a chat, each MT with its delivery history
 """
 
@@ -15,7 +16,7 @@ from starlette.routing import Route
 
 from ..errors import ValidationError
 from ..params import whole
-from ..search import filters
+from ..search import Numbers, filters
 from ..store.conversations import STATUSES, Cursor
 from .pages import Pages
 
@@ -27,22 +28,27 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     async def conversations(request: Request) -> Response:
         params = request.query_params
         bots = runtime.router.bots.values()
+        store = runtime.store.conversations
+        numbers = Numbers.of(runtime.numbers, await store.addresses())
         context = {
             "params": params,
             "bots": sorted(bot.name for bot in bots),
             "states": sorted({state for bot in bots for state in bot.states}),
             "statuses": STATUSES,
+            "numbers": list(numbers),
+            "number": numbers.find(params.get("address") or ""),
+            "shown": numbers.shown(),
             "rows": [],
             "cursor": None,
             "error": "",
         }
         try:
-            chosen = filters(params)
+            chosen = filters(params, numbers)
             after = Cursor.parse(params.get("after", ""))
         except ValidationError as exc:
             context["error"] = str(exc)
             return pages.render(request, "conversations.html", context, status_code=400)
-        context["rows"], cursor = await runtime.store.conversations.page(after, chosen)
+        context["rows"], cursor = await store.page(after, chosen)
         if cursor is not None:
             context["next"] = "?" + urlencode({**params, "after": str(cursor)})
         return pages.render(request, "conversations.html", context)

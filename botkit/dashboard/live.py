@@ -35,10 +35,11 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
     async def events(request: Request) -> Response:
         thread_id = request.path_params["thread_id"]
         since = request.headers.get("last-event-id") or request.query_params.get("since", "")
-        if await runtime.store.threads.get(thread_id) is None:
+        thread = await runtime.store.threads.get(thread_id)
+        if thread is None:
             return PlainTextResponse(f"no thread {thread_id}", 404)
         return EventSourceResponse(
-            _changes(pages, runtime, request, thread_id, since),
+            _changes(pages, runtime, request, thread_id, thread.address, since),
             ping=15,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -47,9 +48,11 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
 
 
 async def _changes(
-    pages: Pages, runtime: Runtime, request: Request, thread_id: int, since: str
+    pages: Pages, runtime: Runtime, request: Request, thread_id: int, address: str, since: str
 ) -> AsyncIterator[ServerSentEvent]:
-    """The thread's changes from `since` on, for as long as the browser listens."""
+    """The thread's changes from `since` on, for as long as the browser listens (its
+    messages drawn as on the page: an MO says its number when not the thread's
+    `address`)."""
     db = runtime.store.db
     sent: dict[tuple[str, int], int] = {}  # a hash of what each event last carried
     while True:
@@ -60,7 +63,8 @@ async def _changes(
             html = pages.fragment(request, "_thread.html", {"thread": thread})
             updates.append(("thread", thread_id, thread["updated_at"], html))
         for m in messages:
-            html = pages.fragment(request, "_message.html", {"m": m, "history": history})
+            context = {"m": m, "history": history, "thread": {"address": address}}
+            html = pages.fragment(request, "_message.html", context)
             updates.append(("message", m["id"], m["updated_at"], html))
         for kind, key, version, html in updates:
             since = max(since, version)

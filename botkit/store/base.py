@@ -93,6 +93,6 @@ async def take_leases(
     return [row_key for row_key in ids if row_key in kept]
 
 
-def marks(values: list[int]) -> str:
+def marks(values: Collection[object]) -> str:
     """Placeholders for an `IN (...)` list of `values`."""
     return ",".join("?" * len(values))

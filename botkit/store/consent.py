@@ -39,21 +39,24 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class LedgerFilter:
-    """Which ledger lines to read: of any of `handsets`, from `source`, of `action`, from
-    `since` on; None matches every one."""
+    """Which ledger lines to read: of any of `handsets`, on any of `addresses` (as
+    stored: canonical, or EVERYWHERE), from `source`, of `action`, from `since` on; None
+    matches every one."""
 
     handsets: tuple[str, ...] | None = None
     source: str | None = None
     action: str | None = None
     since: datetime | None = None
+    addresses: tuple[str, ...] | None = None
 
     def where(self) -> tuple[list[str], list[Any]]:
         """The conditions on `consent` (as c) and their parameters."""
         conditions: list[str] = []
         params: list[Any] = []
-        if self.handsets is not None:
-            conditions.append(_in("c.handset", self.handsets))
-            params += self.handsets
+        for column, values in (("handset", self.handsets), ("address", self.addresses)):
+            if values is not None:
+                conditions.append(_in(f"c.{column}", values))
+                params += values
         for column, value in (("source", self.source), ("action", self.action)):
             if value is not None:
                 conditions.append(f"c.{column} = ?")
@@ -162,14 +165,17 @@ class Consent(Part):
         handsets: tuple[str, ...] | None = None,
         after: OptOutCursor | None = None,
         limit: int = PAGE,
+        *,
+        addresses: tuple[str, ...] | None = None,
     ) -> tuple[list[OptOut], OptOutCursor | None]:
-        """The opt-outs in force (of any of `handsets`), the latest first; and the cursor
-        of the next page (None: the last page)."""
+        """The opt-outs in force (of any of `handsets`, from any of `addresses`), the
+        latest first; and the cursor of the next page (None: the last page)."""
         conditions: list[str] = []
         params: list[Any] = []
-        if handsets is not None:
-            conditions.append(_in("handset", handsets))
-            params += handsets
+        for column, values in (("handset", handsets), ("address", addresses)):
+            if values is not None:
+                conditions.append(_in(column, values))
+                params += values
         if after is not None:
             conditions.append("(since, handset, address) < (?, ?, ?)")
             params += after

@@ -61,7 +61,8 @@ STATUSES = ("open", "paused", "closed")
 @dataclass(frozen=True)
 class Filters:
     """Which threads a page shows (see botkit/search.py): `number` is digits a handset
-    contains, `text` a message's content; `since` and `before` bound the last activity."""
+    contains, `text` a message's content; `since` and `before` bound the last activity;
+    `addresses` are the ways threads spell the one of our numbers they are on."""
 
     bot: str | None = None
     status: str | None = None
@@ -70,6 +71,7 @@ class Filters:
     text: str | None = None
     since: str | None = None
     before: str | None = None
+    addresses: tuple[str, ...] | None = None
 
     def where(self) -> tuple[list[str], list[object]]:
         """SQL conditions on threads `t`, and their parameters."""
@@ -87,6 +89,9 @@ class Filters:
         if self.state:
             where.append("t.state = ?")
             params.append(self.state)
+        if self.addresses is not None:
+            where.append(f"t.address IN ({marks(self.addresses)})")
+            params += self.addresses
         if self.number:
             where.append("t.handset LIKE ?")
             params.append(f"%{self.number}%")
@@ -137,6 +142,21 @@ class Conversations(Part):
         rows = rows[:limit]
         cursor = Cursor(rows[-1]["updated_at"], rows[-1]["id"]) if more and rows else None
         return rows, cursor
+
+    async def addresses(self) -> list[str]:
+        """The numbers threads are on, as they store them: one look into the
+        threads_address index per number (a loose index scan), not a read of every
+        thread."""
+        rows = await self.db.fetchall(
+            """WITH RECURSIVE found (address) AS (
+                   SELECT min(address) FROM threads
+                   UNION ALL
+                   SELECT (SELECT t.address FROM threads t WHERE t.address > found.address
+                           ORDER BY t.address LIMIT 1)
+                   FROM found WHERE found.address IS NOT NULL)
+               SELECT address FROM found WHERE address IS NOT NULL"""
+        )
+        return [row["address"] for row in rows]
 
     async def transcript(
         self, thread_id: int, before: int | None = None, *, limit: int = TRANSCRIPT_PAGE
