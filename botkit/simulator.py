@@ -34,24 +34,9 @@ billing for, and that is the spec's error for a message it could not create. The
 answers a malformed destination, an over-long reference and an `expires` that is not
 RFC 3339.
 
-Faults: `simulator.fail(status=503, requests=3)` makes the gateway fail for a while, then
-be healthy again (`heal()` ends it at once). A fault answers each send request with
-`status` (429 or a 5xx) instead of the message id, after holding it `delay` seconds (a
-delay beyond the client's timeout is a timeout; a delay alone is a slow gateway); it lasts
-`requests` requests or `seconds` seconds (the first to run out), or until healed. Whether
-the message was accepted is what a real gateway would have done:
-
-- 503, 429: never accepted. The gateway says it did not take the request on, before
-  checking anything; a client may resend.
-- 500 (any other 5xx): accepted by default (`accept=False` for one that failed before
-  queuing). The gateway queued the message and then failed to answer: it is delivered
-  and its DLRs come, so a client that resends delivers it twice.
-- a delay with no status (slow, or a timeout): accepted on arrival, answered late with its
-  id; its DLRs may come before the answer.
-- a delay with a status: a timeout before (`accept=False`) or after queuing.
-- connection refused is not a fault of this app (a socket is uvicorn's to close, and a
-  closed one takes the lifespan with it): put a TCP relay in front and switch it off, as
-  the tests do (tests/servers.py).
+Faults: `simulator.fail(status=503, requests=3)` makes the gateway fail send requests for
+a while, then be healthy again (`heal()` ends it at once); botkit/faults.py says how each
+kind of fault answers and whether the message was accepted.
 
 Over HTTP (`botkit simulator`), JSON endpoints for tests and operators:
 `POST /api/faults` with a JSON object of `fail`'s arguments (`{"status": 503, "seconds": 2}`)
@@ -67,9 +52,7 @@ import base64
 import contextlib
 import ipaddress
 import itertools
-import json
 import logging
-import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -88,6 +71,7 @@ from starlette.routing import Route
 from .addresses import SIMULATOR_NUMBER, canonical_address, parse_number
 from .clock import Clock, system_clock
 from .errors import ValidationError
+from .faults import Fault, fault_arguments
 from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
 from .numbers import international
 from .phone import PhonePage
@@ -106,8 +90,6 @@ CALLBACK_CONCURRENCY = 50
 # Ids start above 2**32 so 32-bit bugs show, and grow with the clock so a restarted
 # simulator does not reuse the ids an app already stored (it deduplicates MOs on them).
 FIRST_ID = 2**32
-# A gateway answering these did not take the request on (overloaded, throttled).
-NOT_TAKEN = (429, 503)
 
 logger = logging.getLogger("botkit.simulator")
 
@@ -172,55 +154,6 @@ class SimRequest:
     status: int
     message_id: int | None
     faulted: bool  # answered by a fault
-
-
-@dataclass
-class Fault:
-    """How the gateway fails each send request while the fault lasts (module docstring)."""
-
-    status: int | None = None
-    delay: float = 0.0
-    accept: bool | None = None  # None: the default for `status`
-    requests: int | None = None
-    seconds: float | None = None
-    answered: int = 0  # requests it took so far
-    started: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        if self.status is not None and not (self.status == 429 or 500 <= self.status <= 599):
-            raise ValueError(f"status {self.status!r}: a fault answers 429 or a 5xx")
-        if self.accept is None:
-            self.accept = self.status not in NOT_TAKEN
-        if self.accept and self.status in NOT_TAKEN:
-            raise ValueError(f"a {self.status} means the gateway did not take the message")
-        if self.status is None and not self.accept:
-            raise ValueError("a message the gateway did not accept needs an error status")
-        if not (math.isfinite(self.delay) and self.delay >= 0):
-            raise ValueError("delay must be a number of seconds, at least 0")
-        if self.status is None and not self.delay:
-            raise ValueError("a fault needs a status, a delay, or both")
-        if self.requests is not None and self.requests < 1:
-            raise ValueError("requests must be at least 1")
-        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise ValueError("seconds must be a positive number")
-
-    def over(self) -> bool:
-        """Whether the fault has run out: the gateway is healthy again."""
-        if self.requests is not None and self.answered >= self.requests:
-            return True
-        return self.seconds is not None and time.monotonic() - self.started >= self.seconds
-
-    def take(self) -> bool:
-        """Count one more request against the fault; False once it has run out."""
-        if self.over():
-            return False
-        self.answered += 1
-        return True
-
-    def as_json(self) -> dict[str, Any]:
-        """The fault's settings, how many requests it answered, and whether it is over."""
-        keys = ("status", "delay", "accept", "requests", "seconds", "answered")
-        return {**{key: getattr(self, key) for key in keys}, "over": self.over()}
 
 
 class Simulator:
@@ -447,7 +380,7 @@ class Simulator:
             if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
                 return JSONResponse({"error": "send JSON"}, 415)
             try:
-                self.fail(**_fault_arguments(await request.body()))
+                self.fail(**fault_arguments(await request.body()))
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         elif request.method == "DELETE":
@@ -662,31 +595,6 @@ class Simulator:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("simulator task failed", exc_info=task.exception())
-
-
-def _fault_arguments(body: bytes) -> dict[str, Any]:
-    """`fail`'s arguments from a JSON object, type-checked; ValueError naming the bad one."""
-    try:
-        given = json.loads(body)
-    except ValueError:
-        raise ValueError("the body is not JSON") from None
-    if not isinstance(given, dict):
-        raise ValueError("send a JSON object")
-    types: dict[str, tuple[type, ...]] = {
-        "status": (int,),
-        "delay": (int, float),
-        "accept": (bool,),
-        "requests": (int,),
-        "seconds": (int, float),
-    }
-    for key, value in given.items():
-        if key not in types:
-            raise ValueError(f"unknown key {key!r}; known: {sorted(types)}")
-        if value is None and key != "delay":  # null: the default
-            continue
-        if isinstance(value, bool) is not (bool in types[key]) or not isinstance(value, types[key]):
-            raise ValueError(f"{key}: {value!r} is not a {types[key][0].__name__}")
-    return given
 
 
 def our_numbers(numbers: Sequence[str]) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ DESCRIPTION = (
     "names no error for it), an unknown mask is ignored. MOs carry reply_to only with "
     "--number-sequence. POST /api/faults with JSON such as "
     '{"status": 503, "seconds": 5} makes the gateway fail for a while (see '
-    "botkit.simulator); DELETE /api/faults heals it."
+    "botkit.faults); DELETE /api/faults heals it."
 )
 # As a real gateway does, keep retrying a callback across an app's restart: 60 retries,
 # backing off from 0.1 s to at most 1 s between them.
