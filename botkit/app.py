@@ -63,7 +63,7 @@ def create_app(
     simulator: Simulator | None = None
     clients: list[httpx.AsyncClient] = []
     if gateway is None and settings.simulator_mode:
-        simulator, gateway, clients = _in_process_simulator(token, settings, lambda: app)
+        simulator, gateway, clients = _in_process_simulator(token, settings, clock, lambda: app)
     elif gateway is None:
         assert settings.application is not None and settings.password is not None
         gateway = Gateway(
@@ -108,10 +108,11 @@ def create_app(
 
 
 def _in_process_simulator(
-    token: str, settings: Settings, get_app: Callable[[], ASGIApp]
+    token: str, settings: Settings, clock: Clock, get_app: Callable[[], ASGIApp]
 ) -> tuple[Simulator, Gateway, list[httpx.AsyncClient]]:
     """A simulator wired to the app in-process: the gateway client reaches the simulator,
-    and the simulator's callbacks reach the app, through ASGI transports (no sockets)."""
+    and the simulator's callbacks reach the app, through ASGI transports (no sockets). It
+    plays an account with our numbers and class, and tells expiry by the app's clock."""
 
     async def forward(scope: Scope, receive: Receive, send: Send) -> None:
         await get_app()(scope, receive, send)
@@ -124,7 +125,9 @@ def _in_process_simulator(
         mo_url=f"{APP_ORIGIN}/callbacks/{token}/mo",
         dlr_url=f"{APP_ORIGIN}/callbacks/{token}/dlr",
         http=to_app,
-        shortcode=settings.numbers[0],
+        numbers=settings.numbers,
+        classes=(settings.message_class,),
+        clock=clock,
         dashboard="../dashboard/",  # from the phone page at /simulator/
     )
     to_simulator = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator.app))

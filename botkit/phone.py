@@ -2,11 +2,12 @@
 
 The page polls `api/handsets/{number}` for the conversation and posts to
 `api/handsets/{number}/send` (`api/messages` and `api/mos` list every MT and MO, for
-tests); every URL is relative, so it works at `/` and mounted under a prefix such as
-`/simulator/`. When the app runs the simulator, the page links to
-its dashboard and to the transcript of the handset's latest thread. Handset text is
-untrusted: the template autoescapes and the script builds the DOM with textContent,
-under a CSP that forbids inline script.
+tests). The handset picks which of our numbers it texts (by default the one its latest
+MT came from), and each MT shows the number, or mask, it came from. Every URL is
+relative, so it works at `/` and mounted under a prefix such as `/simulator/`. When the
+app runs the simulator, the page links to its dashboard and to the transcript of the
+handset's latest thread. Handset text is untrusted: the template autoescapes and the
+script builds the DOM with textContent, under a CSP that forbids inline script.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class PhonePage:
             number, error = DEFAULT_HANDSET, str(exc)
         context = {
             "number": number,
+            "numbers": self.simulator.numbers,
+            "to": self.simulator.replies_go_to(number),
             "messages": self.messages(number),
             "error": error,
             "dashboard": self.simulator.dashboard,
@@ -85,12 +88,13 @@ class PhonePage:
         )
 
     async def all_sent(self, request: Request) -> Response:
-        """GET api/messages: every MT the gateway accepted, and when (seconds since the
-        epoch), for tests over real HTTP."""
+        """GET api/messages: every MT the gateway accepted, the address the handset saw it
+        come from, and when (seconds since the epoch), for tests over real HTTP."""
         sent = [
             {
                 "id": str(m.id),
                 "destination": m.destination,
+                "sender": m.sender,
                 "reference": m.reference,
                 "accepted_at": m.created_at,
             }
@@ -105,7 +109,9 @@ class PhonePage:
             {
                 "id": str(mo.id),
                 "source": mo.source,
+                "destination": mo.destination,
                 "content": mo.content,
+                "reply_to": None if mo.reply_to is None else str(mo.reply_to),
                 "answers": [] if mo.callback is None else mo.callback.answers,
                 "pending": mo.pending,
             }
@@ -121,22 +127,24 @@ class PhonePage:
             return JSONResponse({"error": str(exc)}, 400, headers=HEADERS)
         conversation = {
             "number": number,
+            "to": self.simulator.replies_go_to(number),
             "messages": self.messages(number),
             "transcript": self.transcript(number),
         }
         return JSONResponse(conversation, headers=HEADERS)
 
     async def send(self, request: Request) -> Response:
-        """POST api/handsets/{number}/send with JSON {"text": ...}: the handset texts the app."""
+        """POST api/handsets/{number}/send with JSON {"text": ..., "to": ...}: the handset
+        texts the app, at our number `to` (optional: else where replies go by default)."""
         # Requiring JSON keeps cross-site HTML forms (which cannot send it) out.
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send JSON"}, 415, headers=HEADERS)
         try:
             number = international(request.path_params["number"], "number")
-            text = _text(await request.body())
+            text, to = _text_and_to(await request.body(), self.simulator.numbers)
         except ValidationError as exc:
             return JSONResponse({"error": str(exc)}, 400, headers=HEADERS)
-        mo = self.simulator.queue_mo(number, text)
+        mo = self.simulator.queue_mo(number, text, destination=to)
         return JSONResponse({"id": str(mo.id)}, 202, headers=HEADERS)
 
     def messages(self, number: str) -> list[dict[str, Any]]:
@@ -156,19 +164,23 @@ class PhonePage:
         return None
 
 
-def _text(body: bytes) -> str:
-    """The non-empty "text" of a JSON body, or ValidationError."""
+def _text_and_to(body: bytes, numbers: tuple[str, ...]) -> tuple[str, str | None]:
+    """The non-empty "text" of a JSON body and its "to" (one of `numbers`, or absent), or
+    ValidationError."""
     try:
-        text = json.loads(body).get("text")
+        given = json.loads(body)
+        text, to = given.get("text"), given.get("to")
     except (ValueError, AttributeError):
         raise ValidationError("text", "the body is not a JSON object") from None
+    if to is not None and to not in numbers:
+        raise ValidationError("to", f"must be one of our numbers: {', '.join(numbers)}")
     if not isinstance(text, str) or not text:
         raise ValidationError("text", "must be a non-empty string")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError("text", "holds a lone surrogate, which no handset can send") from None
-    return text
+    return text, to
 
 
 def _mt(message: SimMessage) -> dict[str, Any]:

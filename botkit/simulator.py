@@ -9,24 +9,34 @@ delivers DLRs for each accepted MT and MOs from simulated handsets as GET callba
 with the same parameters until the app answers 200. Everything it accepted and sent is
 recorded for tests to inspect.
 
-Faults: `simulator.fail(status=503, requests=3)` makes the gateway fail for a while, then
-be healthy again (`heal()` ends it at once). A fault answers each send request with
-`status` (429 or a 5xx) instead of the message id, after holding it `delay` seconds (a
-delay beyond the client's timeout is a timeout; a delay alone is a slow gateway); it lasts
-`requests` requests or `seconds` seconds (the first to run out), or until healed. Whether
-the message was accepted is what a real gateway would have done:
+The account it plays has `numbers` (the default first), message `classes` and `masks`:
 
-- 503, 429: never accepted. The gateway says it did not take the request on, before
-  checking anything; a client may resend.
-- 500 (any other 5xx): accepted by default (`accept=False` for one that failed before
-  queuing). The gateway queued the message and then failed to answer: it is delivered
-  and its DLRs come, so a client that resends delivers it twice.
-- a delay with no status (slow, or a timeout): accepted on arrival, answered late with its
-  id; its DLRs may come before the answer.
-- a delay with a status: a timeout before (`accept=False`) or after queuing.
-- connection refused is not a fault of this app (a socket is uvicorn's to close, and a
-  closed one takes the lifespan with it): put a TCP relay in front and switch it off, as
-  the tests do (tests/servers.py).
+- An MT with `class` goes from the default number, one with `source` from that number;
+  both together are refused, as is a `mask` without `class` (Missing class parameter).
+- A mask shows as the sender only if it is among `masks` (case-sensitive); any other is
+  ignored and the MT arrives from the default number, as the spec says.
+- `expires`: when an MT's expiry is at or before the moment the carrier would move it on
+  (submitted, sent, received), its DLR is `expired` instead and it never reaches the
+  handset: it leaves the handset's inbox and the phone page. Time is `clock`'s.
+- MOs carry `reply_to` (and the answered MT's `reference`) only with `number_sequence`:
+  the spec sends it "only when a number sequence is used". An MO goes to one of
+  `numbers`: the one given, else the one the handset's latest MT came from, else the
+  default.
+- HEAD /message answers the status the gateway's checks give a GET with the same query
+  (200, or the authentication or parameter error), with no body, and does nothing else:
+  nothing is queued or recorded, and a fault neither answers it nor counts it (a fault
+  plays a failing send, and a HEAD sends nothing).
+
+The simulator's own choices, where the spec names no error: an MT whose `source` is not
+among `numbers`, or whose `class` is not among `classes`, is refused with "Failed to queue
+message" (400 in v2, 500 in v1): the gateway cannot create a message it has no route or
+billing for, and that is the spec's error for a message it could not create. The same
+answers a malformed destination, an over-long reference and an `expires` that is not
+RFC 3339.
+
+Faults: `simulator.fail(status=503, requests=3)` makes the gateway fail send requests for
+a while, then be healthy again (`heal()` ends it at once); botkit/faults.py says how each
+kind of fault answers and whether the message was accepted.
 
 Over HTTP (`botkit simulator`), JSON endpoints for tests and operators:
 `POST /api/faults` with a JSON object of `fail`'s arguments (`{"status": 503, "seconds": 2}`)
@@ -42,13 +52,12 @@ import base64
 import contextlib
 import ipaddress
 import itertools
-import json
 import logging
-import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -56,16 +65,23 @@ import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from .addresses import SIMULATOR_NUMBER, canonical_address, parse_number
+from .clock import Clock, system_clock
 from .errors import ValidationError
+from .faults import Fault, fault_arguments
 from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
 from .numbers import international
 from .phone import PhonePage
 
 STATUSES = ("submitted", "sent", "received", "failed", "frozen", "dead", "rejected", "expired")
 DEFAULT_FATE = ("submitted", "sent", "received")
+# The statuses that move an MT on towards the handset: an expiry that passed turns them
+# into "expired" (until it was received).
+ON_THE_WAY = DEFAULT_FATE
+DEFAULT_CLASSES = ("mt_message",)
 CALLBACK_TIMEOUT = httpx.Timeout(5.0)
 # Callbacks in flight at once: fewer than httpx's pool of 100 connections, so that none
 # waits for one (thousands waiting time out of the pool, and its bookkeeping grows
@@ -74,8 +90,6 @@ CALLBACK_CONCURRENCY = 50
 # Ids start above 2**32 so 32-bit bugs show, and grow with the clock so a restarted
 # simulator does not reuse the ids an app already stored (it deduplicates MOs on them).
 FIRST_ID = 2**32
-# A gateway answering these did not take the request on (overloaded, throttled).
-NOT_TAKEN = (429, 503)
 
 logger = logging.getLogger("botkit.simulator")
 
@@ -92,9 +106,16 @@ class SimMessage:
     mask: str | None
     reference: str | None
     expires: str | None
-    sender: str  # the address the handset sees it come from
+    number: str  # the number of ours it went from (a reply goes there)
+    sender: str  # the address the handset sees it come from: a known mask, else `number`
+    expires_at: datetime | None = None
     statuses: list[str] = field(default_factory=list)  # statuses reached so far, in order
     created_at: float = field(default_factory=time.time)
+
+    @property
+    def expired(self) -> bool:
+        """Whether it expired: it never reached the handset."""
+        return "expired" in self.statuses
 
 
 @dataclass
@@ -135,55 +156,6 @@ class SimRequest:
     faulted: bool  # answered by a fault
 
 
-@dataclass
-class Fault:
-    """How the gateway fails each send request while the fault lasts (module docstring)."""
-
-    status: int | None = None
-    delay: float = 0.0
-    accept: bool | None = None  # None: the default for `status`
-    requests: int | None = None
-    seconds: float | None = None
-    answered: int = 0  # requests it took so far
-    started: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        if self.status is not None and not (self.status == 429 or 500 <= self.status <= 599):
-            raise ValueError(f"status {self.status!r}: a fault answers 429 or a 5xx")
-        if self.accept is None:
-            self.accept = self.status not in NOT_TAKEN
-        if self.accept and self.status in NOT_TAKEN:
-            raise ValueError(f"a {self.status} means the gateway did not take the message")
-        if self.status is None and not self.accept:
-            raise ValueError("a message the gateway did not accept needs an error status")
-        if not (math.isfinite(self.delay) and self.delay >= 0):
-            raise ValueError("delay must be a number of seconds, at least 0")
-        if self.status is None and not self.delay:
-            raise ValueError("a fault needs a status, a delay, or both")
-        if self.requests is not None and self.requests < 1:
-            raise ValueError("requests must be at least 1")
-        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise ValueError("seconds must be a positive number")
-
-    def over(self) -> bool:
-        """Whether the fault has run out: the gateway is healthy again."""
-        if self.requests is not None and self.answered >= self.requests:
-            return True
-        return self.seconds is not None and time.monotonic() - self.started >= self.seconds
-
-    def take(self) -> bool:
-        """Count one more request against the fault; False once it has run out."""
-        if self.over():
-            return False
-        self.answered += 1
-        return True
-
-    def as_json(self) -> dict[str, Any]:
-        """The fault's settings, how many requests it answered, and whether it is over."""
-        keys = ("status", "delay", "accept", "requests", "seconds", "answered")
-        return {**{key: getattr(self, key) for key in keys}, "over": self.over()}
-
-
 class Simulator:
     """The gateway's send API, its DLR and MO callbacks, and a phone page, as one ASGI app."""
 
@@ -195,8 +167,11 @@ class Simulator:
         mo_url: str | None = None,
         dlr_url: str | None = None,
         allow: Sequence[str] | None = None,
-        shortcode: str = "4433",
-        number_sequence: bool = True,
+        numbers: Sequence[str] = (SIMULATOR_NUMBER,),
+        classes: Sequence[str] = DEFAULT_CLASSES,
+        masks: Sequence[str] = (),
+        number_sequence: bool = False,
+        clock: Clock = system_clock,
         dlr_delay: float = 0.05,
         http: httpx.AsyncClient | None = None,
         callback_retries: int = 5,
@@ -212,8 +187,11 @@ class Simulator:
         self.mo_url = mo_url
         self.dlr_url = dlr_url
         self._allow = None if allow is None else [ipaddress.ip_network(a, False) for a in allow]
-        self.shortcode = shortcode
+        self.numbers = our_numbers(numbers)
+        self.classes = tuple(classes)
+        self.masks = tuple(masks)
         self.number_sequence = number_sequence
+        self.clock = clock
         self.dlr_delay = dlr_delay
         self.callback_retries = callback_retries
         self.callback_backoff = callback_backoff
@@ -233,7 +211,7 @@ class Simulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._callback_slots = asyncio.Semaphore(CALLBACK_CONCURRENCY)
         routes = [
-            Route("/message", self._message),
+            Route("/message", self._message, methods=["GET", "HEAD"]),
             Route("/api/faults", self._faults, methods=["GET", "POST", "DELETE"]),
             Route("/api/requests", self._requests, methods=["GET"]),
             *PhonePage(self).routes(),
@@ -270,10 +248,22 @@ class Simulator:
         """End the current fault: the gateway is healthy again."""
         self.fault = None
 
+    @property
+    def default_number(self) -> str:
+        """The number MTs by class come from, and MOs go to when nothing else decides."""
+        return self.numbers[0]
+
+    def replies_go_to(self, handset: str) -> str:
+        """The number of ours an MO from `handset` goes to when it names none: the one its
+        latest MT came from, else the default."""
+        inbox = self.inbox(handset)
+        return inbox[-1].number if inbox else self.default_number
+
     def inbox(self, number: str) -> list[SimMessage]:
-        """Return the MTs sent to one handset, oldest first."""
+        """The MTs sent to one handset, oldest first, but those that expired (which never
+        reached it)."""
         number = international(number)
-        return [message for message in self.sent if message.destination == number]
+        return [m for m in self.sent if m.destination == number and not m.expired]
 
     async def send_mo(
         self,
@@ -323,9 +313,11 @@ class Simulator:
         yield
         await self.aclose()
 
-    async def _message(self, request: Request) -> PlainTextResponse:
+    async def _message(self, request: Request) -> Response:
         """GET /message: queue an MT and answer its id or the spec's error, unless a fault
         answers instead (queuing it first when the fault accepts it)."""
+        if request.method == "HEAD":
+            return self._head(request)
         query = request.query_params
         fault = self.fault if self.fault is not None and self.fault.take() else None
         response, message = PlainTextResponse(""), None
@@ -346,24 +338,40 @@ class Simulator:
         )
         return response
 
+    def _head(self, request: Request) -> Response:
+        """HEAD /message: the status a GET would get, without a body (its length is known
+        only once a message exists); nothing queued, recorded or counted by a fault."""
+        refusal = self._refusal(request)
+        response = Response(status_code=200 if refusal is None else refusal.status_code)
+        response.headers["content-type"] = "text/plain; charset=utf-8"
+        del response.headers["content-length"]
+        return response
+
     def _answer(self, request: Request) -> tuple[PlainTextResponse, SimMessage | None]:
         """The spec's answer to a send request, and the MT when it was queued."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal, None
+        message = self._queue(request.query_params)
+        return PlainTextResponse(str(message.id)), message
+
+    def _refusal(self, request: Request) -> PlainTextResponse | None:
+        """The spec's error for a send request the gateway would not queue, else None."""
         query = request.query_params
         v2 = query.get("version") == "2"  # the spec's default is 1; only 2 changes the codes
         refused = 400 if v2 else 500
         if not self._authorised(request):
-            return PlainTextResponse(AUTH_TEXT, 401 if v2 else 500), None
+            return PlainTextResponse(AUTH_TEXT, 401 if v2 else 500)
         for name in ("content", "destination"):
             if not query.get(name):
-                return PlainTextResponse(f"ERROR Missing {name} parameter", refused), None
+                return PlainTextResponse(f"ERROR Missing {name} parameter", refused)
         if query.get("class") and query.get("source"):
-            return PlainTextResponse(QUEUE_TEXT, refused), None
+            return PlainTextResponse(QUEUE_TEXT, refused)
         if query.get("mask") and not query.get("class"):
-            return PlainTextResponse("ERROR Missing class parameter", refused), None
-        message = self._queue(query)
-        if message is None:
-            return PlainTextResponse(QUEUE_TEXT, refused), None
-        return PlainTextResponse(str(message.id)), message
+            return PlainTextResponse("ERROR Missing class parameter", refused)
+        if not self._can_queue(query):
+            return PlainTextResponse(QUEUE_TEXT, refused)
+        return None
 
     async def _faults(self, request: Request) -> JSONResponse:
         """GET, POST (a JSON object of `fail`'s arguments) or DELETE /api/faults."""
@@ -372,7 +380,7 @@ class Simulator:
             if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
                 return JSONResponse({"error": "send JSON"}, 415)
             try:
-                self.fail(**_fault_arguments(await request.body()))
+                self.fail(**fault_arguments(await request.body()))
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         elif request.method == "DELETE":
@@ -409,36 +417,47 @@ class Simulator:
         password = _same(query.get("password", ""), self._password)
         return application and password
 
-    def _queue(self, query: QueryParams) -> SimMessage | None:
-        """Create and schedule an MT, or None when the gateway would fail to queue it."""
+    def _can_queue(self, query: QueryParams) -> bool:
+        """Whether the gateway could create the MT: a routable destination, a reference of at
+        most 50 characters, an RFC 3339 expiry, one of our numbers and classes."""
         destination = query["destination"]
-        reference = query.get("reference") or None
-        expires = query.get("expires") or None
         if not _is_e164(destination) or destination in self._unroutable:
-            return None
-        if reference is not None and len(reference) > MAX_REFERENCE:
-            return None
-        if expires is not None:
+            return False
+        if len(query.get("reference", "")) > MAX_REFERENCE:
+            return False
+        if query.get("expires"):
             try:
-                parse_rfc3339(expires)
+                parse_rfc3339(query["expires"])
             except ValueError:
-                return None
+                return False
+        source, message_class = query.get("source"), query.get("class")
+        if source and self._ours(source) is None:
+            return False
+        return not message_class or message_class in self.classes
+
+    def _queue(self, query: QueryParams) -> SimMessage:
+        """Create and schedule an MT that `_can_queue` allowed."""
+        expires = query.get("expires") or None
         source = query.get("source") or None
         mask = query.get("mask") or None
+        number = self.default_number if source is None else self._ours(source)
+        assert number is not None
         message = SimMessage(
             id=next(self._ids),
-            destination=destination,
+            destination=query["destination"],
             content=query["content"],
             message_class=query.get("class") or None,
             source=source,
             mask=mask,
-            reference=reference,
+            reference=query.get("reference") or None,
             expires=expires,
-            sender=mask or source or self.shortcode,
+            number=number,
+            sender=mask if mask in self.masks else number,
+            expires_at=None if expires is None else parse_rfc3339(expires),
         )
         self.sent.append(message)
         self.sent_by_id[message.id] = message
-        fate = self._fates.get(destination, self.default_fate)
+        fate = self._fates.get(message.destination, self.default_fate)
         self._spawn(self._deliver_statuses(message, fate))
         return message
 
@@ -449,12 +468,20 @@ class Simulator:
         await self._report(self.sent_by_id[message_id], status)
 
     async def _deliver_statuses(self, message: SimMessage, fate: Sequence[str]) -> None:
-        """Move an MT through its fate, sending a DLR for each status when dlr_url is set."""
+        """Move an MT through its fate, sending a DLR for each status when dlr_url is set;
+        an MT that expired goes no further."""
         for status in fate:
             await asyncio.sleep(self.dlr_delay)
             await self._report(message, status)
+            if message.expired:
+                return
 
     async def _report(self, message: SimMessage, status: str) -> None:
+        """Record `status` and send its DLR; "expired" instead of a status that would move
+        the MT on towards the handset after its expiry passed."""
+        on_the_way = status in ON_THE_WAY and "received" not in message.statuses
+        if on_the_way and message.expires_at is not None and message.expires_at <= self.clock():
+            status = "expired"
         message.statuses.append(status)
         if self.dlr_url is None:
             return
@@ -471,16 +498,27 @@ class Simulator:
         reply_to: int | None,
         operator: str,
     ) -> SimMO:
-        """Record an MO; with a number sequence it answers the handset's latest MT."""
+        """Record an MO to one of our numbers (the one given, else the one the handset's
+        latest MT came from, else the default); with a number sequence it answers the latest
+        MT from that number (or `reply_to`). ValueError for a number that is not ours, or a
+        `reply_to` without a number sequence."""
         source = international(source, "source")
-        inbox = self.inbox(source)
-        latest = inbox[-1] if inbox else None
-        if reply_to is None and self.number_sequence and latest is not None:
-            reply_to = latest.id
-        if destination is None:
-            # The reply goes to the MT's source address; a mask is for display only.
-            destination = (latest.source if latest else None) or self.shortcode
+        if reply_to is not None and not self.number_sequence:
+            raise ValueError(
+                "reply_to needs number_sequence=True: without a number sequence the gateway "
+                "cannot tell which MT a message answers, and sends no reply_to"
+            )
         answered = self.sent_by_id.get(reply_to) if reply_to is not None else None
+        if destination is None:
+            # A reply goes to the number the MT came from; a mask is for display only.
+            destination = answered.number if answered else self.replies_go_to(source)
+        elif self._ours(destination) is None:
+            raise ValueError(f"{destination!r} is not one of our numbers {self.numbers}")
+        if reply_to is None and self.number_sequence:
+            ours = self._ours(destination)
+            from_there = [m for m in self.inbox(source) if m.number == ours]
+            answered = from_there[-1] if from_there else None
+            reply_to = answered.id if answered else None
         binary = isinstance(content, bytes)
         mo = SimMO(
             id=next(self._ids),
@@ -541,6 +579,12 @@ class Simulator:
                 break
         return record.answers[-1]
 
+    def _ours(self, address: str) -> str | None:
+        """`address` as our number is configured ("61400999000" names "+61400999000"), or
+        None when it is not one of ours."""
+        wanted = canonical_address(address)
+        return next((n for n in self.numbers if canonical_address(n) == wanted), None)
+
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run `coroutine` as a tracked task, so drain() can wait for it and aclose() cancel it."""
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -553,29 +597,18 @@ class Simulator:
             logger.error("simulator task failed", exc_info=task.exception())
 
 
-def _fault_arguments(body: bytes) -> dict[str, Any]:
-    """`fail`'s arguments from a JSON object, type-checked; ValueError naming the bad one."""
+def our_numbers(numbers: Sequence[str]) -> tuple[str, ...]:
+    """Our numbers, each a short code or an international number, at least one and none
+    twice; ValueError otherwise."""
     try:
-        given = json.loads(body)
-    except ValueError:
-        raise ValueError("the body is not JSON") from None
-    if not isinstance(given, dict):
-        raise ValueError("send a JSON object")
-    types: dict[str, tuple[type, ...]] = {
-        "status": (int,),
-        "delay": (int, float),
-        "accept": (bool,),
-        "requests": (int,),
-        "seconds": (int, float),
-    }
-    for key, value in given.items():
-        if key not in types:
-            raise ValueError(f"unknown key {key!r}; known: {sorted(types)}")
-        if value is None and key != "delay":  # null: the default
-            continue
-        if isinstance(value, bool) is not (bool in types[key]) or not isinstance(value, types[key]):
-            raise ValueError(f"{key}: {value!r} is not a {types[key][0].__name__}")
-    return given
+        parsed = tuple(parse_number(number, "numbers") for number in numbers)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    if not parsed:
+        raise ValueError("numbers: the simulator needs at least one number")
+    if len({canonical_address(n) for n in parsed}) < len(parsed):
+        raise ValueError(f"numbers: {list(parsed)} names one number twice")
+    return parsed
 
 
 def _same(given: str, expected: str) -> bool:

@@ -11,9 +11,12 @@
             assert phone.last.text.startswith("Nice to meet you, Ada!")
             assert (await phone.thread()).data == {"name": "Ada"}
 
-Everything is real but the clock, which stands still until the test moves it. A
-handler that raises fails the test with its own exception, and a failed expectation
-shows the whole conversation so far.
+Everything is real but the clock, which stands still until the test moves it (the
+simulator tells an MT's expiry by it too). A handler that raises fails the test with its
+own exception, and a failed expectation shows the whole conversation so far. The
+simulator plays an account with the settings' numbers and class, no masks (a mask shows
+only if it is in `masks`) and no number sequence, as the spec's default: MOs name no MT
+they answer, unless `number_sequence=True`.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ class SentReply:
 
 class Harness:
     """Runs bots in-process: the app with its lifespan, a temporary SQLite file, the
-    simulator as the gateway (DLRs only when a test delivers them), a fake clock."""
+    simulator as the gateway (DLRs only when a test delivers them, no number sequence
+    unless `number_sequence`), a fake clock."""
 
     def __init__(
         self,
@@ -88,9 +92,13 @@ class Harness:
         clock: FakeClock | None = None,
         db: str | Path | None = None,
         raise_errors: bool = True,
+        number_sequence: bool = False,
+        masks: Sequence[str] = (),
         **settings: Any,
     ) -> None:
         self.clock = clock or FakeClock()
+        self.number_sequence = number_sequence
+        self.masks = tuple(masks)
         self.raise_errors = raise_errors
         self._bots = None if isinstance(bots, str | Path) else list(bots)
         self._folder = bots if isinstance(bots, str | Path) else "bots"
@@ -117,6 +125,8 @@ class Harness:
         )
         self.app = create_app(settings, bots=self._bots, clock=self.clock)
         self.simulator.default_fate = ()
+        self.simulator.number_sequence = self.number_sequence
+        self.simulator.masks = self.masks
         self._lifespan = self.app.router.lifespan_context(self.app)
         await self._lifespan.__aenter__()
         assert self.runtime.dispatcher is not None
@@ -210,7 +220,8 @@ class Harness:
             raise first
 
     async def replies_to(self, number: str) -> list[SentReply]:
-        """Every MT the handset received, oldest first, with its template and thread."""
+        """Every MT the handset received, oldest first, with its template and thread (not
+        one that expired: it never reached the handset)."""
         sent = self.simulator.inbox(number)
         if not sent:
             return []
@@ -247,7 +258,9 @@ class Phone:
     async def send(
         self, text: str | bytes, *, reply_to: SentReply | int | None = None, to: str | None = None
     ) -> list[SentReply]:
-        """Text the bots (`reply_to` answers a given MT) and return the replies it caused."""
+        """Text the bots, at our number `to` (else the one the latest reply came from, else
+        the default), and return the replies it caused. `reply_to` answers a given MT: only
+        with a number sequence (`Harness(number_sequence=True)`), as the spec says."""
         before = len(self.replies)
         answer = reply_to.id if isinstance(reply_to, SentReply) else reply_to
         mo = await self.harness.simulator.send_mo(
@@ -260,7 +273,9 @@ class Phone:
         return self.replies[before:]
 
     async def deliver(self, reply: SentReply, status: str) -> None:
-        """Make the carrier report `status` for one reply (a DLR to the app)."""
+        """Make the carrier report `status` for one reply (a DLR to the app): "expired"
+        instead when its expiry passed on the clock before it was received, and then it
+        leaves `replies`."""
         await self.harness.simulator.report(reply.id, status)
         await self._refresh()
 

@@ -120,7 +120,7 @@ async def test_a_second_stop_is_not_confirmed_again_nor_recorded_twice(database)
 
 
 async def test_stopall_opts_out_of_every_number(database):
-    async with Harness(BOTS, TEMPLATES, db=database) as harness:
+    async with Harness(BOTS, TEMPLATES, db=database, numbers="4433,5000") as harness:
         phone = harness.phone(PHONE)
         await phone.send("stopall")
         assert await phone.send("hello", to="5000") == []
@@ -144,7 +144,7 @@ async def test_stopall_opts_out_of_every_number(database):
 
 
 async def test_stop_on_one_number_leaves_the_others(database):
-    async with Harness(BOTS, TEMPLATES, db=database) as harness:
+    async with Harness(BOTS, TEMPLATES, db=database, numbers="4433,5000") as harness:
         phone = harness.phone(PHONE)
         await phone.send("stop", to="4433")
         (reply,) = await phone.send("hello", to="5000")
@@ -237,7 +237,7 @@ def test_the_ledger_exports_as_csv_for_an_audit(capsys, database):
 
 
 async def test_our_number_with_or_without_a_plus_is_one_number(database):
-    async with Harness(BOTS, TEMPLATES, db=database) as harness:
+    async with Harness(BOTS, TEMPLATES, db=database, numbers="4433,+61412345678") as harness:
         phone = harness.phone(PHONE)
         await phone.send("stop", to="61412345678")
         consent = harness.runtime.store.consent

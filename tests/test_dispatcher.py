@@ -173,6 +173,7 @@ async def test_reply_to_finds_the_thread_of_the_answered_mt(settings):
 
     async with running(create_app(settings, bots=[bot])) as app:
         sim = app.state.simulator
+        sim.number_sequence = True  # an account with one: replies name the MT they answer
         await sim.send_mo(PHONE, "one")
         (first,) = await eventually(lambda: sim.inbox(PHONE))
         mo = await sim.send_mo(PHONE, "two", reply_to=first.id)

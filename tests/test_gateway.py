@@ -41,7 +41,10 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(password=PASSWORD, dlr_delay=0)
+    # An account with a second number and a mask, for the requests that name them.
+    simulator = Simulator(
+        password=PASSWORD, dlr_delay=0, numbers=("4433", "+61400999000"), masks=("ACME",)
+    )
     yield simulator
     await simulator.aclose()
 

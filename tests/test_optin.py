@@ -142,7 +142,7 @@ async def test_stop_unsubscribes_from_the_lists_of_that_number_and_start_does_no
 
 
 async def test_stop_to_another_number_leaves_the_membership(database):
-    async with Harness(BOTS, TEMPLATES, db=database) as harness:
+    async with Harness(BOTS, TEMPLATES, db=database, numbers="4433,5000") as harness:
         phone = harness.phone(PHONE)
         await phone.send("JOIN")
         await phone.send("yes")

@@ -60,11 +60,6 @@ class harness(Harness):
         bots = (clinic(), *load_bots(ROOT / "bots"), *bots)
         super().__init__(bots, ROOT / "templates", db=database, numbers=NUMBERS)
 
-    async def __aenter__(self) -> Harness:
-        await super().__aenter__()
-        self.simulator.number_sequence = False  # replies name no MT, as the spec's default
-        return self
-
 
 def request_of(harness: Harness, reply) -> tuple[str | None, str | None, str | None]:
     """(class, source, mask) of the request that sent `reply`."""
@@ -204,7 +199,6 @@ async def test_stopall_refuses_every_number_and_start_lifts_one(database):
 async def test_the_broadcast_reproduction_skips_the_handset_that_stopped(database, tmp_path):
     (tmp_path / "sale.txt").write_text("Sale on now\n")
     async with Harness([], tmp_path, db=database, numbers=NUMBERS) as h:
-        h.simulator.number_sequence = False
         runtime = h.runtime
         phone = h.phone(PHONE)
 
@@ -314,6 +308,7 @@ async def test_an_mt_whose_expiry_passed_while_it_waited_is_not_sent(database):
 
 async def test_a_number_we_do_not_list_is_answered_from_itself_and_warned_once(database, caplog):
     async with harness(database) as h:
+        h.simulator.numbers = (*h.simulator.numbers, "7777")  # the account has it, we forgot
         phone = h.phone(PHONE)
         with caplog.at_level(logging.WARNING, logger="botkit.addresses"):
             (first,) = await phone.send("HELLO", to="7777")

@@ -40,3 +40,32 @@ def test_phone_page_reaches_the_hello_bot(tmp_path, processes, page):
     assert [m["status"] for m in mts] == ["accepted", "accepted"]
     mos = rows(db, "SELECT content FROM messages WHERE direction = 'mo' ORDER BY id")
     assert [m[0] for m in mos] == ["HELLO", "<b>Grace</b> & co"]
+
+
+def test_the_handset_picks_which_of_our_numbers_it_texts(tmp_path, processes, page):
+    port = free_port()
+    env = {"BOTKIT_NUMBERS": "4433,+61400999000"}
+    app = start(processes, ["run", "--port", str(port), "--db", str(tmp_path / "b.db")], env=env)
+    wait_for(f"http://127.0.0.1:{port}/healthz", app)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"http://127.0.0.1:{port}/simulator/")
+    expect(page.locator("#to")).to_have_value("4433")  # the default number, before any MT
+
+    page.select_option("#to", "+61400999000")
+    page.fill("#text", "HELLO")
+    page.click("#compose button[type=submit]")
+    expect(page.locator("#conversation li.mo .meta").first).to_contain_text("to +61400999000")
+    reply = page.locator("#conversation li.mt").first
+    expect(reply.locator(".meta")).to_contain_text("from +61400999000", timeout=15_000)
+    expect(page.locator("#to")).to_have_value("+61400999000")
+
+    page.reload()  # a fresh page follows the latest MT's number
+    expect(page.locator("#to")).to_have_value("+61400999000")
+    page.select_option("#to", "4433")
+    page.fill("#text", "HELLO")
+    page.click("#compose button[type=submit]")
+    second = page.locator("#conversation li.mt").nth(1).locator(".meta")
+    expect(second).to_contain_text("from 4433", timeout=15_000)
+    expect(page.locator("#to")).to_have_value("4433")  # picked: it stays
+    assert errors == []

@@ -1,4 +1,5 @@
-"""The simulator's phone page: rendering, escaping, its JSON endpoints, mounted and standalone."""
+"""The simulator's phone page: rendering, escaping, choosing which of our numbers to text,
+its JSON endpoints, mounted and standalone."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from botkit.simulator import Simulator
 HANDSET = "+61400000001"
 ENCODED = "%2B61400000001"
 XSS = "<script>alert(1)</script>"
+DEFAULT, SECOND = "4433", "+61400999000"
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(dlr_delay=0)
+    simulator = Simulator(dlr_delay=0, numbers=(DEFAULT, SECOND), masks=("ACME",))
     yield simulator
     await simulator.aclose()
 
@@ -31,12 +33,20 @@ async def http(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def send_mt(http: httpx.AsyncClient, content: str, destination: str = HANDSET) -> int:
-    params = {"application": "botkit", "password": "simulator", "version": "2"}
+async def send_mt(
+    http: httpx.AsyncClient, content: str, destination: str = HANDSET, **more: str
+) -> int:
+    params = {"application": "botkit", "password": "simulator", "version": "2", **more}
     answer = await http.get(
         "/message", params={**params, "content": content, "destination": destination}
     )
     return int(answer.text)
+
+
+def selected(page: str) -> list[str]:
+    """The options of the page's number select, the selected one marked with a *."""
+    options = re.findall(r'<option value="([^"]*)"( selected)?>', page)
+    return [value + ("*" if chosen else "") for value, chosen in options]
 
 
 async def test_page_renders_the_conversation_escaped(
@@ -93,6 +103,43 @@ async def test_conversation_json_shows_latest_status(
         "4433",
         "not delivered",
     )
+    assert body["to"] == DEFAULT
+
+
+async def test_the_handset_texts_the_number_of_the_latest_mt_unless_it_picks_another(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    assert selected((await http.get("/")).text) == [f"{DEFAULT}*", SECOND]
+    await send_mt(http, "from the second number", source=SECOND)
+    assert selected((await http.get("/")).text) == [DEFAULT, f"{SECOND}*"]
+    conversation = (await http.get(f"/api/handsets/{ENCODED}")).json()
+    assert (conversation["to"], conversation["messages"][0]["address"]) == (SECOND, SECOND)
+    await http.post(f"/api/handsets/{ENCODED}/send", json={"text": "back at you"})
+    await http.post(f"/api/handsets/{ENCODED}/send", json={"text": "hi", "to": DEFAULT})
+    await sim.drain()
+    assert [mo.destination for mo in sim.mos] == [SECOND, DEFAULT]
+
+
+async def test_each_mt_shows_the_number_or_known_mask_it_came_from(
+    http: httpx.AsyncClient,
+) -> None:
+    await send_mt(http, "masked", **{"class": "mt_message", "mask": "ACME"})
+    await send_mt(http, "unknown mask", **{"class": "mt_message", "mask": "Nope"})
+    await send_mt(http, "sourced", source=SECOND)
+    messages = (await http.get(f"/api/handsets/{ENCODED}")).json()["messages"]
+    assert [m["address"] for m in messages] == ["ACME", DEFAULT, SECOND]
+    page = (await http.get("/")).text
+    assert "from ACME" in page and f"from {SECOND}" in page and "Nope" not in page
+
+
+async def test_an_expired_mt_is_not_on_the_page(sim: Simulator, http: httpx.AsyncClient) -> None:
+    await send_mt(http, "too late", expires="2020-01-01T00:00:00Z")
+    await send_mt(http, "in time")
+    await sim.drain()
+    assert sim.sent[0].statuses == ["expired"]
+    messages = (await http.get(f"/api/handsets/{ENCODED}")).json()["messages"]
+    assert [m["text"] for m in messages] == ["in time"]
+    assert "too late" not in (await http.get("/")).text
 
 
 async def test_conversation_of_a_bad_number_is_400(http: httpx.AsyncClient) -> None:
@@ -122,6 +169,8 @@ async def test_send_texts_the_app(sim: Simulator, http: httpx.AsyncClient) -> No
             400,
         ),
         (f"/api/handsets/{ENCODED}/send", {"data": {"text": "a form"}}, 415),
+        (f"/api/handsets/{ENCODED}/send", {"json": {"text": "hi", "to": "5000"}}, 400),
+        (f"/api/handsets/{ENCODED}/send", {"json": {"text": "hi", "to": 4433}}, 400),
         ("/api/handsets/0400000000/send", {"json": {"text": "hi"}}, 400),
     ],
 )
@@ -163,6 +212,14 @@ async def test_mos_json_lists_every_mo_with_its_callback_answers(
     mo = await sim.send_mo(HANDSET, "hi")  # no mo_url: never delivered
     assert (await http.get("/api/mos")).json() == {
         "mos": [
-            {"id": str(mo.id), "source": HANDSET, "content": "hi", "answers": [], "pending": False}
+            {
+                "id": str(mo.id),
+                "source": HANDSET,
+                "destination": DEFAULT,
+                "content": "hi",
+                "reply_to": None,
+                "answers": [],
+                "pending": False,
+            }
         ]
     }

@@ -134,7 +134,7 @@ async def queue_one(store: Store) -> int:
     thread = Thread(bot="t", handset=PHONE, address="4433")
     reply = SMSTemplates(ROOT / "templates").reply("hi there", {})
     (mt_id,) = await store.inbox.finish(
-        message, Effects(thread, [reply], numbers=OurNumbers(["4433"], message_class="c"))
+        message, Effects(thread, [reply], numbers=OurNumbers(["4433"], message_class="mt_message"))
     )
     return mt_id
 

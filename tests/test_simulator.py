@@ -1,4 +1,5 @@
-"""The gateway simulator: the send API's rules, DLR and MO callbacks, retries, lifecycle."""
+"""The gateway simulator: the send API's rules, the account it plays (numbers, classes,
+masks, number sequence), expiry, DLR and MO callbacks, retries, lifecycle."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import uvicorn
+from servers import free_port, start, wait_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -18,9 +20,13 @@ from starlette.routing import Route
 
 from botkit.gateway import AUTH_TEXT, QUEUE_TEXT, Gateway
 from botkit.simulator import STATUSES, Simulator
+from botkit.testing import FakeClock
 
 HANDSET = "+61400000001"
 OTHER = "+61400000002"
+# The account of the `sim` fixture: three numbers, the default first, and one mask.
+DEFAULT, SECOND, THIRD = "4433", "+61400999000", "+61400999001"
+ACCOUNT = {"numbers": (DEFAULT, SECOND, THIRD), "masks": ("ACME",)}
 GOOD = {
     "application": "botkit",
     "password": "simulator",
@@ -71,18 +77,21 @@ async def simulator(receiver: Receiver, **options: object) -> AsyncIterator[Simu
 
 @pytest.fixture
 async def sim(receiver: Receiver) -> AsyncIterator[Simulator]:
-    async with simulator(receiver) as sim:
+    async with simulator(receiver, **ACCOUNT) as sim:
         yield sim
 
 
 async def get(
-    sim: Simulator, client: tuple[str, int] = ("127.0.0.1", 123), **params: str | None
+    sim: Simulator,
+    client: tuple[str, int] = ("127.0.0.1", 123),
+    method: str = "GET",
+    **params: str | None,
 ) -> httpx.Response:
     """GET /message on the simulator: GOOD with `params` changed (None drops one)."""
     query = {k: v for k, v in {**GOOD, **params}.items() if v is not None}
     transport = httpx.ASGITransport(app=sim.app, client=client)
     async with httpx.AsyncClient(transport=transport) as http:
-        return await http.get("http://gateway.test/message", params=query)
+        return await http.request(method, "http://gateway.test/message", params=query)
 
 
 def assert_error(answer: httpx.Response, status: int, body: str) -> None:
@@ -112,13 +121,15 @@ async def test_records_every_optional_parameter(sim: Simulator) -> None:
         reference="t1.m1",
         expires="2030-01-01T10:00:00+10:00",
     )
-    await get(sim, source="+61400999000")
+    await get(sim, source=SECOND)
     masked, sourced = sim.sent
     assert (masked.message_class, masked.mask, masked.sender) == ("mt_message", "ACME", "ACME")
     assert (masked.reference, masked.expires) == ("t1.m1", "2030-01-01T10:00:00+10:00")
-    assert (sourced.source, sourced.sender, sourced.message_class) == (
-        "+61400999000",
-        "+61400999000",
+    assert masked.number == DEFAULT
+    assert (sourced.source, sourced.number, sourced.sender, sourced.message_class) == (
+        SECOND,
+        SECOND,
+        SECOND,
         None,
     )
 
@@ -149,9 +160,14 @@ async def test_missing_parameter(
 @pytest.mark.parametrize(
     ("change", "body"),
     [
-        ({"class": "mt_message", "source": "+61400999000"}, QUEUE_TEXT),
+        ({"class": "mt_message", "source": SECOND}, QUEUE_TEXT),
         ({"mask": "ACME"}, "ERROR Missing class parameter"),
-        ({"mask": "ACME", "source": "+61400999000"}, "ERROR Missing class parameter"),
+        ({"mask": "ACME", "source": SECOND}, "ERROR Missing class parameter"),
+        # The simulator's own choice: the spec names no error for these.
+        ({"source": "+61400888000"}, QUEUE_TEXT),  # not one of our numbers
+        ({"source": "4434"}, QUEUE_TEXT),
+        ({"class": "premium"}, QUEUE_TEXT),  # not one of our classes
+        ({"class": "MT_MESSAGE"}, QUEUE_TEXT),
         ({"destination": "0400000000"}, QUEUE_TEXT),
         ({"destination": "61400000001"}, QUEUE_TEXT),
         ({"destination": "+61 400 000 001"}, QUEUE_TEXT),
@@ -170,10 +186,80 @@ async def test_refused_messages(
 
 
 @pytest.mark.parametrize(
-    "change", [{"reference": "r" * 50}, {"expires": "2030-01-01T10:00:00Z"}, {"mask": ""}]
+    "change",
+    [
+        {"reference": "r" * 50},
+        {"expires": "2030-01-01T10:00:00Z"},
+        {"mask": ""},
+        {"source": DEFAULT},  # the default number may be named too
+        {"source": "61400999000"},  # our number, written without its plus
+    ],
 )
 async def test_accepted_edge_values(sim: Simulator, change: dict[str, str]) -> None:
     assert (await get(sim, **change)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "sender"),
+    [
+        ({"class": "mt_message", "mask": "ACME"}, "ACME"),
+        ({"class": "mt_message", "mask": "acme"}, DEFAULT),  # masks are case-sensitive
+        ({"class": "mt_message", "mask": "Other"}, DEFAULT),
+        ({"source": THIRD}, THIRD),
+        ({}, DEFAULT),
+    ],
+)
+async def test_the_handset_sees_a_known_mask_else_the_number(
+    sim: Simulator, params: dict[str, str], sender: str
+) -> None:
+    assert (await get(sim, **params)).status_code == 200
+    (message,) = sim.inbox(HANDSET)
+    assert (message.mask, message.sender) == (params.get("mask"), sender)
+    assert message.number == params.get("source", DEFAULT)
+
+
+async def test_configured_classes_are_accepted(receiver: Receiver) -> None:
+    async with simulator(receiver, classes=("mt_message", "premium")) as sim:
+        for message_class in ("mt_message", "premium"):
+            assert (await get(sim, **{"class": message_class})).status_code == 200
+        assert_error(await get(sim, **{"class": "bulk"}), 400, QUEUE_TEXT)
+    assert [m.message_class for m in sim.sent] == ["mt_message", "premium"]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "error"),
+    [
+        ((), "at least one number"),
+        (("4433", "4433"), "twice"),
+        (("+61400999000", "+61 400 999 000"), "twice"),
+        (("0400999000",), "neither a short code"),
+    ],
+)
+def test_numbers_are_checked(numbers: tuple[str, ...], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        Simulator(numbers=numbers)
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({}, 200),
+        ({"password": "wrong"}, 401),
+        ({"content": None}, 400),
+        ({"source": "+61400888000"}, 400),
+        ({"version": None, "password": "wrong"}, 500),
+    ],
+)
+async def test_head_answers_as_a_get_would_and_does_nothing(
+    sim: Simulator, params: dict[str, str | None], status: int
+) -> None:
+    fault = sim.fail(status=503, requests=1)
+    answer = await get(sim, method="HEAD", **params)
+    assert (answer.status_code, answer.content) == (status, b"")
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert (sim.sent, sim.requests, fault.answered) == ([], [], 0)
+    await sim.drain()
+    assert sim.callbacks == []
 
 
 async def test_unroutable_number_fails_to_queue(sim: Simulator) -> None:
@@ -249,6 +335,60 @@ async def test_statuses_advance_without_a_dlr_url() -> None:
     await sim.aclose()
 
 
+# -- expiry ------------------------------------------------------------------------------------
+
+NOW = "2026-01-05T09:00:00+00:00"  # FakeClock's start
+LATER = "2026-01-05T10:00:00+00:00"
+
+
+@pytest.mark.parametrize("expires", [NOW, "2026-01-05T19:00:00+10:00", "2025-12-31T00:00:00Z"])
+async def test_an_mt_whose_expiry_passed_before_delivery_expires(
+    receiver: Receiver, expires: str
+) -> None:
+    async with simulator(receiver, clock=FakeClock()) as sim:
+        expired = int((await get(sim, expires=expires, reference="t1.m1")).text)
+        kept = int((await get(sim, expires=LATER)).text)
+        await sim.drain()
+        assert [(d["id"], d["status"]) for d in receiver.dlrs() if d["id"] == str(expired)] == [
+            (str(expired), "expired")
+        ]
+        assert sim.sent_by_id[expired].statuses == ["expired"]
+        assert sim.sent_by_id[kept].statuses == ["submitted", "sent", "received"]
+        assert [m.id for m in sim.inbox(HANDSET)] == [kept]  # it never reached the handset
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "statuses"),
+    [
+        ([], "received", ["expired"]),
+        (["submitted"], "sent", ["submitted", "expired"]),
+        (["submitted"], "failed", ["submitted", "failed"]),  # the carrier's verdict stands
+        (["submitted", "received"], "received", ["submitted", "received", "received"]),
+    ],
+)
+async def test_expiry_is_judged_when_the_carrier_moves_the_mt_on(
+    receiver: Receiver, before: list[str], after: str, statuses: list[str]
+) -> None:
+    clock = FakeClock()
+    async with simulator(receiver, clock=clock, fate=()) as sim:
+        message_id = int((await get(sim, expires=LATER)).text)
+        for status in before:
+            await sim.report(message_id, status)
+        clock.advance(hours=1)  # at the expiry: too late
+        await sim.report(message_id, after)
+        assert sim.sent_by_id[message_id].statuses == statuses
+        assert [d["status"] for d in receiver.dlrs()] == statuses
+        assert len(sim.inbox(HANDSET)) == (0 if "expired" in statuses else 1)
+
+
+async def test_an_mo_after_an_expired_mt_goes_to_the_default_number(sim: Simulator) -> None:
+    await get(sim, source=SECOND, expires="2020-01-01T00:00:00Z")
+    await sim.drain()
+    assert sim.sent[0].statuses == ["expired"]
+    mo = await sim.send_mo(HANDSET, "hello?")
+    assert mo.destination == DEFAULT
+
+
 async def test_dlr_is_retried_with_the_same_parameters_until_200() -> None:
     receiver = Receiver(answers=[500, 503])
     async with simulator(receiver) as sim:
@@ -298,42 +438,75 @@ async def test_mo_without_prior_mt(sim: Simulator, receiver: Receiver) -> None:
     assert (mo.reply_to, mo.reference, mo.binary) == (None, None, False)
 
 
+@pytest.fixture
+async def sequenced(receiver: Receiver) -> AsyncIterator[Simulator]:
+    """The `sim` account with a number sequence: MOs name the MT they answer."""
+    async with simulator(receiver, number_sequence=True, **ACCOUNT) as sim:
+        yield sim
+
+
 async def test_mo_answers_the_latest_mt_with_its_reference(
-    sim: Simulator, receiver: Receiver
+    sequenced: Simulator, receiver: Receiver
 ) -> None:
-    await get(sim, reference="t1.m1", source="+61400999000")
-    latest = int((await get(sim, reference="t1.m2", source="+61400999001")).text)
-    await get(sim, destination=OTHER, reference="t9.m9")
-    mo = await sim.send_mo(HANDSET, "yes", operator="Optus")
+    await get(sequenced, reference="t1.m1", source=SECOND)
+    latest = int((await get(sequenced, reference="t1.m2", source=THIRD)).text)
+    await get(sequenced, destination=OTHER, reference="t9.m9")
+    mo = await sequenced.send_mo(HANDSET, "yes", operator="Optus")
     params = receiver.mos()[0]
     assert params["reply_to"] == str(latest) == str(mo.reply_to)
     assert params["reference"] == "t1.m2" == mo.reference
-    assert params["destination"] == "+61400999001"
+    assert params["destination"] == THIRD
     assert params["operator"] == "Optus"
 
 
-async def test_mo_can_answer_an_older_mt(sim: Simulator, receiver: Receiver) -> None:
-    older = int((await get(sim, reference="t1.m1")).text)
-    await get(sim, reference="t1.m2")
-    await sim.send_mo(HANDSET, "about the first one", reply_to=older)
+async def test_mo_to_a_number_answers_the_latest_mt_from_it(
+    sequenced: Simulator, receiver: Receiver
+) -> None:
+    from_second = int((await get(sequenced, reference="t1.m1", source=SECOND)).text)
+    await get(sequenced, reference="t2.m1", source=THIRD)
+    mo = await sequenced.send_mo(HANDSET, "yes", destination=SECOND)
+    assert (mo.destination, mo.reply_to, mo.reference) == (SECOND, from_second, "t1.m1")
+    nothing_from_there = await sequenced.send_mo(HANDSET, "hi", destination=DEFAULT)
+    assert (nothing_from_there.reply_to, nothing_from_there.reference) == (None, None)
+
+
+async def test_mo_can_answer_an_older_mt(sequenced: Simulator, receiver: Receiver) -> None:
+    older = int((await get(sequenced, reference="t1.m1", source=SECOND)).text)
+    await get(sequenced, reference="t1.m2")
+    mo = await sequenced.send_mo(HANDSET, "about the first one", reply_to=older)
     assert (receiver.mos()[0]["reply_to"], receiver.mos()[0]["reference"]) == (str(older), "t1.m1")
+    assert mo.destination == SECOND  # where that MT came from
 
 
 async def test_reply_to_an_mt_without_reference_has_no_reference(
-    sim: Simulator, receiver: Receiver
+    sequenced: Simulator, receiver: Receiver
 ) -> None:
-    message_id = int((await get(sim)).text)
-    await sim.send_mo(HANDSET, "ok")
+    message_id = int((await get(sequenced)).text)
+    await sequenced.send_mo(HANDSET, "ok")
     assert receiver.mos()[0]["reply_to"] == str(message_id)
     assert "reference" not in receiver.mos()[0]
 
 
-async def test_without_number_sequence_there_is_no_reply_to(receiver: Receiver) -> None:
-    async with simulator(receiver, number_sequence=False) as sim:
-        await get(sim, reference="t1.m1")
-        mo = await sim.send_mo(HANDSET, "ok", destination="4434")
-    assert "reply_to" not in receiver.mos()[0] and "reference" not in receiver.mos()[0]
-    assert (mo.reply_to, receiver.mos()[0]["destination"]) == (None, "4434")
+async def test_without_number_sequence_there_is_no_reply_to(
+    sim: Simulator, receiver: Receiver
+) -> None:
+    await get(sim, reference="t1.m1")
+    await get(sim, reference="t1.m2", source=SECOND)
+    mo = await sim.send_mo(HANDSET, "ok")
+    elsewhere = await sim.send_mo(HANDSET, "ok", destination=THIRD)
+    assert all("reply_to" not in p and "reference" not in p for p in receiver.mos())
+    assert (mo.reply_to, mo.destination) == (None, SECOND)  # where the latest MT came from
+    assert (elsewhere.reply_to, elsewhere.destination) == (None, THIRD)
+    with pytest.raises(ValueError, match="reply_to needs number_sequence=True"):
+        await sim.send_mo(HANDSET, "about that one", reply_to=sim.sent[0].id)
+
+
+async def test_an_mo_goes_only_to_one_of_our_numbers(sim: Simulator) -> None:
+    with pytest.raises(ValueError, match="'5000' is not one of our numbers"):
+        await sim.send_mo(HANDSET, "hi", destination="5000")
+    written_otherwise = await sim.send_mo(HANDSET, "hi", destination="61400999000")
+    assert written_otherwise.destination == "61400999000"  # as the handset dialled it
+    assert len(sim.mos) == 1
 
 
 async def test_mo_is_retried_with_the_same_id_until_200() -> None:
@@ -431,7 +604,7 @@ async def serve(app: Starlette) -> AsyncIterator[str]:
 
 async def test_over_real_sockets_gateway_to_simulator_to_app() -> None:
     receiver = Receiver()
-    sim = Simulator(dlr_delay=0, allow=["127.0.0.1"])
+    sim = Simulator(dlr_delay=0, allow=["127.0.0.1"], number_sequence=True)
     async with serve(receiver.app) as app_url, serve(sim.app) as sim_url:
         sim.mo_url, sim.dlr_url = f"{app_url}/mo", f"{app_url}/dlr"
         async with Gateway(
@@ -444,6 +617,39 @@ async def test_over_real_sockets_gateway_to_simulator_to_app() -> None:
     assert receiver.mos()[0]["reply_to"] == str(message_id)
     assert receiver.mos()[0]["reference"] == "t7.m1" and mo.answer == 200
     assert sim._http.is_closed  # uvicorn ran the lifespan's shutdown
+
+
+def test_botkit_simulator_plays_the_account_its_flags_describe(processes) -> None:
+    port, app_port = free_port(), free_port()  # nothing listens for the callbacks
+    app = f"http://127.0.0.1:{app_port}"
+    simulator = start(
+        processes,
+        ["simulator", "--port", str(port), "--mo-url", f"{app}/mo", "--dlr-url", f"{app}/dlr",
+         "--numbers", "4433,+61 400 999 000", "--classes", "mt_message,premium",
+         "--masks", "ACME", "--number-sequence"],
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/", simulator)
+
+    def send(**params: str) -> httpx.Response:
+        return httpx.get(f"{base}/message", params={**GOOD, **params})
+
+    assert send(source=SECOND).status_code == 200
+    assert send(**{"class": "premium", "mask": "ACME"}).status_code == 200
+    assert_error(send(source=THIRD), 400, QUEUE_TEXT)
+    assert_error(send(**{"class": "bulk"}), 400, QUEUE_TEXT)
+    sent = httpx.get(f"{base}/api/messages").json()["messages"]
+    assert [m["sender"] for m in sent] == [SECOND, "ACME"]
+    texted = httpx.post(f"{base}/api/handsets/{HANDSET}/send", json={"text": "hi", "to": SECOND})
+    assert texted.status_code == 202
+    (mo,) = httpx.get(f"{base}/api/mos").json()["mos"]
+    assert (mo["destination"], mo["reply_to"]) == (SECOND, sent[0]["id"])
+
+
+def test_botkit_simulator_refuses_a_bad_number(processes) -> None:
+    args = ["simulator", "--mo-url", "http://a/mo", "--dlr-url", "http://a/dlr"]
+    bad = start(processes, [*args, "--numbers", "4433,0400999000"])
+    assert bad.wait(20) == 2
 
 
 # -- faults --------------------------------------------------------------------------------

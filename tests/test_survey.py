@@ -351,7 +351,7 @@ async def start_by_broadcast(harness: Harness, survey: str, number: str) -> None
 
 
 async def test_two_surveys_on_one_handset_are_kept_apart_by_reply_to(database):
-    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
+    async with Harness([shop_bot()], TEMPLATES, db=database, number_sequence=True) as harness:
         phone = harness.phone(PHONE)
         await start_by_broadcast(harness, "order", PHONE)
         await start_by_broadcast(harness, "delivery", PHONE)
@@ -395,7 +395,7 @@ async def test_without_reply_to_an_answer_goes_to_the_most_recent_open_survey(da
 
 
 async def test_a_broadcast_survey_does_not_disturb_a_conversation_under_way(database):
-    async with Harness([shop_bot()], TEMPLATES, db=database) as harness:
+    async with Harness([shop_bot()], TEMPLATES, db=database, number_sequence=True) as harness:
         phone = harness.phone(PHONE)
         await phone.send("feedback")
         (order_q,) = phone.replies

@@ -198,8 +198,8 @@ async def test_a_long_transcript_is_read_a_page_at_a_time(database):
 
 
 async def test_a_paused_thread_holds_up_no_other_thread_of_the_handset(database):
-    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
-        harness.simulator.number_sequence = False  # each MO goes to its own number only
+    harness = Harness(BOTS, TEMPLATES, db=database, numbers="4433,5544")
+    async with harness, client(harness) as c:
         phone = harness.phone(PHONE)
         await phone.send("SURVEY", to="4433")
         first = await phone.thread()

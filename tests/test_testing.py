@@ -1,8 +1,10 @@
-"""botkit.testing itself: errors surface in the test, DLRs and the clock are the test's."""
+"""botkit.testing itself: errors surface in the test, DLRs and the clock are the test's, and
+the simulator plays the account the harness describes (masks, number sequence, expiry)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from conftest import ROOT
@@ -60,7 +62,7 @@ async def test_a_failed_expectation_shows_the_conversation(database):
 
 
 async def test_reply_to_and_references_reach_the_bot(database):
-    async with Harness([echo_bot()], TEMPLATES, db=database) as harness:
+    async with Harness([echo_bot()], TEMPLATES, db=database, number_sequence=True) as harness:
         phone = harness.phone()
         (first,) = await phone.send("one")
         await phone.send("two")
@@ -81,6 +83,56 @@ async def test_delivery_reports_are_the_tests_to_send(database):
             "SELECT delivery FROM messages WHERE gateway_id = ?", (reply.id,)
         )
         assert delivery == "failed"
+
+
+def promo_bot() -> Bot:
+    bot = Bot("promo", mask="Shop")
+
+    @bot.fallback
+    async def deal(ctx: Context) -> None:
+        ctx.reply("For one hour only.", expires=timedelta(hours=1))
+
+    return bot
+
+
+async def test_a_reply_that_expires_before_it_is_received_never_reaches_the_handset(database):
+    async with Harness([promo_bot()], TEMPLATES, db=database) as harness:
+        phone = harness.phone()
+        (late, in_time) = (await phone.send("deal"))[0], (await phone.send("another"))[0]
+        await phone.deliver(in_time, "received")
+        await harness.advance(hours=1)  # the simulator tells expiry by the harness's clock
+        await phone.deliver(late, "submitted")
+        await phone.deliver(in_time, "received")  # received before: it stays
+        assert [r.id for r in phone.replies] == [in_time.id]
+        assert [r.id for r in await harness.replies_to(phone.number)] == [in_time.id]
+        assert harness.simulator.sent_by_id[late.id].statuses == ["expired"]
+        delivery = await harness.runtime.store.db.fetchval(
+            "SELECT delivery FROM messages WHERE gateway_id = ?", (late.id,)
+        )
+        assert delivery == "expired"
+        # The next message goes where the handset's latest (received) reply came from.
+        (again,) = await phone.send("again")
+        assert again.sender == "4433"
+
+
+@pytest.mark.parametrize(
+    ("masks", "sender"), [((), "4433"), (("Shop",), "Shop"), (("shop",), "4433")]
+)
+async def test_a_mask_shows_only_if_the_account_has_it(database, masks, sender):
+    async with Harness([promo_bot()], TEMPLATES, db=database, masks=masks) as harness:
+        (reply,) = await harness.phone().send("deal")
+        assert reply.sender == sender
+        assert harness.simulator.sent_by_id[reply.id].mask == "Shop"
+
+
+async def test_without_a_number_sequence_mos_name_no_mt(database):
+    async with Harness([echo_bot()], TEMPLATES, db=database) as harness:
+        phone = harness.phone()
+        (first,) = await phone.send("one")
+        await phone.send("two")
+        assert [mo.reply_to for mo in harness.simulator.mos] == [None, None]
+        with pytest.raises(ValueError, match="reply_to needs number_sequence=True"):
+            await phone.send("three", reply_to=first)
 
 
 async def test_the_clock_stands_still_until_moved(database):

@@ -1,4 +1,5 @@
-// The simulator's phone page: polls the conversation and sends the handset's texts.
+// The simulator's phone page: polls the conversation and sends the handset's texts, to
+// the number of ours chosen (by default the one the latest MT came from).
 // Handset and bot text is untrusted: the DOM is built with textContent only.
 "use strict";
 
@@ -6,6 +7,9 @@
   const list = document.getElementById("conversation");
   const compose = document.getElementById("compose");
   const input = document.getElementById("text");
+  const to = document.getElementById("to");
+  // Once the handset picks a number, it keeps it; until then it follows the latest MT.
+  let picked = false;
   const errorBox = document.getElementById("error");
   // Present only when the app runs the simulator: the dashboard's page of this thread.
   const transcript = document.getElementById("transcript");
@@ -79,6 +83,9 @@
         const conversation = JSON.parse(body);
         render(conversation.messages, first);
         showTranscript(conversation.transcript);
+        if (!picked) {
+          to.value = conversation.to;
+        }
       }
       showError("");
     } catch (error) {
@@ -96,7 +103,7 @@
       const response = await fetch(api + "/send", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text: text }),
+        body: JSON.stringify({ text: text, to: to.value }),
       });
       if (!response.ok) {
         throw new Error((await response.json()).error || "HTTP " + response.status);
@@ -110,6 +117,9 @@
   }
 
   compose.addEventListener("submit", send);
+  to.addEventListener("change", function () {
+    picked = true;
+  });
   input.addEventListener("keydown", function (event) {
     // Enter sends, as on a phone's keyboard; Shift+Enter starts a new line.
     if (event.key === "Enter" && !event.shiftKey) {
