@@ -293,6 +293,11 @@ class Simulator:
         self._spawn(self._deliver_mo(mo))
         return mo
 
+    @property
+    def pending(self) -> int:
+        """How many DLR/MO callbacks are scheduled or under way."""
+        return len(self._tasks)
+
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every scheduled DLR/MO callback is delivered or given up; TimeoutError."""
         async with asyncio.timeout(timeout):

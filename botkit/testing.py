@@ -198,10 +198,12 @@ class Harness:
         self._raise_handler_errors()
 
     async def _busy(self) -> int:
-        """How many MOs, due timers and due MTs are still waiting to be handled or sent."""
+        """How many MOs, due timers and due MTs are still waiting to be handled or sent,
+        and callbacks the simulator has still to make (one it scheduled while the
+        database was read, such as the DLR of an MT just accepted, counts)."""
         await self.simulator.drain()
         now = self.runtime.store.inbox.now()
-        return await self.runtime.store.db.fetchval(
+        waiting = await self.runtime.store.db.fetchval(
             """SELECT (SELECT count(*) FROM inbox)
                     + (SELECT count(*) FROM outbox
                        WHERE state = 'sending' OR next_attempt_at <= ?)
@@ -212,6 +214,7 @@ class Harness:
                 """,
             (now, now),
         )
+        return waiting + self.simulator.pending
 
     def _raise_handler_errors(self) -> None:
         if self._errors and self.raise_errors:
