@@ -16,6 +16,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import phonenumbers
+
 from .errors import ValidationError
 from .numbers import international
 
@@ -51,6 +53,21 @@ def parse_number(text: str, field: str = "BOTKIT_NUMBERS") -> str:
     return international(value, field)
 
 
+def _spellings(number: str) -> tuple[str, ...]:
+    """The ways a gateway may write one of our numbers: a short code as it is; a phone
+    number in E.164, with the 00 international prefix, or in its country's national
+    form (+61400999000 as 0061400999000 or 0400999000)."""
+    if not number.startswith("+"):
+        return (number,)
+    parsed = phonenumbers.parse(number, None)
+    region = phonenumbers.region_code_for_number(parsed)
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    spelled = [number, "00" + number[1:]]
+    if region not in (None, "001"):  # a country's number (001: none's)
+        spelled.append("".join(ch for ch in national if ch.isdigit()))
+    return tuple(spelled)
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where an MT goes from: our number `address`, named in the request by
@@ -74,7 +91,8 @@ class OurNumbers:
         for number in self.numbers:
             if canonical_address(number) in self._by_canonical:
                 raise ValidationError("BOTKIT_NUMBERS", f"names {number} twice")
-            self._by_canonical[canonical_address(number)] = number
+            for spelling in _spellings(number):
+                self._by_canonical[canonical_address(spelling)] = number
         self.message_class = message_class
         self._warned: set[str] = set()
 

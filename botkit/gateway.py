@@ -12,6 +12,7 @@ and from `repr()`.
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import logging
 import re
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from .db import redact
 from .errors import (
     AuthenticationError,
     GatewayError,
@@ -69,20 +71,23 @@ logger = logging.getLogger("botkit.gateway")
 
 
 class _RedactSecrets(logging.Filter):
-    """Replaces every registered secret, raw or percent-encoded, in a log record's message."""
+    """Replaces every registered secret, in each way a URL or a page may spell it, in a
+    log record's message (and in any text given to `redact`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.forms: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
 
     def add(self, forms: set[str]) -> None:
-        self.forms |= forms
+        self.forms |= {form for form in forms if form}
+        # Longest first, so a raw form inside an encoded one cannot leave a remainder;
+        # any case, as a proxy may echo %2b for %2B.
+        alternatives = sorted(self.forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE)
 
     def redact(self, text: str) -> str:
-        # Longest first, so a raw form inside an encoded one cannot leave a remainder.
-        for form in sorted(self.forms, key=len, reverse=True):
-            text = text.replace(form, REDACTED)
-        return text
+        return text if self._pattern is None else self._pattern.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -99,10 +104,13 @@ _redactor = _RedactSecrets()
 
 
 def _secret_forms(secret: str) -> set[str]:
-    """The ways `secret` can be spelled in a URL: raw, as httpx encodes it, quote, quote_plus."""
+    """The ways `secret` can come back in a gateway's or a proxy's answer: raw, as httpx,
+    quote and quote_plus encode it, each of those HTML-escaped (an error page quoting the
+    URL), and its UTF-8 read as Latin-1."""
     httpx_form = str(httpx.QueryParams({"p": secret})).removeprefix("p=")
     quoted = {urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
-    return {secret, httpx_form, *quoted}
+    forms = {secret, httpx_form, *quoted, secret.encode().decode("latin-1")}
+    return forms | {html.escape(form) for form in forms}
 
 
 def _protect(secret: str) -> None:
@@ -175,7 +183,7 @@ def map_network_error(exc: httpx.RequestError, url: str) -> TransientError:
     """Return our error for an httpx failure; only a failed connect proves nothing was sent."""
     reason = str(exc) or "no details"
     return TransientError(
-        _redactor.redact(f"{type(exc).__name__} talking to {url}: {reason}"),
+        _redactor.redact(f"{type(exc).__name__} talking to {redact(url)}: {reason}"),
         may_have_been_accepted=not isinstance(exc, _NOT_SENT),
     )
 
@@ -243,7 +251,8 @@ class Gateway:
 
     def __repr__(self) -> str:
         return (
-            f"Gateway(url={self.url!r}, application={self.application!r}, version={self.version})"
+            f"Gateway(url={redact(self.url)!r}, application={self.application!r}, "
+            f"version={self.version})"
         )
 
     async def __aenter__(self) -> Gateway:

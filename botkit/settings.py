@@ -126,7 +126,7 @@ class Settings:
         if not self.simulator_mode and in_clear(self.gateway_url):
             raise ValidationError(
                 "BOTKIT_GATEWAY_URL",
-                f"{self.gateway_url!r} is plain http to another machine, which would carry "
+                f"{redact(self.gateway_url)!r} is plain http to another machine, which would carry "
                 "the password in clear: use https (plain http is for this machine only)",
             )
         if self.log_format not in ("text", "json"):
@@ -159,6 +159,7 @@ class Settings:
             if f.name not in ("password", "dashboard_password", "callback_token", "secret_key")
         }
         shown["db"] = redact(self.db)  # a URL's password
+        shown["gateway_url"] = redact(self.gateway_url)
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @classmethod

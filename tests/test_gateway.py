@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import socket
 import urllib.parse
@@ -543,3 +544,34 @@ async def test_one_log_line_per_request_without_content(
     assert "TransientError (HTTP 502)" in lines[2].getMessage()
     assert [r.levelno for r in lines] == [logging.INFO, logging.WARNING, logging.WARNING]
     assert all("the content" not in r.getMessage() for r in lines)
+
+
+def echoes(password: str) -> list[str]:
+    """How a proxy's or a WAF's error page may quote the password it saw in the URL."""
+    encoded = urllib.parse.quote_plus(password)
+    return [
+        html.escape(password),  # an HTML page quoting the raw URL
+        encoded.lower(),  # %2b for %2B
+        html.escape(urllib.parse.quote(password, safe="")),
+        password.encode().decode("latin-1"),  # UTF-8 shown as Latin-1
+        password.upper(),
+    ]
+
+
+@pytest.mark.parametrize("status", [200, 400, 502])
+async def test_a_password_echoed_in_any_spelling_is_redacted(status: int) -> None:
+    body = " | ".join(f"saw {form}" for form in echoes(PASSWORD))
+    async with answering(status, body) as url, gateway_at(url) as gateway:
+        with pytest.raises(GatewayError) as caught:
+            await gateway.send(HANDSET, "hi")
+    text = f"{caught.value.text} {caught.value}"
+    assert "[redacted]" in text
+    for form in [*PASSWORD_FORMS, *echoes(PASSWORD)]:
+        assert form.lower() not in text.lower()
+
+
+def test_a_gateway_url_with_a_password_in_it_is_shown_without() -> None:
+    gateway = Gateway(
+        url="https://acme:Userinfo-Pw@gw.example/message", application="a", password="p"
+    )
+    assert "Userinfo-Pw" not in repr(gateway) and "acme:***@gw.example" in repr(gateway)

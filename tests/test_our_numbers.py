@@ -10,6 +10,7 @@ import os
 import subprocess
 from datetime import timedelta
 
+import httpx
 import pytest
 from conftest import ROOT, eventually, rows
 from servers import BOTKIT
@@ -377,3 +378,21 @@ async def test_our_number_spelled_without_its_plus_is_one_conversation(database)
         assert request_of(h, greet) == (None, OTHER, None)
         (mo,) = rows(h.runtime.settings.db, "SELECT address FROM messages WHERE content = 'Ada'")
         assert mo[0] == OTHER.removeprefix("+")  # the MO as it came
+
+
+@pytest.mark.parametrize("spelled", ["0400999000", "0061400999000", "61400999000"])
+async def test_stop_to_our_number_in_any_spelling_stops_that_number(database, spelled):
+    """However the gateway writes our number in an MO, a STOP to it is a STOP to it."""
+    async with harness(database) as h:
+        transport = httpx.ASGITransport(app=h.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            stop = {"id": "7300000000003", "source": PHONE, "destination": spelled}
+            answer = await client.get("/callbacks/harness/mo", params={**stop, "content": "STOP"})
+            assert answer.status_code == 200
+        await h.settle()
+        (stopped,) = h.simulator.inbox(PHONE)
+        assert stopped.source == OTHER  # confirmed from our number, spelled as configured
+        await h.phone(PHONE).send("HELLO", to=OTHER)
+        assert len(h.simulator.inbox(PHONE)) == 1  # the bot's answer was refused
+        opt_outs, _ = await h.runtime.store.consent.opt_outs()
+        assert [(o.handset, o.address) for o in opt_outs] == [(PHONE, OTHER)]

@@ -119,7 +119,7 @@ def announce(settings: Settings) -> None:
         ]
     else:
         lines = [
-            f"botkit: sending through {settings.gateway_url} as {settings.application}",
+            f"botkit: sending through {redact(settings.gateway_url)} as {settings.application}",
             "  MO callback URL:  https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/mo",
             "  DLR callback URL: https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/dlr",
             f"  listening on:     {base}",

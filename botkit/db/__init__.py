@@ -184,8 +184,9 @@ def is_url(value: str) -> bool:
 
 
 def redact(value: str) -> str:
-    """`value` fit to show: a URL's password (after the user, or `?password=`) as `***`."""
-    if not is_url(value):
+    """`value` fit to show: a URL's password (after the user, or `?password=`) as `***`;
+    any other value (a SQLite path) as it is."""
+    if "://" not in value:
         return value
     parts = urlsplit(value)
     if parts.password is not None:
