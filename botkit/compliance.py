@@ -81,7 +81,8 @@ class Compliance:
             if already_out:
                 return Outcome(action, (change,), None)
             # The one message that may go to a handset that has just opted out.
-            reply = dataclasses.replace(self._reply("stopped"), exempt=True)
+            confirmation = "stopped_all" if action == STOP_ALL else "stopped"
+            reply = dataclasses.replace(self._reply(confirmation), exempt=True)
             return Outcome(action, (change,), reply)
         if action == START:
             change = self._change(message, message.destination, "opt-in", keyword)

@@ -33,6 +33,7 @@ class Numbers:
     thread keeps the number as the gateway wrote it: 61400999000 for +61400999000)."""
 
     spellings: dict[str, tuple[str, ...]]
+    ours: OurNumbers | None = None
 
     @classmethod
     def of(cls, ours: OurNumbers, found: Iterable[str]) -> Numbers:
@@ -40,10 +41,10 @@ class Numbers:
         shown = {canonical_address(number): number for number in ours.numbers}
         spellings = {number: (number,) for number in ours.numbers}
         for address in found:
-            name = shown.setdefault(canonical_address(address), address)
+            name = shown.setdefault(canonical_address(ours.spelled(address)), address)
             if address not in spellings.get(name, ()):
                 spellings[name] = (*spellings.get(name, ()), address)
-        return cls(spellings)
+        return cls(spellings, ours)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.spellings)
@@ -56,9 +57,14 @@ class Numbers:
         return {stored: name for name, forms in self.spellings.items() for stored in forms}
 
     def find(self, text: str) -> str | None:
-        """The number `text` names, in the form it is shown in; None if no such number."""
-        wanted = canonical_address(text)
-        return next((name for name in self if canonical_address(name) == wanted), None)
+        """The number `text` names (one of ours in any spelling: 0400999000 is
+        +61400999000), in the form it is shown in; None if no such number."""
+        name = self.ours.spelled(text) if self.ours is not None else text
+        return next((shown for shown in self if _same(shown, name)), None)
+
+
+def _same(one: str, other: str) -> bool:
+    return canonical_address(one) == canonical_address(other)
 
 
 def filters(params: Mapping[str, str], numbers: Numbers | None = None) -> Filters:

@@ -211,6 +211,38 @@ def test_the_command_refuses_bad_input_clearly(tmp_path, monkeypatch, capsys):
     survey = ["broadcast", "--csv", "p.csv", "--survey", "nope", *db]
     assert main(survey) == 2
     assert "no bot" in capsys.readouterr().err
+    for option in (["--expires-in", "0m"], ["--expires", "2020-01-01T00:00:00+00:00"]):
+        assert main([*base, *option]) == 2
+        err = capsys.readouterr().err
+        assert "nothing would go" in err or "a time to come" in err
+    assert main([*base, "--address", "5000"]) == 2
+    assert "'5000' is not one of our numbers (4433)" in capsys.readouterr().err
+
+
+def test_the_same_message_from_another_number_or_mask_is_another_broadcast(
+    tmp_path, monkeypatch, capsys
+):
+    from botkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOTKIT_NUMBERS", "4433,+61400999000")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "x.txt").write_text("Flu shots this week.\n")
+    (tmp_path / "p.csv").write_text("number\n+61400000001\n")
+    base = ["broadcast", "--csv", "p.csv", "--template", "x.txt", "--db", "b.db"]
+    for extra in ([], ["--address", "+61400999000"], ["--mask", "Clinic"], []):
+        assert main([*base, *extra]) == 0, capsys.readouterr().err
+    outcomes = [line for line in capsys.readouterr().out.splitlines() if "queued" in line]
+    assert [line.split(":")[1].split(",")[0].strip() for line in outcomes] == [
+        "1 queued",
+        "1 queued",
+        "1 queued",
+        "0 queued",  # the first again: resumed, nobody gets a second copy
+    ]
+    assert main([*base, "--name", "x.txt->" + "0" * 12, "--mask", "Other"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--name", "x.txt->" + "0" * 12]) == 2
+    assert "already exists with other contents" in capsys.readouterr().err
 
 
 async def test_a_scheduled_broadcast_waits_for_its_time_even_across_a_restart(tmp_path, database):

@@ -39,10 +39,6 @@ class harness(Harness):
         bots = (clinic(), *load_bots(ROOT / "bots"))
         super().__init__(bots, ROOT / "templates", db=database, numbers=numbers)
 
-    async def __aenter__(self) -> Harness:
-        await super().__aenter__()
-        self.simulator.number_sequence = False  # an MO to OTHER starts its own thread
-        return self
 
 
 def client(h: Harness) -> httpx.AsyncClient:
@@ -89,6 +85,7 @@ async def test_every_mt_shows_the_number_it_went_from_and_its_mask(database):
 
 async def test_an_mo_to_another_number_than_its_threads_says_so(database):
     async with harness(database) as h, client(h) as c:
+        h.simulator.number_sequence = True  # so that an MO can name the MT it answers
         (reply,) = await h.phone(SHOP).send("HELLO", to=DEFAULT)
         await h.phone(SHOP).send("Ada", to=OTHER, reply_to=reply)  # joins the thread on 4433
         thread = await h.phone(SHOP).thread()
@@ -155,10 +152,11 @@ async def test_pages_keep_the_number_filter(database):
 
 async def test_numbers_threads_are_on_that_we_do_not_list_can_be_filtered_by_too(database):
     async with harness(database) as h, client(h) as c:
-        # The gateway writes our number without its +; a handset texts one we do not list.
+        # A handset texts a number of the account that BOTKIT_NUMBERS does not list.
+        h.simulator.numbers = (*h.simulator.numbers, "7777")
         await h.phone(SHOP).send("HELLO", to="61400999000")
         await h.phone(CLINIC).send("HELLO", to="7777")
-        assert await h.runtime.store.conversations.addresses() == ["61400999000", "7777"]
+        assert await h.runtime.store.conversations.addresses() == [OTHER, "7777"]
         page = await c.get("/dashboard/")
         options = re.findall(r'<option value="([^"]*)"', page.text.split('name="address"')[1])
         assert options[:4] == ["", DEFAULT, OTHER, "7777"]
@@ -186,7 +184,8 @@ def test_numbers_group_the_spellings_threads_store():
         "7777": ("7777",),
     }
     assert numbers.shown()["61400999000"] == OTHER
-    assert numbers.find("0061 400 999 000") is None  # not a form we store
+    assert numbers.find("0061 400 999 000") == numbers.find("0400999000") == OTHER
+    assert numbers.find("0400999001") is None
     assert numbers.find("61400999000") == OTHER and numbers.find("") is None
 
 
@@ -213,6 +212,8 @@ async def test_consent_shows_and_filters_by_our_number(database):
         assert download.text.count("\n") == 2  # the header and the STOPALL
         page = await c.get("/dashboard/consent", params={"address": "61400999000"})
         assert f'<option value="{OTHER}" selected>' in page.text
+        # CLINIC opted back in to OTHER: its STOPALL does not hold there.
+        assert re.findall(r'data-label="From">([^<]*)</td>', page.text) == [OTHER]
         assert re.findall(r'data-label="Address">([^<]*)</td>', page.text) == [
             OTHER,
             "all numbers",

@@ -186,7 +186,9 @@ async def test_an_opt_out_given_elsewhere_holds_for_timers_surveys_and_operators
 async def test_stopall_refuses_every_number_and_start_lifts_one(database):
     async with harness(database) as h:
         phone = h.phone(PHONE)
-        await phone.send("STOPALL", to=DEFAULT)
+        (confirmation,) = await phone.send("STOPALL", to=DEFAULT)
+        assert confirmation.template == "compliance/stopped_all.txt"
+        assert "no more messages from any of our numbers" in confirmation.text
         assert await phone.send("HELLO", to=OTHER) == []
         (started,) = await phone.send("START", to=OTHER)
         assert started.sender == OTHER

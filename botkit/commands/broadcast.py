@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ..addresses import OurNumbers
 from ..broadcast import QuietHours, Row, broadcast, read_csv
 from ..db import Database
 from ..errors import ValidationError
@@ -83,7 +84,7 @@ async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
     from ..store import Store
 
     numbers = settings.our_numbers()
-    plan = _plan(settings, args, numbers.default)
+    plan = _plan(settings, args, numbers)
     quiet = QuietHours.parse(args.quiet_hours) if args.quiet_hours else None
     at = _moment("--at", args.at) if args.at else None
     db = await Database.open(settings.db)
@@ -106,7 +107,7 @@ async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
         await db.close()
 
 
-def _plan(settings: Settings, args: argparse.Namespace, default: str) -> Plan:
+def _plan(settings: Settings, args: argparse.Namespace, numbers: OurNumbers) -> Plan:
     bot = entry = None
     if args.survey:
         bot, entry = _survey_entry(settings, args.survey)
@@ -114,14 +115,16 @@ def _plan(settings: Settings, args: argparse.Namespace, default: str) -> Plan:
         bot, _, entry = args.start.partition(":")
         if not bot or not entry:
             raise ValidationError("--start", f"{args.start!r} is not BOT:TIMER")
+    address = numbers.ours(args.address) if args.address else numbers.default
+    mask = _mask(args)
     return Plan(
-        name=args.name or _derived_name(args),
-        address=args.address or default,
+        name=args.name or _derived_name(args, address, numbers.default, mask),
+        address=address,
         template=args.template,
         bot=bot,
         entry=entry,
         expires=_expires(args),
-        mask=_mask(args),
+        mask=mask,
     )
 
 
@@ -149,11 +152,17 @@ def _survey_entry(settings: Settings, survey: str) -> tuple[str, str]:
     raise ValidationError("--survey", f"no bot in {settings.bots}/ runs a survey {survey!r}")
 
 
-def _derived_name(args: argparse.Namespace) -> str:
-    """A name from what is sent to whom, so that the same command resumes."""
+def _derived_name(args: argparse.Namespace, address: str, default: str, mask: str | None) -> str:
+    """A name from what is sent to whom, from which number (when not the default) and
+    under which mask, so that the same command resumes and another one does not."""
     what = args.template or args.survey or args.start
     who = hashlib.sha256(Path(args.csv).read_bytes()).hexdigest()[:12] if args.csv else args.list
-    return f"{what}->{who}"
+    name = f"{what}->{who}"
+    if address != default:
+        name += f" from {address}"
+    if mask is not None:
+        name += f" as {mask}"
+    return name
 
 
 def _moment(option: str, text: str) -> datetime:
@@ -165,15 +174,20 @@ def _moment(option: str, text: str) -> datetime:
 
 
 def _expires(args: argparse.Namespace) -> str | None:
+    """--expires, or --expires-in from now; refused when it is not in the future (every
+    message would expire unsent)."""
     if args.expires:
-        _moment("--expires", args.expires)
+        if _moment("--expires", args.expires) <= datetime.now(UTC):
+            raise ValidationError("--expires", f"{args.expires} has passed: nothing would go")
         return args.expires
     if not args.expires_in:
         return None
     units = {"m": "minutes", "h": "hours", "d": "days"}
     number, unit = args.expires_in[:-1], args.expires_in[-1:]
-    if unit not in units or not number.isdigit():
-        raise ValidationError("--expires-in", f"{args.expires_in!r} is not like 90m, 24h, 2d")
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise ValidationError(
+            "--expires-in", f"{args.expires_in!r} is not a time to come like 90m, 24h, 2d"
+        )
     moment = datetime.now(UTC) + timedelta(**{units[unit]: int(number)})
     return moment.replace(microsecond=0).isoformat()
 

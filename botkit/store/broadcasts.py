@@ -16,6 +16,7 @@ from datetime import datetime
 from ..addresses import OurNumbers
 from ..clock import parse_stamp, stamp
 from ..db import Row, Tx
+from ..errors import ValidationError
 from ..messages import Reply, Thread, Timer
 from . import outbox, threads, timers
 from .base import Part
@@ -184,7 +185,8 @@ def _same(row: Row, plan: Plan) -> None:
     """Refuse to resume a broadcast under a name that another broadcast already has."""
     stored = (row["template"], row["bot"], row["entry"], row["address"], row["mask"])
     if stored != (plan.template, plan.bot, plan.entry, plan.address, plan.mask):
-        raise ValueError(
-            f"broadcast {plan.name!r} already exists with other contents; "
-            "give this one another --name"
+        raise ValidationError(
+            "--name",
+            f"broadcast {plan.name!r} already exists with other contents (template, "
+            "conversation, number or mask); give this one another --name",
         )

@@ -169,13 +169,23 @@ class Consent(Part):
         addresses: tuple[str, ...] | None = None,
     ) -> tuple[list[OptOut], OptOutCursor | None]:
         """The opt-outs in force (of any of `handsets`, from any of `addresses`), the
-        latest first; and the cursor of the next page (None: the last page)."""
+        latest first; and the cursor of the next page (None: the last page). An opt-out
+        of every number (STOPALL) counts for `addresses` unless the handset opted back in
+        to them since."""
         conditions: list[str] = []
         params: list[Any] = []
         for column, values in (("handset", handsets), ("address", addresses)):
             if values is not None:
                 conditions.append(_in(column, values))
                 params += values
+        numbers = tuple(a for a in addresses or () if a != EVERYWHERE)
+        if numbers:
+            conditions.append(
+                f"""NOT (address = '{EVERYWHERE}' AND EXISTS (
+                    SELECT 1 FROM suppression_exceptions x
+                    WHERE x.handset = suppressions.handset AND {_in("x.address", numbers)}))"""
+            )
+            params += numbers
         if after is not None:
             conditions.append("(since, handset, address) < (?, ?, ?)")
             params += after
