@@ -75,6 +75,12 @@ class Context:
         self.thread.state = value
 
     @property
+    def number(self) -> str:
+        """The one of our numbers this conversation is on: the number the handset texted,
+        and the one every reply goes from (`ctx.numbers.default` is the default)."""
+        return self.thread.address
+
+    @property
     def data(self) -> dict[str, Any]:
         """The thread's data: a JSON-safe dict kept between messages."""
         return self.thread.data

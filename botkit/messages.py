@@ -105,6 +105,7 @@ class Outgoing:
     expires: str | None
     attempts: int
     thread_id: int | None = None
+    address: str | None = None  # the one of our numbers it goes from
 
 
 @dataclass(frozen=True)

@@ -162,9 +162,10 @@ class Sender(Worker):
             await self._write(mt, lambda: self.store.outbox.accepted(mt.id, gateway_id))
             self.metrics.mt_attempts.inc(outcome="accepted")
             log.info(
-                "mt %s to %s: accepted as %s (%.1f ms)",
+                "mt %s to %s from %s: accepted as %s (%.1f ms)",
                 mt.id,
                 mt.destination,
+                mt.address,
                 gateway_id,
                 fields["elapsed_ms"],
                 extra={**fields, "gateway_id": gateway_id},
@@ -235,9 +236,10 @@ class Sender(Worker):
         error = _describe(exc)
         log.log(
             level,
-            "mt %s to %s: %s: %s",
+            "mt %s to %s from %s: %s: %s",
             mt.id,
             mt.destination,
+            mt.address,
             what,
             error,
             extra={
@@ -256,6 +258,8 @@ def _fields(mt: Outgoing, event: str, seconds: float | None) -> dict[str, Any]:
         "message_id": mt.id,
         "thread_id": mt.thread_id,
         "handset": mt.destination,
+        "address": mt.address,
+        "mask": mt.mask,
         "reference": mt.reference,
         "attempt": mt.attempts,
         "elapsed_ms": None if seconds is None else round(seconds * 1000, 1),

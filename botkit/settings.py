@@ -181,9 +181,10 @@ class Settings:
                     raise ValidationError(str(path), f"is not valid TOML: {exc}") from None
         if "BOTKIT_SOURCE" in environ or "source" in values:
             raise ValidationError(
-                "BOTKIT_SOURCE",
-                "is gone: list the account's numbers in BOTKIT_NUMBERS instead, the default "
-                "first (MTs from it carry BOTKIT_CLASS; the others go with source)",
+                "BOTKIT_SOURCE" if "BOTKIT_SOURCE" in environ else f"{path}: source",
+                "is gone: list the account's numbers in BOTKIT_NUMBERS (numbers in "
+                "botkit.toml) instead, the default first (MTs from it carry BOTKIT_CLASS; "
+                "the others go with source)",
             )
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(values) - set(known)

@@ -40,7 +40,6 @@ class harness(Harness):
         super().__init__(bots, ROOT / "templates", db=database, numbers=numbers)
 
 
-
 def client(h: Harness) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=h.app, client=("127.0.0.1", 1234))
     return httpx.AsyncClient(transport=transport, base_url="http://localhost")

@@ -108,11 +108,16 @@ def announce(settings: Settings) -> None:
     """Say on start-up what the app talks to and where to reach it."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{host}:{settings.port}"
+    default, *others = settings.numbers
+    numbers = f"{default} (default, by class {settings.message_class})" + "".join(
+        f", {number}" for number in others
+    )
     if settings.simulator_mode:
         lines = [
             "botkit: no gateway credentials (BOTKIT_APPLICATION, BOTKIT_PASSWORD): "
             "running against the built-in gateway simulator.",
             f"  phone simulator:  {base}/simulator/",
+            f"  our numbers:      {numbers}",
             f"  dashboard:        {base}/dashboard/ {dashboard_access(settings)}",
             f"  database:         {redact(settings.db)}",
             f"  callback token:   {settings.callback_token}",
@@ -122,6 +127,7 @@ def announce(settings: Settings) -> None:
             f"botkit: sending through {redact(settings.gateway_url)} as {settings.application}",
             "  MO callback URL:  https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/mo",
             "  DLR callback URL: https://<your host>/callbacks/<BOTKIT_CALLBACK_TOKEN>/dlr",
+            f"  our numbers:      {numbers}",
             f"  listening on:     {base}",
             f"  dashboard:        {base}/dashboard/ {dashboard_access(settings)}",
         ]

@@ -143,6 +143,7 @@ class Outbox(Claims):
             expires=row["expires"],
             attempts=row["attempts"],
             thread_id=row["thread_id"],
+            address=row["address"],
         )
 
     async def release(self, message_id: int) -> None:
