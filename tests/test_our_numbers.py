@@ -47,6 +47,11 @@ def clinic() -> Bot:
     async def promo(ctx: Context) -> None:
         ctx.reply("20% off this week.", mask="ClinicCo")
 
+    @bot.keyword("WHERE")
+    async def where(ctx: Context) -> None:
+        mask = "ClinicCo" if ctx.number == ctx.numbers.default else None
+        ctx.reply(f"You texted {ctx.number}.", mask=mask)
+
     @bot.keyword("SOON")
     async def soon(ctx: Context) -> None:
         ctx.reply("Only for two hours.", expires=timedelta(hours=2))
@@ -265,6 +270,18 @@ async def test_a_mask_goes_with_the_class_from_the_default_number_only(database)
         )
         assert [f[0] for f in failed] == ["handled", "failed"]
         assert "mask goes only on messages from the default number 4433" in failed[1][1]
+
+
+async def test_a_handler_knows_its_number_and_masks_only_where_it_can(database):
+    async with harness(database) as h:
+        phone = h.phone(PHONE)
+        (here,) = await phone.send("WHERE", to=DEFAULT)
+        (there,) = await phone.send("WHERE", to=OTHER)
+        assert (here.text, request_of(h, here)) == (
+            "You texted 4433.",
+            ("mt_message", None, "ClinicCo"),
+        )
+        assert (there.text, request_of(h, there)) == (f"You texted {OTHER}.", (None, OTHER, None))
 
 
 async def test_expires_is_sent_and_a_bot_sets_defaults(database):
