@@ -76,9 +76,11 @@ async def test_delivery_reports_are_the_tests_to_send(database):
         phone = harness.phone()
         (reply,) = await phone.send("hi")
         assert reply.statuses == ()
-        await phone.deliver(reply, "submitted")
-        await phone.deliver(reply, "failed")
-        assert phone.last.statuses == ("submitted", "failed")
+        submitted = await phone.deliver(reply, "submitted")
+        failed = await phone.deliver(submitted, "failed")
+        # Regression: deliver returned None, and a SentReply is a snapshot that never changes.
+        assert (reply.statuses, submitted.statuses) == ((), ("submitted",))
+        assert failed == phone.last and failed.statuses == ("submitted", "failed")
         delivery = await harness.runtime.store.db.fetchval(
             "SELECT delivery FROM messages WHERE gateway_id = ?", (reply.id,)
         )
@@ -101,7 +103,7 @@ async def test_a_reply_that_expires_before_it_is_received_never_reaches_the_hand
         (late, in_time) = (await phone.send("deal"))[0], (await phone.send("another"))[0]
         await phone.deliver(in_time, "received")
         await harness.advance(hours=1)  # the simulator tells expiry by the harness's clock
-        await phone.deliver(late, "submitted")
+        assert (await phone.deliver(late, "submitted")).statuses == ("expired",)
         await phone.deliver(in_time, "received")  # received before: it stays
         assert [r.id for r in phone.replies] == [in_time.id]
         assert [r.id for r in await harness.replies_to(phone.number)] == [in_time.id]
