@@ -22,6 +22,9 @@ The account it plays has `numbers` (the default first), message `classes` and `m
   the spec sends it "only when a number sequence is used". An MO goes to one of
   `numbers`: the one given, else the one the handset's latest MT came from, else the
   default.
+- A callback whose URL httpx cannot build (too long: an MO of a few thousand non-ASCII
+  characters percent-encodes past 65,536) is not delivered (`answer` None): a warning,
+  not a retry, since the same URL fails the same way.
 - HEAD /message answers the status the gateway's checks give a GET with the same query
   (200, or the authentication or parameter error), with no body, and does nothing else:
   nothing is queued or recorded, and a fault neither answers it nor counts it (a fault
@@ -73,6 +76,7 @@ from .clock import Clock, system_clock
 from .errors import ValidationError
 from .faults import Fault, fault_arguments
 from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
+from .json_body import BodyError, read_json
 from .numbers import international
 from .phone import PhonePage
 
@@ -381,11 +385,10 @@ class Simulator:
     async def _faults(self, request: Request) -> JSONResponse:
         """GET, POST (a JSON object of `fail`'s arguments) or DELETE /api/faults."""
         if request.method == "POST":
-            # Requiring JSON keeps cross-site HTML forms (which cannot send it) out.
-            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-                return JSONResponse({"error": "send JSON"}, 415)
             try:
-                self.fail(**fault_arguments(await request.body()))
+                self.fail(**fault_arguments(await read_json(request)))
+            except BodyError as exc:
+                return JSONResponse({"error": exc.message}, exc.status)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         elif request.method == "DELETE":
@@ -573,6 +576,12 @@ class Simulator:
             try:
                 async with self._callback_slots:
                     response = await self._http.get(url, params=record.params)
+            except httpx.InvalidURL as exc:
+                # Not a request that failed: none can be made, now or on a retry.
+                kind, callback_id = record.kind, record.params["id"]
+                logger.warning("%s callback %s not delivered: %s", kind, callback_id, exc)
+                record.answers.append(None)
+                break
             except httpx.RequestError as exc:
                 # The URL holds the app's callback token: name the callback, not the URL.
                 error = type(exc).__name__
