@@ -261,9 +261,11 @@ class Phone:
     async def send(
         self, text: str | bytes, *, reply_to: SentReply | int | None = None, to: str | None = None
     ) -> list[SentReply]:
-        """Text the bots, at our number `to` (else the one the latest reply came from, else
-        the default), and return the replies it caused. `reply_to` answers a given MT: only
-        with a number sequence (`Harness(number_sequence=True)`), as the spec says."""
+        """Text the bots, at our number `to` in any spelling ("0400999000" dials
+        "+61400999000"; else the one the latest reply came from, else the default), and
+        return the replies it caused; ValueError for a number that is not ours. `reply_to`
+        answers a given MT: only with a number sequence (`Harness(number_sequence=True)`),
+        as the spec says."""
         before = len(self.replies)
         answer = reply_to.id if isinstance(reply_to, SentReply) else reply_to
         mo = await self.harness.simulator.send_mo(

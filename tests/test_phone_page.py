@@ -230,6 +230,15 @@ async def test_send_refuses_json_nested_too_deep(sim: Simulator, http: httpx.Asy
     assert sim.mos == []
 
 
+@pytest.mark.parametrize("to", ["+61 400 999 000", "61400999000", "0400999000", "0061400999000"])
+async def test_send_to_our_number_in_any_spelling_goes_to_it_as_configured(
+    sim: Simulator, http: httpx.AsyncClient, to: str
+) -> None:
+    answer = await http.post(f"/api/handsets/{ENCODED}/send", json={"text": "hi", "to": to})
+    assert answer.status_code == 202
+    assert [mo.destination for mo in sim.mos] == [SECOND]
+
+
 async def test_static_files_build_the_dom_safely(http: httpx.AsyncClient) -> None:
     script = await http.get("/static/phone.js")
     style = await http.get("/static/phone.css")

@@ -502,11 +502,24 @@ async def test_without_number_sequence_there_is_no_reply_to(
 
 
 async def test_an_mo_goes_only_to_one_of_our_numbers(sim: Simulator) -> None:
-    with pytest.raises(ValueError, match="'5000' is not one of our numbers"):
+    with pytest.raises(ValueError, match=r"'5000' is not one of our numbers \(4433, \+61"):
         await sim.send_mo(HANDSET, "hi", destination="5000")
-    written_otherwise = await sim.send_mo(HANDSET, "hi", destination="61400999000")
-    assert written_otherwise.destination == "61400999000"  # as the handset dialled it
-    assert len(sim.mos) == 1
+    with pytest.raises(ValueError, match="'0400999002' is not one of our numbers"):
+        await sim.send_mo(HANDSET, "hi", destination="0400999002")
+    assert sim.mos == []
+
+
+@pytest.mark.parametrize(
+    "dialled", ["+61400999000", "61400999000", "+61 400 999 000", "0400999000", "0061400999000"]
+)
+async def test_an_mo_to_our_number_in_any_spelling_goes_to_it_as_configured(
+    sim: Simulator, receiver: Receiver, dialled: str
+) -> None:
+    """Regression: the MO's destination went as dialled, and the app refused
+    "+61 400 999 000" (400); "0400999000" was not one of our numbers at all."""
+    mo = await sim.send_mo(HANDSET, "hi", destination=dialled)
+    assert (mo.destination, mo.answer) == (SECOND, 200)
+    assert receiver.mos()[0]["destination"] == SECOND
 
 
 async def test_mo_is_retried_with_the_same_id_until_200() -> None:

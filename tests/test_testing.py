@@ -117,6 +117,20 @@ async def test_a_reply_that_expires_before_it_is_received_never_reaches_the_hand
         assert again.sender == "4433"
 
 
+@pytest.mark.parametrize("to", ["+61 400 999 000", "0400999000", "0061400999000"])
+async def test_a_phone_texts_our_number_in_any_spelling(database, to):
+    """Regression: to="+61 400 999 000" reached the app as written, which answered 400;
+    to="0400999000" raised ValueError."""
+    numbers = "4433,+61400999000"
+    async with Harness([echo_bot()], TEMPLATES, db=database, numbers=numbers) as harness:
+        phone = harness.phone()
+        (reply,) = await phone.send("hi", to=to)
+        assert reply.sender == "+61400999000"
+        assert harness.simulator.mos[0].destination == "+61400999000"
+        with pytest.raises(ValueError, match=r"'0400999001' is not one of our numbers \(4433, "):
+            await phone.send("hi", to="0400999001")
+
+
 @pytest.mark.parametrize(
     ("masks", "sender"), [((), "4433"), (("Shop",), "Shop"), (("shop",), "4433")]
 )
