@@ -23,7 +23,6 @@ real gateway would have done:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -82,12 +81,9 @@ class Fault:
         return {**{key: getattr(self, key) for key in keys}, "over": self.over()}
 
 
-def fault_arguments(body: bytes) -> dict[str, Any]:
-    """`fail`'s arguments from a JSON object, type-checked; ValueError naming the bad one."""
-    try:
-        given = json.loads(body)
-    except ValueError:
-        raise ValueError("the body is not JSON") from None
+def fault_arguments(given: Any) -> dict[str, Any]:
+    """`fail`'s arguments from a parsed JSON object (botkit.json_body reads it within a
+    limit), type-checked; ValueError naming the bad one."""
     if not isinstance(given, dict):
         raise ValueError("send a JSON object")
     types: dict[str, tuple[type, ...]] = {

@@ -12,7 +12,6 @@ script builds the DOM with textContent, under a CSP that forbids inline script.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .callbacks import MAX_CONTENT
 from .errors import ValidationError
+from .json_body import MAX_BODY, BodyError, read_json
 from .numbers import international
 from .threads import parse_reference
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from .simulator import SimMessage, SimMO, Simulator
 
 PACKAGE = Path(__file__).parent
+# The body of the longest text the app takes, every character as long as JSON may spell
+# it (a surrogate pair escaped: 12 bytes), and room for the rest of the object.
+MAX_SEND_BODY = 12 * MAX_CONTENT + MAX_BODY
 DEFAULT_HANDSET = "+61400000001"
 HEADERS = {
     "Content-Security-Policy": (
@@ -135,14 +139,15 @@ class PhonePage:
 
     async def send(self, request: Request) -> Response:
         """POST api/handsets/{number}/send with JSON {"text": ..., "to": ...}: the handset
-        texts the app, at our number `to` (optional: else where replies go by default)."""
-        # Requiring JSON keeps cross-site HTML forms (which cannot send it) out.
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return JSONResponse({"error": "send JSON"}, 415, headers=HEADERS)
+        texts the app, at our number `to` in any spelling (optional: else where replies go
+        by default). Text the app would refuse, and a body over MAX_SEND_BODY, are refused."""
         try:
             number = international(request.path_params["number"], "number")
-            text, to = _text_and_to(await request.body(), self.simulator.numbers)
-        except ValidationError as exc:
+            text, to = _text_and_to(await read_json(request, MAX_SEND_BODY))
+            to = None if to is None else self.simulator.dialled(to, "to")
+        except BodyError as exc:
+            return JSONResponse({"error": exc.message}, exc.status, headers=HEADERS)
+        except ValueError as exc:  # ValidationError too
             return JSONResponse({"error": str(exc)}, 400, headers=HEADERS)
         mo = self.simulator.queue_mo(number, text, destination=to)
         return JSONResponse({"id": str(mo.id)}, 202, headers=HEADERS)
@@ -164,18 +169,20 @@ class PhonePage:
         return None
 
 
-def _text_and_to(body: bytes, numbers: tuple[str, ...]) -> tuple[str, str | None]:
-    """The non-empty "text" of a JSON body and its "to" (one of `numbers`, or absent), or
-    ValidationError."""
-    try:
-        given = json.loads(body)
-        text, to = given.get("text"), given.get("to")
-    except (ValueError, AttributeError):
-        raise ValidationError("text", "the body is not a JSON object") from None
-    if to is not None and to not in numbers:
-        raise ValidationError("to", f"must be one of our numbers: {', '.join(numbers)}")
+def _text_and_to(given: Any) -> tuple[str, str | None]:
+    """The "text" of a parsed JSON object, non-empty and no longer than the app takes,
+    and its "to" (a string, or absent), or ValidationError."""
+    if not isinstance(given, dict):
+        raise ValidationError("text", "the body is not a JSON object")
+    text, to = given.get("text"), given.get("to")
+    if to is not None and not isinstance(to, str):
+        raise ValidationError("to", "must be one of our numbers, as a string")
     if not isinstance(text, str) or not text:
         raise ValidationError("text", "must be a non-empty string")
+    if len(text) > MAX_CONTENT:
+        raise ValidationError(
+            "text", f"is longer than {MAX_CONTENT} characters: the app refuses it"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -20,8 +20,12 @@ The account it plays has `numbers` (the default first), message `classes` and `m
   handset: it leaves the handset's inbox and the phone page. Time is `clock`'s.
 - MOs carry `reply_to` (and the answered MT's `reference`) only with `number_sequence`:
   the spec sends it "only when a number sequence is used". An MO goes to one of
-  `numbers`: the one given, else the one the handset's latest MT came from, else the
-  default.
+  `numbers`: the one given, in any spelling a handset may dial ("+61 400 999 000",
+  "0400999000"; `dialled`), else the one the handset's latest MT came from, else the
+  default. Its callback names the number as configured, as the carrier routed it.
+- A callback whose URL httpx cannot build (too long: an MO of a few thousand non-ASCII
+  characters percent-encodes past 65,536) is not delivered (`answer` None): a warning,
+  not a retry, since the same URL fails the same way.
 - HEAD /message answers the status the gateway's checks give a GET with the same query
   (200, or the authentication or parameter error), with no body, and does nothing else:
   nothing is queued or recorded, and a fault neither answers it nor counts it (a fault
@@ -68,11 +72,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .addresses import SIMULATOR_NUMBER, canonical_address, parse_number
+from .addresses import SIMULATOR_NUMBER, OurNumbers, canonical_address, parse_number
 from .clock import Clock, system_clock
 from .errors import ValidationError
 from .faults import Fault, fault_arguments
 from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
+from .json_body import BodyError, read_json
 from .numbers import international
 from .phone import PhonePage
 
@@ -187,7 +192,7 @@ class Simulator:
         self.mo_url = mo_url
         self.dlr_url = dlr_url
         self._allow = None if allow is None else [ipaddress.ip_network(a, False) for a in allow]
-        self.numbers = our_numbers(numbers)
+        self.numbers = numbers  # parsed by the setter, a tuple
         self.classes = tuple(classes)
         self.masks = tuple(masks)
         self.number_sequence = number_sequence
@@ -249,6 +254,17 @@ class Simulator:
         self.fault = None
 
     @property
+    def numbers(self) -> tuple[str, ...]:
+        """Our numbers, the default first (a test may give the account another)."""
+        return self._numbers
+
+    @numbers.setter
+    def numbers(self, numbers: Sequence[str]) -> None:
+        self._numbers = our_numbers(numbers)
+        # Only for the spellings of our numbers a handset may dial: the class is not used.
+        self._dialled = OurNumbers(self._numbers, message_class=DEFAULT_CLASSES[0])
+
+    @property
     def default_number(self) -> str:
         """The number MTs by class come from, and MOs go to when nothing else decides."""
         return self.numbers[0]
@@ -258,6 +274,16 @@ class Simulator:
         latest MT came from, else the default."""
         inbox = self.inbox(handset)
         return inbox[-1].number if inbox else self.default_number
+
+    def dialled(self, address: str, field: str = "destination") -> str:
+        """Our number a handset reaches by dialling `address`, as configured: any spelling
+        botkit.addresses knows ("+61 400 999 000", "61400999000", "0400999000" and
+        "0061400999000" dial "+61400999000"); ValueError naming `field` and listing our
+        numbers otherwise."""
+        try:
+            return self._dialled.ours(address, field)
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
 
     def inbox(self, number: str) -> list[SimMessage]:
         """The MTs sent to one handset, oldest first, but those that expired (which never
@@ -381,11 +407,10 @@ class Simulator:
     async def _faults(self, request: Request) -> JSONResponse:
         """GET, POST (a JSON object of `fail`'s arguments) or DELETE /api/faults."""
         if request.method == "POST":
-            # Requiring JSON keeps cross-site HTML forms (which cannot send it) out.
-            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-                return JSONResponse({"error": "send JSON"}, 415)
             try:
-                self.fail(**fault_arguments(await request.body()))
+                self.fail(**fault_arguments(await read_json(request)))
+            except BodyError as exc:
+                return JSONResponse({"error": exc.message}, exc.status)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         elif request.method == "DELETE":
@@ -503,10 +528,10 @@ class Simulator:
         reply_to: int | None,
         operator: str,
     ) -> SimMO:
-        """Record an MO to one of our numbers (the one given, else the one the handset's
-        latest MT came from, else the default); with a number sequence it answers the latest
-        MT from that number (or `reply_to`). ValueError for a number that is not ours, or a
-        `reply_to` without a number sequence."""
+        """Record an MO to one of our numbers (the one given, in any spelling, else the one
+        the handset's latest MT came from, else the default), named as configured; with a
+        number sequence it answers the latest MT from that number (or `reply_to`).
+        ValueError for a number that is not ours, or a `reply_to` without a number sequence."""
         source = international(source, "source")
         if reply_to is not None and not self.number_sequence:
             raise ValueError(
@@ -517,11 +542,10 @@ class Simulator:
         if destination is None:
             # A reply goes to the number the MT came from; a mask is for display only.
             destination = answered.number if answered else self.replies_go_to(source)
-        elif self._ours(destination) is None:
-            raise ValueError(f"{destination!r} is not one of our numbers {self.numbers}")
+        else:
+            destination = self.dialled(destination)
         if reply_to is None and self.number_sequence:
-            ours = self._ours(destination)
-            from_there = [m for m in self.inbox(source) if m.number == ours]
+            from_there = [m for m in self.inbox(source) if m.number == destination]
             answered = from_there[-1] if from_there else None
             reply_to = answered.id if answered else None
         binary = isinstance(content, bytes)
@@ -573,6 +597,12 @@ class Simulator:
             try:
                 async with self._callback_slots:
                     response = await self._http.get(url, params=record.params)
+            except httpx.InvalidURL as exc:
+                # Not a request that failed: none can be made, now or on a retry.
+                kind, callback_id = record.kind, record.params["id"]
+                logger.warning("%s callback %s not delivered: %s", kind, callback_id, exc)
+                record.answers.append(None)
+                break
             except httpx.RequestError as exc:
                 # The URL holds the app's callback token: name the callback, not the URL.
                 error = type(exc).__name__

@@ -25,7 +25,7 @@ import asyncio
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -261,9 +261,11 @@ class Phone:
     async def send(
         self, text: str | bytes, *, reply_to: SentReply | int | None = None, to: str | None = None
     ) -> list[SentReply]:
-        """Text the bots, at our number `to` (else the one the latest reply came from, else
-        the default), and return the replies it caused. `reply_to` answers a given MT: only
-        with a number sequence (`Harness(number_sequence=True)`), as the spec says."""
+        """Text the bots, at our number `to` in any spelling ("0400999000" dials
+        "+61400999000"; else the one the latest reply came from, else the default), and
+        return the replies it caused; ValueError for a number that is not ours. `reply_to`
+        answers a given MT: only with a number sequence (`Harness(number_sequence=True)`),
+        as the spec says."""
         before = len(self.replies)
         answer = reply_to.id if isinstance(reply_to, SentReply) else reply_to
         mo = await self.harness.simulator.send_mo(
@@ -275,12 +277,16 @@ class Phone:
         await self._refresh()
         return self.replies[before:]
 
-    async def deliver(self, reply: SentReply, status: str) -> None:
-        """Make the carrier report `status` for one reply (a DLR to the app): "expired"
-        instead when its expiry passed on the clock before it was received, and then it
-        leaves `replies`."""
+    async def deliver(self, reply: SentReply, status: str) -> SentReply:
+        """Make the carrier report `status` for one reply (a DLR to the app), and return
+        the reply with every status reported so far: a SentReply is a snapshot, so `reply`
+        itself stays as it was (`last` and `replies` are refreshed too). The status is
+        "expired" instead when the reply's expiry passed on the clock before it was
+        received, and then it leaves `replies`."""
         await self.harness.simulator.report(reply.id, status)
         await self._refresh()
+        statuses = self.harness.simulator.sent_by_id[reply.id].statuses
+        return replace(reply, statuses=tuple(statuses))
 
     async def thread(self) -> Thread | None:
         """This handset's most recent thread (open or closed): its bot, state and data."""

@@ -11,6 +11,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from botkit.callbacks import MAX_CONTENT
+from botkit.json_body import MAX_BODY
 from botkit.simulator import Simulator
 
 HANDSET = "+61400000001"
@@ -180,6 +182,61 @@ async def test_send_refuses_bad_requests(
     answer = await http.post(path, **kwargs)
     assert answer.status_code == status and "error" in answer.json()
     assert sim.mos == []
+
+
+async def test_send_refuses_a_body_over_the_limit_without_reading_it_all(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    """Regression: a 30 MB {"text": ...} was accepted (202), kept, and re-sent on every poll."""
+    huge = await http.post(f"/api/handsets/{ENCODED}/send", json={"text": "a" * 30_000_000})
+    assert huge.status_code == 413 and "bytes" in huge.json()["error"]
+    pulled = 0
+
+    async def chunks() -> AsyncIterator[bytes]:  # no content-length: only the stream tells
+        nonlocal pulled
+        yield b'{"text": "'
+        for _ in range(1000):
+            pulled += 1
+            yield b"a" * 65536
+
+    streamed = await http.post(
+        f"/api/handsets/{ENCODED}/send",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert streamed.status_code == 413 and pulled < 1000
+    assert sim.mos == []
+
+
+async def test_send_takes_text_as_long_as_the_app_does_and_no_longer(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    """Regression: text of any length was accepted; the app refuses (400) a longer MO."""
+    path = f"/api/handsets/{ENCODED}/send"
+    longest = "é" * MAX_CONTENT  # 80,000 bytes as UTF-8: over MAX_BODY, still taken
+    assert len(longest.encode()) > MAX_BODY
+    assert (await http.post(path, json={"text": longest})).status_code == 202
+    too_long = await http.post(path, json={"text": "a" * (MAX_CONTENT + 1)})
+    assert too_long.status_code == 400 and str(MAX_CONTENT) in too_long.json()["error"]
+    assert [len(mo.content) for mo in sim.mos] == [MAX_CONTENT]
+
+
+async def test_send_refuses_json_nested_too_deep(sim: Simulator, http: httpx.AsyncClient) -> None:
+    """Regression: `[` * 100000 raised RecursionError: a 500."""
+    headers = {"content-type": "application/json"}
+    for body in (b"[" * 60_000, b'{"text": ' + b"[" * 60_000, b"\xff"):
+        answer = await http.post(f"/api/handsets/{ENCODED}/send", content=body, headers=headers)
+        assert answer.status_code == 400 and "error" in answer.json()
+    assert sim.mos == []
+
+
+@pytest.mark.parametrize("to", ["+61 400 999 000", "61400999000", "0400999000", "0061400999000"])
+async def test_send_to_our_number_in_any_spelling_goes_to_it_as_configured(
+    sim: Simulator, http: httpx.AsyncClient, to: str
+) -> None:
+    answer = await http.post(f"/api/handsets/{ENCODED}/send", json={"text": "hi", "to": to})
+    assert answer.status_code == 202
+    assert [mo.destination for mo in sim.mos] == [SECOND]
 
 
 async def test_static_files_build_the_dom_safely(http: httpx.AsyncClient) -> None:

@@ -502,11 +502,24 @@ async def test_without_number_sequence_there_is_no_reply_to(
 
 
 async def test_an_mo_goes_only_to_one_of_our_numbers(sim: Simulator) -> None:
-    with pytest.raises(ValueError, match="'5000' is not one of our numbers"):
+    with pytest.raises(ValueError, match=r"'5000' is not one of our numbers \(4433, \+61"):
         await sim.send_mo(HANDSET, "hi", destination="5000")
-    written_otherwise = await sim.send_mo(HANDSET, "hi", destination="61400999000")
-    assert written_otherwise.destination == "61400999000"  # as the handset dialled it
-    assert len(sim.mos) == 1
+    with pytest.raises(ValueError, match="'0400999002' is not one of our numbers"):
+        await sim.send_mo(HANDSET, "hi", destination="0400999002")
+    assert sim.mos == []
+
+
+@pytest.mark.parametrize(
+    "dialled", ["+61400999000", "61400999000", "+61 400 999 000", "0400999000", "0061400999000"]
+)
+async def test_an_mo_to_our_number_in_any_spelling_goes_to_it_as_configured(
+    sim: Simulator, receiver: Receiver, dialled: str
+) -> None:
+    """Regression: the MO's destination went as dialled, and the app refused
+    "+61 400 999 000" (400); "0400999000" was not one of our numbers at all."""
+    mo = await sim.send_mo(HANDSET, "hi", destination=dialled)
+    assert (mo.destination, mo.answer) == (SECOND, 200)
+    assert receiver.mos()[0]["destination"] == SECOND
 
 
 async def test_mo_is_retried_with_the_same_id_until_200() -> None:
@@ -522,6 +535,23 @@ async def test_mo_gives_up_and_records_the_last_answer() -> None:
     async with simulator(receiver) as sim:
         mo = await sim.send_mo(HANDSET, "hello")
     assert len(receiver.mos()) == 6 and mo.answer == 503
+
+
+async def test_an_mo_whose_callback_url_is_too_long_is_not_delivered_without_a_traceback(
+    sim: Simulator, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: httpx.InvalidURL (a URL over 65,536 characters) escaped `_callback`:
+    send_mo raised it, and queue_mo logged "simulator task failed" and its traceback."""
+    text = "é " * 10_000  # within the app's MAX_CONTENT, 90,000 characters percent-encoded
+    mo = await sim.send_mo(HANDSET, text)
+    queued = sim.queue_mo(HANDSET, text)
+    await sim.drain()
+    for each in (mo, queued):
+        assert (each.answer, each.pending) == (None, False)
+        assert each.callback is not None and each.callback.answers == [None]  # not retried
+    assert receiver.mos() == []
+    assert [r.levelname for r in caplog.records if r.name == "botkit.simulator"] == ["WARNING"] * 2
+    assert "URL" in caplog.records[-1].getMessage()
 
 
 async def test_binary_mo_is_base64(sim: Simulator, receiver: Receiver) -> None:
@@ -735,6 +765,11 @@ async def test_faults_over_http(sim: Simulator) -> None:
             assert (await http.post("/api/faults", json=bad)).status_code == 400
         form = await http.post("/api/faults", data={"status": "503"})
         assert form.status_code == 415
+        headers = {"content-type": "application/json"}
+        # Regression: a body of any size was read; `[` * 100000 raised RecursionError (500).
+        for body, status in ((b"[" * 60_000, 400), (b" " * 100_000 + b"{}", 413)):
+            refused = await http.post("/api/faults", content=body, headers=headers)
+            assert refused.status_code == status and "error" in refused.json()
         await http.post("/api/faults", json={"delay": 0.5})
         assert (await http.delete("/api/faults")).json() == {"fault": None}
         (request,) = (await http.get("/api/requests")).json()["requests"]

@@ -76,9 +76,11 @@ async def test_delivery_reports_are_the_tests_to_send(database):
         phone = harness.phone()
         (reply,) = await phone.send("hi")
         assert reply.statuses == ()
-        await phone.deliver(reply, "submitted")
-        await phone.deliver(reply, "failed")
-        assert phone.last.statuses == ("submitted", "failed")
+        submitted = await phone.deliver(reply, "submitted")
+        failed = await phone.deliver(submitted, "failed")
+        # Regression: deliver returned None, and a SentReply is a snapshot that never changes.
+        assert (reply.statuses, submitted.statuses) == ((), ("submitted",))
+        assert failed == phone.last and failed.statuses == ("submitted", "failed")
         delivery = await harness.runtime.store.db.fetchval(
             "SELECT delivery FROM messages WHERE gateway_id = ?", (reply.id,)
         )
@@ -101,7 +103,7 @@ async def test_a_reply_that_expires_before_it_is_received_never_reaches_the_hand
         (late, in_time) = (await phone.send("deal"))[0], (await phone.send("another"))[0]
         await phone.deliver(in_time, "received")
         await harness.advance(hours=1)  # the simulator tells expiry by the harness's clock
-        await phone.deliver(late, "submitted")
+        assert (await phone.deliver(late, "submitted")).statuses == ("expired",)
         await phone.deliver(in_time, "received")  # received before: it stays
         assert [r.id for r in phone.replies] == [in_time.id]
         assert [r.id for r in await harness.replies_to(phone.number)] == [in_time.id]
@@ -113,6 +115,20 @@ async def test_a_reply_that_expires_before_it_is_received_never_reaches_the_hand
         # The next message goes where the handset's latest (received) reply came from.
         (again,) = await phone.send("again")
         assert again.sender == "4433"
+
+
+@pytest.mark.parametrize("to", ["+61 400 999 000", "0400999000", "0061400999000"])
+async def test_a_phone_texts_our_number_in_any_spelling(database, to):
+    """Regression: to="+61 400 999 000" reached the app as written, which answered 400;
+    to="0400999000" raised ValueError."""
+    numbers = "4433,+61400999000"
+    async with Harness([echo_bot()], TEMPLATES, db=database, numbers=numbers) as harness:
+        phone = harness.phone()
+        (reply,) = await phone.send("hi", to=to)
+        assert reply.sender == "+61400999000"
+        assert harness.simulator.mos[0].destination == "+61400999000"
+        with pytest.raises(ValueError, match=r"'0400999001' is not one of our numbers \(4433, "):
+            await phone.send("hi", to="0400999001")
 
 
 @pytest.mark.parametrize(
