@@ -388,11 +388,22 @@ def test_simulator_mode_is_on_4433_unless_told():
     assert told == ("+61400999000", "4433")
 
 
+async def gateway_mo(h: Harness, gateway_id: int, destination: str, content: str) -> None:
+    """An MO callback as a gateway that spells our number its own way would make it."""
+    transport = httpx.ASGITransport(app=h.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        params = {"id": str(gateway_id), "source": PHONE, "destination": destination}
+        answer = await client.get("/callbacks/harness/mo", params={**params, "content": content})
+        assert answer.status_code == 200
+    await h.settle()
+
+
 async def test_our_number_spelled_without_its_plus_is_one_conversation(database):
     async with harness(database) as h:
         phone = h.phone(PHONE)
         (ask,) = await phone.send("HELLO", to=OTHER)
-        (greet,) = await phone.send("Ada", to=OTHER.removeprefix("+"))  # as a gateway may
+        await gateway_mo(h, 7300000000009, OTHER.removeprefix("+"), "Ada")
+        greet = (await h.replies_to(PHONE))[-1]
         assert greet.template == "hello/greet.txt" and greet.thread_id == ask.thread_id
         assert request_of(h, greet) == (None, OTHER, None)
         (mo,) = rows(h.runtime.settings.db, "SELECT address FROM messages WHERE content = 'Ada'")
@@ -403,12 +414,7 @@ async def test_our_number_spelled_without_its_plus_is_one_conversation(database)
 async def test_stop_to_our_number_in_any_spelling_stops_that_number(database, spelled):
     """However the gateway writes our number in an MO, a STOP to it is a STOP to it."""
     async with harness(database) as h:
-        transport = httpx.ASGITransport(app=h.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-            stop = {"id": "7300000000003", "source": PHONE, "destination": spelled}
-            answer = await client.get("/callbacks/harness/mo", params={**stop, "content": "STOP"})
-            assert answer.status_code == 200
-        await h.settle()
+        await gateway_mo(h, 7300000000003, spelled, "STOP")
         (stopped,) = h.simulator.inbox(PHONE)
         assert stopped.source == OTHER  # confirmed from our number, spelled as configured
         await h.phone(PHONE).send("HELLO", to=OTHER)
