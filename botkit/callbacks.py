@@ -31,6 +31,7 @@ from .dialects import Value, decode_base64, is_strict_base64, parse_query
 from .errors import ValidationError
 from .logs import elapsed_ms
 from .messages import IncomingDLR, IncomingMO
+from .metrics import status_label
 from .numbers import international
 from .store import DeliveryOutcome
 
@@ -276,7 +277,7 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
             )
             return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)
         if outcome.new:
-            metrics.dlr_received.inc(status=incoming.status)
+            metrics.dlr_received.inc(status=status_label(incoming.status))
         _log_dlr(incoming, outcome, started)
         if outcome.new and incoming.flags:
             _warn_flagged("dlr", incoming, outcome.message_id, outcome.handset)
