@@ -7,9 +7,10 @@ The spec says nothing of retrying a 400, so a 400 may lose a handset's message f
 good: only a required parameter (an MO's id, source, destination and content; a
 DLR's id and status) that is missing or malformed is refused. Anything else is kept,
 bent as little as it takes (a value cut to size, a bad `reply_to` dropped, text that
-is not UTF-8 read as Windows-1252, base64 in another dialect re-encoded), and what was
-done is a flag word stored with it (`messages.flags`, `deliveries.flags`) and a
-warning in the log. A HEAD (a URL check) is answered and does nothing else.
+is not UTF-8 read as Windows-1252, base64 in another dialect re-encoded, a number's `+`
+that came unescaped, as a space, restored), and what was done is a flag word stored
+with it (`messages.flags`, `deliveries.flags`) and a warning in the log. A HEAD (a
+URL check) is answered and does nothing else.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .dialects import Value, decode_base64, is_strict_base64, parse_query
 from .errors import ValidationError
 from .logs import elapsed_ms
 from .messages import IncomingDLR, IncomingMO
+from .metrics import status_label
 from .numbers import international
 from .store import DeliveryOutcome
 
@@ -39,10 +41,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("botkit.callbacks")
 
-INT64 = re.compile(r"-?[0-9]{1,19}")
+# Leading zeros do not count: the value decides whether it fits 64 bits.
+INT64 = re.compile(r"(-?)0*([0-9]{1,19})")
 ADDRESS = re.compile(r"\+?[0-9]{2,20}")
+# A `+` sent unescaped, which form decoding turns into a space: the only shape repaired.
+UNESCAPED_PLUS = re.compile(r" [0-9]+")
 # Carriers differ: any short printable status is kept as sent, unknown ones included.
-STATUS = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+# Never a control (C0, DEL, C1 with NEL) nor a Unicode line end: no forged log lines.
+STATUS = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,64}")
 MAX_REFERENCE = 50
 MAX_CONTENT = 40_000
 MAX_OPERATOR = 100
@@ -108,21 +114,37 @@ class Reader:
         text = self.optional(name)
         if text is None:
             return None
-        if _is_int64(text):
-            return int(text)
-        self.flag(name, "invalid", f"{text[:40]!r} is not a 64-bit signed integer: dropped")
+        value = int64(text)
+        if value is None:
+            self.flag(name, "invalid", f"{text[:40]!r} is not a 64-bit signed integer: dropped")
+        return value
+
+    def number(self, name: str) -> str:
+        """A required phone number or short code, its leading `+` restored when it came
+        unescaped and form decoding made it a space (`source-plus-restored`)."""
+        text = self.required(name)
+        if UNESCAPED_PLUS.fullmatch(text) is None:
+            return text
+        self.flag(name, "plus-restored", "began with a space: read as an unescaped `+`")
+        return "+" + text[1:]
+
+
+def int64(text: str) -> int | None:
+    """The 64-bit signed integer `text` writes in decimal, leading zeros allowed (the
+    value decides, not the number of digits), or None."""
+    found = INT64.fullmatch(text)
+    if found is None:
         return None
-
-
-def _is_int64(text: str) -> bool:
-    return INT64.fullmatch(text) is not None and -(2**63) <= int(text) < 2**63
+    value = int(found[1] + found[2])
+    return value if -(2**63) <= value < 2**63 else None
 
 
 def _required_int64(reader: Reader, name: str) -> int:
     text = reader.required(name)
-    if not _is_int64(text):
+    value = int64(text)
+    if value is None:
         raise ValidationError(name, f"{text[:40]!r} is not a 64-bit signed integer")
-    return int(text)
+    return value
 
 
 def parse_mo(query: dict[str, list[Value]]) -> IncomingMO:
@@ -130,8 +152,12 @@ def parse_mo(query: dict[str, list[Value]]) -> IncomingMO:
     ValidationError naming the bad one. Only the required ones can refuse an MO."""
     reader = Reader(query)
     gateway_id = _required_int64(reader, "id")
-    source = international(reader.required("source"), "source")
-    destination = reader.required("destination", ADDRESS, "a short code or phone number")
+    source = international(reader.number("source"), "source")
+    destination = reader.number("destination")
+    if not ADDRESS.fullmatch(destination):
+        raise ValidationError(
+            "destination", f"{destination[:40]!r} is not a short code or phone number"
+        )
     content = reader.required("content")
     if len(content) > MAX_CONTENT:
         raise ValidationError("content", f"is longer than {MAX_CONTENT} characters")
@@ -276,7 +302,7 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
             )
             return PlainTextResponse("ERROR Temporarily unavailable", status_code=503)
         if outcome.new:
-            metrics.dlr_received.inc(status=incoming.status)
+            metrics.dlr_received.inc(status=status_label(incoming.status))
         _log_dlr(incoming, outcome, started)
         if outcome.new and incoming.flags:
             _warn_flagged("dlr", incoming, outcome.message_id, outcome.handset)
@@ -351,7 +377,7 @@ def _bad_request(kind: str, exc: ValidationError, query: dict[str, list[Value]])
             "event": f"{kind}.refused",
             "http_status": 400,
             "parameter": exc.field,
-            "gateway_id": int(given_id) if INT64.fullmatch(given_id) else None,
+            "gateway_id": int64(given_id),
         },
     )
     return PlainTextResponse(f"ERROR {word} {exc.field} parameter", status_code=400)

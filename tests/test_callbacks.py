@@ -154,6 +154,30 @@ async def test_bad_dlr_is_refused(client, settings, params, body):
     assert rows(settings.db, "SELECT * FROM deliveries") == []
 
 
+# Line ends and controls beyond C0, which would let a status forge a line of a text log.
+LOG_FORGERS = ["\x80", "\x85", "\x9f", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize(
+    "control", LOG_FORGERS, ids=["U+0080", "U+0085", "U+009F", "U+2028", "U+2029"]
+)
+async def test_a_status_with_a_c1_control_or_unicode_line_end_is_refused(client, settings, control):
+    """Regression (attack review): STATUS let C1 controls, NEL and U+2028/U+2029
+    through, and a receipt's status could write a forged line into a text log."""
+    status = f"sent{control}2024-01-01 00:00:00 INFO botkit.callbacks forged"
+    response = await client.get("/callbacks/test-token/dlr", params={"id": "7", "status": status})
+    assert (response.status_code, response.text) == (400, "ERROR Invalid status parameter")
+    assert rows(settings.db, "SELECT * FROM deliveries") == []
+
+
+async def test_a_status_whose_undefined_windows_1252_byte_reads_as_a_c1_control_is_refused(
+    client, settings
+):
+    response = await client.get("/callbacks/test-token/dlr?id=7&status=sent%81")
+    assert (response.status_code, response.text) == (400, "ERROR Invalid status parameter")
+    assert rows(settings.db, "SELECT * FROM deliveries") == []
+
+
 async def test_dlr_for_an_unknown_id_is_kept(client, settings):
     response = await client.get("/callbacks/test-token/dlr", params={"id": "99", "status": "sent"})
     assert response.status_code == 200
@@ -161,7 +185,9 @@ async def test_dlr_for_an_unknown_id_is_kept(client, settings):
     assert (kept["gateway_id"], kept["status"], kept["message_id"]) == (99, "sent", None)
 
 
-@pytest.mark.parametrize("status", ["delivered_to_smsc", "DELIVRD", "delivered.", "<b>ok</b>"])
+@pytest.mark.parametrize(
+    "status", ["delivered_to_smsc", "DELIVRD", "delivered.", "<b>ok</b>", "livré ✓", "SENT"]
+)
 async def test_unknown_carrier_status_is_kept_verbatim(client, settings, status):
     response = await client.get("/callbacks/test-token/dlr", params={"id": "99", "status": status})
     assert response.status_code == 200

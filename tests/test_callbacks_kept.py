@@ -113,6 +113,103 @@ async def test_a_bad_required_field_is_still_refused(client, settings, params, b
     assert rows(settings.db, "SELECT * FROM messages") == []
 
 
+# -- MO: a `+` sent unescaped ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("escaped", "kept", "flags"),
+    [
+        ({"source": "+61400000201"}, {"handset": "+61400000201"}, "source-plus-restored"),
+        ({"destination": "+61400999000"}, {"address": "+61400999000"}, "destination-plus-restored"),
+        (
+            {"source": "+61400000201", "destination": "+61400999000"},
+            {"handset": "+61400000201", "address": "+61400999000"},
+            "source-plus-restored,destination-plus-restored",
+        ),
+        # Escaped, the `+` arrives as sent: nothing to restore.
+        ({"source": "%2B61400000201"}, {"handset": "+61400000201"}, None),
+    ],
+)
+async def test_a_plus_sent_unescaped_is_restored_and_flagged(
+    client, settings, caplog, escaped, kept, flags
+):
+    """Regression (attack review): form decoding turns an unescaped `+` into a space,
+    and `source=+61400000201` was refused as " 61400000201": the message lost."""
+    response = await client.get(f"{MO_URL}?{query(**escaped)}")
+    assert (response.status_code, response.text) == (200, "OK")
+    stored = stored_mo(settings.db)
+    assert {name: stored[name] for name in kept} == kept
+    assert stored["flags"] == flags
+    assert bool(flagged(caplog, "mo.flagged")) == (flags is not None)
+    await eventually(lambda: stored_mo(settings.db)["status"] == "handled")
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [
+        ("source", "++61400000201"),  # two spaces
+        ("source", "+61+400+000+201"),  # spaces between the digits too
+        ("source", "+61400000201+"),
+        ("source", "%2061400000201x"),
+        ("destination", "++4433"),
+        ("destination", "+44a33"),
+        ("destination", "+"),
+    ],
+)
+async def test_only_a_space_then_digits_is_read_as_a_plus(client, settings, name, escaped):
+    response = await client.get(f"{MO_URL}?{query(**{name: escaped})}")
+    assert (response.status_code, response.text) == (400, f"ERROR Invalid {name} parameter")
+    assert rows(settings.db, "SELECT * FROM messages") == []
+
+
+# -- ids padded with zeros --------------------------------------------------------------
+
+PADDED = "0000000000000000000001"  # 22 digits, the value 1
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (PADDED, 1),
+        ("-" + PADDED, -1),
+        ("000" + str(2**63 - 1), 2**63 - 1),
+        ("-000" + str(2**63), -(2**63)),
+        ("0" * 5000 + "7", 7),  # more digits than int() reads by default
+    ],
+)
+async def test_an_id_padded_with_zeros_is_its_value(client, settings, given, stored):
+    """Regression (attack review): an id of more than 19 digits was refused even when
+    its value, once the zeros are gone, fits a 64-bit signed integer."""
+    response = await client.get(MO_URL, params={**MO, "id": given, "reply_to": given})
+    assert (response.status_code, response.text) == (200, "OK")
+    row = stored_mo(settings.db)
+    assert (row["gateway_id"], row["reply_to"], row["flags"]) == (stored, stored, None)
+    response = await client.get(DLR_URL, params={"id": given, "status": "sent"})
+    assert (response.status_code, response.text) == (200, "OK")
+    assert rows(settings.db, "SELECT gateway_id FROM deliveries")[0][0] == stored
+
+
+async def test_a_padded_id_is_the_same_id_as_unpadded(client, settings):
+    for given in ("1", PADDED):
+        response = await client.get(MO_URL, params={**MO, "id": given})
+        assert (response.status_code, response.text) == (200, "OK")
+    assert stored_mo(settings.db)["gateway_id"] == 1
+
+
+@pytest.mark.parametrize(
+    "given", ["000" + str(2**63), "-000" + str(2**63 + 1), "0" * 30 + "1" * 20]
+)
+async def test_a_padded_id_that_does_not_fit_is_still_refused(client, settings, given):
+    response = await client.get(MO_URL, params={**MO, "id": given})
+    assert (response.status_code, response.text) == (400, "ERROR Invalid id parameter")
+    response = await client.get(DLR_URL, params={"id": given, "status": "sent"})
+    assert (response.status_code, response.text) == (400, "ERROR Invalid id parameter")
+    response = await client.get(MO_URL, params={**MO, "reply_to": given})
+    assert (response.status_code, response.text) == (200, "OK")
+    row = stored_mo(settings.db)
+    assert (row["reply_to"], row["flags"]) == (None, "reply-to-invalid")
+
+
 # -- MO: base64 dialects ----------------------------------------------------------------
 
 STANDARD = base64.b64encode(PAYLOAD).decode()

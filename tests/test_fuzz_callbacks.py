@@ -9,8 +9,8 @@ NUL bytes, UTF-8 of lone surrogates, megabyte values. The properties:
   never a 500 or a crash;
 - such an MO is stored as sent (a NUL as U+FFFD; once per gateway id) and handled, its
   optional fields as the rules of issue 13 say (cut to size, a bad `reply_to` dropped,
-  base64 in any dialect, any other encoding kept as text), each bending flagged; a bad
-  one writes nothing;
+  base64 in any dialect, any other encoding kept as text, a number's `+` sent
+  unescaped restored), each bending flagged; a bad one writes nothing;
 - after every example the database holds only whole rows (`invariants`), and the
   next well-formed MO is still stored and handled.
 
@@ -71,8 +71,11 @@ MAX_CONTENT = 40_000
 ERROR = re.compile(r"ERROR (Missing|Invalid) ([a-z_]+) parameter")
 E164 = re.compile(r"\+[0-9]{4,15}")
 ADDRESS = re.compile(r"\+?[0-9]{2,20}")
-STATUS = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
-C0_AND_DEL = [chr(c) for c in [*range(32), 127]]
+# No control (C0, DEL, C1 with NEL) nor Unicode line end: a status never forges a log line.
+STATUS = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,64}")
+CONTROLS = [chr(c) for c in [*range(32), *range(127, 160), 0x2028, 0x2029]]
+# A number whose `+` came unescaped (form decoding made it a space): read with its `+`.
+UNESCAPED_PLUS = re.compile(r" [0-9]+")
 
 # Ids no example draws (hypothesis favours small and extreme values): the probes'.
 probe_ids = itertools.count(4_611_686_018_427_387_904)
@@ -120,11 +123,23 @@ def sent(pairs: Pairs) -> dict[str, list[str]]:
 # -- strategies ---------------------------------------------------------------------------
 
 int64s = st.integers(INT64_MIN, INT64_MAX)
-# Zero-padded forms of one id are the same id: "007" is 7.
-id_texts = int64s.map(str) | st.integers(0, 10**9).map(lambda n: str(n).zfill(19))
+
+
+def padded(n: int, zeros: int) -> str:
+    """`n` in decimal with `zeros` leading zeros after its sign."""
+    return ("-" if n < 0 else "") + "0" * zeros + str(abs(n))
+
+
+# Zero-padded forms of one id are the same id, whatever their length: "007" is 7.
+id_texts = int64s.map(str) | st.builds(padded, int64s, st.integers(1, 30))
 not_int64 = st.one_of(
     st.integers(2**63, 10**40).map(str),
     st.integers(-(10**40), -(2**63) - 1).map(str),
+    st.builds(
+        padded,
+        st.integers(2**63, 10**40) | st.integers(-(10**40), -(2**63) - 1),
+        st.integers(1, 30),
+    ),
     st.just(""),
     st.sampled_from(["+1", " 1", "1 ", "1e3", "0x1F", "1.0", "١٢٣", "１２", "--1", "-", "½"]),
     st.text(min_size=1).filter(lambda t: not re.fullmatch(r"-?[0-9]+", t)),
@@ -143,7 +158,7 @@ not_handsets = st.one_of(
     st.from_regex(r"\+[0-9]{18,30}", fullmatch=True),
 )
 addresses = st.from_regex(ADDRESS, fullmatch=True)
-not_addresses = st.text().filter(lambda t: not ADDRESS.fullmatch(t))
+not_addresses = st.text().filter(lambda t: not ADDRESS.fullmatch(plus_restored(t)))
 # Any text: NUL and other controls, astral planes, combining marks, right-to-left.
 contents = st.text(max_size=300) | st.builds(
     lambda ch, n: ch * n, st.characters(), st.integers(MAX_CONTENT - 5, MAX_CONTENT)
@@ -167,8 +182,9 @@ not_statuses = st.one_of(
     st.builds(
         lambda head, control, tail: head + control + tail,
         st.text(max_size=10),
-        # The edges first: DEL, NUL, the last C0 control, line ends.
-        st.sampled_from(["\x7f", "\x00", "\x1f", "\n", "\r"]) | st.sampled_from(C0_AND_DEL),
+        # The edges first: DEL, NUL, the last C0 control, line ends, C1 with NEL, U+2028.
+        st.sampled_from(["\x7f", "\x00", "\x1f", "\n", "\r", "\x80", "\x85", "\x9f", "\u2028"])
+        | st.sampled_from(CONTROLS),
         st.text(max_size=10),
     ),
 )
@@ -215,8 +231,18 @@ not_base64 = st.one_of(
 )
 
 
-def is_int64(text: str) -> bool:
-    return re.fullmatch(r"-?[0-9]{1,19}", text) is not None and INT64_MIN <= int(text) <= INT64_MAX
+def int64(text: str) -> int | None:
+    """The value of a decimal id, leading zeros allowed, or None where it does not fit."""
+    found = re.fullmatch(r"(-?)0*([0-9]+)", text)
+    if found is None or len(found[2]) > 19:
+        return None
+    value = int(found[1] + found[2])
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
+def plus_restored(text: str) -> str:
+    """A number as botkit reads it: a space then digits only is a `+` sent unescaped."""
+    return "+" + text[1:] if UNESCAPED_PLUS.fullmatch(text) else text
 
 
 @dataclass(frozen=True)
@@ -231,7 +257,9 @@ class MO:
 
     @property
     def gateway_id(self) -> int:
-        return int(self.params["id"])
+        value = int64(self.params["id"])
+        assert value is not None
+        return value
 
     def pairs(self) -> Pairs:
         return [*self.params.items(), *self.repeats]
@@ -245,8 +273,9 @@ class MO:
             flags.add("reference-truncated")
         if len(p.get("operator", "")) > 100:
             flags.add("operator-truncated")
-        if "reply_to" in p and not is_int64(as_stored(p["reply_to"])):
+        if "reply_to" in p and int64(as_stored(p["reply_to"])) is None:
             flags.add("reply-to-invalid")
+        flags |= {f"{n}-plus-restored" for n in ("source", "destination") if p[n].startswith(" ")}
         if "encoding" in p and self.data is None:
             flags.add("encoding-unknown")
         if self.data is not None and p["content"] != base64.b64encode(self.data).decode():
@@ -267,8 +296,11 @@ def mos(draw: st.DrawFn) -> MO:
         "id": draw(id_texts),
         "source": draw(handsets),
         "destination": draw(addresses),
-        "content": draw(contents) if data is None else draw(base64_dialects(data)),
     }
+    for name in ("source", "destination"):  # a `+` sent unescaped: a space once decoded
+        if re.fullmatch(r"\+[0-9]+", params[name]) and draw(st.integers(0, 3)) == 0:
+            params[name] = " " + params[name][1:]
+    params["content"] = draw(contents) if data is None else draw(base64_dialects(data))
     if data is not None:
         params["encoding"] = draw(st.sampled_from(["base64", "BASE64", "Base64"]))
     elif draw(st.integers(0, 7)) == 0:  # an encoding the spec does not define
@@ -586,12 +618,12 @@ async def test_a_well_formed_mo_is_stored_as_sent_once(app, settings, data, mo):
         binary = mo.data is not None
         expected = {
             "handset": "+" + re.sub(r"[^0-9]", "", p["source"]),
-            "address": p["destination"],
+            "address": plus_restored(p["destination"]),
             # Binary content is kept as standard base64, whatever dialect it came in.
             "content": base64.b64encode(mo.data).decode() if binary else p["content"],
             "encoding": "base64" if binary else measure(p["content"]).name,
             "operator": p.get("operator", "")[:100] or None,
-            "reply_to": int(p["reply_to"]) if is_int64(p.get("reply_to", "")) else None,
+            "reply_to": int64(p.get("reply_to", "")),
             "reference": None if "reference" not in p else p["reference"][:50],
         }
         assert {name: stored[name] for name in expected} == expected
@@ -613,7 +645,7 @@ def as_stored(value: str | None) -> str | None:
 @given(data=st.data(), dlr=dlrs())
 async def test_a_well_formed_dlr_is_kept_once(app, settings, data, dlr):
     path = Path(settings.db)
-    key = (int(dlr["id"]), dlr["status"])
+    key = (int64(dlr["id"]), dlr["status"])
     sql = "SELECT * FROM deliveries WHERE gateway_id = ? AND status = ?"
     before = read(path, sql, key)
     queries = [data.draw(query(list(dlr.items()))) for _ in range(2)]
@@ -653,7 +685,7 @@ async def test_any_query_string_is_a_200_or_a_400_never_a_500(app, settings, raw
         answered(response, names)
         if response.status == 200:
             # A valid id is ASCII: read as Starlette would read it.
-            gateway_id = int(sent(parse_qsl(raw, keep_blank_values=True))["id"][0])
+            gateway_id = int64(sent(parse_qsl(raw, keep_blank_values=True))["id"][0])
             table = "messages WHERE direction = 'mo' AND" if url == MO_URL else "deliveries WHERE"
             assert read(path, f"SELECT 1 FROM {table} gateway_id = ?", (gateway_id,))
     await still_works(app, path)

@@ -7,9 +7,10 @@ import math
 import re
 
 import pytest
-from conftest import client_to, eventually, running
+from conftest import client_to, eventually, rows, running
 
 from botkit import Bot, Context, create_app
+from botkit.messages import DELIVERY_STATUSES
 from botkit.metrics import Counter, Histogram, render
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -131,13 +132,32 @@ async def test_counters_after_a_round_trip_through_the_simulator(app, client):
         "dead": 0,
         "rejected": 0,
         "expired": 0,
-        "Carrier Hold": 1,
+        "other": 1,
     }
     assert value(samples, "botkit_mt_send_seconds_count") == 2
     assert value(samples, "botkit_mo_handle_seconds_count") == 2
     assert value(samples, "botkit_mo_handle_seconds_sum") > 0
     assert value(samples, "botkit_inbox_depth") == 0
     assert value(samples, "botkit_outbox_depth") == 0
+
+
+@pytest.mark.backends  # the statuses stored, on each backend
+async def test_statuses_outside_the_spec_are_counted_as_other_and_kept_verbatim(client, settings):
+    """Regression (attack review): each new unknown status added a label series for
+    good, so anyone who could reach the DLR URL could grow /metrics without end."""
+    made_up = [f"Carrier Hold {n}" for n in range(20)] + ["SENT", "sent "]
+    for n, status in enumerate(made_up):
+        params = {"id": str(100 + n), "status": status}
+        assert (await client.get("/callbacks/test-token/dlr", params=params)).text == "OK"
+    params = {"id": "200", "status": "rejected"}
+    assert (await client.get("/callbacks/test-token/dlr", params=params)).text == "OK"
+
+    counts = by_label(await scrape(client), "botkit_dlr_received_total", "status")
+
+    assert set(counts) == {*DELIVERY_STATUSES, "other"}
+    assert (counts["other"], counts["rejected"], counts["sent"]) == (len(made_up), 1, 0)
+    kept = rows(settings.db, "SELECT status FROM deliveries ORDER BY gateway_id")
+    assert [row[0] for row in kept] == [*made_up, "rejected"]
 
 
 async def test_each_app_counts_its_own_and_a_failed_handler_is_counted(settings, tmp_path):
