@@ -81,16 +81,20 @@ class Origin:
 
 
 class OurNumbers:
-    """The account's numbers, the default first, and the class MTs from the default take."""
+    """The account's numbers, the default first, and the class MTs from the default take.
+    ValidationError naming `field` (where they were given) for a list that is empty, names
+    one number twice, or holds something that is not one."""
 
-    def __init__(self, numbers: Iterable[str], *, message_class: str) -> None:
-        self.numbers = tuple(parse_number(number) for number in numbers)
+    def __init__(
+        self, numbers: Iterable[str], *, message_class: str, field: str = "BOTKIT_NUMBERS"
+    ) -> None:
+        self.numbers = tuple(parse_number(number, field) for number in numbers)
         if not self.numbers:
-            raise ValidationError("BOTKIT_NUMBERS", "names none of our numbers")
+            raise ValidationError(field, "names none of our numbers: give at least one number")
         self._by_canonical: dict[str, str] = {}
         for number in self.numbers:
             if canonical_address(number) in self._by_canonical:
-                raise ValidationError("BOTKIT_NUMBERS", f"names {number} twice")
+                raise ValidationError(field, f"names {number} twice")
             for spelling in _spellings(number):
                 self._by_canonical[canonical_address(spelling)] = number
         self.message_class = message_class

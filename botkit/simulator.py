@@ -72,7 +72,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .addresses import SIMULATOR_NUMBER, OurNumbers, canonical_address, parse_number
+from .addresses import SIMULATOR_NUMBER, OurNumbers, canonical_address
 from .clock import Clock, system_clock
 from .errors import ValidationError
 from .faults import Fault, fault_arguments
@@ -256,13 +256,11 @@ class Simulator:
     @property
     def numbers(self) -> tuple[str, ...]:
         """Our numbers, the default first (a test may give the account another)."""
-        return self._numbers
+        return self._dialled.numbers
 
     @numbers.setter
     def numbers(self, numbers: Sequence[str]) -> None:
-        self._numbers = our_numbers(numbers)
-        # Only for the spellings of our numbers a handset may dial: the class is not used.
-        self._dialled = OurNumbers(self._numbers, message_class=DEFAULT_CLASSES[0])
+        self._dialled = account_numbers(numbers)
 
     @property
     def default_number(self) -> str:
@@ -632,18 +630,14 @@ class Simulator:
             logger.error("simulator task failed", exc_info=task.exception())
 
 
-def our_numbers(numbers: Sequence[str]) -> tuple[str, ...]:
-    """Our numbers, each a short code or an international number, at least one and none
-    twice; ValueError otherwise."""
+def account_numbers(numbers: Sequence[str], field: str = "numbers") -> OurNumbers:
+    """The account's numbers (botkit.addresses checks them: at least one, none twice, each
+    a short code or an international number), for the spellings a handset may dial;
+    ValueError otherwise. (The class is not used: MTs name their own.)"""
     try:
-        parsed = tuple(parse_number(number, "numbers") for number in numbers)
+        return OurNumbers(numbers, message_class=DEFAULT_CLASSES[0], field=field)
     except ValidationError as exc:
         raise ValueError(str(exc)) from None
-    if not parsed:
-        raise ValueError("numbers: the simulator needs at least one number")
-    if len({canonical_address(n) for n in parsed}) < len(parsed):
-        raise ValueError(f"numbers: {list(parsed)} names one number twice")
-    return parsed
 
 
 def _same(given: str, expected: str) -> bool:

@@ -90,10 +90,10 @@ def main(args: argparse.Namespace) -> int:
 
 def _numbers(text: str) -> tuple[str, ...]:
     """--numbers: comma-separated short codes or international numbers, none twice."""
-    from ..simulator import our_numbers
+    from ..simulator import account_numbers
 
     try:
-        return our_numbers(_names(text))
+        return account_numbers(_names(text), "--numbers").numbers
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
