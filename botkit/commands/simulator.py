@@ -90,12 +90,13 @@ def main(args: argparse.Namespace) -> int:
 
 def _numbers(text: str) -> tuple[str, ...]:
     """--numbers: comma-separated short codes or international numbers, none twice."""
+    from ..errors import ValidationError
     from ..simulator import account_numbers
 
     try:
         return account_numbers(_names(text), "--numbers").numbers
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValidationError as exc:  # argparse names the option itself
+        raise argparse.ArgumentTypeError(exc.reason) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
