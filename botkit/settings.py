@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .addresses import SIMULATOR_NUMBER, OurNumbers
 from .db import redact
@@ -63,6 +64,23 @@ class Settings:
     sender_name: str = _setting(
         "BOTKIT_SENDER_NAME", "this service", "who the messages are from, named in HELP replies"
     )
+    timezone: str = _setting(
+        "BOTKIT_TIMEZONE",
+        "UTC",
+        "IANA time zone for naive times (ctx.schedule(at=...), --at), the dashboard's "
+        "times, and quiet hours of numbers with no zone of their own",
+    )
+    thread_idle_days: float = _setting(
+        "BOTKIT_THREAD_IDLE_DAYS",
+        7.0,
+        "days after which a quiet conversation stops catching messages that name no "
+        "thread (its timers still fire)",
+    )
+    failed_reply: bool = _setting(
+        "BOTKIT_FAILED_REPLY",
+        True,
+        "after a handler fails for good, send the handset errors/failed.txt",
+    )
     stop_words: tuple[str, ...] = _setting(
         "BOTKIT_STOP_WORDS",
         ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT"),
@@ -108,6 +126,14 @@ class Settings:
             raise ValidationError("BOTKIT_SEND_RATE", "must be a positive number")
         if not (math.isfinite(self.lease) and self.lease >= 1):
             raise ValidationError("BOTKIT_LEASE", "must be a number of seconds, at least 1")
+        if not (math.isfinite(self.thread_idle_days) and self.thread_idle_days > 0):
+            raise ValidationError("BOTKIT_THREAD_IDLE_DAYS", "must be a positive number of days")
+        try:
+            self.zone  # noqa: B018 - an unknown zone fails here, at start-up
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(
+                "BOTKIT_TIMEZONE", f"{self.timezone!r} is not an IANA zone like Australia/Sydney"
+            ) from None
         if not 0 < self.port < 65536:
             raise ValidationError("BOTKIT_PORT", f"{self.port} is not a TCP port")
         if (self.application is None) != (self.password is None):
@@ -146,6 +172,11 @@ class Settings:
                 "BOTKIT_NUMBERS=4433,+61400999000",
             )
         return OurNumbers(self.numbers, message_class=self.message_class)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """BOTKIT_TIMEZONE as a tzinfo."""
+        return ZoneInfo(self.timezone)
 
     @property
     def simulator_mode(self) -> bool:

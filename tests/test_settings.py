@@ -231,3 +231,16 @@ def test_describe_covers_every_variable_in_the_readme():
 def test_port_out_of_range_is_refused(tmp_path, port):
     with pytest.raises(ValidationError, match="BOTKIT_PORT"):
         load(tmp_path, {"BOTKIT_PORT": port})
+
+
+def test_timezone_is_an_iana_zone(tmp_path):
+    assert load(tmp_path, {}).zone.key == "UTC"
+    assert load(tmp_path, {"BOTKIT_TIMEZONE": "Australia/Sydney"}).zone.key == "Australia/Sydney"
+    with pytest.raises(ValidationError, match="BOTKIT_TIMEZONE.*Mars/Olympus"):
+        load(tmp_path, {"BOTKIT_TIMEZONE": "Mars/Olympus"})
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "nan", "soon"])
+def test_thread_idle_days_must_be_positive(tmp_path, days):
+    with pytest.raises(ValidationError, match="BOTKIT_THREAD_IDLE_DAYS"):
+        load(tmp_path, {"BOTKIT_THREAD_IDLE_DAYS": days})
