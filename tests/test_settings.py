@@ -236,7 +236,7 @@ def test_port_out_of_range_is_refused(tmp_path, port):
 def test_timezone_is_an_iana_zone(tmp_path):
     assert load(tmp_path, {}).zone.key == "UTC"
     assert load(tmp_path, {"BOTKIT_TIMEZONE": "Australia/Sydney"}).zone.key == "Australia/Sydney"
-    with pytest.raises(ValidationError, match="BOTKIT_TIMEZONE.*Mars/Olympus"):
+    with pytest.raises(ValidationError, match=r"BOTKIT_TIMEZONE.*Mars/Olympus"):
         load(tmp_path, {"BOTKIT_TIMEZONE": "Mars/Olympus"})
 
 
