@@ -19,12 +19,16 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
     from .context import Context
 
 Handler = Callable[["Context"], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
+
+# Timers botkit sets itself (a thread's on_end hook): no bot may declare one.
+RESERVED_TIMERS = "botkit:"
 
 
 def normalise_keyword(word: str) -> str:
@@ -45,7 +49,8 @@ class Bot:
     `mask` and `expires` are the defaults of every reply of the bot (`ctx.reply` takes
     both too): a sender name shown instead of our number (the default number's messages
     only), and when carriers should give up on a message (a `timedelta` from when it is
-    queued, or an aware `datetime`).
+    queued, or an aware `datetime`). `timezone` (an IANA name) is the zone of the bot's
+    naive times and of `ctx.now()`; None: BOTKIT_TIMEZONE.
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class Bot:
         *,
         mask: str | None = None,
         expires: timedelta | datetime | None = None,
+        timezone: str | None = None,
     ) -> None:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"bot name {name!r}: use letters, digits, '-' and '_'")
@@ -61,18 +67,24 @@ class Bot:
         self.name = name
         self.mask = mask
         self.expires = expires
+        self.zone = _zone(timezone) if timezone is not None else None
         self.keywords: dict[str, Handler] = {}
         self.primary_keywords: list[str] = []
+        self.interrupting: set[str] = set()
         self.states: dict[str, Handler] = {}
         self.timers: dict[str, Handler] = {}
         self.fallback_handler: Handler | None = None
+        self.end_handler: Handler | None = None
 
     def __repr__(self) -> str:
         return f"Bot({self.name!r})"
 
-    def keyword(self, word: str, *, aliases: Iterable[str] = ()) -> Callable[[H], H]:
+    def keyword(
+        self, word: str, *, aliases: Iterable[str] = (), interrupts: bool = False
+    ) -> Callable[[H], H]:
         """Register a handler for messages whose first word is `word` or an alias
-        (case-insensitive)."""
+        (case-insensitive). A keyword that `interrupts` is matched before any thread's
+        state (a survey's or opt-in's question too): CANCEL in the middle of a booking."""
         words = [word, *aliases]
 
         def register(handler: H) -> H:
@@ -85,6 +97,8 @@ class Bot:
                     raise ValueError(f"{self.name}: keyword {key} is registered twice")
             self.keywords.update(dict.fromkeys(keys, handler))
             self.primary_keywords.append(keys[0])
+            if interrupts:
+                self.interrupting.update(keys)
             return handler
 
         return register
@@ -96,7 +110,10 @@ class Bot:
 
     def timer(self, name: str) -> Callable[[H], H]:
         """Register the handler of timer `name`, set in a thread with
-        `ctx.schedule(name, minutes=...)`: it runs once, when the timer is due."""
+        `ctx.schedule(name, minutes=...)` or `ctx.schedule(name, at=...)`: it runs once,
+        when the timer is due."""
+        if name.startswith(RESERVED_TIMERS):
+            raise ValueError(f"{self.name}: timer names starting {RESERVED_TIMERS!r} are botkit's")
         return self._named(self.timers, "timer", name)
 
     def _named(self, table: dict[str, Handler], kind: str, name: str) -> Callable[[H], H]:
@@ -119,6 +136,17 @@ class Bot:
         self.fallback_handler = handler
         return handler
 
+    def on_end(self, handler: H) -> H:
+        """Register the handler that runs once when a thread of this bot ends, with
+        `ctx.end_reason`: "ended" (`ctx.end()`), "expired", "opted_out" or "operator".
+        Its replies, data and writes commit like a handler's (a reply to a handset that
+        opted out is refused, as always)."""
+        _check_handler(handler)
+        if self.end_handler is not None:
+            raise ValueError(f"{self.name}: a bot has one on_end handler")
+        self.end_handler = handler
+        return handler
+
 
 def check_options(mask: str | None, expires: timedelta | datetime | None) -> None:
     """Refuse a mask or an expiry that no gateway request could carry."""
@@ -132,6 +160,14 @@ def check_options(mask: str | None, expires: timedelta | datetime | None) -> Non
             raise ValueError(f"expires {expires!r} is a naive datetime; give it a timezone")
     elif expires is not None:
         raise TypeError(f"expires {expires!r}: give a timedelta or an aware datetime")
+
+
+def _zone(name: str) -> ZoneInfo:
+    """An IANA zone by name; ValueError naming it when there is no such zone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone {name!r} is not an IANA zone like Australia/Sydney") from None
 
 
 def _check_handler(handler: Callable[..., object]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from .addresses import OurNumbers
@@ -40,15 +40,20 @@ class Context:
         *,
         now: datetime,
         numbers: OurNumbers,
+        zone: tzinfo = UTC,
         timer: Timer | None = None,
         lists: Lists | None = None,
+        end_reason: str | None = None,
     ) -> None:
         self.message = message
         self.thread = thread
         self.bot = bot
-        self.now = now
         self.numbers = numbers
         self.timer = timer
+        self.zone = bot.zone or zone
+        self._now = now
+        self._end_reason = end_reason
+        self._ended: str | None = None
         self._router = router
         self._templates = templates
         self._lists = lists
@@ -57,6 +62,17 @@ class Context:
         self._scheduled: list[Timer] = []
         self._cancelled: list[str] = []
         self._writes: list[Write] = []
+
+    def now(self) -> datetime:
+        """The time this handler runs at, aware, in the bot's time zone (BOTKIT_TIMEZONE
+        unless `Bot(timezone=...)`); the test harness's clock moves it."""
+        return self._now.astimezone(self.zone)
+
+    @property
+    def end_reason(self) -> str | None:
+        """Why the thread ended, in an `@bot.on_end` handler: "ended", "expired",
+        "opted_out" or "operator"; None in any other handler."""
+        return self._end_reason
 
     @property
     def text(self) -> str:
@@ -127,27 +143,36 @@ class Context:
         if expires is None:
             return None
         if isinstance(expires, timedelta):
-            expires = (self.now + expires).astimezone(UTC).replace(microsecond=0)
+            expires = (self._now + expires).astimezone(UTC).replace(microsecond=0)
         return rfc3339(expires)
 
     def schedule(
         self,
         name: str,
         *,
-        seconds: float = 0,
-        minutes: float = 0,
-        hours: float = 0,
-        days: float = 0,
+        at: datetime | None = None,
+        seconds: float | None = None,
+        minutes: float | None = None,
+        hours: float | None = None,
+        days: float | None = None,
         data: dict[str, Any] | None = None,
     ) -> Timer:
-        """Run the bot's `@bot.timer(name)` handler in this thread after the given time,
-        once (after a restart too), unless the thread ends first or it is cancelled."""
+        """Run the bot's `@bot.timer(name)` handler in this thread once, `at` a time (a
+        naive one is in the bot's time zone) or after a delay, after a restart too, unless
+        the thread ends first or it is cancelled. A time already past fires at once."""
         if name not in self.bot.timers:
             raise HandlerError(f"{self.bot.name} has no handler for timer {name!r}")
-        delay = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
-        if delay <= timedelta(0):
-            raise HandlerError(f"timer {name!r} needs a delay after now")
-        timer = Timer(name=name, due_at=self.now + delay, data=dict(data or {}))
+        delays = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
+        given = {unit: value for unit, value in delays.items() if value is not None}
+        if (at is None) == (not given):
+            raise HandlerError(f"timer {name!r}: give either at= or a delay (minutes=...)")
+        if at is None:
+            due = self._now + timedelta(**given)
+        elif isinstance(at, datetime):
+            due = at if at.utcoffset() is not None else at.replace(tzinfo=self.zone)
+        else:
+            raise HandlerError(f"timer {name!r}: at={at!r} is not a datetime")
+        timer = Timer(name=name, due_at=max(due, self._now), data=dict(data or {}))
         self._scheduled.append(timer)
         return timer
 
@@ -194,13 +219,22 @@ class Context:
             cancel=cancel,
             writes=tuple(self._writes),
             consent=tuple(self._consent),
+            end_reason=self._ended,
+            on_end=self._router.on_end,
             **extra,
         )
 
-    def end(self) -> None:
-        """Close the thread once this handler returns; the next message starts afresh."""
+    def end(self, reason: str = "ended") -> None:
+        """End the thread once this handler returns (its timers are cancelled, its bot's
+        on_end hook runs); the next message starts afresh. `reason` is "ended", or
+        "expired" for a conversation that waited too long."""
+        if reason not in ("ended", "expired"):
+            raise HandlerError(f"ctx.end({reason!r}): the reason is 'ended' or 'expired'")
+        if self.thread.status == "closed":
+            return  # ended already (an on_end hook): nothing more to end
         self.thread.status = "closed"
         self.thread.state = None
+        self._ended = reason
 
     def check(self) -> None:
         """Raise HandlerError if the thread's data cannot be stored as JSON."""

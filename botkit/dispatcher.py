@@ -2,7 +2,8 @@
 
 An MO goes claim -> find_thread -> route -> handle -> commit. The claim comes from
 the store (one claimed inbox row per handset), so order and once-only handling hold
-across restarts; different handsets are handled concurrently.
+across restarts; different handsets are handled concurrently. Timers are claimed the
+same way, between a handset's MOs; a thread's on_end hook is one of them.
 """
 
 from __future__ import annotations
@@ -12,20 +13,23 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, timedelta, tzinfo
 from typing import Any
 
 from .addresses import EVERYWHERE, OurNumbers
-from .clock import parse_stamp
+from .bot import Bot
+from .clock import parse_stamp, stamp
 from .compliance import BOT as COMPLIANCE_BOT
 from .compliance import START, STOP, STOP_ALL, Compliance
 from .context import Context
 from .db import DatabaseError
 from .logs import elapsed_ms
-from .messages import Message, Thread, Timer
+from .messages import Message, Reply, Thread, Timer
 from .metrics import Metrics
 from .router import Route, Router
 from .store import Effects, Store
 from .store.base import ClaimLost
+from .store.timers import END_HOOK
 from .templates import SMSTemplates
 from .threads import find_thread
 from .worker import Worker
@@ -53,6 +57,9 @@ class Dispatcher(Worker):
         handler_timeout: float = 30.0,
         compliance: Compliance | None = None,
         metrics: Metrics | None = None,
+        idle: timedelta = timedelta(days=7),
+        zone: tzinfo = UTC,
+        apology: Callable[[], Reply] | None = None,
     ) -> None:
         super().__init__()
         self.metrics = metrics or Metrics()
@@ -67,6 +74,11 @@ class Dispatcher(Worker):
         # A handler that hangs would hold its handset (and a clean stop) for ever.
         self.handler_timeout = handler_timeout
         self.on_queued = on_queued
+        # A thread quiet for longer stops catching MOs that name no thread.
+        self.idle = idle
+        self.zone = zone  # BOTKIT_TIMEZONE: handlers' naive times and ctx.now()
+        # The reply to an MO whose handler failed (None: no reply).
+        self.apology = apology
         self._active: set[str] = set()  # handsets whose MO is being handled here
         # Called with the MO and the exception when a handler raises (the test harness
         # re-raises it in the test).
@@ -133,22 +145,18 @@ class Dispatcher(Worker):
         assert timer.thread_id is not None
         thread = await self.store.threads.get(timer.thread_id)
         bot = self.router.bots.get(thread.bot) if thread else None
-        handler = bot.timers.get(timer.name) if bot else None
-        if thread is None or thread.status != "open" or bot is None or handler is None:
+        if timer.name == END_HOOK:
+            handler = bot.end_handler if bot else None
+            runnable = thread is not None and thread.status == "closed"
+        else:
+            handler = bot.timers.get(timer.name) if bot else None
+            runnable = thread is not None and thread.status == "open"
+        if not runnable or bot is None or handler is None:
             log.warning("timer %s %r: nothing to run it, cancelled", timer.id, timer.name)
             await self.store.timers.end(timer, "cancelled", "no open thread or handler")
             return
-        ctx = Context(
-            None,
-            thread,
-            bot,
-            self.router,
-            self.templates,
-            now=self.store.clock(),
-            numbers=self.numbers,
-            timer=timer,
-            lists=self.store.lists,
-        )
+        assert thread is not None
+        ctx = self._new_context(None, thread, bot, timer=timer, end_reason=timer.data.get("reason"))
         try:
             async with asyncio.timeout(self.handler_timeout):
                 await handler(ctx)
@@ -182,7 +190,7 @@ class Dispatcher(Worker):
             # ever, never blocking the handset's later messages.
             log.exception("mo %s: could not be handled", message.gateway_id)
             try:
-                await self.store.inbox.fail(message, f"{type(exc).__name__}: {exc}", None)
+                await self.store.inbox.fail(message, f"{type(exc).__name__}: {exc}")
             except DatabaseError as error:
                 # Left claimed: the lease runs out and the MO is tried again.
                 log.error("mo %s: could not be marked failed: %s", message.gateway_id, error)
@@ -209,7 +217,14 @@ class Dispatcher(Worker):
         if action is not None:
             await self._comply(message, action, started)
             return "handled"
-        thread = await find_thread(self.store.threads, message)
+        since = stamp(self.store.clock() - self.idle)
+        thread = await find_thread(self.store.threads, message, since)
+        route = None
+        if thread is None or thread.paused_by is None:
+            route = self.router.route(thread, message.text)
+        if route is not None and route.thread is None:
+            thread = await self._thread_of(route, message, since)
+            route = dataclasses.replace(route, thread=thread)
         if thread is not None and thread.paused_by is not None:
             # An operator has the thread: the MO joins it, and no bot answers.
             await self.store.inbox.finish(message, Effects(thread))
@@ -222,7 +237,6 @@ class Dispatcher(Worker):
                 extra={**_fields(message, "mo.held", started), "thread_id": thread.id},
             )
             return "handled"
-        route = self.router.route(thread, message.text)
         if route is None:
             await self.store.inbox.finish(message, Effects(None))
             log.warning(
@@ -238,10 +252,21 @@ class Dispatcher(Worker):
                 await route.handler(ctx)
             ctx.check()
         except Exception as exc:
-            await self._fail(message, route, thread, exc, started)
+            await self._fail(message, route, route.thread, exc, started)
             return "failed"
         await self._commit(message, route, ctx, started)
         return "handled"
+
+    async def _thread_of(self, route: Route, message: Message, since: str) -> Thread | None:
+        """The open thread of a route to another bot than the MO's thread's: for a
+        keyword, the bot's open thread on the number; for a fallback, one still active
+        (None: a new thread)."""
+        return await self.store.threads.open_for(
+            message.source,
+            message.destination,
+            bot=route.bot.name,
+            since=since if route.kind == "fallback" else None,
+        )
 
     async def _comply(self, message: Message, action: str, started: float) -> None:
         """A compliance word: change consent, end the conversations it stops, confirm."""
@@ -268,6 +293,7 @@ class Dispatcher(Worker):
             closing=closing,
             consent=outcome.changes,
             numbers=self.numbers,
+            on_end=self.router.on_end,
         )
         mt_ids = await self.store.inbox.finish(message, effects)
         if mt_ids:
@@ -284,7 +310,8 @@ class Dispatcher(Worker):
     async def _fail(
         self, message: Message, route: Route, thread: Thread | None, exc: Exception, started: float
     ) -> None:
-        """The handler raised: mark the MO failed, leaving its thread as it was."""
+        """The handler raised: mark the MO failed, leaving its thread as it was, and
+        apologise to the handset (`errors/failed.txt`) unless that is turned off."""
         thread_id = thread.id if thread else None
         log.exception(
             "mo %s from %s: %s handler %s raised",
@@ -302,12 +329,16 @@ class Dispatcher(Worker):
         # harness settling on that must already hold the exception to re-raise.
         for listener in self.failure_listeners:
             listener(message, exc)
-        await self.store.inbox.fail(message, error, thread_id)
+        apology = self.apology() if self.apology is not None else None
+        where = thread or Thread(
+            bot=route.bot.name, handset=message.source, address=message.destination
+        )
+        if await self.store.inbox.fail(message, error, where, apology, self.numbers):
+            self.on_queued()
 
     async def _commit(self, message: Message, route: Route, ctx: Context, started: float) -> None:
         """Commit what the handler did: thread, state, replies queued, MO handled."""
-        closing = [route.closing.id] if route.closing and route.closing.id else []
-        effects = ctx.effects(closing=closing)
+        effects = ctx.effects()
         mt_ids = await self.store.inbox.finish(message, effects)
         if mt_ids:
             self.on_queued()
@@ -334,15 +365,22 @@ class Dispatcher(Worker):
         thread = route.thread or Thread(
             bot=route.bot.name, handset=message.source, address=message.destination
         )
+        return self._new_context(message, thread, route.bot)
+
+    def _new_context(
+        self, message: Message | None, thread: Thread, bot: Bot, **extra: Any
+    ) -> Context:
         return Context(
             message,
             thread,
-            route.bot,
+            bot,
             self.router,
             self.templates,
             now=self.store.clock(),
             numbers=self.numbers,
+            zone=self.zone,
             lists=self.store.lists,
+            **extra,
         )
 
 

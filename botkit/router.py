@@ -1,8 +1,14 @@
 """Routing: which bot and handler an MO goes to, given the thread it belongs to.
 
-The order is the thread's current state, then a keyword (first word), then the
-fallback of the thread's bot, then the first bot that has a fallback. A route to a
-bot other than the open thread's closes that thread and starts a new one.
+The order, after compliance words (which the dispatcher answers before any bot):
+1. an interrupting keyword (`@bot.keyword(..., interrupts=True)`), whatever state the
+   thread is in;
+2. the thread's state;
+3. a keyword (the message's first word);
+4. the fallback of the thread's bot, then the first bot that has a fallback.
+
+A route to another bot than the thread's leaves that thread as it is: the MO goes to
+the other bot's open thread on the number, or starts one (the dispatcher finds it).
 """
 
 from __future__ import annotations
@@ -19,14 +25,14 @@ log = logging.getLogger("botkit.router")
 
 @dataclass(frozen=True)
 class Route:
-    """Where an MO goes: the handler, and the thread it runs in (None: a new thread).
-    `closing` is an open thread this route replaces."""
+    """Where an MO goes: the handler, and the thread it runs in (None: the bot's open
+    thread on the number, or a new one). `kind` says which step of the order chose it:
+    interrupt, state, keyword or fallback."""
 
     bot: Bot
     handler: Handler
     kind: str
     thread: Thread | None
-    closing: Thread | None = None
 
 
 class Router:
@@ -46,6 +52,8 @@ class Router:
                         f"keyword {word} is claimed by bots {other!r} and {bot.name!r}"
                     )
                 self._keywords[word] = bot
+        # The bots whose threads run an on_end handler when they end.
+        self.on_end = frozenset(bot.name for bot in bots if bot.end_handler is not None)
 
     @property
     def keywords(self) -> list[str]:
@@ -54,15 +62,18 @@ class Router:
 
     def route(self, thread: Thread | None, text: str) -> Route | None:
         """Pick the handler for `text` arriving in `thread` (None when no thread is open)."""
+        word = first_word(text)
+        keyword_bot = self._keywords.get(word)
+        if keyword_bot is not None and word in keyword_bot.interrupting:
+            return self._to(keyword_bot, keyword_bot.keywords[word], "interrupt", thread)
         owner = self.bots.get(thread.bot) if thread else None
         if thread and thread.state:
             handler = owner.states.get(thread.state) if owner else None
             if handler is not None:
                 return Route(owner, handler, "state", thread)
             log.warning("thread %s: no handler for state %r", thread.id, thread.state)
-        bot = self._keywords.get(first_word(text))
-        if bot is not None:
-            return self._to(bot, bot.keywords[first_word(text)], "keyword", thread)
+        if keyword_bot is not None:
+            return self._to(keyword_bot, keyword_bot.keywords[word], "keyword", thread)
         if owner is not None and owner.fallback_handler is not None:
             return Route(owner, owner.fallback_handler, "fallback", thread)
         for bot in self.bots.values():
@@ -71,6 +82,7 @@ class Router:
         return None
 
     def _to(self, bot: Bot, handler: Handler, kind: str, thread: Thread | None) -> Route:
+        """A route to `bot`: in `thread` if it is that bot's, else in the bot's own."""
         if thread is not None and thread.bot == bot.name:
             return Route(bot, handler, kind, thread)
-        return Route(bot, handler, kind, None, closing=thread)
+        return Route(bot, handler, kind, None)

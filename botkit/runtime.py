@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
+from datetime import timedelta
 
 from .access import LoginThrottle
 from .bot import Bot
@@ -17,6 +18,7 @@ from .compliance import Compliance
 from .db import Database
 from .dispatcher import Dispatcher
 from .gateway import Gateway
+from .messages import Reply
 from .metrics import Metrics
 from .migrations import migrate
 from .reloader import Reloader
@@ -113,11 +115,18 @@ class Runtime:
             lease=self.settings.lease,
             compliance=Compliance(self.settings, self.templates),
             metrics=self.metrics,
+            idle=timedelta(days=self.settings.thread_idle_days),
+            zone=self.settings.zone,
+            apology=self._apology if self.settings.failed_reply else None,
         )
         self.sender.start()
         self.dispatcher.start()
         if self.reloader is not None:
             self.reloader.start()
+
+    def _apology(self) -> Reply:
+        """The reply to an MO whose handler failed: errors/failed.txt."""
+        return self.templates.reply("errors/failed.txt", {"sender": self.settings.sender_name})
 
     async def stop(self) -> None:
         """Stop the workers (letting work under way finish), then close everything."""

@@ -164,7 +164,7 @@ class Survey:
             return
         if self.expired is not None:
             self._say(ctx, self.expired, progress)
-        self._close(ctx, "incomplete")
+        self._close(ctx, "incomplete", reason="expired")
 
     def _go_on(self, ctx: Context, target: str) -> None:
         """Ask question `target`, or close the survey when it is END."""
@@ -177,10 +177,10 @@ class Survey:
         progress.update(question=target, reasks=0, reminded=False)
         self._ask(ctx, self.questions[target])
 
-    def _close(self, ctx: Context, status: str) -> None:
-        """Record the respondent's final status and end the thread."""
+    def _close(self, ctx: Context, status: str, reason: str = "ended") -> None:
+        """Record the respondent's final status and end the thread (for `reason`)."""
         ctx.write(lambda tx, thread, now: surveys.end(tx, _id(thread), self.name, status, now))
-        ctx.end()
+        ctx.end(reason)
 
     def _ask(self, ctx: Context, question: Question, *, hint: str | None = None) -> None:
         """Send a question (again), wait for its answer, and set its reminder and expiry."""

@@ -40,10 +40,10 @@ def echoed_reference(reference: str | None, flags: tuple[str, ...]) -> tuple[int
     return None if REFERENCE_TRUNCATED in flags else parse_reference(reference)
 
 
-async def find_thread(threads: Threads, message: Message) -> Thread | None:
+async def find_thread(threads: Threads, message: Message, since: str) -> Thread | None:
     """The open thread an MO belongs to: the thread of the MT it answers (by `reply_to`,
-    or by the `reference` echoed with it), else the handset's open thread on the address
-    it texted, else None."""
+    or by the `reference` echoed with it), else the handset's most recently active open
+    thread on the address it texted, if it was active at `since` or later, else None."""
     candidates: list[Thread | None] = []
     if message.reply_to is not None:
         candidates.append(await threads.of_mt(message.reply_to))
@@ -53,4 +53,4 @@ async def find_thread(threads: Threads, message: Message) -> Thread | None:
     for thread in candidates:
         if thread is not None and thread.status == "open" and thread.handset == message.source:
             return thread
-    return await threads.open_for(message.source, message.destination)
+    return await threads.open_for(message.source, message.destination, since=since)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -40,16 +41,57 @@ async def test_handler_that_raises_marks_mo_failed_and_leaves_thread_as_it_was(s
                 == "failed"
             )
         )
+        await eventually(lambda: len(sim.inbox(PHONE)) == 2)  # the apology
         await sim.send_mo(PHONE, "count")
-        await eventually(lambda: len(sim.inbox(PHONE)) == 2)
+        await eventually(lambda: len(sim.inbox(PHONE)) == 3)
 
-    assert [m.content for m in sim.inbox(PHONE)] == ["count 1", "count 2"]
+    apology = "this service: sorry, something went wrong on our side"
+    assert [m.content[: len(apology)] for m in sim.inbox(PHONE)] == ["count 1", apology, "count 2"]
     (failed,) = rows(settings.db, "SELECT * FROM messages WHERE gateway_id = ?", (boom.id,))
     assert failed["error"] == "RuntimeError: the bot broke"
     assert failed["thread_id"] is not None
     (thread,) = rows(settings.db, "SELECT * FROM threads")
     assert json.loads(thread["data"]) == {"n": 2}
+    (said,) = rows(settings.db, "SELECT * FROM messages WHERE template = 'errors/failed.txt'")
+    assert said["thread_id"] == failed["thread_id"]
     assert str(boom.id) in caplog.text and "the bot broke" in caplog.text
+
+
+async def test_the_apology_for_a_failure_comes_from_its_template_or_not_at_all(settings, tmp_path):
+    bot = Bot("broken")
+
+    @bot.fallback
+    async def broken(ctx: Context) -> None:
+        raise LookupError("no such appointment")
+
+    (tmp_path / "tpl" / "errors").mkdir(parents=True)
+    (tmp_path / "tpl" / "errors" / "failed.txt").write_text("Oops & sorry, {{ sender }}\n")
+    ours = dataclasses.replace(settings, templates=str(tmp_path / "tpl"), sender_name="Dr <Tan>")
+    async with running(create_app(ours, bots=[bot])) as app:
+        sim = app.state.simulator
+        await sim.send_mo(PHONE, "hello")
+        (said,) = await eventually(lambda: sim.inbox(PHONE))
+    assert said.content == "Oops & sorry, Dr <Tan>"  # an SMS template: never HTML-escaped
+    (thread,) = rows(settings.db, "SELECT bot, status FROM threads")  # a new thread: closed
+    assert (thread["bot"], thread["status"]) == ("broken", "closed")
+
+    other = "+61400000002"
+    quiet = dataclasses.replace(ours, failed_reply=False)
+    async with running(create_app(quiet, bots=[bot])) as app:
+        mo = await app.state.simulator.send_mo(other, "hello")
+        await eventually(
+            lambda: (
+                rows(settings.db, "SELECT * FROM messages WHERE gateway_id = ?", (mo.id,))[0][
+                    "status"
+                ]
+                == "failed"
+            )
+        )
+    assert (
+        rows(settings.db, "SELECT * FROM messages WHERE handset = ? AND direction = 'mt'", (other,))
+        == []
+    )
+    assert rows(settings.db, "SELECT * FROM threads WHERE handset = ?", (other,)) == []
 
 
 async def test_data_that_is_not_json_fails_the_mo(settings):
@@ -70,8 +112,11 @@ async def test_data_that_is_not_json_fails_the_mo(settings):
             )
         )
     assert "not JSON-safe" in failed["error"]
-    assert rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'") == []
-    assert rows(settings.db, "SELECT * FROM threads") == []
+    # Not "noted": only the apology, in a new thread holding none of the handler's data.
+    (mt,) = rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'")
+    assert mt["template"] == "errors/failed.txt"
+    (thread,) = rows(settings.db, "SELECT * FROM threads")
+    assert (json.loads(thread["data"]), thread["status"]) == ({}, "closed")
 
 
 async def test_one_handset_at_a_time_in_arrival_order_handsets_concurrently(settings, client_for):
@@ -135,7 +180,7 @@ async def test_end_closes_thread_and_next_message_starts_a_new_one(settings):
     assert all(t["closed_at"] for t in threads)
 
 
-async def test_keyword_of_another_bot_closes_the_open_thread(settings):
+async def test_keyword_of_another_bot_leaves_the_open_thread_as_it_was(settings):
     quiz, shop = Bot("quiz"), Bot("shop")
 
     @quiz.keyword("QUIZ")
@@ -160,7 +205,7 @@ async def test_keyword_of_another_bot_closes_the_open_thread(settings):
 
     assert [m.content for m in sim.inbox(PHONE)] == ["2+2?", "right", "shop is open"]
     threads = rows(settings.db, "SELECT bot, status FROM threads ORDER BY id")
-    assert [(t["bot"], t["status"]) for t in threads] == [("quiz", "closed"), ("shop", "open")]
+    assert [(t["bot"], t["status"]) for t in threads] == [("quiz", "open"), ("shop", "open")]
 
 
 async def test_reply_to_finds_the_thread_of_the_answered_mt(settings):

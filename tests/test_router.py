@@ -1,5 +1,6 @@
-"""Routing an MO to a handler (state, keyword, the thread's fallback, any fallback), the
-rules `Bot` enforces when handlers are registered, and the handler's `Context`."""
+"""Routing an MO to a handler (interrupting keyword, state, keyword, the thread's fallback,
+any fallback), the rules `Bot` enforces when handlers are registered, and the handler's
+`Context`."""
 
 from __future__ import annotations
 
@@ -69,7 +70,6 @@ def test_state_handler_wins_over_any_keyword():
     assert route is not None
     assert (route.bot, route.handler, route.kind) == (club.bot, club.ask_name, "state")
     assert route.thread is thread
-    assert route.closing is None
 
 
 def test_state_without_handler_falls_through_to_keyword():
@@ -78,7 +78,7 @@ def test_state_without_handler_falls_through_to_keyword():
     route = Router([Club().bot, quiz]).route(thread, "quiz")
     assert route is not None
     assert (route.bot, route.kind) == (quiz, "keyword")
-    assert route.closing is thread
+    assert thread.status == "open"  # left as it was: the dispatcher finds quiz's own
 
 
 def test_state_without_handler_falls_through_to_thread_bots_fallback():
@@ -97,7 +97,7 @@ def test_thread_of_a_bot_no_longer_loaded_goes_to_first_fallback():
     assert route is not None
     assert route.handler is club.fallback
     assert route.thread is None
-    assert route.closing is thread
+    assert thread.status == "open"  # left as it was: the dispatcher finds quiz's own
 
 
 def test_keyword_without_open_thread_starts_a_thread():
@@ -106,7 +106,6 @@ def test_keyword_without_open_thread_starts_a_thread():
     assert route is not None
     assert (route.handler, route.kind) == (club.join, "keyword")
     assert route.thread is None
-    assert route.closing is None
 
 
 def test_alias_routes_to_the_keyword_handler():
@@ -143,17 +142,16 @@ def test_keyword_of_the_thread_bot_keeps_the_thread():
     assert route is not None
     assert route.handler is club.join
     assert route.thread is thread
-    assert route.closing is None
 
 
-def test_keyword_of_another_bot_closes_the_open_thread():
+def test_keyword_of_another_bot_leaves_the_open_thread_be():
     quiz = keyword_bot("quiz", "QUIZ")
     thread = open_thread("club")
     route = Router([Club().bot, quiz]).route(thread, "quiz me")
     assert route is not None
     assert route.bot is quiz
     assert route.thread is None
-    assert route.closing is thread
+    assert thread.status == "open"  # left as it was: the dispatcher finds quiz's own
 
 
 def test_thread_bots_fallback_comes_before_other_fallbacks():
@@ -175,7 +173,7 @@ def test_first_bot_with_a_fallback_takes_what_nothing_else_claims():
     assert route is not None
     assert (route.bot, route.kind) == (first, "fallback")
     assert route.thread is None
-    assert route.closing is thread
+    assert thread.status == "open"  # left as it was: the dispatcher finds quiz's own
 
 
 def test_no_fallback_anywhere_routes_nowhere():
@@ -191,6 +189,50 @@ def test_no_bots_routes_nowhere():
 def test_empty_text_goes_to_the_fallback():
     club = Club()
     assert Router([club.bot]).route(None, "").handler is club.fallback
+
+
+def interrupting_bot(name: str, word: str) -> Bot:
+    bot = Bot(name)
+
+    @bot.keyword(word, aliases=[f"{word}2"], interrupts=True)
+    async def on_keyword(ctx: Context) -> None:
+        pass
+
+    return bot
+
+
+def test_an_interrupting_keyword_wins_over_the_threads_state():
+    club = Club()
+    stop_booking = interrupting_bot("club2", "RESCHEDULE")
+    thread = open_thread("club", state="ask_name")
+    router = Router([club.bot, stop_booking])
+    route = router.route(thread, "reschedule please")
+    assert (route.bot, route.kind, route.thread) == (stop_booking, "interrupt", None)
+    assert router.route(thread, "reschedule2").kind == "interrupt"  # an alias interrupts too
+    assert router.route(thread, "my name is reschedule").kind == "state"  # first word only
+
+
+def test_an_interrupting_keyword_of_the_threads_own_bot_runs_in_the_thread():
+    bot = Bot("booking")
+
+    @bot.keyword("RESCHEDULE", interrupts=True)
+    async def reschedule(ctx: Context) -> None:
+        pass
+
+    @bot.state("ask_date")
+    async def ask_date(ctx: Context) -> None:
+        pass
+
+    thread = Thread(bot="booking", handset="+61400000001", address="1234", id=3, state="ask_date")
+    route = Router([bot]).route(thread, "RESCHEDULE")
+    assert (route.handler, route.kind, route.thread) == (reschedule, "interrupt", thread)
+
+
+def test_a_plain_keyword_does_not_interrupt_a_state():
+    club = Club()
+    thread = open_thread("club", state="ask_name")
+    route = Router([club.bot, interrupting_bot("other", "BOOK")]).route(thread, "join")
+    assert route.kind == "state"
 
 
 # Router construction ----------------------------------------------------------------------

@@ -39,10 +39,11 @@ async def test_a_handler_exception_fails_the_test_with_that_exception(database):
             await harness.phone().send("boom")
 
 
-async def test_raise_errors_off_leaves_the_mo_failed_and_no_reply(database):
+async def test_raise_errors_off_leaves_the_mo_failed_with_only_an_apology(database):
     async with Harness([echo_bot()], TEMPLATES, raise_errors=False, db=database) as harness:
         phone = harness.phone()
-        assert await phone.send("boom") == []
+        (apology,) = await phone.send("boom")
+        assert apology.template == "errors/failed.txt"
         status = await harness.runtime.store.db.fetchval(
             "SELECT status FROM messages WHERE direction = 'mo'"
         )

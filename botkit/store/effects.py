@@ -3,7 +3,9 @@
 Consent changes, threads closed, the thread's state and data, its timers scheduled or
 cancelled, writes of parts with tables of their own (a survey's answers), and the
 replies queued in the outbox (or refused, for a handset that opted out) all commit
-together with the MO marked handled or the timer marked fired.
+together with the MO marked handled or the timer marked fired. A thread that ends here
+gets its bot's on_end hook as a timer due at once, so the hook runs once, after this
+commit, in the handset's turn, even after a crash.
 """
 
 from __future__ import annotations
@@ -24,18 +26,23 @@ Write = Callable[[Tx, Thread, str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Effects:
-    """The outcome of a handler. `cancel` names the timers to cancel (None: all);
-    `writes` run after the thread is saved; `numbers` decides which number each reply
-    goes from (needed when there are replies)."""
+    """The outcome of a handler. `closing` are other threads it ends (STOP), for
+    `closing_reason`; `cancel` names the timers to cancel (None: all); `writes` run
+    after the thread is saved; `numbers` decides which number each reply goes from
+    (needed when there are replies). `end_reason` is set when the handler ended its
+    thread, and `on_end` names the bots whose ended threads run their on_end hook."""
 
     thread: Thread | None
     replies: Sequence[Reply] = ()
     closing: Sequence[int] = ()
+    closing_reason: str = "opted_out"
     consent: Sequence[ConsentChange] = ()
     schedule: Sequence[Timer] = ()
     cancel: Sequence[str] | None = ()
     numbers: OurNumbers | None = None
     writes: Sequence[Write] = ()
+    end_reason: str | None = None
+    on_end: frozenset[str] = frozenset()
 
 
 async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[int]]:
@@ -44,14 +51,18 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
     for change in effects.consent:
         await apply_consent(tx, change, now)
     for thread_id in effects.closing:
-        await threads.close(tx, thread_id, now)
+        bot = await threads.close(tx, thread_id, now)
         await timers.cancel(tx, thread_id, None, now)
+        if bot in effects.on_end:
+            await timers.end_hook(tx, thread_id, effects.closing_reason, now)
     if effects.thread is None:
         return None, []
     thread = await threads.save(tx, effects.thread, now)
     assert thread.id is not None
     closed = thread.status == "closed"
     await timers.cancel(tx, thread.id, None if closed else effects.cancel, now)
+    if closed and effects.end_reason and thread.bot in effects.on_end:
+        await timers.end_hook(tx, thread.id, effects.end_reason, now)
     if not closed:
         for timer in effects.schedule:
             await timers.schedule(tx, thread.id, thread.handset, timer, now)

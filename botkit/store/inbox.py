@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 
+from ..addresses import OurNumbers
 from ..clock import later, parse_stamp
 from ..db import Row, Tx
-from ..messages import IncomingMO, Message, join_flags, split_flags
+from ..messages import IncomingMO, Message, Reply, Thread, join_flags, split_flags
 from ..sms import measure
+from . import threads
 from .base import CLAIMS, Claims, lost, marks, take_leases
 from .effects import Effects, commit
+from .outbox import enqueue
 
 
 class Inbox(Claims):
@@ -133,18 +136,37 @@ class Inbox(Claims):
             effects.thread.id = thread_id  # committed: a new thread has its id now
         return mt_ids
 
-    async def fail(self, message: Message, error: str, thread_id: int | None) -> None:
-        """Mark an MO failed (its handler raised); the thread is left as it was."""
+    async def fail(
+        self,
+        message: Message,
+        error: str,
+        thread: Thread | None = None,
+        apology: Reply | None = None,
+        numbers: OurNumbers | None = None,
+    ) -> list[int]:
+        """Mark an MO failed (its handler raised), in `thread`, which is left as it was
+        (one not yet stored is not stored). An `apology` is queued to the handset in it,
+        from its number (in a new, closed thread of its bot if it had none; not while an
+        operator has it). Returns the ids of the MTs."""
 
-        async def write(tx: Tx) -> None:
+        async def write(tx: Tx) -> list[int]:
             await self._release(tx, message.id)
+            now = self.now()
+            where = thread if thread is not None and thread.id is not None else None
+            mt_ids = []
+            if apology is not None and thread is not None and numbers is not None:
+                if where is None:
+                    where = await threads.save(tx, _closed(thread), now)
+                if not await threads.paused(tx, _id(where)):
+                    mt_ids.append(await enqueue(tx, where, apology, numbers, now))
             await tx.execute(
                 """UPDATE messages SET status = 'failed', error = ?, thread_id = ?,
                        updated_at = ? WHERE id = ?""",
-                (error, thread_id, self.now(), message.id),
+                (error, where.id if where else None, now, message.id),
             )
+            return mt_ids
 
-        await self.db.write(write)
+        return await self.db.write(write)
 
     async def _release(self, tx: Tx, message_id: int) -> None:
         """Take the MO out of the inbox, first thing in the transaction that commits its
@@ -167,6 +189,16 @@ class Inbox(Claims):
     async def depth(self) -> int:
         """How many MOs wait to be handled."""
         return await self.db.fetchval("SELECT count(*) FROM inbox")
+
+
+def _closed(thread: Thread) -> Thread:
+    """A new thread of `thread`'s bot, handset and number, closed, holding nothing."""
+    return Thread(bot=thread.bot, handset=thread.handset, address=thread.address, status="closed")
+
+
+def _id(thread: Thread) -> int:
+    assert thread.id is not None
+    return thread.id
 
 
 def message_from_row(row: Row) -> Message:

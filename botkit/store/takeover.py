@@ -11,7 +11,7 @@ from ..addresses import OurNumbers
 from ..db import Tx
 from ..messages import Reply
 from ..sms import measure
-from . import outbox
+from . import outbox, threads, timers
 from .base import Part
 from .threads import thread_from_row
 
@@ -40,6 +40,22 @@ class Takeover(Part):
             )
         )
         return changed > 0
+
+    async def close(self, thread_id: int, on_end: frozenset[str] = frozenset()) -> bool:
+        """End an open thread for good (its timers are cancelled; its bot's on_end hook
+        runs, with reason "operator", if the bot is in `on_end`); False if not open."""
+
+        async def write(tx: Tx) -> bool:
+            now = self.now()
+            bot = await threads.close(tx, thread_id, now)
+            if bot is None:
+                return False
+            await timers.cancel(tx, thread_id, None, now)
+            if bot in on_end:
+                await timers.end_hook(tx, thread_id, "operator", now)
+            return True
+
+        return await self.db.write(write)
 
     async def reply(
         self,

@@ -26,27 +26,27 @@ class Threads(Part):
         )
         return None if row is None else thread_from_row(row)
 
-    async def open_for(self, handset: str, address: str) -> Thread | None:
-        """The handset's most recent open thread on `address`."""
+    async def open_for(
+        self, handset: str, address: str, *, bot: str | None = None, since: str | None = None
+    ) -> Thread | None:
+        """The handset's most recently active open thread on `address` (of `bot` only,
+        when given; active at `since` or later, when given)."""
         row = await self.db.fetchone(
             """SELECT * FROM threads WHERE handset = ? AND address = ? AND status = 'open'
-               ORDER BY id DESC LIMIT 1""",
-            (handset, address),
+                 AND (CAST(? AS TEXT) IS NULL OR bot = ?)
+                 AND (CAST(? AS TEXT) IS NULL OR updated_at >= ?)
+               ORDER BY updated_at DESC, id DESC LIMIT 1""",
+            (handset, address, bot, bot, since, since),
         )
         return None if row is None else thread_from_row(row)
 
     async def open_ids(self, handset: str, address: str | None = None) -> list[int]:
         """The handset's open threads (on `address`, or on any address)."""
-        if address is None:
-            rows = await self.db.fetchall(
-                "SELECT id FROM threads WHERE handset = ? AND status = 'open'", (handset,)
-            )
-        else:
-            rows = await self.db.fetchall(
-                """SELECT id FROM threads WHERE handset = ? AND address = ?
-                   AND status = 'open'""",
-                (handset, address),
-            )
+        rows = await self.db.fetchall(
+            """SELECT id FROM threads WHERE handset = ? AND status = 'open'
+                 AND (CAST(? AS TEXT) IS NULL OR address = ?)""",
+            (handset, address, address),
+        )
         return [row[0] for row in rows]
 
     async def latest_for(self, handset: str) -> Thread | None:
@@ -102,13 +102,13 @@ async def paused(tx: Tx, thread_id: int) -> bool:
     )
 
 
-async def close(tx: Tx, thread_id: int, now: str) -> None:
-    """Close an open thread (another bot's conversation replaces it, or STOP ends it);
-    an operator who had taken it over no longer has it."""
-    await tx.execute(
+async def close(tx: Tx, thread_id: int, now: str) -> str | None:
+    """Close an open thread (STOP ends it, or an operator); an operator who had taken it
+    over no longer has it. Returns its bot, or None if it was not open."""
+    return await tx.fetchval(
         """UPDATE threads SET status = 'closed', state = NULL, updated_at = ?, closed_at = ?,
                paused_by = NULL, paused_at = NULL
-           WHERE id = ? AND status = 'open'""",
+           WHERE id = ? AND status = 'open' RETURNING bot""",
         (now, now, thread_id),
     )
 

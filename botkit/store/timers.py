@@ -20,6 +20,9 @@ from .base import CLAIMS, Claims, lost, marks, take_leases
 if TYPE_CHECKING:
     from .effects import Effects
 
+# The timer that runs a bot's on_end hook in a thread that ended (`data["reason"]`).
+END_HOOK = "botkit:end"
+
 
 async def schedule(tx: Tx, thread_id: int, handset: str, timer: Timer, now: str) -> int:
     """Store a pending timer of a thread."""
@@ -27,6 +30,15 @@ async def schedule(tx: Tx, thread_id: int, handset: str, timer: Timer, now: str)
         """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
            VALUES (?, ?, ?, ?, ?, ?) RETURNING id""",
         (thread_id, handset, timer.name, json.dumps(timer.data), stamp(timer.due_at), now),
+    )
+
+
+async def end_hook(tx: Tx, thread_id: int, reason: str, now: str) -> int:
+    """Queue the on_end hook of a thread that has just ended, due at once."""
+    return await tx.fetchval(
+        """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
+           SELECT id, handset, ?, ?, ?, ? FROM threads WHERE id = ? RETURNING id""",
+        (END_HOOK, json.dumps({"reason": reason}), now, now, thread_id),
     )
 
 
