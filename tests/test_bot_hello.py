@@ -62,7 +62,10 @@ async def test_anything_else_lists_the_keywords(database):
     async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone()
         (help_text,) = await phone.send("pizza?")
-        assert help_text.text == "I didn't catch that. Text one of: HELLO, NAME, JOIN, SURVEY"
+        assert (
+            help_text.text == "I didn't catch that. Text one of: "
+            "BOOK, RESCHEDULE, UNBOOK, HELLO, NAME, JOIN, OFFERS, SURVEY"
+        )
 
 
 async def test_handsets_are_kept_apart(database):

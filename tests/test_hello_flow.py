@@ -52,4 +52,7 @@ async def test_unknown_text_gets_the_fallback_listing_keywords(app):
     sim = app.state.simulator
     await sim.send_mo("+61400000002", "what is this")
     reply = await eventually(lambda: sim.inbox("+61400000002"))
-    assert reply[0].content == "I didn't catch that. Text one of: HELLO, NAME, JOIN, SURVEY"
+    assert (
+        reply[0].content == "I didn't catch that. Text one of: "
+        "BOOK, RESCHEDULE, UNBOOK, HELLO, NAME, JOIN, OFFERS, SURVEY"
+    )

@@ -39,9 +39,12 @@ async def test_edited_bot_and_template_are_used_without_restart(tmp_path, settin
         await eventually(lambda: len(sim.inbox(PHONE)) == 2)
 
     assert (
-        sim.inbox(PHONE)[0].content == "I didn't catch that. Text one of: HELLO, NAME, JOIN, SURVEY"
+        sim.inbox(PHONE)[0].content == "I didn't catch that. Text one of: "
+        "BOOK, RESCHEDULE, UNBOOK, HELLO, NAME, JOIN, OFFERS, SURVEY"
     )
-    assert sim.inbox(PHONE)[1].content == "Try one of these: HELLO / RENAME / JOIN / SURVEY"
+    assert sim.inbox(PHONE)[1].content == (
+        "Try one of these: BOOK / RESCHEDULE / UNBOOK / HELLO / RENAME / JOIN / OFFERS / SURVEY"
+    )
 
 
 async def test_a_broken_edit_keeps_the_running_bots(tmp_path, settings, caplog):
@@ -51,7 +54,7 @@ async def test_a_broken_edit_keeps_the_running_bots(tmp_path, settings, caplog):
         (tmp_path / "bots" / "broken.py").write_text("from botkit import Bot\nbot = Bot(\n")
         assert runtime.reloader.check() is False
         assert "bots not reloaded" in caplog.text and "broken.py" in caplog.text
-        assert list(runtime.router.bots) == ["hello", "optin", "survey"]
+        assert list(runtime.router.bots) == ["clinic", "hello", "optin", "promos", "survey"]
 
         sim = app.state.simulator
         await sim.send_mo(PHONE, "hello")
@@ -61,7 +64,7 @@ async def test_a_broken_edit_keeps_the_running_bots(tmp_path, settings, caplog):
         shutil.copy(tmp_path / "bots" / "hello.py", tmp_path / "bots" / "hello_again.py")
         assert runtime.reloader.check() is False  # two bots named "hello": refused
         assert "two bots are named 'hello'" in caplog.text
-        assert list(runtime.router.bots) == ["hello", "optin", "survey"]
+        assert list(runtime.router.bots) == ["clinic", "hello", "optin", "promos", "survey"]
 
 
 async def test_without_reload_nothing_is_watched(settings):

@@ -30,12 +30,16 @@ class Threads(Part):
         self, handset: str, address: str, *, bot: str | None = None, since: str | None = None
     ) -> Thread | None:
         """The handset's most recently active open thread on `address` (of `bot` only,
-        when given; active at `since` or later, when given)."""
+        when given; active at `since` or later, when given). Activity is the latest
+        message in it, which orders even handlers that ran in one clock tick."""
         row = await self.db.fetchone(
-            """SELECT * FROM threads WHERE handset = ? AND address = ? AND status = 'open'
+            """SELECT * FROM threads t WHERE handset = ? AND address = ? AND status = 'open'
                  AND (CAST(? AS TEXT) IS NULL OR bot = ?)
                  AND (CAST(? AS TEXT) IS NULL OR updated_at >= ?)
-               ORDER BY updated_at DESC, id DESC LIMIT 1""",
+               ORDER BY coalesce((SELECT max(m.id) FROM messages m
+                                  WHERE m.thread_id = t.id), 0) DESC,
+                        id DESC
+               LIMIT 1""",
             (handset, address, bot, bot, since, since),
         )
         return None if row is None else thread_from_row(row)
