@@ -16,15 +16,13 @@ coroutine function that a test can call.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-if TYPE_CHECKING:
-    from .context import Context
+from .context import Handler, check_options
 
-Handler = Callable[["Context"], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 
 # Timers botkit sets itself (a thread's on_end hook): no bot may declare one.
@@ -146,20 +144,6 @@ class Bot:
             raise ValueError(f"{self.name}: a bot has one on_end handler")
         self.end_handler = handler
         return handler
-
-
-def check_options(mask: str | None, expires: timedelta | datetime | None) -> None:
-    """Refuse a mask or an expiry that no gateway request could carry."""
-    if mask is not None and (not isinstance(mask, str) or not mask.strip()):
-        raise ValueError(f"mask {mask!r}: give a sender name, or None for our number")
-    if isinstance(expires, timedelta):
-        if expires <= timedelta(0):
-            raise ValueError(f"expires {expires!r}: a message must live for some time")
-    elif isinstance(expires, datetime):
-        if expires.utcoffset() is None:
-            raise ValueError(f"expires {expires!r} is a naive datetime; give it a timezone")
-    elif expires is not None:
-        raise TypeError(f"expires {expires!r}: give a timedelta or an aware datetime")
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -2,17 +2,19 @@
 
 Nothing a handler does is written until it returns: its replies, state and data are
 committed together with the MO being marked handled, or not at all if it raises.
+A context knows its bot only as `Declared` (what a `Bot` declares), so that this
+module sits below bot.py and router.py, which import it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .addresses import OurNumbers
-from .bot import check_options
 from .errors import HandlerError
 from .gateway import rfc3339
 from .messages import ConsentChange, Message, Reply, Thread, Timer
@@ -20,10 +22,21 @@ from .store.effects import Effects, Write
 from .store.lists import list_name
 
 if TYPE_CHECKING:
-    from .bot import Bot
-    from .router import Router
     from .store.lists import Lists
     from .templates import SMSTemplates
+
+Handler = Callable[["Context"], Awaitable[None]]
+
+
+class Declared(Protocol):
+    """What a handler's context reads of its bot (a `Bot` is one)."""
+
+    name: str
+    mask: str | None
+    expires: timedelta | datetime | None
+    zone: tzinfo | None
+    states: Mapping[str, Handler]
+    timers: Mapping[str, Handler]
 
 
 class Context:
@@ -34,12 +47,13 @@ class Context:
         self,
         message: Message | None,
         thread: Thread,
-        bot: Bot,
-        router: Router,
+        bot: Declared,
         templates: SMSTemplates,
         *,
         now: datetime,
         numbers: OurNumbers,
+        keywords: Sequence[str] = (),
+        on_end: frozenset[str] = frozenset(),
         zone: tzinfo = UTC,
         timer: Timer | None = None,
         lists: Lists | None = None,
@@ -54,7 +68,8 @@ class Context:
         self._now = now
         self._end_reason = end_reason
         self._ended: str | None = None
-        self._router = router
+        self._keywords = keywords
+        self._on_end = on_end
         self._templates = templates
         self._lists = lists
         self._replies: list[Reply] = []
@@ -104,7 +119,7 @@ class Context:
     @property
     def keywords(self) -> list[str]:
         """Every keyword the loaded bots answer to, for a help text."""
-        return self._router.keywords
+        return list(self._keywords)
 
     @property
     def replies(self) -> tuple[Reply, ...]:
@@ -220,7 +235,7 @@ class Context:
             writes=tuple(self._writes),
             consent=tuple(self._consent),
             end_reason=self._ended,
-            on_end=self._router.on_end,
+            on_end=self._on_end,
             **extra,
         )
 
@@ -247,3 +262,17 @@ class Context:
                 f"{self.bot.name}: thread data would not come back as it is "
                 "(use str keys, and lists rather than tuples)"
             )
+
+
+def check_options(mask: str | None, expires: timedelta | datetime | None) -> None:
+    """Refuse a mask or an expiry that no gateway request could carry."""
+    if mask is not None and (not isinstance(mask, str) or not mask.strip()):
+        raise ValueError(f"mask {mask!r}: give a sender name, or None for our number")
+    if isinstance(expires, timedelta):
+        if expires <= timedelta(0):
+            raise ValueError(f"expires {expires!r}: a message must live for some time")
+    elif isinstance(expires, datetime):
+        if expires.utcoffset() is None:
+            raise ValueError(f"expires {expires!r} is a naive datetime; give it a timezone")
+    elif expires is not None:
+        raise TypeError(f"expires {expires!r}: give a timedelta or an aware datetime")

@@ -29,7 +29,7 @@ from .metrics import Metrics
 from .router import Route, Router
 from .store import Effects, Store
 from .store.base import ClaimLost
-from .store.timers import END_HOOK
+from .store.schedule import END_HOOK
 from .templates import SMSTemplates
 from .threads import find_thread
 from .worker import Worker
@@ -374,10 +374,11 @@ class Dispatcher(Worker):
             message,
             thread,
             bot,
-            self.router,
             self.templates,
             now=self.store.clock(),
             numbers=self.numbers,
+            keywords=self.router.keywords,
+            on_end=self.router.on_end,
             zone=self.zone,
             lists=self.store.lists,
             **extra,

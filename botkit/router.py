@@ -52,13 +52,10 @@ class Router:
                         f"keyword {word} is claimed by bots {other!r} and {bot.name!r}"
                     )
                 self._keywords[word] = bot
+        # The main keyword of every handler, in the order bots declared them.
+        self.keywords = [word for bot in self.bots.values() for word in bot.primary_keywords]
         # The bots whose threads run an on_end handler when they end.
         self.on_end = frozenset(bot.name for bot in bots if bot.end_handler is not None)
-
-    @property
-    def keywords(self) -> list[str]:
-        """The main keyword of every handler, in the order bots declared them."""
-        return [word for bot in self.bots.values() for word in bot.primary_keywords]
 
     def route(self, thread: Thread | None, text: str) -> Route | None:
         """Pick the handler for `text` arriving in `thread` (None when no thread is open)."""

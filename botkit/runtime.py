@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
-from .access import LoginThrottle
 from .bot import Bot
 from .clock import Clock, system_clock
 from .compliance import Compliance
@@ -27,6 +26,7 @@ from .sender import Sender
 from .settings import Settings
 from .store import Store
 from .templates import SMSTemplates
+from .throttle import LoginThrottle
 
 log = logging.getLogger("botkit")
 

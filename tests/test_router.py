@@ -354,10 +354,10 @@ def make_context(tmp_path: Path, club: Club, thread: Thread | None = None) -> Co
         message,
         thread or open_thread("club"),
         club.bot,
-        Router([club.bot, keyword_bot("quiz", "QUIZ")]),
         SMSTemplates(tmp_path),
         now=message.received_at,
         numbers=OurNumbers([message.destination], message_class="mt_message"),
+        keywords=Router([club.bot, keyword_bot("quiz", "QUIZ")]).keywords,
     )
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from botkit import Bot, Context, Message, Reply, TemplateError, Thread
 from botkit.addresses import OurNumbers
-from botkit.router import Router
 from botkit.templates import SMSTemplates, is_template_name
 
 
@@ -166,9 +165,7 @@ def context_over(sms: SMSTemplates) -> Context:
     )
     thread = Thread(bot="hello", handset="+61400000001", address="1234")
     numbers = OurNumbers(["1234"], message_class="mt_message")
-    return Context(
-        message, thread, bot, Router([bot]), sms, now=message.received_at, numbers=numbers
-    )
+    return Context(message, thread, bot, sms, now=message.received_at, numbers=numbers)
 
 
 def test_context_reply_renders_a_template_and_queues_it(tmp_path):

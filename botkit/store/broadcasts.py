@@ -18,7 +18,7 @@ from ..clock import parse_stamp, stamp
 from ..db import Row, Tx
 from ..errors import ValidationError
 from ..messages import Reply, Thread, Timer
-from . import outbox, threads, timers
+from . import outbox, schedule, threads
 from .base import Part
 from .consent import is_suppressed
 
@@ -171,7 +171,7 @@ async def _add(
         thread = await threads.save(tx, thread, now)
         assert thread.id is not None
         due = recipient.not_before or parse_stamp(now)
-        await timers.schedule(tx, thread.id, handset, Timer(name=plan.entry, due_at=due), now)
+        await schedule.schedule(tx, thread.id, handset, Timer(name=plan.entry, due_at=due), now)
     await tx.execute(
         """INSERT INTO broadcast_recipients (broadcast_id, handset, status, thread_id,
                message_id, created_at)

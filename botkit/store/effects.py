@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..addresses import OurNumbers
 from ..db import Tx
 from ..messages import ConsentChange, Reply, Thread, Timer
-from . import outbox, threads, timers
+from . import outbox, schedule, threads
 from .consent import apply as apply_consent
 
 # A further write of a handler, given the transaction, its thread (saved, so with an id)
@@ -52,20 +52,20 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
         await apply_consent(tx, change, now)
     for thread_id in effects.closing:
         bot = await threads.close(tx, thread_id, now)
-        await timers.cancel(tx, thread_id, None, now)
+        await schedule.cancel(tx, thread_id, None, now)
         if bot in effects.on_end:
-            await timers.end_hook(tx, thread_id, effects.closing_reason, now)
+            await schedule.end_hook(tx, thread_id, effects.closing_reason, now)
     if effects.thread is None:
         return None, []
     thread = await threads.save(tx, effects.thread, now)
     assert thread.id is not None
     closed = thread.status == "closed"
-    await timers.cancel(tx, thread.id, None if closed else effects.cancel, now)
+    await schedule.cancel(tx, thread.id, None if closed else effects.cancel, now)
     if closed and effects.end_reason and thread.bot in effects.on_end:
-        await timers.end_hook(tx, thread.id, effects.end_reason, now)
+        await schedule.end_hook(tx, thread.id, effects.end_reason, now)
     if not closed:
         for timer in effects.schedule:
-            await timers.schedule(tx, thread.id, thread.handset, timer, now)
+            await schedule.schedule(tx, thread.id, thread.handset, timer, now)
     for write in effects.writes:
         await write(tx, thread, now)
     if effects.replies and await threads.paused(tx, thread.id):

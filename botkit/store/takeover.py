@@ -11,7 +11,7 @@ from ..addresses import OurNumbers
 from ..db import Tx
 from ..messages import Reply
 from ..sms import measure
-from . import outbox, threads, timers
+from . import outbox, schedule, threads
 from .base import Part
 from .threads import thread_from_row
 
@@ -50,9 +50,9 @@ class Takeover(Part):
             bot = await threads.close(tx, thread_id, now)
             if bot is None:
                 return False
-            await timers.cancel(tx, thread_id, None, now)
+            await schedule.cancel(tx, thread_id, None, now)
             if bot in on_end:
-                await timers.end_hook(tx, thread_id, "operator", now)
+                await schedule.end_hook(tx, thread_id, "operator", now)
             return True
 
         return await self.db.write(write)

@@ -10,53 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from ..clock import later, parse_stamp, stamp
+from ..clock import later, parse_stamp
 from ..db import Row, Tx
 from ..messages import Timer
 from .base import CLAIMS, Claims, lost, marks, take_leases
-
-if TYPE_CHECKING:
-    from .effects import Effects
-
-# The timer that runs a bot's on_end hook in a thread that ended (`data["reason"]`).
-END_HOOK = "botkit:end"
-
-
-async def schedule(tx: Tx, thread_id: int, handset: str, timer: Timer, now: str) -> int:
-    """Store a pending timer of a thread."""
-    return await tx.fetchval(
-        """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
-           VALUES (?, ?, ?, ?, ?, ?) RETURNING id""",
-        (thread_id, handset, timer.name, json.dumps(timer.data), stamp(timer.due_at), now),
-    )
-
-
-async def end_hook(tx: Tx, thread_id: int, reason: str, now: str) -> int:
-    """Queue the on_end hook of a thread that has just ended, due at once."""
-    return await tx.fetchval(
-        """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
-           SELECT id, handset, ?, ?, ?, ? FROM threads WHERE id = ? RETURNING id""",
-        (END_HOOK, json.dumps({"reason": reason}), now, now, thread_id),
-    )
-
-
-async def cancel(tx: Tx, thread_id: int, names: Sequence[str] | None, now: str) -> None:
-    """Cancel a thread's pending timers (those named, or all of them)."""
-    if names is None:
-        await tx.execute(
-            """UPDATE timers SET state = 'cancelled', fired_at = ?
-               WHERE thread_id = ? AND state = 'pending'""",
-            (now, thread_id),
-        )
-        return
-    if names:
-        await tx.execute(
-            f"""UPDATE timers SET state = 'cancelled', fired_at = ?
-                WHERE thread_id = ? AND state = 'pending' AND name IN ({marks(names)})""",
-            (now, thread_id, *names),
-        )
+from .effects import Effects, commit
 
 
 class Timers(Claims):
@@ -113,8 +72,6 @@ class Timers(Claims):
     async def finish(self, timer: Timer, effects: Effects) -> list[int]:
         """Commit a fired timer in one transaction: its handler's `effects`, and the timer
         marked fired. Returns the ids of the MTs."""
-        from .effects import commit  # effects schedules timers: imported here, not above
-
         assert timer.id is not None
 
         async def write(tx: Tx) -> tuple[int | None, list[int]]:
