@@ -148,7 +148,7 @@ async def test_a_person_page_shows_every_conversation_and_a_given_up_mo(database
     assert f"/dashboard/threads/{threads[2][0]}" not in page
     for thread_id, bot, _ in threads[:2]:
         assert f'/dashboard/threads/{thread_id}">conversation {thread_id}</a>' in page
-        assert f'/dashboard/threads/{thread_id}#m' in page  # each message's label
+        assert f"/dashboard/threads/{thread_id}#m" in page  # each message's label
         assert f"{bot}, conversation {thread_id}" in page
     timeline = page.split('id="timeline"')[1]
     texts = re.findall(r'<p class="text">([^<]*)</p>', timeline)
