@@ -201,6 +201,7 @@ async def test_a_thread_shows_its_data_and_timers_in_the_dashboards_zone(databas
             page = (await c.get(f"/dashboard/threads/{thread_id}")).text
             since = (await c.get("/dashboard/", params={"since": "2026-01-06"})).text
             until = (await c.get("/dashboard/", params={"until": "2026-01-05"})).text
+            deliveries = (await c.get("/dashboard/deliveries", params={"days": "1"})).text
         due = (clock() + timedelta(hours=4)).astimezone(ZoneInfo(SYDNEY))
     assert "Times are in Australia/Sydney." in page
     assert "2026-01-06 07:00:00 AEDT" in page  # the MO, at 20:00 UTC
@@ -213,3 +214,5 @@ async def test_a_thread_shows_its_data_and_timers_in_the_dashboards_zone(databas
     assert html.escape(HOSTILE) in timers and HOSTILE not in page
     # Days of activity are Sydney's: the 6th there, the 5th in UTC.
     assert PHONE in since and PHONE not in until
+    assert "Messages per day (Australia/Sydney)" in deliveries
+    assert 'aria-label="Messages per day: 2026-01-06: MO 1 · MT 1"' in deliveries
