@@ -58,7 +58,7 @@ async def conversations(request: Request) -> Response:
     numbers = None
     if request.query_params.get("address"):
         numbers = Numbers.of(runtime.numbers, await store.conversations.addresses())
-    chosen = filters(request.query_params, numbers)
+    chosen = filters(request.query_params, numbers, runtime.settings.zone)
     after = Cursor.parse(request.query_params.get("after", ""))
     rows, cursor = await store.conversations.page(after, chosen)
     return JSONResponse(

@@ -28,6 +28,7 @@ from .errors import ValidationError
 from .gateway import Gateway
 from .loader import load_bots
 from .metrics import CONTENT_TYPE
+from .phone import HandlingLookup
 from .runtime import Runtime
 from .settings import Settings
 from .simulator import Simulator
@@ -63,7 +64,13 @@ def create_app(
     simulator: Simulator | None = None
     clients: list[httpx.AsyncClient] = []
     if gateway is None and settings.simulator_mode:
-        simulator, gateway, clients = _in_process_simulator(token, settings, clock, lambda: app)
+        simulator, gateway, clients = _in_process_simulator(
+            token,
+            settings,
+            clock,
+            lambda: app,
+            handling=lambda ids: runtime.store.conversations.handling(ids),
+        )
     elif gateway is None:
         assert settings.application is not None and settings.password is not None
         gateway = Gateway(
@@ -108,11 +115,17 @@ def create_app(
 
 
 def _in_process_simulator(
-    token: str, settings: Settings, clock: Clock, get_app: Callable[[], ASGIApp]
+    token: str,
+    settings: Settings,
+    clock: Clock,
+    get_app: Callable[[], ASGIApp],
+    *,
+    handling: HandlingLookup,
 ) -> tuple[Simulator, Gateway, list[httpx.AsyncClient]]:
     """A simulator wired to the app in-process: the gateway client reaches the simulator,
     and the simulator's callbacks reach the app, through ASGI transports (no sockets). It
-    plays an account with our numbers and class, and tells expiry by the app's clock."""
+    plays an account with our numbers and class, tells expiry by the app's clock, and
+    shows how the app handled each MO (`handling`, read from the app's store)."""
 
     async def forward(scope: Scope, receive: Receive, send: Send) -> None:
         await get_app()(scope, receive, send)
@@ -129,6 +142,7 @@ def _in_process_simulator(
         classes=(settings.message_class,),
         clock=clock,
         dashboard="../dashboard/",  # from the phone page at /simulator/
+        handling=handling,
     )
     to_simulator = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator.app))
     gateway = Gateway(

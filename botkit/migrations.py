@@ -335,6 +335,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         # few of them there are; and the numbers threads are on are read off it.
         ("CREATE INDEX threads_address ON threads (address, updated_at, id)",),
     ),
+    Migration(
+        16,
+        "failed MOs by thread, and threads by handset, for the dashboard",
+        (
+            # The condition is store/conversations.py's FAILED, word for word: SQLite uses
+            # a partial index only for a query with the same condition. Few rows: the
+            # filter to threads with a failure reads them all, then pages by threads_recent.
+            """CREATE INDEX messages_failed ON messages (thread_id)
+                WHERE direction = 'mo' AND status = 'failed'""",
+            # A person's page: every thread of one handset, the latest first.
+            "CREATE INDEX threads_handset ON threads (handset, updated_at, id)",
+        ),
+    ),
 )
 
 

@@ -8,10 +8,16 @@ relative, so it works at `/` and mounted under a prefix such as `/simulator/`. W
 app runs the simulator, the page links to its dashboard and to the transcript of the
 handset's latest thread. Handset text is untrusted: the template autoescapes and the
 script builds the DOM with textContent, under a CSP that forbids inline script.
+
+Each MO shows the app's answer: `sending` until its callback is answered, `refused
+(HTTP 503)` for a non-200, `not delivered` when the app was never reached; after a 200,
+`stored`, or, when the app gave the simulator a `handling` lookup (it runs it
+in-process), how its handler fared: `handled`, `failed: <error>` (cut short).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +42,12 @@ PACKAGE = Path(__file__).parent
 # it (a surrogate pair escaped: 12 bytes), and room for the rest of the object.
 MAX_SEND_BODY = 12 * MAX_CONTENT + MAX_BODY
 DEFAULT_HANDSET = "+61400000001"
+# An MO's error is cut to this many characters on the phone (the dashboard has it whole).
+SHORT_ERROR = 60
+
+# The app's record of MOs by gateway id: (status, error) of each it stored, for the
+# page to show how the app handled them (botkit/handling.py words the status).
+HandlingLookup = Callable[[Sequence[int]], Awaitable[Mapping[int, tuple[str, str | None]]]]
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -78,7 +90,7 @@ class PhonePage:
             "number": number,
             "numbers": self.simulator.numbers,
             "to": self.simulator.replies_go_to(number),
-            "messages": self.messages(number),
+            "messages": await self.messages(number),
             "error": error,
             "dashboard": self.simulator.dashboard,
             "transcript": self.transcript(number),
@@ -132,7 +144,7 @@ class PhonePage:
         conversation = {
             "number": number,
             "to": self.simulator.replies_go_to(number),
-            "messages": self.messages(number),
+            "messages": await self.messages(number),
             "transcript": self.transcript(number),
         }
         return JSONResponse(conversation, headers=HEADERS)
@@ -152,11 +164,18 @@ class PhonePage:
         mo = self.simulator.queue_mo(number, text, destination=to)
         return JSONResponse({"id": str(mo.id)}, 202, headers=HEADERS)
 
-    def messages(self, number: str) -> list[dict[str, Any]]:
+    async def messages(self, number: str) -> list[dict[str, Any]]:
         """MTs to and MOs from one handset, oldest first, shaped for the page."""
         mts = [_mt(message) for message in self.simulator.inbox(number)]
-        mos = [_mo(mo) for mo in self.simulator.mos if mo.source == number]
+        sent = [mo for mo in self.simulator.mos if mo.source == number]
+        handling = await self._handling([mo.id for mo in sent if mo.answer == 200])
+        mos = [_mo(mo, handling.get(mo.id)) for mo in sent]
         return sorted(mts + mos, key=lambda entry: entry["at"])
+
+    async def _handling(self, ids: list[int]) -> Mapping[int, tuple[str, str | None]]:
+        """How the app handled the MOs with these ids, if the simulator can ask it."""
+        lookup = self.simulator.handling
+        return {} if lookup is None or not ids else await lookup(ids)
 
     def transcript(self, number: str) -> str | None:
         """The dashboard's page of the thread of the latest MT to `number` (its reference
@@ -202,20 +221,35 @@ def _mt(message: SimMessage) -> dict[str, Any]:
     }
 
 
-def _mo(mo: SimMO) -> dict[str, Any]:
-    if mo.pending:
-        status = "sending"
-    elif mo.answer == 200:
-        status = "delivered"
-    elif mo.answer is None:
-        status = "not delivered"
-    else:
-        status = f"app answered {mo.answer}"
+def _mo(mo: SimMO, handled: tuple[str, str | None] | None) -> dict[str, Any]:
+    """An MO shaped for the page, with the app's answer and, if known, how the app
+    `handled` it (its status and error)."""
     return {
         "direction": "mo",
         "id": str(mo.id),
         "text": f"[binary, base64] {mo.content}" if mo.binary else mo.content,
         "address": mo.destination,
-        "status": status,
+        "status": _mo_status(mo, handled),
         "at": mo.created_at,
     }
+
+
+def _mo_status(mo: SimMO, handled: tuple[str, str | None] | None) -> str:
+    """What the handset sees of an MO: the app's answer, then how it was handled."""
+    if mo.pending:
+        return "sending"
+    if mo.answer is None:
+        return "not delivered"
+    if mo.answer != 200:
+        return f"refused (HTTP {mo.answer})"
+    if handled is None or handled[0] == "received":
+        return "stored"
+    status, error = handled
+    if status == "failed" and error:
+        return f"failed: {_short(error)}"
+    return status
+
+
+def _short(text: str) -> str:
+    """`text` cut to SHORT_ERROR characters."""
+    return text if len(text) <= SHORT_ERROR else text[: SHORT_ERROR - 1] + "…"

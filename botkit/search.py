@@ -5,9 +5,11 @@ q       a number (3 digits or more, in any common format) matches handsets that
 bot     the bot's name
 status  open, paused (an operator has it) or closed
 state   the thread's state in its bot
-since, until   days (YYYY-MM-DD, UTC) of the thread's last activity, inclusive
+since, until   days (YYYY-MM-DD, in BOTKIT_TIMEZONE) of the thread's last activity,
+        inclusive
 address the one of our numbers the thread is on, in any form (+61400999000,
         61400999000); one a thread is on that BOTKIT_NUMBERS lacks is taken too
+failed  1: only threads with an MO whose handling failed (0 or empty: all)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from .addresses import OurNumbers, canonical_address
 from .errors import ValidationError
@@ -67,9 +69,11 @@ def _same(one: str, other: str) -> bool:
     return canonical_address(one) == canonical_address(other)
 
 
-def filters(params: Mapping[str, str], numbers: Numbers | None = None) -> Filters:
+def filters(
+    params: Mapping[str, str], numbers: Numbers | None = None, zone: tzinfo = UTC
+) -> Filters:
     """The filters named by `params`; ValidationError naming the parameter at fault.
-    The `address` filter picks among `numbers` (none: refused)."""
+    The `address` filter picks among `numbers` (none: refused); days are in `zone`."""
     q = (params.get("q") or "").strip()
     if len(q) > MAX_QUERY:
         raise ValidationError("q", f"is longer than {MAX_QUERY} characters")
@@ -96,9 +100,28 @@ def filters(params: Mapping[str, str], numbers: Numbers | None = None) -> Filter
         state=params.get("state") or None,
         number=number,
         text=text,
-        since=f"{since.isoformat()}T00:00:00.000000Z" if since else None,
-        before=f"{(until + timedelta(days=1)).isoformat()}T00:00:00.000000Z" if until else None,
+        since=_midnight("since", since, zone) if since else None,
+        before=_midnight("until", until + timedelta(days=1), zone) if until else None,
+        failed=_failed(params),
     )
+
+
+def _midnight(name: str, day: date, zone: tzinfo) -> str:
+    """The stamp of the moment `day` begins in `zone` (isoformat: clock.stamp's form,
+    zero-padded for any year); ValidationError naming `name` for a day out of range."""
+    try:
+        moment = datetime.combine(day, time(), zone).astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(name, f"{day.isoformat()} is out of range") from None
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _failed(params: Mapping[str, str]) -> bool:
+    """Whether `failed=1` asks for threads with a failure only."""
+    value = params.get("failed") or "0"
+    if value not in ("0", "1"):
+        raise ValidationError("failed", f"{value[:MAX_QUERY]!r} is not 1 or 0")
+    return value == "1"
 
 
 def _day(params: Mapping[str, str], name: str) -> date | None:

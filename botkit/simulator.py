@@ -79,7 +79,7 @@ from .faults import Fault, fault_arguments
 from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
 from .json_body import BodyError, read_json
 from .numbers import international
-from .phone import PhonePage
+from .phone import HandlingLookup, PhonePage
 
 STATUSES = ("submitted", "sent", "received", "failed", "frozen", "dead", "rejected", "expired")
 DEFAULT_FATE = ("submitted", "sent", "received")
@@ -184,10 +184,13 @@ class Simulator:
         callback_backoff_cap: float = 1.0,
         fate: Sequence[str] = DEFAULT_FATE,
         dashboard: str | None = None,
+        handling: HandlingLookup | None = None,
     ) -> None:
         self.application = application
         # The app's dashboard, relative to the phone page, when the app runs this simulator.
         self.dashboard = dashboard
+        # The app's record of how it handled MOs, when the app runs this simulator.
+        self.handling = handling
         self._password = password
         self.mo_url = mo_url
         self.dlr_url = dlr_url

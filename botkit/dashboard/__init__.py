@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from .. import params  # noqa: F401  (registers the {name:id} path convertor)
 from ..access import Guard, Sessions
 from ..settings import Settings
-from . import consent, conversations, deliveries, live, login, surveys, takeover
+from . import consent, conversations, deliveries, live, login, people, surveys, takeover
 from .pages import STATIC, Pages
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
     pages = Pages(settings)
     private: list[BaseRoute] = [
         *conversations.routes(pages, runtime),
+        *people.routes(pages, runtime),
         *takeover.routes(pages, runtime),
         *live.routes(pages, runtime),
         *surveys.routes(pages, runtime),

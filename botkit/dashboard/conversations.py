@@ -3,17 +3,22 @@
 GET /dashboard/                  threads by latest activity, filtered as botkit/search.py
                                  reads the query (?after= for the next page)
 GET /dashboard/threads/{id}      one thread as a chat, each MT with its delivery history
+                                 and each MO with how its handling went; the thread's data
+                                 and pending timers
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..clock import stamp
+from ..db import Row
 from ..errors import ValidationError
 from ..params import whole
 from ..search import Numbers, filters
@@ -43,7 +48,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             "error": "",
         }
         try:
-            chosen = filters(params, numbers)
+            chosen = filters(params, numbers, runtime.settings.zone)
             after = Cursor.parse(params.get("after", ""))
         except ValidationError as exc:
             context["error"] = str(exc)
@@ -77,7 +82,7 @@ async def show_transcript(
     before = whole(request.query_params, "before")
     found = await runtime.store.conversations.transcript(thread_id, before)
     context = {
-        "thread": found and found.thread,
+        **(await thread_context(runtime, found.thread) if found else {"thread": None}),
         "messages": found.messages if found else [],
         "history": found.history if found else {},
         "earlier": found and found.earlier,
@@ -88,3 +93,20 @@ async def show_transcript(
     return pages.render(
         request, "transcript.html", context, status_code=status_code if found else 404
     )
+
+
+async def thread_context(runtime: Runtime, thread: Row) -> dict[str, Any]:
+    """What a transcript's header shows: the thread, its data and its pending timers."""
+    timers = await runtime.store.timers.pending(thread["id"])
+    return {
+        "thread": thread,
+        "data": pretty(json.loads(thread["data"])),
+        "timers": [
+            {"name": t.name, "due_at": stamp(t.due_at), "data": pretty(t.data)} for t in timers
+        ],
+    }
+
+
+def pretty(data: object) -> str:
+    """JSON data as an operator reads it: indented, keys sorted, text as written."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)

@@ -27,9 +27,10 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         overview = runtime.store.overview
         days = whole(request.query_params, "days", default=DAYS, high=MAX_DAYS)
         before = whole(request.query_params, "before")
-        per_day = await overview.per_day(days)
-        sent, delivered = await overview.outcomes(days)
-        rows, next_before = await overview.undelivered(days, before)
+        zone = runtime.settings.zone
+        per_day = await overview.per_day(days, zone)
+        sent, delivered = await overview.outcomes(days, zone)
+        rows, next_before = await overview.undelivered(days, before, zone=zone)
         context = {
             "days": days,
             "per_day": grouped_bar_chart(

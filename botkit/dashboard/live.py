@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from .conversations import thread_context
 from .pages import Pages
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ async def _changes(
         thread, messages, history = await runtime.store.conversations.changes(thread_id, since)
         updates: list[tuple[str, int, str, str]] = []
         if thread is not None:
-            html = pages.fragment(request, "_thread.html", {"thread": thread})
+            context = await thread_context(runtime, thread)
+            html = pages.fragment(request, "_thread.html", context)
             updates.append(("thread", thread_id, thread["updated_at"], html))
         for m in messages:
             context = {"m": m, "history": history, "thread": {"address": address}}

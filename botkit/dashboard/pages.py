@@ -6,7 +6,9 @@ overridden; every page gets the CSRF token for its forms and who is signed in.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from ..access import USER, login_required
 from ..csrf import csrf_token
+from ..handling import handling
 from ..settings import Settings
 
 BUILT_IN = Path(__file__).resolve().parent.parent / "templates"
@@ -36,7 +39,8 @@ class Pages:
     def __init__(self, settings: Settings) -> None:
         loader = jinja2.FileSystemLoader([settings.templates, BUILT_IN])
         env = jinja2.Environment(loader=loader, autoescape=True)
-        env.filters["when"] = when
+        env.filters["when"] = time_filter(settings.timezone, settings.zone)
+        env.filters["handling"] = handling
         self.templates = Jinja2Templates(env=env)
         self.settings = settings
 
@@ -69,6 +73,7 @@ class Pages:
             "user": request.session.get("user"),
             "operator": request.scope.get(USER) or "localhost",
             "login": login_required(self.settings),
+            "zone": self.settings.timezone,
             **context,
         }
 
@@ -79,3 +84,18 @@ def when(stamp: str | None) -> str:
     if not stamp:
         return ""
     return f"{stamp[:10]} {stamp[11:19]} UTC"
+
+
+def when_in(stamp: str | None, zone: tzinfo) -> str:
+    """A stored time in `zone`: `2026-01-05 20:00:00 AEDT`."""
+    if not stamp:
+        return ""
+    return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def time_filter(timezone: str, zone: tzinfo) -> Callable[[str | None], str]:
+    """The `when` filter for BOTKIT_TIMEZONE: UTC cuts the stored text, any other
+    zone converts it."""
+    if timezone == "UTC":
+        return when
+    return functools.partial(when_in, zone=zone)

@@ -4,7 +4,9 @@ same at the millionth row as at the first."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..db import Row
 from ..errors import ValidationError
@@ -15,11 +17,19 @@ PAGE = 50
 # A transcript page: a long thread is read (and drawn) a part at a time.
 TRANSCRIPT_PAGE = 200
 MAX_ID = 2**63 - 1
+# Values bound in one `IN (...)`: well under any backend's limit of parameters.
+CHUNK = 500
+T = TypeVar("T")
 # Messages, each with the id of the MT it answers (found by the gateway id it echoes).
 MESSAGES = """SELECT m.*, (SELECT r.id FROM messages r
                           WHERE r.direction = 'mt' AND r.gateway_id = m.reply_to
                           ORDER BY r.id DESC LIMIT 1) AS reply_to_id
               FROM messages m"""
+# An MO whose handler failed, or that was given up: migration 16's messages_failed
+# index has this condition word for word (a partial index serves only the same one).
+FAILED = "direction = 'mo' AND status = 'failed'"
+# Threads a person's page lists; the conversations page, searched by the number, has all.
+PERSON_THREADS = 50
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,21 @@ class Transcript:
 
     thread: Row
     messages: list[Row]
+    history: dict[int, list[Row]]
+    earlier: int | None
+
+
+@dataclass(frozen=True)
+class Person:
+    """A handset's page: its latest threads with every bot, newest first, and a page of
+    all its messages, newest first (`threads` holds every thread they are in), with the
+    delivery history of each MT and the id to ask `before` for older ones."""
+
+    handset: str
+    latest: list[Row]
+    more: bool
+    messages: list[Row]
+    threads: dict[int, Row]
     history: dict[int, list[Row]]
     earlier: int | None
 
@@ -62,7 +87,8 @@ STATUSES = ("open", "paused", "closed")
 class Filters:
     """Which threads a page shows (see botkit/search.py): `number` is digits a handset
     contains, `text` a message's content; `since` and `before` bound the last activity;
-    `addresses` are the ways threads spell the one of our numbers they are on."""
+    `addresses` are the ways threads spell the one of our numbers they are on; `failed`
+    keeps threads with an MO whose handling failed."""
 
     bot: str | None = None
     status: str | None = None
@@ -72,6 +98,7 @@ class Filters:
     since: str | None = None
     before: str | None = None
     addresses: tuple[str, ...] | None = None
+    failed: bool = False
 
     def where(self) -> tuple[list[str], list[object]]:
         """SQL conditions on threads `t`, and their parameters."""
@@ -103,6 +130,9 @@ class Filters:
                 " WHERE lower(content) LIKE lower(?) ESCAPE '\\')"
             )
             params.append(f"%{_escape_like(self.text)}%")
+        if self.failed:
+            # The failed MOs are few (an index of them alone): read them, then the threads.
+            where.append(f"t.id IN (SELECT thread_id FROM messages WHERE {FAILED})")
         if self.since:
             where.append("t.updated_at >= ?")
             params.append(self.since)
@@ -132,7 +162,9 @@ class Conversations(Part):
                     ORDER BY m.id DESC LIMIT 1) AS last_at,
                    (SELECT coalesce(delivery, status) FROM messages m
                     WHERE m.thread_id = t.id AND m.direction = 'mt'
-                    ORDER BY m.id DESC LIMIT 1) AS last_delivery
+                    ORDER BY m.id DESC LIMIT 1) AS last_delivery,
+                   (SELECT count(*) FROM messages WHERE thread_id = t.id AND {FAILED})
+                       AS failures
                 FROM threads t
                 {"WHERE " + " AND ".join(where) if where else ""}
                 ORDER BY t.updated_at DESC, t.id DESC LIMIT ?""",
@@ -166,13 +198,68 @@ class Conversations(Part):
         thread = await self.db.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
         if thread is None:
             return None
+        latest, earlier = await self._latest("thread_id", thread_id, before, limit)
+        messages = latest[::-1]
+        return Transcript(thread, messages, await self._history(messages), earlier)
+
+    async def person(
+        self, handset: str, before: int | None = None, *, limit: int = TRANSCRIPT_PAGE
+    ) -> Person | None:
+        """A handset's latest threads and its latest `limit` messages of every thread
+        (those before message `before`), newest first; None if it has neither."""
+        threads = await self.db.fetchall(
+            """SELECT * FROM threads WHERE handset = ?
+               ORDER BY updated_at DESC, id DESC LIMIT ?""",
+            (handset, PERSON_THREADS + 1),
+        )
+        messages, earlier = await self._latest("handset", handset, before, limit)
+        if not threads and not messages:
+            return None
+        return Person(
+            handset=handset,
+            latest=threads[:PERSON_THREADS],
+            more=len(threads) > PERSON_THREADS,
+            messages=messages,
+            threads=await self._threads(messages),
+            history=await self._history(messages),
+            earlier=earlier,
+        )
+
+    async def handling(self, gateway_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+        """The status and error of the MOs with these gateway ids (those stored)."""
+        found: dict[int, tuple[str, str | None]] = {}
+        for chunk in _chunks(list(gateway_ids)):
+            for row in await self.db.fetchall(
+                f"""SELECT gateway_id, status, error FROM messages
+                    WHERE direction = 'mo' AND gateway_id IN ({marks(chunk)})""",
+                chunk,
+            ):
+                found[row["gateway_id"]] = (row["status"], row["error"])
+        return found
+
+    async def _latest(
+        self, column: str, value: object, before: int | None, limit: int
+    ) -> tuple[list[Row], int | None]:
+        """The latest `limit` messages whose `column` (thread_id or handset: each has an
+        index with the id) is `value`, before message `before`, newest first; and the
+        id to ask `before` for the page before them (None: there is none)."""
         rows = await self.db.fetchall(
-            f"""{MESSAGES} WHERE m.thread_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?""",
-            (thread_id, before if before is not None else MAX_ID, limit + 1),
+            f"{MESSAGES} WHERE m.{column} = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+            (value, before if before is not None else MAX_ID, limit + 1),
         )
         earlier = rows[limit - 1]["id"] if len(rows) > limit else None
-        messages = rows[:limit][::-1]
-        return Transcript(thread, messages, await self._history(messages), earlier)
+        return rows[:limit], earlier
+
+    async def _threads(self, messages: list[Row]) -> dict[int, Row]:
+        """The threads `messages` are in, by id."""
+        ids = sorted({m["thread_id"] for m in messages if m["thread_id"] is not None})
+        found: dict[int, Row] = {}
+        for chunk in _chunks(ids):
+            rows = await self.db.fetchall(
+                f"SELECT * FROM threads WHERE id IN ({marks(chunk)})", chunk
+            )
+            found |= {row["id"]: row for row in rows}
+        return found
 
     async def changes(
         self, thread_id: int, since: str
@@ -192,14 +279,19 @@ class Conversations(Part):
         """The delivery receipts of each MT among `messages`, oldest first."""
         history: dict[int, list[Row]] = {}
         ids = [m["id"] for m in messages if m["direction"] == "mt"]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in _chunks(ids):
             for row in await self.db.fetchall(
                 f"SELECT * FROM deliveries WHERE message_id IN ({marks(chunk)}) ORDER BY id",
                 chunk,
             ):
                 history.setdefault(row["message_id"], []).append(row)
         return history
+
+
+def _chunks(values: list[T]) -> Iterator[list[T]]:
+    """`values` in lists short enough for one `IN (...)`."""
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
 
 
 def _escape_like(text: str) -> str:

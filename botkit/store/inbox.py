@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from ..addresses import OurNumbers
 from ..clock import later, parse_stamp
 from ..db import Row, Tx
+from ..handling import GAVE_UP
 from ..messages import IncomingMO, Message, Reply, Thread, join_flags, split_flags
 from ..sms import measure
 from . import threads
@@ -113,7 +114,7 @@ class Inbox(Claims):
         ):
             await tx.execute(
                 "UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
-                (f"gave up after {attempts} attempts to handle it", now, message_id),
+                (f"{GAVE_UP} {attempts} attempts to handle it", now, message_id),
             )
 
     async def finish(self, message: Message, effects: Effects) -> list[int]:
