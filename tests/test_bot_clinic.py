@@ -8,6 +8,7 @@ import logging
 import shutil
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from conftest import ROOT
 
@@ -130,3 +131,20 @@ async def test_a_broken_template_gets_the_patient_an_apology(database, tmp_path)
         )
         assert "dentist" in error
         assert (await phone.thread()).state == "pick"  # the booking was not half made
+
+
+async def test_the_failure_shows_in_the_dashboard(database, tmp_path):
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "clinic" / "booked.txt").write_text("Booked <b>{{ dentist.name }}</b>.\n")
+    async with Harness(BOTS, templates, db=database, raise_errors=False) as harness:
+        phone = harness.phone()
+        await phone.send("BOOK")
+        (apology,) = await phone.send("1")
+        transport = httpx.ASGITransport(app=harness.app, client=("127.0.0.1", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            page = await c.get(f"/dashboard/threads/{apology.thread_id}")
+            listed = await c.get("/dashboard/", params={"failed": "1"})
+    assert '<span class="badge failed">failed</span>' in page.text
+    assert "clinic/booked.txt, line 1: &#39;dentist&#39; is undefined" in page.text
+    assert f"/dashboard/threads/{apology.thread_id}" in listed.text

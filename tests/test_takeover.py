@@ -240,3 +240,41 @@ async def test_a_takeover_during_the_bots_turn_silences_its_reply(database):
             "SELECT content FROM messages WHERE direction = 'mt'"
         )
         assert [m[0] for m in mts] == ["Say something."]
+
+
+async def test_an_operator_ends_a_conversation_and_its_bots_on_end_runs(database, caplog):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
+        phone = harness.phone(PHONE)
+        await phone.send("BOOK")  # the clinic bot: a visit with a reminder, and on_end
+        (booked,) = await phone.send("2")
+        thread_id = booked.thread_id
+        page = await c.get(f"/dashboard/threads/{thread_id}")
+        assert "End the conversation" in page.text and "reminder" in page.text
+        closed = await post(c, thread_id, "close")
+        assert closed.status_code == 303
+        await harness.settle()
+        hook = await harness.runtime.store.db.fetchone(
+            "SELECT state, data FROM timers WHERE name = 'botkit:end' AND thread_id = ?",
+            (thread_id,),
+        )
+        assert (hook["state"], hook["data"]) == ("fired", '{"reason": "operator"}')
+        assert await harness.runtime.store.timers.pending(thread_id) == []
+        page = await c.get(f"/dashboard/threads/{thread_id}")
+        assert "End the conversation" not in page.text and "Closed" in page.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        again = await c.post(f"/dashboard/threads/{thread_id}/close", data={"csrf": token})
+        assert again.status_code == 409
+        assert "This conversation has ended already." in again.text
+        await phone.send("hello")  # a new conversation: nothing of the old one answers
+        await harness.advance(days=3)
+        assert not any(reply.text.startswith("Reminder") for reply in phone.replies)
+
+
+async def test_closing_a_conversation_needs_the_csrf_token(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
+        phone = harness.phone(PHONE)
+        await phone.send("hello")
+        thread = await phone.thread()
+        refused = await c.post(f"/dashboard/threads/{thread.id}/close", data={"csrf": "forged"})
+        assert refused.status_code == 403
+        assert (await phone.thread()).status == "open"

@@ -3,6 +3,7 @@
     POST /dashboard/threads/{id}/reply    text: an operator's MT, through the outbox
     POST /dashboard/threads/{id}/pause    the thread's bot stops answering
     POST /dashboard/threads/{id}/resume   the bot has the thread back
+    POST /dashboard/threads/{id}/close    the conversation ends (its bot's on_end runs)
 
 The operator is the signed-in user, or `localhost` on a dashboard without a login.
 """
@@ -80,8 +81,26 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         log.info("thread %s: handed back to its bot by %s", thread_id, operator(request))
         return _back(request, thread_id)
 
+    async def close(request: Request) -> Response:
+        await checked_form(request)
+        thread_id = request.path_params["thread_id"]
+        if not await runtime.store.takeover.close(thread_id, runtime.router.on_end):
+            return await show_transcript(
+                pages,
+                runtime,
+                request,
+                thread_id,
+                error="This conversation has ended already.",
+                status_code=409,
+            )
+        if runtime.dispatcher is not None:
+            runtime.dispatcher.wake()  # its on_end hook is due
+        log.info("thread %s: closed by %s", thread_id, operator(request))
+        return _back(request, thread_id)
+
     return [
         Route("/threads/{thread_id:id}/reply", reply, methods=["POST"], name="reply"),
+        Route("/threads/{thread_id:id}/close", close, methods=["POST"], name="close"),
         Route("/threads/{thread_id:id}/pause", pause, methods=["POST"], name="pause"),
         Route("/threads/{thread_id:id}/resume", resume, methods=["POST"], name="resume"),
     ]
