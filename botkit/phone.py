@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jinja2
 from starlette.requests import Request
@@ -32,10 +32,8 @@ from .callbacks import MAX_CONTENT
 from .errors import ValidationError
 from .json_body import MAX_BODY, BodyError, read_json
 from .numbers import international
+from .simulated import SimMessage, SimMO
 from .threads import parse_reference
-
-if TYPE_CHECKING:
-    from .simulator import SimMessage, SimMO, Simulator
 
 PACKAGE = Path(__file__).parent
 # The body of the longest text the app takes, every character as long as JSON may spell
@@ -62,10 +60,33 @@ _templates = Jinja2Templates(
 )
 
 
+class Handsets(Protocol):
+    """What the phone page reads of the gateway simulator, and asks of it (a `Simulator`
+    is one): its numbers, what it sent and was sent, and a handset's next MO."""
+
+    dashboard: str | None
+    handling: HandlingLookup | None
+    sent: list[SimMessage]
+    mos: list[SimMO]
+
+    @property
+    def numbers(self) -> tuple[str, ...]: ...
+
+    def replies_go_to(self, handset: str) -> str: ...
+
+    def dialled(self, address: str, field: str = "destination") -> str: ...
+
+    def inbox(self, number: str) -> list[SimMessage]: ...
+
+    def queue_mo(
+        self, source: str, content: str | bytes, *, destination: str | None = None
+    ) -> SimMO: ...
+
+
 class PhonePage:
     """The routes of the phone page, over one simulator."""
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: Handsets) -> None:
         self.simulator = simulator
 
     def routes(self) -> list[BaseRoute]:

@@ -60,8 +60,6 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -80,6 +78,7 @@ from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
 from .json_body import BodyError, read_json
 from .numbers import international
 from .phone import HandlingLookup, PhonePage
+from .simulated import SimCallback, SimMessage, SimMO, SimRequest
 
 STATUSES = ("submitted", "sent", "received", "failed", "frozen", "dead", "rejected", "expired")
 DEFAULT_FATE = ("submitted", "sent", "received")
@@ -97,68 +96,6 @@ CALLBACK_CONCURRENCY = 50
 FIRST_ID = 2**32
 
 logger = logging.getLogger("botkit.simulator")
-
-
-@dataclass
-class SimMessage:
-    """One MT the simulator accepted."""
-
-    id: int
-    destination: str
-    content: str
-    message_class: str | None
-    source: str | None
-    mask: str | None
-    reference: str | None
-    expires: str | None
-    number: str  # the number of ours it went from (a reply goes there)
-    sender: str  # the address the handset sees it come from: a known mask, else `number`
-    expires_at: datetime | None = None
-    statuses: list[str] = field(default_factory=list)  # statuses reached so far, in order
-    created_at: float = field(default_factory=time.time)
-
-    @property
-    def expired(self) -> bool:
-        """Whether it expired: it never reached the handset."""
-        return "expired" in self.statuses
-
-
-@dataclass
-class SimMO:
-    """One MO a simulated handset sent; `content` is as sent (base64 text when `binary`)."""
-
-    id: int
-    source: str
-    destination: str
-    content: str
-    reply_to: int | None
-    reference: str | None
-    binary: bool
-    operator: str
-    answer: int | None = None  # the app's final HTTP status; None if it was never reached
-    pending: bool = True  # True until delivery succeeded or gave up
-    created_at: float = field(default_factory=time.time)
-    callback: SimCallback | None = None  # its delivery attempts, once they started
-
-
-@dataclass
-class SimCallback:
-    """One DLR or MO callback: the parameters (the same on every attempt), each attempt's answer."""
-
-    kind: str  # "dlr" or "mo"
-    params: dict[str, str]
-    answers: list[int | None] = field(default_factory=list)  # None: the app was unreachable
-
-
-@dataclass
-class SimRequest:
-    """One send request and the gateway's answer to it (`message_id` when it accepted)."""
-
-    destination: str | None
-    reference: str | None
-    status: int
-    message_id: int | None
-    faulted: bool  # answered by a fault
 
 
 class Simulator:
