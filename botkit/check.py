@@ -10,7 +10,8 @@ Each problem has a file, a line and one of these kinds:
     import-error       a bot module does not import (the line is the traceback's)
     duplicate-bot      two bots have one name
     duplicate-keyword  two bots claim one keyword or alias
-    reserved-keyword   a keyword is a compliance word (STOP, HELP...): no message reaches it
+    reserved-keyword   a keyword is a compliance word (STOP, HELP...): the word alone is
+                       compliance's, only a longer message reaches the bot
     unrouted-state     a state handler whose state the bot's module never sets
     unknown-state      `ctx.state = "x"` where the bot has no handler for "x"
     missing-template   a reply (or an `{% include %}`) names a template that does not exist
@@ -26,7 +27,7 @@ import ast
 import os
 import sys
 import traceback
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
@@ -35,7 +36,7 @@ from typing import Any, NamedTuple, TypeGuard
 import jinja2
 
 from .bot import Bot, Handler, normalise_keyword
-from .compliance import compliance_words, normalise
+from .compliance import taken_keywords
 from .loader import bot_modules, load_module
 from .settings import Settings
 from .sms import measure
@@ -96,15 +97,13 @@ def check(
     templates_dir: str | Path,
     *,
     max_segments: int = DEFAULT_MAX_SEGMENTS,
-    reserved: Collection[str] | None = None,
-    numbers: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> list[Problem]:
     """Every problem in the bot modules of `bots_dir` and the SMS templates of
-    `templates_dir`, in file and line order. `reserved` are the compliance words, which
-    are handled before any bot (by default, botkit's default ones); `numbers` are ours,
-    the default first."""
-    if reserved is None:
-        reserved = compliance_words(Settings())
+    `templates_dir`, in file and line order. The compliance words, handled before any
+    bot, and our numbers, the default first, are those of `settings` (by default,
+    botkit's defaults)."""
+    settings = settings or Settings()
     # Absolute throughout, as code objects and tracebacks name files; shown relative.
     bots_folder, templates_folder = (Path(os.path.abspath(d)) for d in (bots_dir, templates_dir))
     if not bots_folder.is_dir():
@@ -113,11 +112,11 @@ def check(
     sources = {str(module.source.path): module.source for module in modules}
     problems += _duplicate_bots(modules)
     problems += _duplicate_keywords(modules, sources)
-    problems += _reserved_keywords(modules, sources, reserved)
+    problems += _reserved_keywords(modules, sources, settings)
     for module in modules:
         problems += _state_problems(module, sources)
     problems += _template_problems(modules, templates_folder, max_segments)
-    problems += _mask_problems(modules, numbers)
+    problems += _mask_problems(modules, settings.numbers)
     return sorted(problems)
 
 
@@ -188,10 +187,8 @@ def _duplicate_keywords(modules: list[BotModule], sources: dict[str, Source]) ->
     problems: list[Problem] = []
     owners: dict[str, tuple[Bot, Location]] = {}
     for bot in _unique_bots(modules):
-        for word, handler in bot.keywords.items():
-            here = _decorator_line(
-                handler, "keyword", lambda s, w=word: normalise_keyword(s) == w, sources
-            )
+        for word in bot.keywords:
+            here = _keyword_line(bot, word, sources)
             if word not in owners:
                 owners[word] = (bot, here)
                 continue
@@ -205,24 +202,20 @@ def _duplicate_keywords(modules: list[BotModule], sources: dict[str, Source]) ->
 
 
 def _reserved_keywords(
-    modules: list[BotModule], sources: dict[str, Source], reserved: Collection[str]
+    modules: list[BotModule], sources: dict[str, Source], settings: Settings
 ) -> list[Problem]:
-    """Keywords that are compliance words: STOP or HELP never reach a bot."""
-    words = {normalise(word) for word in reserved}
-    problems: list[Problem] = []
-    for bot in _unique_bots(modules):
-        for word, handler in bot.keywords.items():
-            if normalise(word) not in words:
-                continue
-            here = _decorator_line(
-                handler, "keyword", lambda s, w=word: normalise_keyword(s) == w, sources
-            )
-            message = (
-                f"keyword {word} of bot {bot.name!r} is a compliance word, handled before "
-                "any bot: no message reaches this handler"
-            )
-            problems.append(Problem(*here, "reserved-keyword", message))
-    return problems
+    """Keywords that are compliance words: a message that is the word alone never
+    reaches the bot."""
+    return [
+        Problem(*_keyword_line(taken.bot, taken.word, sources), "reserved-keyword", str(taken))
+        for taken in taken_keywords(_unique_bots(modules), settings)
+    ]
+
+
+def _keyword_line(bot: Bot, word: str, sources: dict[str, Source]) -> Location:
+    """Where `bot` registers keyword (or alias) `word`."""
+    handler = bot.keywords[word]
+    return _decorator_line(handler, "keyword", lambda s: normalise_keyword(s) == word, sources)
 
 
 def _unique_bots(modules: list[BotModule]) -> Iterator[Bot]:

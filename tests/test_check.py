@@ -5,6 +5,7 @@ script; the example bots check clean."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 
 from botkit.check import Problem, check, display_path
 from botkit.cli import main
+from botkit.testing import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "check"
@@ -25,8 +27,15 @@ Enter = Callable[[Path], Path]
 # the summary line. Each line names the file and line of the problem.
 EXPECTED = {
     "reserved_keyword": [
-        "bots/shop.py:8: reserved-keyword: keyword HELP of bot 'shop' is a compliance word, "
-        "handled before any bot: no message reaches this handler",
+        "bots/book.py:13: reserved-keyword: keyword CANCEL of bot 'book' is a compliance word: "
+        "a message that is CANCEL alone (in any case, spacing or punctuation) opts the "
+        "handset out of the number it texted before any bot sees it; 'CANCEL <more words>' "
+        "goes to book.cancel like any keyword; to use CANCEL as a keyword remove it from "
+        "stop_words (BOTKIT_STOP_WORDS)",
+        "bots/shop.py:8: reserved-keyword: keyword HELP of bot 'shop' is a compliance word: "
+        "a message that is HELP alone (in any case, spacing or punctuation) is answered with "
+        "the help text before any bot sees it; 'HELP <more words>' goes to shop.shop like any "
+        "keyword; to use HELP as a keyword remove it from help_words (BOTKIT_HELP_WORDS)",
     ],
     "import_error": [
         "bots/broken.py:11: import-error: KeyError: 'BOTKIT_CHECK_FIXTURE_UNSET_KEY'",
@@ -277,3 +286,24 @@ def test_masks_are_flagged_only_when_we_have_several_numbers(
         f"bots/promo.py:9: mask-off-default: a reply with a mask {fails}",
         "botkit check: 2 problems in 1 file",
     ]
+
+
+def test_a_freed_compliance_word_is_a_keyword_like_any(
+    tmp_path: Path, in_folder: Enter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(FIXTURES / "reserved_keyword", tmp_path, dirs_exist_ok=True)
+    (tmp_path / "botkit.toml").write_text('stop_words = ["STOP", "QUIT"]\n')
+    in_folder(tmp_path)
+    assert main(["check"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[:2] for line in lines[:-1]] == [["bots/shop.py:8", "reserved-keyword"]]
+
+
+async def test_what_check_says_of_a_compliance_keyword_is_what_happens() -> None:
+    """CANCEL alone, however written, opts out; CANCEL with more words reaches the bot."""
+    async with Harness(FIXTURES / "reserved_keyword" / "bots", ROOT / "templates") as harness:
+        phone = harness.phone()
+        await phone.send("Cancel my booking")
+        phone.expect("Your booking is cancelled.")
+        await phone.send(" c-a-n-c-e-l! ")
+        phone.expect("You have been unsubscribed")

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from ..check import DEFAULT_MAX_SEGMENTS, STAND_IN_LENGTH, Problem, check, display_path
-from ..compliance import compliance_words
 from ..settings import Settings
 
 NAME = "check"
@@ -40,13 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     settings = Settings.load(bots=args.bots, templates=args.templates)
     try:
-        reserved = compliance_words(settings)
         problems = check(
-            settings.bots,
-            settings.templates,
-            max_segments=args.max_segments,
-            reserved=reserved,
-            numbers=settings.numbers,
+            settings.bots, settings.templates, max_segments=args.max_segments, settings=settings
         )
     except FileNotFoundError as exc:
         print(f"botkit: {exc}", file=sys.stderr)
