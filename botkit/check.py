@@ -26,62 +26,32 @@ from __future__ import annotations
 import ast
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
-from typing import Any, NamedTuple, TypeGuard
-
-import jinja2
+from typing import NamedTuple
 
 from .bot import Bot, Handler, normalise_keyword
+from .check_source import (
+    Location,
+    Problem,
+    Source,
+    assignment_line,
+    call_strings,
+    calls,
+    display_path,
+    error_line,
+    known_values,
+)
+from .check_templates import STAND_IN_LENGTH, template_problems
 from .compliance import taken_keywords
 from .loader import bot_modules, load_module
 from .settings import Settings
-from .sms import measure
-from .templates import TEMPLATE_SUFFIX, SMSTemplates, is_template_name
+
+__all__ = ["DEFAULT_MAX_SEGMENTS", "STAND_IN_LENGTH", "Problem", "check", "display_path"]
 
 DEFAULT_MAX_SEGMENTS = 3
-# A template is measured with each unknown variable as this many GSM-7 characters, and
-# each list (for `join` or `{% for %}`) as this many such items.
-STAND_IN_LENGTH = 12
-STAND_IN_ITEMS = 3
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    """One thing `botkit check` found, where it is, and which kind of problem it is."""
-
-    file: Path
-    line: int
-    kind: str
-    message: str
-
-
-class Location(NamedTuple):
-    """A file and line, printed the way a compiler prints them."""
-
-    file: Path
-    line: int
-
-    def __str__(self) -> str:
-        return f"{display_path(self.file)}:{self.line}"
-
-
-@dataclass(frozen=True)
-class Source:
-    """A bot module's syntax tree, and its module-level constants (to follow `ctx.state = ASK`)."""
-
-    path: Path
-    tree: ast.Module
-    constants: dict[str, object]
-
-    @classmethod
-    def parse(cls, path: Path) -> Source:
-        """Read and parse `path`; raises SyntaxError as an import would."""
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        return cls(path, tree, _module_constants(tree))
 
 
 @dataclass(frozen=True)
@@ -115,16 +85,9 @@ def check(
     problems += _reserved_keywords(modules, sources, settings)
     for module in modules:
         problems += _state_problems(module, sources)
-    problems += _template_problems(modules, templates_folder, max_segments)
+    problems += template_problems(list(sources.values()), templates_folder, max_segments)
     problems += _mask_problems(modules, settings.numbers)
     return sorted(problems)
-
-
-def display_path(path: Path) -> str:
-    """`path` relative to the working directory when it lies under it, else absolute."""
-    absolute = Path(os.path.abspath(path))
-    cwd = Path.cwd()
-    return str(absolute.relative_to(cwd) if absolute.is_relative_to(cwd) else absolute)
 
 
 # Bot modules
@@ -139,7 +102,7 @@ def _load_modules(folder: Path) -> tuple[list[BotModule], list[Problem]]:
             modules.append(_load_module(path))
         except (Exception, SystemExit) as exc:
             message = f"{type(exc).__name__}: {exc}"
-            problems.append(Problem(path, _error_line(exc, path), "import-error", message))
+            problems.append(Problem(path, error_line(exc, path), "import-error", message))
     return modules, problems
 
 
@@ -153,27 +116,13 @@ def _load_module(path: Path) -> BotModule:
     return BotModule(source, bots)
 
 
-def _error_line(exc: BaseException, path: Path) -> int:
-    """The line of `path` where `exc` is a syntax error, or that its traceback last passed
-    through (Jinja puts template lines in tracebacks too); 1 if none."""
-    target = os.path.abspath(path)
-    if isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == target:
-        return exc.lineno or 1
-    lines = [
-        frame.lineno
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if os.path.abspath(frame.filename) == target and frame.lineno
-    ]
-    return lines[-1] if lines else 1
-
-
 def _duplicate_bots(modules: list[BotModule]) -> list[Problem]:
     """Bots whose name an earlier bot already took: the router refuses them."""
     problems: list[Problem] = []
     first: dict[str, Location] = {}
     for module in modules:
         for variable, bot in module.bots.items():
-            here = Location(module.source.path, _assignment_line(module.source.tree, variable))
+            here = Location(module.source.path, assignment_line(module.source.tree, variable))
             if bot.name in first:
                 message = f"bot name {bot.name!r} is already taken by the bot at {first[bot.name]}"
                 problems.append(Problem(*here, "duplicate-bot", message))
@@ -294,7 +243,7 @@ def _state_assignments(source: Source) -> Iterator[StateAssignment]:
             continue
         for target in node.targets:
             if isinstance(target, ast.Attribute) and target.attr == "state":
-                values = _values(node.value, source.constants)
+                values = known_values(node.value, source.constants)
                 names = None if values is None else [v for v in values if isinstance(v, str)]
                 yield StateAssignment(Location(source.path, node.lineno), names)
 
@@ -309,7 +258,7 @@ def _decorator_line(
     function = _function_of(source.tree, code) if source else None
     constants = source.constants if source else {}
     for decorator in function.decorator_list if function else []:
-        if _calls(decorator, method) and any(map(matches, _call_strings(decorator, constants))):
+        if calls(decorator, method) and any(map(matches, call_strings(decorator, constants))):
             return Location(Path(code.co_filename), decorator.lineno)
     return Location(Path(code.co_filename), code.co_firstlineno)
 
@@ -336,11 +285,11 @@ def _mask_problems(modules: list[BotModule], numbers: Sequence[str]) -> list[Pro
     for module in modules:
         for variable, bot in module.bots.items():
             if bot.mask is not None:
-                line = _assignment_line(module.source.tree, variable)
+                line = assignment_line(module.source.tree, variable)
                 message = f"bot {bot.name!r} sets mask {bot.mask!r}: each of its replies {fails}"
                 problems.append(Problem(module.source.path, line, "mask-off-default", message))
         for node in ast.walk(module.source.tree):
-            if _calls(node, "reply") and any(_masks(keyword) for keyword in node.keywords):
+            if calls(node, "reply") and any(_masks(keyword) for keyword in node.keywords):
                 message = f"a reply with a mask {fails}"
                 problems.append(
                     Problem(module.source.path, node.lineno, "mask-off-default", message)
@@ -352,193 +301,3 @@ def _masks(keyword: ast.keyword) -> bool:
     """True for a `mask=` argument that is not a literal None."""
     literal_none = isinstance(keyword.value, ast.Constant) and keyword.value.value is None
     return keyword.arg == "mask" and not literal_none
-
-
-def _calls(node: ast.AST, method: str) -> TypeGuard[ast.Call]:
-    """True for a call of a method named `method`, like `bot.keyword(...)` for "keyword"."""
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == method
-    )
-
-
-def _call_strings(call: ast.Call, constants: dict[str, object]) -> list[str]:
-    """The constant strings a call passes, positional or by keyword, lists included."""
-    arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
-    values = [v for node in arguments for v in _values(node, constants) or ()]
-    return [v for v in values if isinstance(v, str)]
-
-
-def _values(node: ast.expr, constants: dict[str, object]) -> list[object] | None:
-    """The constant values an expression can have: both arms of `a if c else b`, each item
-    of a list, a module constant's value; None when it depends on run time."""
-    if isinstance(node, ast.Constant):
-        return [node.value]
-    if isinstance(node, ast.Name):
-        return [constants[node.id]] if node.id in constants else None
-    if isinstance(node, ast.IfExp):
-        parts = [node.body, node.orelse]
-    elif isinstance(node, ast.BoolOp):
-        parts = node.values
-    elif isinstance(node, ast.List | ast.Tuple | ast.Set):
-        parts = node.elts
-    else:
-        return None
-    found = [_values(part, constants) for part in parts]
-    if any(values is None for values in found):
-        return None
-    return [value for values in found for value in values or ()]
-
-
-def _module_constants(tree: ast.Module) -> dict[str, object]:
-    """Module-level `NAME = <constant>` assignments, so `ctx.state = ASK` can be followed."""
-    constants: dict[str, object] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    constants[target.id] = node.value.value
-    return constants
-
-
-def _assignment_line(tree: ast.Module, variable: str) -> int:
-    """The line of the module-level assignment to `variable` (1 if there is none)."""
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else []
-        if isinstance(node, ast.AnnAssign):
-            targets = [node.target]
-        if any(isinstance(t, ast.Name) and t.id == variable for t in targets):
-            return node.lineno
-    return 1
-
-
-# Replies and templates
-
-
-class Reply(NamedTuple):
-    """A `.reply(...)` call whose first argument is known: a template name or the text."""
-
-    where: Location
-    text: str
-
-
-def _replies(source: Source) -> Iterator[Reply]:
-    """Each `.reply("...")` call in a module, once for each text its first argument can be;
-    and each template name given to any other call (a flow's `confirm="optin/x.txt"`)."""
-    for node in ast.walk(source.tree):
-        if not isinstance(node, ast.Call):
-            continue
-        if _calls(node, "reply"):
-            for value in _values(node.args[0], source.constants) or () if node.args else ():
-                if isinstance(value, str):
-                    yield Reply(Location(source.path, node.lineno), value)
-            continue
-        for arg in [*node.args, *(keyword.value for keyword in node.keywords)]:
-            value = arg.value if isinstance(arg, ast.Constant) else None
-            if isinstance(value, str) and is_template_name(value):
-                yield Reply(Location(source.path, arg.lineno), value)
-
-
-def _template_problems(modules: list[BotModule], folder: Path, max_segments: int) -> list[Problem]:
-    """Each reply's problems, then each SMS template's own (does not compile, includes a
-    missing template, renders too long)."""
-    paths = sorted(folder.rglob(f"*{TEMPLATE_SUFFIX}"))
-    templates = {path.relative_to(folder).as_posix(): path for path in paths}
-    replies = [reply for module in modules for reply in _replies(module.source)]
-    problems = [
-        problem
-        for reply in replies
-        for problem in _reply_problems(reply, templates, folder, max_segments)
-    ]
-    env = SMSTemplates(folder).env.overlay(undefined=StandIn)
-    for name, path in templates.items():
-        uses = [reply.where for reply in replies if reply.text == name]
-        problems += _check_template(env, name, path, uses, max_segments)
-    return problems
-
-
-def _reply_problems(
-    reply: Reply, templates: dict[str, Path], folder: Path, max_segments: int
-) -> list[Problem]:
-    """A reply naming a template that does not exist, or literal text that is too long."""
-    if is_template_name(reply.text):
-        if reply.text in templates:
-            return []
-        message = f"template {reply.text!r} does not exist in {display_path(folder)}/"
-        return [Problem(*reply.where, "missing-template", message)]
-    over = _over_limit(reply.text, max_segments)
-    return [Problem(*reply.where, "too-long", f"reply {over}")] if over else []
-
-
-def _check_template(
-    env: jinja2.Environment, name: str, path: Path, uses: list[Location], max_segments: int
-) -> list[Problem]:
-    """Compile one SMS template, then measure it rendered with stand-ins."""
-    try:
-        template = env.get_template(name)
-    except jinja2.TemplateSyntaxError as exc:
-        return [Problem(path, exc.lineno, "template-error", exc.message or "syntax error")]
-    except UnicodeDecodeError:
-        return [Problem(path, 1, "template-error", "is not UTF-8 text")]
-    try:
-        text = template.render().strip()
-    except jinja2.TemplateNotFound as exc:
-        message = f"included template {exc.name!r} does not exist"
-        return [Problem(path, _error_line(exc, path), "missing-template", message)]
-    except Exception:
-        # It needs real values (a number to format, a dict to unpack): not measurable here.
-        return []
-    over = _over_limit(text, max_segments)
-    if over is None:
-        return []
-    replied = f"; replied at {', '.join(map(str, uses))}" if uses else ""
-    message = f"with each variable as {STAND_IN_LENGTH} characters, it {over}{replied}"
-    return [Problem(path, 1, "too-long", message)]
-
-
-def _over_limit(text: str, max_segments: int) -> str | None:
-    """How `text` goes over `max_segments` segments, for a message; None if it does not."""
-    encoding = measure(text)
-    if encoding.segments <= max_segments:
-        return None
-    return (
-        f"takes {encoding.segments} segments as {encoding.name} ({encoding.units} units), "
-        f"over the limit of {max_segments}"
-    )
-
-
-class StandIn(jinja2.ChainableUndefined):
-    """What an unknown variable is while a template is measured: STAND_IN_LENGTH characters
-    as text, STAND_IN_ITEMS items as a list or number, and itself for an attribute, item,
-    call or operator, so that templates using filters, loops and attributes render."""
-
-    __slots__ = ()
-
-    def __str__(self) -> str:
-        return "x" * STAND_IN_LENGTH
-
-    def __iter__(self) -> Iterator[StandIn]:
-        return iter([StandIn() for _ in range(STAND_IN_ITEMS)])
-
-    def __len__(self) -> int:
-        return STAND_IN_ITEMS
-
-    def __bool__(self) -> bool:
-        return True
-
-    def _count(self) -> int:
-        return STAND_IN_ITEMS
-
-    def __float__(self) -> float:
-        return float(STAND_IN_ITEMS)
-
-    def _itself(self, *args: Any, **kwargs: Any) -> StandIn:
-        return self
-
-    __int__ = __index__ = _count
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _itself
-    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _itself
-    __pow__ = __rpow__ = __pos__ = __neg__ = __abs__ = __round__ = __call__ = _itself
-    __lt__ = __le__ = __gt__ = __ge__ = _itself
