@@ -1,9 +1,11 @@
 """`botkit check`: find what would go wrong with the bots and templates before a handset does.
 
 Bot modules are imported as `botkit run` imports them, and also read with `ast` for what
-only their source shows: the states a handler sets and the replies it sends. SMS templates
-(`*.txt` under the templates folder) are compiled, and rendered with stand-ins for their
-variables to measure them. No database and no running app are needed.
+only their source shows (check_source.py): the states a handler sets, the timers it
+schedules, the replies it sends and their variables. SMS templates (`*.txt` under the
+templates folder) are compiled, and rendered with stand-ins for their variables to
+measure them (check_templates.py). No database and no running app are needed. A name
+that is not known (a state, a timer, a template) comes with the closest known one.
 
 Each problem has a file, a line and one of these kinds:
 
@@ -14,6 +16,10 @@ Each problem has a file, a line and one of these kinds:
                        compliance's, only a longer message reaches the bot
     unrouted-state     a state handler whose state the bot's module never sets
     unknown-state      `ctx.state = "x"` where the bot has no handler for "x"
+    unknown-timer      `ctx.schedule("x", ...)` where the bot has no `@bot.timer("x")`
+    unscheduled-timer  a timer handler the bot's module never schedules: only a broadcast
+                       (`botkit broadcast --start bot:timer`) could start it
+    missing-variable   a reply does not pass a variable its template uses
     missing-template   a reply (or an `{% include %}`) names a template that does not exist
     template-error     a template does not compile
     too-long           a reply takes more than the allowed number of segments
@@ -40,6 +46,7 @@ from .check_source import (
     assignment_line,
     call_strings,
     calls,
+    did_you_mean,
     display_path,
     error_line,
     known_values,
@@ -84,7 +91,7 @@ def check(
     problems += _duplicate_keywords(modules, sources)
     problems += _reserved_keywords(modules, sources, settings)
     for module in modules:
-        problems += _state_problems(module, sources)
+        problems += _name_problems(module, sources)
     problems += template_problems(list(sources.values()), templates_folder, max_segments)
     problems += _mask_problems(modules, settings.numbers)
     return sorted(problems)
@@ -177,75 +184,144 @@ def _unique_bots(modules: list[BotModule]) -> Iterator[Bot]:
                 yield bot
 
 
-class StateAssignment(NamedTuple):
-    """An `x.state = ...` line, and the state names it can set (None: known at run time)."""
+class NameUse(NamedTuple):
+    """A line that names a state (`x.state = ...`) or a timer (`x.schedule(...)`), and the
+    names it can be (None: known only at run time)."""
 
     where: Location
     names: list[str] | None
 
 
-def _state_problems(module: BotModule, sources: dict[str, Source]) -> list[Problem]:
-    """States set with no handler, and handlers whose state is never set, in one module."""
-    if not module.bots:
-        return []
-    handlers = {name: h for bot in module.bots.values() for name, h in bot.states.items()}
-    assignments = list(_state_assignments(module.source))
-    unrouted = _unrouted_states(module, handlers, assignments, sources)
-    return _unknown_states(module, handlers, assignments) + unrouted
-
-
-def _unknown_states(
-    module: BotModule, handlers: dict[str, Handler], assignments: list[StateAssignment]
-) -> list[Problem]:
-    """Assignments of a state no bot of the module handles: `ctx.state = ...` raises there."""
-    owners = " or ".join(repr(bot.name) for bot in module.bots.values())
-    return [
-        Problem(*where, "unknown-state", f"state {name!r} is set, but bot {owners} has no handler")
-        for where, names in assignments
-        for name in names or ()
-        if name not in handlers
-    ]
-
-
-def _unrouted_states(
-    module: BotModule,
-    handlers: dict[str, Handler],
-    assignments: list[StateAssignment],
-    sources: dict[str, Source],
-) -> list[Problem]:
-    """State handlers of the module whose state it never sets, so that no message reaches
-    them. A handler written elsewhere (a flow such as DoubleOptIn) sets its own states."""
-    # A state set from a value known only at run time could be any of them.
-    if any(names is None for _, names in assignments):
-        return []
-    set_somewhere = {name for _, names in assignments for name in names or ()}
-    module_path = display_path(module.source.path)
-    return [
-        Problem(
-            *_decorator_line(handler, "state", lambda s, n=name: s == n, sources),
-            "unrouted-state",
-            f"state {name!r} is never set in {module_path}, so its handler never runs",
-        )
-        for name, handler in handlers.items()
-        if name not in set_somewhere and _defined_in(handler, module.source.path)
-    ]
-
-
-def _defined_in(handler: Handler, path: Path) -> bool:
-    """True if `handler`'s code is in the file `path`."""
-    return os.path.abspath(handler.__code__.co_filename) == os.path.abspath(path)
-
-
-def _state_assignments(source: Source) -> Iterator[StateAssignment]:
+def _state_assignments(source: Source) -> Iterator[NameUse]:
     """Each `x.state = ...` in a module, with the state names it can set."""
     for node in ast.walk(source.tree):
         if not isinstance(node, ast.Assign):
             continue
         for target in node.targets:
             if isinstance(target, ast.Attribute) and target.attr == "state":
-                values = known_values(node.value, source.constants)
-                names = None if values is None else [v for v in values if isinstance(v, str)]
-                yield StateAssignment(Location(source.path, node.lineno), names)
+                yield NameUse(Location(source.path, node.lineno), _names(node.value, source))
+
+
+def _schedules(source: Source) -> Iterator[NameUse]:
+    """Each `x.schedule(name, ...)` in a module (after a delay or `at=` a time), with the
+    timer names it can schedule."""
+    for node in ast.walk(source.tree):
+        if not calls(node, "schedule"):
+            continue
+        by_name = [keyword.value for keyword in node.keywords if keyword.arg == "name"]
+        for name in node.args[:1] or by_name:
+            yield NameUse(Location(source.path, node.lineno), _names(name, source))
+
+
+def _names(node: ast.expr, source: Source) -> list[str] | None:
+    """The names an expression can be, None when it depends on run time."""
+    values = known_values(node, source.constants)
+    return None if values is None else [v for v in values if isinstance(v, str)]
+
+
+@dataclass(frozen=True)
+class Named:
+    """States or timers: how a module's code names them, and what is said when a name and
+    the handlers miss each other."""
+
+    kind: str
+    used: str  # what naming one does: "set", "scheduled"
+    unused_kind: str
+    unused_effect: str  # of a handler never named: "so its handler ...", with {bot}, {name}
+    uses: Callable[[Source], Iterator[NameUse]]
+    handlers: Callable[[Bot], dict[str, Handler]]
+    exempt: tuple[str, ...] = ()  # name prefixes of handlers that something else starts
+
+
+STATES = Named(
+    "state", "set", "unrouted-state", "never runs", _state_assignments, lambda bot: bot.states
+)
+# A broadcast starts a conversation with a timer (`--start bot:timer`, a survey's entry).
+TIMERS = Named(
+    "timer",
+    "scheduled",
+    "unscheduled-timer",
+    "runs only when a broadcast starts it (botkit broadcast --start {bot}:{name})",
+    _schedules,
+    lambda bot: bot.timers,
+    exempt=("survey:",),
+)
+
+
+def _name_problems(module: BotModule, sources: dict[str, Source]) -> list[Problem]:
+    """States and timers named with no handler, and handlers never named, in one module."""
+    if not module.bots:
+        return []
+    return [
+        problem for named in (STATES, TIMERS) for problem in _named_problems(module, named, sources)
+    ]
+
+
+def _named_problems(module: BotModule, named: Named, sources: dict[str, Source]) -> list[Problem]:
+    """One module's names of one kind (states or timers) against its bots' handlers."""
+    handlers = {
+        name: (bot, handler)
+        for bot in module.bots.values()
+        for name, handler in named.handlers(bot).items()
+    }
+    uses = list(named.uses(module.source))
+    unused = _unused_handlers(module, named, handlers, uses, sources)
+    return _unknown_names(module, named, handlers, uses) + unused
+
+
+def _unknown_names(
+    module: BotModule,
+    named: Named,
+    handlers: dict[str, tuple[Bot, Handler]],
+    uses: list[NameUse],
+) -> list[Problem]:
+    """Names no bot of the module handles: `ctx.state = ...` or `ctx.schedule(...)` raises."""
+    owners = " or ".join(repr(bot.name) for bot in module.bots.values())
+    return [
+        Problem(
+            *where,
+            f"unknown-{named.kind}",
+            f"{named.kind} {name!r} is {named.used}, but bot {owners} has no handler"
+            + did_you_mean(name, handlers),
+        )
+        for where, names in uses
+        for name in names or ()
+        if name not in handlers
+    ]
+
+
+def _unused_handlers(
+    module: BotModule,
+    named: Named,
+    handlers: dict[str, tuple[Bot, Handler]],
+    uses: list[NameUse],
+    sources: dict[str, Source],
+) -> list[Problem]:
+    """Handlers of the module whose name it never sets (or schedules), so that nothing
+    starts them. A handler written elsewhere (a flow such as DoubleOptIn or a Survey)
+    is named by its own flow."""
+    # A name known only at run time could be any of them.
+    if any(names is None for _, names in uses):
+        return []
+    somewhere = {name for _, names in uses for name in names or ()}
+    path = display_path(module.source.path)
+    return [
+        Problem(
+            *_decorator_line(handler, named.kind, lambda s, n=name: s == n, sources),
+            named.unused_kind,
+            f"{named.kind} {name!r} is never {named.used} in {path}, so its handler "
+            + named.unused_effect.format(bot=bot.name, name=name),
+        )
+        for name, (bot, handler) in handlers.items()
+        if name not in somewhere
+        and not name.startswith(named.exempt)
+        and _defined_in(handler, module.source.path)
+    ]
+
+
+def _defined_in(handler: Handler, path: Path) -> bool:
+    """True if `handler`'s code is in the file `path`."""
+    return os.path.abspath(handler.__code__.co_filename) == os.path.abspath(path)
 
 
 def _decorator_line(

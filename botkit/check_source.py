@@ -136,5 +136,13 @@ def assignment_line(tree: ast.Module, variable: str) -> int:
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """ "; did you mean 'x'?" for the known name closest to a misspelt `name`, else ""."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(name, known)
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def closest(name: str, known: Iterable[str], cutoff: float = 0.8) -> str | None:
+    """The one of `known` most like `name`, if any is like enough."""
+    # Above difflib's 0.6 by default: template names share a folder and ".txt", which
+    # alone came close.
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
+    return close[0] if close else None

@@ -14,8 +14,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jinja2
+from jinja2 import meta, nodes
 
-from .check_source import Location, Problem, Source, calls, display_path, error_line, known_values
+from .check_source import (
+    Location,
+    Problem,
+    Source,
+    calls,
+    closest,
+    did_you_mean,
+    display_path,
+    error_line,
+    known_values,
+)
 from .sms import measure
 from .templates import TEMPLATE_SUFFIX, SMSTemplates, is_template_name
 
@@ -25,11 +36,18 @@ STAND_IN_LENGTH = 12
 STAND_IN_ITEMS = 3
 
 
+# Keywords of `ctx.reply` that are not the template's variables.
+REPLY_OPTIONS = frozenset({"mask", "expires"})
+
+
 class Reply(NamedTuple):
-    """A `.reply(...)` call whose first argument is known: a template name or the text."""
+    """A `.reply(...)` call whose first argument is known: a template name or the text;
+    and the variables it passes (None when not all are known: `**kwargs`, or a template
+    that a flow renders)."""
 
     where: Location
     text: str
+    variables: frozenset[str] | None = None
 
 
 def replies(source: Source) -> Iterator[Reply]:
@@ -39,14 +57,22 @@ def replies(source: Source) -> Iterator[Reply]:
         if not isinstance(node, ast.Call):
             continue
         if calls(node, "reply"):
+            variables = _passed(node)
             for value in known_values(node.args[0], source.constants) or () if node.args else ():
                 if isinstance(value, str):
-                    yield Reply(Location(source.path, node.lineno), value)
+                    yield Reply(Location(source.path, node.lineno), value, variables)
             continue
         for arg in [*node.args, *(keyword.value for keyword in node.keywords)]:
             value = arg.value if isinstance(arg, ast.Constant) else None
             if isinstance(value, str) and is_template_name(value):
                 yield Reply(Location(source.path, arg.lineno), value)
+
+
+def _passed(call: ast.Call) -> frozenset[str] | None:
+    """The template variables a `.reply(...)` call passes by name; None with `**kwargs`."""
+    if any(keyword.arg is None for keyword in call.keywords):
+        return None
+    return frozenset(str(keyword.arg) for keyword in call.keywords) - REPLY_OPTIONS
 
 
 def template_problems(sources: list[Source], folder: Path, max_segments: int) -> list[Problem]:
@@ -61,9 +87,10 @@ def template_problems(sources: list[Source], folder: Path, max_segments: int) ->
         for problem in _reply_problems(reply, templates, folder, max_segments)
     ]
     env = SMSTemplates(folder).env.overlay(undefined=StandIn)
+    problems += _variable_problems(env, found, templates)
     for name, path in templates.items():
         uses = [reply.where for reply in found if reply.text == name]
-        problems += _check_template(env, name, path, uses, max_segments)
+        problems += _check_template(env, name, path, uses, templates, max_segments)
     return problems
 
 
@@ -75,13 +102,69 @@ def _reply_problems(
         if reply.text in templates:
             return []
         message = f"template {reply.text!r} does not exist in {display_path(folder)}/"
-        return [Problem(*reply.where, "missing-template", message)]
+        return [
+            Problem(*reply.where, "missing-template", message + did_you_mean(reply.text, templates))
+        ]
     over = _over_limit(reply.text, max_segments)
     return [Problem(*reply.where, "too-long", f"reply {over}")] if over else []
 
 
+def _variable_problems(
+    env: jinja2.Environment, found: list[Reply], templates: dict[str, Path]
+) -> list[Problem]:
+    """Variables a template needs that a reply of it does not pass: rendering it raises."""
+    needed: dict[str, frozenset[str]] = {}
+    problems = []
+    for reply in found:
+        if reply.variables is None or reply.text not in templates:
+            continue
+        if reply.text not in needed:
+            needed[reply.text] = template_variables(env, reply.text)
+        unused = reply.variables - needed[reply.text]
+        for variable in sorted(needed[reply.text] - reply.variables):
+            message = f"template {reply.text!r} uses {variable!r}, which this reply does not pass"
+            # Among the few it passes that the template does not use, any close one.
+            if typo := closest(variable, unused, cutoff=0.6):
+                message += f" (it passes {typo!r}: a typo?)"
+            problems.append(Problem(*reply.where, "missing-variable", message))
+    return problems
+
+
+def template_variables(
+    env: jinja2.Environment, name: str, seen: frozenset[str] = frozenset()
+) -> frozenset[str]:
+    """The variables template `name` (and what it includes) needs from its caller: not the
+    environment's globals, nor one it only tests (`is defined`) or gives a default.
+    Empty when it does not compile: that is reported on its own."""
+    try:
+        tree = env.parse(env.loader.get_source(env, name)[0], name)  # type: ignore[union-attr]
+        # It compiles the template to find them: an unknown filter raises here.
+        undeclared = meta.find_undeclared_variables(tree)
+    except (jinja2.TemplateError, UnicodeDecodeError):
+        return frozenset()
+    needed = set(undeclared) - set(env.globals) - _optional(tree)
+    for included in meta.find_referenced_templates(tree):
+        if included is not None and included not in seen | {name}:
+            needed |= template_variables(env, included, seen | {name})
+    return frozenset(needed)
+
+
+def _optional(tree: nodes.Template) -> set[str]:
+    """Variables a template tests with `is defined` (or `undefined`) or gives a default."""
+    tested = [
+        test.node for test in tree.find_all(nodes.Test) if test.name in ("defined", "undefined")
+    ]
+    defaulted = [f.node for f in tree.find_all(nodes.Filter) if f.name in ("default", "d")]
+    return {node.name for node in tested + defaulted if isinstance(node, nodes.Name)}
+
+
 def _check_template(
-    env: jinja2.Environment, name: str, path: Path, uses: list[Location], max_segments: int
+    env: jinja2.Environment,
+    name: str,
+    path: Path,
+    uses: list[Location],
+    templates: dict[str, Path],
+    max_segments: int,
 ) -> list[Problem]:
     """Compile one SMS template, then measure it rendered with stand-ins."""
     try:
@@ -94,6 +177,7 @@ def _check_template(
         text = template.render().strip()
     except jinja2.TemplateNotFound as exc:
         message = f"included template {exc.name!r} does not exist"
+        message += did_you_mean(str(exc.name), templates)
         return [Problem(path, error_line(exc, path), "missing-template", message)]
     except Exception:
         # It needs real values (a number to format, a dict to unpack): not measurable here.

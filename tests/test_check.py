@@ -54,10 +54,30 @@ EXPECTED = {
     ],
     "unknown_state": [
         "bots/club.py:18: unknown-state: state 'confirm' is set, but bot 'club' has no handler",
+        "bots/club.py:23: unknown-state: state 'ask_nmae' is set, but bot 'club' has no "
+        "handler; did you mean 'ask_name'?",
+    ],
+    "unknown_timer": [
+        "bots/book.py:15: unknown-timer: timer 'nudg' is scheduled, but bot 'book' has no "
+        "handler; did you mean 'nudge'?",
+        "bots/book.py:18: unknown-timer: timer 'chase' is scheduled, but bot 'book' has no handler",
+    ],
+    "unscheduled_timer": [
+        "bots/book.py:16: unscheduled-timer: timer 'nudge' is never scheduled in "
+        "bots/book.py, so its handler runs only when a broadcast starts it (botkit "
+        "broadcast --start book:nudge)",
+    ],
+    "missing_variable": [
+        "bots/pizza.py:12: missing-variable: template 'pizza/confirmed.txt' uses 'size', "
+        "which this reply does not pass (it passes 'sise': a typo?)",
+        "bots/pizza.py:14: missing-variable: template 'pizza/menu.txt' uses 'shop', which "
+        "this reply does not pass",
     ],
     "missing_template": [
-        "bots/club.py:13: missing-template: template 'club/ask_name.txt' does not exist "
+        "bots/club.py:14: missing-template: template 'club/ask_name.txt' does not exist "
         "in templates/",
+        "bots/club.py:19: missing-template: template 'club/welcom.txt' does not exist in "
+        "templates/; did you mean 'club/welcome.txt'?",
         "bots/deals.py:10: missing-template: template 'deals/confirm.txt' does not exist "
         "in templates/",
         "templates/club/welcome.txt:2: missing-template: included template "
@@ -307,3 +327,22 @@ async def test_what_check_says_of_a_compliance_keyword_is_what_happens() -> None
         phone.expect("Your booking is cancelled.")
         await phone.send(" c-a-n-c-e-l! ")
         phone.expect("You have been unsubscribed")
+
+
+def test_a_timer_scheduled_from_a_runtime_value_leaves_timers_unjudged(
+    tmp_path: Path, in_folder: Enter
+) -> None:
+    # Any timer may be the one `ctx.schedule(ctx.data["next"], ...)` schedules, so none is
+    # reported unscheduled; the constant that names no handler still is.
+    source = CLUB_WITHOUT_CONFIRM.replace('ctx.state = "confirm"', 'ctx.schedule("nudg")') + (
+        '    ctx.schedule(ctx.data["next"], minutes=5)\n\n\n'
+        '@bot.timer("nudge")\n'
+        "async def nudge(ctx: Context) -> None:\n"
+        "    pass\n"
+    )
+    write(tmp_path, {"bots/club.py": source})
+    in_folder(tmp_path)
+    assert [(p.line, p.kind, p.message) for p in check("bots", "templates")] == [
+        (8, "unknown-timer", "timer 'nudg' is scheduled, but bot 'club' has no handler; "
+         "did you mean 'nudge'?"),
+    ]  # fmt: skip
