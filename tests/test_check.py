@@ -237,23 +237,31 @@ def test_keyword_twice_in_one_bot_is_an_import_error_at_its_decorator(
     assert problem.message == "ValueError: club: keyword JOIN is registered twice"
 
 
-def test_state_set_from_a_runtime_value_leaves_handlers_unjudged(tmp_path: Path, in_folder) -> None:
-    # Any handler may be the one `ctx.state = ctx.data["next"]` sets, so none is reported
-    # unrouted; the constant that names no handler still is.
+def test_names_known_only_at_run_time_leave_handlers_unjudged(tmp_path: Path, in_folder) -> None:
+    # Any state handler may be the one `ctx.state = ctx.data["next"]` sets, and any timer
+    # the one `ctx.schedule(ctx.data["timer"])` schedules, so none is reported unrouted or
+    # unscheduled; a constant that names no handler still is.
     source = CLUB_WITHOUT_CONFIRM + (
-        '    ctx.state = ctx.data["next"]\n\n\n'
+        '    ctx.state = ctx.data["next"]\n'
+        '    ctx.schedule(ctx.data["timer"], minutes=5)\n'
+        '    ctx.schedule("nudg", minutes=5)\n\n\n'
         '@bot.state("confirm")\n'
         "async def confirm(ctx: Context) -> None:\n"
         '    ctx.state = "done"\n\n\n'
         '@bot.state("waiting")\n'
         "async def waiting(ctx: Context) -> None:\n"
+        "    pass\n\n\n"
+        '@bot.timer("nudge")\n'
+        "async def nudge(ctx: Context) -> None:\n"
         "    pass\n"
     )
     write(tmp_path, {"bots/club.py": source})
     in_folder(tmp_path)
     assert [(p.line, p.kind, p.message) for p in check("bots", "templates")] == [
-        (14, "unknown-state", "state 'done' is set, but bot 'club' has no handler"),
-    ]
+        (11, "unknown-timer", "timer 'nudg' is scheduled, but bot 'club' has no handler; "
+         "did you mean 'nudge'?"),
+        (16, "unknown-state", "state 'done' is set, but bot 'club' has no handler"),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -327,22 +335,3 @@ async def test_what_check_says_of_a_compliance_keyword_is_what_happens() -> None
         phone.expect("Your booking is cancelled.")
         await phone.send(" c-a-n-c-e-l! ")
         phone.expect("You have been unsubscribed")
-
-
-def test_a_timer_scheduled_from_a_runtime_value_leaves_timers_unjudged(
-    tmp_path: Path, in_folder: Enter
-) -> None:
-    # Any timer may be the one `ctx.schedule(ctx.data["next"], ...)` schedules, so none is
-    # reported unscheduled; the constant that names no handler still is.
-    source = CLUB_WITHOUT_CONFIRM.replace('ctx.state = "confirm"', 'ctx.schedule("nudg")') + (
-        '    ctx.schedule(ctx.data["next"], minutes=5)\n\n\n'
-        '@bot.timer("nudge")\n'
-        "async def nudge(ctx: Context) -> None:\n"
-        "    pass\n"
-    )
-    write(tmp_path, {"bots/club.py": source})
-    in_folder(tmp_path)
-    assert [(p.line, p.kind, p.message) for p in check("bots", "templates")] == [
-        (8, "unknown-timer", "timer 'nudg' is scheduled, but bot 'club' has no handler; "
-         "did you mean 'nudge'?"),
-    ]  # fmt: skip
