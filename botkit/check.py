@@ -1,18 +1,25 @@
 """`botkit check`: find what would go wrong with the bots and templates before a handset does.
 
 Bot modules are imported as `botkit run` imports them, and also read with `ast` for what
-only their source shows: the states a handler sets and the replies it sends. SMS templates
-(`*.txt` under the templates folder) are compiled, and rendered with stand-ins for their
-variables to measure them. No database and no running app are needed.
+only their source shows (check_source.py): the states a handler sets, the timers it
+schedules, the replies it sends and their variables. SMS templates (`*.txt` under the
+templates folder) are compiled, and rendered with stand-ins for their variables to
+measure them (check_templates.py). No database and no running app are needed. A name
+that is not known (a state, a timer, a template) comes with the closest known one.
 
 Each problem has a file, a line and one of these kinds:
 
     import-error       a bot module does not import (the line is the traceback's)
     duplicate-bot      two bots have one name
     duplicate-keyword  two bots claim one keyword or alias
-    reserved-keyword   a keyword is a compliance word (STOP, HELP...): no message reaches it
+    reserved-keyword   a keyword is a compliance word (STOP, HELP...): the word alone is
+                       compliance's, only a longer message reaches the bot
     unrouted-state     a state handler whose state the bot's module never sets
     unknown-state      `ctx.state = "x"` where the bot has no handler for "x"
+    unknown-timer      `ctx.schedule("x", ...)` where the bot has no `@bot.timer("x")`
+    unscheduled-timer  a timer handler the bot's module never schedules: only a broadcast
+                       (`botkit broadcast --start bot:timer`) could start it
+    missing-variable   a reply does not pass a variable its template uses
     missing-template   a reply (or an `{% include %}`) names a template that does not exist
     template-error     a template does not compile
     too-long           a reply takes more than the allowed number of segments
@@ -25,62 +32,33 @@ from __future__ import annotations
 import ast
 import os
 import sys
-import traceback
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
-from typing import Any, NamedTuple, TypeGuard
-
-import jinja2
+from typing import NamedTuple
 
 from .bot import Bot, Handler, normalise_keyword
-from .compliance import compliance_words, normalise
+from .check_source import (
+    Location,
+    Problem,
+    Source,
+    assignment_line,
+    call_strings,
+    calls,
+    did_you_mean,
+    display_path,
+    error_line,
+    known_values,
+)
+from .check_templates import STAND_IN_LENGTH, template_problems
+from .compliance import taken_keywords
 from .loader import bot_modules, load_module
 from .settings import Settings
-from .sms import measure
-from .templates import TEMPLATE_SUFFIX, SMSTemplates, is_template_name
+
+__all__ = ["DEFAULT_MAX_SEGMENTS", "STAND_IN_LENGTH", "Problem", "check", "display_path"]
 
 DEFAULT_MAX_SEGMENTS = 3
-# A template is measured with each unknown variable as this many GSM-7 characters, and
-# each list (for `join` or `{% for %}`) as this many such items.
-STAND_IN_LENGTH = 12
-STAND_IN_ITEMS = 3
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    """One thing `botkit check` found, where it is, and which kind of problem it is."""
-
-    file: Path
-    line: int
-    kind: str
-    message: str
-
-
-class Location(NamedTuple):
-    """A file and line, printed the way a compiler prints them."""
-
-    file: Path
-    line: int
-
-    def __str__(self) -> str:
-        return f"{display_path(self.file)}:{self.line}"
-
-
-@dataclass(frozen=True)
-class Source:
-    """A bot module's syntax tree, and its module-level constants (to follow `ctx.state = ASK`)."""
-
-    path: Path
-    tree: ast.Module
-    constants: dict[str, object]
-
-    @classmethod
-    def parse(cls, path: Path) -> Source:
-        """Read and parse `path`; raises SyntaxError as an import would."""
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        return cls(path, tree, _module_constants(tree))
 
 
 @dataclass(frozen=True)
@@ -96,15 +74,13 @@ def check(
     templates_dir: str | Path,
     *,
     max_segments: int = DEFAULT_MAX_SEGMENTS,
-    reserved: Collection[str] | None = None,
-    numbers: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> list[Problem]:
     """Every problem in the bot modules of `bots_dir` and the SMS templates of
-    `templates_dir`, in file and line order. `reserved` are the compliance words, which
-    are handled before any bot (by default, botkit's default ones); `numbers` are ours,
-    the default first."""
-    if reserved is None:
-        reserved = compliance_words(Settings())
+    `templates_dir`, in file and line order. The compliance words, handled before any
+    bot, and our numbers, the default first, are those of `settings` (by default,
+    botkit's defaults)."""
+    settings = settings or Settings()
     # Absolute throughout, as code objects and tracebacks name files; shown relative.
     bots_folder, templates_folder = (Path(os.path.abspath(d)) for d in (bots_dir, templates_dir))
     if not bots_folder.is_dir():
@@ -113,19 +89,12 @@ def check(
     sources = {str(module.source.path): module.source for module in modules}
     problems += _duplicate_bots(modules)
     problems += _duplicate_keywords(modules, sources)
-    problems += _reserved_keywords(modules, sources, reserved)
+    problems += _reserved_keywords(modules, sources, settings)
     for module in modules:
-        problems += _state_problems(module, sources)
-    problems += _template_problems(modules, templates_folder, max_segments)
-    problems += _mask_problems(modules, numbers)
+        problems += _name_problems(module, sources)
+    problems += template_problems(list(sources.values()), templates_folder, max_segments)
+    problems += _mask_problems(modules, settings.numbers)
     return sorted(problems)
-
-
-def display_path(path: Path) -> str:
-    """`path` relative to the working directory when it lies under it, else absolute."""
-    absolute = Path(os.path.abspath(path))
-    cwd = Path.cwd()
-    return str(absolute.relative_to(cwd) if absolute.is_relative_to(cwd) else absolute)
 
 
 # Bot modules
@@ -140,7 +109,7 @@ def _load_modules(folder: Path) -> tuple[list[BotModule], list[Problem]]:
             modules.append(_load_module(path))
         except (Exception, SystemExit) as exc:
             message = f"{type(exc).__name__}: {exc}"
-            problems.append(Problem(path, _error_line(exc, path), "import-error", message))
+            problems.append(Problem(path, error_line(exc, path), "import-error", message))
     return modules, problems
 
 
@@ -154,27 +123,13 @@ def _load_module(path: Path) -> BotModule:
     return BotModule(source, bots)
 
 
-def _error_line(exc: BaseException, path: Path) -> int:
-    """The line of `path` where `exc` is a syntax error, or that its traceback last passed
-    through (Jinja puts template lines in tracebacks too); 1 if none."""
-    target = os.path.abspath(path)
-    if isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == target:
-        return exc.lineno or 1
-    lines = [
-        frame.lineno
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if os.path.abspath(frame.filename) == target and frame.lineno
-    ]
-    return lines[-1] if lines else 1
-
-
 def _duplicate_bots(modules: list[BotModule]) -> list[Problem]:
     """Bots whose name an earlier bot already took: the router refuses them."""
     problems: list[Problem] = []
     first: dict[str, Location] = {}
     for module in modules:
         for variable, bot in module.bots.items():
-            here = Location(module.source.path, _assignment_line(module.source.tree, variable))
+            here = Location(module.source.path, assignment_line(module.source.tree, variable))
             if bot.name in first:
                 message = f"bot name {bot.name!r} is already taken by the bot at {first[bot.name]}"
                 problems.append(Problem(*here, "duplicate-bot", message))
@@ -188,10 +143,8 @@ def _duplicate_keywords(modules: list[BotModule], sources: dict[str, Source]) ->
     problems: list[Problem] = []
     owners: dict[str, tuple[Bot, Location]] = {}
     for bot in _unique_bots(modules):
-        for word, handler in bot.keywords.items():
-            here = _decorator_line(
-                handler, "keyword", lambda s, w=word: normalise_keyword(s) == w, sources
-            )
+        for word in bot.keywords:
+            here = _keyword_line(bot, word, sources)
             if word not in owners:
                 owners[word] = (bot, here)
                 continue
@@ -205,24 +158,20 @@ def _duplicate_keywords(modules: list[BotModule], sources: dict[str, Source]) ->
 
 
 def _reserved_keywords(
-    modules: list[BotModule], sources: dict[str, Source], reserved: Collection[str]
+    modules: list[BotModule], sources: dict[str, Source], settings: Settings
 ) -> list[Problem]:
-    """Keywords that are compliance words: STOP or HELP never reach a bot."""
-    words = {normalise(word) for word in reserved}
-    problems: list[Problem] = []
-    for bot in _unique_bots(modules):
-        for word, handler in bot.keywords.items():
-            if normalise(word) not in words:
-                continue
-            here = _decorator_line(
-                handler, "keyword", lambda s, w=word: normalise_keyword(s) == w, sources
-            )
-            message = (
-                f"keyword {word} of bot {bot.name!r} is a compliance word, handled before "
-                "any bot: no message reaches this handler"
-            )
-            problems.append(Problem(*here, "reserved-keyword", message))
-    return problems
+    """Keywords that are compliance words: a message that is the word alone never
+    reaches the bot."""
+    return [
+        Problem(*_keyword_line(taken.bot, taken.word, sources), "reserved-keyword", str(taken))
+        for taken in taken_keywords(_unique_bots(modules), settings)
+    ]
+
+
+def _keyword_line(bot: Bot, word: str, sources: dict[str, Source]) -> Location:
+    """Where `bot` registers keyword (or alias) `word`."""
+    handler = bot.keywords[word]
+    return _decorator_line(handler, "keyword", lambda s: normalise_keyword(s) == word, sources)
 
 
 def _unique_bots(modules: list[BotModule]) -> Iterator[Bot]:
@@ -235,75 +184,144 @@ def _unique_bots(modules: list[BotModule]) -> Iterator[Bot]:
                 yield bot
 
 
-class StateAssignment(NamedTuple):
-    """An `x.state = ...` line, and the state names it can set (None: known at run time)."""
+class NameUse(NamedTuple):
+    """A line that names a state (`x.state = ...`) or a timer (`x.schedule(...)`), and the
+    names it can be (None: known only at run time)."""
 
     where: Location
     names: list[str] | None
 
 
-def _state_problems(module: BotModule, sources: dict[str, Source]) -> list[Problem]:
-    """States set with no handler, and handlers whose state is never set, in one module."""
-    if not module.bots:
-        return []
-    handlers = {name: h for bot in module.bots.values() for name, h in bot.states.items()}
-    assignments = list(_state_assignments(module.source))
-    unrouted = _unrouted_states(module, handlers, assignments, sources)
-    return _unknown_states(module, handlers, assignments) + unrouted
-
-
-def _unknown_states(
-    module: BotModule, handlers: dict[str, Handler], assignments: list[StateAssignment]
-) -> list[Problem]:
-    """Assignments of a state no bot of the module handles: `ctx.state = ...` raises there."""
-    owners = " or ".join(repr(bot.name) for bot in module.bots.values())
-    return [
-        Problem(*where, "unknown-state", f"state {name!r} is set, but bot {owners} has no handler")
-        for where, names in assignments
-        for name in names or ()
-        if name not in handlers
-    ]
-
-
-def _unrouted_states(
-    module: BotModule,
-    handlers: dict[str, Handler],
-    assignments: list[StateAssignment],
-    sources: dict[str, Source],
-) -> list[Problem]:
-    """State handlers of the module whose state it never sets, so that no message reaches
-    them. A handler written elsewhere (a flow such as DoubleOptIn) sets its own states."""
-    # A state set from a value known only at run time could be any of them.
-    if any(names is None for _, names in assignments):
-        return []
-    set_somewhere = {name for _, names in assignments for name in names or ()}
-    module_path = display_path(module.source.path)
-    return [
-        Problem(
-            *_decorator_line(handler, "state", lambda s, n=name: s == n, sources),
-            "unrouted-state",
-            f"state {name!r} is never set in {module_path}, so its handler never runs",
-        )
-        for name, handler in handlers.items()
-        if name not in set_somewhere and _defined_in(handler, module.source.path)
-    ]
-
-
-def _defined_in(handler: Handler, path: Path) -> bool:
-    """True if `handler`'s code is in the file `path`."""
-    return os.path.abspath(handler.__code__.co_filename) == os.path.abspath(path)
-
-
-def _state_assignments(source: Source) -> Iterator[StateAssignment]:
+def _state_assignments(source: Source) -> Iterator[NameUse]:
     """Each `x.state = ...` in a module, with the state names it can set."""
     for node in ast.walk(source.tree):
         if not isinstance(node, ast.Assign):
             continue
         for target in node.targets:
             if isinstance(target, ast.Attribute) and target.attr == "state":
-                values = _values(node.value, source.constants)
-                names = None if values is None else [v for v in values if isinstance(v, str)]
-                yield StateAssignment(Location(source.path, node.lineno), names)
+                yield NameUse(Location(source.path, node.lineno), _names(node.value, source))
+
+
+def _schedules(source: Source) -> Iterator[NameUse]:
+    """Each `x.schedule(name, ...)` in a module (after a delay or `at=` a time), with the
+    timer names it can schedule."""
+    for node in ast.walk(source.tree):
+        if not calls(node, "schedule"):
+            continue
+        by_name = [keyword.value for keyword in node.keywords if keyword.arg == "name"]
+        for name in node.args[:1] or by_name:
+            yield NameUse(Location(source.path, node.lineno), _names(name, source))
+
+
+def _names(node: ast.expr, source: Source) -> list[str] | None:
+    """The names an expression can be, None when it depends on run time."""
+    values = known_values(node, source.constants)
+    return None if values is None else [v for v in values if isinstance(v, str)]
+
+
+@dataclass(frozen=True)
+class Named:
+    """States or timers: how a module's code names them, and what is said when a name and
+    the handlers miss each other."""
+
+    kind: str
+    used: str  # what naming one does: "set", "scheduled"
+    unused_kind: str
+    unused_effect: str  # of a handler never named: "so its handler ...", with {bot}, {name}
+    uses: Callable[[Source], Iterator[NameUse]]
+    handlers: Callable[[Bot], dict[str, Handler]]
+    exempt: tuple[str, ...] = ()  # name prefixes of handlers that something else starts
+
+
+STATES = Named(
+    "state", "set", "unrouted-state", "never runs", _state_assignments, lambda bot: bot.states
+)
+# A broadcast starts a conversation with a timer (`--start bot:timer`, a survey's entry).
+TIMERS = Named(
+    "timer",
+    "scheduled",
+    "unscheduled-timer",
+    "runs only when a broadcast starts it (botkit broadcast --start {bot}:{name})",
+    _schedules,
+    lambda bot: bot.timers,
+    exempt=("survey:",),
+)
+
+
+def _name_problems(module: BotModule, sources: dict[str, Source]) -> list[Problem]:
+    """States and timers named with no handler, and handlers never named, in one module."""
+    if not module.bots:
+        return []
+    return [
+        problem for named in (STATES, TIMERS) for problem in _named_problems(module, named, sources)
+    ]
+
+
+def _named_problems(module: BotModule, named: Named, sources: dict[str, Source]) -> list[Problem]:
+    """One module's names of one kind (states or timers) against its bots' handlers."""
+    handlers = {
+        name: (bot, handler)
+        for bot in module.bots.values()
+        for name, handler in named.handlers(bot).items()
+    }
+    uses = list(named.uses(module.source))
+    unused = _unused_handlers(module, named, handlers, uses, sources)
+    return _unknown_names(module, named, handlers, uses) + unused
+
+
+def _unknown_names(
+    module: BotModule,
+    named: Named,
+    handlers: dict[str, tuple[Bot, Handler]],
+    uses: list[NameUse],
+) -> list[Problem]:
+    """Names no bot of the module handles: `ctx.state = ...` or `ctx.schedule(...)` raises."""
+    owners = " or ".join(repr(bot.name) for bot in module.bots.values())
+    return [
+        Problem(
+            *where,
+            f"unknown-{named.kind}",
+            f"{named.kind} {name!r} is {named.used}, but bot {owners} has no handler"
+            + did_you_mean(name, handlers),
+        )
+        for where, names in uses
+        for name in names or ()
+        if name not in handlers
+    ]
+
+
+def _unused_handlers(
+    module: BotModule,
+    named: Named,
+    handlers: dict[str, tuple[Bot, Handler]],
+    uses: list[NameUse],
+    sources: dict[str, Source],
+) -> list[Problem]:
+    """Handlers of the module whose name it never sets (or schedules), so that nothing
+    starts them. A handler written elsewhere (a flow such as DoubleOptIn or a Survey)
+    is named by its own flow."""
+    # A name known only at run time could be any of them.
+    if any(names is None for _, names in uses):
+        return []
+    somewhere = {name for _, names in uses for name in names or ()}
+    path = display_path(module.source.path)
+    return [
+        Problem(
+            *_decorator_line(handler, named.kind, lambda s, n=name: s == n, sources),
+            named.unused_kind,
+            f"{named.kind} {name!r} is never {named.used} in {path}, so its handler "
+            + named.unused_effect.format(bot=bot.name, name=name),
+        )
+        for name, (bot, handler) in handlers.items()
+        if name not in somewhere
+        and not name.startswith(named.exempt)
+        and _defined_in(handler, module.source.path)
+    ]
+
+
+def _defined_in(handler: Handler, path: Path) -> bool:
+    """True if `handler`'s code is in the file `path`."""
+    return os.path.abspath(handler.__code__.co_filename) == os.path.abspath(path)
 
 
 def _decorator_line(
@@ -316,7 +334,7 @@ def _decorator_line(
     function = _function_of(source.tree, code) if source else None
     constants = source.constants if source else {}
     for decorator in function.decorator_list if function else []:
-        if _calls(decorator, method) and any(map(matches, _call_strings(decorator, constants))):
+        if calls(decorator, method) and any(map(matches, call_strings(decorator, constants))):
             return Location(Path(code.co_filename), decorator.lineno)
     return Location(Path(code.co_filename), code.co_firstlineno)
 
@@ -343,11 +361,11 @@ def _mask_problems(modules: list[BotModule], numbers: Sequence[str]) -> list[Pro
     for module in modules:
         for variable, bot in module.bots.items():
             if bot.mask is not None:
-                line = _assignment_line(module.source.tree, variable)
+                line = assignment_line(module.source.tree, variable)
                 message = f"bot {bot.name!r} sets mask {bot.mask!r}: each of its replies {fails}"
                 problems.append(Problem(module.source.path, line, "mask-off-default", message))
         for node in ast.walk(module.source.tree):
-            if _calls(node, "reply") and any(_masks(keyword) for keyword in node.keywords):
+            if calls(node, "reply") and any(_masks(keyword) for keyword in node.keywords):
                 message = f"a reply with a mask {fails}"
                 problems.append(
                     Problem(module.source.path, node.lineno, "mask-off-default", message)
@@ -359,193 +377,3 @@ def _masks(keyword: ast.keyword) -> bool:
     """True for a `mask=` argument that is not a literal None."""
     literal_none = isinstance(keyword.value, ast.Constant) and keyword.value.value is None
     return keyword.arg == "mask" and not literal_none
-
-
-def _calls(node: ast.AST, method: str) -> TypeGuard[ast.Call]:
-    """True for a call of a method named `method`, like `bot.keyword(...)` for "keyword"."""
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == method
-    )
-
-
-def _call_strings(call: ast.Call, constants: dict[str, object]) -> list[str]:
-    """The constant strings a call passes, positional or by keyword, lists included."""
-    arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
-    values = [v for node in arguments for v in _values(node, constants) or ()]
-    return [v for v in values if isinstance(v, str)]
-
-
-def _values(node: ast.expr, constants: dict[str, object]) -> list[object] | None:
-    """The constant values an expression can have: both arms of `a if c else b`, each item
-    of a list, a module constant's value; None when it depends on run time."""
-    if isinstance(node, ast.Constant):
-        return [node.value]
-    if isinstance(node, ast.Name):
-        return [constants[node.id]] if node.id in constants else None
-    if isinstance(node, ast.IfExp):
-        parts = [node.body, node.orelse]
-    elif isinstance(node, ast.BoolOp):
-        parts = node.values
-    elif isinstance(node, ast.List | ast.Tuple | ast.Set):
-        parts = node.elts
-    else:
-        return None
-    found = [_values(part, constants) for part in parts]
-    if any(values is None for values in found):
-        return None
-    return [value for values in found for value in values or ()]
-
-
-def _module_constants(tree: ast.Module) -> dict[str, object]:
-    """Module-level `NAME = <constant>` assignments, so `ctx.state = ASK` can be followed."""
-    constants: dict[str, object] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    constants[target.id] = node.value.value
-    return constants
-
-
-def _assignment_line(tree: ast.Module, variable: str) -> int:
-    """The line of the module-level assignment to `variable` (1 if there is none)."""
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else []
-        if isinstance(node, ast.AnnAssign):
-            targets = [node.target]
-        if any(isinstance(t, ast.Name) and t.id == variable for t in targets):
-            return node.lineno
-    return 1
-
-
-# Replies and templates
-
-
-class Reply(NamedTuple):
-    """A `.reply(...)` call whose first argument is known: a template name or the text."""
-
-    where: Location
-    text: str
-
-
-def _replies(source: Source) -> Iterator[Reply]:
-    """Each `.reply("...")` call in a module, once for each text its first argument can be;
-    and each template name given to any other call (a flow's `confirm="optin/x.txt"`)."""
-    for node in ast.walk(source.tree):
-        if not isinstance(node, ast.Call):
-            continue
-        if _calls(node, "reply"):
-            for value in _values(node.args[0], source.constants) or () if node.args else ():
-                if isinstance(value, str):
-                    yield Reply(Location(source.path, node.lineno), value)
-            continue
-        for arg in [*node.args, *(keyword.value for keyword in node.keywords)]:
-            value = arg.value if isinstance(arg, ast.Constant) else None
-            if isinstance(value, str) and is_template_name(value):
-                yield Reply(Location(source.path, arg.lineno), value)
-
-
-def _template_problems(modules: list[BotModule], folder: Path, max_segments: int) -> list[Problem]:
-    """Each reply's problems, then each SMS template's own (does not compile, includes a
-    missing template, renders too long)."""
-    paths = sorted(folder.rglob(f"*{TEMPLATE_SUFFIX}"))
-    templates = {path.relative_to(folder).as_posix(): path for path in paths}
-    replies = [reply for module in modules for reply in _replies(module.source)]
-    problems = [
-        problem
-        for reply in replies
-        for problem in _reply_problems(reply, templates, folder, max_segments)
-    ]
-    env = SMSTemplates(folder).env.overlay(undefined=StandIn)
-    for name, path in templates.items():
-        uses = [reply.where for reply in replies if reply.text == name]
-        problems += _check_template(env, name, path, uses, max_segments)
-    return problems
-
-
-def _reply_problems(
-    reply: Reply, templates: dict[str, Path], folder: Path, max_segments: int
-) -> list[Problem]:
-    """A reply naming a template that does not exist, or literal text that is too long."""
-    if is_template_name(reply.text):
-        if reply.text in templates:
-            return []
-        message = f"template {reply.text!r} does not exist in {display_path(folder)}/"
-        return [Problem(*reply.where, "missing-template", message)]
-    over = _over_limit(reply.text, max_segments)
-    return [Problem(*reply.where, "too-long", f"reply {over}")] if over else []
-
-
-def _check_template(
-    env: jinja2.Environment, name: str, path: Path, uses: list[Location], max_segments: int
-) -> list[Problem]:
-    """Compile one SMS template, then measure it rendered with stand-ins."""
-    try:
-        template = env.get_template(name)
-    except jinja2.TemplateSyntaxError as exc:
-        return [Problem(path, exc.lineno, "template-error", exc.message or "syntax error")]
-    except UnicodeDecodeError:
-        return [Problem(path, 1, "template-error", "is not UTF-8 text")]
-    try:
-        text = template.render().strip()
-    except jinja2.TemplateNotFound as exc:
-        message = f"included template {exc.name!r} does not exist"
-        return [Problem(path, _error_line(exc, path), "missing-template", message)]
-    except Exception:
-        # It needs real values (a number to format, a dict to unpack): not measurable here.
-        return []
-    over = _over_limit(text, max_segments)
-    if over is None:
-        return []
-    replied = f"; replied at {', '.join(map(str, uses))}" if uses else ""
-    message = f"with each variable as {STAND_IN_LENGTH} characters, it {over}{replied}"
-    return [Problem(path, 1, "too-long", message)]
-
-
-def _over_limit(text: str, max_segments: int) -> str | None:
-    """How `text` goes over `max_segments` segments, for a message; None if it does not."""
-    encoding = measure(text)
-    if encoding.segments <= max_segments:
-        return None
-    return (
-        f"takes {encoding.segments} segments as {encoding.name} ({encoding.units} units), "
-        f"over the limit of {max_segments}"
-    )
-
-
-class StandIn(jinja2.ChainableUndefined):
-    """What an unknown variable is while a template is measured: STAND_IN_LENGTH characters
-    as text, STAND_IN_ITEMS items as a list or number, and itself for an attribute, item,
-    call or operator, so that templates using filters, loops and attributes render."""
-
-    __slots__ = ()
-
-    def __str__(self) -> str:
-        return "x" * STAND_IN_LENGTH
-
-    def __iter__(self) -> Iterator[StandIn]:
-        return iter([StandIn() for _ in range(STAND_IN_ITEMS)])
-
-    def __len__(self) -> int:
-        return STAND_IN_ITEMS
-
-    def __bool__(self) -> bool:
-        return True
-
-    def _count(self) -> int:
-        return STAND_IN_ITEMS
-
-    def __float__(self) -> float:
-        return float(STAND_IN_ITEMS)
-
-    def _itself(self, *args: Any, **kwargs: Any) -> StandIn:
-        return self
-
-    __int__ = __index__ = _count
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _itself
-    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _itself
-    __pow__ = __rpow__ = __pos__ = __neg__ = __abs__ = __round__ = __call__ = _itself
-    __lt__ = __le__ = __gt__ = __ge__ = _itself

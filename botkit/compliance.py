@@ -12,14 +12,29 @@ from __future__ import annotations
 
 import dataclasses
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .addresses import EVERYWHERE
+from .bot import Bot
 from .messages import ConsentChange, Message, Reply
 from .settings import Settings
 from .templates import SMSTemplates
 
 STOP, STOP_ALL, START, HELP = "stop", "stop-all", "start", "help"
+# The setting that lists each action's words, and what a message that is one of them does.
+WORD_SETTINGS = {
+    STOP: "stop_words",
+    STOP_ALL: "stop_all_words",
+    START: "start_words",
+    HELP: "help_words",
+}
+EFFECTS = {
+    STOP: "opts the handset out of the number it texted",
+    STOP_ALL: "opts the handset out of every number",
+    START: "opts the handset back in",
+    HELP: "is answered with the help text",
+}
 BOT = "compliance"  # the bot name on the threads of compliance replies
 
 
@@ -30,14 +45,47 @@ def normalise(text: str) -> str:
     return "".join(ch for ch in decomposed if ch.isalnum()).upper()
 
 
-def compliance_words(settings: Settings) -> tuple[str, ...]:
-    """Every word that compliance answers, which no bot keyword can be."""
-    return (
-        *settings.stop_words,
-        *settings.stop_all_words,
-        *settings.start_words,
-        *settings.help_words,
-    )
+def word_actions(settings: Settings) -> dict[str, str]:
+    """Each compliance word of the settings, normalised, and the action it takes."""
+    return {
+        normalise(word): action
+        for action, setting in WORD_SETTINGS.items()
+        for word in getattr(settings, setting)
+    }
+
+
+@dataclass(frozen=True)
+class TakenKeyword:
+    """A bot keyword that is also a compliance word: the message that is the word alone
+    is compliance's, and only a longer one reaches the bot."""
+
+    bot: Bot
+    word: str
+    action: str
+
+    def __str__(self) -> str:
+        """What happens to such messages, and how to free the word; said alike by
+        `botkit check` and by `botkit run` on start-up."""
+        word, setting = self.word, WORD_SETTINGS[self.action]
+        handler = self.bot.keywords[word].__name__
+        variable = Settings.__dataclass_fields__[setting].metadata["env"]
+        return (
+            f"keyword {word} of bot {self.bot.name!r} is a compliance word: a message that "
+            f"is {word} alone (in any case, spacing or punctuation) {EFFECTS[self.action]} "
+            f"before any bot sees it; '{word} <more words>' goes to {self.bot.name}.{handler} "
+            f"like any keyword; to use {word} as a keyword remove it from {setting} ({variable})"
+        )
+
+
+def taken_keywords(bots: Iterable[Bot], settings: Settings) -> list[TakenKeyword]:
+    """The keywords (and aliases) of `bots` that are compliance words too."""
+    actions = word_actions(settings)
+    return [
+        TakenKeyword(bot, word, actions[normalise(word)])
+        for bot in bots
+        for word in bot.keywords
+        if normalise(word) in actions
+    ]
 
 
 @dataclass(frozen=True)
@@ -55,15 +103,7 @@ class Compliance:
     def __init__(self, settings: Settings, templates: SMSTemplates) -> None:
         self.templates = templates
         self.sender = settings.sender_name
-        self.words: dict[str, str] = {}
-        for action, words in (
-            (STOP, settings.stop_words),
-            (STOP_ALL, settings.stop_all_words),
-            (START, settings.start_words),
-            (HELP, settings.help_words),
-        ):
-            for word in words:
-                self.words[normalise(word)] = action
+        self.words = word_actions(settings)
         self.stop_word = settings.stop_words[0] if settings.stop_words else "STOP"
         self.start_word = settings.start_words[0] if settings.start_words else "START"
 

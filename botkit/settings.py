@@ -7,7 +7,7 @@ import ipaddress
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,9 +198,13 @@ class Settings:
         cls,
         environ: Mapping[str, str] | None = None,
         config_file: str | Path = "botkit.toml",
+        *,
+        ignore: Collection[str] = (),
         **overrides: Any,
     ) -> Settings:
-        """Build settings: keyword overrides, then the environment, then botkit.toml."""
+        """Build settings: keyword overrides, then the environment, then botkit.toml.
+        Settings named in `ignore` are read from neither (the test harness, which always
+        plays the simulator, ignores a developer's gateway credentials)."""
         environ = os.environ if environ is None else environ
         path = Path(config_file)
         values: dict[str, Any] = {}
@@ -224,6 +228,8 @@ class Settings:
         for name, f in known.items():
             if f.metadata["env"] in environ:
                 values[name] = environ[f.metadata["env"]]
+        for name in ignore:
+            values.pop(name, None)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{name: _cast(known[name], value) for name, value in values.items()})
 

@@ -17,6 +17,13 @@ own exception, and a failed expectation shows the whole conversation so far. The
 simulator plays an account with the settings' numbers and class, no masks (a mask shows
 only if it is in `masks`) and no number sequence, as the spec's default: MOs name no MT
 they answer, unless `number_sequence=True`.
+
+Settings come as `botkit run` reads them: botkit.toml in the current folder (or the file
+`config=` names), under the BOTKIT_* environment, under the harness's own keywords. So a
+project's `stop_words` or `numbers` hold in its tests too. The harness keeps a few for
+itself: a temporary database (unless `db=`), its callback token and send rate, and the
+simulator as the gateway: gateway credentials, its URL and the callback allow-list are
+ignored wherever they are set, so a shell set up for production runs the tests as usual.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ from .simulator import Simulator
 __all__ = ["FakeClock", "Harness", "Phone", "SentReply"]
 
 SETTLE_TIMEOUT = 10.0
+# What the harness leaves out of botkit.toml and BOTKIT_*: it is the gateway's only caller,
+# and the simulator is its gateway, whatever the developer's shell has for the real one.
+GATEWAY_SETTINGS = ("application", "password", "gateway_url", "callback_allow")
 
 
 class FakeClock:
@@ -82,13 +92,16 @@ class SentReply:
 class Harness:
     """Runs bots in-process: the app with its lifespan, a temporary SQLite file, the
     simulator as the gateway (DLRs only when a test delivers them, no number sequence
-    unless `number_sequence`), a fake clock."""
+    unless `number_sequence`), a fake clock. `bots` and `templates` are folders (or a list
+    of bots), by default those of the settings; other keywords are settings, over
+    botkit.toml (or `config`) and the environment."""
 
     def __init__(
         self,
-        bots: str | Path | Sequence[Bot] = "bots",
-        templates: str | Path = "templates",
+        bots: str | Path | Sequence[Bot] | None = None,
+        templates: str | Path | None = None,
         *,
+        config: str | Path = "botkit.toml",
         clock: FakeClock | None = None,
         db: str | Path | None = None,
         raise_errors: bool = True,
@@ -100,9 +113,13 @@ class Harness:
         self.number_sequence = number_sequence
         self.masks = tuple(masks)
         self.raise_errors = raise_errors
-        self._bots = None if isinstance(bots, str | Path) else list(bots)
-        self._folder = bots if isinstance(bots, str | Path) else "bots"
+        refused = sorted(set(settings) & set(GATEWAY_SETTINGS))
+        if refused:
+            raise TypeError(f"Harness plays the gateway simulator itself: drop {refused}")
+        self._bots = None if bots is None or isinstance(bots, str | Path) else list(bots)
+        self._folder = bots if isinstance(bots, str | Path) else None
         self._templates = templates
+        self._config = config
         self._db = db
         self._settings = settings
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -113,17 +130,7 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         self._tmp = tempfile.TemporaryDirectory(prefix="botkit-test-")
-        settings = Settings.load(
-            environ={},
-            config_file=Path(self._tmp.name) / "botkit.toml",
-            db=str(self._db or Path(self._tmp.name) / "botkit.db"),
-            bots=str(self._folder),
-            templates=str(self._templates),
-            callback_token="harness",
-            send_rate=10_000.0,
-            **self._settings,
-        )
-        self.app = create_app(settings, bots=self._bots, clock=self.clock)
+        self.app = create_app(self._load_settings(), bots=self._bots, clock=self.clock)
         self.simulator.default_fate = ()
         self.simulator.number_sequence = self.number_sequence
         self.simulator.masks = self.masks
@@ -134,6 +141,24 @@ class Harness:
             lambda message, exc: self._errors.append(exc)
         )
         return self
+
+    def _load_settings(self) -> Settings:
+        """The settings `botkit run` would read here (botkit.toml, then BOTKIT_*, then the
+        harness's keywords), with what the harness needs for itself: its own database,
+        callback token and send rate, and the simulator as the gateway."""
+        assert self._tmp is not None
+        forced = {
+            "db": str(self._db or Path(self._tmp.name) / "botkit.db"),
+            "callback_token": "harness",
+            "send_rate": 10_000.0,
+        }
+        return Settings.load(
+            config_file=self._config,
+            ignore=GATEWAY_SETTINGS,
+            bots=None if self._folder is None else str(self._folder),
+            templates=None if self._templates is None else str(self._templates),
+            **{**forced, **self._settings},
+        )
 
     async def __aexit__(
         self,

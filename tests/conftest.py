@@ -27,10 +27,24 @@ from starlette.applications import Starlette
 from botkit import Settings, create_app
 from botkit.db import is_url
 from botkit.db.postgres import translate
+from botkit.settings import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 
 processes = pytest.fixture(running_processes)
+SETTING_VARIABLES = [variable for variable, _, _ in describe()]
+
+
+@pytest.fixture(autouse=True)
+def away_from_the_developers_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each test runs with no BOTKIT_* setting in its environment and from an empty
+    folder, so that a developer's shell or botkit.toml (which the harness and the
+    commands read) changes nothing. Settings a test wants, it sets itself."""
+    for variable in SETTING_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 BACKENDS = ("sqlite", "postgresql")

@@ -5,6 +5,7 @@ script; the example bots check clean."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 
 from botkit.check import Problem, check, display_path
 from botkit.cli import main
+from botkit.testing import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "check"
@@ -25,8 +27,15 @@ Enter = Callable[[Path], Path]
 # the summary line. Each line names the file and line of the problem.
 EXPECTED = {
     "reserved_keyword": [
-        "bots/shop.py:8: reserved-keyword: keyword HELP of bot 'shop' is a compliance word, "
-        "handled before any bot: no message reaches this handler",
+        "bots/book.py:13: reserved-keyword: keyword CANCEL of bot 'book' is a compliance word: "
+        "a message that is CANCEL alone (in any case, spacing or punctuation) opts the "
+        "handset out of the number it texted before any bot sees it; 'CANCEL <more words>' "
+        "goes to book.cancel like any keyword; to use CANCEL as a keyword remove it from "
+        "stop_words (BOTKIT_STOP_WORDS)",
+        "bots/shop.py:8: reserved-keyword: keyword HELP of bot 'shop' is a compliance word: "
+        "a message that is HELP alone (in any case, spacing or punctuation) is answered with "
+        "the help text before any bot sees it; 'HELP <more words>' goes to shop.shop like any "
+        "keyword; to use HELP as a keyword remove it from help_words (BOTKIT_HELP_WORDS)",
     ],
     "import_error": [
         "bots/broken.py:11: import-error: KeyError: 'BOTKIT_CHECK_FIXTURE_UNSET_KEY'",
@@ -45,10 +54,30 @@ EXPECTED = {
     ],
     "unknown_state": [
         "bots/club.py:18: unknown-state: state 'confirm' is set, but bot 'club' has no handler",
+        "bots/club.py:23: unknown-state: state 'ask_nmae' is set, but bot 'club' has no "
+        "handler; did you mean 'ask_name'?",
+    ],
+    "unknown_timer": [
+        "bots/book.py:15: unknown-timer: timer 'nudg' is scheduled, but bot 'book' has no "
+        "handler; did you mean 'nudge'?",
+        "bots/book.py:18: unknown-timer: timer 'chase' is scheduled, but bot 'book' has no handler",
+    ],
+    "unscheduled_timer": [
+        "bots/book.py:16: unscheduled-timer: timer 'nudge' is never scheduled in "
+        "bots/book.py, so its handler runs only when a broadcast starts it (botkit "
+        "broadcast --start book:nudge)",
+    ],
+    "missing_variable": [
+        "bots/pizza.py:12: missing-variable: template 'pizza/confirmed.txt' uses 'size', "
+        "which this reply does not pass (it passes 'sise': a typo?)",
+        "bots/pizza.py:14: missing-variable: template 'pizza/menu.txt' uses 'shop', which "
+        "this reply does not pass",
     ],
     "missing_template": [
-        "bots/club.py:13: missing-template: template 'club/ask_name.txt' does not exist "
+        "bots/club.py:14: missing-template: template 'club/ask_name.txt' does not exist "
         "in templates/",
+        "bots/club.py:19: missing-template: template 'club/welcom.txt' does not exist in "
+        "templates/; did you mean 'club/welcome.txt'?",
         "bots/deals.py:10: missing-template: template 'deals/confirm.txt' does not exist "
         "in templates/",
         "templates/club/welcome.txt:2: missing-template: included template "
@@ -208,23 +237,31 @@ def test_keyword_twice_in_one_bot_is_an_import_error_at_its_decorator(
     assert problem.message == "ValueError: club: keyword JOIN is registered twice"
 
 
-def test_state_set_from_a_runtime_value_leaves_handlers_unjudged(tmp_path: Path, in_folder) -> None:
-    # Any handler may be the one `ctx.state = ctx.data["next"]` sets, so none is reported
-    # unrouted; the constant that names no handler still is.
+def test_names_known_only_at_run_time_leave_handlers_unjudged(tmp_path: Path, in_folder) -> None:
+    # Any state handler may be the one `ctx.state = ctx.data["next"]` sets, and any timer
+    # the one `ctx.schedule(ctx.data["timer"])` schedules, so none is reported unrouted or
+    # unscheduled; a constant that names no handler still is.
     source = CLUB_WITHOUT_CONFIRM + (
-        '    ctx.state = ctx.data["next"]\n\n\n'
+        '    ctx.state = ctx.data["next"]\n'
+        '    ctx.schedule(ctx.data["timer"], minutes=5)\n'
+        '    ctx.schedule("nudg", minutes=5)\n\n\n'
         '@bot.state("confirm")\n'
         "async def confirm(ctx: Context) -> None:\n"
         '    ctx.state = "done"\n\n\n'
         '@bot.state("waiting")\n'
         "async def waiting(ctx: Context) -> None:\n"
+        "    pass\n\n\n"
+        '@bot.timer("nudge")\n'
+        "async def nudge(ctx: Context) -> None:\n"
         "    pass\n"
     )
     write(tmp_path, {"bots/club.py": source})
     in_folder(tmp_path)
     assert [(p.line, p.kind, p.message) for p in check("bots", "templates")] == [
-        (14, "unknown-state", "state 'done' is set, but bot 'club' has no handler"),
-    ]
+        (11, "unknown-timer", "timer 'nudg' is scheduled, but bot 'club' has no handler; "
+         "did you mean 'nudge'?"),
+        (16, "unknown-state", "state 'done' is set, but bot 'club' has no handler"),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -277,3 +314,24 @@ def test_masks_are_flagged_only_when_we_have_several_numbers(
         f"bots/promo.py:9: mask-off-default: a reply with a mask {fails}",
         "botkit check: 2 problems in 1 file",
     ]
+
+
+def test_a_freed_compliance_word_is_a_keyword_like_any(
+    tmp_path: Path, in_folder: Enter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(FIXTURES / "reserved_keyword", tmp_path, dirs_exist_ok=True)
+    (tmp_path / "botkit.toml").write_text('stop_words = ["STOP", "QUIT"]\n')
+    in_folder(tmp_path)
+    assert main(["check"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[:2] for line in lines[:-1]] == [["bots/shop.py:8", "reserved-keyword"]]
+
+
+async def test_what_check_says_of_a_compliance_keyword_is_what_happens() -> None:
+    """CANCEL alone, however written, opts out; CANCEL with more words reaches the bot."""
+    async with Harness(FIXTURES / "reserved_keyword" / "bots", ROOT / "templates") as harness:
+        phone = harness.phone()
+        await phone.send("Cancel my booking")
+        phone.expect("Your booking is cancelled.")
+        await phone.send(" c-a-n-c-e-l! ")
+        phone.expect("You have been unsubscribed")

@@ -1,9 +1,15 @@
-"""The command line: every command explains itself with examples."""
+"""The command line: every command explains itself with examples, and `botkit run` says
+on start-up which bots answer which keywords."""
 
 from __future__ import annotations
 
-import pytest
+import shutil
 
+import pytest
+from conftest import ROOT
+from servers import free_port, output, start, wait_for
+
+from botkit.check import check
 from botkit.cli import main
 from botkit.commands import COMMANDS
 
@@ -33,3 +39,19 @@ def test_an_unknown_command_is_refused(capsys):
         main(["fly"])
     assert done.value.code == 2
     assert "invalid choice: 'fly'" in capsys.readouterr().err
+
+
+def test_run_lists_the_bots_and_warns_of_a_keyword_compliance_takes(tmp_path, processes):
+    shutil.copytree(ROOT / "tests" / "fixtures" / "check" / "reserved_keyword", tmp_path / "app")
+    (tmp_path / "app" / "templates").mkdir()
+    port = free_port()
+    app = start(processes, ["run", "--port", str(port)], cwd=tmp_path / "app")
+    wait_for(f"http://127.0.0.1:{port}/healthz", app)
+    lines = output(app).splitlines()
+    start_of_bots = lines.index("  bots:             book: BOOK, CANCEL")
+    assert lines[start_of_bots + 1] == "                    shop: SHOP, HELP"
+    warnings = [line for line in lines if line.startswith("botkit: warning: ")]
+    # Word for word what `botkit check` says (its tests spell the wording out).
+    said = check(tmp_path / "app" / "bots", tmp_path / "app" / "templates")
+    assert warnings == [f"botkit: warning: {problem.message}" for problem in said]
+    assert len(warnings) == 2

@@ -357,6 +357,7 @@ def test_botkit_run_with_credentials_refuses_to_start_without_its_numbers(tmp_pa
         "BOTKIT_PASSWORD": "Sekr1t-pw",
         "BOTKIT_CALLBACK_TOKEN": "tok",
         "BOTKIT_DB": str(tmp_path / "botkit.db"),
+        "BOTKIT_BOTS": str(ROOT / "bots"),  # tests run from an empty folder
         **env,
     }
     done = subprocess.run(

@@ -244,3 +244,15 @@ def test_timezone_is_an_iana_zone(tmp_path):
 def test_thread_idle_days_must_be_positive(tmp_path, days):
     with pytest.raises(ValidationError, match="BOTKIT_THREAD_IDLE_DAYS"):
         load(tmp_path, {"BOTKIT_THREAD_IDLE_DAYS": days})
+
+
+def test_ignored_settings_come_from_neither_file_nor_environment(tmp_path):
+    (tmp_path / "botkit.toml").write_text('application = "prod"\nsender_name = "Shop"\n')
+    environ = {"BOTKIT_PASSWORD": "secret", "BOTKIT_SEND_RATE": "5"}
+    settings = Settings.load(
+        environ=environ,
+        config_file=tmp_path / "botkit.toml",
+        ignore=("application", "password"),
+    )
+    assert settings.simulator_mode and settings.password is None
+    assert (settings.sender_name, settings.send_rate) == ("Shop", 5.0)

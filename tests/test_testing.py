@@ -199,3 +199,74 @@ async def test_settling_waits_as_long_as_the_work_goes_down(database, monkeypatc
             await harness.simulator.send_mo(PHONE, f"hi {n}")
         await harness.settle()
         assert len(await harness.replies_to(PHONE)) == 4
+
+
+# Settings: botkit.toml and the environment, as `botkit run` reads them.
+
+
+async def test_the_harness_reads_botkit_toml_in_the_current_folder(tmp_path, monkeypatch):
+    """Regression: the harness read neither botkit.toml nor BOTKIT_*, so a project that
+    freed CANCEL from the stop words saw it opt handsets out in its tests only."""
+    (tmp_path / "botkit.toml").write_text('stop_words = ["HALT"]\nsender_name = "Pizza Co"\n')
+    monkeypatch.chdir(tmp_path)
+    async with Harness([echo_bot()], TEMPLATES) as harness:
+        phone = harness.phone()
+        await phone.send("cancel")
+        phone.expect("you said cancel")
+        await phone.send("halt")
+        phone.expect("unsubscribed from Pizza Co")
+
+
+async def test_config_names_another_file_and_the_environment_is_over_it(tmp_path, monkeypatch):
+    config = tmp_path / "elsewhere.toml"
+    config.write_text('help_words = ["AIDE"]\nsender_name = "From the file"\n')
+    monkeypatch.setenv("BOTKIT_SENDER_NAME", "From the environment")
+    async with Harness([echo_bot()], TEMPLATES, config=config) as harness:
+        (reply,) = await harness.phone().send("aide")
+        assert reply.text.startswith("From the environment: reply STOP to unsubscribe")
+
+
+async def test_keywords_of_the_harness_win_over_file_and_environment(tmp_path, monkeypatch):
+    (tmp_path / "botkit.toml").write_text('sender_name = "From the file"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOTKIT_SENDER_NAME", "From the environment")
+    monkeypatch.setenv("BOTKIT_DB", str(tmp_path / "not-this.db"))
+    async with Harness([echo_bot()], TEMPLATES, sender_name="From the test") as harness:
+        (reply,) = await harness.phone().send("help")
+        assert reply.text.startswith("From the test:")
+        assert harness.runtime.settings.db != str(tmp_path / "not-this.db")
+    assert not (tmp_path / "not-this.db").exists()  # the harness keeps its own database
+
+
+async def test_gateway_settings_of_the_developer_are_ignored(tmp_path, monkeypatch):
+    """A shell set up for production (credentials, gateway URL, allow-list) or a
+    botkit.toml that names the gateway changes nothing: the harness plays the simulator."""
+    (tmp_path / "botkit.toml").write_text('application = "prod"\ncallback_allow = ["10.0.0.0/8"]\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOTKIT_PASSWORD", "secret")
+    monkeypatch.setenv("BOTKIT_GATEWAY_URL", "http://gateway.example/message")
+    async with Harness([echo_bot()], TEMPLATES) as harness:
+        settings = harness.runtime.settings
+        assert settings.simulator_mode and settings.callback_allow == ()
+        (reply,) = await harness.phone().send("hi")
+        assert reply.text == "you said hi"
+
+
+def test_gateway_settings_as_keywords_are_refused():
+    with pytest.raises(TypeError, match=r"plays the gateway simulator itself: drop \['appl"):
+        Harness([echo_bot()], TEMPLATES, application="prod", password="secret")
+
+
+async def test_folders_default_to_those_of_the_settings(tmp_path, monkeypatch):
+    (tmp_path / "src" / "bots").mkdir(parents=True)
+    (tmp_path / "src" / "bots" / "hi.py").write_text(
+        "from botkit import Bot, Context\n\nbot = Bot('hi')\n\n\n"
+        "@bot.fallback\nasync def hi(ctx: Context) -> None:\n    ctx.reply('hi/hello.txt')\n"
+    )
+    (tmp_path / "src" / "texts" / "hi").mkdir(parents=True)
+    (tmp_path / "src" / "texts" / "hi" / "hello.txt").write_text("Hello from src!\n")
+    (tmp_path / "botkit.toml").write_text('bots = "src/bots"\ntemplates = "src/texts"\n')
+    monkeypatch.chdir(tmp_path)
+    async with Harness() as harness:
+        (reply,) = await harness.phone().send("hey")
+        assert (reply.template, reply.text) == ("hi/hello.txt", "Hello from src!")

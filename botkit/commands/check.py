@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from ..check import DEFAULT_MAX_SEGMENTS, STAND_IN_LENGTH, Problem, check, display_path
-from ..compliance import compliance_words
 from ..settings import Settings
 
 NAME = "check"
@@ -14,8 +13,10 @@ HELP = "report conflicts and mistakes in the bots and templates"
 DESCRIPTION = (
     "Load every bot module and SMS template (*.txt) and report, one line each as "
     "path:line: kind: message, a module that does not import, two bots claiming one "
-    "name or keyword, a state handler nothing routes to or a state with no handler, a "
-    "template that does not exist or does not compile, a mask that a conversation on "
+    "name or keyword, a keyword that is also a compliance word, a state handler nothing "
+    "routes to or a state with no handler, a timer scheduled with no handler or a timer "
+    "handler nothing schedules, a template that does not exist or does not compile, a "
+    "variable a template uses that its reply does not pass, a mask that a conversation on "
     "another of BOTKIT_NUMBERS than the default could not carry, and a reply longer than "
     f"--max-segments segments (templates measured with each variable as {STAND_IN_LENGTH} "
     "characters). Exits 0 when clean, 1 when problems are found. Needs no database."
@@ -40,13 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     settings = Settings.load(bots=args.bots, templates=args.templates)
     try:
-        reserved = compliance_words(settings)
         problems = check(
-            settings.bots,
-            settings.templates,
-            max_segments=args.max_segments,
-            reserved=reserved,
-            numbers=settings.numbers,
+            settings.bots, settings.templates, max_segments=args.max_segments, settings=settings
         )
     except FileNotFoundError as exc:
         print(f"botkit: {exc}", file=sys.stderr)

@@ -7,8 +7,11 @@ import asyncio
 import dataclasses
 import ipaddress
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
+from ..bot import Bot
+from ..compliance import taken_keywords
 from ..db import Database, is_url, redact
 from ..settings import Settings
 from .options import add_db
@@ -66,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     if is_url(settings.db):  # a server that is down or refuses the login: say so plainly
         asyncio.run(reachable(settings.db))
     app = create_app(settings, reload=args.reload)
-    announce(settings)
+    announce(settings, app.state.runtime.router.bots.values())
     uvicorn.run(
         app,
         host=settings.host,
@@ -104,8 +107,9 @@ def trusted_proxies(settings: Settings) -> list[str] | str:
     ]
 
 
-def announce(settings: Settings) -> None:
-    """Say on start-up what the app talks to and where to reach it."""
+def announce(settings: Settings, bots: Iterable[Bot]) -> None:
+    """Say on start-up what the app talks to, where to reach it, and which bots answer
+    which keywords, warning of a keyword that compliance takes first."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{host}:{settings.port}"
     default, *others = settings.numbers
@@ -131,7 +135,18 @@ def announce(settings: Settings) -> None:
             f"  listening on:     {base}",
             f"  dashboard:        {base}/dashboard/ {dashboard_access(settings)}",
         ]
+    bots = list(bots)
+    lines += bot_lines(bots)
+    lines += [f"botkit: warning: {taken}" for taken in taken_keywords(bots, settings)]
     print(*lines, sep="\n", flush=True)
+
+
+def bot_lines(bots: list[Bot]) -> list[str]:
+    """One line a bot: its name and its keywords, aliases included."""
+    if not bots:
+        return ["  bots:             none"]
+    listed = [f"{bot.name}: {', '.join(bot.keywords) or 'no keywords'}" for bot in bots]
+    return [f"  {'bots:' if n == 0 else '':18}{line}" for n, line in enumerate(listed)]
 
 
 def dashboard_access(settings: Settings) -> str:
