@@ -8,12 +8,14 @@ import io
 import json
 import sqlite3
 import subprocess
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import eventually, rows
 from servers import BOTKIT
 
 from botkit.cli import main
+from botkit.clock import parse_stamp
 from botkit.db import Database, Tx
 from botkit.store.transcripts import COLUMNS
 
@@ -136,12 +138,28 @@ async def test_since_keeps_messages_from_that_moment_on(conversations, settings,
     assert json.loads(out) == []
 
 
+async def test_since_without_an_offset_is_in_botkit_timezone(
+    conversations, settings, capsys, monkeypatch
+):
+    monkeypatch.setenv("BOTKIT_TIMEZONE", "Australia/Sydney")
+    (middle,) = rows(settings.db, "SELECT created_at FROM messages ORDER BY id LIMIT 1 OFFSET 4")
+    wall_clock = parse_stamp(middle[0]).astimezone(ZoneInfo("Australia/Sydney"))
+    since = wall_clock.replace(tzinfo=None).isoformat()
+    code, out, _ = await export(
+        "transcripts", "--format", "csv", "--since", since, "--db", settings.db, capsys=capsys
+    )
+    assert code == 0
+    exported = list(csv.DictReader(io.StringIO(out)))
+    assert exported == expected(settings.db, "m.created_at >= ?", (middle[0],))
+    assert 0 < len(exported) < 8
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--number", "0400000000"], "--number: '0400000000' is not in international format"),
         (["--number", "+61"], "--number"),
-        (["--since", "yesterday"], "--since: 'yesterday' is not an ISO date or datetime"),
+        (["--since", "yesterday"], "--since: 'yesterday' is not an ISO date or time"),
         (["--since", "2026-13-01"], "--since"),
         (["--db", "missing.db"], "missing.db does not exist"),
     ],
