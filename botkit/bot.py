@@ -66,6 +66,8 @@ class Bot:
         self.states: dict[str, Handler] = {}
         self.timers: dict[str, Handler] = {}
         self.fallback_handler: Handler | None = None
+        # Subscription lists the bot's flows (a DoubleOptIn) declare: made at start-up.
+        self.lists: list[str] = []
 
     def __repr__(self) -> str:
         return f"Bot({self.name!r})"
