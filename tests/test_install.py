@@ -10,6 +10,7 @@ so that `pytest -m "not install"` can leave it out.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -38,10 +39,26 @@ def outside_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in leave and not k.startswith("BOTKIT_")}
 
 
-def installed(project: Path, step: str) -> Path:
-    """Run an install step in `project` as its reader would (a bash session); the bin
-    folder of the environment it made."""
-    script = f"set -euo pipefail\n{step.replace(CHECKOUT, str(ROOT))}"
+def copy_of_checkout(folder: Path) -> Path:
+    """This checkout's files as they are (git's, and new ones it does not ignore), copied
+    to `folder`: pip builds in the tree it is given, and must leave this one alone."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():  # a file deleted but not yet committed is left out
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    return folder
+
+
+def installed(project: Path, step: str, checkout: Path) -> Path:
+    """Run an install step in `project` as its reader would (a bash session), with
+    `checkout` for botkit's; the bin folder of the environment it made."""
+    script = f"set -euo pipefail\n{step.replace(CHECKOUT, str(checkout))}"
     done = subprocess.run(
         ["bash", "-c", script],
         cwd=project,
@@ -61,18 +78,21 @@ def test_the_tutorial_has_both_ways_of_installing():
 
 @pytest.mark.parametrize("way", ["editable", "wheel"])
 def test_a_new_project_installs_botkit_and_its_first_bot_passes_its_test(tmp_path, way):
-    bin_dir = installed(tmp_path, install_steps()[way])
+    checkout = copy_of_checkout(tmp_path / "botkit")
+    project = tmp_path / "project"
+    project.mkdir()
+    bin_dir = installed(project, install_steps()[way], checkout)
     where = subprocess.run(
         [bin_dir / "python", "-c", "import botkit, pytest_asyncio; print(botkit.__file__)"],
-        cwd=tmp_path,
+        cwd=project,
         env=outside_env(),
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     # Editable: the checkout's own files; a wheel: a copy in the project's environment.
-    inside = (ROOT / "botkit") if way == "editable" else (tmp_path / ".venv")
+    inside = (checkout / "botkit") if way == "editable" else (project / ".venv")
     assert Path(where).is_relative_to(inside), where
     env = {**outside_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    assert follow(TUTORIAL, tmp_path, bin_dir=bin_dir, env=env, most=2) == (2, 0)
-    assert (tmp_path / "tests" / "test_pizza.py").is_file()
+    assert follow(TUTORIAL, project, bin_dir=bin_dir, env=env, most=2) == (2, 0)
+    assert (project / "tests" / "test_pizza.py").is_file()
