@@ -73,6 +73,8 @@ class Bot:
         self.timers: dict[str, Handler] = {}
         self.fallback_handler: Handler | None = None
         self.end_handler: Handler | None = None
+        # Subscription lists the bot's flows (a DoubleOptIn) declare: made at start-up.
+        self.lists: list[str] = []
 
     def __repr__(self) -> str:
         return f"Bot({self.name!r})"

@@ -29,6 +29,7 @@ from .store.broadcasts import Plan, Recipient
 from .templates import SMSTemplates
 
 BATCH = 200
+UTC_ZONE = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -69,19 +70,21 @@ def read_csv(path: str | Path) -> list[Row]:
 @dataclass(frozen=True)
 class QuietHours:
     """A nightly window (e.g. 21:00 to 08:00, local to each recipient) when nothing is
-    sent: messages wait for the recipient's morning."""
+    sent: messages wait for the recipient's morning. A number whose zone its prefix does
+    not tell (a UK mobile, a satellite phone) keeps the window in `zone` (BOTKIT_TIMEZONE)."""
 
     start: time
     end: time
+    zone: ZoneInfo = UTC_ZONE
 
     @classmethod
-    def parse(cls, text: str) -> QuietHours:
-        """From "21:00-08:00"."""
+    def parse(cls, text: str, zone: ZoneInfo = UTC_ZONE) -> QuietHours:
+        """From "21:00-08:00", for numbers of no known zone in `zone` (default UTC)."""
         try:
             start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
         except ValueError:
             raise ValidationError("--quiet-hours", f"{text!r} is not like 21:00-08:00") from None
-        return cls(start, end)
+        return cls(start, end, zone)
 
     def quiet(self, local: datetime) -> bool:
         now = local.time()
@@ -93,7 +96,7 @@ class QuietHours:
         """When a message to `number` may go, if its zone is in quiet hours now. A number
         may span several zones (Australian mobiles): it waits for morning in all."""
         latest = None
-        for zone in zones_of(number):
+        for zone in zones_of(number) or [self.zone]:
             local = now.astimezone(zone)
             if not self.quiet(local):
                 continue
@@ -108,7 +111,8 @@ class QuietHours:
 
 
 def zones_of(number: str) -> list[ZoneInfo]:
-    """The time zones a number may be in, by its prefix (phonenumbers' data)."""
+    """The time zones a number may be in, by its prefix (phonenumbers' data); none when
+    its prefix does not tell."""
     names = number_timezones.time_zones_for_number(phonenumbers.parse(number))
     return [ZoneInfo(name) for name in names if name != number_timezones.UNKNOWN_TIMEZONE]
 

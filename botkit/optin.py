@@ -74,10 +74,12 @@ class DoubleOptIn:
         return f"optin:{self.list}:expire"
 
     def attach(self, bot: Bot) -> DoubleOptIn:
-        """Register the keyword, state and timer of this flow on `bot`."""
+        """Register the keyword, state and timer of this flow on `bot`, and its list, which
+        the app creates (empty) at start-up so that it is there before anyone joins."""
         bot.keyword(self.keyword)(self.join)
         bot.state(self.state)(self.answer)
         bot.timer(self.timer)(self.expire)
+        bot.lists.append(self.list)
         return self
 
     async def join(self, ctx: Context) -> None:

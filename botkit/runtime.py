@@ -83,6 +83,9 @@ class Runtime:
         self.db = await Database.open(self.settings.db)
         await migrate(self.db)
         self._store = Store(self.db, self.clock)
+        await self._store.lists.declare(
+            name for bot in self.router.bots.values() for name in bot.lists
+        )
         if self.secret_key is None:
             self.secret_key = await self._store.meta.get_or_create(
                 "secret_key", lambda: secrets.token_urlsafe(32)

@@ -4,6 +4,7 @@ cuts one off or spreads connections over several, as a load balancer does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -12,11 +13,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTKIT = str(Path(sys.executable).parent / "botkit")
@@ -26,6 +29,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def served(app: ASGIApp, port: int) -> AsyncIterator[None]:
+    """Serve `app` with a real uvicorn on loopback `port`, in this event loop."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = time.monotonic() + 20
+    while not (server.started or task.done()):
+        assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 def wait_for(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, rows
 
 from botkit import Bot, Context
 from botkit.broadcast import QuietHours, Row, broadcast, read_csv
@@ -291,3 +292,98 @@ async def test_a_stop_to_our_number_written_without_a_plus_still_skips_the_broad
         plan = Plan(name="plus", address="+61412345678", template="hi.txt")
         report = await run(harness, plan, [Row(2, PHONE)])
         assert (report.queued, report.skipped) == (0, 1)
+
+
+# -- BOTKIT_TIMEZONE -------------------------------------------------------------------------
+# Sydney in 2030: summer time (+11:00) ends at 03:00 on 7 April, when the clocks go back an
+# hour; it starts at 02:00 on 6 October, when they skip to 03:00.
+
+
+@pytest.fixture
+def in_sydney(tmp_path, monkeypatch) -> list[str]:
+    """A folder with a template and a CSV of one number, BOTKIT_TIMEZONE Australia/Sydney;
+    the broadcast command for them, less its database."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOTKIT_TIMEZONE", "Australia/Sydney")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "xmas.txt").write_text("Merry Christmas!\n")
+    (tmp_path / "p.csv").write_text(f"number\n{PHONE}\n")
+    return ["broadcast", "--csv", "p.csv", "--template", "xmas.txt"]
+
+
+def queued(database: str) -> list[tuple[str, str | None]]:
+    """When each queued MT may go, and its expiry."""
+    return [
+        tuple(row)
+        for row in rows(
+            database,
+            """SELECT o.next_attempt_at, m.expires FROM outbox o
+               JOIN messages m ON m.id = o.message_id ORDER BY m.id""",
+        )
+    ]
+
+
+def test_a_time_without_an_offset_is_in_botkit_timezone_and_printed_back_in_it(
+    in_sydney, capsys, database
+):
+    from botkit.cli import main
+
+    times = ["--at", "2030-12-24T09:00", "--expires", "2030-12-24T18:00"]
+    assert main([*in_sydney, *times, "--db", database]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == (
+        "botkit broadcast: sends at 2030-12-24T09:00:00+11:00, "
+        "expires at 2030-12-24T18:00:00+11:00 (Australia/Sydney)"
+    )
+    assert queued(database) == [("2030-12-23T22:00:00.000000Z", "2030-12-24T18:00:00+11:00")]
+
+    # An offset wins; the time is still printed in BOTKIT_TIMEZONE.
+    offset = ["--at", "2030-12-24T09:00:00Z", "--name", "utc"]
+    assert main([*in_sydney, *offset, "--db", database]) == 0
+    assert "sends at 2030-12-24T20:00:00+11:00 (Australia/Sydney)" in capsys.readouterr().out
+    assert queued(database)[1] == ("2030-12-24T09:00:00.000000Z", None)
+
+
+def test_a_time_daylight_saving_skips_is_refused_and_a_repeated_one_is_the_first(
+    in_sydney, capsys, database
+):
+    from botkit.cli import main
+
+    assert main([*in_sydney, "--at", "2030-10-06T02:30", "--db", database]) == 2
+    err = capsys.readouterr().err
+    assert "--at: 2030-10-06 02:30 does not exist in Australia/Sydney" in err
+    assert main([*in_sydney, "--expires", "2030-10-06T02:00", "--db", database]) == 2
+    assert "--expires: 2030-10-06 02:00 does not exist" in capsys.readouterr().err
+
+    assert main([*in_sydney, "--at", "2030-04-07T02:30", "--db", database]) == 0
+    assert "sends at 2030-04-07T02:30:00+11:00 (Australia/Sydney)" in capsys.readouterr().out
+    assert queued(database) == [("2030-04-06T15:30:00.000000Z", None)]
+
+
+async def test_quiet_hours_of_a_number_of_no_known_zone_keep_botkit_timezone(tmp_path, database):
+    (tmp_path / "hi.txt").write_text("Good morning\n")
+    uk = "+447700900123"  # a UK mobile: its prefix tells no zone
+    # 21:30 in Sydney on the night summer time ends: 08:00 comes 11.5 hours later, not 10.5.
+    clock = FakeClock(datetime(2030, 4, 6, 10, 30, tzinfo=UTC))
+    quiet = QuietHours.parse("21:00-08:00", ZoneInfo("Australia/Sydney"))
+    async with Harness([], tmp_path, clock=clock, db=database) as harness:
+        plan = Plan(name="q", address="4433", template="hi.txt")
+        await run(harness, plan, [Row(2, uk)], quiet=quiet)
+        assert sent_to(harness) == []
+        await harness.advance(hours=10, minutes=30)  # 07:00 by the new (winter) time
+        assert sent_to(harness) == []
+        await harness.advance(hours=1)
+        assert sent_to(harness) == [uk]
+
+
+async def test_quiet_hours_without_a_zone_keep_utc_for_a_number_of_no_known_zone(
+    tmp_path, database
+):
+    (tmp_path / "hi.txt").write_text("Good morning\n")
+    clock = FakeClock(datetime(2030, 4, 6, 22, 0, tzinfo=UTC))
+    async with Harness([], tmp_path, clock=clock, db=database) as harness:
+        plan = Plan(name="q", address="4433", template="hi.txt")
+        await run(harness, plan, [Row(2, "+447700900123")], quiet=QuietHours.parse("21:00-08:00"))
+        assert sent_to(harness) == []
+        await harness.advance(hours=10)
+        assert sent_to(harness) == ["+447700900123"]

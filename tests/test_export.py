@@ -8,12 +8,14 @@ import io
 import json
 import sqlite3
 import subprocess
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import eventually, rows
 from servers import BOTKIT
 
 from botkit.cli import main
+from botkit.clock import parse_stamp
 from botkit.db import Database, Tx
 from botkit.store.transcripts import COLUMNS
 
@@ -112,9 +114,15 @@ async def test_number_filters_one_handset(conversations, settings, capsys):
     assert len(json.loads(out)) == 4
 
 
-async def test_since_keeps_messages_from_that_moment_on(conversations, settings, capsys):
+@pytest.mark.parametrize("zone", [None, "Australia/Sydney"])
+async def test_since_keeps_messages_from_that_moment_on(
+    conversations, settings, capsys, monkeypatch, zone
+):
     (middle,) = rows(settings.db, "SELECT created_at FROM messages ORDER BY id LIMIT 1 OFFSET 4")
-    since = middle[0].removesuffix("Z") + "+00:00"
+    since = parse_stamp(middle[0]).isoformat()  # with an offset
+    if zone is not None:  # without one: wall-clock time in BOTKIT_TIMEZONE
+        monkeypatch.setenv("BOTKIT_TIMEZONE", zone)
+        since = parse_stamp(middle[0]).astimezone(ZoneInfo(zone)).replace(tzinfo=None).isoformat()
     code, out, _ = await export(
         "transcripts", "--format", "csv", "--since", since, "--db", settings.db, capsys=capsys
     )
@@ -141,7 +149,7 @@ async def test_since_keeps_messages_from_that_moment_on(conversations, settings,
     [
         (["--number", "0400000000"], "--number: '0400000000' is not in international format"),
         (["--number", "+61"], "--number"),
-        (["--since", "yesterday"], "--since: 'yesterday' is not an ISO date or datetime"),
+        (["--since", "yesterday"], "--since: 'yesterday' is not an ISO date or time"),
         (["--since", "2026-13-01"], "--since"),
         (["--db", "missing.db"], "missing.db does not exist"),
     ],

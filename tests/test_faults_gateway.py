@@ -9,19 +9,26 @@ fault, whether it accepted the message, and its record is the judge.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import shutil
-import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from conftest import ROOT, eventually, rows
-from servers import Relay, free_port, gateway_env, output, poll, start, start_simulator, wait_for
+from servers import (
+    Relay,
+    free_port,
+    gateway_env,
+    output,
+    poll,
+    served,
+    start,
+    start_simulator,
+    wait_for,
+)
 from starlette.applications import Starlette
 
 from botkit import Settings, create_app
@@ -123,23 +130,6 @@ async def test_a_500_before_accepting_is_left_uncertain_not_resent(database) -> 
         (mt,) = mts(db)
         assert (mt["status"], mt["gateway_id"]) == ("uncertain", None)
         assert sim.sent == [] and [r.status for r in sim.requests] == [500]
-
-
-@contextlib.asynccontextmanager
-async def served(app: Starlette, port: int) -> AsyncIterator[None]:
-    """Serve `app` with a real uvicorn on loopback `port`, in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await eventually(lambda: server.started or task.done())
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @contextlib.asynccontextmanager

@@ -122,8 +122,8 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(folder, capsys):
         "people.csv:3: number: '0400 000 000' is not in international format (+ and country code)",
         "people.csv:5: number: '+61 4' is not a phone number "
         "((3) The string supplied is too short to be a phone number.)",
-        "people.csv:6: consented_at: 'yesterday' is not an ISO date or datetime "
-        "(2026-03-01T09:30:00+11:00)",
+        "people.csv:6: consented_at: 'yesterday' is not an ISO date or time "
+        "(2026-12-24, 2026-12-24T09:00, 2026-12-24T09:00:00+11:00)",
         "people.csv:8: number: is empty",
         "people.csv:9: source: 'two words' is not a source (one word: web, import, ...)",
     ]
@@ -222,3 +222,15 @@ def test_the_consent_export_names_the_list(folder, capsys):
         "web",
         "deals",
     )
+
+
+def test_times_without_an_offset_are_in_botkit_timezone_and_shown_in_it(
+    folder, capsys, monkeypatch
+):
+    monkeypatch.setenv("BOTKIT_TIMEZONE", "Australia/Sydney")
+    name = write_csv(folder, f"number,consented_at\n{ADA},2026-01-04T10:30\n")
+    assert main(["lists", "import", "deals", name]) == 0
+    assert query("SELECT created_at FROM consent") == [("2026-01-03T23:30:00.000000Z",)]
+    capsys.readouterr()
+    assert main(["lists", "show", "deals"]) == 0
+    assert capsys.readouterr().out.split() == [ADA, "4433", "import", "2026-01-04T10:30:00+11:00"]

@@ -3,13 +3,18 @@ unsubscribes; every change is in the consent ledger with the MO that caused it."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from conftest import ROOT
 
 from botkit import Bot, DoubleOptIn
+from botkit.cli import main
+from botkit.db import Database
 from botkit.errors import ValidationError
+from botkit.migrations import migrate
+from botkit.store import Store
 from botkit.testing import FakeClock, Harness
 
 pytestmark = pytest.mark.backends
@@ -206,3 +211,32 @@ def test_a_flow_refuses_a_bad_list_name_or_timeout():
         DoubleOptIn(list="Deals!", keyword="JOIN", **templates)
     with pytest.raises(ValueError, match="timeout must be positive"):
         DoubleOptIn(list="deals", keyword="JOIN", timeout=timedelta(0), **templates)
+
+
+async def test_a_declared_list_exists_empty_from_start_up(database, capsys):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
+        assert await members(harness) == []
+        (deals,) = await harness.runtime.store.lists.summary()
+        assert (deals["name"], deals["subscribed"], deals["unsubscribed"]) == ("deals", 0, 0)
+    assert await asyncio.to_thread(main, ["lists", "show", "--db", database]) == 0
+    assert capsys.readouterr().out.split() == ["deals", "0", "subscribed", "0", "unsubscribed"]
+
+
+async def test_processes_starting_together_declare_each_list_once_and_keep_its_members(
+    database,
+):
+    databases = [await Database.open(database) for _ in range(3)]
+    try:
+        await migrate(databases[0])
+        stores = [Store(db) for db in databases]
+        await stores[0].lists.create("deals", "Friday deals")
+        await stores[0].lists.subscribe("deals", PHONE, "4433", source="web")
+        await asyncio.gather(*(store.lists.declare(["news", "deals"]) for store in stores))
+        summary = await stores[0].lists.summary()
+    finally:
+        for db in databases:
+            await db.close()
+    assert [(r["name"], r["description"], r["subscribed"]) for r in summary] == [
+        ("deals", "Friday deals", 1),
+        ("news", "", 0),
+    ]

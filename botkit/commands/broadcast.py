@@ -8,13 +8,14 @@ import hashlib
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from ..addresses import OurNumbers
-from ..broadcast import QuietHours, Row, broadcast, read_csv
+from ..broadcast import QuietHours, Report, Row, broadcast, read_csv
 from ..db import Database
 from ..errors import ValidationError
-from ..gateway import parse_rfc3339
 from ..loader import load_bots
+from ..localtime import parse_local, shown
 from ..migrations import migrate
 from ..progress import progress_bar
 from ..settings import Settings
@@ -37,6 +38,7 @@ EXAMPLES = """\
   botkit broadcast --csv customers.csv --template sale/spring.txt --expires-in 24h
   botkit broadcast --list deals --template deals/friday.txt --quiet-hours 21:00-08:00
   botkit broadcast --csv patients.csv --survey csat --name csat-march
+  botkit broadcast --list deals --template deals/friday.txt --at 2026-12-04T10:00
   botkit broadcast --list deals --template deals/friday.txt --at 2026-12-04T10:00:00+11:00"""
 
 
@@ -57,11 +59,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--mask", help="a sender name shown instead of the number (the default number only)"
     )
     expiry = parser.add_mutually_exclusive_group()
-    expiry.add_argument("--expires", help="RFC 3339 time after which carriers drop it")
+    expiry.add_argument(
+        "--expires",
+        help="time after which carriers drop it: 2026-12-24T18:00 (BOTKIT_TIMEZONE) or with "
+        "an offset",
+    )
     expiry.add_argument("--expires-in", help="or a delay from now: 90m, 24h, 2d")
-    parser.add_argument("--quiet-hours", help="hold messages in this local window: 21:00-08:00")
     parser.add_argument(
-        "--at", help="send at this RFC 3339 time rather than now (kept across restarts)"
+        "--quiet-hours",
+        help="hold messages in this window of each recipient's local time: 21:00-08:00 "
+        "(in BOTKIT_TIMEZONE for a number whose prefix tells no zone)",
+    )
+    parser.add_argument(
+        "--at",
+        help="send at this time rather than now (kept across restarts): 2026-12-24T09:00 is "
+        "9:00 in BOTKIT_TIMEZONE, an offset (+11:00, Z) overrides it; a time that daylight "
+        "saving skips is refused, one it repeats means its first occurrence",
     )
     add_db(parser)
     parser.add_argument("--bots", help="folder of bot modules (default: BOTKIT_BOTS)")
@@ -70,23 +83,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings = Settings.load(db=args.db, bots=args.bots, templates=args.templates)
-    report = asyncio.run(_broadcast(settings, args))
+    zone = settings.zone
+    numbers = settings.our_numbers()
+    plan = _plan(settings, args, numbers)
+    quiet = QuietHours.parse(args.quiet_hours, zone) if args.quiet_hours else None
+    at = parse_local(args.at, zone, "--at") if args.at else None
+    report = asyncio.run(_broadcast(settings, args, plan, numbers, quiet=quiet, at=at))
     for line, reason in report.invalid:
         print(f"line {line}: {reason}", file=sys.stderr)
     print(
         f"botkit broadcast: {report.queued} queued, {report.skipped} skipped (opted out), "
         f"{report.already} already done, {len(report.invalid)} bad numbers"
     )
+    if when := _when(zone, at, plan.expires):
+        print(f"botkit broadcast: {when}")
     return 1 if report.invalid else 0
 
 
-async def _broadcast(settings: Settings, args: argparse.Namespace):  # -> Report
-    from ..store import Store
+def _when(zone: ZoneInfo, at: datetime | None, expires: str | None) -> str:
+    """When the broadcast goes and expires, in BOTKIT_TIMEZONE with its offset, so that
+    a time given without one can be checked; empty when neither was given."""
+    times = [f"sends at {shown(at, zone)}"] if at else []
+    if expires:
+        times.append(f"expires at {shown(datetime.fromisoformat(expires), zone)}")
+    return f"{', '.join(times)} ({zone.key})" if times else ""
 
-    numbers = settings.our_numbers()
-    plan = _plan(settings, args, numbers)
-    quiet = QuietHours.parse(args.quiet_hours) if args.quiet_hours else None
-    at = _moment("--at", args.at) if args.at else None
+
+async def _broadcast(
+    settings: Settings,
+    args: argparse.Namespace,
+    plan: Plan,
+    numbers: OurNumbers,
+    *,
+    quiet: QuietHours | None,
+    at: datetime | None,
+) -> Report:
+    """Queue `plan` for the CSV's rows or the list's members, in BOTKIT_DB."""
     db = await Database.open(settings.db)
     try:
         await migrate(db)
@@ -123,7 +155,7 @@ def _plan(settings: Settings, args: argparse.Namespace, numbers: OurNumbers) -> 
         template=args.template,
         bot=bot,
         entry=entry,
-        expires=_expires(args),
+        expires=_expires(args, settings.zone),
         mask=mask,
     )
 
@@ -165,21 +197,14 @@ def _derived_name(args: argparse.Namespace, address: str, default: str, mask: st
     return name
 
 
-def _moment(option: str, text: str) -> datetime:
-    """An RFC 3339 time given on the command line, or a clear error naming the option."""
-    try:
-        return parse_rfc3339(text)
-    except ValueError as exc:
-        raise ValidationError(option, str(exc)) from None
-
-
-def _expires(args: argparse.Namespace) -> str | None:
-    """--expires, or --expires-in from now; refused when it is not in the future (every
-    message would expire unsent)."""
+def _expires(args: argparse.Namespace, zone: ZoneInfo) -> str | None:
+    """--expires (in BOTKIT_TIMEZONE unless it has an offset), or --expires-in from now,
+    as RFC 3339; refused when it is not in the future (every message would expire unsent)."""
     if args.expires:
-        if _moment("--expires", args.expires) <= datetime.now(UTC):
+        moment = parse_local(args.expires, zone, "--expires")
+        if moment <= datetime.now(UTC):
             raise ValidationError("--expires", f"{args.expires} has passed: nothing would go")
-        return args.expires
+        return moment.isoformat()
     if not args.expires_in:
         return None
     units = {"m": "minutes", "h": "hours", "d": "days"}

@@ -9,11 +9,12 @@ import os
 import sqlite3
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import ValidationError
+from ..localtime import parse_local
 from ..numbers import international
 from ..settings import Settings
 from .options import add_db
@@ -60,23 +61,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--number", help="only this handset, in international format")
     parser.add_argument(
         "--since",
-        help="only messages (or respondents who started) from this ISO date or datetime on "
-        "(UTC unless it says)",
+        help="only messages (or respondents who started) from this ISO date or time on "
+        "(in BOTKIT_TIMEZONE unless it has an offset)",
     )
     parser.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     add_db(parser)
-
-
-def parse_since(text: str) -> datetime:
-    """An ISO date (midnight) or datetime; one without an offset is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            "--since",
-            f"{text!r} is not an ISO date or datetime (2026-03-01, 2026-03-01T09:30:00+11:00)",
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def check_schema(database: str) -> None:
@@ -97,8 +86,9 @@ def main(args: argparse.Namespace) -> int:
     if (args.what == "survey") != (args.name is not None):
         raise ValidationError("NAME", "give a survey's name after survey, and only there")
     handset = None if args.number is None else international(args.number, "--number")
-    since = None if args.since is None else parse_since(args.since)
-    database = existing_database(Settings.load(db=args.db).db)
+    settings = Settings.load(db=args.db)
+    since = None if args.since is None else parse_local(args.since, settings.zone, "--since")
+    database = existing_database(settings.db)
     if not is_url(database):
         check_schema(database)
     what = Export(args.what, args.fmt, args.name, handset, since)

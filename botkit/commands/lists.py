@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from ..clock import parse_stamp
 from ..errors import ValidationError
+from ..localtime import parse_local, shown
 from ..messages import ConsentChange
 from ..numbers import international
 from ..settings import Settings
@@ -29,12 +32,14 @@ NAME = "lists"
 HELP = "import subscribers into a list from a CSV, or show the lists and their members"
 DESCRIPTION = (
     "import LIST FILE.csv: subscribe every number of the CSV (a 'number' column in "
-    "international format; optional 'source' and 'consented_at' columns) to LIST, "
+    "international format; optional 'source' and 'consented_at' columns, the latter in "
+    "BOTKIT_TIMEZONE unless it has an offset) to LIST, "
     "creating it if need be. Each subscription goes into the consent ledger with its "
     "source (--source for rows without one) and time. Every number is checked: bad rows "
     "are reported on stderr with their line and left out, good rows are kept; numbers "
     "that opted out are not subscribed. Exits 1 if any row was bad. "
-    "show [LIST]: every list with its member counts, or the members of LIST."
+    "show [LIST]: every list with its member counts, or the members of LIST (since when, "
+    "in BOTKIT_TIMEZONE)."
 )
 EXAMPLES = """\
   botkit lists import deals signups.csv --source web --address 4433
@@ -100,17 +105,20 @@ def read_csv(path: Path) -> csv.DictReader[str]:
 
 
 def parse_rows(
-    reader: csv.DictReader[str], name: str, address: str, source: str
+    reader: csv.DictReader[str], name: str, address: str, source: str, zone: ZoneInfo
 ) -> Iterator[Line | BadLine]:
-    """Each row, as the subscription it asks for or what is wrong with it."""
+    """Each row, as the subscription it asks for or what is wrong with it (a time
+    without an offset in `zone`)."""
     for record in reader:
         try:
-            yield Line(reader.line_num, _change(record, name, address, source))
+            yield Line(reader.line_num, _change(record, name, address, source, zone))
         except ValidationError as exc:
             yield BadLine(reader.line_num, str(exc))
 
 
-def _change(record: dict[str, str], name: str, address: str, source: str) -> ConsentChange:
+def _change(
+    record: dict[str, str], name: str, address: str, source: str, zone: ZoneInfo
+) -> ConsentChange:
     """The subscription a CSV row asks for; ValidationError naming the bad column."""
     return ConsentChange(
         handset=international(record.get("number") or "", "number"),
@@ -118,7 +126,7 @@ def _change(record: dict[str, str], name: str, address: str, source: str) -> Con
         action="opt-in",
         source=consent_source(record.get("source") or source, "source"),
         list=name,
-        at=consented_at(record.get("consented_at") or ""),
+        at=consented_at(record.get("consented_at") or "", zone),
     )
 
 
@@ -130,17 +138,12 @@ def consent_source(text: str, field: str) -> str:
     return source
 
 
-def consented_at(text: str) -> datetime | None:
-    """An ISO date or datetime in the past (UTC unless it says); None when blank."""
+def consented_at(text: str, zone: ZoneInfo) -> datetime | None:
+    """An ISO date or time in the past (in `zone` unless it has an offset); None when
+    blank."""
     if not text.strip():
         return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationError(
-            "consented_at", f"{text!r} is not an ISO date or datetime (2026-03-01T09:30:00+11:00)"
-        ) from None
-    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    moment = parse_local(text, zone, "consented_at")
     if moment > datetime.now(UTC):
         raise ValidationError("consented_at", f"{text!r} is in the future")
     return moment
@@ -154,7 +157,7 @@ def _import(args: argparse.Namespace) -> int:
     source = consent_source(args.source, "--source")
     numbers = settings.our_numbers()
     address = numbers.ours(args.address) if args.address else numbers.default
-    rows = parse_rows(read_csv(Path(args.file)), name, address, source)
+    rows = parse_rows(read_csv(Path(args.file)), name, address, source, settings.zone)
     done = asyncio.run(_subscribe(settings.db, name, args.description, rows, args.file))
     print(
         f"botkit lists import: {name}: {done[SUBSCRIBED]} subscribed, "
@@ -214,14 +217,16 @@ async def _write(store: Store, batch: list[Line], file: str) -> Counter[str]:
 def _show(args: argparse.Namespace) -> int:
     from ..db import existing_database
 
-    database = existing_database(Settings.load(db=args.db).db)
-    for line in asyncio.run(_lines(database, args.list)):
+    settings = Settings.load(db=args.db)
+    database = existing_database(settings.db)
+    for line in asyncio.run(_lines(database, args.list, settings.zone)):
         print(line)
     return 0
 
 
-async def _lines(database: str, name: str | None) -> list[str]:
-    """What `lists show` prints: a line a list, or a line a member of list `name`."""
+async def _lines(database: str, name: str | None, zone: ZoneInfo) -> list[str]:
+    """What `lists show` prints: a line a list, or a line a member of list `name` (since
+    when, in `zone`)."""
     async with _store(database) as store:
         if name is None:
             return [
@@ -230,7 +235,8 @@ async def _lines(database: str, name: str | None) -> list[str]:
                 for row in await store.lists.summary()
             ]
         return [
-            f"{row['handset']:<16} {row['address']:<12} {row['source']:<8} {row['since']}"
+            f"{row['handset']:<16} {row['address']:<12} {row['source']:<8} "
+            f"{shown(parse_stamp(row['since']), zone)}"
             for row in await store.lists.subscribers(name)
         ]
 

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from ..errors import GatewayError, ValidationError
+from ..localtime import parse_local
 from ..settings import Settings
 
 NAME = "send"
@@ -29,7 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     route.add_argument("--source", help="source number or short code (instead of a class)")
     parser.add_argument("--mask", help="sender mask (needs a class)")
     parser.add_argument("--reference", help="your reference, up to 50 characters")
-    parser.add_argument("--expires", help="RFC 3339 expiry, e.g. 2026-12-01T10:00:00+11:00")
+    parser.add_argument(
+        "--expires",
+        help="expiry, e.g. 2026-12-01T10:00 (in BOTKIT_TIMEZONE) or 2026-12-01T10:00:00+11:00",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -41,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
             "BOTKIT_APPLICATION", "set BOTKIT_APPLICATION and BOTKIT_PASSWORD to send"
         )
     source = args.source
+    expires = parse_local(args.expires, settings.zone, "--expires") if args.expires else None
     message_class = args.message_class or (None if source else settings.message_class)
     gateway = Gateway(
         url=settings.gateway_url, application=settings.application, password=settings.password
@@ -58,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
                 source=source,
                 mask=args.mask,
                 reference=args.reference,
-                expires=args.expires,
+                expires=expires,
             )
 
     try:

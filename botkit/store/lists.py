@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ..clock import stamp
 from ..db import Row, Tx
@@ -53,6 +53,20 @@ class Lists(Part):
                 )
 
         await self.db.write(write)
+
+    async def declare(self, names: Iterable[str]) -> None:
+        """Make sure every list of `names` exists, in one transaction: the lists the bots
+        declare, at start-up. Idempotent, and safe when several processes start at once
+        (a list another one made in between is left as it is)."""
+        wanted = sorted({list_name(name) for name in names})
+
+        async def write(tx: Tx) -> None:
+            now = self.now()
+            for name in wanted:
+                await _ensure(tx, name, now)
+
+        if wanted:
+            await self.db.write(write)
 
     async def subscribe(
         self,
