@@ -31,10 +31,10 @@ DEFAULT, OTHER = "4433", "+61400999000"
 NUMBERS = f"{DEFAULT},{OTHER}"
 
 
-def clinic() -> Bot:
-    bot = Bot("clinic")
+def surgery() -> Bot:
+    bot = Bot("surgery")
 
-    @bot.keyword("BOOK")
+    @bot.keyword("APPOINT")
     async def book(ctx: Context) -> None:
         ctx.reply("Booked. We will remind you.")
         ctx.schedule("remind", hours=1)
@@ -60,10 +60,10 @@ def clinic() -> Bot:
 
 
 class harness(Harness):
-    """The example bots and the clinic, on our two numbers."""
+    """The example bots and a surgery, on our two numbers."""
 
     def __init__(self, database: str, *bots: Bot) -> None:
-        bots = (clinic(), *load_bots(ROOT / "bots"), *bots)
+        bots = (surgery(), *load_bots(ROOT / "bots"), *bots)
         super().__init__(bots, ROOT / "templates", db=database, numbers=NUMBERS)
 
 
@@ -129,7 +129,7 @@ async def test_a_reply_goes_from_the_number_the_handset_texted(database):
         (to_default,) = await phone.send("HELLO", to=DEFAULT)
         assert request_of(h, to_default) == ("mt_message", None, None)
         assert to_default.sender == DEFAULT
-        (to_other,) = await phone.send("BOOK", to=OTHER)
+        (to_other,) = await phone.send("APPOINT", to=OTHER)
         assert request_of(h, to_other) == (None, OTHER, None)
         assert to_other.sender == OTHER
         await h.advance(hours=1)  # the timer's reply: the thread's number too
@@ -145,7 +145,7 @@ async def test_a_reply_goes_from_the_number_the_handset_texted(database):
 async def test_stop_to_one_number_refuses_every_path_from_it_and_only_it(database):
     async with harness(database) as h:
         phone = h.phone(PHONE)
-        await phone.send("BOOK", to=OTHER)  # a reminder is pending in a thread on OTHER
+        await phone.send("APPOINT", to=OTHER)  # a reminder is pending in a thread on OTHER
         (confirmation,) = await phone.send("STOP", to=OTHER)
         assert confirmation.sender == OTHER  # the confirmation: from where STOP went
         assert request_of(h, confirmation) == (None, OTHER, None)
@@ -166,7 +166,7 @@ async def test_stop_to_one_number_refuses_every_path_from_it_and_only_it(databas
 async def test_an_opt_out_given_elsewhere_holds_for_timers_surveys_and_operators(database):
     async with harness(database) as h:
         phone = h.phone(PHONE)
-        await phone.send("BOOK", to=OTHER)
+        await phone.send("APPOINT", to=OTHER)
         (question,) = await phone.send("SURVEY", to=DEFAULT)
         await opt_out(h, PHONE, OTHER)
         await h.advance(hours=1)  # the reminder of the thread on OTHER: refused

@@ -20,7 +20,7 @@ from ..errors import ValidationError
 from ..messages import Reply, Thread, Timer
 from . import outbox, schedule, threads
 from .base import Part
-from .consent import is_suppressed
+from .ledger import is_suppressed
 
 BOT = "broadcast"  # the bot name on the threads of template broadcasts
 

@@ -19,7 +19,9 @@ from ..clock import stamp
 from ..db import Row, Tx
 from ..errors import ValidationError
 from ..messages import ConsentChange
+from . import lists
 from .base import Part
+from .ledger import is_suppressed, write_ledger
 
 ACTIONS = ("opt-out", "opt-in")
 PAGE = 50
@@ -227,38 +229,10 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({','.join('?' * len(values))})"
 
 
-async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...]) -> bool:
-    """True if `handset` opted out of any of `addresses`, or of all of them (STOPALL)
-    and not back in to the first of them since."""
-    wanted = [canonical_address(a) for a in addresses if a]
-    if wanted:
-        marks = ",".join("?" * len(wanted))
-        found = await tx.fetchval(
-            f"SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}) LIMIT 1",
-            (handset, *wanted),
-        )
-        if found is not None:
-            return True
-    everywhere = await tx.fetchval(
-        "SELECT 1 FROM suppressions WHERE handset = ? AND address = ?", (handset, EVERYWHERE)
-    )
-    if everywhere is None:
-        return False
-    if not wanted:
-        return True
-    back_in = await tx.fetchval(
-        "SELECT 1 FROM suppression_exceptions WHERE handset = ? AND address = ?",
-        (handset, wanted[0]),
-    )
-    return back_in is None
-
-
 async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
     """Suppress or release a handset and write the change to the ledger; False (and no
     ledger line) when nothing changes, as for a second STOP. A change that names a list
     subscribes to it or leaves it; an opt-out also ends the list memberships it covers."""
-    from . import lists  # lists writes its ledger lines with this module's write_ledger
-
     change = dataclasses.replace(change, address=canonical_address(change.address))
     if change.list is not None:
         return await lists.apply(tx, change, now) in lists.CHANGES
@@ -312,22 +286,3 @@ async def _opt_in(tx: Tx, handset: str, address: str, now: str) -> bool:
             (handset, address, now),
         )
     return changed > 0
-
-
-async def write_ledger(tx: Tx, change: ConsentChange, now: str) -> None:
-    """Append one line to the ledger, dated when the consent was given."""
-    await tx.execute(
-        """INSERT INTO consent (handset, address, action, keyword, source, message_id,
-               list, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-        (
-            change.handset,
-            change.address,
-            change.action,
-            change.keyword,
-            change.source,
-            change.message_id,
-            change.list,
-            now if change.at is None else stamp(change.at),
-        ),
-    )

@@ -13,12 +13,13 @@ import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 
+from ..addresses import EVERYWHERE
 from ..clock import stamp
 from ..db import Row, Tx
 from ..errors import ValidationError
 from ..messages import ConsentChange
 from .base import Part
-from .consent import EVERYWHERE, is_suppressed, write_ledger
+from .ledger import is_suppressed, write_ledger
 
 # What a change of membership did; only the first two change anything.
 SUBSCRIBED, UNSUBSCRIBED = "subscribed", "unsubscribed"

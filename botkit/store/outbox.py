@@ -15,7 +15,7 @@ from ..messages import Outgoing, Reply, Thread
 from ..threads import make_reference
 from . import deliveries
 from .base import Claims
-from .consent import is_suppressed
+from .ledger import is_suppressed
 
 # An outbox row `o` that no earlier MT to the same handset is waiting ahead of: one being
 # retried (it must go first, to keep the order), or one due no later than `o`. An MT held
