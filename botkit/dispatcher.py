@@ -80,9 +80,9 @@ class Dispatcher(Worker):
         # The reply to an MO whose handler failed (None: no reply).
         self.apology = apology
         self._active: set[str] = set()  # handsets whose MO is being handled here
-        # Called with the MO and the exception when a handler raises (the test harness
-        # re-raises it in the test).
-        self.failure_listeners: list[Callable[[Message, Exception], None]] = []
+        # Called with the MO (or the timer) and the exception when a handler raises (the
+        # test harness re-raises it in the test).
+        self.failure_listeners: list[Callable[[Message | Timer, Exception], None]] = []
 
     async def _run(self) -> None:
         while True:
@@ -163,6 +163,8 @@ class Dispatcher(Worker):
             ctx.check()
         except Exception as exc:
             log.exception("timer %s %r: %s handler raised", timer.id, timer.name, bot.name)
+            for listener in self.failure_listeners:  # before the commit, as for an MO
+                listener(timer, exc)
             await self.store.timers.end(timer, "failed", f"{type(exc).__name__}: {exc}")
             return
         mt_ids = await self.store.timers.finish(timer, ctx.effects())

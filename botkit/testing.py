@@ -12,8 +12,9 @@
             assert (await phone.thread()).data == {"name": "Ada"}
 
 Everything is real but the clock, which stands still until the test moves it (the
-simulator tells an MT's expiry by it too). A handler that raises fails the test with its
-own exception, and a failed expectation shows the whole conversation so far. The
+simulator tells an MT's expiry by it too). A handler that raises (a timer's too) fails
+the test with its own exception, and a failed expectation shows the whole conversation
+so far. The
 simulator plays an account with the settings' numbers and class, no masks (a mask shows
 only if it is in `masks`) and no number sequence, as the spec's default: MOs name no MT
 they answer, unless `number_sequence=True`.

@@ -137,7 +137,8 @@ async def test_a_timer_handler_that_raises_fails_that_timer_only(database):
     async with Harness([reminder_bot()], TEMPLATES, db=database) as harness:
         phone = harness.phone(PHONE)
         await phone.send("broken")
-        await harness.advance(minutes=1)
+        with pytest.raises(RuntimeError, match="timer bug"):  # the harness raises it
+            await harness.advance(minutes=1)
         row = await harness.runtime.store.db.fetchone("SELECT state, error FROM timers")
         assert (row["state"], row["error"]) == ("failed", "RuntimeError: timer bug")
         (reply,) = await phone.send("book")
