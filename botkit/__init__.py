@@ -25,7 +25,7 @@ from .errors import (
     ValidationError,
 )
 from .gateway import Gateway
-from .messages import Message, Reply, Thread
+from .messages import Message, Reply, Thread, Timer
 from .optin import DoubleOptIn
 from .questions import Question
 from .settings import Settings
@@ -51,6 +51,7 @@ __all__ = [
     "Survey",
     "TemplateError",
     "Thread",
+    "Timer",
     "TransientError",
     "ValidationError",
     "create_app",

@@ -249,7 +249,7 @@ class Context:
             return  # ended already (an on_end hook): nothing more to end
         self.thread.status = "closed"
         self.thread.state = None
-        self._ended = reason
+        self.thread.end_reason = self._ended = reason
 
     def check(self) -> None:
         """Raise HandlerError if the thread's data cannot be stored as JSON."""

@@ -70,6 +70,7 @@ class Thread:
     data: dict[str, Any] = field(default_factory=dict)
     status: str = "open"
     paused_by: str | None = None
+    end_reason: str | None = None  # once closed: ended, expired, opted_out or operator
 
 
 @dataclass(frozen=True)

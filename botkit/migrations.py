@@ -348,6 +348,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX threads_handset ON threads (handset, updated_at, id)",
         ),
     ),
+    Migration(
+        17,
+        "threads: why each ended (ended, expired, opted_out, operator), for the dashboard",
+        ("ALTER TABLE threads ADD COLUMN end_reason TEXT",),
+    ),
 )
 
 

@@ -46,7 +46,9 @@ class DoubleOptIn:
         ).attach(bot)
 
     Each template is rendered with `list` and `keyword`; a text that is not a template
-    name is sent as it is.
+    name is sent as it is. With `interrupts=True` the keyword is matched before any
+    thread's state, so it starts the opt-in even while another conversation waits for
+    an answer.
     """
 
     list: str
@@ -57,6 +59,7 @@ class DoubleOptIn:
     declined: str
     expired: str
     timeout: timedelta = DEFAULT_TIMEOUT
+    interrupts: bool = False
 
     def __post_init__(self) -> None:
         list_name(self.list)
@@ -76,7 +79,7 @@ class DoubleOptIn:
     def attach(self, bot: Bot) -> DoubleOptIn:
         """Register the keyword, state and timer of this flow on `bot`, and its list, which
         the app creates (empty) at start-up so that it is there before anyone joins."""
-        bot.keyword(self.keyword)(self.join)
+        bot.keyword(self.keyword, interrupts=self.interrupts)(self.join)
         bot.state(self.state)(self.answer)
         bot.timer(self.timer)(self.expire)
         bot.lists.append(self.list)

@@ -103,12 +103,18 @@ class Survey:
         return f"survey:{self.name}:expire"
 
     def attach(
-        self, bot: Bot, *, keyword: str | None = None, aliases: Iterable[str] = ()
+        self,
+        bot: Bot,
+        *,
+        keyword: str | None = None,
+        aliases: Iterable[str] = (),
+        interrupts: bool = False,
     ) -> Survey:
         """Register the survey on `bot`: its state and timers, and `keyword` (with
-        `aliases`) to start it from a text."""
+        `aliases`) to start it from a text (before any thread's state, if it
+        `interrupts`)."""
         if keyword is not None:
-            bot.keyword(keyword, aliases=aliases)(self.start)
+            bot.keyword(keyword, aliases=aliases, interrupts=interrupts)(self.start)
         bot.state(self.state)(self.answer)
         bot.timer(self.entry)(self.start)
         bot.timer(self.remind_timer)(self.remind)

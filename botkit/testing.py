@@ -43,7 +43,8 @@ from starlette.applications import Starlette
 
 from .app import create_app
 from .bot import Bot
-from .messages import Thread
+from .compliance import BOT as COMPLIANCE_BOT
+from .messages import Thread, Timer
 from .runtime import Runtime
 from .settings import Settings
 from .simulator import Simulator
@@ -314,9 +315,21 @@ class Phone:
         statuses = self.harness.simulator.sent_by_id[reply.id].statuses
         return replace(reply, statuses=tuple(statuses))
 
-    async def thread(self) -> Thread | None:
-        """This handset's most recent thread (open or closed): its bot, state and data."""
-        return await self.harness.runtime.store.threads.latest_for(self.number)
+    async def thread(self, bot: str | None = None) -> Thread | None:
+        """This handset's most recent conversation (open or closed) with `bot`, or with
+        any bot: its bot, state, data and status. (A STOP, START or HELP is answered in
+        a conversation of its own, with the bot "compliance", that this leaves out.)"""
+        return await self.harness.runtime.store.threads.latest_for(
+            self.number, bot=bot, besides=None if bot else COMPLIANCE_BOT
+        )
+
+    async def timers(self, bot: str | None = None) -> list[Timer]:
+        """The pending timers of `thread(bot)`, soonest first: each with its `name`,
+        `due_at` (aware, UTC) and `data`."""
+        thread = await self.thread(bot)
+        if thread is None or thread.id is None:
+            return []
+        return await self.harness.runtime.store.timers.pending(thread.id)
 
     @property
     def last(self) -> SentReply:

@@ -198,6 +198,14 @@ async def test_on_end_runs_once_with_each_reason(database):
             "SELECT data FROM threads WHERE bot = 'booking' ORDER BY id DESC LIMIT 1"
         )
         assert '"ended":"opted_out"' in booking  # the hook's data was kept
+        reasons = await harness.runtime.store.db.fetchall(
+            "SELECT bot, end_reason FROM threads WHERE bot != 'compliance' ORDER BY id"
+        )
+        assert [(row["bot"], row["end_reason"]) for row in reasons] == [
+            ("booking", "ended"),
+            ("booking", "opted_out"),
+            ("promos", "operator"),
+        ]
 
 
 async def test_a_survey_that_expires_ends_with_reason_expired(database):
@@ -212,9 +220,11 @@ async def test_a_survey_that_expires_ends_with_reason_expired(database):
         ended.append(("feedback", ctx.end_reason))
 
     async with Harness([bot], TEMPLATES, db=database) as harness:
-        await harness.phone(PHONE).send("RATE")
+        phone = harness.phone(PHONE)
+        await phone.send("RATE")
         await harness.advance(hours=2)
         assert ended == [("feedback", "expired")]
+        assert (await phone.thread()).end_reason == "expired"
 
 
 async def test_a_failing_on_end_hook_never_holds_up_a_stop(database):
@@ -331,3 +341,46 @@ def test_a_bot_refuses_an_unknown_zone_and_botkits_timer_names():
 
     with pytest.raises(ValueError, match="one on_end"):
         bot.on_end(once)
+
+
+async def test_an_opt_in_and_a_survey_keyword_can_interrupt_a_question(database):
+    from botkit import DoubleOptIn
+
+    booking = booking_and_promotions([])[0]
+    news = Bot("news")
+    DoubleOptIn(
+        list="news", keyword="NEWS", confirm="Reply YES", welcome="In", already="Already",
+        declined="Out", expired="Lapsed", interrupts=True,
+    ).attach(news)  # fmt: skip
+    poll = Bot("poll")
+    Survey("poll", [Question.yes_no("likes", "Do you like us?")]).attach(
+        poll, keyword="POLL", interrupts=True
+    )
+    async with Harness([booking, news, poll], TEMPLATES, db=database) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("BOOK")  # the booking waits for a day
+        await phone.send("NEWS")
+        phone.expect("Reply YES")
+        await phone.send("YES")
+        phone.expect("In")
+        await phone.send("BOOK")
+        await phone.send("POLL")
+        phone.expect("Do you like us?")
+        assert [row[2] for row in await threads_of(harness)] == ["ask_day", None, "survey:poll"]
+
+
+async def test_a_phone_tells_its_conversations_and_their_timers(database):
+    async with Harness(booking_and_promotions([]), TEMPLATES, db=database) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("BOOK")
+        await phone.send("Friday")
+        await phone.send("DEALS")
+        assert (await phone.thread()).bot == "promos"
+        assert (await phone.thread("booking")).data == {"day": "Friday"}
+        (remind,) = await phone.timers("booking")
+        assert (remind.name, remind.due_at) == ("remind", harness.clock.now + timedelta(hours=1))
+        assert await phone.timers() == []  # promos has none
+        await phone.send("STOP")  # answered in a conversation of its own, left out
+        assert (await phone.thread()).bot == "promos"
+        assert (await phone.thread("compliance")).status == "closed"
+        assert await phone.timers("booking") == []  # STOP ended it

@@ -260,7 +260,8 @@ async def test_an_operator_ends_a_conversation_and_its_bots_on_end_runs(database
         assert (hook["state"], hook["data"]) == ("fired", '{"reason": "operator"}')
         assert await harness.runtime.store.timers.pending(thread_id) == []
         page = await c.get(f"/dashboard/threads/{thread_id}")
-        assert "End the conversation" not in page.text and "Closed" in page.text
+        assert "End the conversation" not in page.text
+        assert "(ended by an operator)" in page.text
         token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         again = await c.post(f"/dashboard/threads/{thread_id}/close", data={"csrf": token})
         assert again.status_code == 409

@@ -51,7 +51,7 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
     for change in effects.consent:
         await apply_consent(tx, change, now)
     for thread_id in effects.closing:
-        bot = await threads.close(tx, thread_id, now)
+        bot = await threads.close(tx, thread_id, effects.closing_reason, now)
         await schedule.cancel(tx, thread_id, None, now)
         if bot in effects.on_end:
             await schedule.end_hook(tx, thread_id, effects.closing_reason, now)

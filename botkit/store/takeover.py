@@ -47,7 +47,7 @@ class Takeover(Part):
 
         async def write(tx: Tx) -> bool:
             now = self.now()
-            bot = await threads.close(tx, thread_id, now)
+            bot = await threads.close(tx, thread_id, "operator", now)
             if bot is None:
                 return False
             await schedule.cancel(tx, thread_id, None, now)

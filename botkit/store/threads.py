@@ -53,10 +53,17 @@ class Threads(Part):
         )
         return [row[0] for row in rows]
 
-    async def latest_for(self, handset: str) -> Thread | None:
-        """The handset's most recent thread, open or closed."""
+    async def latest_for(
+        self, handset: str, *, bot: str | None = None, besides: str | None = None
+    ) -> Thread | None:
+        """The handset's most recent thread, open or closed (of `bot` only, when given;
+        not of `besides`, when given)."""
         row = await self.db.fetchone(
-            "SELECT * FROM threads WHERE handset = ? ORDER BY id DESC LIMIT 1", (handset,)
+            """SELECT * FROM threads WHERE handset = ?
+                 AND (CAST(? AS TEXT) IS NULL OR bot = ?)
+                 AND (CAST(? AS TEXT) IS NULL OR bot != ?)
+               ORDER BY id DESC LIMIT 1""",
+            (handset, bot, bot, besides, besides),
         )
         return None if row is None else thread_from_row(row)
 
@@ -72,8 +79,8 @@ async def save(tx: Tx, thread: Thread, now: str) -> Thread:
     if thread.id is None:
         thread_id = await tx.fetchval(
             """INSERT INTO threads (bot, handset, address, state, data, status,
-                   created_at, updated_at, closed_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                   created_at, updated_at, closed_at, end_reason)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
             (
                 thread.bot,
                 thread.handset,
@@ -84,16 +91,27 @@ async def save(tx: Tx, thread: Thread, now: str) -> Thread:
                 now,
                 now,
                 closed_at,
+                thread.end_reason,
             ),
         )
         return dataclasses.replace(thread, id=thread_id)
     await tx.execute(
         """UPDATE threads SET state = ?, data = ?, status = ?, updated_at = ?,
-               closed_at = coalesce(closed_at, ?),
+               closed_at = coalesce(closed_at, ?), end_reason = coalesce(end_reason, ?),
                paused_by = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_by END,
                paused_at = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_at END
            WHERE id = ?""",
-        (thread.state, data, thread.status, now, closed_at, closed_at, closed_at, thread.id),
+        (
+            thread.state,
+            data,
+            thread.status,
+            now,
+            closed_at,
+            thread.end_reason if closed_at else None,
+            closed_at,
+            closed_at,
+            thread.id,
+        ),
     )
     return thread
 
@@ -106,14 +124,15 @@ async def paused(tx: Tx, thread_id: int) -> bool:
     )
 
 
-async def close(tx: Tx, thread_id: int, now: str) -> str | None:
-    """Close an open thread (STOP ends it, or an operator); an operator who had taken it
-    over no longer has it. Returns its bot, or None if it was not open."""
+async def close(tx: Tx, thread_id: int, reason: str, now: str) -> str | None:
+    """Close an open thread for `reason` (STOP ends it: opted_out; or an operator); an
+    operator who had taken it over no longer has it. Returns its bot, or None if it was
+    not open."""
     return await tx.fetchval(
         """UPDATE threads SET status = 'closed', state = NULL, updated_at = ?, closed_at = ?,
-               paused_by = NULL, paused_at = NULL
+               end_reason = ?, paused_by = NULL, paused_at = NULL
            WHERE id = ? AND status = 'open' RETURNING bot""",
-        (now, now, thread_id),
+        (now, now, reason, thread_id),
     )
 
 
@@ -127,4 +146,5 @@ def thread_from_row(row: Row) -> Thread:
         data=json.loads(row["data"]),
         status=row["status"],
         paused_by=row["paused_by"],
+        end_reason=row["end_reason"],
     )
