@@ -22,8 +22,8 @@ DEFAULT, OTHER = "4433", "+61400999000"
 SHOP, CLINIC = "+61400000001", "+61400000002"
 
 
-def clinic() -> Bot:
-    bot = Bot("clinic")
+def surgery() -> Bot:
+    bot = Bot("surgery")
 
     @bot.keyword("PROMO")
     async def promo(ctx: Context) -> None:
@@ -33,10 +33,10 @@ def clinic() -> Bot:
 
 
 class harness(Harness):
-    """The example bots and the clinic on our two numbers (or the numbers given)."""
+    """The example bots and a surgery on our two numbers (or the numbers given)."""
 
     def __init__(self, database: str, numbers: str = f"{DEFAULT},{OTHER}") -> None:
-        bots = (clinic(), *load_bots(ROOT / "bots"))
+        bots = (surgery(), *load_bots(ROOT / "bots"))
         super().__init__(bots, ROOT / "templates", db=database, numbers=numbers)
 
 
