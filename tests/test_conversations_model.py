@@ -4,6 +4,7 @@ timers at a time of day in a time zone, and the apology after a failure."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -384,3 +385,50 @@ async def test_a_phone_tells_its_conversations_and_their_timers(database):
         assert (await phone.thread()).bot == "promos"
         assert (await phone.thread("compliance")).status == "closed"
         assert await phone.timers("booking") == []  # STOP ended it
+
+
+async def test_a_handler_finishing_after_an_operator_ended_its_thread_leaves_it_ended(database):
+    started, go_on = asyncio.Event(), asyncio.Event()
+    ended: list[str] = []
+    bot = Bot("slow")
+
+    @bot.keyword("STAY")
+    async def stay(ctx: Context) -> None:
+        ctx.state = "waiting"
+
+    @bot.keyword("SLOW", interrupts=True)
+    async def slow(ctx: Context) -> None:
+        started.set()
+        await go_on.wait()
+        ctx.schedule("nag", minutes=5)
+        ctx.reply("still here")
+        ctx.state = "waiting"
+
+    @bot.state("waiting")
+    async def waiting(ctx: Context) -> None:
+        pass
+
+    @bot.timer("nag")
+    async def nag(ctx: Context) -> None:
+        ctx.reply("nag")
+
+    @bot.on_end
+    async def on_end(ctx: Context) -> None:
+        ended.append(ctx.end_reason)
+
+    async with Harness([bot], TEMPLATES, db=database) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("STAY")
+        thread = await phone.thread()
+        await harness.simulator.send_mo(PHONE, "SLOW")  # stored; its handler runs on
+        async with asyncio.timeout(30):
+            await started.wait()
+        assert await harness.runtime.store.takeover.close(thread.id, harness.runtime.router.on_end)
+        go_on.set()
+        await harness.settle()
+        after = await phone.thread()
+        assert (after.status, after.state, after.end_reason) == ("closed", None, "operator")
+        assert await phone.timers() == []
+        assert ended == ["operator"]
+        await harness.advance(minutes=10)
+        assert phone.replies == []  # neither "still here" nor "nag"

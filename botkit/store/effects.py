@@ -57,7 +57,12 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
             await schedule.end_hook(tx, thread_id, effects.closing_reason, now)
     if effects.thread is None:
         return None, []
-    thread = await threads.save(tx, effects.thread, now)
+    # A handler that found its thread open, where an operator has ended it since, changes
+    # nothing of it (no state, timers or replies): it stays ended, and on_end runs once.
+    was_open = effects.thread.status == "open" or effects.end_reason is not None
+    thread = await threads.save(tx, effects.thread, now, only_if_open=was_open)
+    if thread is None:
+        return effects.thread.id, []
     assert thread.id is not None
     closed = thread.status == "closed"
     await schedule.cancel(tx, thread.id, None if closed else effects.cancel, now)

@@ -68,8 +68,9 @@ class Threads(Part):
         return None if row is None else thread_from_row(row)
 
 
-async def save(tx: Tx, thread: Thread, now: str) -> Thread:
-    """Insert a new thread or update an existing one; return it with its id.
+async def save(tx: Tx, thread: Thread, now: str, *, only_if_open: bool = False) -> Thread | None:
+    """Insert a new thread or update an existing one; return it with its id (None when
+    `only_if_open` and the stored thread has been closed meanwhile: nothing is written).
 
     `thread` itself is left as it was: a write may be run again (after a conflict on
     PostgreSQL), and must then insert the thread again.
@@ -95,12 +96,12 @@ async def save(tx: Tx, thread: Thread, now: str) -> Thread:
             ),
         )
         return dataclasses.replace(thread, id=thread_id)
-    await tx.execute(
+    updated = await tx.execute(
         """UPDATE threads SET state = ?, data = ?, status = ?, updated_at = ?,
                closed_at = coalesce(closed_at, ?), end_reason = coalesce(end_reason, ?),
                paused_by = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_by END,
                paused_at = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_at END
-           WHERE id = ?""",
+           WHERE id = ? AND (status = 'open' OR ? = 0)""",
         (
             thread.state,
             data,
@@ -111,9 +112,10 @@ async def save(tx: Tx, thread: Thread, now: str) -> Thread:
             closed_at,
             closed_at,
             thread.id,
+            int(only_if_open),
         ),
     )
-    return thread
+    return thread if updated else None
 
 
 async def paused(tx: Tx, thread_id: int) -> bool:
