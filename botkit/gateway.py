@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import ipaddress
+import json
 import logging
 import re
 import time
@@ -106,11 +107,24 @@ _redactor = _RedactSecrets()
 def _secret_forms(secret: str) -> set[str]:
     """The ways `secret` can come back in a gateway's or a proxy's answer: raw, as httpx,
     quote and quote_plus encode it, each of those HTML-escaped (an error page quoting the
-    URL), and its UTF-8 read as Latin-1."""
+    URL) or written as a JSON string (with `/` escaped, as PHP does, or `<>&`, as Go
+    does), and its UTF-8 read as Latin-1."""
     httpx_form = str(httpx.QueryParams({"p": secret})).removeprefix("p=")
     quoted = {urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
     forms = {secret, httpx_form, *quoted, secret.encode().decode("latin-1")}
-    return forms | {html.escape(form) for form in forms}
+    return forms | {html.escape(form) for form in forms} | _json_forms(forms)
+
+
+def _json_forms(forms: set[str]) -> set[str]:
+    """`forms` as JSON encoders write them inside a string: plain, ASCII-only, and with
+    `/` or `<`, `>`, `&` escaped."""
+    written = set()
+    for form in forms:
+        for ascii_only in (False, True):
+            plain = json.dumps(form, ensure_ascii=ascii_only)[1:-1]
+            go = plain.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            written |= {plain, plain.replace("/", "\\/"), go}
+    return written
 
 
 def _protect(secret: str) -> None:

@@ -19,6 +19,8 @@ from .errors import ValidationError
 from .gateway import in_clear
 
 DEFAULT_GATEWAY_URL = "https://api.sms.optus.com.au/message"
+# A conversation idle for a minute at least, a century at most (dates stay in range).
+MIN_IDLE_DAYS, MAX_IDLE_DAYS = 1 / 1440, 36_500
 
 
 def _setting(env: str, default: Any, help: str) -> Any:
@@ -126,13 +128,17 @@ class Settings:
             raise ValidationError("BOTKIT_SEND_RATE", "must be a positive number")
         if not (math.isfinite(self.lease) and self.lease >= 1):
             raise ValidationError("BOTKIT_LEASE", "must be a number of seconds, at least 1")
-        if not (math.isfinite(self.thread_idle_days) and self.thread_idle_days > 0):
-            raise ValidationError("BOTKIT_THREAD_IDLE_DAYS", "must be a positive number of days")
+        if not (MIN_IDLE_DAYS <= self.thread_idle_days <= MAX_IDLE_DAYS):  # not nan either
+            raise ValidationError(
+                "BOTKIT_THREAD_IDLE_DAYS",
+                f"must be a number of days from {MIN_IDLE_DAYS:g} to {MAX_IDLE_DAYS}",
+            )
         try:
             self.zone  # noqa: B018 - an unknown zone fails here, at start-up
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, too long
+            shown = self.timezone if len(self.timezone) <= 40 else f"{self.timezone[:40]}..."
             raise ValidationError(
-                "BOTKIT_TIMEZONE", f"{self.timezone!r} is not an IANA zone like Australia/Sydney"
+                "BOTKIT_TIMEZONE", f"{shown!r} is not an IANA zone like Australia/Sydney"
             ) from None
         if not 0 < self.port < 65536:
             raise ValidationError("BOTKIT_PORT", f"{self.port} is not a TCP port")
@@ -225,13 +231,34 @@ class Settings:
         unknown = set(values) - set(known)
         if unknown:
             raise ValidationError(str(path), f"unknown settings {sorted(unknown)}")
+        from_file = set(values)
         for name, f in known.items():
             if f.metadata["env"] in environ:
                 values[name] = environ[f.metadata["env"]]
+                from_file.discard(name)
         for name in ignore:
             values.pop(name, None)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**{name: _cast(known[name], value) for name, value in values.items()})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        from_file -= set(given)
+        try:
+            return cls(**{name: _cast(known[name], value) for name, value in values.items()})
+        except ValidationError as exc:
+            raise _from_file(exc, from_file, known, path) from None
+
+
+def _from_file(
+    exc: ValidationError,
+    from_file: set[str],
+    known: Mapping[str, dataclasses.Field[Any]],
+    path: Path,
+) -> ValidationError:
+    """`exc` naming the botkit.toml key its value came from, when it did (not only the
+    variable, which the user never set)."""
+    for name in from_file:
+        if known[name].metadata["env"] == exc.field:
+            return ValidationError(f"{path}: {name} ({exc.field})", exc.reason)
+    return exc
 
 
 def _check_networks(name: str, entries: tuple[str, ...]) -> None:
@@ -247,7 +274,7 @@ def _cast(f: dataclasses.Field[Any], value: Any) -> Any:
     """Turn a text value from the environment into the field's type."""
     name = f.metadata["env"]
     if not isinstance(value, str):
-        return tuple(value) if isinstance(value, list) else value
+        return _typed(f, value)
     if f.type == "tuple[str, ...]":
         return tuple(part.strip() for part in value.split(",") if part.strip())
     if f.type == "bool":
@@ -262,6 +289,30 @@ def _cast(f: dataclasses.Field[Any], value: Any) -> Any:
         except ValueError:
             raise ValidationError(name, f"{value!r} is not a number") from None
     return value or None if f.type.endswith("| None") else value
+
+
+def _typed(f: dataclasses.Field[Any], value: Any) -> Any:
+    """A value from botkit.toml, checked against the field's type (TOML has its own)."""
+    wanted = {
+        "tuple[str, ...]": "a list of strings",
+        "bool": "true or false",
+        "int": "a whole number",
+        "float": "a number",
+    }.get(f.type, "a string")
+    if f.type == "tuple[str, ...]":
+        fits = isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+        value = tuple(value) if fits else value
+    elif f.type == "bool":
+        fits = isinstance(value, bool)
+    elif f.type == "int":
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif f.type == "float":
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, str)
+    if not fits:
+        raise ValidationError(f"botkit.toml: {f.name}", f"{value!r} is not {wanted}")
+    return value
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import logging
 import socket
 import urllib.parse
@@ -555,6 +556,9 @@ def echoes(password: str) -> list[str]:
         html.escape(urllib.parse.quote(password, safe="")),
         password.encode().decode("latin-1"),  # UTF-8 shown as Latin-1
         password.upper(),
+        json.dumps(password)[1:-1],  # a JSON error body, ASCII-only
+        json.dumps(password, ensure_ascii=False)[1:-1].replace("/", "\\/"),  # PHP's
+        json.dumps(password, ensure_ascii=False)[1:-1].replace("&", "\\u0026"),  # Go's
     ]
 
 

@@ -256,3 +256,37 @@ def test_ignored_settings_come_from_neither_file_nor_environment(tmp_path):
     )
     assert settings.simulator_mode and settings.password is None
     assert (settings.sender_name, settings.send_rate) == ("Shop", 5.0)
+
+
+@pytest.mark.parametrize("zone", ["Australia", "Etc", "A" * 300, "../../etc/passwd", ""])
+def test_a_timezone_that_is_a_folder_or_too_long_is_a_clear_error(tmp_path, zone):
+    with pytest.raises(ValidationError, match="BOTKIT_TIMEZONE") as caught:
+        load(tmp_path, {"BOTKIT_TIMEZONE": zone})
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("days", ["1e9", "1000000", "36501", "1e-300"])
+def test_thread_idle_days_stay_within_a_century(tmp_path, days):
+    with pytest.raises(ValidationError, match="BOTKIT_THREAD_IDLE_DAYS"):
+        load(tmp_path, {"BOTKIT_THREAD_IDLE_DAYS": days})
+    assert load(tmp_path, {"BOTKIT_THREAD_IDLE_DAYS": "36500"}).thread_idle_days == 36500
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [("timezone = 5", "timezone"), ("thread_idle_days = [1]", "thread_idle_days"),
+     ("send_rate = [1]", "send_rate"), ("stop_words = [1, 2]", "stop_words"),
+     ("port = true", "port"), ("failed_reply = 1", "failed_reply")],
+)  # fmt: skip
+def test_a_toml_value_of_the_wrong_type_is_a_clear_error(tmp_path, line, field):
+    (tmp_path / "botkit.toml").write_text(line + "\n")
+    with pytest.raises(ValidationError, match=f"botkit.toml: {field}"):
+        load(tmp_path)
+
+
+def test_a_bad_value_from_botkit_toml_is_blamed_on_the_file(tmp_path):
+    (tmp_path / "botkit.toml").write_text('timezone = "Australia/Sydnee"\n')
+    with pytest.raises(ValidationError, match=r"botkit.toml: timezone \(BOTKIT_TIMEZONE\)"):
+        load(tmp_path)
+    with pytest.raises(ValidationError, match=r"^BOTKIT_TIMEZONE: 'Mars'"):  # the variable wins
+        load(tmp_path, {"BOTKIT_TIMEZONE": "Mars"})
