@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from .templates import SMSTemplates
 
 Handler = Callable[["Context"], Awaitable[None]]
+# Further than this is a mistake (a year typed wrong), and near year 9999 a time no
+# longer converts between zones.
+MAX_TIMER_WAIT = timedelta(days=36_500)
 
 
 class Declared(Protocol):
@@ -187,6 +190,8 @@ class Context:
             due = at if at.utcoffset() is not None else at.replace(tzinfo=self.zone)
         else:
             raise HandlerError(f"timer {name!r}: at={at!r} is not a datetime")
+        if due - self._now > MAX_TIMER_WAIT:
+            raise HandlerError(f"timer {name!r}: {due.isoformat()} is more than a century away")
         timer = Timer(name=name, due_at=max(due, self._now), data=dict(data or {}))
         self._scheduled.append(timer)
         return timer

@@ -331,12 +331,23 @@ class Dispatcher(Worker):
         # harness settling on that must already hold the exception to re-raise.
         for listener in self.failure_listeners:
             listener(message, exc)
-        apology = self.apology() if self.apology is not None else None
+        apology = self._apology(message)
         where = thread or Thread(
             bot=route.bot.name, handset=message.source, address=message.destination
         )
         if await self.store.inbox.fail(message, error, where, apology, self.numbers):
             self.on_queued()
+
+    def _apology(self, message: Message) -> Reply | None:
+        """The apology for a failed MO; None when it is off, or cannot be rendered (a
+        broken errors/failed.txt is logged, and the MO keeps its handler's error)."""
+        if self.apology is None:
+            return None
+        try:
+            return self.apology()
+        except Exception:
+            log.exception("mo %s: no apology sent: errors/failed.txt failed", message.gateway_id)
+            return None
 
     async def _commit(self, message: Message, route: Route, ctx: Context, started: float) -> None:
         """Commit what the handler did: thread, state, replies queued, MO handled."""

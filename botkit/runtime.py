@@ -16,6 +16,7 @@ from .clock import Clock, system_clock
 from .compliance import Compliance
 from .db import Database
 from .dispatcher import Dispatcher
+from .errors import TemplateError
 from .gateway import Gateway
 from .messages import Reply
 from .metrics import Metrics
@@ -122,6 +123,8 @@ class Runtime:
             zone=self.settings.zone,
             apology=self._apology if self.settings.failed_reply else None,
         )
+        if self.settings.failed_reply:
+            self._check_apology()
         self.sender.start()
         self.dispatcher.start()
         if self.reloader is not None:
@@ -130,6 +133,13 @@ class Runtime:
     def _apology(self) -> Reply:
         """The reply to an MO whose handler failed: errors/failed.txt."""
         return self.templates.reply("errors/failed.txt", {"sender": self.settings.sender_name})
+
+    def _check_apology(self) -> None:
+        """Say at start-up, not at the first failure, that errors/failed.txt is broken."""
+        try:
+            self._apology()
+        except TemplateError as exc:
+            log.error("%s: no apology will be sent after a handler fails", exc)
 
     async def stop(self) -> None:
         """Stop the workers (letting work under way finish), then close everything."""

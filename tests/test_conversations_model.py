@@ -311,6 +311,8 @@ async def test_the_zone_of_a_bot_without_its_own_is_the_setting(database):
         ({}, "give either at= or a delay"),
         ({"at": datetime(2026, 1, 1), "minutes": 5}, "give either at= or a delay"),
         ({"at": "tomorrow"}, "is not a datetime"),
+        ({"at": datetime(9999, 12, 31, 20, tzinfo=UTC)}, "more than a century away"),
+        ({"days": 40_000}, "more than a century away"),
     ],
 )
 async def test_a_timer_needs_one_time(database, kwargs, error):

@@ -216,3 +216,13 @@ async def test_a_thread_shows_its_data_and_timers_in_the_dashboards_zone(databas
     assert PHONE in since and PHONE not in until
     assert "Messages per day (Australia/Sydney)" in deliveries
     assert 'aria-label="Messages per day: 2026-01-06: MO 1 · MT 1"' in deliveries
+
+
+def test_a_time_past_year_9999_in_the_zone_is_shown_as_stored():
+    from zoneinfo import ZoneInfo
+
+    from botkit.dashboard.pages import when_in
+
+    sydney = ZoneInfo("Australia/Sydney")
+    assert when_in("9999-12-31T20:00:00.000000Z", sydney) == "9999-12-31 20:00:00 UTC"
+    assert when_in("2026-01-05T09:00:00.000000Z", sydney) == "2026-01-05 20:00:00 AEDT"

@@ -229,3 +229,29 @@ async def test_reply_to_finds_the_thread_of_the_answered_mt(settings):
     assert stored["reply_to"] == first.id
     assert len(rows(settings.db, "SELECT * FROM threads")) == 1
     assert sim.inbox(PHONE)[1].content == "thread has 2"
+
+
+async def test_a_broken_apology_is_said_at_start_and_the_mo_keeps_its_own_error(
+    settings, tmp_path, caplog
+):
+    bot = Bot("broken")
+
+    @bot.fallback
+    async def broken(ctx: Context) -> None:
+        raise LookupError("no such appointment")
+
+    (tmp_path / "tpl" / "errors").mkdir(parents=True)
+    (tmp_path / "tpl" / "errors" / "failed.txt").write_text("{{ nope }} sorry\n")
+    ours = dataclasses.replace(settings, templates=str(tmp_path / "tpl"))
+    async with running(create_app(ours, bots=[bot])) as app:
+        assert "errors/failed.txt, line 1: 'nope' is undefined" in caplog.text  # at start
+        mo = await app.state.simulator.send_mo(PHONE, "hello")
+        (failed,) = await eventually(
+            lambda: rows(
+                settings.db,
+                "SELECT * FROM messages WHERE gateway_id = ? AND status = 'failed'",
+                (mo.id,),
+            )
+        )
+    assert failed["error"] == "LookupError: no such appointment"
+    assert rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'") == []

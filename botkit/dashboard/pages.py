@@ -90,7 +90,10 @@ def when_in(stamp: str | None, zone: tzinfo) -> str:
     """A stored time in `zone`: `2026-01-05 20:00:00 AEDT`."""
     if not stamp:
         return ""
-    return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    try:
+        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    except OverflowError:  # past year 9999 there: shown as stored, in UTC
+        return when(stamp)
 
 
 def time_filter(timezone: str, zone: tzinfo) -> Callable[[str | None], str]:
