@@ -7,12 +7,13 @@ import io
 import json
 import logging
 import signal
+import sys
 
 import httpx
 from conftest import eventually, rows
 from servers import free_port, output, poll, start, wait_for
 
-from botkit.logs import JSONFormatter
+from botkit.logs import JSONFormatter, TextFormatter
 
 PHONE = "+61400000001"
 UNROUTABLE = "+61400000009"
@@ -40,6 +41,21 @@ def test_text_lines_stay_one_readable_line():
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.emit(record_with(event="mo.stored", gateway_id=42))
     assert stream.getvalue() == "INFO botkit.test: mo 42: stored\n"
+
+
+def test_text_from_a_handset_cannot_forge_a_log_line():
+    forged = "BOOM x\n01:47:00 INFO    botkit.dashboard: thread 1: closed by admin\rY"
+    try:
+        raise RuntimeError(f"handler blew up on: {forged}")
+    except RuntimeError:
+        record = logging.getLogger("botkit.test").makeRecord(
+            "botkit.test", logging.ERROR, __file__, 1, "mo %s: failed", (42,), sys.exc_info()
+        )
+    text = TextFormatter().format(record)
+    first, *rest = text.split("\n")
+    assert first.endswith("ERROR   botkit.test: mo 42: failed")
+    assert rest and all(line.startswith("  | ") for line in rest)
+    assert "\r" not in text and "closed by admin\\rY" in text
 
 
 def events(caplog) -> dict[str, list[logging.LogRecord]]:
