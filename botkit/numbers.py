@@ -21,14 +21,14 @@ def international(value: str, field: str = "destination") -> str:
         raise ValidationError(field, "is empty")
     if not text.startswith("+"):
         raise ValidationError(
-            field, f"{value!r} is not in international format (+ and country code)"
+            field, f"{_shown(value)} is not in international format (+ and country code)"
         )
     try:
         parsed = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException as exc:
-        raise ValidationError(field, f"{value!r} is not a phone number ({exc})") from None
+        raise ValidationError(field, f"{_shown(value)} is not a phone number ({exc})") from None
     if not phonenumbers.is_possible_number(parsed):
-        raise ValidationError(field, f"{value!r} is not a possible phone number")
+        raise ValidationError(field, f"{_shown(value)} is not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -46,7 +46,7 @@ def search_forms(value: str, field: str = "q") -> tuple[str, ...]:
     typed = all(ch.isdigit() or ch in SEPARATORS for ch in text.removeprefix("+"))
     found = _candidates(text, digits) if digits and typed else set()
     if not found:
-        raise ValidationError(field, f"{value!r} is not a phone number")
+        raise ValidationError(field, f"{_shown(value)} is not a phone number")
     return tuple(sorted(found))
 
 
@@ -72,3 +72,8 @@ def _candidates(text: str, digits: str) -> set[str]:
 
 def _e164(number: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _shown(value: str) -> str:
+    """`value` as an error quotes it: whole up to 40 characters, else its start."""
+    return repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} characters)"

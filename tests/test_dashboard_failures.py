@@ -138,6 +138,7 @@ async def test_a_person_page_shows_every_conversation_and_a_given_up_mo(database
             plain = await c.get(f"/dashboard/people/{PHONE}")
             missing = await c.get("/dashboard/people/%2B61400000099")
             malformed = await c.get("/dashboard/people/0400%3Cb%3E")
+            huge = await c.get(f"/dashboard/people/+61{'4' * 60_000}")
             listing = (await c.get("/dashboard/")).text
     assert plain.status_code == 200 and plain.text == page
     assert [(bot, handset) for _, bot, handset in threads] == [
@@ -161,6 +162,8 @@ async def test_a_person_page_shows_every_conversation_and_a_given_up_mo(database
     assert "+61400000099 has no conversations" in missing.text
     assert malformed.status_code == 400
     assert "number: &#39;0400&lt;b&gt;&#39; is not in international format" in malformed.text
+    assert huge.status_code == 400 and len(huge.text) < 20_000  # not echoed whole
+    assert "(60003 characters) is not a phone number" in huge.text
     assert '/dashboard/people/+61400000001"' in listing
 
 

@@ -31,7 +31,8 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         try:
             handset = international(number, "number")
         except ValidationError as exc:
-            context = {"number": number, "error": f"{exc}: write it as +61412345678."}
+            shown = number if len(number) <= 40 else f"{number[:40]}..."  # not echoed whole
+            context = {"number": shown, "error": f"{exc}: write it as +61412345678."}
             return pages.render(request, "person.html", context, status_code=400)
         before = whole(request.query_params, "before")
         found = await runtime.store.conversations.person(handset, before)
