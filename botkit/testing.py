@@ -132,12 +132,16 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         self._tmp = tempfile.TemporaryDirectory(prefix="botkit-test-")
-        self.app = create_app(self._load_settings(), bots=self._bots, clock=self.clock)
-        self.simulator.default_fate = ()
-        self.simulator.number_sequence = self.number_sequence
-        self.simulator.masks = self.masks
-        self._lifespan = self.app.router.lifespan_context(self.app)
-        await self._lifespan.__aenter__()
+        try:
+            self.app = create_app(self._load_settings(), bots=self._bots, clock=self.clock)
+            self.simulator.default_fate = ()
+            self.simulator.number_sequence = self.number_sequence
+            self.simulator.masks = self.masks
+            self._lifespan = self.app.router.lifespan_context(self.app)
+            await self._lifespan.__aenter__()
+        except BaseException:  # bots that do not load, settings refused: nothing left over
+            self._tmp.cleanup()
+            raise
         assert self.runtime.dispatcher is not None
         self.runtime.dispatcher.failure_listeners.append(
             lambda message, exc: self._errors.append(exc)

@@ -4,6 +4,7 @@ the simulator plays the account the harness describes (masks, number sequence, e
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from datetime import timedelta
 
 import pytest
@@ -270,3 +271,11 @@ async def test_folders_default_to_those_of_the_settings(tmp_path, monkeypatch):
     async with Harness() as harness:
         (reply,) = await harness.phone().send("hey")
         assert (reply.template, reply.text) == ("hi/hello.txt", "Hello from src!")
+
+
+async def test_bots_that_do_not_load_leave_no_temporary_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's folders only
+    with pytest.raises(ValueError, match="two bots are named 'echo'"):
+        async with Harness([echo_bot(), echo_bot()], TEMPLATES):
+            pass
+    assert list(tmp_path.glob("botkit-test-*")) == []
