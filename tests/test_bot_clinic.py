@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 from conftest import ROOT
 
-from botkit.testing import Harness
+from botkit.testing import Harness, SentReply
 
 pytestmark = pytest.mark.backends
 
@@ -116,14 +117,27 @@ async def test_stop_with_a_visit_booked_tells_the_clinic(database, caplog):
         phone.expect("You have been unsubscribed")
 
 
-async def test_a_broken_template_gets_the_patient_an_apology(database, tmp_path):
+def broken_booked(tmp_path: Path, text: str) -> Path:
+    """The example templates, with clinic/booked.txt as `text`."""
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES, templates)
-    (templates / "clinic" / "booked.txt").write_text("Booked with {{ dentist.name }}.\n")
+    (templates / "clinic" / "booked.txt").write_text(text)
+    return templates
+
+
+async def book_the_first_visit(harness: Harness) -> SentReply:
+    """BOOK, then 1: the reply to the pick."""
+    phone = harness.phone()
+    await phone.send("BOOK")
+    (reply,) = await phone.send("1")
+    return reply
+
+
+async def test_a_broken_template_gets_the_patient_an_apology(database, tmp_path):
+    templates = broken_booked(tmp_path, "Booked with {{ dentist.name }}.\n")
     async with Harness(BOTS, templates, db=database, raise_errors=False) as harness:
         phone = harness.phone()
-        await phone.send("BOOK")
-        (apology,) = await phone.send("1")
+        apology = await book_the_first_visit(harness)
         assert apology.template == "errors/failed.txt"
         assert apology.text.startswith("this service: sorry, something went wrong")
         error = await harness.runtime.store.db.fetchval(
@@ -134,13 +148,9 @@ async def test_a_broken_template_gets_the_patient_an_apology(database, tmp_path)
 
 
 async def test_the_failure_shows_in_the_dashboard(database, tmp_path):
-    templates = tmp_path / "templates"
-    shutil.copytree(TEMPLATES, templates)
-    (templates / "clinic" / "booked.txt").write_text("Booked <b>{{ dentist.name }}</b>.\n")
+    templates = broken_booked(tmp_path, "Booked <b>{{ dentist.name }}</b>.\n")
     async with Harness(BOTS, templates, db=database, raise_errors=False) as harness:
-        phone = harness.phone()
-        await phone.send("BOOK")
-        (apology,) = await phone.send("1")
+        apology = await book_the_first_visit(harness)
         transport = httpx.ASGITransport(app=harness.app, client=("127.0.0.1", 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             page = await c.get(f"/dashboard/threads/{apology.thread_id}")

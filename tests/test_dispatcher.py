@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from conftest import eventually, rows, running
 
-from botkit import Bot, Context, create_app
+from botkit import Bot, Context, Settings, create_app
 
 pytestmark = pytest.mark.backends
 
@@ -57,16 +58,28 @@ async def test_handler_that_raises_marks_mo_failed_and_leaves_thread_as_it_was(s
     assert str(boom.id) in caplog.text and "the bot broke" in caplog.text
 
 
-async def test_the_apology_for_a_failure_comes_from_its_template_or_not_at_all(settings, tmp_path):
+def broken_bot() -> Bot:
+    """A bot whose every handler raises."""
     bot = Bot("broken")
 
     @bot.fallback
     async def broken(ctx: Context) -> None:
         raise LookupError("no such appointment")
 
+    return bot
+
+
+def with_apology(settings: Settings, tmp_path: Path, text: str) -> Settings:
+    """`settings` with a templates folder whose errors/failed.txt is `text`."""
     (tmp_path / "tpl" / "errors").mkdir(parents=True)
-    (tmp_path / "tpl" / "errors" / "failed.txt").write_text("Oops & sorry, {{ sender }}\n")
-    ours = dataclasses.replace(settings, templates=str(tmp_path / "tpl"), sender_name="Dr <Tan>")
+    (tmp_path / "tpl" / "errors" / "failed.txt").write_text(text)
+    return dataclasses.replace(settings, templates=str(tmp_path / "tpl"))
+
+
+async def test_the_apology_for_a_failure_comes_from_its_template_or_not_at_all(settings, tmp_path):
+    bot = broken_bot()
+    ours = with_apology(settings, tmp_path, "Oops & sorry, {{ sender }}\n")
+    ours = dataclasses.replace(ours, sender_name="Dr <Tan>")
     async with running(create_app(ours, bots=[bot])) as app:
         sim = app.state.simulator
         await sim.send_mo(PHONE, "hello")
@@ -234,16 +247,8 @@ async def test_reply_to_finds_the_thread_of_the_answered_mt(settings):
 async def test_a_broken_apology_is_said_at_start_and_the_mo_keeps_its_own_error(
     settings, tmp_path, caplog
 ):
-    bot = Bot("broken")
-
-    @bot.fallback
-    async def broken(ctx: Context) -> None:
-        raise LookupError("no such appointment")
-
-    (tmp_path / "tpl" / "errors").mkdir(parents=True)
-    (tmp_path / "tpl" / "errors" / "failed.txt").write_text("{{ nope }} sorry\n")
-    ours = dataclasses.replace(settings, templates=str(tmp_path / "tpl"))
-    async with running(create_app(ours, bots=[bot])) as app:
+    ours = with_apology(settings, tmp_path, "{{ nope }} sorry\n")
+    async with running(create_app(ours, bots=[broken_bot()])) as app:
         assert "errors/failed.txt, line 1: 'nope' is undefined" in caplog.text  # at start
         mo = await app.state.simulator.send_mo(PHONE, "hello")
         (failed,) = await eventually(
