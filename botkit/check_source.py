@@ -141,8 +141,29 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 
 def closest(name: str, known: Iterable[str], cutoff: float = 0.8) -> str | None:
-    """The one of `known` most like `name`, if any is like enough."""
+    """The one of `known` most like `name`, if any is like enough: the same but for case,
+    two letters swapped ("tmie"), or close by difflib's measure."""
+    by_lower = {each.lower(): each for each in known}
+    wanted = name.lower()
+    if wanted in by_lower:
+        return by_lower[wanted]
+    for lower, each in by_lower.items():
+        if _swapped(wanted, lower):
+            return each
     # Above difflib's 0.6 by default: template names share a folder and ".txt", which
     # alone came close.
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
-    return close[0] if close else None
+    close = difflib.get_close_matches(wanted, list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[close[0]] if close else None
+
+
+def _swapped(a: str, b: str) -> bool:
+    """True if `a` is `b` with two neighbouring letters swapped."""
+    if len(a) != len(b):
+        return False
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return (
+        len(differ) == 2
+        and differ[1] == differ[0] + 1
+        and a[differ[0]] == b[differ[1]]
+        and (a[differ[1]] == b[differ[0]])
+    )

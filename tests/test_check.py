@@ -335,3 +335,14 @@ async def test_what_check_says_of_a_compliance_keyword_is_what_happens() -> None
         phone.expect("Your booking is cancelled.")
         await phone.send(" c-a-n-c-e-l! ")
         phone.expect("You have been unsubscribed")
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("tmie", "time"), ("Time", "time"), ("remindr", "reminder"), ("tiem", "time"),
+     ("nothing", None), ("mite", None)],
+)  # fmt: skip
+def test_did_you_mean_finds_a_swap_a_case_and_a_near_miss(typed, meant):
+    from botkit.check_source import closest
+
+    assert closest(typed, ["time", "reminder", "ask_name"]) == meant
