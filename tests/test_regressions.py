@@ -61,6 +61,25 @@ async def test_a_failing_worker_loop_is_started_again():
     await worker.stop()
 
 
+async def test_a_worker_loop_that_fails_as_it_is_stopped_is_not_started_again():
+    rounds: list[int] = []
+
+    class Untidy(Worker):
+        async def _run(self) -> None:
+            rounds.append(1)
+            try:
+                await self.sleep(10)
+            except asyncio.CancelledError:
+                raise RuntimeError("could not tidy up") from None
+
+    worker = Untidy()
+    worker.start()
+    await eventually(lambda: rounds)
+    await asyncio.wait_for(worker.stop(), 10)  # started again, it would run on for ever
+    assert not worker.alive
+    assert rounds == [1]
+
+
 async def test_reference_with_huge_ids_does_not_poison_the_handset(app, client, settings):
     huge = {"reply_to": "5", "reference": "t99999999999999999999.m1"}
     assert (
