@@ -279,6 +279,29 @@ async def test_a_failed_start_closes_the_database_threads(settings, tmp_path):
     await eventually(lambda: threading.active_count() <= before)
 
 
+async def test_a_stop_cut_short_still_closes_the_database_threads(settings):
+    entered = asyncio.Event()
+    bot = Bot("stuck")
+
+    @bot.fallback
+    async def stuck(ctx: Context) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # the stop waits for it (until its handler timeout)
+
+    before = threading.active_count()
+    app = create_app(settings, bots=[bot])
+    lifespan = running(app)
+    await lifespan.__aenter__()
+    await app.state.simulator.send_mo(PHONE, "hello")
+    await asyncio.wait_for(entered.wait(), 10)
+    stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))
+    await eventually(lambda: not app.state.runtime.dispatcher.alive)  # waiting for the handler
+    stopping.cancel()  # a second Ctrl-C, a test's deadline
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await eventually(lambda: threading.active_count() <= before)
+
+
 async def test_a_hung_handler_times_out_and_frees_the_handset(settings):
     bot = Bot("slow")
 
