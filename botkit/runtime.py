@@ -142,13 +142,17 @@ class Runtime:
             log.error("%s: no apology will be sent after a handler fails", exc)
 
     async def stop(self) -> None:
-        """Stop the workers (letting work under way finish), then close everything."""
-        if self.reloader is not None:
-            await self.reloader.stop()
-        if self.dispatcher is not None:
-            await self.dispatcher.stop()
-        if self.sender is not None:
-            await self.sender.stop()
-        await self.gateway.aclose()
-        if self.db is not None:
-            await self.db.close()
+        """Stop the workers (letting work under way finish), then close everything. A stop
+        cut short (cancelled) still closes the database: its threads would keep the
+        process from exiting."""
+        try:
+            if self.reloader is not None:
+                await self.reloader.stop()
+            if self.dispatcher is not None:
+                await self.dispatcher.stop()
+            if self.sender is not None:
+                await self.sender.stop()
+            await self.gateway.aclose()
+        finally:
+            if self.db is not None:
+                await self.db.close()

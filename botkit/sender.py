@@ -9,6 +9,7 @@ one that may have reached it -> uncertain, settled by its DLR rather than resent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -92,11 +93,11 @@ class Sender(Worker):
             try:
                 await self.store.db.pace(self.interval)
             except asyncio.CancelledError:
-                await asyncio.shield(self.store.outbox.release(outgoing.id))
+                await asyncio.shield(self._give_back(outgoing.id))
                 raise
             except DatabaseError as exc:
                 log.error("could not take a send slot: %s", exc)
-                await self.store.outbox.release(outgoing.id)
+                await self._give_back(outgoing.id)
                 self._slots.release()
                 await self.sleep(POLL_SECONDS)
                 continue
@@ -109,10 +110,21 @@ class Sender(Worker):
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:
-            outgoing = await claim
-            if outgoing is not None:
-                await self.store.outbox.release(outgoing.id)
+            # The stop goes on whatever the claim's commit does: a DatabaseError raised
+            # here instead would be taken for a failed claim, and the loop would run on.
+            with contextlib.suppress(DatabaseError):  # not committed: nothing to give back
+                if (outgoing := await claim) is not None:
+                    await self._give_back(outgoing.id)
             raise
+
+    async def _give_back(self, message_id: int) -> None:
+        """Release a claimed MT whose request never left (the sender stops, or got no send
+        slot). When the database refuses, it stays `sending` until settled (its lease runs
+        out, or the next start): neither the loop nor its stop may fail for that."""
+        try:
+            await self.store.outbox.release(message_id)
+        except DatabaseError as exc:
+            log.error("mt %s: not given back, left sending: %s", message_id, exc)
 
     async def _settle_expired(self) -> None:
         """On a shared database, now and then: MTs whose sender died while sending."""

@@ -47,6 +47,12 @@ class Worker:
                 await self._run()
                 return
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Failed as stop() cancelled it: started again, it would run on, and
+                    # stop() would wait for it for ever.
+                    log.exception("%s failed as it stopped", self.name)
+                    return
                 log.exception("%s failed; starting it again in %.1fs", self.name, delay)
             await asyncio.sleep(delay)
             delay = min(RESTART_CAP, delay * 2)

@@ -34,6 +34,10 @@ OK = (200, "OK")
 UNAVAILABLE = (503, "ERROR Temporarily unavailable")
 # Past the dispatcher's claim lease: an MO whose commit failed is claimed again.
 PAST_THE_LEASE = 61
+# For a whole test, the app's start and stop included: far beyond what one takes on a
+# loaded machine (a stop may wait half a minute for the sender's last tries to record
+# an answer), so that a hang fails the test instead of holding up CI.
+DEADLINE = 180
 
 # Holds the write lock of the database named on its command line until its stdin closes.
 LOCKER = """
@@ -118,7 +122,7 @@ async def test_a_locked_database_is_a_503_and_nothing_accepted_is_lost(
     entered, gate = asyncio.Event(), asyncio.Event()
     clock = FakeClock()
     app = create_app(settings, bots=[waiting_bot(entered, gate)], clock=clock)
-    async with running(app), client_to(app) as client:
+    async with asyncio.timeout(DEADLINE), running(app), client_to(app) as client:
         # Accepted before the lock: one handled, one in its handler when the lock comes.
         assert answer(await client.get(MO_URL, params=mo(1, "hello"))) == OK
         await eventually(lambda: stored_mos(settings.db) == {1: "handled"})
@@ -160,7 +164,7 @@ async def test_a_full_disk_is_a_503_and_nothing_accepted_is_lost(
 ) -> None:
     clock = FakeClock()
     app = create_app(settings, clock=clock)
-    async with running(app), client_to(app) as client:
+    async with asyncio.timeout(DEADLINE), running(app), client_to(app) as client:
         accepted = []
         for n in range(1, 4):  # before the disk fills
             assert answer(await client.get(MO_URL, params=mo(n, "hi", f"+6140000{n:04}"))) == OK

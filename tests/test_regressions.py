@@ -61,6 +61,25 @@ async def test_a_failing_worker_loop_is_started_again():
     await worker.stop()
 
 
+async def test_a_worker_loop_that_fails_as_it_is_stopped_is_not_started_again():
+    rounds: list[int] = []
+
+    class Untidy(Worker):
+        async def _run(self) -> None:
+            rounds.append(1)
+            try:
+                await self.sleep(10)
+            except asyncio.CancelledError:
+                raise RuntimeError("could not tidy up") from None
+
+    worker = Untidy()
+    worker.start()
+    await eventually(lambda: rounds)
+    await asyncio.wait_for(worker.stop(), 10)  # started again, it would run on for ever
+    assert not worker.alive
+    assert rounds == [1]
+
+
 async def test_reference_with_huge_ids_does_not_poison_the_handset(app, client, settings):
     huge = {"reply_to": "5", "reference": "t99999999999999999999.m1"}
     assert (
@@ -257,6 +276,29 @@ async def test_a_failed_start_closes_the_database_threads(settings, tmp_path):
     with pytest.raises(Exception, match="not a database"):
         async with running(app):
             pass
+    await eventually(lambda: threading.active_count() <= before)
+
+
+async def test_a_stop_cut_short_still_closes_the_database_threads(settings):
+    entered = asyncio.Event()
+    bot = Bot("stuck")
+
+    @bot.fallback
+    async def stuck(ctx: Context) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # the stop waits for it (until its handler timeout)
+
+    before = threading.active_count()
+    app = create_app(settings, bots=[bot])
+    lifespan = running(app)
+    await lifespan.__aenter__()
+    await app.state.simulator.send_mo(PHONE, "hello")
+    await asyncio.wait_for(entered.wait(), 10)
+    stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))
+    await eventually(lambda: not app.state.runtime.dispatcher.alive)  # waiting for the handler
+    stopping.cancel()  # a second Ctrl-C, a test's deadline
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
     await eventually(lambda: threading.active_count() <= before)
 
 

@@ -16,7 +16,7 @@ from conftest import ROOT, eventually, rows, running
 
 from botkit import Bot, Context, Gateway, Simulator, create_app
 from botkit.addresses import OurNumbers
-from botkit.db import Database, is_url
+from botkit.db import Database, DatabaseError, is_url
 from botkit.messages import IncomingMO, Thread
 from botkit.migrations import migrate
 from botkit.sender import Sender
@@ -27,6 +27,8 @@ pytestmark = pytest.mark.backends
 
 PHONE = "+61400000001"
 PASSWORD = "pä$$ word&=?/secret"
+# Far beyond what a stop takes, even on a loaded machine: one that hangs fails the test.
+DEADLINE = 30
 
 
 def chatty(count: int) -> Bot:
@@ -233,6 +235,59 @@ async def test_the_sender_gives_up_after_its_last_attempt(database: str):
         await store.db.close()
     assert row["error"].startswith("gave up after 3 attempts: ")
     assert [r.status for r in sim.requests] == [503, 503, 503] and sim.sent == []
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # stand-ins play its part
+async def test_a_stop_during_a_claim_that_fails_to_commit_stops_the_sender(database: str):
+    store = await open_store(database)
+    sender = Sender(store, gateway=None, rate=100, default_number="4433")
+    claiming = asyncio.Event()
+
+    async def claim(lease: float, default: str) -> None:
+        claiming.set()
+        while not sender._loop.cancelling():  # until stop() cancels the loop waiting for it
+            await asyncio.sleep(0.01)
+        raise DatabaseError("could not commit: database or disk is full")
+
+    store.outbox.claim = claim
+    sender.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            await claiming.wait()
+            await sender.stop()
+        assert not sender.alive
+    finally:
+        await store.db.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # stand-ins play its part
+async def test_a_stop_while_an_mt_waits_for_its_slot_ends_though_it_cannot_be_given_back(
+    database: str, caplog: pytest.LogCaptureFixture
+):
+    store = await open_store(database)
+    mt_id = await queue_one(store)
+    waiting = asyncio.Event()
+
+    async def pace(interval: float) -> None:
+        waiting.set()
+        await asyncio.Event().wait()  # no slot comes
+
+    async def release(message_id: int) -> None:
+        raise DatabaseError("could not commit: database or disk is full")
+
+    store.db.pace = pace
+    store.outbox.release = release
+    sender = Sender(store, gateway=None, rate=100, default_number="4433")
+    sender.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            await waiting.wait()
+            await sender.stop()
+        assert not sender.alive
+        assert f"mt {mt_id}: not given back, left sending" in caplog.text
+        assert "sender failed" not in caplog.text
+    finally:
+        await store.db.close()
 
 
 async def test_gateway_password_is_in_no_row_log_or_error(settings, caplog):

@@ -6,6 +6,11 @@ the writer task runs the queued functions one after another inside a single
 `BEGIN IMMEDIATE ... COMMIT` (each in its own savepoint, so one failing function
 rolls back only itself), and a caller's future resolves only after the commit.
 One fsync then covers many callbacks: group commit.
+
+Some failures (a full disk, an I/O error) make SQLite roll back the whole transaction,
+not only the statement: the write that met one is answered with its error, and the
+others of its batch, undone with it, are run again without it. Every queued write is
+answered, whatever stops the writer task.
 """
 
 from __future__ import annotations
@@ -131,28 +136,50 @@ class SqliteDatabase(Database):
 
     async def close(self) -> None:
         self._closing = True
-        if not self._task.done():
-            self._queue.put_nowait(None)
-            await self._task
-        await self._writer.close()
-        await self._reader.close()
+        try:
+            if not self._task.done():
+                self._queue.put_nowait(None)
+                # shield: a close that is cancelled (a stop interrupted) must not cut short
+                # the batch under way, whose callers would then wait for ever.
+                await asyncio.shield(self._task)
+        finally:
+            # Even when cancelled: their threads would keep the process from exiting.
+            await self._writer.close()
+            await self._reader.close()
 
     async def _write_loop(self) -> None:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                more = self._queue.get_nowait()
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            await self._commit_batch(batch)
-            if stop:
-                return
+        batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    return
+                batch = [item]
+                stop = False
+                while len(batch) < MAX_BATCH and not self._queue.empty():
+                    more = self._queue.get_nowait()
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                while batch:
+                    batch = await self._commit_batch(batch)
+                if stop:
+                    return
+        finally:
+            self._answer_the_rest(batch)
+
+    def _answer_the_rest(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
+        """Fail every write the stopped writer task will not run (those of its batch not
+        answered yet, and those still queued), so that none of their callers waits for ever."""
+        error = DatabaseError("the database writer stopped")
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                batch.append(item)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     async def _savepoint(
         self, tx: Tx, fn: WriteFn[Any], future: asyncio.Future[Any]
@@ -163,6 +190,8 @@ class SqliteDatabase(Database):
         try:
             result = await fn(tx)
         except Exception as exc:
+            if not conn.in_transaction:  # SQLite rolled back the whole transaction
+                raise _BatchUndone(future, exc) from exc
             await conn.execute("ROLLBACK TO write")
             outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
                 future,
@@ -174,7 +203,11 @@ class SqliteDatabase(Database):
         await conn.execute("RELEASE write")
         return outcome
 
-    async def _commit_batch(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
+    async def _commit_batch(
+        self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]
+    ) -> list[tuple[WriteFn[Any], asyncio.Future[Any]]]:
+        """Run `batch` in one transaction and answer each write once it is committed.
+        Returns the writes to run again: those a failure of another one undid."""
         conn, tx = self._writer, SqliteTx(self._writer)
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
@@ -186,12 +219,16 @@ class SqliteDatabase(Database):
                 except Exception as exc:
                     await conn.rollback()
                     future.set_exception(_as_raised(exc))
-                    return
+                    return []
             else:
                 for fn, future in batch:
                     outcomes.append(await self._savepoint(tx, fn, future))
             await conn.execute("COMMIT")
             self.commits.bump()
+        except _BatchUndone as undone:
+            log.error("write failed, undoing its batch; the others run again: %s", undone.error)
+            undone.future.set_exception(_as_raised(undone.error))
+            return [(fn, future) for fn, future in batch if future is not undone.future]
         except Exception as exc:
             log.error("write transaction failed: %s", exc)
             with contextlib.suppress(Exception):
@@ -201,7 +238,7 @@ class SqliteDatabase(Database):
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
-            return
+            return []
         for future, result, exc in outcomes:
             if future.done():
                 continue
@@ -209,6 +246,17 @@ class SqliteDatabase(Database):
                 future.set_result(result)
             else:
                 future.set_exception(exc)
+        return []
+
+
+class _BatchUndone(Exception):
+    """A write of a batch failed in a way that made SQLite roll back the whole
+    transaction (a full disk, an I/O error), undoing the writes before it too."""
+
+    def __init__(self, future: asyncio.Future[Any], error: Exception) -> None:
+        super().__init__(str(error))
+        self.future = future
+        self.error = error
 
 
 def _as_raised(exc: Exception) -> Exception:

@@ -1,0 +1,131 @@
+"""The SQLite writer task: however a write of a batch fails, and whatever stops the task,
+every caller of `write` gets an answer, and no write fails for another one's sake."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from conftest import eventually
+
+from botkit.db import Database, DatabaseError, Tx
+
+# Far beyond what any of these takes, even on a loaded machine: a bug fails the test
+# instead of hanging it.
+DEADLINE = 30
+
+
+async def table(path: Path) -> Database:
+    """A new database holding an empty table `t`."""
+    db = await Database.open(str(path / "writer.db"))
+    await db.write(lambda tx: tx.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+    return db
+
+
+def insert(value: str) -> Callable[[Tx], Awaitable[int]]:
+    """A write that inserts `value` into `t`."""
+    return lambda tx: tx.execute("INSERT INTO t (v) VALUES (?)", (value,))
+
+
+async def test_a_write_that_fills_the_disk_fails_alone_and_its_batch_commits(tmp_path):
+    db = await table(tmp_path)
+    try:
+        pages = await db.fetchval("PRAGMA page_count")
+        await db.write(lambda tx: tx.execute(f"PRAGMA max_page_count = {pages}"))
+        big = "x" * 100_000
+        # Queued together, so run in one batch: SQLite answers the big insert's SQLITE_FULL
+        # by rolling back the whole transaction, the writes before it included.
+        async with asyncio.timeout(DEADLINE):
+            small, full, lifted = await asyncio.gather(
+                db.write(insert("small")),
+                db.write(insert(big)),
+                db.write(lambda tx: tx.execute("PRAGMA max_page_count = 1073741823")),
+                return_exceptions=True,
+            )
+        assert small == 1 and lifted == 0
+        assert isinstance(full, DatabaseError) and "database or disk is full" in str(full)
+        await db.write(insert(big))  # the limit was lifted
+        assert [row[0] for row in await db.fetchall("SELECT v FROM t ORDER BY id")] == [
+            "small",
+            big,
+        ]
+    finally:
+        await db.close()
+
+
+async def test_a_savepoint_that_cannot_be_rolled_back_fails_its_batch_and_answers_everyone(
+    tmp_path,
+):
+    async def breaks_its_savepoint(tx: Tx) -> None:
+        await tx.execute("RELEASE write")  # ROLLBACK TO write then fails: no such savepoint
+        raise ValueError("a bad write")
+
+    db = await table(tmp_path)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            answers = await asyncio.gather(
+                db.write(insert("before")),
+                db.write(breaks_its_savepoint),
+                db.write(insert("after")),
+                return_exceptions=True,
+            )
+        # The batch is in a state no one foresaw: all of it fails, and says so.
+        assert all(isinstance(answer, DatabaseError) for answer in answers)
+        assert await db.fetchall("SELECT * FROM t") == []
+        assert await db.write(insert("later")) == 1  # the writer carries on
+    finally:
+        await db.close()
+
+
+async def test_every_queued_write_is_answered_when_the_writer_task_stops(tmp_path):
+    entered = asyncio.Event()
+
+    async def stuck(tx: Tx) -> None:
+        await tx.execute("INSERT INTO t (v) VALUES ('stuck')")
+        entered.set()
+        await asyncio.Event().wait()
+
+    db = await table(tmp_path)
+    try:
+        first = asyncio.ensure_future(db.write(stuck))
+        async with asyncio.timeout(DEADLINE):
+            await entered.wait()
+            second = asyncio.ensure_future(db.write(insert("queued")))
+            await asyncio.sleep(0)  # queued behind the stuck batch
+            db._task.cancel()  # whatever stops the writer: here, a cancel
+            answers = await asyncio.gather(first, second, return_exceptions=True)
+        assert all(isinstance(answer, DatabaseError) for answer in answers)
+        with pytest.raises(DatabaseError, match="closed"):
+            await db.write(insert("refused"))
+    finally:
+        await db.close()
+
+
+async def test_a_cancelled_close_answers_every_write_and_closes_the_connections(tmp_path):
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def slow(tx: Tx) -> None:
+        await tx.execute("INSERT INTO t (v) VALUES ('slow')")
+        entered.set()
+        await gate.wait()
+        await tx.execute("INSERT INTO t (v) VALUES ('slower')")
+
+    before = threading.active_count()
+    db = await table(tmp_path)
+    async with asyncio.timeout(DEADLINE):
+        first = asyncio.ensure_future(db.write(slow))
+        await entered.wait()
+        second = asyncio.ensure_future(db.write(insert("queued")))
+        closing = asyncio.create_task(db.close())
+        await asyncio.sleep(0.05)
+        closing.cancel()  # a stop interrupted (a second Ctrl-C, a test's deadline)
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        gate.set()
+        answers = await asyncio.gather(first, second, return_exceptions=True)
+    assert all(isinstance(answer, DatabaseError) for answer in answers)
+    # Threads left running would keep the process from exiting.
+    await eventually(lambda: threading.active_count() <= before)
