@@ -161,9 +161,7 @@ def _swapped(a: str, b: str) -> bool:
     if len(a) != len(b):
         return False
     differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    return (
-        len(differ) == 2
-        and differ[1] == differ[0] + 1
-        and a[differ[0]] == b[differ[1]]
-        and (a[differ[1]] == b[differ[0]])
-    )
+    if len(differ) != 2 or differ[1] != differ[0] + 1:
+        return False
+    i, j = differ
+    return a[i] == b[j] and a[j] == b[i]

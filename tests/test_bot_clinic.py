@@ -13,7 +13,7 @@ import httpx
 import pytest
 from conftest import ROOT
 
-from botkit.testing import Harness, SentReply
+from botkit.testing import Harness, Phone, SentReply
 
 pytestmark = pytest.mark.backends
 
@@ -125,9 +125,8 @@ def broken_booked(tmp_path: Path, text: str) -> Path:
     return templates
 
 
-async def book_the_first_visit(harness: Harness) -> SentReply:
+async def book_the_first_visit(phone: Phone) -> SentReply:
     """BOOK, then 1: the reply to the pick."""
-    phone = harness.phone()
     await phone.send("BOOK")
     (reply,) = await phone.send("1")
     return reply
@@ -137,7 +136,7 @@ async def test_a_broken_template_gets_the_patient_an_apology(database, tmp_path)
     templates = broken_booked(tmp_path, "Booked with {{ dentist.name }}.\n")
     async with Harness(BOTS, templates, db=database, raise_errors=False) as harness:
         phone = harness.phone()
-        apology = await book_the_first_visit(harness)
+        apology = await book_the_first_visit(phone)
         assert apology.template == "errors/failed.txt"
         assert apology.text.startswith("this service: sorry, something went wrong")
         error = await harness.runtime.store.db.fetchval(
@@ -150,7 +149,7 @@ async def test_a_broken_template_gets_the_patient_an_apology(database, tmp_path)
 async def test_the_failure_shows_in_the_dashboard(database, tmp_path):
     templates = broken_booked(tmp_path, "Booked <b>{{ dentist.name }}</b>.\n")
     async with Harness(BOTS, templates, db=database, raise_errors=False) as harness:
-        apology = await book_the_first_visit(harness)
+        apology = await book_the_first_visit(harness.phone())
         transport = httpx.ASGITransport(app=harness.app, client=("127.0.0.1", 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             page = await c.get(f"/dashboard/threads/{apology.thread_id}")

@@ -94,7 +94,7 @@ async def test_every_queued_write_is_answered_when_the_writer_task_stops(tmp_pat
         async with asyncio.timeout(DEADLINE):
             await entered.wait()
             second = asyncio.ensure_future(db.write(insert("queued")))
-            await asyncio.sleep(0)  # queued behind the stuck batch
+            await eventually(lambda: db._queue.qsize() == 1)  # queued behind the stuck batch
             db._task.cancel()  # whatever stops the writer: here, a cancel
             answers = await asyncio.gather(first, second, return_exceptions=True)
         assert all(isinstance(answer, DatabaseError) for answer in answers)
@@ -120,7 +120,7 @@ async def test_a_cancelled_close_answers_every_write_and_closes_the_connections(
         await entered.wait()
         second = asyncio.ensure_future(db.write(insert("queued")))
         closing = asyncio.create_task(db.close())
-        await asyncio.sleep(0.05)
+        await eventually(lambda: db._closing)  # close() now waits for the writer
         closing.cancel()  # a stop interrupted (a second Ctrl-C, a test's deadline)
         with pytest.raises(asyncio.CancelledError):
             await closing

@@ -26,16 +26,15 @@ Write = Callable[[Tx, Thread, str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Effects:
-    """The outcome of a handler. `closing` are other threads it ends (STOP), for
-    `closing_reason`; `cancel` names the timers to cancel (None: all); `writes` run
-    after the thread is saved; `numbers` decides which number each reply goes from
-    (needed when there are replies). `end_reason` is set when the handler ended its
+    """The outcome of a handler. `closing` are other threads it ends (STOP: opted out);
+    `cancel` names the timers to cancel (None: all); `writes` run after the thread is
+    saved; `numbers` decides which number each reply goes from (needed when there are
+    replies). `end_reason` is set when the handler ended its
     thread, and `on_end` names the bots whose ended threads run their on_end hook."""
 
     thread: Thread | None
     replies: Sequence[Reply] = ()
     closing: Sequence[int] = ()
-    closing_reason: str = "opted_out"
     consent: Sequence[ConsentChange] = ()
     schedule: Sequence[Timer] = ()
     cancel: Sequence[str] | None = ()
@@ -51,10 +50,10 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
     for change in effects.consent:
         await apply_consent(tx, change, now)
     for thread_id in effects.closing:
-        bot = await threads.close(tx, thread_id, effects.closing_reason, now)
+        bot = await threads.close(tx, thread_id, "opted_out", now)
         await schedule.cancel(tx, thread_id, None, now)
         if bot in effects.on_end:
-            await schedule.end_hook(tx, thread_id, effects.closing_reason, now)
+            await schedule.end_hook(tx, thread_id, "opted_out", now)
     if effects.thread is None:
         return None, []
     # A handler that found its thread open, where an operator has ended it since, changes

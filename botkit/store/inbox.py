@@ -158,7 +158,8 @@ class Inbox(Claims):
             if apology is not None and thread is not None and numbers is not None:
                 if where is None:
                     where = await threads.save(tx, _closed(thread), now)
-                if not await threads.paused(tx, _id(where)):
+                assert where is not None and where.id is not None
+                if not await threads.paused(tx, where.id):
                     mt_ids.append(await enqueue(tx, where, apology, numbers, now))
             await tx.execute(
                 """UPDATE messages SET status = 'failed', error = ?, thread_id = ?,
@@ -195,11 +196,6 @@ class Inbox(Claims):
 def _closed(thread: Thread) -> Thread:
     """A new thread of `thread`'s bot, handset and number, closed, holding nothing."""
     return Thread(bot=thread.bot, handset=thread.handset, address=thread.address, status="closed")
-
-
-def _id(thread: Thread) -> int:
-    assert thread.id is not None
-    return thread.id
 
 
 def message_from_row(row: Row) -> Message:
