@@ -78,49 +78,64 @@ class Sender(Worker):
             await self._slots.acquire()
             self.ready()
             await self._settle_expired()  # busy or not: a dead sender's MTs hold up handsets
+            free = 1
+            while not self._slots.locked():  # every other slot free now: no wait
+                await self._slots.acquire()
+                free += 1
             try:
-                outgoing = await self._claim()
-            except DatabaseError as exc:
-                log.error("could not claim an MT: %s", exc)
-                outgoing = None
-            if outgoing is None:
-                self._slots.release()
-                await self.sleep(await self._idle_seconds())
-                continue
-            # Claimed first, then paced: the request leaves at its slot (the database hands
-            # out the slots, so that every process shares one rate), and at most one MT
-            # of this process waits in `sending` for its slot.
-            try:
-                await self.store.db.pace(self.interval)
-            except asyncio.CancelledError:
-                await asyncio.shield(self._give_back(outgoing.id))
-                raise
+                # Paced first, then claimed: the database hands out the send slots, so that
+                # every process shares one rate, and an MT is claimed only when its request
+                # can leave at once, never left `sending` while it waits for a slot.
+                due = await self.store.db.pace(self.interval, free)
             except DatabaseError as exc:
                 log.error("could not take a send slot: %s", exc)
-                await self._give_back(outgoing.id)
-                self._slots.release()
+                self._release(free)
                 await self.sleep(POLL_SECONDS)
                 continue
-            self.spawn(self._send(outgoing))
+            batch = await self._claim(due)
+            self._release(free - len(batch))
+            if len(batch) < due:
+                await self._unpace(due - len(batch))
+            if not batch:
+                await self.sleep(await self._idle_seconds())
+                continue
+            for outgoing in batch:
+                self.spawn(self._send(outgoing))
 
-    async def _claim(self) -> Outgoing | None:
-        """Claim the next due MT. A stop during the claim's commit must not leave it
-        `sending` (the next start would take it for uncertain): it is given back."""
-        claim = asyncio.ensure_future(self.store.outbox.claim(self.lease, self.default_number))
+    def _release(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
+
+    async def _unpace(self, count: int) -> None:
+        """Give back send slots taken for MTs there were not."""
+        try:
+            await self.store.db.unpace(self.interval, count)
+        except DatabaseError as exc:  # the rate then runs a little slow for a moment
+            log.error("could not give back %d send slots: %s", count, exc)
+
+    async def _claim(self, limit: int) -> list[Outgoing]:
+        """Claim up to `limit` due MTs. A stop during the claim's commit must not leave
+        them `sending` (the next start would take them for uncertain): they are given back."""
+        claim = asyncio.ensure_future(
+            self.store.outbox.claim(limit, self.lease, self.default_number)
+        )
         try:
             return await asyncio.shield(claim)
+        except DatabaseError as exc:
+            log.error("could not claim MTs: %s", exc)
+            return []
         except asyncio.CancelledError:
             # The stop goes on whatever the claim's commit does: a DatabaseError raised
             # here instead would be taken for a failed claim, and the loop would run on.
             with contextlib.suppress(DatabaseError):  # not committed: nothing to give back
-                if (outgoing := await claim) is not None:
+                for outgoing in await claim:
                     await self._give_back(outgoing.id)
             raise
 
     async def _give_back(self, message_id: int) -> None:
-        """Release a claimed MT whose request never left (the sender stops, or got no send
-        slot). When the database refuses, it stays `sending` until settled (its lease runs
-        out, or the next start): neither the loop nor its stop may fail for that."""
+        """Release a claimed MT whose request never left (the sender stops). When the
+        database refuses, it stays `sending` until settled (its lease runs out, or the
+        next start): the stop may not fail for that."""
         try:
             await self.store.outbox.release(message_id)
         except DatabaseError as exc:
@@ -148,6 +163,18 @@ class Sender(Worker):
         return min(POLL_SECONDS, max(0.0, (parse_stamp(due) - self.store.clock()).total_seconds()))
 
     async def _send(self, mt: Outgoing) -> None:
+        """Send one claimed MT and record the gateway's answer. Its gateway slot is free
+        once the gateway has answered; the MT stays `sending` until the answer is
+        committed, so no claim takes it again and its handset's next MT waits for it."""
+        try:
+            record = await self._request(mt)
+        finally:
+            self._slots.release()
+        await self._write(mt, record)
+        self.wake()  # the handset's next MT may be due now
+
+    async def _request(self, mt: Outgoing) -> Callable[[], Awaitable[None]]:
+        """Make the MT's request; return how to record its outcome."""
         started = time.perf_counter()
         try:
             gateway_id = await self.gateway.send(
@@ -160,31 +187,27 @@ class Sender(Worker):
                 expires=mt.expires,
             )
         except ValidationError as exc:  # refused before any request left
-            await self._record_failure(mt, exc, None)
+            return self._failure(mt, exc, None)
         except GatewayError as exc:
-            await self._record_failure(mt, exc, self._timed(started))
+            return self._failure(mt, exc, self._timed(started))
         except Exception as exc:
             fields = _fields(mt, "mt.uncertain", self._timed(started))
             self.metrics.mt_attempts.inc(outcome="uncertain")
             log.exception("mt %s: unexpected failure while sending", mt.id, extra=fields)
             error = f"{type(exc).__name__} while sending"
-            await self._write(mt, lambda: self.store.outbox.uncertain(mt.id, error))
-        else:
-            fields = _fields(mt, "mt.accepted", self._timed(started))
-            await self._write(mt, lambda: self.store.outbox.accepted(mt.id, gateway_id))
-            self.metrics.mt_attempts.inc(outcome="accepted")
-            log.info(
-                "mt %s to %s from %s: accepted as %s (%.1f ms)",
-                mt.id,
-                mt.destination,
-                mt.address,
-                gateway_id,
-                fields["elapsed_ms"],
-                extra={**fields, "gateway_id": gateway_id},
-            )
-        finally:
-            self._slots.release()
-            self.wake()  # the handset's next MT may be due now
+            return lambda: self.store.outbox.uncertain(mt.id, error)
+        fields = _fields(mt, "mt.accepted", self._timed(started))
+        self.metrics.mt_attempts.inc(outcome="accepted")
+        log.info(
+            "mt %s to %s from %s: accepted as %s (%.1f ms)",
+            mt.id,
+            mt.destination,
+            mt.address,
+            gateway_id,
+            fields["elapsed_ms"],
+            extra={**fields, "gateway_id": gateway_id},
+        )
+        return lambda: self.store.outbox.accepted(mt.id, gateway_id)
 
     async def _write(self, mt: Outgoing, write: Callable[[], Awaitable[None]]) -> None:
         """Record an attempt's outcome, retrying while the database refuses: the gateway
@@ -208,26 +231,25 @@ class Sender(Worker):
         self.metrics.mt_send_seconds.observe(seconds)
         return seconds
 
-    async def _record_failure(
+    def _failure(
         self, mt: Outgoing, exc: GatewayError | ValidationError, seconds: float | None
-    ) -> None:
-        """Settle a failed attempt: uncertain, queued again with backoff, or failed."""
+    ) -> Callable[[], Awaitable[None]]:
+        """Log a failed attempt; return how to settle it: uncertain, queued again with
+        backoff, or failed."""
         text = exc.text if isinstance(exc, GatewayError) else str(exc)
         retryable = isinstance(exc, TransientError | AuthenticationError)
         uncertain = isinstance(exc, TransientError) and exc.may_have_been_accepted
         if uncertain and not self.resend_uncertain:
             self._log_failure(logging.WARNING, mt, "uncertain", exc, seconds)
-            await self._write(mt, lambda: self.store.outbox.uncertain(mt.id, text))
-            return
+            return lambda: self.store.outbox.uncertain(mt.id, text)
         if retryable and mt.attempts < self.max_attempts:
             delay = backoff(mt.attempts, self.retry_base)
             self._log_failure(logging.WARNING, mt, "retried", exc, seconds, retry_in_s=delay)
-            await self._write(mt, lambda: self.store.outbox.retry_later(mt.id, text, delay))
-            return
+            return lambda: self.store.outbox.retry_later(mt.id, text, delay)
         if retryable:
             text = f"gave up after {mt.attempts} attempts: {text}"
         self._log_failure(logging.ERROR, mt, "failed", exc, seconds)
-        await self._write(mt, lambda: self.store.outbox.failed(mt.id, text))
+        return lambda: self.store.outbox.failed(mt.id, text)
 
     def _log_failure(
         self,

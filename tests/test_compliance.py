@@ -194,7 +194,7 @@ async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(da
         message, Effects(thread, [reply], numbers=OurNumbers(["4433"], message_class="c"))
     )
     await store.consent.record(ConsentChange(PHONE, "4433", "opt-out", "operator"))
-    assert await store.outbox.claim(lease=60, default="4433") is None
+    assert await store.outbox.claim(1, lease=60, default="4433") == []
     status = await db.fetchval("SELECT status FROM messages WHERE id = ?", (mt_id,))
     depth = await store.outbox.depth()
     await db.close()

@@ -249,7 +249,7 @@ async def test_an_mt_naming_a_class_is_checked_against_the_default_when_sent(dat
         await queued_while_the_sender_is_stopped(h, "HELLO", DEFAULT)
         await opt_out(h, PHONE, OTHER)
         # Started again with OTHER first: the class now sends from OTHER.
-        assert await h.runtime.store.outbox.claim(lease=60, default=OTHER) is None
+        assert await h.runtime.store.outbox.claim(1, lease=60, default=OTHER) == []
         assert [(r[1], r[2]) for r in await mt_rows(h)] == [("refused", DEFAULT)]
 
 
@@ -318,7 +318,7 @@ async def test_an_mt_whose_expiry_passed_while_it_waited_is_not_sent(database):
     async with harness(database) as h:
         await queued_while_the_sender_is_stopped(h, "SOON", DEFAULT)
         h.clock.advance(hours=3)
-        assert await h.runtime.store.outbox.claim(lease=60, default=DEFAULT) is None
+        assert await h.runtime.store.outbox.claim(1, lease=60, default=DEFAULT) == []
         ((status, error),) = rows(
             h.runtime.settings.db, "SELECT status, error FROM messages WHERE direction = 'mt'"
         )

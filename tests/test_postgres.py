@@ -144,9 +144,10 @@ async def test_senders_of_every_process_claim_each_mt_once(stores):
 
     async def drain(store: Store) -> list[int]:
         taken = []
-        while (mt := await store.outbox.claim(lease=60, default="4433")) is not None:
-            taken.append(mt.id)
-            await store.outbox.accepted(mt.id, 10_000 + mt.id)
+        while mts := await store.outbox.claim(3, lease=60, default="4433"):
+            for mt in mts:
+                taken.append(mt.id)
+                await store.outbox.accepted(mt.id, 10_000 + mt.id)
         return taken
 
     claimed = await asyncio.gather(*(drain(store) for store in stores for _ in range(4)))

@@ -79,10 +79,9 @@ async def test_mt_interrupted_while_sending_is_not_sent_again_but_settled_by_its
 ):
     store = await open_store(settings.db)
     first, _ = await queue_replies(store, 2)
-    claimed = await store.outbox.claim(
-        lease=LEASE, default="4433"
-    )  # marked sending, then the process died
-    assert claimed is not None and claimed.id == first
+    # Marked sending, then the process died.
+    (claimed,) = await store.outbox.claim(1, lease=LEASE, default="4433")
+    assert claimed.id == first
     await store.db.close()
 
     async with running(create_app(settings)) as app, client_for(app) as client:
@@ -109,7 +108,7 @@ async def test_resend_uncertain_setting_sends_interrupted_mts_again(settings):
 
     store = await open_store(settings.db)
     await queue_replies(store, 1)
-    await store.outbox.claim(lease=LEASE, default="4433")
+    await store.outbox.claim(1, lease=LEASE, default="4433")
     await store.db.close()
 
     resend = dataclasses.replace(settings, resend_uncertain=True)
@@ -127,7 +126,7 @@ async def test_resend_uncertain_setting_sends_interrupted_mts_again(settings):
 async def test_dlr_before_the_send_is_recorded_joins_the_mt(settings):
     store = await open_store(settings.db)
     (mt_id,) = await queue_replies(store, 1)
-    await store.outbox.claim(lease=LEASE, default="4433")
+    await store.outbox.claim(1, lease=LEASE, default="4433")
     # A receipt without our reference arrives before we committed the gateway's answer.
     outcome = await store.deliveries.record(IncomingDLR(gateway_id=4242, status="submitted"))
     assert outcome.message_id is None

@@ -186,7 +186,7 @@ async def test_retry_after_a_dlr_proved_acceptance_settles_instead_of_requeueing
     await migrate(db)
     store = Store(db)
     mt_id = await queued_mt(store)
-    claimed = await store.outbox.claim(lease=60, default="4433")
+    (claimed,) = await store.outbox.claim(1, lease=60, default="4433")
     await store.deliveries.record(
         IncomingDLR(gateway_id=56, status="submitted", reference=claimed.reference)
     )

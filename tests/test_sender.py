@@ -17,7 +17,7 @@ from conftest import ROOT, eventually, rows, running
 from botkit import Bot, Context, Gateway, Simulator, create_app
 from botkit.addresses import OurNumbers
 from botkit.db import Database, DatabaseError, is_url
-from botkit.messages import IncomingMO, Thread
+from botkit.messages import IncomingMO, Outgoing, Thread
 from botkit.migrations import migrate
 from botkit.sender import Sender
 from botkit.store import Effects, Store
@@ -243,7 +243,7 @@ async def test_a_stop_during_a_claim_that_fails_to_commit_stops_the_sender(datab
     sender = Sender(store, gateway=None, rate=100, default_number="4433")
     claiming = asyncio.Event()
 
-    async def claim(lease: float, default: str) -> None:
+    async def claim(limit: int, lease: float, default: str) -> None:
         claiming.set()
         while not sender._loop.cancelling():  # until stop() cancels the loop waiting for it
             await asyncio.sleep(0.01)
@@ -261,27 +261,59 @@ async def test_a_stop_during_a_claim_that_fails_to_commit_stops_the_sender(datab
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # stand-ins play its part
-async def test_a_stop_while_an_mt_waits_for_its_slot_ends_though_it_cannot_be_given_back(
+async def test_a_stop_while_the_sender_waits_for_a_send_slot_leaves_the_mt_queued(
     database: str, caplog: pytest.LogCaptureFixture
 ):
     store = await open_store(database)
     mt_id = await queue_one(store)
     waiting = asyncio.Event()
 
-    async def pace(interval: float) -> None:
+    async def pace(interval: float, most: int = 1) -> int:
         waiting.set()
         await asyncio.Event().wait()  # no slot comes
-
-    async def release(message_id: int) -> None:
-        raise DatabaseError("could not commit: database or disk is full")
+        return most
 
     store.db.pace = pace
-    store.outbox.release = release
     sender = Sender(store, gateway=None, rate=100, default_number="4433")
     sender.start()
     try:
         async with asyncio.timeout(DEADLINE):
             await waiting.wait()
+            await sender.stop()
+        assert not sender.alive
+        # Claimed only once its request can leave: never `sending` while it waits.
+        row = await store.db.fetchone("SELECT status FROM messages WHERE id = ?", (mt_id,))
+        assert row["status"] == "queued"
+        assert "sender failed" not in caplog.text
+    finally:
+        await store.db.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # stand-ins play its part
+async def test_a_stop_during_a_claim_ends_though_its_mt_cannot_be_given_back(
+    database: str, caplog: pytest.LogCaptureFixture
+):
+    store = await open_store(database)
+    mt_id = await queue_one(store)
+    sender = Sender(store, gateway=None, rate=100, default_number="4433")
+    claiming = asyncio.Event()
+    claim_for_real = store.outbox.claim
+
+    async def claim(limit: int, lease: float, default: str) -> list[Outgoing]:
+        claiming.set()
+        while not sender._loop.cancelling():  # until stop() cancels the loop waiting for it
+            await asyncio.sleep(0.01)
+        return await claim_for_real(limit, lease, default)  # committed as the stop came
+
+    async def release(message_id: int) -> None:
+        raise DatabaseError("could not commit: database or disk is full")
+
+    store.outbox.claim = claim
+    store.outbox.release = release
+    sender.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            await claiming.wait()
             await sender.stop()
         assert not sender.alive
         assert f"mt {mt_id}: not given back, left sending" in caplog.text

@@ -150,9 +150,14 @@ class Database(abc.ABC):
         """Hold a lock named `name` across every process of the database (migrations)."""
 
     @abc.abstractmethod
-    async def pace(self, interval: float) -> None:
+    async def pace(self, interval: float, most: int = 1) -> int:
         """Wait for this deployment's next send slot, `interval` seconds after the last
-        one handed out by any process of the database."""
+        one handed out by any process of the database; take it and those after it that
+        are due by then, `most` in all. Returns how many were taken."""
+
+    @abc.abstractmethod
+    async def unpace(self, interval: float, count: int) -> None:
+        """Give back the last `count` slots taken, unused: the rate is not spent on them."""
 
     @abc.abstractmethod
     async def advance_ids(self, tables: Iterable[str]) -> None:
@@ -176,6 +181,21 @@ class Database(abc.ABC):
 
     async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return await self.read(lambda tx: tx.fetchval(sql, params))
+
+
+# How far the send slots may fall behind the clock and still be handed out: a sender
+# that comes late for its slot (a busy event loop, a slow claim) catches up instead of
+# losing the time, so the rate holds. Slots further behind were idle time: the next
+# starts now, with no burst.
+PACE_SLACK = 0.1
+
+
+def slots(next_at: float, now: float, interval: float, most: int) -> tuple[float, int, float]:
+    """The send slots to hand out at `now`, the next being due at `next_at`: how long to
+    wait for the first, how many (up to `most`: those due by then), and the next after."""
+    start = next_at if next_at >= now - PACE_SLACK else now
+    count = 1 if start > now else min(most, int((now - start) / interval) + 1)
+    return max(0.0, start - now), count, start + count * interval
 
 
 def is_url(value: str) -> bool:

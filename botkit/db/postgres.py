@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from . import Database, DatabaseError, Row, Tx, WriteFn, redact
+from . import Database, DatabaseError, Row, Tx, WriteFn, redact, slots
 
 T = TypeVar("T")
 log = logging.getLogger("botkit.db")
@@ -253,14 +253,32 @@ class PostgresDatabase(Database):
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", name)
 
-    async def pace(self, interval: float) -> None:
+    async def pace(self, interval: float, most: int = 1) -> int:
         try:
-            async with self._pool.acquire() as conn:
-                wait = await conn.fetchval(PACE, "send", interval)
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO pace (name, next_at) VALUES ('send', 0) ON CONFLICT DO NOTHING"
+                )
+                # clock_timestamp(): the server's clock, the one every process shares.
+                next_at, now = await conn.fetchrow(
+                    "SELECT next_at, extract(epoch FROM clock_timestamp())::float8 "
+                    "FROM pace WHERE name = 'send' FOR UPDATE"
+                )
+                wait, count, next_at = slots(next_at, now, interval, most)
+                await conn.execute("UPDATE pace SET next_at = $1 WHERE name = 'send'", next_at)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not take a send slot: {exc}") from exc
         if wait > 0:
             await asyncio.sleep(wait)
+        return count
+
+    async def unpace(self, interval: float, count: int) -> None:
+        try:
+            await self._pool.execute(
+                "UPDATE pace SET next_at = next_at - $1 WHERE name = 'send'", count * interval
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseError(f"could not give back send slots: {exc}") from exc
 
     async def advance_ids(self, tables: Iterable[str]) -> None:
         # An identity column takes its next value from a sequence, which rows written
@@ -286,19 +304,6 @@ class PostgresDatabase(Database):
             with contextlib.suppress(Exception):
                 await self._listener.close()
         await self._pool.close()
-
-
-# Hand out the slot after the last one (or now, if that has passed) and move it on by
-# the interval; return how long the caller waits for it. clock_timestamp(): the
-# server's clock, the one clock every process shares.
-PACE = """
-INSERT INTO pace (name, next_at)
-    VALUES ($1, extract(epoch FROM clock_timestamp())::float8 + $2::float8)
-ON CONFLICT (name) DO UPDATE
-    SET next_at = greatest(pace.next_at, extract(epoch FROM clock_timestamp())::float8)
-        + $2::float8
-RETURNING next_at - $2::float8 - extract(epoch FROM clock_timestamp())::float8
-"""
 
 
 # The identity columns (an `id INTEGER PRIMARY KEY` of the store's DDL) of some tables.

@@ -1,11 +1,11 @@
 """The SQLite backend: one writer task that commits queued writes in groups, one reader.
 
-aiosqlite queues each statement on its own, so two coroutines sharing a connection
-would interleave their transactions. Every write therefore goes through `write(fn)`:
-the writer task runs the queued functions one after another inside a single
-`BEGIN IMMEDIATE ... COMMIT` (each in its own savepoint, so one failing function
-rolls back only itself), and a caller's future resolves only after the commit.
-One fsync then covers many callbacks: group commit.
+Each connection lives on a thread of its own, and every call on it is one hop to that
+thread. A write function over a `SqliteTx` never waits for anything but its statements,
+which run at once, so the writer task runs a whole batch of queued writes in one hop:
+`BEGIN IMMEDIATE`, each write in its own savepoint (so one failing write rolls back only
+itself), `COMMIT`. A caller's future resolves only after the commit, and one fsync
+covers many callbacks: group commit. A read is one hop too.
 
 Some failures (a full disk, an I/O error) make SQLite roll back the whole transaction,
 not only the statement: the write that met one is answered with its error, and the
@@ -21,11 +21,10 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import aiosqlite
-
-from . import Database, DatabaseError, Row, Tx, WriteFn
+from . import Database, DatabaseError, Row, Tx, WriteFn, slots
 
 T = TypeVar("T")
 log = logging.getLogger("botkit.db")
@@ -38,40 +37,71 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
 )
+# One write's outcome: its result, or the exception its caller gets.
+Outcome = tuple[Any, Exception | None]
 
 
 class SqliteTx(Tx):
-    """The statements one write (or read) function may run. Each is one trip to the
-    connection's thread (aiosqlite's cursors would take two or three): a message's
-    handling runs a few dozen statements, and the trips were most of its cost."""
+    """The statements one write (or read) function may run, on the connection's own
+    thread. They are coroutines only to share `Tx` with PostgreSQL: none suspends."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        before = self._conn.total_changes  # botkit has no triggers: only this statement's
-        await self._conn.execute_fetchall(sql, tuple(params))
-        return self._conn.total_changes - before
+        cursor = self._conn.execute(sql, tuple(params))
+        if cursor.description is not None:
+            cursor.fetchall()  # a RETURNING or a PRAGMA's rows: step the statement to its end
+        return max(cursor.rowcount, 0)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        rows = await self._conn.execute_fetchall(sql, tuple(params))
-        return next(iter(rows), None)
+        return self._conn.execute(sql, tuple(params)).fetchone()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, tuple(params)))
+        return self._conn.execute(sql, tuple(params)).fetchall()
 
     async def lock(self, name: str) -> None:
         pass  # one write transaction at a time holds the whole file (BEGIN IMMEDIATE)
 
 
+class Connection:
+    """A sqlite3 connection and the one thread it is used on: `run(fn)` calls
+    `fn(connection)` there, after the calls before it."""
+
+    def __init__(self, thread: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+        self._thread = thread
+        self._conn = conn
+        self._closed: asyncio.Future[None] | None = None
+
+    @classmethod
+    async def open(cls, path: str) -> Connection:
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botkit-sqlite")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(thread, _connect, path)
+        except BaseException:
+            thread.shutdown(wait=False)  # it would keep the process alive
+            raise
+        return cls(thread, conn)
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, self._conn)
+
+    def close(self) -> asyncio.Future[None]:
+        """Close the connection once the calls queued before have run, and end the thread.
+        Both happen even if no one awaits the future this returns (the same one each time)."""
+        if self._closed is None:
+            self._closed = self.run(sqlite3.Connection.close)
+            self._thread.shutdown(wait=False)
+        return self._closed
+
+
 class SqliteDatabase(Database):
     """One SQLite file in WAL mode."""
 
-    def __init__(self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(self, path: str, writer: Connection, reader: Connection):
         super().__init__(path)
         self._writer = writer
         self._reader = reader
-        self._read_lock = asyncio.Lock()
         self._next_slot = 0.0
         self._closing = False
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]] | None] = (
@@ -81,9 +111,9 @@ class SqliteDatabase(Database):
 
     @classmethod
     async def connect(cls, path: str) -> SqliteDatabase:
-        writer = await _connect(path)
+        writer = await Connection.open(path)
         try:
-            reader = await _connect(path)
+            reader = await Connection.open(path)
         except BaseException:
             await writer.close()
             raise
@@ -102,18 +132,18 @@ class SqliteDatabase(Database):
         return not self._task.done()
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        async with self._read_lock:
-            return await fn(SqliteTx(self._reader))
+        # The reader's one thread runs reads one at a time: each sees one snapshot.
+        return await self._reader.run(lambda conn: _complete(fn(SqliteTx(conn))))
 
     async def stream(
         self, sql: str, params: Iterable[Any] = (), batch: int = 500
     ) -> AsyncGenerator[Row, None]:
-        conn = await _connect(self.url)
+        conn = await Connection.open(self.url)
         try:
-            async with conn.execute(sql, tuple(params)) as cursor:
-                while rows := await cursor.fetchmany(batch):
-                    for row in rows:
-                        yield row
+            cursor = await conn.run(lambda c: c.execute(sql, tuple(params)))
+            while rows := await conn.run(lambda _: cursor.fetchmany(batch)):
+                for row in rows:
+                    yield row
         finally:
             await conn.close()
 
@@ -122,13 +152,15 @@ class SqliteDatabase(Database):
         # One process at a time writes a SQLite file: BEGIN IMMEDIATE is the lock.
         yield
 
-    async def pace(self, interval: float) -> None:
+    async def pace(self, interval: float, most: int = 1) -> int:
         # One process sends from a SQLite database: its own clock spaces the slots.
-        now = time.monotonic()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        wait, count, self._next_slot = slots(self._next_slot, time.monotonic(), interval, most)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return count
+
+    async def unpace(self, interval: float, count: int) -> None:
+        self._next_slot -= count * interval
 
     async def advance_ids(self, tables: Iterable[str]) -> None:
         # A new rowid is one more than the table's highest: nothing to move on.
@@ -143,9 +175,10 @@ class SqliteDatabase(Database):
                 # the batch under way, whose callers would then wait for ever.
                 await asyncio.shield(self._task)
         finally:
-            # Even when cancelled: their threads would keep the process from exiting.
-            await self._writer.close()
-            await self._reader.close()
+            # Even when cancelled, without waiting then: their threads would keep the
+            # process from exiting.
+            closed = (self._writer.close(), self._reader.close())
+        await asyncio.gather(*closed)
 
     async def _write_loop(self) -> None:
         batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
@@ -181,65 +214,29 @@ class SqliteDatabase(Database):
             if not future.done():
                 future.set_exception(error)
 
-    async def _savepoint(
-        self, tx: Tx, fn: WriteFn[Any], future: asyncio.Future[Any]
-    ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
-        """Run one write of a batch in a savepoint: its failure undoes it alone."""
-        conn = self._writer
-        await conn.execute("SAVEPOINT write")
-        try:
-            result = await fn(tx)
-        except Exception as exc:
-            if not conn.in_transaction:  # SQLite rolled back the whole transaction
-                raise _BatchUndone(future, exc) from exc
-            await conn.execute("ROLLBACK TO write")
-            outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
-                future,
-                None,
-                _as_raised(exc),
-            )
-        else:
-            outcome = (future, result, None)
-        await conn.execute("RELEASE write")
-        return outcome
-
     async def _commit_batch(
         self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]
     ) -> list[tuple[WriteFn[Any], asyncio.Future[Any]]]:
-        """Run `batch` in one transaction and answer each write once it is committed.
-        Returns the writes to run again: those a failure of another one undid."""
-        conn, tx = self._writer, SqliteTx(self._writer)
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        """Run `batch` in one transaction, in one hop to the writer's thread, and answer
+        each write once it is committed. Returns the writes to run again: those a failure
+        of another one undid."""
+        fns = [fn for fn, _ in batch]
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:  # alone: no savepoint, its failure rolls everything back
-                fn, future = batch[0]
-                try:
-                    outcomes.append((future, await fn(tx), None))
-                except Exception as exc:
-                    await conn.rollback()
-                    future.set_exception(_as_raised(exc))
-                    return []
-            else:
-                for fn, future in batch:
-                    outcomes.append(await self._savepoint(tx, fn, future))
-            await conn.execute("COMMIT")
-            self.commits.bump()
+            committed, outcomes = await self._writer.run(lambda conn: _transaction(conn, fns))
         except _BatchUndone as undone:
             log.error("write failed, undoing its batch; the others run again: %s", undone.error)
-            undone.future.set_exception(_as_raised(undone.error))
-            return [(fn, future) for fn, future in batch if future is not undone.future]
+            batch[undone.index][1].set_exception(_as_raised(undone.error))
+            return [item for i, item in enumerate(batch) if i != undone.index]
         except Exception as exc:
             log.error("write transaction failed: %s", exc)
-            with contextlib.suppress(Exception):
-                if conn.in_transaction:
-                    await conn.rollback()
             error = _database_error(exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return []
-        for future, result, exc in outcomes:
+        if committed:
+            self.commits.bump()
+        for (_, future), (result, exc) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if exc is None:
@@ -249,13 +246,62 @@ class SqliteDatabase(Database):
         return []
 
 
+def _transaction(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> tuple[bool, list[Outcome]]:
+    """On the writer's thread: run `fns` in one transaction. Returns whether it committed
+    and each write's outcome. A write alone has no savepoint: its failure rolls back all."""
+    tx = SqliteTx(conn)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if len(fns) == 1:
+            try:
+                outcomes: list[Outcome] = [(_complete(fns[0](tx)), None)]
+            except Exception as exc:
+                conn.rollback()
+                return False, [(None, _as_raised(exc))]
+        else:
+            outcomes = [_savepoint(conn, tx, fn, i) for i, fn in enumerate(fns)]
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if conn.in_transaction:
+                conn.rollback()
+        raise
+    return True, outcomes
+
+
+def _savepoint(conn: sqlite3.Connection, tx: SqliteTx, fn: WriteFn[Any], index: int) -> Outcome:
+    """Run one write of a batch in a savepoint: its failure undoes it alone."""
+    conn.execute("SAVEPOINT write")
+    try:
+        outcome: Outcome = (_complete(fn(tx)), None)
+    except Exception as exc:
+        if not conn.in_transaction:  # SQLite rolled back the whole transaction
+            raise _BatchUndone(index, exc) from exc
+        conn.execute("ROLLBACK TO write")
+        outcome = (None, _as_raised(exc))
+    conn.execute("RELEASE write")
+    return outcome
+
+
+def _complete(awaitable: Awaitable[T]) -> T:
+    """Run a write or read function over a `SqliteTx` to its end, here and now: it awaits
+    only its statements, which never suspend."""
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        return done.value
+    steps.close()
+    raise RuntimeError("a database function waited for something other than its statements")
+
+
 class _BatchUndone(Exception):
     """A write of a batch failed in a way that made SQLite roll back the whole
     transaction (a full disk, an I/O error), undoing the writes before it too."""
 
-    def __init__(self, future: asyncio.Future[Any], error: Exception) -> None:
+    def __init__(self, index: int, error: Exception) -> None:
         super().__init__(str(error))
-        self.future = future
+        self.index = index
         self.error = error
 
 
@@ -271,14 +317,14 @@ def _database_error(exc: BaseException) -> DatabaseError:
     return error
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
+def _connect(path: str) -> sqlite3.Connection:
+    """Open `path` on the calling thread (the connection's own) with botkit's pragmas."""
+    conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
         for pragma in PRAGMAS:
-            await conn.execute(pragma)
+            conn.execute(pragma)
     except BaseException:
-        # Its thread would keep the process alive after a failed start.
-        await conn.close()
+        conn.close()
         raise
     return conn

@@ -89,9 +89,10 @@ async def enqueue(
 class Outbox(Claims):
     """MTs from their handler's commit to the gateway's answer."""
 
-    async def claim(self, lease: float, default: str) -> Outgoing | None:
-        """Take the next due MT and mark it `sending`, committed before it is sent, so
-        that after a crash we know its outcome is unknown rather than assume it unsent.
+    async def claim(self, limit: int, lease: float, default: str) -> list[Outgoing]:
+        """Take up to `limit` due MTs and mark them `sending`, committed before they are
+        sent, so that after a crash we know their outcome is unknown rather than assume
+        them unsent.
 
         Only the oldest MT waiting for a handset is due: a handset gets its messages in
         the order they were queued, even when one of them has to be retried. Senders of
@@ -101,50 +102,41 @@ class Outbox(Claims):
         is refused instead; one whose expiry has passed fails unsent.
         """
 
-        async def write(tx: Tx) -> Row | None:
+        async def write(tx: Tx) -> list[Row]:
             now = self.now()
             while True:
-                message_id = await tx.fetchval(
+                claimed = await tx.fetchall(
                     f"""UPDATE outbox SET state = 'sending', claimed_until = ?, claimed_by = ?,
                            attempts = attempts + 1
-                       WHERE message_id = (
+                       WHERE message_id IN (
                            SELECT o.message_id FROM outbox o
                            WHERE o.state = 'queued' AND o.next_attempt_at <= ?
                              AND {HEAD_OF_HANDSET}
-                           ORDER BY o.next_attempt_at, o.message_id LIMIT 1{tx.skip_locked})
+                           ORDER BY o.next_attempt_at, o.message_id LIMIT ?{tx.skip_locked})
                        RETURNING message_id""",
-                    (later(self.clock, lease), self.owner, now),
+                    (later(self.clock, lease), self.owner, now, limit),
                 )
-                if message_id is None:
-                    return None
-                if not await _refuse_if_unsendable(tx, message_id, now, default):
-                    break
+                ids = [
+                    message_id
+                    for (message_id,) in claimed
+                    if not await _refuse_if_unsendable(tx, message_id, now, default)
+                ]
+                if ids or not claimed:
+                    break  # else all were refused: the next due ones may go
+            if not ids:
+                return []
+            marks = ", ".join("?" * len(ids))
             await tx.execute(
-                "UPDATE messages SET status = 'sending', updated_at = ? WHERE id = ?",
-                (now, message_id),
+                f"UPDATE messages SET status = 'sending', updated_at = ? WHERE id IN ({marks})",
+                (now, *ids),
             )
-            return await tx.fetchone(
-                """SELECT m.*, o.attempts FROM messages m JOIN outbox o ON o.message_id = m.id
-                   WHERE m.id = ?""",
-                (message_id,),
+            return await tx.fetchall(
+                f"""SELECT m.*, o.attempts FROM messages m JOIN outbox o ON o.message_id = m.id
+                   WHERE m.id IN ({marks}) ORDER BY m.id""",
+                ids,
             )
 
-        row = await self.db.write(write)
-        if row is None:
-            return None
-        return Outgoing(
-            id=row["id"],
-            destination=row["handset"],
-            content=row["content"],
-            message_class=row["message_class"],
-            source=row["source"],
-            mask=row["mask"],
-            reference=row["reference"],
-            expires=row["expires"],
-            attempts=row["attempts"],
-            thread_id=row["thread_id"],
-            address=row["address"],
-        )
+        return [_outgoing(row) for row in await self.db.write(write)]
 
     async def release(self, message_id: int) -> None:
         """Give back a claimed MT whose request never left (the sender is stopping)."""
@@ -262,6 +254,22 @@ class Outbox(Claims):
 
 
 REFUSED = "refused: the handset opted out of messages from this address"
+
+
+def _outgoing(row: Row) -> Outgoing:
+    return Outgoing(
+        id=row["id"],
+        destination=row["handset"],
+        content=row["content"],
+        message_class=row["message_class"],
+        source=row["source"],
+        mask=row["mask"],
+        reference=row["reference"],
+        expires=row["expires"],
+        attempts=row["attempts"],
+        thread_id=row["thread_id"],
+        address=row["address"],
+    )
 
 
 async def _refuse_if_unsendable(tx: Tx, message_id: int, now: str, default: str) -> bool:
