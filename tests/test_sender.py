@@ -16,7 +16,7 @@ from conftest import ROOT, eventually, rows, running
 
 from botkit import Bot, Context, Gateway, Simulator, create_app
 from botkit.addresses import OurNumbers
-from botkit.db import Database, DatabaseError, is_url
+from botkit.db import PACE_SLACK, Database, DatabaseError, is_url, slots
 from botkit.messages import IncomingMO, Outgoing, Thread
 from botkit.migrations import migrate
 from botkit.sender import Sender
@@ -358,3 +358,29 @@ def every_value(database: str) -> str:
     tables = [r[0] for r in rows(database, sql)]
     assert {"messages", "outbox", "meta"} <= set(tables), tables
     return "\n".join(repr(tuple(r)) for t in tables for r in rows(database, f"SELECT * FROM {t}"))
+
+
+def test_send_slots_catch_up_when_late_and_start_afresh_after_idle_time():
+    interval = 0.005  # 200 a second
+    # Due in the future: wait for it, one slot.
+    assert slots(10.002, 10.0, interval, most=16) == pytest.approx((0.002, 1, 10.007))
+    # Late by three intervals (a busy loop, a slow claim): those slots are handed out
+    # now, so that the rate holds; at most `most` of them.
+    wait, count, following = slots(10.0, 10.015, interval, most=16)
+    assert (wait, count) == (0.0, 4) and following == pytest.approx(10.02)
+    assert slots(10.0, 10.015, interval, most=2)[1:] == pytest.approx((2, 10.01))
+    # Further behind than PACE_SLACK is idle time: one slot, now, and no burst.
+    late = 10.0 + PACE_SLACK + 0.5
+    assert slots(10.0, late, interval, most=16) == pytest.approx((0.0, 1, late + interval))
+
+
+async def test_send_slots_given_back_are_handed_out_again(database: str):
+    store = await open_store(database)
+    try:
+        interval = 3600.0  # one an hour: a second slot now would have to be given back
+        assert await store.db.pace(interval, most=4) == 1  # the first, now
+        await store.db.unpace(interval, 1)
+        async with asyncio.timeout(DEADLINE):  # not an hour
+            assert await store.db.pace(interval, most=4) == 1
+    finally:
+        await store.db.close()

@@ -11,7 +11,10 @@ Every difference from SQLite lives here:
   must run one at a time takes an advisory lock (`tx.lock`, pg_advisory_xact_lock);
   a claim of the outbox locks the row it takes (FOR UPDATE SKIP LOCKED), so senders
   pass over each other's rows. A deadlock runs the transaction again.
-- Live updates: a commit notifies every process (NOTIFY), each bumps its `commits`.
+- Live updates: a process that committed tells the others (NOTIFY) at most every
+  `NOTIFY_EVERY` seconds, one NOTIFY for all its commits since (a NOTIFY in every
+  transaction would make the server take its commits one at a time); each bumps its
+  `commits`.
 - Ids: an identity column numbers new rows from a sequence, which rows copied in with
   their ids do not move on (`advance_ids` does).
 - Text: PostgreSQL cannot store a NUL; one in a parameter is stored as U+FFFD (the
@@ -29,6 +32,7 @@ import contextlib
 import logging
 import random
 import re
+import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -47,6 +51,7 @@ POOL_SIZE = 10
 # other process for longer. botkit's transactions take milliseconds.
 SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "30s"}
 CHANNEL = "botkit_commits"
+NOTIFY_EVERY = 0.05
 # A write that keeps meeting concurrent ones is given up after this many tries.
 ATTEMPTS = 10
 # Conflicts worth running the transaction again for.
@@ -142,6 +147,9 @@ class PostgresDatabase(Database):
         self._relisten: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._name = secrets.token_hex(8)  # its own NOTIFYs come back: to tell them apart
+        self._committed = asyncio.Event()
+        self._notifier = asyncio.create_task(self._notify(), name="botkit-db-notify")
 
     @classmethod
     async def connect(cls, url: str) -> PostgresDatabase:
@@ -158,6 +166,7 @@ class PostgresDatabase(Database):
         try:
             await db._listen()
         except BaseException:
+            db._notifier.cancel()
             await pool.close()
             raise
         return db
@@ -169,8 +178,21 @@ class PostgresDatabase(Database):
         listener.add_termination_listener(self._deaf)
         self._listener = listener
 
-    def _notified(self, *_: object) -> None:
-        self.commits.bump()
+    def _notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        if payload != self._name:
+            self.commits.bump()
+
+    async def _notify(self) -> None:
+        """Tell the other processes that this one committed: one NOTIFY for the commits
+        of `NOTIFY_EVERY` seconds. Their live views learn of it that much later."""
+        while True:
+            await self._committed.wait()
+            self._committed.clear()
+            try:
+                await self._pool.execute(f"NOTIFY {CHANNEL}, '{self._name}'")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not tell the other processes of a commit: %s", exc)
+            await asyncio.sleep(NOTIFY_EVERY)
 
     def _deaf(self, *_: object) -> None:
         """The listening connection dropped (a server restart): connect it again."""
@@ -203,7 +225,10 @@ class PostgresDatabase(Database):
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._pool.acquire() as conn:
-                    return await _transaction(conn, fn)
+                    result = await _transaction(conn, fn)
+                self.commits.bump()
+                self._committed.set()
+                return result
             except RETRY:
                 if attempt == ATTEMPTS:
                     raise DatabaseError(f"gave up after {attempt} conflicting attempts") from None
@@ -298,6 +323,7 @@ class PostgresDatabase(Database):
         self._closing = True
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        self._notifier.cancel()
         if self._relisten is not None:
             self._relisten.cancel()
         if self._listener is not None:
@@ -314,11 +340,11 @@ WHERE table_schema = current_schema() AND is_identity = 'YES' AND table_name = A
 
 
 async def _transaction(conn: asyncpg.Connection, fn: Callable[[Tx], Awaitable[T]]) -> T:
-    """Run `fn` in one transaction; commit it and tell every process."""
+    """Run `fn` in one transaction and commit it."""
     await conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
     try:
         result = await fn(PostgresTx(conn))
-        await conn.execute(f"NOTIFY {CHANNEL}; COMMIT")
+        await conn.execute("COMMIT")
     except BaseException:
         if not conn.is_closed():
             with contextlib.suppress(Exception):
