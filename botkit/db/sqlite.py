@@ -49,9 +49,9 @@ class SqliteTx(Tx):
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        before = self._conn.total_changes  # botkit has no triggers: only this statement's
-        await self._conn.execute_fetchall(sql, tuple(params))
-        return self._conn.total_changes - before
+        # rowcount: this statement's rows, not those its triggers change (migration 18's).
+        async with self._conn.execute(sql, tuple(params)) as cursor:
+            return max(cursor.rowcount, 0)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         rows = await self._conn.execute_fetchall(sql, tuple(params))
