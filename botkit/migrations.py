@@ -1,7 +1,9 @@
 """The schema as numbered migrations, each recorded in the transaction that applies it.
 
 A migration is a list of statements in SQLite's dialect, which the PostgreSQL backend
-translates (db/postgres.py); never edit one that has shipped: add the next.
+translates (db/postgres.py), and where the two differ beyond translating (full-text
+search: FTS5 there, a GIN index here) a list in PostgreSQL's own; never edit one that
+has shipped: add the next.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    #: Run instead of `statements` on PostgreSQL, as they are (None: `statements`).
+    postgresql: tuple[str, ...] | None = None
+
+    def statements_for(self, dialect: str) -> tuple[str, ...]:
+        """The statements to run on a database of `dialect` (Database.dialect)."""
+        if dialect == "postgresql" and self.postgresql is not None:
+            return self.postgresql
+        return self.statements
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -353,6 +363,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         "threads: why each ended (ended, expired, opted_out, operator), for the dashboard",
         ("ALTER TABLE threads ADD COLUMN end_reason TEXT",),
     ),
+    Migration(
+        18,
+        "full-text search of messages, for the dashboard's search by text",
+        (
+            # The words of every message (botkit/search.py says how they are matched),
+            # an index without a copy of the text (external content), kept in step by
+            # triggers: in the transaction that writes the message, whoever writes it.
+            # remove_diacritics 0: as PostgreSQL's 'simple' configuration, e is not é.
+            """CREATE VIRTUAL TABLE messages_fts USING fts5 (
+                content, content = 'messages', content_rowid = 'id',
+                tokenize = 'unicode61 remove_diacritics 0'
+            )""",
+            """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+                INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+            END""",
+            """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+                INSERT INTO messages_fts (messages_fts, rowid, content)
+                    VALUES ('delete', old.id, old.content);
+            END""",
+            # Only a change of the text: a message's status changes often, its text never.
+            """CREATE TRIGGER messages_fts_update AFTER UPDATE OF id, content ON messages BEGIN
+                INSERT INTO messages_fts (messages_fts, rowid, content)
+                    VALUES ('delete', old.id, old.content);
+                INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+            END""",
+            "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
+        ),
+        postgresql=(
+            # The same words, in a GIN index of the 'simple' configuration (lower case,
+            # no stemming, no stop words: as FTS5's unicode61). The expression is
+            # TEXT_THREADS's in db/postgres.py, word for word.
+            "CREATE INDEX messages_search ON messages USING GIN (to_tsvector('simple', content))",
+        ),
+    ),
 )
 
 
@@ -370,7 +414,7 @@ async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) 
         for migration in sorted(migrations, key=lambda m: m.version):
             if migration.version in done:
                 continue
-            if await db.write(lambda tx, m=migration: _apply(tx, m)):
+            if await db.write(lambda tx, m=migration: _apply(tx, m, db.dialect)):
                 log.info("applied migration %d: %s", migration.version, migration.name)
                 applied.append(migration.version)
         return applied
@@ -386,11 +430,11 @@ async def _create_ledger(tx: Tx) -> None:
     )
 
 
-async def _apply(tx: Tx, migration: Migration) -> bool:
+async def _apply(tx: Tx, migration: Migration, dialect: str) -> bool:
     """Apply `migration` unless another process just did; True if this one did."""
     if await tx.fetchval("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)):
         return False
-    for statement in migration.statements:
+    for statement in migration.statements_for(dialect):
         await tx.execute(statement)
     await tx.execute(
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",

@@ -1,7 +1,8 @@
 """Conversation search: the query parameters of the dashboard and /api as filters.
 
 q       a number (3 digits or more, in any common format) matches handsets that
-        contain it; any other text matches threads with a message containing it
+        contain it; any other text matches threads with a message that holds each of
+        its words (see below)
 bot     the bot's name
 status  open, paused (an operator has it) or closed
 state   the thread's state in its bot
@@ -10,6 +11,27 @@ since, until   days (YYYY-MM-DD, in BOTKIT_TIMEZONE) of the thread's last activi
 address the one of our numbers the thread is on, in any form (+61400999000,
         61400999000); one a thread is on that BOTKIT_NUMBERS lacks is taken too
 failed  1: only threads with an MO whose handling failed (0 or empty: all)
+
+A text `q` is looked up in the database's full-text index of messages (SQLite's FTS5,
+PostgreSQL's text search: migration 18), not read out of every message. Its words are
+what white space separates; a message matches when it holds every one of them, in any
+order, each as the start of a word of the message, case ignored: `refund` finds
+"Refund", "refunds" and "refunded?", not "nonrefundable"; `ada late` finds "Ada is
+running late". A word's letters and digits count, punctuation separates them, and a
+word with punctuation inside is those parts side by side: `you're` finds "you're" (and
+"you re"), `e-mail` finds "e-mail". Accents count (`cafe` does not find "café"), an
+emoji is no word, and a `q` with no letter or digit matches nothing. Nothing in `q` is
+search syntax: quotes, `*`, `AND`, `OR`, `NEAR(` are text like any other. The two
+engines split text alike for ordinary words; they differ at the edges: PostgreSQL keeps
+an e-mail address, a web address or a number like 3.5 as one word where SQLite splits
+it (so `ada` finds "ada@example.com" on both, `example` on SQLite only), and takes
+every part of a word with punctuation inside as the start of a word, where SQLite so
+takes only the last (`you're` also finds "your refund" on PostgreSQL).
+
+Words, not any run of characters (as a search read every message's text before): both
+engines index words, and PostgreSQL's cannot find the middle of one. SQLite's trigram
+tokenizer could, but for 3 characters or more only, with an index 7 times the size,
+and slower: a search would find on one engine what it misses on the other.
 """
 
 from __future__ import annotations
@@ -77,13 +99,13 @@ def filters(
     q = (params.get("q") or "").strip()
     if len(q) > MAX_QUERY:
         raise ValidationError("q", f"is longer than {MAX_QUERY} characters")
-    number = text = None
+    number = words = None
     digits = re.sub(r"\D", "", q)
     if NUMBER.fullmatch(q) and len(digits) >= 3:
         # A national number (0412 ...) is matched without its trunk 0: +61412...
         number = digits[1:] if digits.startswith("0") and "+" not in q else digits
     elif q:
-        text = q
+        words = text_words(q)
     status = params.get("status") or None
     if status is not None and status not in STATUSES:
         raise ValidationError("status", f"must be one of {', '.join(STATUSES)}")
@@ -99,11 +121,21 @@ def filters(
         status=status,
         state=params.get("state") or None,
         number=number,
-        text=text,
+        words=words,
         since=_midnight("since", since, zone) if since else None,
         before=_midnight("until", until + timedelta(days=1), zone) if until else None,
         failed=_failed(params),
     )
+
+
+def text_words(text: str) -> tuple[str, ...]:
+    """The words a text search looks for: `text` split at white space (and NUL, which
+    would end FTS5's query), each with a letter or digit, each once whatever its case."""
+    found: dict[str, str] = {}
+    for word in text.replace("\x00", " ").split():
+        if any(character.isalnum() for character in word):
+            found.setdefault(word.casefold(), word)
+    return tuple(found.values())
 
 
 def _midnight(name: str, day: date, zone: tzinfo) -> str:

@@ -65,6 +65,11 @@ async def test_backup_while_the_app_writes_is_a_consistent_snapshot(app, setting
     assert len(steps) > 1 and steps[-1] == (pages, pages)
     assert [done for done, _ in steps] == sorted(done for done, _ in steps)  # never restarted
     assert integrity(target) == ["ok"]
+    # The full-text index of the copy agrees with its messages (FTS5's own check).
+    assert rows(target, "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')") == []
+    indexed = "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'hello'"
+    held = "SELECT count(*) FROM messages WHERE content LIKE '%hello%'"
+    assert rows(target, indexed)[0][0] == rows(target, held)[0][0] > 0
     copied = counts(target)
     assert before["messages"] <= copied["messages"] <= during["messages"]
     orphans = "SELECT count(*) FROM inbox WHERE message_id NOT IN (SELECT id FROM messages)"

@@ -40,6 +40,11 @@ def test_the_dashboard_benchmark_runs_at_a_tiny_size(tmp_path):
     longest = rows(db, "SELECT count(*) FROM messages GROUP BY thread_id ORDER BY 1 DESC")[0][0]
     assert longest == 200
     assert rows(db, "SELECT count(*) FROM deliveries")[0][0] > 0
+    # Every message is in the full-text index, which agrees with the messages.
+    assert rows(db, "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')") == []
+    indexed = "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'refund'"
+    held = "SELECT count(*) FROM messages WHERE content LIKE '%refund%'"
+    assert rows(db, indexed)[0][0] == rows(db, held)[0][0] > 0
 
     table = done.stdout.splitlines()
     for name in MEASUREMENTS:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -105,6 +105,9 @@ class Database(abc.ABC):
 
     #: True when several processes may share it (their claims then rest on leases alone).
     shared: bool = False
+    #: The dialect of its SQL: a migration may give statements of its own for a dialect
+    #: other than SQLite's (see migrations.py).
+    dialect: str = "sqlite"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -172,6 +175,14 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Finish the writes under way, refuse new ones, close every connection."""
+
+    async def text_search(self, words: Sequence[str]) -> tuple[str, list[Any]]:
+        """A condition on threads `t`: those with a message that holds every one of
+        `words` (botkit/search.py says how), and its parameters. SQLite's, on the FTS5
+        index of migration 18, is in fts5.py; postgres.py has PostgreSQL's."""
+        from .fts5 import text_search
+
+        return await text_search(self, words)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         return await self.read(lambda tx: tx.fetchall(sql, params))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..db import Row
 from ..errors import ValidationError
@@ -20,6 +20,8 @@ MAX_ID = 2**63 - 1
 # Values bound in one `IN (...)`: well under any backend's limit of parameters.
 CHUNK = 500
 T = TypeVar("T")
+# An SQL condition and its parameters.
+Condition = tuple[str, list[Any]]
 # Messages, each with the id of the MT it answers (found by the gateway id it echoes).
 MESSAGES = """SELECT m.*, (SELECT r.id FROM messages r
                           WHERE r.direction = 'mt' AND r.gateway_id = m.reply_to
@@ -86,22 +88,24 @@ STATUSES = ("open", "paused", "closed")
 @dataclass(frozen=True)
 class Filters:
     """Which threads a page shows (see botkit/search.py): `number` is digits a handset
-    contains, `text` a message's content; `since` and `before` bound the last activity;
-    `addresses` are the ways threads spell the one of our numbers they are on; `failed`
-    keeps threads with an MO whose handling failed."""
+    contains, `words` those a message holds (none: a search that finds nothing);
+    `since` and `before` bound the last activity; `addresses` are the ways threads spell
+    the one of our numbers they are on; `failed` keeps threads with an MO whose
+    handling failed."""
 
     bot: str | None = None
     status: str | None = None
     state: str | None = None
     number: str | None = None
-    text: str | None = None
+    words: tuple[str, ...] | None = None
     since: str | None = None
     before: str | None = None
     addresses: tuple[str, ...] | None = None
     failed: bool = False
 
-    def where(self) -> tuple[list[str], list[object]]:
-        """SQL conditions on threads `t`, and their parameters."""
+    def where(self, text: Condition | None = None) -> tuple[list[str], list[object]]:
+        """SQL conditions on threads `t`, and their parameters; `text` is the condition
+        for `words` (Database.text_search)."""
         where: list[str] = []
         params: list[object] = []
         if self.bot:
@@ -122,14 +126,11 @@ class Filters:
         if self.number:
             where.append("t.handset LIKE ?")
             params.append(f"%{self.number}%")
-        if self.text:
-            # One pass over the messages, then the threads in order: bounded, however
-            # rare the text (a correlated EXISTS would read every thread's messages).
-            where.append(  # lower(): LIKE ignores case on SQLite (ASCII), not on PostgreSQL
-                "t.id IN (SELECT thread_id FROM messages"
-                " WHERE lower(content) LIKE lower(?) ESCAPE '\\')"
-            )
-            params.append(f"%{_escape_like(self.text)}%")
+        if text is not None:
+            where.append(text[0])
+            params += text[1]
+        elif self.words is not None:  # a text with no word in it: nothing holds it
+            where.append("1 = 0")
         if self.failed:
             # The failed MOs are few (an index of them alone): read them, then the threads.
             where.append(f"t.id IN (SELECT thread_id FROM messages WHERE {FAILED})")
@@ -150,7 +151,10 @@ class Conversations(Part):
     ) -> tuple[list[Row], Cursor | None]:
         """Threads, most recently active first, with their last message and the delivery
         status of their last reply; and the cursor of the next page (None: last page)."""
-        where, params = filters.where()
+        # Words are looked up in the database's full-text index, each engine its way
+        # (db/fts5.py, db/postgres.py), rather than in the text of every message.
+        text = await self.db.text_search(filters.words) if filters.words else None
+        where, params = filters.where(text)
         if after is not None:
             where.append("(t.updated_at, t.id) < (?, ?)")
             params += [after.updated_at, after.thread_id]
@@ -292,8 +296,3 @@ def _chunks(values: list[T]) -> Iterator[list[T]]:
     """`values` in lists short enough for one `IN (...)`."""
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
-
-
-def _escape_like(text: str) -> str:
-    """`text` with LIKE's wildcards escaped, so that `50%` means those three characters."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
