@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import cpu
-from common import ROOT, pss_mib
+from common import ROOT, fresh_sqlite, pss_mib
 
 from botkit.db.postgres import connect_options
 
@@ -42,8 +42,11 @@ class Backend(Protocol):
 
     name: str
 
-    def database(self, rate: float) -> contextlib.AbstractContextManager[str]:
-        """A new, empty database for the run at `rate`: its path or URL."""
+    def database(
+        self, rate: float, stem: str = "pipeline"
+    ) -> contextlib.AbstractContextManager[str]:
+        """A new, empty database for the run at `rate`: its path or URL (for SQLite,
+        `stem`-`rate`.db)."""
         ...
 
     def rows(self, db: str, sql: str) -> list[tuple[Any, ...]]:
@@ -72,11 +75,8 @@ class Sqlite:
         self.workdir = workdir
 
     @contextlib.contextmanager
-    def database(self, rate: float) -> Iterator[str]:
-        db = self.workdir / f"pipeline-{rate:g}.db"
-        for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-            leftover.unlink(missing_ok=True)
-        yield str(db)
+    def database(self, rate: float, stem: str = "pipeline") -> Iterator[str]:
+        yield str(fresh_sqlite(self.workdir / f"{stem}-{rate:g}.db"))
 
     def rows(self, db: str, sql: str) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
@@ -113,7 +113,7 @@ class Postgres:
         self._helpers = helpers
 
     @contextlib.contextmanager
-    def database(self, rate: float) -> Iterator[str]:
+    def database(self, rate: float, stem: str = "pipeline") -> Iterator[str]:
         url = asyncio.run(self._helpers.fresh_database(self.cluster))
         try:
             yield url

@@ -70,6 +70,13 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: IO[str], timeout: 
     raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
+def fresh_sqlite(db: Path) -> Path:
+    """`db`, with whatever an earlier run left of it (the file, its WAL) removed."""
+    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        leftover.unlink(missing_ok=True)
+    return db
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """The most memory the process has held so far (VmHWM), in MiB; None off Linux."""
     status = Path(f"/proc/{pid}/status")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from common import ROOT, free_port, machine, peak_rss_mib, process
+from common import ROOT, free_port, fresh_sqlite, machine, peak_rss_mib, process
 from load import generate, mo_paths
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -98,9 +98,7 @@ def serving(db: Path) -> Iterator[tuple[int, int]]:
 def measure(rate: float, duration: float, handsets: int, workdir: Path) -> dict[str, Any]:
     """Drive a fresh bare app at `rate` MOs per second for `duration` seconds; its
     figures, and how many rows it stored."""
-    db = workdir / f"limit-{rate:g}.db"
-    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        leftover.unlink(missing_ok=True)
+    db = fresh_sqlite(workdir / f"limit-{rate:g}.db")
     paths = mo_paths(TOKEN, round(rate * duration), handsets)
     with serving(db) as (port, pid):
         load = asyncio.run(generate("127.0.0.1", [port], paths, rate))

@@ -1,5 +1,5 @@
 """bench/pipeline.py's table: each run's figures under the columns any run has, botkit's
-as ratios of the limit's at the same rate, and what limited each run.
+as ratios of the limit's and the floor's at the same rate, and what limited each run.
 
 bench/run.py prints the PostgreSQL runs beside SQLite's with `beside()`.
 """
@@ -26,8 +26,10 @@ COLUMNS = (
     ("p50 x", "x_limit_p50", 7, ".1f"),
     ("replies", "replies", 8, "d"),
     ("MT/s", "replies_per_s", 8, ".1f"),
+    ("x floor", "x_floor", 8, ".2f"),
     ("MO>MT p50", "mo_to_mt_p50_ms", 10, ".1f"),
     ("MO>MT p99", "mo_to_mt_p99_ms", 10, ".1f"),
+    ("p99 x", "x_floor_p99", 7, ".1f"),
     ("MO>MT max", "mo_to_mt_max_ms", 10, ".0f"),
     ("lag p99", "lag_p99_ms", 8, ".1f"),
     ("MiB", "peak_rss_mib", 7, ".0f"),
@@ -48,19 +50,26 @@ BESIDE = (
 def report(
     runs: list[dict[str, Any]], args: argparse.Namespace, backend: Backend
 ) -> dict[str, Any]:
-    """Print the table (botkit's throughput and p50 latency as ratios of the limit's at
-    the same rate) and what limited each run; return every figure with the machine's
+    """Print the table (botkit's callback throughput and p50 latency as ratios of the
+    limit's at the same rate, its replies per second and MO-to-MT p99 as ratios of the
+    floor's) and what limited each run; return every figure with the machine's
     description."""
     limits = {run["offered_per_s"]: run for run in runs if run["name"].startswith("limit")}
+    floors = {run["offered_per_s"]: run for run in runs if run["name"].startswith("floor")}
     for run in runs:
-        base = limits.get(run["offered_per_s"])
-        if not run["name"].startswith("limit") and base:
+        if run["name"].startswith(("limit", "floor")):
+            continue
+        if base := limits.get(run["offered_per_s"]):
             run["x_limit"] = _ratio(run["throughput_per_s"], base["throughput_per_s"])
             run["x_limit_p50"] = _ratio(run["latency_p50_ms"], base["latency_p50_ms"])
+        if base := floors.get(run["offered_per_s"]):
+            run["x_floor"] = _ratio(run["replies_per_s"], base["replies_per_s"])
+            run["x_floor_p99"] = _ratio(run["mo_to_mt_p99_ms"], base["mo_to_mt_p99_ms"])
     database = backend.describe()
-    print(f"\n{database}.\n{legend(args, bool(limits))}\n")
+    print(f"\n{database}.\n{legend(args, bool(limits), bool(floors))}\n")
     print("\n".join(table(runs)))
     print("\n".join(problems(runs)))
+    print("\n".join(windows(runs)))
     print(cpu.summary(runs))
     return {
         "machine": machine(),
@@ -73,14 +82,16 @@ def report(
     }
 
 
-def legend(args: argparse.Namespace, limited: bool) -> str:
+def legend(args: argparse.Namespace, limited: bool, floored: bool = False) -> str:
     """What the table's columns mean."""
+    gateway = "the simulator" if args.dlrs else "the fake gateway"
     parts = [
         f"MO callbacks from {args.handsets} handsets, open loop, {args.duration:g} s at each "
         "rate, spread over the app processes in turn",
         "latency from the moment each MO was due",
-        "MO>MT until the simulator accepted its reply",
+        f"MO>MT until {gateway} accepted its reply",
         *(["x limit: botkit over the bare endpoint at the same rate"] if limited else []),
+        *(["x floor, p99 x: botkit's MT/s and MO>MT p99 over the floor's"] if floored else []),
         "lag: how late the generator sent",
         "MiB: the app processes' peak RSS, summed",
         *(["db MiB: the database server's (PSS, at the end)"] if args.backend != "sqlite" else []),
@@ -116,6 +127,28 @@ def problems(runs: list[dict[str, Any]]) -> list[str]:
         if run["errors"]:
             lines.append(f"{run['name']}: errors {run['error_kinds']}")
     return lines
+
+
+def windows(runs: list[dict[str, Any]]) -> list[str]:
+    """MO-to-MT p99 over the load's first and last seconds, for each run that replies:
+    the same in both means no backlog builds up."""
+    lines = []
+    for run in runs:
+        if "mo_to_mt_first_p99_ms" not in run:
+            continue
+        first, last = run["mo_to_mt_first_p99_ms"], run["mo_to_mt_last_p99_ms"]
+        early = _ms(first, run["mo_to_mt_first_unreplied"])
+        late = _ms(last, run["mo_to_mt_last_unreplied"])
+        lines.append(
+            f"{run['name']}: MO>MT p99 over the first {run['window_s']:g} s {early}, over "
+            f"the last {late}" + (f" ({last / first:.1f}x)" if first and last else "")
+        )
+    return lines
+
+
+def _ms(value: float | None, unreplied: int = 0) -> str:
+    """`123 ms`, or what stands for an unknown p99: its MOs not replied to."""
+    return f"{value:.0f} ms" if value is not None else f"unknown ({unreplied} MOs without reply)"
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
