@@ -79,10 +79,21 @@ def fresh_sqlite(db: Path) -> Path:
 
 def peak_rss_mib(pid: int) -> float | None:
     """The most memory the process has held so far (VmHWM), in MiB; None off Linux."""
-    status = Path(f"/proc/{pid}/status")
-    if not status.exists():
+    return _status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float | None:
+    """The memory the process holds now (VmRSS), in MiB; None off Linux or once it is gone."""
+    return _status_mib(pid, "VmRSS")
+
+
+def _status_mib(pid: int, field: str) -> float | None:
+    """A memory field of /proc/<pid>/status, in MiB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return None
-    found = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.MULTILINE)
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
     return round(int(found.group(1)) / 1024, 1) if found else None
 
 
