@@ -53,6 +53,11 @@ class Backend(Protocol):
         """The rows of a query on `db`."""
         ...
 
+    def poller(self, db: str) -> contextlib.AbstractContextManager[Rows]:
+        """Queries on `db` over one connection, kept open for many (read-only where
+        the database allows); use it in the thread that opened it."""
+        ...
+
     def groups(self) -> dict[str, list[int]]:
         """The database server's processes, by name, for the CPU figures (none for SQLite)."""
         ...
@@ -81,6 +86,11 @@ class Sqlite:
     def rows(self, db: str, sql: str) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
             return conn.execute(sql).fetchall()
+
+    @contextlib.contextmanager
+    def poller(self, db: str) -> Iterator[Rows]:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            yield lambda sql: conn.execute(sql).fetchall()
 
     def groups(self) -> dict[str, list[int]]:
         return {}
@@ -122,6 +132,15 @@ class Postgres:
 
     def rows(self, db: str, sql: str) -> list[tuple[Any, ...]]:
         return asyncio.run(_fetch(db, sql))
+
+    @contextlib.contextmanager
+    def poller(self, db: str) -> Iterator[Rows]:
+        with asyncio.Runner() as runner:
+            conn = runner.run(asyncpg.connect(**connect_options(db)))
+            try:
+                yield lambda sql: [tuple(row) for row in runner.run(conn.fetch(sql))]
+            finally:
+                runner.run(conn.close())
 
     def groups(self) -> dict[str, list[int]]:
         return {"postgresql": [self.cluster.pid()]}
