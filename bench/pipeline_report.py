@@ -7,7 +7,7 @@ bench/run.py prints the PostgreSQL runs beside SQLite's with `beside()`.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cpu
@@ -31,6 +31,10 @@ COLUMNS = (
     ("MO>MT p99", "mo_to_mt_p99_ms", 10, ".1f"),
     ("p99 x", "x_floor_p99", 7, ".1f"),
     ("MO>MT max", "mo_to_mt_max_ms", 10, ".0f"),
+    ("x sqlite", "x_sqlite", 9, ".2f"),
+    ("p99 x sq", "x_sqlite_p99", 9, ".2f"),
+    ("x one", "x_one", 7, ".2f"),
+    ("p99 x one", "x_one_p99", 10, ".2f"),
     ("lag p99", "lag_p99_ms", 8, ".1f"),
     ("MiB", "peak_rss_mib", 7, ".0f"),
     ("db MiB", "db_mib", 7, ".0f"),
@@ -42,7 +46,7 @@ COLUMNS = (
 BESIDE = (
     "name", "ok", "errors", "throughput_per_s", "latency_p50_ms", "latency_p99_ms",
     "replies", "replies_per_s", "mo_to_mt_p50_ms", "mo_to_mt_p99_ms", "mo_to_mt_max_ms",
-    "peak_rss_mib",
+    "x_sqlite", "x_sqlite_p99", "x_one", "x_one_p99", "peak_rss_mib",
     "db_mib", "cpu_busy_pct", "cpu_other_pct",
 )  # fmt: skip
 
@@ -65,6 +69,8 @@ def report(
         if base := floors.get(run["offered_per_s"]):
             run["x_floor"] = _ratio(run["replies_per_s"], base["replies_per_s"])
             run["x_floor_p99"] = _ratio(run["mo_to_mt_p99_ms"], base["mo_to_mt_p99_ms"])
+    if backend.name == "postgresql":  # more processes against one
+        _against(runs, "x_one", lambda run: run["processes"] == 1)
     database = backend.describe()
     print(f"\n{database}.\n{legend(args, bool(limits), bool(floors))}\n")
     print("\n".join(table(runs)))
@@ -151,6 +157,21 @@ def _ms(value: float | None, unreplied: int = 0) -> str:
     return f"{value:.0f} ms" if value is not None else f"unknown ({unreplied} MOs without reply)"
 
 
+def _against(runs: list[dict[str, Any]], key: str, is_base: Callable[[dict[str, Any]], bool]):
+    """Set `key` (replies per second) and `key`_p99 (MO>MT p99) on each run as ratios of
+    the base run's at the same rate (the first for which `is_base` holds)."""
+    bases: dict[float, dict[str, Any]] = {}
+    for run in runs:
+        if is_base(run) and "replies_per_s" in run:
+            bases.setdefault(run["offered_per_s"], run)
+    for run in runs:
+        base = bases.get(run["offered_per_s"])
+        if base is None or base is run or "replies_per_s" not in run:
+            continue
+        run[key] = _ratio(run["replies_per_s"], base["replies_per_s"])
+        run[f"{key}_p99"] = _ratio(run["mo_to_mt_p99_ms"], base["mo_to_mt_p99_ms"])
+
+
 def _ratio(value: float | None, base: float | None) -> float | None:
     return round(value / base, 2) if value is not None and base else None
 
@@ -177,6 +198,7 @@ def beside(sqlite: dict[str, Any] | None, postgresql: dict[str, Any]) -> list[st
         if rate in single and single[rate] not in runs:
             runs.append(single[rate])
         runs.append(run)
+    _against(runs, "x_sqlite", lambda run: run.get("backend", "sqlite") == "sqlite")
     counts = sorted({run["processes"] for run in postgresql["runs"]})
     heading = [
         "MO pipeline: SQLite, one app process, beside PostgreSQL with "
@@ -184,6 +206,7 @@ def beside(sqlite: dict[str, Any] | None, postgresql: dict[str, Any]) -> list[st
         postgresql.get("database", "PostgreSQL"),
         "MiB: the app processes' peak RSS, summed; db MiB: PostgreSQL's (PSS); CPU %: the "
         "machine's cores busy while the load was offered; other: the part of that not the "
-        "benchmark's",
+        "benchmark's; x sqlite, p99 x sq: MT/s and MO>MT p99 over SQLite's at the rate; x one, "
+        "p99 x one: over one PostgreSQL process's",
     ]
     return [*heading, "", *table(runs, BESIDE), "", cpu.summary(runs)]
