@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +27,7 @@ import httpx
 import limit
 import pipeline
 from backends import Sqlite
-from common import ROOT, machine, peak_rss_mib
+from common import load_options, machine, peak_rss_mib, save
 from load import closed_loop, mo_paths
 
 # Paths are made beforehand: enough for this many callbacks a second (the run ends early,
@@ -43,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         runs = [measure_limit(args, Path(workdir)), measure_botkit(args, Path(workdir))]
     runs[1]["x_limit"] = round(runs[1]["throughput_per_s"] / runs[0]["throughput_per_s"], 2)
     report(runs, args)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
     figures = {
         "machine": machine(),
         "connections": args.connections,
@@ -51,26 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         "handsets": args.handsets,
         "runs": runs,
     }
-    args.results.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"figures written to {args.results}")
+    save(args.results, figures)
     return 0 if all(run["lost"] == 0 for run in runs) else 1
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line's options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = load_options(__doc__, "ack.json")
     parser.add_argument(
         "--connections", type=int, default=32, help="clients, each waiting for its answer "
         "before the next callback (%(default)s)",
     )  # fmt: skip
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (%(default)s)")
-    parser.add_argument("--handsets", type=int, default=1000, help="handsets texting (%(default)s)")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=ROOT / "bench" / "results" / "ack.json",
-        help="where the figures go (%(default)s)",
-    )
     return parser.parse_args(argv)
 
 

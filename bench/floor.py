@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import secrets
 import sqlite3
 import sys
-import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,9 +40,8 @@ from typing import Any
 
 import fakegateway
 import httpx
-import limit
 from backends import Sqlite
-from common import ROOT, free_port, machine, peak_rss_mib, process
+from common import alone, free_port, load_options, peak_rss_mib, process, rated
 from load import generate, mo_paths
 from replies import drain, outcome
 from starlette.applications import Starlette
@@ -365,36 +362,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve, args.port, args.gateway, args.token)
         return 0
-    with tempfile.TemporaryDirectory(prefix="botkit-floor-") as workdir:
-        runs = [measure(rate, args.duration, args.handsets, Path(workdir)) for rate in args.rates]
-    for run in runs:
-        print(
-            f"{run['name']:<18} {run['ok']}/{run['sent']} answered 200, p99 "
-            f"{run['latency_p99_ms']} ms; {run['replies']} replies, {run['replies_per_s']}/s, "
-            f"MO>MT p50 {run['mo_to_mt_p50_ms']} ms, p99 {run['mo_to_mt_p99_ms']} ms"
-        )
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps({"machine": machine(), "runs": runs}, indent=2) + "\n")
-    print(f"figures written to {args.results}")
-    return 0
+    return alone("floor", measure, args, _line)
+
+
+def _line(run: dict[str, Any]) -> str:
+    return (
+        f"{run['name']:<18} {run['ok']}/{run['sent']} answered 200, p99 "
+        f"{run['latency_p99_ms']} ms; {run['replies']} replies, {run['replies_per_s']}/s, "
+        f"MO>MT p50 {run['mo_to_mt_p50_ms']} ms, p99 {run['mo_to_mt_p99_ms']} ms"
+    )
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line's options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rates", type=limit.rates, default=[100, 500, 1000], help="MOs per second (100,500,1000)"
-    )
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds at each rate (%(default)s)"
-    )
-    parser.add_argument("--handsets", type=int, default=1000, help="handsets texting (%(default)s)")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=ROOT / "bench" / "results" / "floor.json",
-        help="where the figures go (%(default)s)",
-    )
+    parser = load_options(__doc__, "floor.json")
+    rated(parser)
     parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--gateway", help=argparse.SUPPRESS)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 import pipeline
 from backends import Sqlite
-from common import ROOT, machine, peak_rss_mib, rss_mib
+from common import load_options, machine, peak_rss_mib, rss_mib, save
 from load import generate, mo_paths
 from replies import drain, outcome
 
@@ -134,16 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="botkit-memory-") as workdir:
         run = measure(args, Path(workdir))
     report(run)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    figures = {"machine": machine(), "handsets": args.handsets, "runs": [run]}
-    args.results.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"figures written to {args.results}")
+    save(args.results, {"machine": machine(), "handsets": args.handsets, "runs": [run]})
     return 0
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line's options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = load_options(__doc__, "memory.json", drain=True)
     parser.add_argument("--rate", type=float, default=100.0, help="MOs per second (%(default)s)")
     parser.add_argument(
         "--duration", type=float, default=600.0, help="seconds of load (%(default)s)"
@@ -156,19 +152,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sample", type=float, default=10.0, help="seconds between RSS samples (%(default)s)"
-    )
-    parser.add_argument("--handsets", type=int, default=1000, help="handsets texting (%(default)s)")
-    parser.add_argument(
-        "--drain",
-        type=float,
-        default=120.0,
-        help="seconds the app may take, after the load, to answer it (%(default)s)",
-    )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=ROOT / "bench" / "results" / "memory.json",
-        help="where the figures go (%(default)s)",
     )
     args = parser.parse_args(argv)
     if not 0 < args.first < args.duration:

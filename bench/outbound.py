@@ -24,7 +24,6 @@ import asyncio
 import collections
 import contextlib
 import csv
-import json
 import re
 import secrets
 import statistics
@@ -43,6 +42,7 @@ import httpx
 from backends import Backend, backend_for, unavailable
 from common import (
     BOTKIT,
+    RESULTS,
     ROOT,
     free_port,
     gateway_env,
@@ -50,6 +50,7 @@ from common import (
     ms,
     peak_rss_mib,
     process,
+    save,
     simulator_command,
 )
 
@@ -171,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             drain(workdir, backend, write_inputs(workdir, args.unlimited_messages, "few"), None),
         ]
         results = report(baselines, [d.figures() for d in drains], args, backend.describe())
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures written to {args.results}")
+    save(args.results, results)
     return 0 if all(d.sent_once == d.messages and not d.duplicates for d in drains) else 1
 
 
@@ -216,7 +215,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     name = "outbound.json" if args.backend == "sqlite" else "outbound_postgresql.json"
-    args.results = args.results or ROOT / "bench" / "results" / name
+    args.results = args.results or RESULTS / name
     return args
 
 

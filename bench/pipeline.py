@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import secrets
 import signal
 import subprocess
@@ -47,7 +46,19 @@ import floor
 import httpx
 import limit
 from backends import Backend, Rows, backend_for, unavailable
-from common import BOTKIT, ROOT, free_port, gateway_env, peak_rss_mib, process, simulator_command
+from common import (
+    BOTKIT,
+    RESULTS,
+    ROOT,
+    free_port,
+    gateway_env,
+    load_options,
+    peak_rss_mib,
+    process,
+    rated,
+    save,
+    simulator_command,
+)
 from load import generate, mo_paths
 from pipeline_report import report
 from replies import drain, outcome
@@ -79,30 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     with _workdir(args.workdir) as workdir, backend_for(args.backend, workdir) as backend:
         runs = measure_all(args, backend, workdir)
         results = report(runs, args, backend)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures written to {args.results}")
+    save(args.results, results)
     return 0
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line's options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rates",
-        type=limit.rates,
-        help="MOs per second (SQLite: 100,500,1000; PostgreSQL: 100,500)",
+    parser = load_options(
+        __doc__,
+        None,
+        drain=True,
+        results_help="bench/results/pipeline.json, for PostgreSQL pipeline_postgresql.json",
     )
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds at each rate (%(default)s)"
-    )
-    parser.add_argument("--handsets", type=int, default=1000, help="handsets texting (%(default)s)")
-    parser.add_argument(
-        "--drain",
-        type=float,
-        default=120.0,
-        help="seconds the app may take, after the load, to handle and answer it (%(default)s)",
-    )
+    rated(parser, help="MOs per second (SQLite: 100,500,1000; PostgreSQL: 100,500)")
     parser.add_argument(
         "--dlrs",
         action="store_true",
@@ -139,18 +139,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="keep the SQLite databases here (default: a temporary folder)"
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        help="where the figures go (bench/results/pipeline.json, for PostgreSQL "
-        "pipeline_postgresql.json)",
-    )
     args = parser.parse_args(argv)
     rates, processes = DEFAULTS[args.backend]
     args.rates = args.rates or rates
     args.processes = args.processes or processes
     results = "pipeline.json" if args.backend == "sqlite" else "pipeline_postgresql.json"
-    args.results = args.results or ROOT / "bench" / "results" / results
+    args.results = args.results or RESULTS / results
     if args.backend == "sqlite" and args.processes != [1]:
         parser.error("SQLite serves one app process: --processes takes PostgreSQL")
     return args

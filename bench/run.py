@@ -21,6 +21,7 @@ import importlib
 import json
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ def run(name: str, results: Path) -> bool:
     except SystemExit as stopped:  # a server that would not start, ...
         print(stopped.code if isinstance(stopped.code, str) else "", flush=True)
         code = 1 if isinstance(stopped.code, str) else stopped.code
+    except Exception:  # one broken benchmark does not cost the others' figures
+        traceback.print_exc()
+        code = 1
     print(f"== {name}: {time.perf_counter() - started:.0f} s, exit {code}\n", flush=True)
     return not code
 

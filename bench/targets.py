@@ -37,7 +37,7 @@ class Target:
     def ratio(self) -> float | None:
         if self.figure is None or not self.baseline:
             return None
-        return round(self.figure / self.baseline, 2)
+        return self.figure / self.baseline
 
     @property
     def met(self) -> bool | None:
@@ -200,7 +200,7 @@ def _seconds(seconds: float) -> str:
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _runs(results: Results | None) -> list[dict[str, Any]]:

@@ -5,20 +5,14 @@ rows and the ratio are printed. Timings are never asserted."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import ROOT
+from benches import run_bench
 
 
 def test_the_acknowledgement_benchmark_runs_closed_loop_at_a_tiny_size(tmp_path):
     results = tmp_path / "ack.json"
-    command = [sys.executable, str(ROOT / "bench" / "ack.py"), "--connections", "4"]
-    command += ["--duration", "1", "--handsets", "7", "--results", str(results)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    table = done.stdout.splitlines()
+    options = ["--connections", "4", "--duration", "1", "--handsets", "7"]
+    table = run_bench("ack.py", *options, "--results", str(results)).splitlines()
     for name in ("limit, 4 clients", "botkit, 4 clients"):
         assert any(line.startswith(name) for line in table), name
     limit, botkit = json.loads(results.read_text())["runs"]

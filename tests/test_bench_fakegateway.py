@@ -12,6 +12,7 @@ import sys
 
 import httpx
 import pytest
+from benches import run_bench
 from conftest import ROOT
 from servers import free_port, wait_for
 
@@ -51,12 +52,10 @@ async def test_the_fake_gateway_answers_as_the_gateway_and_records_what_it_took(
 
 def test_the_floor_replies_to_every_mo_once_at_a_tiny_size(tmp_path):
     results = tmp_path / "floor.json"
-    command = [sys.executable, str(ROOT / "bench" / "floor.py"), "--rates", "20"]
-    command += ["--duration", "1", "--handsets", "7", "--results", str(results)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    options = ["--rates", "20", "--duration", "1", "--handsets", "7"]
+    printed = run_bench("floor.py", *options, "--results", str(results))
 
-    assert done.stdout.startswith("floor at 20/s")
+    assert printed.startswith("floor at 20/s")
     [run] = json.loads(results.read_text())["runs"]
     assert run["sent"] == run["ok"] == run["stored"] == run["replies"] == run["gateway_took"] == 20
     assert run["lost"] == run["unanswered"] == run["gateway_duplicates"] == 0

@@ -5,21 +5,16 @@ reply. The memory figures themselves are never asserted."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import ROOT
+from benches import run_bench
 
 
 def test_the_memory_benchmark_runs_short(tmp_path):
     results = tmp_path / "memory.json"
-    command = [sys.executable, str(ROOT / "bench" / "memory.py"), "--rate", "20"]
-    command += ["--duration", "3", "--first", "1", "--sample", "0.5", "--handsets", "7"]
-    command += ["--results", str(results)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    options = ["--rate", "20", "--duration", "3", "--first", "1", "--sample", "0.5"]
+    printed = run_bench("memory.py", *options, "--handsets", "7", "--results", str(results))
 
-    assert "MiB at the end" in done.stdout
+    assert "MiB at the end" in printed
     [run] = json.loads(results.read_text())["runs"]
     assert run["sent"] == run["ok"] == run["replies"] == 60
     assert run["drained"] and run["lost"] == run["unanswered"] == 0

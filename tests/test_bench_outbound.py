@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from benches import run_bench
 from postgres import binaries
 
 MEASUREMENTS = (
@@ -44,13 +42,9 @@ def test_the_outbound_benchmark_runs_on_postgresql(tmp_path):
 def drained(tmp_path: Path, *options: str) -> dict:
     """Run the benchmark at a tiny size; check its table and that every MT went once;
     its figures."""
-    command = [sys.executable, str(ROOT / "bench" / "outbound.py"), *options]
-    command += ["--messages", "200", "--unlimited-messages", "100", "--rate", "100"]
-    command += ["--baseline-seconds", "0.5", "--results", str(tmp_path / "results.json")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    table = done.stdout.splitlines()
+    options += ("--messages", "200", "--unlimited-messages", "100", "--rate", "100")
+    options += ("--baseline-seconds", "0.5", "--results", str(tmp_path / "results.json"))
+    table = run_bench("outbound.py", *options, timeout=180).splitlines()
     for name in MEASUREMENTS:
         assert any(line.startswith(name) for line in table), name
     results = json.loads((tmp_path / "results.json").read_text())

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from benches import run_bench
 from conftest import ROOT, rows
 from postgres import binaries
 
@@ -22,13 +23,9 @@ MOS = RATE * SECONDS
 
 def test_the_pipeline_and_the_limit_run_at_a_tiny_size(tmp_path):
     results = tmp_path / "pipeline.json"
-    command = [sys.executable, str(ROOT / "bench" / "pipeline.py")]
-    command += ["--rates", str(RATE), "--duration", str(SECONDS), "--handsets", "7"]
-    command += ["--workdir", str(tmp_path), "--results", str(results)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    table = done.stdout.splitlines()
+    options = ["--rates", str(RATE), "--duration", str(SECONDS), "--handsets", "7"]
+    options += ["--workdir", str(tmp_path), "--results", str(results)]
+    table = run_bench("pipeline.py", *options).splitlines()
     for name in (f"limit at {RATE}/s", f"floor at {RATE}/s", f"botkit at {RATE}/s"):
         assert any(line.startswith(name) for line in table), name
     limit, floor, botkit = json.loads(results.read_text())["runs"]
