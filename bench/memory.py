@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cpu
 import httpx
 import pipeline
 from backends import Sqlite
@@ -79,8 +80,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         pid = running.app_pids[0]
         sampler = Sampler(pid, args.sample)
         sampler.start()
+        groups = {"botkit": running.app_pids, "gateway": [running.gateway_pid]}
         try:
-            load = asyncio.run(generate("127.0.0.1", running.app_ports, paths, args.rate))
+            with cpu.measuring(groups) as usage:
+                load = asyncio.run(generate("127.0.0.1", running.app_ports, paths, args.rate))
         finally:
             sampler.stop()
         rows = partial(database.rows, db)
@@ -101,6 +104,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "rss_growth": round(end / first, 3),
         "peak_rss_mib": peak,
         "rss_samples": sampler.samples,
+        **usage.figures(),
     }
 
 
@@ -123,6 +127,7 @@ def report(run: dict[str, Any]) -> None:
     print(f"{'seconds':>8} {'RSS MiB':>8}")
     for seconds, mib in shown:
         print(f"{seconds:>8g} {mib:>8}")
+    print(cpu.described(run))
     if run["unanswered"] or not run["drained"]:
         print(f"{run['unanswered']} MOs without a reply (drained: {run['drained']})")
 

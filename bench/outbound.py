@@ -38,6 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cpu
 import httpx
 from backends import Backend, backend_for, unavailable
 from common import (
@@ -76,6 +77,7 @@ class Stack:
     """A simulator and an app sending through it, with the app's database."""
 
     gateway: str
+    simulator_pid: int
     app: subprocess.Popen[bytes]
     db: str  # a path or a URL
     cwd: Path  # the app's folder
@@ -98,6 +100,7 @@ class Drain:
     unexpected: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     app_peak_rss_mib: float | None = None
+    cpu: dict[str, Any] = field(default_factory=dict)  # cpu.py's figures over the drain
 
     def at(self, count: float) -> float:
         """Seconds from the broadcast's start until `count` MTs were accepted
@@ -151,6 +154,7 @@ class Drain:
             "unexpected": self.unexpected,
             "statuses": self.statuses,
             "app_peak_rss_mib": self.app_peak_rss_mib,
+            **self.cpu,
         }
 
 
@@ -251,7 +255,7 @@ def stack(workdir: Path, backend: Backend, name: str, rate: float) -> Iterator[S
 @contextlib.contextmanager
 def _stack(
     workdir: Path, run: Path, db: str, rate: float
-) -> Iterator[tuple[str, subprocess.Popen[bytes], str, Path, Path]]:
+) -> Iterator[tuple[str, int, subprocess.Popen[bytes], str, Path, Path]]:
     """The simulator and the app on the database `db`, from the folder `run`."""
     token = secrets.token_urlsafe(16)
     sim_port, app_port = free_port(), free_port()
@@ -262,10 +266,10 @@ def _stack(
     env = gateway_env(gateway, APPLICATION, PASSWORD, token, rate)
     # cwd: no botkit.toml of this checkout is read.
     with (
-        process(simulator, f"{gateway}/api/messages", cwd=run),
+        process(simulator, f"{gateway}/api/messages", cwd=run) as simulated,
         process(serve, f"{app}/healthz", env=env, cwd=run) as served,
     ):
-        yield gateway, served, db, run, workdir
+        yield gateway, simulated.pid, served, db, run, workdir
 
 
 def measure_baselines(workdir: Path, backend: Backend, seconds: float) -> list[dict[str, Any]]:
@@ -346,13 +350,16 @@ def drain(workdir: Path, backend: Backend, recipients: Path, rate: float | None)
     result = Drain(f"drain, {label}", rate, messages)
     name = "limited" if rate else "unlimited"
     with stack(workdir, backend, name, rate or NO_LIMIT) as running:
+        groups = {"botkit": [running.app.pid], "simulator": [running.simulator_pid]}
         watcher = Watcher(running)
         watcher.start()
         try:
-            result.broadcast_seconds = broadcast(running, recipients)
-            watcher.settled()
+            with cpu.measuring({**groups, **backend.groups()}) as usage:
+                result.broadcast_seconds = broadcast(running, recipients)
+                watcher.settled()
         finally:
             watcher.stop()
+        result.cpu = usage.figures()
         result.samples = watcher.samples
         result.app_peak_rss_mib = peak_rss_mib(running.app.pid)
         check(running, result)
@@ -439,14 +446,14 @@ def report(
     )
     header = ("measurement", "config/s", "overall/s", "steady/s", "dev %", "best 1s/s", "s")
     header += ("once", "MiB")
-    print(f"{header[0]:<36}" + "".join(f"{h:>10}" for h in header[1:]))
+    print(f"{header[0]:<36}" + "".join(f"{h:>11}" for h in header[1:]))
     for b in baselines:
         cells = ("-", b["per_s"], "-", "-", "-", b["seconds"], "-", "-")
-        print(f"{b['name']:<36}" + "".join(f"{c:>10}" for c in cells))
+        print(f"{b['name']:<36}" + "".join(f"{c:>11}" for c in cells))
     for d in drains:
         queueing = f"botkit broadcast, {d['messages']:,} MTs"
         cells = ("-", d["broadcast_per_s"], "-", "-", "-", d["broadcast_seconds"], "-", "-")
-        print(f"{queueing:<36}" + "".join(f"{c:>10}" for c in cells))
+        print(f"{queueing:<36}" + "".join(f"{c:>11}" for c in cells))
         cells = (
             d["configured_per_s"] or "-",
             d["overall_per_s"],
@@ -457,8 +464,9 @@ def report(
             f"{d['sent_once']}/{d['messages']}",
             d["app_peak_rss_mib"] or "-",
         )
-        print(f"{d['name']:<36}" + "".join(f"{c!s:>10}" for c in cells))
+        print(f"{d['name']:<36}" + "".join(f"{c!s:>11}" for c in cells))
     for d in drains:
+        print(f"{d['name']}: {cpu.described(d)}")
         if d["duplicates"] or d["missing"] or d["unexpected"]:
             print(
                 f"{d['name']}: {d['duplicates']} duplicates, {d['missing']} missing, "

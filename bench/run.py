@@ -41,7 +41,7 @@ BENCHMARKS = {
     # No backlog: MO>MT over the first and last 10 s of a minute at 500 MO/s.
     "backlog": (
         "pipeline",
-        ["--rates", "500", "--duration", "60", "--no-limit", "--no-floor", "--drain", "180"],
+        ["--rates", "500", "--duration", "60", "--no-limit", "--no-floor", "--drain", "60"],
     ),
     "memory": ("memory", []),
 }
