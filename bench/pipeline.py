@@ -18,7 +18,7 @@ floor: the least a correct pipeline does, replies and all), and botkit's figures
 printed as ratios of theirs. `--dlrs` runs `botkit simulator` as the gateway instead,
 with its delivery receipts. Prints a table and writes bench/results/pipeline.json.
 
-`--backend postgresql` runs the same on a throwaway PostgreSQL (bench/postgres_pipeline.py)
+`--backend postgresql` runs the same on a throwaway PostgreSQL (bench/backends.py)
 with 1, 2 and 3 `botkit run` processes sharing each database, the MO callbacks spread
 over them in turn; the limit and the floor (SQLite endpoints) are not measured then.
 """
