@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import cpu
-from common import ROOT, pss_mib
+from common import ROOT, fresh_sqlite, pss_mib
 
 from botkit.db.postgres import connect_options
 
@@ -42,12 +42,20 @@ class Backend(Protocol):
 
     name: str
 
-    def database(self, rate: float) -> contextlib.AbstractContextManager[str]:
-        """A new, empty database for the run at `rate`: its path or URL."""
+    def database(
+        self, rate: float, stem: str = "pipeline"
+    ) -> contextlib.AbstractContextManager[str]:
+        """A new, empty database for the run at `rate`: its path or URL (for SQLite,
+        `stem`-`rate`.db)."""
         ...
 
     def rows(self, db: str, sql: str) -> list[tuple[Any, ...]]:
         """The rows of a query on `db`."""
+        ...
+
+    def poller(self, db: str) -> contextlib.AbstractContextManager[Rows]:
+        """Queries on `db` over one connection, kept open for many (read-only where
+        the database allows); use it in the thread that opened it."""
         ...
 
     def groups(self) -> dict[str, list[int]]:
@@ -72,15 +80,17 @@ class Sqlite:
         self.workdir = workdir
 
     @contextlib.contextmanager
-    def database(self, rate: float) -> Iterator[str]:
-        db = self.workdir / f"pipeline-{rate:g}.db"
-        for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-            leftover.unlink(missing_ok=True)
-        yield str(db)
+    def database(self, rate: float, stem: str = "pipeline") -> Iterator[str]:
+        yield str(fresh_sqlite(self.workdir / f"{stem}-{rate:g}.db"))
 
     def rows(self, db: str, sql: str) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
             return conn.execute(sql).fetchall()
+
+    @contextlib.contextmanager
+    def poller(self, db: str) -> Iterator[Rows]:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            yield lambda sql: conn.execute(sql).fetchall()
 
     def groups(self) -> dict[str, list[int]]:
         return {}
@@ -113,7 +123,7 @@ class Postgres:
         self._helpers = helpers
 
     @contextlib.contextmanager
-    def database(self, rate: float) -> Iterator[str]:
+    def database(self, rate: float, stem: str = "pipeline") -> Iterator[str]:
         url = asyncio.run(self._helpers.fresh_database(self.cluster))
         try:
             yield url
@@ -122,6 +132,15 @@ class Postgres:
 
     def rows(self, db: str, sql: str) -> list[tuple[Any, ...]]:
         return asyncio.run(_fetch(db, sql))
+
+    @contextlib.contextmanager
+    def poller(self, db: str) -> Iterator[Rows]:
+        with asyncio.Runner() as runner:
+            conn = runner.run(asyncpg.connect(**connect_options(db)))
+            try:
+                yield lambda sql: [tuple(row) for row in runner.run(conn.fetch(sql))]
+            finally:
+                runner.run(conn.close())
 
     def groups(self) -> dict[str, list[int]]:
         return {"postgresql": [self.cluster.pid()]}

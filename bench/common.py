@@ -3,7 +3,9 @@ percentiles, and a description of the machine the figures come from."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import math
 import os
 import platform
@@ -15,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +25,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTKIT = str(Path(sys.executable).parent / "botkit")
+RESULTS = ROOT / "bench" / "results"
 
 
 def free_port() -> int:
@@ -70,12 +73,30 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: IO[str], timeout: 
     raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
+def fresh_sqlite(db: Path) -> Path:
+    """`db`, with whatever an earlier run left of it (the file, its WAL) removed."""
+    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        leftover.unlink(missing_ok=True)
+    return db
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """The most memory the process has held so far (VmHWM), in MiB; None off Linux."""
-    status = Path(f"/proc/{pid}/status")
-    if not status.exists():
+    return _status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float | None:
+    """The memory the process holds now (VmRSS), in MiB; None off Linux or once it is gone."""
+    return _status_mib(pid, "VmRSS")
+
+
+def _status_mib(pid: int, field: str) -> float | None:
+    """A memory field of /proc/<pid>/status, in MiB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return None
-    found = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.MULTILINE)
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
     return round(int(found.group(1)) / 1024, 1) if found else None
 
 
@@ -138,3 +159,71 @@ def gateway_env(
         "BOTKIT_SEND_RATE": str(rate),
         "BOTKIT_NUMBERS": "4433",
     }
+
+
+def load_options(
+    doc: str, results: str | None, *, drain: bool = False, results_help: str = ""
+) -> argparse.ArgumentParser:
+    """A command line described by `doc`'s first paragraph, with the options of the
+    benchmarks that send MO callbacks: --handsets, --drain (if `drain`) and --results
+    (RESULTS/`results`; None: the script sets it, as `results_help` says)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--handsets", type=int, default=1000, help="handsets texting (%(default)s)")
+    if drain:
+        parser.add_argument(
+            "--drain",
+            type=float,
+            default=120.0,
+            help="seconds the app may take, after the load, to handle and answer it (%(default)s)",
+        )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=results and RESULTS / results,
+        help=f"where the figures go ({results_help or '%(default)s'})",
+    )
+    return parser
+
+
+def rated(
+    parser: argparse.ArgumentParser, default: list[float] | None = None, help: str = ""
+) -> None:
+    """Add --rates (`default`, or 100,500,1000) and --duration (10 s at each) to `parser`."""
+    default = [100.0, 500.0, 1000.0] if default is None and not help else default
+    parser.add_argument(
+        "--rates", type=rates, default=default, help=help or "MOs per second (100,500,1000)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds at each rate (%(default)s)"
+    )
+
+
+def rates(text: str) -> list[float]:
+    """A comma-separated list of positive rates."""
+    values = [float(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError("give positive rates, e.g. 100,500,1000")
+    return values
+
+
+def save(path: Path, figures: dict[str, Any]) -> None:
+    """Write a benchmark's figures to `path` as JSON, and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures written to {path}")
+
+
+def alone(
+    name: str,
+    measure: Callable[[float, float, int, Path], dict[str, Any]],
+    args: argparse.Namespace,
+    line: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run `measure` (rate, duration, handsets, work folder) at each of `args.rates`,
+    print a `line` for each run and save them: what limit.py and floor.py do alone."""
+    with tempfile.TemporaryDirectory(prefix=f"botkit-{name}-") as workdir:
+        runs = [measure(rate, args.duration, args.handsets, Path(workdir)) for rate in args.rates]
+    for run in runs:
+        print(line(run))
+    save(args.results, {"machine": machine(), "runs": runs})
+    return 0

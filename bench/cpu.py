@@ -155,9 +155,8 @@ def measuring(groups: Mapping[str, Sequence[int]]) -> Iterator[Usage]:
 def verdict(run: Mapping[str, Any]) -> str:
     """A plain sentence: whether the cores were the limit in `run` (its figures: CPU,
     offered and answered rates, replies, whether it drained), or what else was."""
-    busy, cores, other = run["cpu_busy_pct"], run["cpu_cores"], run["cpu_other_pct"]
-    shares = ", ".join(f"{name} {pct:g}%" for name, pct in run["cpu_pct"].items())
-    head = f"CPU busy {busy:g}% of {cores} cores ({shares}, other {other:g}%)"
+    busy, other = run["cpu_busy_pct"], run["cpu_other_pct"]
+    head = described(run)
     if busy >= 100 * BUSY and other >= OTHER:
         return (
             f"{head}: the cores are the limit, but {other:g}% of them went to other work on "
@@ -180,6 +179,15 @@ def verdict(run: Mapping[str, Any]) -> str:
         f"{head}, iowait {run['cpu_iowait_pct']:g}%: the rate was not kept, yet the cores "
         "had room: the limit is a wait (locks, retried transactions, leases, the disk), "
         "not the CPU"
+    )
+
+
+def described(run: Mapping[str, Any]) -> str:
+    """`CPU busy 96% of 2 cores (botkit 60%, ..., other 3%)`: the cores and each part."""
+    shares = ", ".join(f"{name} {pct:g}%" for name, pct in run["cpu_pct"].items())
+    return (
+        f"CPU busy {run['cpu_busy_pct']:g}% of {run['cpu_cores']} cores ({shares}, "
+        f"other {run['cpu_other_pct']:g}%)"
     )
 
 

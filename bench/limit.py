@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sqlite3
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from common import ROOT, free_port, machine, peak_rss_mib, process
+from common import alone, free_port, fresh_sqlite, load_options, peak_rss_mib, process, rated
 from load import generate, mo_paths
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -98,9 +96,7 @@ def serving(db: Path) -> Iterator[tuple[int, int]]:
 def measure(rate: float, duration: float, handsets: int, workdir: Path) -> dict[str, Any]:
     """Drive a fresh bare app at `rate` MOs per second for `duration` seconds; its
     figures, and how many rows it stored."""
-    db = workdir / f"limit-{rate:g}.db"
-    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        leftover.unlink(missing_ok=True)
+    db = fresh_sqlite(workdir / f"limit-{rate:g}.db")
     paths = mo_paths(TOKEN, round(rate * duration), handsets)
     with serving(db) as (port, pid):
         load = asyncio.run(generate("127.0.0.1", [port], paths, rate))
@@ -116,44 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve, args.port)
         return 0
-    with tempfile.TemporaryDirectory(prefix="botkit-limit-") as workdir:
-        runs = [measure(rate, args.duration, args.handsets, Path(workdir)) for rate in args.rates]
-    for run in runs:
-        print(
-            f"{run['name']:<18} {run['ok']:>6} of {run['sent']} answered 200, "
-            f"{run['throughput_per_s']:>7}/s, p50 {run['latency_p50_ms']} ms, "
-            f"p99 {run['latency_p99_ms']} ms, generator lag p99 {run['lag_p99_ms']} ms"
-        )
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps({"machine": machine(), "runs": runs}, indent=2) + "\n")
-    print(f"figures written to {args.results}")
-    return 0
+    return alone("limit", measure, args, _line)
 
 
-def rates(text: str) -> list[float]:
-    """A comma-separated list of positive rates."""
-    values = [float(part) for part in text.split(",") if part.strip()]
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError("give positive rates, e.g. 100,500,1000")
-    return values
+def _line(run: dict[str, Any]) -> str:
+    return (
+        f"{run['name']:<18} {run['ok']:>6} of {run['sent']} answered 200, "
+        f"{run['throughput_per_s']:>7}/s, p50 {run['latency_p50_ms']} ms, "
+        f"p99 {run['latency_p99_ms']} ms, generator lag p99 {run['lag_p99_ms']} ms"
+    )
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line's options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rates", type=rates, default=[100, 500, 1000], help="MOs per second (100,500,1000)"
-    )
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds at each rate (%(default)s)"
-    )
-    parser.add_argument("--handsets", type=int, default=1000, help="handsets texting (%(default)s)")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=ROOT / "bench" / "results" / "limit.json",
-        help="where the figures go (%(default)s)",
-    )
+    parser = load_options(__doc__, "limit.json")
+    rated(parser)
     parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -1,11 +1,18 @@
-"""An open-loop load generator: GET requests on a fixed schedule over loopback.
+"""A load generator: GET requests over loopback, open loop on a fixed schedule, or closed
+loop from a fixed number of clients.
 
     load = asyncio.run(generate("127.0.0.1", [8000], paths, rate=500))
+    load = asyncio.run(closed_loop("127.0.0.1", [8000], paths, connections=32, duration=10))
 
-Request i is due at i / rate seconds after the start and is sent then, whether or not
-the earlier ones were answered (open loop: a slow server meets the same load, and its
-slowness shows as latency rather than as a lower rate). Latency counts from the moment a
-request was due, so time spent waiting behind earlier requests is counted too.
+Open loop: request i is due at i / rate seconds after the start and is sent then,
+whether or not the earlier ones were answered (a slow server meets the same load, and
+its slowness shows as latency rather than as a lower rate). Latency counts from the
+moment a request was due, so time spent waiting behind earlier requests is counted too.
+
+Closed loop: `connections` clients, each on a connection of its own, each sending its
+next request as soon as its last was answered, for `duration` seconds: the server sets
+the rate, and the requests answered a second are the most it can answer with that many
+callers waiting on it. Latency counts from the moment each request was sent.
 
 It speaks HTTP/1.1 over asyncio streams itself, keep-alive on a pool of connections that
 grows when all are busy: a request costs it about 50 µs of CPU, where httpx.AsyncClient
@@ -56,6 +63,7 @@ class Load:
     status: list[int | None]
     errors: Counter[str] = field(default_factory=Counter)
     connections: int = 0
+    closed: int = 0  # closed loop: how many clients (0: open loop, at `rate`)
 
     @property
     def ok(self) -> list[int]:
@@ -71,7 +79,8 @@ class Load:
         last = max((answered for answered, _ in answers), default=None)
         statuses = Counter(str(s) for s in self.status if s is not None and s != 200)
         return {
-            "offered_per_s": self.rate,
+            "offered_per_s": None if self.closed else self.rate,
+            "closed_loop_clients": self.closed or None,
             "sent": len(self.due),
             "ok": len(ok),
             "errors": len(self.due) - len(ok),
@@ -165,24 +174,62 @@ async def generate(host: str, ports: Sequence[int], paths: Sequence[str], rate: 
     pools = [Pool(host, port) for port in ports]
     loop = asyncio.get_running_loop()
     start = loop.time()
-
-    async def one(i: int) -> None:
-        load.lag[i] = max(0.0, loop.time() - start - load.due[i])
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                load.status[i] = await pools[i % len(pools)].get(paths[i])
-            load.answered[i] = loop.time() - start
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-            load.errors[type(exc).__name__] += 1
-
     tasks = []
     for i, due in enumerate(load.due):
         # Even when behind, yield: the requests already started need the loop too.
         await asyncio.sleep(max(0.0, start + due - loop.time()))
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(_request(load, pools, paths, i, start)))
     await asyncio.gather(*tasks)
+    _close(load, pools)
+    return load
+
+
+async def closed_loop(
+    host: str, ports: Sequence[int], paths: Sequence[str], connections: int, duration: float
+) -> Load:
+    """Send GET `paths` in order from `connections` clients, each sending its next as
+    soon as its last was answered, for `duration` seconds (or until `paths` run out),
+    to `ports` in turn; what happened to the requests sent."""
+    n = len(paths)
+    load = Load(0.0, time.time(), [0.0] * n, [0.0] * n, [None] * n, [None] * n)
+    load.closed = connections
+    pools = [Pool(host, port) for port in ports]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+
+    async def client() -> None:
+        nonlocal sent
+        while sent < n and loop.time() - start < duration:
+            i, sent = sent, sent + 1
+            load.due[i] = loop.time() - start
+            await _request(load, pools, paths, i, start)
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    for series in (load.due, load.lag, load.answered, load.status):
+        del series[sent:]
+    _close(load, pools)
+    return load
+
+
+async def _request(
+    load: Load, pools: Sequence[Pool], paths: Sequence[str], i: int, start: float
+) -> None:
+    """Send request `i` and record how late it left, its answer (in seconds since
+    `start`) or its error."""
+    loop = asyncio.get_running_loop()
+    load.lag[i] = max(0.0, loop.time() - start - load.due[i])
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            load.status[i] = await pools[i % len(pools)].get(paths[i])
+        load.answered[i] = loop.time() - start
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        load.errors[type(exc).__name__] += 1
+
+
+def _close(load: Load, pools: Sequence[Pool]) -> None:
+    """Count the connections opened, and close them."""
     load.connections = sum(pool.opened for pool in pools)
     for pool in pools:
         with contextlib.suppress(Exception):
             pool.close()
-    return load

@@ -1,16 +1,20 @@
 """How fast the sender drains a broadcast to the gateway, and whether each MT goes once.
 
     python bench/outbound.py [--messages N] [--rate R] [--baseline-seconds S]
+                             [--backend sqlite|postgresql]
 
 Each run has its own `botkit simulator` process as the gateway and its own `botkit run`
 process configured against it (BOTKIT_GATEWAY_URL, BOTKIT_APPLICATION, ...) with a fresh
-SQLite file. With the app running, `botkit broadcast --csv ... --template ...` queues
-`--messages` MTs into its database, as a user would; the benchmark polls that database
-for the MTs the gateway accepted. Two drains: at BOTKIT_SEND_RATE=`--rate`, and with no
-rate limit. The simulator's record (GET /api/messages) shows whether every MT arrived
-exactly once. The baseline, from the same run: bare GET /message requests to a simulator
-(its DLRs going to an idle app) from one httpx client, one at a time and 16 at a time.
-Prints a table and writes bench/results/outbound.json.
+database: a SQLite file, or with `--backend postgresql` a database on a throwaway
+PostgreSQL server with fsync on (bench/backends.py). With the app running,
+`botkit broadcast --csv ... --template ...` queues `--messages` MTs into its database,
+as a user would; the benchmark polls that database for the MTs the gateway accepted. Two
+drains: at BOTKIT_SEND_RATE=`--rate`, and with no rate limit; the first's steady rate is
+printed as its deviation from the configured rate, in % (issue 15's target: within 1%).
+The simulator's record (GET /api/messages) shows whether every MT arrived exactly once.
+The baseline, from the same run: bare GET /message requests to a simulator (its DLRs
+going to an idle app) from one httpx client, one at a time and 16 at a time. Prints a
+table and writes bench/results/outbound.json (outbound_postgresql.json).
 """
 
 from __future__ import annotations
@@ -20,10 +24,8 @@ import asyncio
 import collections
 import contextlib
 import csv
-import json
 import re
 import secrets
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,12 +34,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cpu
 import httpx
+from backends import Backend, backend_for, unavailable
 from common import (
     BOTKIT,
+    RESULTS,
     ROOT,
     free_port,
     gateway_env,
@@ -45,6 +51,7 @@ from common import (
     ms,
     peak_rss_mib,
     process,
+    save,
     simulator_command,
 )
 
@@ -70,9 +77,12 @@ class Stack:
     """A simulator and an app sending through it, with the app's database."""
 
     gateway: str
+    simulator_pid: int
     app: subprocess.Popen[bytes]
-    db: Path
+    db: str  # a path or a URL
+    cwd: Path  # the app's folder
     workdir: Path
+    backend: Backend
 
 
 @dataclass
@@ -90,6 +100,7 @@ class Drain:
     unexpected: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     app_peak_rss_mib: float | None = None
+    cpu: dict[str, Any] = field(default_factory=dict)  # cpu.py's figures over the drain
 
     def at(self, count: float) -> float:
         """Seconds from the broadcast's start until `count` MTs were accepted
@@ -132,6 +143,10 @@ class Drain:
             "overall_per_s": round(n / done, 1),
             "drain_per_s": round((n - 1) / (done - first), 1) if done > first else None,
             "steady_per_s": steady and round(steady, 1),
+            # How far the steady rate is from the configured one, in % of it.
+            "deviation_pct": (
+                round(100 * (steady - self.rate) / self.rate, 2) if steady and self.rate else None
+            ),
             "peak_1s_per_s": round(self.peak(), 1),
             "sent_once": self.sent_once,
             "duplicates": self.duplicates,
@@ -139,24 +154,29 @@ class Drain:
             "unexpected": self.unexpected,
             "statuses": self.statuses,
             "app_peak_rss_mib": self.app_peak_rss_mib,
+            **self.cpu,
         }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure the baselines and both drains, print and save the figures."""
     args = _arguments(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-outbound-") as tmp:
+    if reason := unavailable(args.backend):
+        print(f"{args.backend}: skipped, {reason}")
+        return 0
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-outbound-") as tmp,
+        backend_for(args.backend, Path(tmp)) as backend,
+    ):
         workdir = Path(tmp)
         recipients = write_inputs(workdir, args.messages)
-        baselines = measure_baselines(workdir, args.baseline_seconds)
+        baselines = measure_baselines(workdir, backend, args.baseline_seconds)
         drains = [
-            drain(workdir, recipients, args.rate),
-            drain(workdir, write_inputs(workdir, args.unlimited_messages, "few"), None),
+            drain(workdir, backend, recipients, args.rate),
+            drain(workdir, backend, write_inputs(workdir, args.unlimited_messages, "few"), None),
         ]
-    results = report(baselines, [d.figures() for d in drains], args)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures written to {args.results}")
+        results = report(baselines, [d.figures() for d in drains], args, backend.describe())
+    save(args.results, results)
     return 0 if all(d.sent_once == d.messages and not d.duplicates for d in drains) else 1
 
 
@@ -184,13 +204,23 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="how long each bare-request baseline runs (%(default)s)",
     )
     parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the app's database: a SQLite file, or a throwaway PostgreSQL cluster with "
+        "fsync on (%(default)s)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         metavar="PATH",
-        default=ROOT / "bench" / "results" / "outbound.json",
-        help="where the figures go (%(default)s)",
+        help="where the figures go (bench/results/outbound.json, for PostgreSQL "
+        "outbound_postgresql.json)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    name = "outbound.json" if args.backend == "sqlite" else "outbound_postgresql.json"
+    args.results = args.results or RESULTS / name
+    return args
 
 
 def write_inputs(workdir: Path, messages: int, name: str = "many") -> Path:
@@ -213,31 +243,39 @@ def number(i: int) -> str:
 
 
 @contextlib.contextmanager
-def stack(workdir: Path, name: str, rate: float) -> Iterator[Stack]:
+def stack(workdir: Path, backend: Backend, name: str, rate: float) -> Iterator[Stack]:
     """A `botkit simulator` and a `botkit run` configured against it at `rate`, with a
     fresh database, each on a free loopback port; both stopped afterwards."""
     run = workdir / name
     run.mkdir()
-    db = run / "botkit.db"
+    with backend.database(rate, name) as db, _stack(workdir, run, db, rate) as running:
+        yield Stack(*running, backend)
+
+
+@contextlib.contextmanager
+def _stack(
+    workdir: Path, run: Path, db: str, rate: float
+) -> Iterator[tuple[str, int, subprocess.Popen[bytes], str, Path, Path]]:
+    """The simulator and the app on the database `db`, from the folder `run`."""
     token = secrets.token_urlsafe(16)
     sim_port, app_port = free_port(), free_port()
     gateway, app = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{app_port}"
     simulator = simulator_command(sim_port, app, token, APPLICATION, PASSWORD)
-    serve = [BOTKIT, "run", "--db", str(db), "--host", "127.0.0.1", "--port", str(app_port)]
+    serve = [BOTKIT, "run", "--db", db, "--host", "127.0.0.1", "--port", str(app_port)]
     serve += ["--bots", str(ROOT / "bots"), "--templates", str(workdir / "templates")]
     env = gateway_env(gateway, APPLICATION, PASSWORD, token, rate)
     # cwd: no botkit.toml of this checkout is read.
     with (
-        process(simulator, f"{gateway}/api/messages", cwd=run),
+        process(simulator, f"{gateway}/api/messages", cwd=run) as simulated,
         process(serve, f"{app}/healthz", env=env, cwd=run) as served,
     ):
-        yield Stack(gateway, served, db, workdir)
+        yield gateway, simulated.pid, served, db, run, workdir
 
 
-def measure_baselines(workdir: Path, seconds: float) -> list[dict[str, Any]]:
+def measure_baselines(workdir: Path, backend: Backend, seconds: float) -> list[dict[str, Any]]:
     """The simulator's throughput for bare GET /message requests from one httpx client,
     one at a time and IN_FLIGHT at a time, its DLRs going to an app with nothing to send."""
-    with stack(workdir, "baseline", NO_LIMIT) as running:
+    with stack(workdir, backend, "baseline", NO_LIMIT) as running:
         url = f"{running.gateway}/message"
         return [
             _sequential(url, seconds),
@@ -304,20 +342,24 @@ def _baseline(name: str, requests: int, elapsed: float, times: list[float]) -> d
     }
 
 
-def drain(workdir: Path, recipients: Path, rate: float | None) -> Drain:
+def drain(workdir: Path, backend: Backend, recipients: Path, rate: float | None) -> Drain:
     """Queue the broadcast into a running app at `rate` (None: no limit), wait until the
     gateway accepted every MT, then check the simulator's record against the database."""
     label = f"BOTKIT_SEND_RATE={rate:g}" if rate else "no rate limit"
     messages = len(recipients.read_text().splitlines()) - 1
     result = Drain(f"drain, {label}", rate, messages)
-    with stack(workdir, "limited" if rate else "unlimited", rate or NO_LIMIT) as running:
-        watcher = Watcher(running.db)
+    name = "limited" if rate else "unlimited"
+    with stack(workdir, backend, name, rate or NO_LIMIT) as running:
+        groups = {"botkit": [running.app.pid], "simulator": [running.simulator_pid]}
+        watcher = Watcher(running)
         watcher.start()
         try:
-            result.broadcast_seconds = broadcast(running, recipients)
-            watcher.settled()
+            with cpu.measuring({**groups, **backend.groups()}) as usage:
+                result.broadcast_seconds = broadcast(running, recipients)
+                watcher.settled()
         finally:
             watcher.stop()
+        result.cpu = usage.figures()
         result.samples = watcher.samples
         result.app_peak_rss_mib = peak_rss_mib(running.app.pid)
         check(running, result)
@@ -327,10 +369,10 @@ def drain(workdir: Path, recipients: Path, rate: float | None) -> Drain:
 def broadcast(running: Stack, recipients: Path) -> float:
     """`botkit broadcast` of the template to the CSV into the app's database; seconds."""
     command = [BOTKIT, "broadcast", "--csv", str(recipients), "--template", TEMPLATE]
-    command += ["--db", str(running.db), "--templates", str(running.workdir / "templates")]
+    command += ["--db", running.db, "--templates", str(running.workdir / "templates")]
     command += ["--address", "4433"]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=running.db.parent)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=running.cwd)
     if done.returncode != 0:
         raise SystemExit(f"botkit broadcast failed:\n{done.stdout}{done.stderr}")
     return time.perf_counter() - started
@@ -339,18 +381,18 @@ def broadcast(running: Stack, recipients: Path) -> float:
 class Watcher(threading.Thread):
     """Polls the database for how many MTs the gateway accepted, from its start."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, running: Stack) -> None:
         super().__init__(daemon=True)
-        self.db = db
+        self.running = running
         self.samples: list[tuple[float, int]] = []
         self.waiting = 0
         self._halt = threading.Event()
         self.started = time.perf_counter()
 
     def run(self) -> None:
-        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
+        with self.running.backend.poller(self.running.db) as rows:
             while not self._halt.is_set():
-                accepted, self.waiting = conn.execute(PROGRESS).fetchone()
+                [(accepted, self.waiting)] = rows(PROGRESS)
                 self.samples.append((time.perf_counter() - self.started, accepted))
                 time.sleep(POLL_SECONDS)
 
@@ -379,12 +421,10 @@ def check(running: Stack, result: Drain) -> None:
     taken = collections.Counter(
         m["reference"] for m in record if REFERENCE.fullmatch(m["reference"] or "")
     )
-    with contextlib.closing(sqlite3.connect(running.db)) as conn:
-        ours = [r for (r,) in conn.execute("SELECT reference FROM messages WHERE direction = 'mt'")]
-        statuses = conn.execute(
-            "SELECT status, count(*) FROM messages WHERE direction = 'mt' GROUP BY 1"
-        )
-        result.statuses = dict(statuses.fetchall())
+    rows = partial(running.backend.rows, running.db)
+    ours = [r for (r,) in rows("SELECT reference FROM messages WHERE direction = 'mt'")]
+    statuses = rows("SELECT status, count(*) FROM messages WHERE direction = 'mt' GROUP BY 1")
+    result.statuses = dict(statuses)
     result.sent_once = sum(taken[r] == 1 for r in ours)
     result.missing = sum(taken[r] == 0 for r in ours)
     result.duplicates = sum(max(0, taken[r] - 1) for r in ours)
@@ -392,34 +432,41 @@ def check(running: Stack, result: Drain) -> None:
 
 
 def report(
-    baselines: list[dict[str, Any]], drains: list[dict[str, Any]], args: argparse.Namespace
+    baselines: list[dict[str, Any]],
+    drains: list[dict[str, Any]],
+    args: argparse.Namespace,
+    database: str,
 ) -> dict[str, Any]:
-    """Print the table; return every figure with the machine's description."""
+    """Print the table; return every figure with the machine's and database's
+    description."""
     print(
-        "\nMTs queued by `botkit broadcast` into a running app, each drain with its own "
-        "simulator\nand fresh database; rates per second, times in seconds; "
-        "overall counts from the broadcast's start\n"
+        f"\n{database}.\nMTs queued by `botkit broadcast` into a running app, each drain "
+        "with its own simulator\nand fresh database; rates per second, times in seconds; "
+        "overall counts from the broadcast's start; dev %: steady/s off config/s\n"
     )
-    header = ("measurement", "config/s", "overall/s", "steady/s", "best 1s/s", "s", "once", "MiB")
-    print(f"{header[0]:<36}" + "".join(f"{h:>10}" for h in header[1:]))
+    header = ("measurement", "config/s", "overall/s", "steady/s", "dev %", "best 1s/s", "s")
+    header += ("once", "MiB")
+    print(f"{header[0]:<36}" + "".join(f"{h:>11}" for h in header[1:]))
     for b in baselines:
-        cells = ("-", b["per_s"], "-", "-", b["seconds"], "-", "-")
-        print(f"{b['name']:<36}" + "".join(f"{c:>10}" for c in cells))
+        cells = ("-", b["per_s"], "-", "-", "-", b["seconds"], "-", "-")
+        print(f"{b['name']:<36}" + "".join(f"{c:>11}" for c in cells))
     for d in drains:
         queueing = f"botkit broadcast, {d['messages']:,} MTs"
-        cells = ("-", d["broadcast_per_s"], "-", "-", d["broadcast_seconds"], "-", "-")
-        print(f"{queueing:<36}" + "".join(f"{c:>10}" for c in cells))
+        cells = ("-", d["broadcast_per_s"], "-", "-", "-", d["broadcast_seconds"], "-", "-")
+        print(f"{queueing:<36}" + "".join(f"{c:>11}" for c in cells))
         cells = (
             d["configured_per_s"] or "-",
             d["overall_per_s"],
             d["steady_per_s"] or "-",
+            "-" if d["deviation_pct"] is None else f"{d['deviation_pct']:+.2f}",
             d["peak_1s_per_s"],
             d["all_accepted_s"],
             f"{d['sent_once']}/{d['messages']}",
             d["app_peak_rss_mib"] or "-",
         )
-        print(f"{d['name']:<36}" + "".join(f"{c!s:>10}" for c in cells))
+        print(f"{d['name']:<36}" + "".join(f"{c!s:>11}" for c in cells))
     for d in drains:
+        print(f"{d['name']}: {cpu.described(d)}")
         if d["duplicates"] or d["missing"] or d["unexpected"]:
             print(
                 f"{d['name']}: {d['duplicates']} duplicates, {d['missing']} missing, "
@@ -427,6 +474,8 @@ def report(
             )
     return {
         "machine": machine(),
+        "backend": args.backend,
+        "database": database,
         "messages": args.messages,
         "unlimited_messages": args.unlimited_messages,
         "rate": args.rate,

@@ -1,23 +1,26 @@
-"""The MO pipeline under load: callbacks in, replies out, against the stack's limit.
+"""The MO pipeline under load: callbacks in, replies out, against the limit and the floor.
 
     python bench/pipeline.py [--rates 100,500,1000] [--duration S] [--handsets N]
                              [--drain S] [--dlrs] [--workdir DIR] [--no-limit]
-                             [--profile DIR] [--backend sqlite|postgresql]
+                             [--no-floor] [--profile DIR] [--backend sqlite|postgresql]
                              [--processes 1,2,3]
 
-At each rate, on loopback: `botkit simulator` as the gateway and `botkit run` serving the
-hello bot against it, on a fresh database; bench/load.py sends MO callbacks from many
-handsets, open loop, for `--duration` seconds, and waits until every stored MO was
-handled and every reply sent. Then, from the app's database (which MO each reply
-answers) and the simulator's record (when it accepted each reply): throughput, callback
-latency, MO-to-MT latency, errors, the app's peak memory, the CPU each part used, and
-whether every MO answered 200 was stored and replied to. Before each rate the same load
-goes to bench/limit.py's bare endpoint, the limit, and botkit's figures are printed as a
-ratio of it. Prints a table and writes bench/results/pipeline.json.
+At each rate, on loopback: the fake gateway (bench/fakegateway.py) and `botkit run`
+serving the hello bot against it, on a fresh database; bench/load.py sends MO callbacks
+from many handsets, open loop, for `--duration` seconds, and waits until every stored MO
+was handled and every reply sent. Then, from the app's database (which MO each reply
+answers) and the gateway's record (when it accepted each reply): throughput, callback
+latency, MO-to-MT latency (over the whole load, and over its first and last 10 s),
+errors, the app's peak memory, the CPU each part used, and whether every MO answered 200
+was stored and replied to. Before botkit at each rate the same load goes to
+bench/limit.py's bare endpoint (the limit: accepting an MO) and to bench/floor.py (the
+floor: the least a correct pipeline does, replies and all), and botkit's figures are
+printed as ratios of theirs. `--dlrs` runs `botkit simulator` as the gateway instead,
+with its delivery receipts. Prints a table and writes bench/results/pipeline.json.
 
-`--backend postgresql` runs the same on a throwaway PostgreSQL (bench/postgres_pipeline.py)
+`--backend postgresql` runs the same on a throwaway PostgreSQL (bench/backends.py)
 with 1, 2 and 3 `botkit run` processes sharing each database, the MO callbacks spread
-over them in turn; the limit (a SQLite endpoint) is not measured then.
+over them in turn; the limit and the floor (SQLite endpoints) are not measured then.
 """
 
 from __future__ import annotations
@@ -25,40 +28,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import cpu
+import fakegateway
+import floor
 import httpx
 import limit
 from backends import Backend, Rows, backend_for, unavailable
 from common import (
     BOTKIT,
+    RESULTS,
     ROOT,
     free_port,
     gateway_env,
-    ms,
+    load_options,
     peak_rss_mib,
-    percentile,
     process,
+    rated,
+    save,
     simulator_command,
 )
-from load import Load, generate, mo_paths
+from load import generate, mo_paths
 from pipeline_report import report
+from replies import drain, outcome
 
-POLL = 0.25  # seconds between looks at the app's queues while it drains
 APPLICATION = "bench"
 BACKENDS = ("sqlite", "postgresql")
 # What each backend measures unless told otherwise: SQLite serves one process.
@@ -67,21 +71,18 @@ DEFAULTS = {"sqlite": ([100, 500, 1000], [1]), "postgresql": ([100, 500], [1, 2,
 
 @dataclass
 class Stack:
-    """The simulator and the app processes serving the hello bot, wired to each other."""
+    """The gateway and the app processes serving the hello bot, wired to each other."""
 
     app_ports: list[int]
     app_pids: list[int]
-    simulator: str  # base URL
-    simulator_pid: int
+    gateway: str  # base URL
+    gateway_pid: int
     token: str
 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure the limit and the pipeline at each rate; print and save the figures."""
     args = _arguments(argv)
-    if args.simulator:
-        serve_simulator(args.simulator, args.password)
-        return 0
     reason = unavailable(args.backend)
     if reason:
         print(f"{args.backend}: skipped, {reason}")
@@ -89,36 +90,25 @@ def main(argv: list[str] | None = None) -> int:
     with _workdir(args.workdir) as workdir, backend_for(args.backend, workdir) as backend:
         runs = measure_all(args, backend, workdir)
         results = report(runs, args, backend)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures written to {args.results}")
+    save(args.results, results)
     return 0
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line's options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rates",
-        type=limit.rates,
-        help="MOs per second (SQLite: 100,500,1000; PostgreSQL: 100,500)",
+    parser = load_options(
+        __doc__,
+        None,
+        drain=True,
+        results_help="bench/results/pipeline.json, for PostgreSQL pipeline_postgresql.json",
     )
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds at each rate (%(default)s)"
-    )
-    parser.add_argument("--handsets", type=int, default=1000, help="handsets texting (%(default)s)")
-    parser.add_argument(
-        "--drain",
-        type=float,
-        default=120.0,
-        help="seconds the app may take, after the load, to handle and answer it (%(default)s)",
-    )
+    rated(parser, help="MOs per second (SQLite: 100,500,1000; PostgreSQL: 100,500)")
     parser.add_argument(
         "--dlrs",
         action="store_true",
-        help="run `botkit simulator` itself, which sends 3 delivery receipts per reply to "
-        "the (first) app as a real gateway would; by default the simulator sends none, and "
-        "the figures are the MO path's",
+        help="send to `botkit simulator`, which sends 3 delivery receipts per reply to the "
+        "(first) app as a real gateway would; by default the gateway is bench/fakegateway.py, "
+        "which sends none, and the figures are the MO path's",
     )
     parser.add_argument(
         "--backend",
@@ -137,6 +127,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--no-limit", action="store_true", help="skip the limit's runs (SQLite's only)"
     )
     parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor's runs (SQLite's only)"
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -146,20 +139,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="keep the SQLite databases here (default: a temporary folder)"
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        help="where the figures go (bench/results/pipeline.json, for PostgreSQL "
-        "pipeline_postgresql.json)",
-    )
-    parser.add_argument("--simulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--password", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rates, processes = DEFAULTS[args.backend]
     args.rates = args.rates or rates
     args.processes = args.processes or processes
     results = "pipeline.json" if args.backend == "sqlite" else "pipeline_postgresql.json"
-    args.results = args.results or ROOT / "bench" / "results" / results
+    args.results = args.results or RESULTS / results
     if args.backend == "sqlite" and args.processes != [1]:
         parser.error("SQLite serves one app process: --processes takes PostgreSQL")
     return args
@@ -176,21 +161,6 @@ def _counts(text: str) -> list[int]:
     return values
 
 
-def serve_simulator(port: int, password: str) -> None:
-    """What `botkit simulator` runs (botkit/commands/simulator.py), but with no delivery
-    receipts: at hundreds of MTs a second, its callback client's queue of receipts grows
-    without bound and the simulator spends its time there, slowing the MTs it accepts
-    until the app's sends time out."""
-    import uvicorn
-
-    from botkit.logs import setup_logging
-    from botkit.simulator import Simulator
-
-    setup_logging()
-    simulator = Simulator(application=APPLICATION, password=password, fate=())
-    uvicorn.run(simulator.app, host="127.0.0.1", port=port, access_log=False, log_config=None)
-
-
 @contextlib.contextmanager
 def _workdir(keep: Path | None) -> Iterator[Path]:
     """`keep`, made if need be, or a temporary folder removed afterwards."""
@@ -203,12 +173,14 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
 
 
 def measure_all(args: argparse.Namespace, backend: Backend, workdir: Path) -> list[dict[str, Any]]:
-    """At each rate: the limit (on SQLite, unless told not to), then botkit with each
-    number of processes."""
+    """At each rate: the limit and the floor (on SQLite, unless told not to), then
+    botkit with each number of processes."""
     runs: list[dict[str, Any]] = []
     for rate in args.rates:
         if backend.name == "sqlite" and not args.no_limit:
             runs.append(limit.measure(rate, args.duration, args.handsets, workdir))
+        if backend.name == "sqlite" and not args.no_floor:
+            runs.append(floor.measure(rate, args.duration, args.handsets, workdir, args.drain))
         runs += [measure(rate, count, args, backend, workdir) for count in args.processes]
     return runs
 
@@ -238,9 +210,9 @@ def observe(
     running: Stack, rows: Rows, rate: float, args: argparse.Namespace, backend: Backend, name: str
 ) -> dict[str, Any]:
     """Send the load to the running stack and wait until it is answered; the figures
-    of the generator, the database, the simulator, the processes' CPU and memory."""
+    of the generator, the database, the gateway, the processes' CPU and memory."""
     paths = mo_paths(running.token, round(rate * args.duration), args.handsets)
-    groups = {"botkit": running.app_pids, "simulator": [running.simulator_pid]}
+    groups = {"botkit": running.app_pids, "gateway": [running.gateway_pid]}
     stem = f"botkit-{rate:g}" if name.startswith("botkit") else f"botkit-{name}"
     with profiling(running.app_pids, args.profile, stem):
         # The CPU while the load is offered: the same seconds in every run, where the
@@ -250,12 +222,12 @@ def observe(
         drained = drain(rows, args.drain)
     rss = _total(peak_rss_mib(pid) for pid in running.app_pids)
     db_mib = backend.memory_mib()
-    pairs = replies(rows)
-    accepted = accepted_at(running.simulator, {handset for handset, _, _ in pairs})
-    took = httpx.get(f"{running.simulator}/api/messages", timeout=60).json()["messages"]
+    took = httpx.get(f"{running.gateway}/api/messages", timeout=60).json()["messages"]
+    [(mts,)] = rows("SELECT count(*) FROM messages WHERE direction = 'mt'")
     return {
         **load.figures(),
-        **outcome(load, paths, rows, pairs, accepted, took),
+        **outcome(load, paths, replies(rows), took),
+        "mts_stored": mts,
         "drained": drained,
         "peak_rss_mib": rss,
         "db_mib": db_mib,
@@ -271,26 +243,38 @@ def _total(values: Iterable[float | None]) -> float | None:
 
 @contextlib.contextmanager
 def stack(db: str, processes: int, dlrs: bool, cwd: Path) -> Iterator[Stack]:
-    """`botkit simulator` and `processes` x `botkit run` (hello bot, database `db`) on
-    free ports, the simulator the apps' gateway, the first app its callback target;
-    stopped afterwards."""
-    sim_port, *app_ports = _free_ports(1 + processes)
-    simulator, app = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{app_ports[0]}"
+    """A gateway and `processes` x `botkit run` (hello bot, database `db`) on free ports,
+    sending to the gateway: the fake one, or with `dlrs` `botkit simulator`, the first
+    app its callback target; stopped afterwards."""
+    app_ports = _free_ports(processes)
     token, password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    if dlrs:
-        sim = simulator_command(sim_port, app, token, APPLICATION, password)
-    else:
-        sim = [sys.executable, __file__, "--simulator", str(sim_port), f"--password={password}"]
-    # The pipeline, not the rate limit, is measured.
-    env = gateway_env(simulator, APPLICATION, password, token, 1_000_000)
-    # cwd: no botkit.toml of this checkout is read.
     with contextlib.ExitStack() as running:
-        gateway = running.enter_context(process(sim, f"{simulator}/api/messages", cwd=cwd))
+        url, pid = running.enter_context(_gateway(dlrs, app_ports[0], token, password, cwd))
+        # The pipeline, not the rate limit, is measured.
+        env = gateway_env(url, APPLICATION, password, token, 1_000_000)
+        # cwd: no botkit.toml of this checkout is read.
         apps = [
             running.enter_context(process(_run_command(db, port), _health(port), env=env, cwd=cwd))
             for port in app_ports
         ]
-        yield Stack(app_ports, [app.pid for app in apps], simulator, gateway.pid, token)
+        yield Stack(app_ports, [app.pid for app in apps], url, pid, token)
+
+
+@contextlib.contextmanager
+def _gateway(
+    dlrs: bool, app_port: int, token: str, password: str, cwd: Path
+) -> Iterator[tuple[str, int]]:
+    """The fake gateway, or with `dlrs` a simulator whose callbacks go to the app on
+    `app_port`; (base URL, pid)."""
+    if not dlrs:
+        with fakegateway.running(cwd=cwd) as fake:
+            yield fake.url, fake.pid
+        return
+    port = free_port()
+    url, app = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{app_port}"
+    command = simulator_command(port, app, token, APPLICATION, password)
+    with process(command, f"{url}/api/messages", cwd=cwd) as simulator:
+        yield url, simulator.pid
 
 
 def _health(port: int) -> str:
@@ -345,22 +329,8 @@ def _sampling(pid: int, path: Path) -> Iterator[None]:
         print(f"profile of the app written to {path}")
 
 
-def drain(rows: Rows, timeout: float) -> bool:
-    """Wait until the app's inbox and outbox are empty (every MO handled, every reply
-    sent), at most `timeout` seconds; whether they were."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        [(inbox, outbox)] = rows(
-            "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox)"
-        )
-        if inbox == outbox == 0:
-            return True
-        time.sleep(POLL)
-    return False
-
-
-def replies(rows: Rows) -> list[tuple[str, int, int | None]]:
-    """(handset, MO gateway id, gateway id of its reply or None) for each stored MO.
+def replies(rows: Rows) -> list[tuple[int, int | None]]:
+    """(MO gateway id, gateway id of its reply or None) for each stored MO.
 
     A handset's MOs are handled one at a time in the order they were stored (by any of
     the processes), and a handled MO's reply is stored in the same transaction: so the
@@ -377,60 +347,8 @@ def replies(rows: Rows) -> list[tuple[str, int, int | None]]:
     pairs = []
     for handset, stored in mos.items():
         answers = iter(mts[handset])
-        pairs += [(handset, mo, next(answers, None) if handled else None) for mo, handled in stored]
+        pairs += [(mo, next(answers, None) if handled else None) for mo, handled in stored]
     return pairs
-
-
-def accepted_at(simulator: str, handsets: set[str]) -> dict[int, float]:
-    """When the simulator accepted each MT to `handsets` (time.time()), by gateway id:
-    from its phone API, one handset at a time."""
-    accepted: dict[int, float] = {}
-    with httpx.Client(base_url=simulator, timeout=60) as client:
-        for handset in handsets:
-            response = client.get(f"/api/handsets/{quote(handset)}")
-            response.raise_for_status()
-            for message in response.json()["messages"]:
-                if message["direction"] == "mt":
-                    accepted[int(message["id"])] = message["at"]
-    return accepted
-
-
-def outcome(
-    load: Load,
-    paths: list[str],
-    rows: Rows,
-    pairs: list[tuple[str, int, int | None]],
-    accepted: dict[int, float],
-    took: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Whether every MO answered 200 was stored and replied to, and the MO-to-MT latency
-    (from the moment the MO was due to the simulator accepting its reply)."""
-    sent_at = {_gateway_id(paths[i]): load.started_wall + load.due[i] for i in range(len(paths))}
-    answered = {_gateway_id(paths[i]) for i in load.ok}
-    stored = {mo for _, mo, _ in pairs}
-    replied = {mo: mt for _, mo, mt in pairs if mt is not None}
-    latency = [accepted[mt] - sent_at[mo] for mo, mt in replied.items() if mt in accepted]
-    first = load.started_wall
-    last = max(accepted.values(), default=None)
-    [(mts,)] = rows("SELECT count(*) FROM messages WHERE direction = 'mt'")
-    return {
-        "stored": len(stored),
-        "replies": len(replied),
-        "lost": len(answered - stored),
-        "unanswered": len(answered - replied.keys()),
-        "simulator_took": len(took),
-        "simulator_duplicates": len(took) - len({m["reference"] for m in took}),
-        "mts_stored": mts,
-        "replies_per_s": round(len(accepted) / (last - first), 1) if last else 0.0,
-        "mo_to_mt_p50_ms": ms(percentile(latency, 50)) if latency else None,
-        "mo_to_mt_p99_ms": ms(percentile(latency, 99)) if latency else None,
-        "mo_to_mt_max_ms": ms(max(latency)) if latency else None,
-    }
-
-
-def _gateway_id(path: str) -> int:
-    """The `id` of an MO callback's path (its first parameter)."""
-    return int(path.split("?id=", 1)[1].split("&", 1)[0])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""bench/pipeline.py (with the limit) at a tiny size, so that the benchmark cannot rot: every
-MO answered 200 is stored and replied to, once, and each row of the table is printed;
-bench/run.py merges the figures into one table. The same on PostgreSQL with two app
-processes sharing the database. Timings are never asserted."""
+"""bench/pipeline.py (with the limit and the floor) at a tiny size, so that the benchmark
+cannot rot: every MO answered 200 is stored and replied to, once, by botkit and by the
+floor, and each row of the table is printed; bench/run.py merges the figures into one
+table. The same on PostgreSQL with two app processes sharing the database. Timings are
+never asserted."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from benches import run_bench
 from conftest import ROOT, rows
 from postgres import binaries
 
@@ -21,21 +23,21 @@ MOS = RATE * SECONDS
 
 def test_the_pipeline_and_the_limit_run_at_a_tiny_size(tmp_path):
     results = tmp_path / "pipeline.json"
-    command = [sys.executable, str(ROOT / "bench" / "pipeline.py")]
-    command += ["--rates", str(RATE), "--duration", str(SECONDS), "--handsets", "7"]
-    command += ["--workdir", str(tmp_path), "--results", str(results)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    table = done.stdout.splitlines()
-    for name in (f"limit at {RATE}/s", f"botkit at {RATE}/s"):
+    options = ["--rates", str(RATE), "--duration", str(SECONDS), "--handsets", "7"]
+    options += ["--workdir", str(tmp_path), "--results", str(results)]
+    table = run_bench("pipeline.py", *options).splitlines()
+    for name in (f"limit at {RATE}/s", f"floor at {RATE}/s", f"botkit at {RATE}/s"):
         assert any(line.startswith(name) for line in table), name
-    limit, botkit = json.loads(results.read_text())["runs"]
+    limit, floor, botkit = json.loads(results.read_text())["runs"]
     assert limit["sent"] == limit["ok"] == limit["stored"] == MOS
-    assert botkit["sent"] == botkit["ok"] == botkit["stored"] == botkit["replies"] == MOS
-    assert botkit["lost"] == botkit["unanswered"] == botkit["simulator_duplicates"] == 0
-    assert botkit["simulator_took"] == MOS
-    assert botkit["drained"]
+    for run in (floor, botkit):
+        assert run["sent"] == run["ok"] == run["stored"] == run["replies"] == MOS
+        assert run["lost"] == run["unanswered"] == run["gateway_duplicates"] == 0
+        assert run["gateway_took"] == MOS
+        assert run["drained"]
+    # botkit's figures as ratios of the floor's, and whether a backlog built up.
+    assert {"x_floor", "x_floor_p99", "mo_to_mt_first_p99_ms"} <= botkit.keys()
+    assert any(line.startswith(f"botkit at {RATE}/s: MO>MT p99 over the first") for line in table)
 
     # The app's own database agrees: each MO handled, each one's reply accepted once.
     db = tmp_path / f"pipeline-{RATE}.db"
@@ -48,7 +50,7 @@ def test_the_pipeline_and_the_limit_run_at_a_tiny_size(tmp_path):
     merged = merge_only(tmp_path)
     assert any(f"botkit at {RATE}/s" in line for line in merged.splitlines())
     latest = json.loads((tmp_path / "latest.json").read_text())
-    assert latest["benchmarks"]["pipeline"]["runs"][1]["replies"] == MOS
+    assert latest["benchmarks"]["pipeline"]["runs"][2]["replies"] == MOS
 
 
 @pytest.mark.skipif(
@@ -71,10 +73,10 @@ def test_the_pipeline_runs_on_postgresql_with_two_processes(tmp_path):
     [run] = figures["runs"]
     assert run["processes"] == 2
     assert run["sent"] == run["ok"] == run["stored"] == run["replies"] == MOS
-    assert run["lost"] == run["unanswered"] == run["simulator_duplicates"] == 0
-    assert run["simulator_took"] == run["mts_stored"] == MOS
+    assert run["lost"] == run["unanswered"] == run["gateway_duplicates"] == 0
+    assert run["gateway_took"] == run["mts_stored"] == MOS
     assert run["drained"]
-    assert set(run["cpu_pct"]) == {"botkit", "simulator", "postgresql", "generator"}
+    assert set(run["cpu_pct"]) == {"botkit", "gateway", "postgresql", "generator"}
 
     # bench/run.py sets it beside SQLite's single process (none here) and says what the
     # limit was.
