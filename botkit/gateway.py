@@ -13,19 +13,15 @@ The client a Gateway makes for itself is built for the CPU an MT costs (issue 15
 bench/client.py measures it). Its requests skip httpx's AsyncClient, which adds nothing
 the gateway uses (auth, redirects, cookies, event hooks), and httpx's pool, which with 16
 requests in flight took most of the CPU of each (3/5; 3/4 without sniffio installed).
-They go to `_Connections`, httpcore's own HTTP/1.1 connections to the gateway, each
-request made from parts built once (URL, headers, timeouts) and the same on the wire,
-byte for byte. A client the caller gives (`http=`), or a gateway URL that a proxy in the
-environment or a password in the URL concerns, sends through httpx's client as it
-always did.
+They go to botkit/connections.py's `Connections`, httpcore's own HTTP/1.1 connections
+to the gateway, each request made from parts built once (URL, headers, timeouts) and
+the same on the wire, byte for byte. A client the caller gives (`http=`), or a gateway
+URL that a proxy in the environment or a password in the URL concerns, sends through
+httpx's client as it always did.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import functools
 import html
 import ipaddress
 import json
@@ -34,14 +30,13 @@ import re
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-import httpcore
 import httpx
 
+from .connections import own_connections
 from .db import redact
 from .errors import (
     AuthenticationError,
@@ -56,10 +51,6 @@ from .numbers import international
 
 DEFAULT_URL = "https://api.sms.optus.com.au/message"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-# httpx's own defaults: 100 connections at once, 20 kept idle for 5 s.
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0
-)
 
 MAX_REFERENCE = 50
 ID_MIN, ID_MAX = -(2**63), 2**63 - 1
@@ -77,24 +68,6 @@ _RFC3339 = re.compile(
 _NOT_TAKEN = frozenset({429, 503})
 # Only these prove the request never reached the gateway (httpx's own line).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# httpcore's errors as the httpx ones they stand for: httpx's table
-# (httpx/_transports/default.py), the most specific first.
-_HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
-    httpcore.ConnectTimeout: httpx.ConnectTimeout,
-    httpcore.ReadTimeout: httpx.ReadTimeout,
-    httpcore.WriteTimeout: httpx.WriteTimeout,
-    httpcore.PoolTimeout: httpx.PoolTimeout,
-    httpcore.TimeoutException: httpx.TimeoutException,
-    httpcore.ConnectError: httpx.ConnectError,
-    httpcore.ReadError: httpx.ReadError,
-    httpcore.WriteError: httpx.WriteError,
-    httpcore.NetworkError: httpx.NetworkError,
-    httpcore.ProxyError: httpx.ProxyError,
-    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
-    httpcore.LocalProtocolError: httpx.LocalProtocolError,
-    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
-    httpcore.ProtocolError: httpx.ProtocolError,
-}
 # httpx logs whole request URLs (query string included); httpcore logs per module.
 _HTTP_LOGGERS = (
     "httpx",
@@ -241,162 +214,6 @@ def map_network_error(exc: httpx.RequestError, url: str) -> TransientError:
     )
 
 
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    """Raise httpcore's errors as httpx's, as httpx's own transport does."""
-    try:
-        yield
-    except Exception as exc:
-        mapped = next((_HTTPX_ERRORS[c] for c in type(exc).__mro__ if c in _HTTPX_ERRORS), None)
-        if mapped is None:
-            raise
-        raise mapped(str(exc)) from exc
-
-
-class _Body(httpx.AsyncByteStream):
-    """A response's body on one of `_Connections`; closing it gives the connection back."""
-
-    def __init__(
-        self, stream: AsyncIterable[bytes], give_back: Callable[[], Awaitable[None]]
-    ) -> None:
-        self._stream = stream
-        self._give_back: Callable[[], Awaitable[None]] | None = give_back
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for part in self._stream:
-                yield part
-
-    async def aclose(self) -> None:
-        if self._give_back is None:
-            return
-        give_back, self._give_back = self._give_back, None
-        try:
-            await self._stream.aclose()  # type: ignore[attr-defined]  # httpcore's: ends the exchange
-        finally:
-            await give_back()
-
-
-class _Connections(httpx.AsyncBaseTransport):
-    """httpx's default transport for one origin, without its pool's cost per request.
-
-    httpcore's pool, for each request and again for each response closed, walks every
-    connection it holds (polling each idle one's socket), asks which async library runs
-    (each time a failed import of sniffio, where that is not installed), and lets
-    requests in flight together take the same connection, the losers going round again.
-    Here httpcore's own HTTP/1.1 connections (one request each at a time, as there) wait
-    on a stack, the most recently used on top; one is checked only when taken (expired,
-    or closed by the server: then closed and the next taken). httpx's limits
-    (`DEFAULT_LIMITS`) hold: so many connections at once, then a wait up to the pool
-    timeout and PoolTimeout; so many kept idle, none longer than the keep-alive expiry.
-    asyncio only, as botkit is.
-    """
-
-    def __init__(self, origin: httpcore.Origin) -> None:
-        self._origin = origin
-        self._ssl_context = httpx.create_ssl_context()  # as httpx's transport makes it
-        self._backend = httpcore.AnyIOBackend()  # what httpcore picks under asyncio
-        self._keepalive_expiry = DEFAULT_LIMITS.keepalive_expiry
-        self._max_idle = DEFAULT_LIMITS.max_keepalive_connections or 0
-        self._max_connections = DEFAULT_LIMITS.max_connections or 0
-        self._slots = asyncio.Semaphore(self._max_connections)
-        # (went idle at, connection), the oldest first.
-        self._idle: collections.deque[tuple[float, httpcore.AsyncHTTPConnection]]
-        self._idle = collections.deque()
-        self._closed = False
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await self._acquire(request.extensions.get("timeout", {}).get("pool"))
-        try:
-            connection = await self._take()
-            with _httpx_errors():
-                response = await connection.handle_async_request(_httpcore_request(request))
-        except BaseException:
-            self._slots.release()
-            raise  # httpcore closed the connection, if it opened one
-        give_back = functools.partial(self._give_back, connection)
-        return httpx.Response(
-            response.status,
-            headers=response.headers,
-            stream=_Body(response.stream, give_back),  # type: ignore[arg-type]
-            extensions=response.extensions,
-        )
-
-    async def _acquire(self, timeout: float | None) -> None:
-        """Take a slot for one connection, waiting at most `timeout` for one."""
-        if not self._slots.locked():
-            await self._slots.acquire()  # returns at once
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout(f"all {self._max_connections} connections busy") from None
-
-    async def _take(self) -> httpcore.AsyncHTTPConnection:
-        """The most recently used idle connection still usable, or a new one."""
-        while self._idle:
-            _, connection = self._idle.pop()
-            if connection.is_available() and not connection.has_expired():
-                return connection
-            await connection.aclose()
-        return httpcore.AsyncHTTPConnection(
-            self._origin,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
-            network_backend=self._backend,
-        )
-
-    async def _give_back(self, connection: httpcore.AsyncHTTPConnection) -> None:
-        """Free the slot; keep the connection if it can take another request."""
-        self._slots.release()
-        now = time.monotonic()
-        if connection.is_available() and not self._closed:
-            self._idle.append((now, connection))
-        else:
-            await connection.aclose()
-        expiry = self._keepalive_expiry
-        while self._idle and (
-            len(self._idle) > self._max_idle
-            or (expiry is not None and now - self._idle[0][0] > expiry)
-        ):
-            await self._idle.popleft()[1].aclose()
-
-    async def aclose(self) -> None:
-        self._closed = True
-        while self._idle:
-            await self._idle.popleft()[1].aclose()
-
-
-def _httpcore_request(request: httpx.Request) -> httpcore.Request:
-    """`request` as httpcore takes it, as httpx's own transport makes it."""
-    url = request.url
-    return httpcore.Request(
-        method=request.method,
-        url=httpcore.URL(
-            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-        ),
-        headers=request.headers.raw,
-        content=request.stream,
-        extensions=request.extensions,
-    )
-
-
-def _own_connections(url: str) -> _Connections | None:
-    """The transport for a client of our own sending to `url`; None where httpx's client
-    must send: it routes through a proxy named in the environment (HTTPS_PROXY,
-    ALL_PROXY...: httpx reads them as urllib does) and sends a password in the URL as
-    basic auth."""
-    proxies = urllib.request.getproxies()
-    parsed = httpx.URL(url)
-    if any(proxies.get(scheme) for scheme in ("http", "https", "all")) or parsed.userinfo:
-        return None
-    core = httpcore.URL(
-        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=b"/"
-    )
-    return _Connections(core.origin)  # the port is the scheme's default when the URL has none
-
-
 def rfc3339(value: str | datetime) -> str:
     """Return `value` as RFC 3339 text with an offset, or raise ValidationError on `expires`."""
     if isinstance(value, datetime):
@@ -425,7 +242,7 @@ class Gateway:
 
     `http` lets the caller supply the client (a transport, proxies, limits); it is then
     the caller's to close, and sends every request. The client the gateway makes itself
-    sends through `_Connections` (see above). `timeout` applies to every request either way.
+    sends through `Connections` (see above). `timeout` applies to every request either way.
     """
 
     def __init__(
@@ -457,7 +274,7 @@ class Gateway:
         self.timeout = timeout
         self._password = password
         self._owns_http = http is None
-        self._own = _own_connections(url) if http is None else None
+        self._own = own_connections(url) if http is None else None
         if http is None:
             http = httpx.AsyncClient(timeout=timeout, transport=self._own)
         self._http = http

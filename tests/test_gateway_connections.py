@@ -24,8 +24,9 @@ from httpx._transports.default import map_httpcore_exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from botkit.connections import httpx_errors
 from botkit.errors import TransientError
-from botkit.gateway import Gateway, _httpx_errors
+from botkit.gateway import Gateway
 
 PASSWORD = "s3cr3t p@ss/wörd+&="
 HANDSET = "+61400000001"
@@ -282,7 +283,7 @@ def test_httpcore_errors_become_the_httpx_errors_httpx_makes_of_them(
             return type(exc), str(exc)
         raise AssertionError("nothing raised")
 
-    assert mapped(_httpx_errors()) == mapped(map_httpcore_exceptions())
+    assert mapped(httpx_errors()) == mapped(map_httpcore_exceptions())
 
 
 # -- where httpx's own client sends --------------------------------------------------------
