@@ -238,6 +238,12 @@ async def test_the_sender_gives_up_after_its_last_attempt(database: str):
     assert [r.status for r in sim.requests] == [503, 503, 503] and sim.sent == []
 
 
+async def stopping(sender: Sender) -> None:
+    """Wait until stop() cancels the sender's loop, which is waiting for the caller."""
+    while not sender._loop.cancelling():
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # stand-ins play its part
 async def test_a_stop_during_a_claim_that_fails_to_commit_stops_the_sender(database: str):
     store = await open_store(database)
@@ -246,8 +252,7 @@ async def test_a_stop_during_a_claim_that_fails_to_commit_stops_the_sender(datab
 
     async def claim(limit: int, lease: float, default: str) -> None:
         claiming.set()
-        while not sender._loop.cancelling():  # until stop() cancels the loop waiting for it
-            await asyncio.sleep(0.01)
+        await stopping(sender)
         raise DatabaseError("could not commit: database or disk is full")
 
     store.outbox.claim = claim
@@ -302,8 +307,7 @@ async def test_a_stop_during_a_claim_ends_though_its_mt_cannot_be_given_back(
 
     async def claim(limit: int, lease: float, default: str) -> list[Outgoing]:
         claiming.set()
-        while not sender._loop.cancelling():  # until stop() cancels the loop waiting for it
-            await asyncio.sleep(0.01)
+        await stopping(sender)
         return await claim_for_real(limit, lease, default)  # committed as the stop came
 
     async def release(message_id: int) -> None:

@@ -159,6 +159,7 @@ class PostgresDatabase(Database):
         self._relisten: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._paced = False  # this process has taken a send slot (so the pace row exists)
         self._name = secrets.token_hex(8)  # its own NOTIFYs come back: to tell them apart
         self._committed = asyncio.Event()
         self._notifier = asyncio.create_task(self._notify(), name="botkit-db-notify")
@@ -300,9 +301,10 @@ class PostgresDatabase(Database):
     async def pace(self, interval: float, most: int = 1) -> int:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "INSERT INTO pace (name, next_at) VALUES ('send', 0) ON CONFLICT DO NOTHING"
-                )
+                if not self._paced:  # the row exists once any process has paced
+                    await conn.execute(
+                        "INSERT INTO pace (name, next_at) VALUES ('send', 0) ON CONFLICT DO NOTHING"
+                    )
                 # clock_timestamp(): the server's clock, the one every process shares.
                 next_at, now = await conn.fetchrow(
                     "SELECT next_at, extract(epoch FROM clock_timestamp())::float8 "
@@ -312,6 +314,7 @@ class PostgresDatabase(Database):
                 await conn.execute("UPDATE pace SET next_at = $1 WHERE name = 'send'", next_at)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not take a send slot: {exc}") from exc
+        self._paced = True
         if wait > 0:
             await asyncio.sleep(wait)
         return count
