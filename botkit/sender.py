@@ -78,10 +78,9 @@ class Sender(Worker):
             await self._slots.acquire()
             self.ready()
             await self._settle_expired()  # busy or not: a dead sender's MTs hold up handsets
+            # One MT a round: a claimed MT's request leaves before the next is claimed, so
+            # a crash leaves at most one `sending` that never left (tests/test_broadcast_crash).
             free = 1
-            while not self._slots.locked():  # every other slot free now: no wait
-                await self._slots.acquire()
-                free += 1
             try:
                 # Paced first, then claimed: the database hands out the send slots, so that
                 # every process shares one rate, and an MT is claimed only when its request
