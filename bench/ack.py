@@ -1,6 +1,6 @@
 """Callback acknowledgement: how many MO callbacks a second botkit answers, closed loop.
 
-    python bench/ack.py [--connections 32] [--duration 10] [--handsets 1000]
+    python bench/ack.py [--connections 32] [--duration 10] [--handsets 1000] [--profile DIR]
 
 `--connections` clients (bench/load.py's closed loop), each sending its next MO callback
 as soon as its last was answered, for `--duration` seconds: first to bench/limit.py's
@@ -61,6 +61,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "before the next callback (%(default)s)",
     )  # fmt: skip
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (%(default)s)")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="sample botkit with py-spy meanwhile, "
+        "into DIR/ack.txt (flamegraph's collapsed stacks)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -103,7 +107,8 @@ def measure_botkit(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     with database.database(0, "botkit") as db, pipeline.stack(db, 1, False, workdir) as running:
         groups = {"botkit": running.app_pids, "gateway": [running.gateway_pid]}
         name = f"botkit, {args.connections} clients"
-        run = drive(name, running.token, running.app_ports[0], groups, args)
+        with pipeline.profiling(running.app_pids, args.profile, "ack"):
+            run = drive(name, running.token, running.app_ports[0], groups, args)
         rss = peak_rss_mib(running.app_pids[0])
         replies = httpx.get(f"{running.gateway}/api/count", timeout=60).json()["accepted"]
     [(count,)] = database.rows(db, "SELECT count(*) FROM messages WHERE direction = 'mo'")

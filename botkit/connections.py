@@ -22,6 +22,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 import httpcore
 import httpx
 
+from .streams import Backend
+
 # httpx's own defaults: 100 connections at once, 20 kept idle for 5 s.
 DEFAULT_LIMITS = httpx.Limits(
     max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0
@@ -101,7 +103,7 @@ class Connections(httpx.AsyncBaseTransport):
     def __init__(self, origin: httpcore.Origin) -> None:
         self._origin = origin
         self._ssl_context = httpx.create_ssl_context()  # as httpx's transport makes it
-        self._backend = httpcore.AnyIOBackend()  # what httpcore picks under asyncio
+        self._backend = Backend()  # asyncio's streams: see botkit/streams.py
         self._keepalive_expiry = DEFAULT_LIMITS.keepalive_expiry
         self._max_idle = DEFAULT_LIMITS.max_keepalive_connections or 0
         self._max_connections = DEFAULT_LIMITS.max_connections or 0

@@ -305,6 +305,12 @@ class Gateway:
         if self._owns_http:
             await self._http.aclose()
 
+    @property
+    def reports_departures(self) -> bool:
+        """Whether its requests run the `DEPARTING` hook as they leave (botkit/departures.py):
+        only through its own sockets, not through an httpx client."""
+        return self._own is not None
+
     async def send(
         self,
         destination: str,

@@ -10,11 +10,13 @@ import logging
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from .bot import Bot
 from .clock import Clock, system_clock
 from .compliance import Compliance
-from .db import Database
+from .db import Database, is_url
+from .departures import DepartureLog, directory_for, read_departures, remove_logs
 from .dispatcher import Dispatcher
 from .errors import TemplateError
 from .gateway import Gateway
@@ -56,6 +58,7 @@ class Runtime:
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.sender: Sender | None = None
+        self.departures: DepartureLog | None = None
         self.secret_key: str | None = settings.secret_key
         self.logins = LoginThrottle()
 
@@ -70,6 +73,14 @@ class Runtime:
         self.router = router
         if self.dispatcher is not None:
             self.dispatcher.router = router
+
+    def _departures_directory(self) -> Path | None:
+        """Where the sender logs its MTs' departures (botkit/departures.py): beside a
+        SQLite file, when the gateway client's own sockets make its requests (None: no
+        log, and a crash leaves the MTs it interrupts uncertain)."""
+        if is_url(self.settings.db) or not self.gateway.reports_departures:
+            return None
+        return directory_for(self.settings.db)
 
     def stopped_workers(self) -> list[str]:
         """The workers (and the database writer) that should run but do not."""
@@ -91,16 +102,24 @@ class Runtime:
             self.secret_key = await self._store.meta.get_or_create(
                 "secret_key", lambda: secrets.token_urlsafe(32)
             )
-        released, unsettled = await self._store.recover(
-            resend_uncertain=self.settings.resend_uncertain
+        departures = self._departures_directory()
+        departed = read_departures(departures) if departures is not None else {}
+        released, requeued, unsettled = await self._store.recover(
+            resend_uncertain=self.settings.resend_uncertain, departed=departed
         )
-        if released or unsettled:
+        if released or requeued or unsettled:
             log.warning(
-                "recovered from an interrupted run: %d MOs to handle again, %d MTs %s",
+                "recovered from an interrupted run: %d MOs to handle again; of the MTs it "
+                "was sending, %d never left (queued again) and %d may have reached the "
+                "gateway (%s)",
                 released,
+                requeued,
                 unsettled,
-                "queued again" if self.settings.resend_uncertain else "left uncertain",
+                "queued again" if self.settings.resend_uncertain else "kept uncertain",
             )
+        if departures is not None:
+            remove_logs(departures, departed)  # settled now
+            self.departures = DepartureLog.open(departures, self._store.owner)
         self.sender = Sender(
             self._store,
             self.gateway,
@@ -109,6 +128,7 @@ class Runtime:
             lease=self.settings.lease,
             default_number=self.numbers.default,
             metrics=self.metrics,
+            departures=self.departures,
         )
         self.dispatcher = Dispatcher(
             self._store,
@@ -152,6 +172,8 @@ class Runtime:
                 await self.dispatcher.stop()
             if self.sender is not None:
                 await self.sender.stop()
+            if self.departures is not None:
+                self.departures.close()
             await self.gateway.aclose()
         finally:
             if self.db is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import parse_stamp
 from .db import DatabaseError
+from .departures import DEPARTING, DepartureLog
 from .errors import AuthenticationError, GatewayError, TransientError, ValidationError
 from .messages import Outgoing
 from .metrics import Metrics
@@ -59,6 +61,7 @@ class Sender(Worker):
         lease: float = 120.0,
         default_number: str,
         metrics: Metrics | None = None,
+        departures: DepartureLog | None = None,
     ) -> None:
         super().__init__()
         self.metrics = metrics or Metrics()
@@ -72,15 +75,23 @@ class Sender(Worker):
         self.lease = lease
         self.default_number = default_number  # where the gateway sends MTs naming a class
         self._slots = asyncio.Semaphore(concurrency)
+        self.departures = departures  # where each MT's request is logged as it leaves
+        self._batched = departures is not None or store.db.shared
 
     async def _run(self) -> None:
         while True:
             await self._slots.acquire()
             self.ready()
             await self._settle_expired()  # busy or not: a dead sender's MTs hold up handsets
-            # One MT a round: a claimed MT's request leaves before the next is claimed, so
-            # a crash leaves at most one `sending` that never left (tests/test_broadcast_crash).
+            # As many MTs as there are free slots, claimed together. A crash before their
+            # requests leave leaves them all `sending`: the departure log tells the next
+            # start which never left, to send them then (botkit/departures.py). Without
+            # one (no log, or on PostgreSQL, whose MTs such a crash leaves uncertain),
+            # one MT a round on SQLite: its request leaves before the next is claimed.
             free = 1
+            while self._batched and not self._slots.locked():
+                await self._slots.acquire()  # free: returns at once
+                free += 1
             try:
                 # Paced first, then claimed: the database hands out the send slots, so that
                 # every process shares one rate, and an MT is claimed only when its request
@@ -164,12 +175,16 @@ class Sender(Worker):
     async def _send(self, mt: Outgoing) -> None:
         """Send one claimed MT and record the gateway's answer. Its gateway slot is free
         once the gateway has answered; the MT stays `sending` until the answer is
-        committed, so no claim takes it again and its handset's next MT waits for it."""
+        committed, so no claim takes it again and its handset's next MT waits for it.
+        The departure log, if any, learns of the request as it leaves."""
+        if self.departures is not None:
+            DEPARTING.set(functools.partial(self.departures.left, mt.id))  # this task's own
         try:
             record = await self._request(mt)
         finally:
             self._slots.release()
-        await self._write(mt, record)
+        if await self._write(mt, record) and self.departures is not None:
+            self.departures.settled(mt.id)
         self.wake()  # the handset's next MT may be due now
 
     async def _request(self, mt: Outgoing) -> Callable[[], Awaitable[None]]:
@@ -208,13 +223,14 @@ class Sender(Worker):
         )
         return lambda: self.store.outbox.accepted(mt.id, gateway_id)
 
-    async def _write(self, mt: Outgoing, write: Callable[[], Awaitable[None]]) -> None:
+    async def _write(self, mt: Outgoing, write: Callable[[], Awaitable[None]]) -> bool:
         """Record an attempt's outcome, retrying while the database refuses: the gateway
-        has answered, and forgetting its answer could mean sending the MT twice."""
+        has answered, and forgetting its answer could mean sending the MT twice. Returns
+        whether it was recorded."""
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 await write()
-                return
+                return True
             except DatabaseError as exc:
                 log.error("mt %s: outcome not recorded (try %d): %s", mt.id, attempt, exc)
                 await asyncio.sleep(min(RECORD_BACKOFF_CAP, RECORD_BACKOFF * 2**attempt))
@@ -223,6 +239,7 @@ class Sender(Worker):
             "uncertain at the next start",
             mt.id,
         )
+        return False
 
     def _timed(self, started: float) -> float:
         """Seconds the gateway request took, counted in the send-latency histogram."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 
 from ..clock import Clock, system_clock
 from ..db import Database
@@ -70,20 +71,25 @@ class Store:
         self.meta = Meta(db, clock)
         self.takeover = Takeover(db, clock)
 
-    async def recover(self, *, resend_uncertain: bool) -> tuple[int, int]:
+    async def recover(
+        self, *, resend_uncertain: bool, departed: Mapping[str, set[int]] | None = None
+    ) -> tuple[int, int, int]:
         """At start-up: settle the claims of a process that died.
 
         On a database of one process (SQLite) every claim is freed now: MOs and timers
-        are handled again (their effects were never committed), MTs left `sending` are
-        settled as `Outbox.recover` says. On a shared one (PostgreSQL) the claims of
-        processes still running are theirs: a dead one's MOs and timers are claimable
-        once their leases run out, and the sender settles its MTs then.
-        Returns (MOs released, MTs that were sending).
+        are handled again (their effects were never committed); MTs left `sending` whose
+        requests never left, their sender's departure log shows (`departed`, see
+        botkit/departures.py), are queued again; the rest are settled as
+        `Outbox.recover` says. On a shared one (PostgreSQL) the claims of processes still
+        running are theirs: a dead one's MOs and timers are claimable once their leases
+        run out, and the sender settles its MTs then.
+        Returns (MOs released, MTs queued again, MTs that may have been sent).
         """
         if self.db.shared:
             sending = await self.outbox.recover(resend_uncertain=resend_uncertain, expired=True)
-            return 0, sending
+            return 0, 0, sending
         released = await self.inbox.release_all()
         await self.timers.release_all()
+        requeued = await self.outbox.requeue_unsent(departed or {})
         sending = await self.outbox.recover(resend_uncertain=resend_uncertain)
-        return released, sending
+        return released, requeued, sending

@@ -7,6 +7,8 @@ with the gateway's text, or `uncertain` when the request may have arrived.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..addresses import OurNumbers
 from ..clock import later, parse_stamp
 from ..db import Row, Tx
@@ -142,18 +144,27 @@ class Outbox(Claims):
         """Give back a claimed MT whose request never left (the sender is stopping)."""
 
         async def write(tx: Tx) -> None:
-            if await tx.execute(
-                """UPDATE outbox SET state = 'queued', claimed_until = NULL,
-                       attempts = attempts - 1
-                   WHERE message_id = ? AND state = 'sending' AND claimed_by = ?""",
-                (message_id, self.owner),
-            ):
-                await tx.execute(
-                    "UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?",
-                    (self.now(), message_id),
-                )
+            await _unclaim(tx, message_id, self.owner, self.now())
 
         await self.db.write(write)
+
+    async def requeue_unsent(self, departed: Mapping[str, set[int]]) -> int:
+        """At start-up, before `recover`: queue again, as if never claimed, each MT left
+        `sending` by a process whose departure log (`departed`: the MTs whose requests
+        left, by process) shows that its request never left. Returns how many."""
+
+        async def write(tx: Tx) -> int:
+            rows = await tx.fetchall(
+                "SELECT message_id, claimed_by FROM outbox WHERE state = 'sending'"
+            )
+            now = self.now()
+            requeued = 0
+            for message_id, owner in rows:
+                if owner in departed and message_id not in departed[owner]:
+                    requeued += await _unclaim(tx, message_id, owner, now)
+            return requeued
+
+        return await self.db.write(write)
 
     async def next_due(self) -> str | None:
         """When the earliest MT that `claim` could take is due; None when there is none."""
@@ -254,6 +265,22 @@ class Outbox(Claims):
 
 
 REFUSED = "refused: the handset opted out of messages from this address"
+
+
+async def _unclaim(tx: Tx, message_id: int, owner: str, now: str) -> int:
+    """Undo `owner`'s claim of an MT whose request never left: queued as before it.
+    Returns 1, or 0 if `owner` no longer held it."""
+    if not await tx.execute(
+        """UPDATE outbox SET state = 'queued', claimed_until = NULL, claimed_by = NULL,
+               attempts = attempts - 1
+           WHERE message_id = ? AND state = 'sending' AND claimed_by = ?""",
+        (message_id, owner),
+    ):
+        return 0
+    await tx.execute(
+        "UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ?", (now, message_id)
+    )
+    return 1
 
 
 def _outgoing(row: Row) -> Outgoing:

@@ -1,0 +1,166 @@
+"""Departure logs: which claimed MTs' requests left, so that after a crash the MTs a
+sender had marked `sending` but never sent are queued again, not kept uncertain.
+
+The sender commits many MTs `sending` in one transaction, before their requests leave:
+a crash in between used to leave the gateway's answer unknowable for all of them. Now,
+in the same step as the first byte of an MT's request goes to the socket
+(botkit/streams.py), its id is appended to its process's log beside the SQLite file:
+one write(), no fsync. A killed process's writes are in the page cache, so its log is
+complete after a crash of the process, not after one of the machine: each log names the
+boot it was written in (Linux's boot id), and one of another boot, or none, tells
+nothing (every such MT stays uncertain, as it would without a log).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+log = logging.getLogger("botkit.sender")
+
+# What the request being made on this task calls as its first byte leaves (None: no
+# request of an MT). botkit/streams.py calls it; the sender sets it around each request.
+DEPARTING: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "botkit_departing", default=None
+)
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+MAGIC = "botkit-departures 1"
+# A log is rewritten with only the MTs still in flight once it has grown this much.
+COMPACT_AT = 1 << 20
+
+
+def directory_for(db: str) -> Path:
+    """Where the departure logs of the senders of the SQLite database `db` are kept."""
+    return Path(f"{db}-departures")
+
+
+def boot_id() -> str | None:
+    """This boot of the machine, or None where the system does not say (not Linux)."""
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class DepartureLog:
+    """One sending process's log, appended to as its MTs' requests leave."""
+
+    def __init__(self, path: Path, header: bytes) -> None:
+        self.path = path
+        self._header = header
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._size = 0
+        self._in_flight: set[int] = set()  # left, their outcome not committed yet
+        self._write(header)
+
+    @classmethod
+    def open(cls, directory: Path, owner: str) -> DepartureLog | None:
+        """A new log for the process `owner`; None where a log could tell nothing (no
+        boot id) or cannot be written (it is said why)."""
+        boot = boot_id()
+        if boot is None:
+            return None
+        name = owner.replace(os.sep, "_") + ".log"
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+            return cls(directory / name, f"{MAGIC} {boot} {owner}\n".encode())
+        except OSError as exc:
+            log.error("no departure log (%s): MTs a crash interrupts stay uncertain", exc)
+            return None
+
+    def left(self, message_id: int) -> None:
+        """MT `message_id`'s request is leaving: called before its first byte does."""
+        if self._fd is None or message_id in self._in_flight:
+            return
+        self._in_flight.add(message_id)
+        try:
+            self._write(b"%d\n" % message_id)
+        except OSError as exc:
+            self._give_up(exc)  # raises when the log could still mislead
+
+    def settled(self, message_id: int) -> None:
+        """MT `message_id`'s outcome is committed: a crash can no longer leave it sending."""
+        self._in_flight.discard(message_id)
+        if self._fd is not None and self._size > COMPACT_AT:
+            self._compact()
+
+    def close(self) -> None:
+        """The sender stopped: remove the log, unless an MT that left is still `sending`
+        (its outcome could not be recorded), which the next start must keep uncertain."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        if not self._in_flight:
+            self.path.unlink(missing_ok=True)
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
+        os.write(self._fd, data)
+        self._size += len(data)
+
+    def _compact(self) -> None:
+        """Start the log again with only the MTs in flight: the others are settled."""
+        fresh = self.path.with_suffix(".new")
+        lines = b"".join(b"%d\n" % message_id for message_id in sorted(self._in_flight))
+        try:
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, self._header + lines)
+                os.replace(fresh, self.path)
+            except BaseException:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            log.warning("departure log not compacted, it grows on: %s", exc)
+            return
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd, self._size = fd, len(self._header) + len(lines)
+
+    def _give_up(self, exc: OSError) -> None:
+        """Stop logging after a failed write: the log is emptied, so that it tells
+        nothing (a crash then leaves MTs uncertain, as without it). Re-raises `exc` when
+        even that fails: the MT's request must not leave unrecorded."""
+        assert self._fd is not None
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            raise exc from None
+        finally:
+            os.close(fd)
+        log.error("departure log abandoned: %s; MTs a crash interrupts stay uncertain", exc)
+
+
+def read_departures(directory: Path) -> dict[str, set[int]]:
+    """The MTs whose requests left, by owner, from the logs in `directory` written in
+    this boot of the machine: an owner left out tells nothing."""
+    boot = boot_id()
+    departed: dict[str, set[int]] = {}
+    if boot is None or not directory.is_dir():
+        return departed
+    for path in directory.glob("*.log"):
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            log.warning("departure log %s unreadable: %s", path, exc)
+            continue
+        header, _, ids = text.partition("\n")
+        written_in, _, owner = header.rpartition(" ")
+        if written_in != f"{MAGIC} {boot}":  # before the machine restarted, or cut short
+            continue
+        departed[owner] = {int(line) for line in ids.splitlines() if line.isdigit()}
+    return departed
+
+
+def remove_logs(directory: Path, owners: Iterable[str]) -> None:
+    """Delete the logs of `owners`, whose MTs are settled now."""
+    for owner in owners:
+        path = directory / (owner.replace(os.sep, "_") + ".log")
+        path.unlink(missing_ok=True)
+        path.with_suffix(".new").unlink(missing_ok=True)  # a compaction cut short
