@@ -13,10 +13,13 @@ nothing (every such MT stays uncertain, as it would without a log).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("botkit.sender")
@@ -31,6 +34,12 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 MAGIC = "botkit-departures 1"
 # A log is rewritten with only the MTs still in flight once it has grown this much.
 COMPACT_AT = 1 << 20
+_ID = re.compile(rb"[0-9]+")
+
+
+class Unlogged(Exception):
+    """An MT's departure could not be logged: its request must not leave (it surely
+    never reached the gateway, and may be sent again)."""
 
 
 def directory_for(db: str) -> Path:
@@ -52,10 +61,21 @@ class DepartureLog:
     def __init__(self, path: Path, header: bytes) -> None:
         self.path = path
         self._header = header
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._size = 0
         self._in_flight: set[int] = set()  # left, their outcome not committed yet
-        self._write(header)
+        self._broken = False  # a write failed and the log could not be emptied
+        self._fd: int | None = _locked(path)
+        try:
+            self._write(header)
+        except BaseException:
+            os.close(self._fd)
+            path.unlink(missing_ok=True)
+            raise
+
+    @property
+    def active(self) -> bool:
+        """Whether departures are being logged (not after a failed write)."""
+        return self._fd is not None
 
     @classmethod
     def open(cls, directory: Path, owner: str) -> DepartureLog | None:
@@ -74,6 +94,8 @@ class DepartureLog:
 
     def left(self, message_id: int) -> None:
         """MT `message_id`'s request is leaving: called before its first byte does."""
+        if self._broken:
+            raise Unlogged("the departure log could not be written nor emptied")
         if self._fd is None or message_id in self._in_flight:
             return
         self._in_flight.add(message_id)
@@ -100,7 +122,7 @@ class DepartureLog:
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
-        os.write(self._fd, data)
+        _write_all(self._fd, data)
         self._size += len(data)
 
     def _compact(self) -> None:
@@ -108,12 +130,13 @@ class DepartureLog:
         fresh = self.path.with_suffix(".new")
         lines = b"".join(b"%d\n" % message_id for message_id in sorted(self._in_flight))
         try:
-            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = _locked(fresh)
             try:
-                os.write(fd, self._header + lines)
+                _write_all(fd, self._header + lines)
                 os.replace(fresh, self.path)
             except BaseException:
                 os.close(fd)
+                fresh.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             log.warning("departure log not compacted, it grows on: %s", exc)
@@ -123,44 +146,94 @@ class DepartureLog:
         self._fd, self._size = fd, len(self._header) + len(lines)
 
     def _give_up(self, exc: OSError) -> None:
-        """Stop logging after a failed write: the log is emptied, so that it tells
-        nothing (a crash then leaves MTs uncertain, as without it). Re-raises `exc` when
-        even that fails: the MT's request must not leave unrecorded."""
+        """Stop logging after a failed write: the log is emptied (or removed), so that it
+        tells nothing (a crash then leaves MTs uncertain, as without it). When neither
+        can be done, no MT's request may leave any more: raises Unlogged, now and at
+        every departure after."""
         assert self._fd is not None
         fd, self._fd = self._fd, None
         try:
-            os.ftruncate(fd, 0)
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                self.path.unlink()
         except OSError:
-            raise exc from None
+            self._broken = True
+            log.critical(
+                "departure log %s can be neither written nor emptied: %s; "
+                "no MT is sent until botkit is restarted",
+                self.path,
+                exc,
+            )
+            raise Unlogged(str(exc)) from exc
         finally:
             os.close(fd)
         log.error("departure log abandoned: %s; MTs a crash interrupts stay uncertain", exc)
 
 
 def read_departures(directory: Path) -> dict[str, set[int]]:
-    """The MTs whose requests left, by owner, from the logs in `directory` written in
-    this boot of the machine: an owner left out tells nothing."""
+    """The MTs whose requests left, by owner, from the logs in `directory` of processes
+    that are gone (a live one holds a lock on its log) and were written in this boot of
+    the machine: an owner left out tells nothing."""
     boot = boot_id()
     departed: dict[str, set[int]] = {}
     if boot is None or not directory.is_dir():
         return departed
     for path in directory.glob("*.log"):
         try:
-            text = path.read_text()
+            with _lock_of_the_dead(path) as dead:
+                text = path.read_bytes() if dead else b""
         except OSError as exc:
             log.warning("departure log %s unreadable: %s", path, exc)
             continue
-        header, _, ids = text.partition("\n")
-        written_in, _, owner = header.rpartition(" ")
-        if written_in != f"{MAGIC} {boot}":  # before the machine restarted, or cut short
+        header, _, ids = text.partition(b"\n")
+        written_in, _, owner = header.decode("utf-8", "replace").rpartition(" ")
+        if written_in != f"{MAGIC} {boot}":  # another boot, cut short, or alive
             continue
-        departed[owner] = {int(line) for line in ids.splitlines() if line.isdigit()}
+        departed[owner] = {int(line) for line in ids.split(b"\n") if _ID.fullmatch(line)}
     return departed
 
 
-def remove_logs(directory: Path, owners: Iterable[str]) -> None:
-    """Delete the logs of `owners`, whose MTs are settled now."""
-    for owner in owners:
-        path = directory / (owner.replace(os.sep, "_") + ".log")
-        path.unlink(missing_ok=True)
-        path.with_suffix(".new").unlink(missing_ok=True)  # a compaction cut short
+def remove_dead_logs(directory: Path) -> None:
+    """Delete the logs of every process that is gone (their MTs are settled now), of
+    this boot or another, and what a compaction cut short left."""
+    if not directory.is_dir():
+        return
+    for path in [*directory.glob("*.log"), *directory.glob("*.new")]:
+        with contextlib.suppress(OSError), _lock_of_the_dead(path) as dead:
+            if dead:
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _lock_of_the_dead(path: Path) -> Iterator[bool]:
+    """Whether the process that wrote `path` is gone: a live one holds its lock (the
+    kernel frees it when the process dies, however it dies)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
+def _locked(path: Path) -> int:
+    """Open `path` afresh for writing, locked for as long as this process keeps it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write `data` whole, or raise: a short write (a full disk) is an error here."""
+    written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(f"short write to the departure log ({written} of {len(data)} bytes)")

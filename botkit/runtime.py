@@ -16,7 +16,7 @@ from .bot import Bot
 from .clock import Clock, system_clock
 from .compliance import Compliance
 from .db import Database, is_url
-from .departures import DepartureLog, directory_for, read_departures, remove_logs
+from .departures import DepartureLog, directory_for, read_departures, remove_dead_logs
 from .dispatcher import Dispatcher
 from .errors import TemplateError
 from .gateway import Gateway
@@ -118,7 +118,7 @@ class Runtime:
                 "queued again" if self.settings.resend_uncertain else "kept uncertain",
             )
         if departures is not None:
-            remove_logs(departures, departed)  # settled now
+            remove_dead_logs(departures)  # their MTs are settled now
             self.departures = DepartureLog.open(departures, self._store.owner)
         self.sender = Sender(
             self._store,
@@ -172,9 +172,9 @@ class Runtime:
                 await self.dispatcher.stop()
             if self.sender is not None:
                 await self.sender.stop()
-            if self.departures is not None:
-                self.departures.close()
             await self.gateway.aclose()
         finally:
+            if self.departures is not None:
+                self.departures.close()
             if self.db is not None:
                 await self.db.close()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import parse_stamp
 from .db import DatabaseError
-from .departures import DEPARTING, DepartureLog
+from .departures import DEPARTING, DepartureLog, Unlogged
 from .errors import AuthenticationError, GatewayError, TransientError, ValidationError
 from .messages import Outgoing
 from .metrics import Metrics
@@ -76,7 +76,6 @@ class Sender(Worker):
         self.default_number = default_number  # where the gateway sends MTs naming a class
         self._slots = asyncio.Semaphore(concurrency)
         self.departures = departures  # where each MT's request is logged as it leaves
-        self._batched = departures is not None or store.db.shared
 
     async def _run(self) -> None:
         while True:
@@ -89,7 +88,7 @@ class Sender(Worker):
             # one (no log, or on PostgreSQL, whose MTs such a crash leaves uncertain),
             # one MT a round on SQLite: its request leaves before the next is claimed.
             free = 1
-            while self._batched and not self._slots.locked():
+            while self._batched() and not self._slots.locked():
                 await self._slots.acquire()  # free: returns at once
                 free += 1
             try:
@@ -111,6 +110,11 @@ class Sender(Worker):
                 continue
             for outgoing in batch:
                 self.spawn(self._send(outgoing))
+
+    def _batched(self) -> bool:
+        """Whether to claim many MTs at a time (see `_run`)."""
+        logging_departures = self.departures is not None and self.departures.active
+        return logging_departures or self.store.db.shared
 
     def _release(self, count: int) -> None:
         for _ in range(count):
@@ -202,6 +206,11 @@ class Sender(Worker):
             )
         except ValidationError as exc:  # refused before any request left
             return self._failure(mt, exc, None)
+        except Unlogged as exc:  # held back: its departure could not be logged
+            delay = backoff(mt.attempts, self.retry_base)
+            log.error("mt %s: not sent, retry in %.0fs: %s", mt.id, delay, exc)
+            error = f"not sent: {exc}"
+            return lambda: self.store.outbox.retry_later(mt.id, error, delay)
         except GatewayError as exc:
             return self._failure(mt, exc, self._timed(started))
         except Exception as exc:

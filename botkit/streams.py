@@ -4,7 +4,8 @@ httpcore's default under asyncio (anyio's streams) yields to the event loop betw
 being handed a request's bytes and writing them to the socket. Here the two are one
 step, and the `DEPARTING` hook of the task making the request (botkit/departures.py)
 runs in that step, just before: an MT whose departure is not in its sender's log surely
-never reached the gateway, whenever the process was killed.
+never reached the gateway, whenever the process was killed. (With anyio's, a kill in
+between would only leave an MT logged that never left: kept uncertain, never sent twice.)
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ class Stream(httpcore.AsyncNetworkStream):
         return self
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # idle, yet readable: the server closed it
-            return self._reader.at_eof() or _readable(self._writer.get_extra_info("socket"))
+        if info == "is_readable":  # idle, yet readable: the server closed it, or spoke
+            # asyncio reads on while idle: what came is in the reader's buffer already.
+            unasked = bool(self._reader._buffer)  # type: ignore[attr-defined]
+            sock = self._writer.get_extra_info("socket")
+            return self._reader.at_eof() or unasked or _readable(sock)
         name = _EXTRA.get(info)
         return None if name is None else self._writer.get_extra_info(name)
 

@@ -30,13 +30,26 @@ from test_recovery import mo, open_store
 
 from botkit import departures
 from botkit.addresses import OurNumbers
-from botkit.departures import DepartureLog, directory_for, read_departures, remove_logs
+from botkit.departures import (
+    DepartureLog,
+    Unlogged,
+    directory_for,
+    read_departures,
+    remove_dead_logs,
+)
 from botkit.messages import Thread
 from botkit.store import Effects, Store
 from botkit.templates import SMSTemplates
 
 OWNER = "host:123:abcd"
 PASSWORD = "departures-Pa55"
+
+
+def killed(log: DepartureLog) -> None:
+    """As a SIGKILL leaves a log: its file as it was, its lock gone with the process."""
+    assert log._fd is not None
+    os.close(log._fd)
+    log._fd = None
 
 
 async def queue_replies(store: Store, count: int) -> list[int]:
@@ -61,6 +74,7 @@ def test_a_log_lists_the_mts_that_left_in_this_boot(tmp_path):
     log.left(7)  # the request's next write: once is enough
     log.left(9)
     log.settled(7)
+    killed(log)
     assert read_departures(tmp_path) == {OWNER: {7, 9}}
     assert log.path.read_text().splitlines()[1:] == ["7", "9"]
 
@@ -69,6 +83,7 @@ def test_a_log_of_another_boot_or_cut_short_tells_nothing(tmp_path, monkeypatch)
     log = DepartureLog.open(tmp_path, OWNER)
     assert log is not None
     log.left(7)
+    killed(log)
     (tmp_path / "cut.log").write_text("")  # killed before its first line
     boot = tmp_path / "boot_id"
     boot.write_text("another-boot\n")
@@ -89,8 +104,21 @@ def test_a_stopped_sender_removes_its_log_unless_an_mt_it_sent_is_unrecorded(tmp
     settled.close()
     unrecorded.close()
     assert read_departures(tmp_path) == {"host:124:beef": {2}}
-    remove_logs(tmp_path, ["host:124:beef"])
+    remove_dead_logs(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_log_of_a_process_still_running_is_neither_read_nor_removed(tmp_path):
+    """A second `botkit run` on the same file must not take the first one's MTs for
+    never sent: a live process holds a lock on its log."""
+    alive = DepartureLog.open(tmp_path, OWNER)
+    assert alive is not None
+    alive.left(5)
+    (tmp_path / "gone.log").write_bytes(b"junk \xff\n\xc2\xb2\n")  # unreadable: ignored
+    assert read_departures(tmp_path) == {}
+    remove_dead_logs(tmp_path)
+    assert list(tmp_path.iterdir()) == [alive.path]
+    alive.close()
 
 
 def test_a_long_log_is_compacted_to_the_mts_in_flight(tmp_path, monkeypatch):
@@ -102,6 +130,7 @@ def test_a_long_log_is_compacted_to_the_mts_in_flight(tmp_path, monkeypatch):
         if message_id % 10:  # every tenth stays in flight
             log.settled(message_id)
     log.left(101)
+    killed(log)
     # Every MT in flight is listed still; most of the settled ones no longer are.
     listed = read_departures(tmp_path)[OWNER]
     assert {*range(10, 101, 10), 101} <= listed
@@ -115,21 +144,39 @@ def test_a_log_that_cannot_be_written_is_no_log(tmp_path, caplog):
     assert "MTs a crash interrupts stay uncertain" in caplog.text
 
 
-def test_a_log_whose_write_fails_is_emptied_or_stops_the_request(tmp_path, caplog):
+def test_a_log_whose_write_fails_is_emptied(tmp_path, caplog):
     log = DepartureLog.open(tmp_path, OWNER)
     assert log is not None
     log.left(1)
     full = os.open("/dev/full", os.O_WRONLY)  # every write: no space left on device
     try:
-        # The write fails and the log cannot be emptied either (a device, not a file):
-        # the MT's request must not leave.
+        saved = os.dup(log._fd)
         os.dup2(full, log._fd)
-        with pytest.raises(OSError, match="No space"):
+        # The write fails, and the log cannot be emptied through a device: it is removed.
+        log.left(2)
+    finally:
+        os.close(full)
+        os.close(saved)
+    assert not log.active
+    log.left(3)  # abandoned: no more lines, no error
+    assert read_departures(tmp_path) == {}
+    assert "departure log abandoned" in caplog.text
+
+
+def test_when_a_log_can_be_neither_written_nor_emptied_no_request_leaves(tmp_path, caplog):
+    log = DepartureLog.open(tmp_path, OWNER)
+    assert log is not None
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, log._fd)
+        log.path = tmp_path / "elsewhere" / "gone.log"  # cannot be removed either
+        with pytest.raises(Unlogged, match="No space"):
             log.left(2)
     finally:
         os.close(full)
-    log.left(3)  # abandoned: no more lines, no error
-    assert read_departures(tmp_path) == {OWNER: {1}}
+    with pytest.raises(Unlogged):
+        log.left(3)
+    assert "no MT is sent until botkit is restarted" in caplog.text
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -229,9 +276,10 @@ def test_mts_whose_requests_never_left_go_out_after_a_kill(tmp_path, processes):
     assert len(list(directory_for(db).glob("*.log"))) == 1
 
 
-def departed(db: str) -> set[int]:
-    """The MT ids in the departure logs beside `db`."""
-    return set().union(*read_departures(directory_for(db)).values())
+def departed(db: str) -> set[str]:
+    """The MT ids in the departure logs beside `db`, as written so far."""
+    logs = directory_for(db).glob("*.log")
+    return {line for path in logs for line in path.read_text().splitlines()[1:]}
 
 
 def received_by(hole: socket.socket) -> list[str]:
