@@ -71,9 +71,12 @@ class Inbox(Claims):
         async def write(tx: Tx) -> list[int]:
             await tx.lock(CLAIMS)
             now = self.now()
+            # The oldest first, each the first of its handset's (inbox_handset finds an
+            # older one): the scan stops at `limit`, however many MOs wait behind them.
             rows = await tx.fetchall(
                 """SELECT i.message_id, i.handset, i.attempts FROM inbox i
-                   WHERE i.message_id IN (SELECT min(message_id) FROM inbox GROUP BY handset)
+                   WHERE NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = i.handset
+                                     AND o.message_id < i.message_id)
                      AND (i.claimed_until IS NULL OR i.claimed_until < ?)
                      AND NOT EXISTS (SELECT 1 FROM inbox c WHERE c.handset = i.handset
                                      AND c.claimed_until >= ?)
