@@ -47,6 +47,22 @@ def directory_for(db: str) -> Path:
     return Path(f"{db}-departures")
 
 
+def take_sole_use(db: str) -> int | None:
+    """Lock the SQLite database `db` for this `botkit run`, until the process exits:
+    the file descriptor of the lock (its departures directory, locked), or None if
+    another process holds it. A start settles every claim it finds as a dead process's,
+    so two processes serving one file would take each other's MTs and MOs."""
+    directory = directory_for(db)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def boot_id() -> str | None:
     """This boot of the machine, or None where the system does not say (not Linux)."""
     try:
@@ -84,7 +100,7 @@ class DepartureLog:
         boot = boot_id()
         if boot is None:
             return None
-        name = owner.replace(os.sep, "_") + ".log"
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", owner) + ".log"  # the header names it
         try:
             directory.mkdir(mode=0o700, exist_ok=True)
             return cls(directory / name, f"{MAGIC} {boot} {owner}\n".encode())
@@ -119,6 +135,8 @@ class DepartureLog:
         self._fd = None
         if not self._in_flight:
             self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # kept while another log is in it
+                self.path.parent.rmdir()
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None

@@ -107,6 +107,8 @@ class Runtime:
         released, requeued, unsettled = await self._store.recover(
             resend_uncertain=self.settings.resend_uncertain, departed=departed
         )
+        if unsettled and not self.settings.resend_uncertain:
+            self.metrics.mt_attempts.inc(unsettled, outcome="uncertain")
         if released or requeued or unsettled:
             log.warning(
                 "recovered from an interrupted run: %d MOs to handle again; of the MTs it "
@@ -116,6 +118,12 @@ class Runtime:
                 requeued,
                 unsettled,
                 "queued again" if self.settings.resend_uncertain else "kept uncertain",
+                extra={
+                    "event": "run.recovered",
+                    "mos_released": released,
+                    "mts_requeued": requeued,
+                    "mts_interrupted": unsettled,
+                },
             )
         if departures is not None:
             remove_dead_logs(departures)  # their MTs are settled now

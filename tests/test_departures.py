@@ -272,6 +272,8 @@ def test_mts_whose_requests_never_left_go_out_after_a_kill(tmp_path, processes):
     assert sorted(destinations) == sorted(set(everyone) - set(reached))
     recovered = "15 never left (queued again) and 1 may have reached the gateway (kept"
     assert recovered in output(second)
+    metrics = httpx.get(f"http://127.0.0.1:{app_port}/metrics", timeout=30).text
+    assert 'botkit_mt_attempts_total{outcome="uncertain"} 1' in metrics
     # The killed process's log went with its recovery: the one left is the running one's.
     assert len(list(directory_for(db).glob("*.log"))) == 1
 
@@ -295,3 +297,28 @@ def received_by(hole: socket.socket) -> list[str]:
             head = conn.recv(65536).decode()
         query = parse_qs(urlsplit(head.split(" ")[1]).query)
         destinations += query["destination"]
+
+
+def test_a_second_botkit_run_on_the_same_sqlite_file_is_refused(tmp_path, processes):
+    """A start settles every claim it finds as a dead process's: a second process on
+    the file would take the first one's MTs for interrupted (and resend them, with
+    BOTKIT_RESEND_UNCERTAIN). It says so and exits instead."""
+    (tmp_path / "bots").mkdir()
+    (tmp_path / "templates").mkdir()
+    db = str(tmp_path / "botkit.db")
+    env = {"BOTKIT_DB": db}
+    port = free_port()
+    first = start(processes, ["run", "--port", str(port)], env=env, cwd=tmp_path)
+    wait_for(f"http://127.0.0.1:{port}/healthz", first, timeout=60)
+    second = subprocess.run(
+        [BOTKIT, "run", "--port", str(free_port())],
+        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode != 0
+    assert f"another `botkit run` is serving {db}" in second.stderr
+    assert "Traceback" not in second.stderr
+    first.send_signal(signal.SIGINT)
+    assert first.wait(30) == 0
+    # Once the first has stopped, the file is free again.
+    third = start(processes, ["run", "--port", str(port)], env=env, cwd=tmp_path)
+    wait_for(f"http://127.0.0.1:{port}/healthz", third, timeout=60)

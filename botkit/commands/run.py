@@ -12,7 +12,8 @@ from typing import Any
 
 from ..bot import Bot
 from ..compliance import taken_keywords
-from ..db import Database, is_url, redact
+from ..db import Database, DatabaseError, is_url, redact
+from ..departures import take_sole_use
 from ..settings import Settings
 from .options import add_db
 
@@ -68,6 +69,11 @@ def main(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
     if is_url(settings.db):  # a server that is down or refuses the login: say so plainly
         asyncio.run(reachable(settings.db))
+    elif take_sole_use(settings.db) is None:  # held until the process exits
+        raise DatabaseError(
+            f"another `botkit run` is serving {settings.db}: one process at a time may "
+            "serve a SQLite file (PostgreSQL serves several: docs/scaling.md)"
+        )
     app = create_app(settings, reload=args.reload)
     announce(settings, app.state.runtime.router.bots.values())
     uvicorn.run(
