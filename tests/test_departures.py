@@ -254,13 +254,21 @@ def test_mts_whose_requests_never_left_go_out_after_a_kill(tmp_path, processes):
         stuck = {**env, **gateway_env(hole.getsockname()[1], PASSWORD)}
         stuck["BOTKIT_DB"] = db
         first = start(processes, ["run", "--port", str(app_port)], env=stuck, cwd=tmp_path)
+        # Enough claimed, and one request gone (a connection timing out meanwhile, on a
+        # busy machine, is queued again to be retried, and claimed again).
         sending = "SELECT count(*) FROM outbox WHERE state = 'sending'"
-        poll(lambda: (rows(db, sending)[0][0] == 16 and departed(db)) or None, timeout=60)
+        poll(lambda: (rows(db, sending)[0][0] >= 4 and departed(db)) or None, timeout=60)
         first.send_signal(signal.SIGKILL)
         first.wait()
         hole.setblocking(False)
         reached = received_by(hole)
-    assert len(reached) == 1, reached
+    claimed = rows(
+        db,
+        """SELECT m.handset FROM outbox o JOIN messages m ON m.id = o.message_id
+           WHERE o.state = 'sending'""",
+    )
+    assert len(reached) == 1, reached  # one connection, one request on it
+    assert set(reached) <= {r[0] for r in claimed}
 
     second = start(processes, ["run", "--port", str(app_port)], env=env, cwd=tmp_path)
     wait_for(f"http://127.0.0.1:{app_port}/healthz", second, timeout=60)
@@ -270,7 +278,7 @@ def test_mts_whose_requests_never_left_go_out_after_a_kill(tmp_path, processes):
     uncertain = rows(db, "SELECT handset FROM messages WHERE status = 'uncertain'")
     assert [r[0] for r in uncertain] == reached
     assert sorted(destinations) == sorted(set(everyone) - set(reached))
-    recovered = "15 never left (queued again) and 1 may have reached the gateway (kept"
+    recovered = f"{len(claimed) - 1} never left (queued again) and 1 may have reached the"
     assert recovered in output(second)
     metrics = httpx.get(f"http://127.0.0.1:{app_port}/metrics", timeout=30).text
     assert 'botkit_mt_attempts_total{outcome="uncertain"} 1' in metrics
