@@ -324,7 +324,8 @@ def serving(db: Path, gateway: str, token: str) -> Iterator[tuple[int, int]]:
     """The floor on a free loopback port, in a process of its own; (port, pid)."""
     port = free_port()
     command = [sys.executable, str(Path(__file__)), "--serve", str(db), "--port", str(port)]
-    command += ["--gateway", f"{gateway}/message", "--token", token]
+    # --token=: a random token may start with '-', which argparse takes for an option.
+    command += ["--gateway", f"{gateway}/message", f"--token={token}"]
     with process(command, f"http://127.0.0.1:{port}/healthz") as server:
         yield port, server.pid
 
