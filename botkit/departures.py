@@ -55,12 +55,10 @@ def take_sole_use(db: str) -> int | None:
     directory = directory_for(db)
     directory.mkdir(mode=0o700, exist_ok=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    if _flocked(fd):
+        return fd
+    os.close(fd)
+    return None
 
 
 def boot_id() -> str | None:
@@ -229,12 +227,7 @@ def _lock_of_the_dead(path: Path) -> Iterator[bool]:
     kernel frees it when the process dies, however it dies)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-        else:
-            yield True
+        yield _flocked(fd)
     finally:
         os.close(fd)
 
@@ -242,12 +235,19 @@ def _lock_of_the_dead(path: Path) -> Iterator[bool]:
 def _locked(path: Path) -> int:
     """Open `path` afresh for writing, locked for as long as this process keeps it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if _flocked(fd):
+        return fd
+    os.close(fd)
+    raise BlockingIOError(f"{path} is locked by another process")
+
+
+def _flocked(fd: int) -> bool:
+    """Take the exclusive lock on `fd`'s file without waiting: whether it was free."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

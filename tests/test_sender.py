@@ -240,8 +240,7 @@ async def test_the_sender_gives_up_after_its_last_attempt(database: str):
 
 async def stopping(sender: Sender) -> None:
     """Wait until stop() cancels the sender's loop, which is waiting for the caller."""
-    while not sender._loop.cancelling():
-        await asyncio.sleep(0.01)
+    await eventually(lambda: sender._loop.cancelling())
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # stand-ins play its part

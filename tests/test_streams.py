@@ -175,7 +175,6 @@ async def test_a_request_whose_hook_fails_never_leaves():
         conn = connection(server.port)
         with departing(full_disk), pytest.raises(OSError, match="No space"):
             await get(conn)
-        await asyncio.sleep(0)
         await conn.aclose()
         await eventually(lambda: server.opened == 1)
     assert server.received == b""
