@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from conftest import eventually
 from postgres import drop_database, fresh_database
 from servers import free_port
 
@@ -290,3 +291,48 @@ def test_a_password_in_the_query_string_is_hidden_too():
     assert "password=***" in redact(url) and "sslmode=require" in redact(url)
     options = connect_options(url)
     assert options["password"] == "s3cret-Pa55" and "s3cret" not in options["dsn"]
+
+
+async def test_a_lock_held_by_one_process_waits_for_its_release_even_after_a_failure(stores):
+    """`Database.lock` (the migrations') holds across processes and is released however
+    its block ends, so no pooled connection goes back to the pool still holding it."""
+    first, second = stores[0].db, stores[1].db
+    entered = asyncio.Event()
+
+    async def take_second() -> None:
+        async with second.lock("botkit test lock"):
+            entered.set()
+
+    with pytest.raises(LookupError):
+        async with first.lock("botkit test lock"):
+            waiting = asyncio.create_task(take_second())
+            await eventually(lambda: first.fetchval(ASKED))  # the second asks, and waits
+            assert not entered.is_set()
+            raise LookupError("the block failed")
+    await asyncio.wait_for(waiting, 10)
+    assert entered.is_set()
+    assert await first.fetchval(HELD) == 0
+
+
+ADVISORY = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+ASKED, HELD = ADVISORY + "NOT granted", ADVISORY + "granted"
+
+
+async def test_a_write_that_fails_leaves_its_pooled_connection_fit_for_the_next(stores):
+    """A connection goes back to the pool without asyncpg's reset query: a transaction a
+    failed write left open is rolled back, so the next write on it commits alone."""
+    db = stores[0].db
+
+    async def fail(tx) -> None:
+        await tx.execute("INSERT INTO meta (name, value) VALUES ('left', 'open')")
+        raise LookupError("the write failed")
+
+    async def write(tx) -> None:
+        await tx.execute("INSERT INTO meta (name, value) VALUES ('next', 'write')")
+
+    for _ in range(20):  # more than the pool's connections
+        with pytest.raises(LookupError):
+            await db.write(fail)
+    await db.write(write)
+    assert await db.fetchval("SELECT count(*) FROM meta WHERE name = 'left'") == 0
+    assert await db.fetchval("SELECT value FROM meta WHERE name = 'next'") == "write"

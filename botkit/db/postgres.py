@@ -171,6 +171,7 @@ class PostgresDatabase(Database):
                 min_size=1,
                 max_size=POOL_SIZE,
                 server_settings=SERVER_SETTINGS,
+                reset=_returned,
                 **connect_options(url),
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -291,12 +292,14 @@ class PostgresDatabase(Database):
 
     @contextlib.asynccontextmanager
     async def lock(self, name: str) -> AsyncIterator[None]:
-        async with self._pool.acquire() as conn:
+        # On a connection of its own, which closing releases: a pooled one would go back
+        # to the pool still holding the lock if its unlock were cut short (_returned).
+        conn = await asyncpg.connect(**connect_options(self.url))
+        try:
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", name)
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", name)
+            yield
+        finally:
+            await conn.close()
 
     async def pace(self, interval: float, most: int = 1) -> int:
         try:
@@ -386,6 +389,13 @@ IDENTITIES = """
 SELECT table_name, column_name FROM information_schema.columns
 WHERE table_schema = current_schema() AND is_identity = 'YES' AND table_name = ANY($1::text[])
 """
+
+
+async def _returned(conn: asyncpg.Connection) -> None:
+    """Ready a connection given back to the pool for its next user: nothing to do.
+    asyncpg has rolled back a transaction left open, and botkit leaves no other state on
+    a pooled connection (no LISTEN, SET, cursor or session lock), so asyncpg's own reset
+    (RESET ALL, UNLISTEN *, ...) would be one more round trip for every read and write."""
 
 
 async def _transaction(conn: asyncpg.Connection, fn: Callable[[Tx], Awaitable[T]]) -> T:
