@@ -50,9 +50,8 @@ async def test_send_rate_is_respected(settings):
         await eventually(lambda: len(sim.inbox(PHONE)) == 10)
     times = [m.created_at for m in sim.inbox(PHONE)]
     # Ten sends at 20 per second cannot take less than 9 intervals of 50 ms, but for the
-    # slack a sender late for its slot may catch up on (give or take 10 ms between the
-    # sender's clock and the simulator's stamps).
-    assert times[-1] - times[0] >= 9 / 20 - PACE_SLACK - 0.01
+    # slack a sender late for its slot may catch up (when the first was late).
+    assert times[-1] - times[0] >= 9 / 20 - PACE_SLACK
     assert sorted(m.content for m in sim.inbox(PHONE)) == [f"part {i}" for i in range(10)]
 
 
@@ -365,7 +364,7 @@ def every_value(database: str) -> str:
     return "\n".join(repr(tuple(r)) for t in tables for r in rows(database, f"SELECT * FROM {t}"))
 
 
-def test_send_slots_catch_up_when_late_by_pace_slack_at_most():
+def test_send_slots_catch_up_when_late_and_start_afresh_after_idle_time():
     interval = 0.005  # 200 a second
     # Due in the future: wait for it, one slot.
     assert slots(10.002, 10.0, interval, most=16) == pytest.approx((0.002, 1, 10.007))
@@ -374,13 +373,9 @@ def test_send_slots_catch_up_when_late_by_pace_slack_at_most():
     wait, count, following = slots(10.0, 10.015, interval, most=16)
     assert (wait, count) == (0.0, 4) and following == pytest.approx(10.02)
     assert slots(10.0, 10.015, interval, most=2)[1:] == pytest.approx((2, 10.01))
-    # Further behind than PACE_SLACK (late again, or idle): PACE_SLACK's worth of the
-    # lost slots, no more, so a second holds at most that many over the rate.
+    # Further behind than PACE_SLACK is idle time: one slot, now, and no burst.
     late = 10.0 + PACE_SLACK + 0.5
-    wait, count, following = slots(10.0, late, interval, most=100)
-    assert wait == 0.0 and PACE_SLACK / interval <= count <= PACE_SLACK / interval + 1
-    assert following == pytest.approx(late - PACE_SLACK + count * interval)
-    assert slots(10.0, late, interval, most=2)[1] == 2
+    assert slots(10.0, late, interval, most=16) == pytest.approx((0.0, 1, late + interval))
 
 
 async def test_send_slots_given_back_are_handed_out_again(database: str):

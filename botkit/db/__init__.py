@@ -194,17 +194,17 @@ class Database(abc.ABC):
         return await self.read(lambda tx: tx.fetchval(sql, params))
 
 
-# How far the send slots may fall behind the clock: a sender that comes late for its
-# slot (a busy event loop, a slow claim) catches up on that much of the lost time, so
-# the rate holds, and only what it lost beyond that is gone. So no second ever holds
-# more than PACE_SLACK's worth of slots over the rate, even after idle time.
+# How far the send slots may fall behind the clock and still be handed out: a sender
+# that comes late for its slot (a busy event loop, a slow claim) catches up instead of
+# losing the time, so the rate holds. Slots further behind were idle time: the next
+# starts now, with no burst.
 PACE_SLACK = 0.1
 
 
 def slots(next_at: float, now: float, interval: float, most: int) -> tuple[float, int, float]:
     """The send slots to hand out at `now`, the next being due at `next_at`: how long to
     wait for the first, how many (up to `most`: those due by then), and the next after."""
-    start = max(next_at, now - PACE_SLACK)
+    start = next_at if next_at >= now - PACE_SLACK else now
     count = 1 if start > now else min(most, int((now - start) / interval) + 1)
     return max(0.0, start - now), count, start + count * interval
 
