@@ -62,6 +62,8 @@ POOL_SIZE = 10
 # other process for longer. botkit's transactions take milliseconds.
 SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "30s"}
 CHANNEL = "botkit_commits"
+# How long closing a connection may wait for the server's goodbye before it is aborted.
+CLOSE_SECONDS = 10.0
 NOTIFY_EVERY = 0.05
 # A write that keeps meeting concurrent ones is given up after this many tries.
 ATTEMPTS = 10
@@ -294,12 +296,15 @@ class PostgresDatabase(Database):
     async def lock(self, name: str) -> AsyncIterator[None]:
         # On a connection of its own, which closing releases: a pooled one would go back
         # to the pool still holding the lock if its unlock were cut short (_returned).
-        conn = await asyncpg.connect(**connect_options(self.url))
+        try:
+            conn = await asyncpg.connect(**connect_options(self.url))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseError(f"could not take the lock {name!r}: {exc}") from None
         try:
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", name)
             yield
         finally:
-            await conn.close()
+            await conn.close(timeout=CLOSE_SECONDS)  # past it, aborted: the lock goes too
 
     async def pace(self, interval: float, most: int = 1) -> int:
         try:
