@@ -161,10 +161,12 @@ addresses = st.from_regex(ADDRESS, fullmatch=True)
 not_addresses = st.text().filter(lambda t: not ADDRESS.fullmatch(plus_restored(t)))
 # Any text: NUL and other controls, astral planes, combining marks, right-to-left.
 contents = st.text(max_size=300) | st.builds(
-    lambda ch, n: ch * n, st.characters(), st.integers(MAX_CONTENT - 5, MAX_CONTENT)
+    lambda ch, n: ch * n, st.characters(codec="utf-8"), st.integers(MAX_CONTENT - 5, MAX_CONTENT)
 )
 too_long_contents = st.builds(
-    lambda ch, n: ch * n, st.characters(), st.sampled_from([MAX_CONTENT + 1, 1_000_000])
+    lambda ch, n: ch * n,
+    st.characters(codec="utf-8"),
+    st.sampled_from([MAX_CONTENT + 1, 1_000_000]),
 )
 references = st.text(max_size=50) | st.builds(
     "t{}.m{}".format, st.integers(0, 10**18), st.integers(0, 10**18)
@@ -223,7 +225,9 @@ not_base64 = st.one_of(
     st.builds(
         lambda head, char, tail: head + char + tail,
         st.text(max_size=50),
-        st.characters().filter(lambda c: not re.fullmatch(r"[A-Za-z0-9+/=_ \r\n-]", c)),
+        st.characters(codec="utf-8").filter(
+            lambda c: not re.fullmatch(r"[A-Za-z0-9+/=_ \r\n-]", c)
+        ),
         st.text(max_size=50),
     ),
     st.from_regex(r"([A-Za-z0-9]{4}){0,5}[A-Za-z0-9]", fullmatch=True),
