@@ -55,7 +55,7 @@ class Sender(Worker):
         *,
         rate: float,
         resend_uncertain: bool = False,
-        concurrency: int = 16,
+        concurrency: int = 32,
         max_attempts: int = 8,
         retry_base: float = 2.0,
         lease: float = 120.0,

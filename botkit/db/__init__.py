@@ -128,13 +128,15 @@ class Database(abc.ABC):
         return f"<{type(self).__name__} {redact(self.url)}>"
 
     @abc.abstractmethod
-    async def write(self, fn: WriteFn[T]) -> T:
+    async def write(self, fn: WriteFn[T], *, sending: bool = False) -> T:
         """Run `fn` in a write transaction; return its result once it is committed.
 
         A failure of the database itself is raised as DatabaseError: nothing of `fn` was
         written, and a callback can say so with a status worth retrying. A caller that
         goes away does not undo a write already under way. `fn` may be run again (after
         a deadlock on PostgreSQL): it changes nothing outside the transaction.
+        `sending`: the sender's claims, which the send rate waits for; on PostgreSQL they run
+        on connections of their own, never queued behind other writes for one.
         """
 
     @abc.abstractmethod

@@ -57,6 +57,9 @@ T = TypeVar("T")
 log = logging.getLogger("botkit.db")
 
 POOL_SIZE = 10
+# The sender's own connections, for its slots (pace) and its claims: the send rate
+# waits for them, so they never queue behind the callbacks' writes for a connection.
+SENDING_POOL_SIZE = 2
 # A transaction left open this long by a process that stalled (paused, cut off) is
 # ended by the server, so that the locks it holds (the claims' above all) hold up no
 # other process for longer. botkit's transactions take milliseconds.
@@ -154,9 +157,10 @@ class PostgresDatabase(Database):
     shared = True
     dialect = "postgresql"
 
-    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+    def __init__(self, url: str, pool: asyncpg.Pool, sending: asyncpg.Pool) -> None:
         super().__init__(url)
         self._pool = pool
+        self._sending = sending  # the sender's own connections (SENDING_POOL_SIZE)
         self._listener: asyncpg.Connection | None = None
         self._relisten: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[Any]] = set()
@@ -168,22 +172,27 @@ class PostgresDatabase(Database):
 
     @classmethod
     async def connect(cls, url: str) -> PostgresDatabase:
+        pools: list[asyncpg.Pool] = []
         try:
-            pool = await asyncpg.create_pool(
-                min_size=1,
-                max_size=POOL_SIZE,
-                server_settings=SERVER_SETTINGS,
-                reset=_returned,
-                **connect_options(url),
-            )
+            for size in (POOL_SIZE, SENDING_POOL_SIZE):
+                pools.append(
+                    await asyncpg.create_pool(
+                        min_size=1,
+                        max_size=size,
+                        server_settings=SERVER_SETTINGS,
+                        reset=_returned,
+                        **connect_options(url),
+                    )
+                )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await asyncio.gather(*(pool.close() for pool in pools))
             raise DatabaseError(f"could not connect to {redact(url)}: {exc}") from None
-        db = cls(url, pool)
+        db = cls(url, *pools)
         try:
             await db._listen()
         except BaseException:
             db._notifier.cancel()
-            await pool.close()
+            await asyncio.gather(*(pool.close() for pool in pools))
             raise
         return db
 
@@ -228,19 +237,19 @@ class PostgresDatabase(Database):
             self.commits.bump()  # what others committed meanwhile went unheard
             return
 
-    async def write(self, fn: WriteFn[T]) -> T:
+    async def write(self, fn: WriteFn[T], *, sending: bool = False) -> T:
         if self._closing:
             raise DatabaseError("the database is closed")
-        task = asyncio.ensure_future(self._write(fn))
+        task = asyncio.ensure_future(self._write(fn, self._sending if sending else self._pool))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         # shield: a caller that goes away (a client hanging up) must not undo a write.
         return await asyncio.shield(task)
 
-    async def _write(self, fn: WriteFn[T]) -> T:
+    async def _write(self, fn: WriteFn[T], pool: asyncpg.Pool) -> T:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                async with self._pool.acquire() as conn:
+                async with pool.acquire() as conn:
                     result = await _transaction(conn, fn)
                 self.commits.bump()
                 self._committed.set()
@@ -307,29 +316,40 @@ class PostgresDatabase(Database):
             await conn.close(timeout=CLOSE_SECONDS)  # past it, aborted: the lock goes too
 
     async def pace(self, interval: float, most: int = 1) -> int:
+        # On the sender's own connections (SENDING_POOL_SIZE). Read, then move on only
+        # if no other process moved it meanwhile (else read again): two statements, no
+        # transaction held across them.
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if not self._paced:  # the row exists once any process has paced
-                    await conn.execute(
-                        "INSERT INTO pace (name, next_at) VALUES ('send', 0) ON CONFLICT DO NOTHING"
+            async with self._sending.acquire() as conn:
+                while True:
+                    if not self._paced:  # the row exists once any process has paced
+                        await conn.execute(
+                            "INSERT INTO pace (name, next_at) VALUES ('send', 0) "
+                            "ON CONFLICT DO NOTHING"
+                        )
+                        self._paced = True
+                    # clock_timestamp(): the server's clock, the one every process shares.
+                    next_at, now = await conn.fetchrow(
+                        "SELECT next_at, extract(epoch FROM clock_timestamp())::float8 "
+                        "FROM pace WHERE name = 'send'"
                     )
-                # clock_timestamp(): the server's clock, the one every process shares.
-                next_at, now = await conn.fetchrow(
-                    "SELECT next_at, extract(epoch FROM clock_timestamp())::float8 "
-                    "FROM pace WHERE name = 'send' FOR UPDATE"
-                )
-                wait, count, next_at = slots(next_at, now, interval, most)
-                await conn.execute("UPDATE pace SET next_at = $1 WHERE name = 'send'", next_at)
+                    wait, count, later = slots(next_at, now, interval, most)
+                    moved = await conn.execute(
+                        "UPDATE pace SET next_at = $1 WHERE name = 'send' AND next_at = $2",
+                        later,
+                        next_at,
+                    )
+                    if changed(moved):
+                        break
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not take a send slot: {exc}") from exc
-        self._paced = True
         if wait > 0:
             await asyncio.sleep(wait)
         return count
 
     async def unpace(self, interval: float, count: int) -> None:
         try:
-            await self._pool.execute(
+            await self._sending.execute(
                 "UPDATE pace SET next_at = next_at - $1 WHERE name = 'send'", count * interval
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -359,7 +379,7 @@ class PostgresDatabase(Database):
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
-        await self._pool.close()
+        await asyncio.gather(self._pool.close(), self._sending.close())
 
 
 # Whether a message's words match a tsquery: the expression is migration 18's index's,

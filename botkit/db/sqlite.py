@@ -119,7 +119,8 @@ class SqliteDatabase(Database):
             raise
         return cls(path, writer, reader)
 
-    async def write(self, fn: WriteFn[T]) -> T:
+    async def write(self, fn: WriteFn[T], *, sending: bool = False) -> T:
+        # One writer: the sender's claims take their turn with the rest (one hop a batch).
         if self._closing or self._task.done():
             raise DatabaseError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -75,12 +75,13 @@ class Deliveries(Part):
 
 
 async def adopt(tx: Tx, message_id: int, gateway_id: int, now: str) -> None:
-    """Receipts that came before we knew the MT's id (no reference echoed) join it now."""
-    await tx.execute(
+    """Receipts that came before we knew the MT's id (no reference echoed) join it now.
+    Without any, its status stands as the receipts already its own set it."""
+    if await tx.execute(
         "UPDATE deliveries SET message_id = ? WHERE gateway_id = ? AND message_id IS NULL",
         (message_id, gateway_id),
-    )
-    await refresh(tx, message_id, now)
+    ):
+        await refresh(tx, message_id, now)
 
 
 async def refresh(tx: Tx, message_id: int, now: str) -> None:

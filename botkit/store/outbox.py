@@ -118,27 +118,19 @@ class Outbox(Claims):
                        RETURNING message_id""",
                     (later(self.clock, lease), self.owner, now, limit),
                 )
-                ids = [
-                    message_id
-                    for (message_id,) in claimed
-                    if not await _refuse_if_unsendable(tx, message_id, now, default)
-                ]
-                if ids or not claimed:
+                if not claimed:
+                    return []
+                rows = await _settle_unsendable(tx, [id for (id,) in claimed], now, default)
+                if rows:
                     break  # else all were refused: the next due ones may go
-            if not ids:
-                return []
-            marks = ", ".join("?" * len(ids))
+            marks = ", ".join("?" * len(rows))
             await tx.execute(
                 f"UPDATE messages SET status = 'sending', updated_at = ? WHERE id IN ({marks})",
-                (now, *ids),
+                (now, *(row["id"] for row in rows)),
             )
-            return await tx.fetchall(
-                f"""SELECT m.*, o.attempts FROM messages m JOIN outbox o ON o.message_id = m.id
-                   WHERE m.id IN ({marks}) ORDER BY m.id""",
-                ids,
-            )
+            return rows
 
-        return [_outgoing(row) for row in await self.db.write(write)]
+        return [_outgoing(row) for row in await self.db.write(write, sending=True)]
 
     async def release(self, message_id: int) -> None:
         """Give back a claimed MT whose request never left (the sender is stopping)."""
@@ -299,27 +291,40 @@ def _outgoing(row: Row) -> Outgoing:
     )
 
 
-async def _refuse_if_unsendable(tx: Tx, message_id: int, now: str, default: str) -> bool:
-    """Settle a claimed MT that must not go: its handset opted out since it was queued
-    (refused), or its expiry passed while it waited (failed). True if it was settled."""
-    mt = await tx.fetchone(
-        "SELECT handset, address, source, message_class, exempt, expires FROM messages "
-        "WHERE id = ?",
-        (message_id,),
+async def _settle_unsendable(tx: Tx, ids: list[int], now: str, default: str) -> list[Row]:
+    """The claimed MTs `ids` that may go, oldest first. Settles those that must not: the
+    handset opted out since it was queued (refused), or the expiry passed while it
+    waited (failed). Opt-outs are rare: only an MT whose handset has any suppression at
+    all is checked exactly, so a claim costs the same few statements however many it
+    takes."""
+    marks = ", ".join("?" * len(ids))
+    rows = await tx.fetchall(
+        f"""SELECT m.*, o.attempts, EXISTS (
+               SELECT 1 FROM suppressions s WHERE s.handset = m.handset) AS suppressed
+           FROM messages m JOIN outbox o ON o.message_id = m.id
+           WHERE m.id IN ({marks}) ORDER BY m.id""",
+        ids,
     )
-    senders = (mt["address"], mt["source"], default if mt["message_class"] else None)
-    if not mt["exempt"] and await is_suppressed(tx, mt["handset"], senders):
-        status, error = "refused", REFUSED
-    elif mt["expires"] and parse_rfc3339(mt["expires"]) <= parse_stamp(now):
-        status, error = "failed", f"expired at {mt['expires']} before it could be sent"
-    else:
-        return False
-    await tx.execute(
-        "UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-        (status, error, now, message_id),
-    )
-    await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
-    return True
+    sendable = []
+    for mt in rows:
+        senders = (mt["address"], mt["source"], default if mt["message_class"] else None)
+        if (
+            mt["suppressed"]
+            and not mt["exempt"]
+            and await is_suppressed(tx, mt["handset"], senders)
+        ):
+            status, error = "refused", REFUSED
+        elif mt["expires"] and parse_rfc3339(mt["expires"]) <= parse_stamp(now):
+            status, error = "failed", f"expired at {mt['expires']} before it could be sent"
+        else:
+            sendable.append(mt)
+            continue
+        await tx.execute(
+            "UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            (status, error, now, mt["id"]),
+        )
+        await tx.execute("DELETE FROM outbox WHERE message_id = ?", (mt["id"],))
+    return sendable
 
 
 async def _known_to_gateway(tx: Tx, message_id: int) -> bool:
