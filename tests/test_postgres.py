@@ -17,7 +17,7 @@ from servers import free_port
 
 from botkit.addresses import OurNumbers
 from botkit.db import Database, DatabaseError, redact
-from botkit.messages import IncomingMO, Reply, Thread, Timer
+from botkit.messages import IncomingDLR, IncomingMO, Reply, Thread, Timer
 from botkit.migrations import migrate
 from botkit.store import Effects, Store
 from botkit.store.base import ClaimLost
@@ -155,6 +155,35 @@ async def test_senders_of_every_process_claim_each_mt_once(stores):
     every = [mt_id for taken in claimed for mt_id in taken]
     assert len(every) == len(set(every)) == 60
     assert sum(1 for taken in claimed if taken) > 1  # the work was shared
+
+
+async def test_receipts_of_one_mt_recorded_at_once_leave_the_furthest_status(stores):
+    # Each MT's receipts come at once to all three processes, the final one among them:
+    # whichever commits last, the MT's row lock makes it read the others' receipts.
+    replies = [Reply(content="r", template=None, encoding="GSM-7", segments=1)]
+    for n in range(1, 21):
+        await stores[0].inbox.add(mo(n, f"+614100000{n:02d}"))
+        (message,) = await stores[0].inbox.claim(1, lease=60)
+        thread = Thread(bot="b", handset=message.source, address="4433")
+        await stores[0].inbox.finish(
+            message, Effects(thread, replies, numbers=OurNumbers(["4433"], message_class="c"))
+        )
+    mts = await stores[0].outbox.claim(20, lease=60, default="4433")
+    assert len(mts) == 20
+    for mt in mts:
+        await stores[0].outbox.accepted(mt.id, 20_000 + mt.id)
+    statuses = ("submitted", "sent", "received")
+    await asyncio.gather(
+        *(
+            store.deliveries.record(IncomingDLR(gateway_id=20_000 + mt.id, status=status))
+            for mt in mts
+            for store, status in zip(stores, statuses, strict=True)
+        )
+    )
+    delivered = await stores[1].db.fetchall(
+        "SELECT delivery FROM messages WHERE direction = 'mt' ORDER BY id"
+    )
+    assert [row["delivery"] for row in delivered] == ["received"] * 20
 
 
 async def test_a_commit_in_one_process_wakes_the_live_views_of_every_process(stores):

@@ -56,6 +56,9 @@ class Tx(abc.ABC):
     #: Appended to a SELECT that picks rows to claim: on PostgreSQL, rows another
     #: process is claiming are passed over, not waited for.
     skip_locked: str = ""
+    #: Appended to a SELECT of rows the transaction goes on to change: on PostgreSQL,
+    #: they are locked until it ends, as an UPDATE would lock them.
+    for_update: str = ""
 
     @abc.abstractmethod
     async def lock(self, name: str) -> None:

@@ -114,6 +114,7 @@ class PostgresTx(Tx):
     """Statements on one pooled connection, in the transaction of the write or read."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    for_update = " FOR UPDATE"
 
     async def lock(self, name: str) -> None:
         await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
