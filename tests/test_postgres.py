@@ -159,7 +159,7 @@ async def test_senders_of_every_process_claim_each_mt_once(stores):
 
 async def test_receipts_of_one_mt_recorded_at_once_leave_the_furthest_status(stores):
     # Each MT's receipts come at once to all three processes, the final one among them:
-    # whichever commits last, the MT's row lock makes it read the others' receipts.
+    # they take turns (a lock per MT), so whichever commits last reads the others'.
     replies = [Reply(content="r", template=None, encoding="GSM-7", segments=1)]
     for n in range(1, 21):
         await stores[0].inbox.add(mo(n, f"+614100000{n:02d}"))

@@ -56,9 +56,6 @@ class Tx(abc.ABC):
     #: Appended to a SELECT that picks rows to claim: on PostgreSQL, rows another
     #: process is claiming are passed over, not waited for.
     skip_locked: str = ""
-    #: Appended to a SELECT of rows the transaction goes on to change: on PostgreSQL,
-    #: they are locked until it ends, as an UPDATE would lock them.
-    for_update: str = ""
 
     @abc.abstractmethod
     async def lock(self, name: str) -> None:
@@ -138,8 +135,8 @@ class Database(abc.ABC):
         written, and a callback can say so with a status worth retrying. A caller that
         goes away does not undo a write already under way. `fn` may be run again (after
         a deadlock on PostgreSQL): it changes nothing outside the transaction.
-        `sending`: the sender's claims, which the send rate waits for; on PostgreSQL they run
-        on connections of their own, never queued behind other writes for one.
+        `sending`: the sender's claims, which its send rate waits for; on PostgreSQL they run
+        on a connection of their own, never queued behind other writes for one.
         """
 
     @abc.abstractmethod

@@ -57,9 +57,10 @@ T = TypeVar("T")
 log = logging.getLogger("botkit.db")
 
 POOL_SIZE = 10
-# The sender's own connections, for its slots (pace) and its claims: the send rate
-# waits for them, so they never queue behind the callbacks' writes for a connection.
-SENDING_POOL_SIZE = 2
+# The sender's own connection, for its slots (pace) and its claims, which it takes one
+# after another: the send rate waits for them, so they never queue behind the
+# callbacks' writes for a connection. Opened once the sender needs it.
+SENDING_POOL_SIZE = 1
 # A transaction left open this long by a process that stalled (paused, cut off) is
 # ended by the server, so that the locks it holds (the claims' above all) hold up no
 # other process for longer. botkit's transactions take milliseconds.
@@ -114,7 +115,6 @@ class PostgresTx(Tx):
     """Statements on one pooled connection, in the transaction of the write or read."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    for_update = " FOR UPDATE"
 
     async def lock(self, name: str) -> None:
         await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
@@ -161,7 +161,7 @@ class PostgresDatabase(Database):
     def __init__(self, url: str, pool: asyncpg.Pool, sending: asyncpg.Pool) -> None:
         super().__init__(url)
         self._pool = pool
-        self._sending = sending  # the sender's own connections (SENDING_POOL_SIZE)
+        self._sending = sending  # the sender's own connection (SENDING_POOL_SIZE)
         self._listener: asyncpg.Connection | None = None
         self._relisten: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[Any]] = set()
@@ -175,11 +175,11 @@ class PostgresDatabase(Database):
     async def connect(cls, url: str) -> PostgresDatabase:
         pools: list[asyncpg.Pool] = []
         try:
-            for size in (POOL_SIZE, SENDING_POOL_SIZE):
+            for least, most in ((1, POOL_SIZE), (0, SENDING_POOL_SIZE)):
                 pools.append(
                     await asyncpg.create_pool(
-                        min_size=1,
-                        max_size=size,
+                        min_size=least,
+                        max_size=most,
                         server_settings=SERVER_SETTINGS,
                         reset=_returned,
                         **connect_options(url),
@@ -188,6 +188,9 @@ class PostgresDatabase(Database):
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await asyncio.gather(*(pool.close() for pool in pools))
             raise DatabaseError(f"could not connect to {redact(url)}: {exc}") from None
+        except BaseException:  # cancelled: no pool left open either
+            await asyncio.gather(*(pool.close() for pool in pools))
+            raise
         db = cls(url, *pools)
         try:
             await db._listen()
@@ -317,7 +320,7 @@ class PostgresDatabase(Database):
             await conn.close(timeout=CLOSE_SECONDS)  # past it, aborted: the lock goes too
 
     async def pace(self, interval: float, most: int = 1) -> int:
-        # On the sender's own connections (SENDING_POOL_SIZE). Read, then move on only
+        # On the sender's own connection (SENDING_POOL_SIZE). Read, then move on only
         # if no other process moved it meanwhile (else read again): two statements, no
         # transaction held across them.
         try:
@@ -330,10 +333,14 @@ class PostgresDatabase(Database):
                         )
                         self._paced = True
                     # clock_timestamp(): the server's clock, the one every process shares.
-                    next_at, now = await conn.fetchrow(
+                    row = await conn.fetchrow(
                         "SELECT next_at, extract(epoch FROM clock_timestamp())::float8 "
                         "FROM pace WHERE name = 'send'"
                     )
+                    if row is None:  # gone (a copy replaced the database): made again
+                        self._paced = False
+                        continue
+                    next_at, now = row
                     wait, count, later = slots(next_at, now, interval, most)
                     moved = await conn.execute(
                         "UPDATE pace SET next_at = $1 WHERE name = 'send' AND next_at = $2",

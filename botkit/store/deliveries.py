@@ -35,8 +35,8 @@ class Deliveries(Part):
         async def write(tx: Tx) -> DeliveryOutcome:
             now = self.now()
             mt = await tx.fetchone(
-                f"""SELECT id, thread_id, handset FROM messages
-                    WHERE direction = 'mt' AND gateway_id = ?{tx.for_update}""",
+                """SELECT id, thread_id, handset FROM messages
+                   WHERE direction = 'mt' AND gateway_id = ?""",
                 (dlr.gateway_id,),
             )
             parsed = echoed_reference(dlr.reference, dlr.flags)
@@ -87,9 +87,9 @@ async def adopt(tx: Tx, message_id: int, gateway_id: int, now: str) -> None:
 async def refresh(tx: Tx, message_id: int, now: str) -> None:
     """Set an MT's delivery status to the furthest along of its receipts (latest on ties).
 
-    The caller has locked the MT's row (an UPDATE of it, or a SELECT with tx.for_update):
-    two receipts of one MT recorded at once take turns, and the second reads the first's.
-    """
+    Two receipts of one MT recorded at once (by two processes) take turns (tx.lock), and
+    the second reads the first's."""
+    await tx.lock(f"mt {message_id}")
     rows = await tx.fetchall(
         "SELECT status FROM deliveries WHERE message_id = ? ORDER BY id", (message_id,)
     )

@@ -253,7 +253,8 @@ class Outbox(Claims):
                     await _settle_uncertain(tx, message_id, "interrupted while sending", now)
             return len(rows)
 
-        return await self.db.write(write)
+        # The sender settles expired claims between its slots: on its own connections.
+        return await self.db.write(write, sending=expired)
 
 
 REFUSED = "refused: the handset opted out of messages from this address"
