@@ -127,21 +127,21 @@ async def test_a_due_timer_fires_in_one_process_only(stores):
     assert sorted(fired) == sorted(set(fired)) and len(fired) == 5
 
 
-async def test_senders_of_every_process_claim_each_mt_once(stores):
-    await stores[0].inbox.add(mo(1))
-    (message,) = await stores[0].inbox.claim(1, lease=60)
-    thread = Thread(bot="b", handset=PHONE, address="4433")
+async def reply_queued(store: Store, n: int, phone: str) -> None:
+    """MO `n` from `phone` stored and handled, its one reply queued."""
+    await store.inbox.add(mo(n, phone))
+    (message,) = await store.inbox.claim(1, lease=60)
+    thread = Thread(bot="b", handset=phone, address="4433")
     replies = [Reply(content="r", template=None, encoding="GSM-7", segments=1)]
-    await stores[0].inbox.finish(
+    await store.inbox.finish(
         message, Effects(thread, replies, numbers=OurNumbers(["4433"], message_class="c"))
     )
+
+
+async def test_senders_of_every_process_claim_each_mt_once(stores):
+    await reply_queued(stores[0], 1, PHONE)
     for n in range(2, 61):  # 60 handsets, one MT each: all due at once
-        await stores[0].inbox.add(mo(n, f"+614100000{n:02d}"))
-        (message,) = await stores[0].inbox.claim(1, lease=60)
-        thread = Thread(bot="b", handset=message.source, address="4433")
-        await stores[0].inbox.finish(
-            message, Effects(thread, replies, numbers=OurNumbers(["4433"], message_class="c"))
-        )
+        await reply_queued(stores[0], n, f"+614100000{n:02d}")
 
     async def drain(store: Store) -> list[int]:
         taken = []
@@ -160,14 +160,8 @@ async def test_senders_of_every_process_claim_each_mt_once(stores):
 async def test_receipts_of_one_mt_recorded_at_once_leave_the_furthest_status(stores):
     # Each MT's receipts come at once to all three processes, the final one among them:
     # they take turns (a lock per MT), so whichever commits last reads the others'.
-    replies = [Reply(content="r", template=None, encoding="GSM-7", segments=1)]
     for n in range(1, 21):
-        await stores[0].inbox.add(mo(n, f"+614100000{n:02d}"))
-        (message,) = await stores[0].inbox.claim(1, lease=60)
-        thread = Thread(bot="b", handset=message.source, address="4433")
-        await stores[0].inbox.finish(
-            message, Effects(thread, replies, numbers=OurNumbers(["4433"], message_class="c"))
-        )
+        await reply_queued(stores[0], n, f"+614100000{n:02d}")
     mts = await stores[0].outbox.claim(20, lease=60, default="4433")
     assert len(mts) == 20
     for mt in mts:

@@ -135,8 +135,9 @@ class Database(abc.ABC):
         written, and a callback can say so with a status worth retrying. A caller that
         goes away does not undo a write already under way. `fn` may be run again (after
         a deadlock on PostgreSQL): it changes nothing outside the transaction.
-        `sending`: the sender's claims, which its send rate waits for; on PostgreSQL they run
-        on a connection of their own, never queued behind other writes for one.
+        `sending`: a write of the sender's between its send slots (a claim), which its
+        rate waits for; on PostgreSQL it runs on the sender's own connection, never
+        queued behind other writes for one.
         """
 
     @abc.abstractmethod

@@ -120,7 +120,8 @@ class Outbox(Claims):
                 )
                 if not claimed:
                     return []
-                rows = await _settle_unsendable(tx, [id for (id,) in claimed], now, default)
+                ids = [message_id for (message_id,) in claimed]
+                rows = await _settle_unsendable(tx, ids, now, default)
                 if rows:
                     break  # else all were refused: the next due ones may go
             marks = ", ".join("?" * len(rows))
@@ -253,7 +254,7 @@ class Outbox(Claims):
                     await _settle_uncertain(tx, message_id, "interrupted while sending", now)
             return len(rows)
 
-        # The sender settles expired claims between its slots: on its own connections.
+        # The sender settles expired claims between its slots: on its own connection.
         return await self.db.write(write, sending=expired)
 
 
