@@ -94,7 +94,7 @@ def test_three_processes_on_one_database_one_killed_mid_burst(tmp_path, processe
     # sent is 'uncertain' until its DLR settles it, never sent again.
     accepted = assert_sent_once(sent, mts)
     uncertain = len(mts) - len(accepted)
-    assert uncertain <= 16  # the killed sender's concurrency
+    assert uncertain <= 32  # the killed sender's concurrency
 
     # The gateway saw MTs at the deployment's rate at most, though three processes sent.
     times = sorted(m["accepted_at"] for m in sent)

@@ -163,7 +163,8 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def unpace(self, interval: float, count: int) -> None:
-        """Give back the last `count` slots taken, unused: the rate is not spent on them."""
+        """Give back the last `count` slots taken, unused: the rate is not spent on them.
+        Unless another process has taken slots since: those are never handed out twice."""
 
     @abc.abstractmethod
     async def advance_ids(self, tables: Iterable[str]) -> None:

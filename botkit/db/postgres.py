@@ -167,6 +167,7 @@ class PostgresDatabase(Database):
         self._writes: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._paced = False  # this process has taken a send slot (so the pace row exists)
+        self._paced_to: float | None = None  # where its last pace left the slot row
         self._name = secrets.token_hex(8)  # its own NOTIFYs come back: to tell them apart
         self._committed = asyncio.Event()
         self._notifier = asyncio.create_task(self._notify(), name="botkit-db-notify")
@@ -348,6 +349,7 @@ class PostgresDatabase(Database):
                         next_at,
                     )
                     if changed(moved):
+                        self._paced_to = later
                         break
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not take a send slot: {exc}") from exc
@@ -356,9 +358,13 @@ class PostgresDatabase(Database):
         return count
 
     async def unpace(self, interval: float, count: int) -> None:
+        # Only if no process paced since: slots handed out after ours must not be handed
+        # out again (ours are then lost, the rate a little slow for a moment).
         try:
             await self._sending.execute(
-                "UPDATE pace SET next_at = next_at - $1 WHERE name = 'send'", count * interval
+                "UPDATE pace SET next_at = next_at - $1 WHERE name = 'send' AND next_at = $2",
+                count * interval,
+                self._paced_to,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not give back send slots: {exc}") from exc
