@@ -250,7 +250,8 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
             metrics.mo_received.inc(outcome="invalid")
             return _bad_request("mo", exc, query)
         try:
-            message_id = await runtime.store.inbox.add(incoming)
+            with runtime.intake.storing():
+                message_id = await runtime.store.inbox.add(incoming)
         except DatabaseError as exc:
             metrics.mo_received.inc(outcome="unavailable")
             log.error(

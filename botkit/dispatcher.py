@@ -23,6 +23,7 @@ from .compliance import BOT as COMPLIANCE_BOT
 from .compliance import START, STOP, STOP_ALL, Compliance
 from .context import Context
 from .db import DatabaseError
+from .intake import BUSY_CONCURRENCY, Intake
 from .logs import elapsed_ms
 from .messages import Message, Reply, Thread, Timer
 from .metrics import Metrics
@@ -60,6 +61,7 @@ class Dispatcher(Worker):
         idle: timedelta = timedelta(days=7),
         zone: tzinfo = UTC,
         apology: Callable[[], Reply] | None = None,
+        intake: Intake | None = None,
     ) -> None:
         super().__init__()
         self.metrics = metrics or Metrics()
@@ -79,6 +81,8 @@ class Dispatcher(Worker):
         self.zone = zone  # BOTKIT_TIMEZONE: handlers' naive times and ctx.now()
         # The reply to an MO whose handler failed (None: no reply).
         self.apology = apology
+        # MO callbacks waiting to be stored: while they are many, take on fewer MOs.
+        self.intake = intake or Intake()
         self._active: set[str] = set()  # handsets whose MO is being handled here
         # Called with the MO (or the timer) and the exception when a handler raises (the
         # test harness re-raises it in the test).
@@ -88,7 +92,7 @@ class Dispatcher(Worker):
         while True:
             self.ready()
             claimed = []
-            free = self.concurrency - len(self._active)
+            free = self._free()
             if free > 0:
                 try:
                     claimed = await self.store.inbox.claim(free, self.lease, list(self._active))
@@ -98,12 +102,24 @@ class Dispatcher(Worker):
                 self._active.add(message.source)
                 self.spawn(self._handle_claimed(message))
             due = await self._claim_timers()
-            if not claimed and not due:
+            if self._free() <= 0:
+                # Woken as a handset's work ends; a full load may be taken on again as
+                # soon as the callbacks ease.
+                await self.sleep(self.intake.busy_for() or POLL_SECONDS)
+            elif not claimed and not due:
                 await self.sleep(await self._idle_seconds())
+
+    def _free(self) -> int:
+        """How many more MOs or timers to take on now: fewer while MO callbacks wait
+        to be stored (botkit/intake.py), so that the gateway is answered first."""
+        limit = self.concurrency
+        if self.intake.busy_for():
+            limit = min(limit, BUSY_CONCURRENCY)
+        return limit - len(self._active)
 
     async def _claim_timers(self) -> list[Timer]:
         """Claim due timers for the handsets not busy here, and fire them."""
-        free = self.concurrency - len(self._active)
+        free = self._free()
         if free <= 0:
             return []
         try:

@@ -20,6 +20,7 @@ from .departures import DepartureLog, directory_for, read_departures, remove_dea
 from .dispatcher import Dispatcher
 from .errors import TemplateError
 from .gateway import Gateway
+from .intake import Intake
 from .messages import Reply
 from .metrics import Metrics
 from .migrations import migrate
@@ -54,6 +55,7 @@ class Runtime:
         self.gateway = gateway
         self.clock = clock
         self.metrics = Metrics()
+        self.intake = Intake()  # MO callbacks waiting to be stored
         self.db: Database | None = None
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
@@ -150,6 +152,7 @@ class Runtime:
             idle=timedelta(days=self.settings.thread_idle_days),
             zone=self.settings.zone,
             apology=self._apology if self.settings.failed_reply else None,
+            intake=self.intake,
         )
         if self.settings.failed_reply:
             self._check_apology()

@@ -139,6 +139,7 @@ async def test_a_locked_database_is_a_503_and_nothing_accepted_is_lost(
             assert answer(new_mo) == UNAVAILABLE
             assert answer(receipt) == UNAVAILABLE
             assert answer(health) == OK
+            assert app.state.runtime.intake.waiting == 0  # a refused MO waits no more
             await eventually(lambda: "mo 2: could not commit, will retry" in caplog.text)
             assert stored_mos(settings.db) == {1: "handled", 2: "received"}
             assert receipts(settings.db) == []

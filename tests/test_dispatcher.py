@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from conftest import eventually, rows, running
 
 from botkit import Bot, Context, Settings, create_app
+from botkit.intake import BUSY, BUSY_CONCURRENCY, HOLD_SECONDS, Intake
 
 pytestmark = pytest.mark.backends
 
@@ -260,3 +262,65 @@ async def test_a_broken_apology_is_said_at_start_and_the_mo_keeps_its_own_error(
         )
     assert failed["error"] == "LookupError: no such appointment"
     assert rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'") == []
+
+
+async def test_while_callbacks_wait_to_be_stored_few_mos_are_handled_at_once(settings):
+    """MO callbacks come first (botkit/intake.py): while many wait for their commit the
+    dispatcher handles BUSY_CONCURRENCY MOs at a time, and still handles them all."""
+    tickets = asyncio.Semaphore(0)  # one handler goes on per ticket the test gives
+    inside: set[str] = set()
+    most = 0
+
+    bot = Bot("slow")
+
+    @bot.fallback
+    async def slow(ctx: Context) -> None:
+        nonlocal most
+        inside.add(ctx.message.source)
+        most = max(most, len(inside))
+        await tickets.acquire()
+        inside.discard(ctx.message.source)
+        ctx.reply("done")
+
+    phones = [f"+614000002{i:02}" for i in range(20)]
+    async with running(create_app(settings, bots=[bot])) as app:
+        sim, intake = app.state.simulator, app.state.runtime.intake
+        with contextlib.ExitStack() as waiting:
+            for _ in range(BUSY):  # as many callbacks as make it busy, waiting
+                waiting.enter_context(intake.storing())
+            for phone in phones[:10]:
+                await sim.send_mo(phone, "hello")
+            for left in range(10, 0, -1):  # replies keep going, a few at a time
+                expected = min(left, BUSY_CONCURRENCY)
+                await eventually(lambda n=expected: len(inside) == n)
+                tickets.release()
+            await eventually(lambda: all(sim.inbox(phone) for phone in phones[:10]))
+        assert intake.waiting == 0
+        assert most == BUSY_CONCURRENCY
+
+        # No callback waits: the handlers all run at once.
+        for phone in phones[10:]:
+            await sim.send_mo(phone, "hello")
+        await eventually(lambda: len(inside) == 10)
+        for _ in range(10):
+            tickets.release()
+        await eventually(lambda: all(sim.inbox(phone) for phone in phones[10:]))
+
+
+def test_callbacks_stay_busy_for_a_moment_after_they_ease():
+    """A dip below BUSY between commits does not end busy at once: the dispatcher keeps
+    giving way for HOLD_SECONDS after the last time BUSY callbacks waited."""
+    now = [100.0]
+    intake = Intake(clock=lambda: now[0])
+    assert intake.busy_for() == 0.0
+    with contextlib.ExitStack() as waiting:
+        for _ in range(BUSY - 1):
+            waiting.enter_context(intake.storing())
+        assert intake.busy_for() == 0.0  # one short of busy
+        with intake.storing():
+            assert intake.busy_for() == HOLD_SECONDS
+        now[0] += HOLD_SECONDS / 2  # one stored: fewer than BUSY wait, still busy
+        assert intake.busy_for() == pytest.approx(HOLD_SECONDS / 2)
+    now[0] += HOLD_SECONDS
+    assert intake.busy_for() == 0.0
+    assert intake.waiting == 0
