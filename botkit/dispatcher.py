@@ -23,7 +23,7 @@ from .compliance import BOT as COMPLIANCE_BOT
 from .compliance import START, STOP, STOP_ALL, Compliance
 from .context import Context
 from .db import DatabaseError
-from .intake import BUSY_CONCURRENCY, Intake
+from .intake import Intake
 from .logs import elapsed_ms
 from .messages import Message, Reply, Thread, Timer
 from .metrics import Metrics
@@ -91,35 +91,42 @@ class Dispatcher(Worker):
     async def _run(self) -> None:
         while True:
             self.ready()
+            # While MO callbacks wait to be stored, timers first: the MOs are the flood.
+            timers_first = self.intake.room()[0] is not None
+            due = await self._claim_timers() if timers_first else []
             claimed = []
-            free = self._free()
+            free, _ = self._room()
             if free > 0:
                 try:
                     claimed = await self.store.inbox.claim(free, self.lease, list(self._active))
                 except DatabaseError as exc:
                     log.error("could not claim MOs: %s", exc)
+            self.intake.started(len(claimed))
             for message in claimed:
                 self._active.add(message.source)
                 self.spawn(self._handle_claimed(message))
-            due = await self._claim_timers()
-            if self._free() <= 0:
-                # Woken as a handset's work ends; a full load may be taken on again as
-                # soon as the callbacks ease.
-                await self.sleep(self.intake.busy_for() or POLL_SECONDS)
+            if not timers_first:
+                due = await self._claim_timers()
+            free, wait = self._room()
+            if free <= 0:
+                # Woken as a handset's work ends, or when the callbacks let it take on more.
+                await self.sleep(wait or POLL_SECONDS)
             elif not claimed and not due:
                 await self.sleep(await self._idle_seconds())
 
-    def _free(self) -> int:
-        """How many more MOs or timers to take on now: fewer while MO callbacks wait
-        to be stored (botkit/intake.py), so that the gateway is answered first."""
-        limit = self.concurrency
-        if self.intake.busy_for():
-            limit = min(limit, BUSY_CONCURRENCY)
-        return limit - len(self._active)
+    def _room(self) -> tuple[int, float]:
+        """(How many more MOs or timers to take on now; seconds until the callbacks let
+        it take on more, 0.0 when they are not what limits it). Fewer while MO callbacks
+        wait to be stored (botkit/intake.py), so that the gateway is answered first."""
+        free = self.concurrency - len(self._active)
+        allowed, wait = self.intake.room()
+        if allowed is not None and allowed < free:
+            return allowed, wait
+        return free, 0.0
 
     async def _claim_timers(self) -> list[Timer]:
         """Claim due timers for the handsets not busy here, and fire them."""
-        free = self._free()
+        free, _ = self._room()
         if free <= 0:
             return []
         try:
@@ -127,6 +134,7 @@ class Dispatcher(Worker):
         except DatabaseError as exc:
             log.error("could not claim timers: %s", exc)
             return []
+        self.intake.started(len(due))
         for timer in due:
             assert timer.handset is not None
             self._active.add(timer.handset)

@@ -12,7 +12,7 @@ import pytest
 from conftest import eventually, rows, running
 
 from botkit import Bot, Context, Settings, create_app
-from botkit.intake import BUSY, BUSY_CONCURRENCY, HOLD_SECONDS, Intake
+from botkit.intake import BUSY, BUSY_STARTS, HOLD_SECONDS, WINDOW_SECONDS, Intake
 
 pytestmark = pytest.mark.backends
 
@@ -264,63 +264,67 @@ async def test_a_broken_apology_is_said_at_start_and_the_mo_keeps_its_own_error(
     assert rows(settings.db, "SELECT * FROM messages WHERE direction = 'mt'") == []
 
 
-async def test_while_callbacks_wait_to_be_stored_few_mos_are_handled_at_once(settings):
+async def test_while_callbacks_wait_to_be_stored_few_mos_are_taken_on_at_a_time(settings):
     """MO callbacks come first (botkit/intake.py): while many wait for their commit the
-    dispatcher handles BUSY_CONCURRENCY MOs at a time, and still handles them all."""
+    dispatcher takes on BUSY_STARTS MOs in each WINDOW_SECONDS, handlers already running
+    go on, and once the callbacks ease it takes on every MO at once again."""
     tickets = asyncio.Semaphore(0)  # one handler goes on per ticket the test gives
     inside: set[str] = set()
-    most = 0
 
     bot = Bot("slow")
 
     @bot.fallback
     async def slow(ctx: Context) -> None:
-        nonlocal most
         inside.add(ctx.message.source)
-        most = max(most, len(inside))
-        await tickets.acquire()
+        await tickets.acquire()  # as a handler waiting on another service does
         inside.discard(ctx.message.source)
         ctx.reply("done")
 
+    now = [0.0]
+    intake = Intake(clock=lambda: now[0])  # time moves only when the test says
     phones = [f"+614000002{i:02}" for i in range(20)]
     async with running(create_app(settings, bots=[bot])) as app:
-        sim, intake = app.state.simulator, app.state.runtime.intake
+        sim = app.state.simulator
+        app.state.runtime.dispatcher.intake = intake
         with contextlib.ExitStack() as waiting:
             for _ in range(BUSY):  # as many callbacks as make it busy, waiting
                 waiting.enter_context(intake.storing())
             for phone in phones[:10]:
                 await sim.send_mo(phone, "hello")
-            for left in range(10, 0, -1):  # replies keep going, a few at a time
-                expected = min(left, BUSY_CONCURRENCY)
-                await eventually(lambda n=expected: len(inside) == n)
-                tickets.release()
-            await eventually(lambda: all(sim.inbox(phone) for phone in phones[:10]))
+            for taken in (BUSY_STARTS, 2 * BUSY_STARTS, 10):  # the first go on waiting
+                await eventually(lambda n=taken: len(inside) == n)
+                now[0] += WINDOW_SECONDS
+        now[0] += HOLD_SECONDS  # the callbacks eased a while ago
         assert intake.waiting == 0
-        assert most == BUSY_CONCURRENCY
 
-        # No callback waits: the handlers all run at once.
-        for phone in phones[10:]:
+        for phone in phones[10:]:  # every one taken on at once
             await sim.send_mo(phone, "hello")
-        await eventually(lambda: len(inside) == 10)
-        for _ in range(10):
+        await eventually(lambda: len(inside) == 20)
+        for _ in range(20):
             tickets.release()
-        await eventually(lambda: all(sim.inbox(phone) for phone in phones[10:]))
+        await eventually(lambda: all(sim.inbox(phone) for phone in phones))
 
 
 def test_callbacks_stay_busy_for_a_moment_after_they_ease():
-    """A dip below BUSY between commits does not end busy at once: the dispatcher keeps
-    giving way for HOLD_SECONDS after the last time BUSY callbacks waited."""
+    """While BUSY callbacks wait, and for HOLD_SECONDS after the last moment they did,
+    the dispatcher may take on BUSY_STARTS MOs or timers in each WINDOW_SECONDS."""
     now = [100.0]
     intake = Intake(clock=lambda: now[0])
-    assert intake.busy_for() == 0.0
+    assert intake.room() == (None, 0.0)
     with contextlib.ExitStack() as waiting:
         for _ in range(BUSY - 1):
             waiting.enter_context(intake.storing())
-        assert intake.busy_for() == 0.0  # one short of busy
+        assert intake.room() == (None, 0.0)  # one short of busy
         with intake.storing():
-            assert intake.busy_for() == HOLD_SECONDS
+            assert intake.room() == (BUSY_STARTS, 0.0)
+            now[0] += 1.0  # BUSY wait a long while: busy all along
+            assert intake.room() == (BUSY_STARTS, 0.0)
         now[0] += HOLD_SECONDS / 2  # one stored: fewer than BUSY wait, still busy
-        assert intake.busy_for() == pytest.approx(HOLD_SECONDS / 2)
+        intake.started(BUSY_STARTS)
+        assert intake.room() == (0, pytest.approx(HOLD_SECONDS / 2))
+        now[0] += WINDOW_SECONDS / 2
+        intake.started(1)  # a timer, say
+        assert intake.room() == (0, pytest.approx(HOLD_SECONDS / 4))
     now[0] += HOLD_SECONDS
-    assert intake.busy_for() == 0.0
+    assert intake.room() == (None, 0.0)
     assert intake.waiting == 0
