@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import time
 import urllib.request
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import httpcore
 import httpx
@@ -61,31 +60,7 @@ def httpx_errors() -> Iterator[None]:
         raise mapped(str(exc)) from exc
 
 
-class Body(httpx.AsyncByteStream):
-    """A response's body on one of `Connections`; closing it gives the connection back."""
-
-    def __init__(
-        self, stream: AsyncIterable[bytes], give_back: Callable[[], Awaitable[None]]
-    ) -> None:
-        self._stream = stream
-        self._give_back: Callable[[], Awaitable[None]] | None = give_back
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with httpx_errors():
-            async for part in self._stream:
-                yield part
-
-    async def aclose(self) -> None:
-        if self._give_back is None:
-            return
-        give_back, self._give_back = self._give_back, None
-        try:
-            await self._stream.aclose()  # type: ignore[attr-defined]  # httpcore's: ends the exchange
-        finally:
-            await give_back()
-
-
-class Connections(httpx.AsyncBaseTransport):
+class Connections:
     """httpx's default transport for one origin, without its pool's cost per request.
 
     httpcore's pool, for each request and again for each response closed, walks every
@@ -113,22 +88,33 @@ class Connections(httpx.AsyncBaseTransport):
         self._idle = collections.deque()
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def get(self, request: httpcore.Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Send `request` on one of the connections and read its answer whole: the status,
+        headers and body. Raises httpx's errors, as httpx's transport does, and once closed
+        httpx's client's RuntimeError."""
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
         await self._acquire(request.extensions.get("timeout", {}).get("pool"))
         try:
             connection = await self._take()
             with httpx_errors():
-                response = await connection.handle_async_request(httpcore_request(request))
+                response = await connection.handle_async_request(request)
         except BaseException:
             self._slots.release()
             raise  # httpcore closed the connection, if it opened one
-        give_back = functools.partial(self._give_back, connection)
-        return httpx.Response(
-            response.status,
-            headers=response.headers,
-            stream=Body(response.stream, give_back),  # type: ignore[arg-type]
-            extensions=response.extensions,
-        )
+        try:
+            with httpx_errors():
+                body = b"".join([part async for part in response.stream])  # type: ignore[union-attr]
+        finally:
+            try:
+                await response.aclose()  # ends the exchange (closes the connection if cut short)
+            finally:
+                await self._give_back(connection)
+        return response.status, response.headers, body
 
     async def _acquire(self, timeout: float | None) -> None:
         """Take a slot for one connection, waiting at most `timeout` for one."""
@@ -174,20 +160,6 @@ class Connections(httpx.AsyncBaseTransport):
         self._closed = True
         while self._idle:
             await self._idle.popleft()[1].aclose()
-
-
-def httpcore_request(request: httpx.Request) -> httpcore.Request:
-    """`request` as httpcore takes it, as httpx's own transport makes it."""
-    url = request.url
-    return httpcore.Request(
-        method=request.method,
-        url=httpcore.URL(
-            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-        ),
-        headers=request.headers.raw,
-        content=request.stream,
-        extensions=request.extensions,
-    )
 
 
 def own_connections(url: str) -> Connections | None:

@@ -296,7 +296,8 @@ async def test_aclose_closes_only_a_client_it_created(sim_http: httpx.AsyncClien
     own = Gateway(application="botkit", password=PASSWORD)
     async with own:
         pass
-    assert own._http.is_closed
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        await own.send(HANDSET, "too late")
 
 
 # -- ids -----------------------------------------------------------------------------------

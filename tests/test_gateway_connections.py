@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpcore
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 
 from botkit.connections import httpx_errors
 from botkit.errors import TransientError
-from botkit.gateway import Gateway
+from botkit.gateway import Gateway, _text
 
 PASSWORD = "s3cr3t p@ss/wörd+&="
 HANDSET = "+61400000001"
@@ -161,14 +162,14 @@ async def test_each_request_is_built_as_httpx_builds_it() -> None:
         for gateway in gateways:
             ours = gateway._build(params)
             theirs = http.build_request("GET", gateway.url, params=params, timeout=gateway.timeout)
-            assert (ours.method, ours.url.raw_scheme, ours.url.raw_host, ours.url.port) == (
-                theirs.method,
+            assert (ours.method, ours.url.scheme, ours.url.host, ours.url.port) == (
+                theirs.method.encode(),
                 theirs.url.raw_scheme,
                 theirs.url.raw_host,
                 theirs.url.port,
             )
-            assert ours.url.raw_path == theirs.url.raw_path
-            assert ours.headers.raw == theirs.headers.raw
+            assert ours.url.target == theirs.url.raw_path
+            assert ours.headers == theirs.headers.raw
             assert ours.extensions == theirs.extensions
 
     try:
@@ -307,3 +308,54 @@ async def test_a_password_in_the_url_goes_as_basic_auth() -> None:
             await gateway.send(HANDSET, "with basic auth")
     (head,) = fake.heads
     assert b"\r\nAuthorization: Basic dXNlcjpwYTU1\r\n" in head
+
+
+# -- the answer's text ---------------------------------------------------------------------
+
+CONTENT_TYPES = [
+    None,
+    b"text/plain",
+    b"text/plain; charset=utf-8",
+    b'text/plain; Charset="UTF-8"',
+    b"text/plain;charset=us-ascii",
+    b"text/html; charset=ISO-8859-1",
+    b"text/plain; charset=latin-1",
+    b"text/plain; charset=utf-16",
+    b"text/plain; charset=cp500",
+    b"text/plain; charset=no-such-charset",
+    b"text/plain; format=flowed; charset=shift_jis",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content_type=st.sampled_from(CONTENT_TYPES),
+    encoding=st.sampled_from([None, b"gzip", b"identity"]),
+    body=st.one_of(
+        st.binary(max_size=40),
+        st.from_regex(r"-?[0-9]{1,19}|ERROR [A-Za-z ]{0,30}", fullmatch=True).map(str.encode),
+        st.text(max_size=20).map(lambda text: text.encode("utf-8")),
+    ),
+)
+def test_an_answer_reads_as_httpx_reads_it(
+    content_type: bytes | None, encoding: bytes | None, body: bytes
+) -> None:
+    """Whatever the charset and Content-Encoding: the fast path for the gateway's plain
+    ASCII answers must not read any answer otherwise than httpx's `response.text`."""
+    headers = [(b"Content-Length", str(len(body)).encode())]
+    if content_type is not None:
+        headers.append((b"Content-Type", content_type))
+    if encoding is not None:
+        headers.append((b"Content-Encoding", encoding))
+        body = gzip.compress(body) if encoding == b"gzip" else body
+    assert read(lambda: _text(200, headers, body)) == read(
+        lambda: httpx.Response(200, headers=headers, content=body).text
+    )
+
+
+def read(text: Callable[[], str]) -> str | type[Exception]:
+    """The text, or the kind of error reading it raised (a body its charset cannot read)."""
+    try:
+        return text()
+    except (UnicodeError, httpx.DecodingError) as exc:
+        return type(exc)
