@@ -72,7 +72,7 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
             await schedule.schedule(tx, thread.id, thread.handset, timer, now)
     for write in effects.writes:
         await write(tx, thread, now)
-    if effects.replies and await threads.paused(tx, thread.id):
+    if effects.replies and thread.paused_by is not None:
         return thread.id, []  # an operator took the thread over while its bot was busy
     if not effects.replies:
         return thread.id, []

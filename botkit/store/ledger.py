@@ -11,28 +11,33 @@ from ..messages import ConsentChange
 
 async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...]) -> bool:
     """True if `handset` opted out of any of `addresses`, or of all of them (STOPALL)
-    and not back in to the first of them since."""
+    and not back in to the first of them since. One statement: every MT asks, in the
+    transaction that queues it (on PostgreSQL, a round trip each)."""
     wanted = [canonical_address(a) for a in addresses if a]
+    out_of_one = "FALSE"
     if wanted:
         marks = ",".join("?" * len(wanted))
-        found = await tx.fetchval(
-            f"SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}) LIMIT 1",
-            (handset, *wanted),
+        out_of_one = (
+            f"EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}))"
         )
-        if found is not None:
-            return True
-    everywhere = await tx.fetchval(
-        "SELECT 1 FROM suppressions WHERE handset = ? AND address = ?", (handset, EVERYWHERE)
+    row = await tx.fetchone(
+        f"""SELECT {out_of_one},
+                   EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address = ?),
+                   EXISTS (SELECT 1 FROM suppression_exceptions
+                           WHERE handset = ? AND address = ?)""",
+        (
+            *((handset, *wanted) if wanted else ()),
+            handset,
+            EVERYWHERE,
+            handset,
+            wanted[0] if wanted else None,
+        ),
     )
-    if everywhere is None:
-        return False
-    if not wanted:
+    assert row is not None
+    out_of_one_of_them, out_of_all, back_in = row
+    if out_of_one_of_them:
         return True
-    back_in = await tx.fetchval(
-        "SELECT 1 FROM suppression_exceptions WHERE handset = ? AND address = ?",
-        (handset, wanted[0]),
-    )
-    return back_in is None
+    return bool(out_of_all) and (not wanted or not back_in)
 
 
 async def write_ledger(tx: Tx, change: ConsentChange, now: str) -> None:

@@ -69,8 +69,9 @@ class Threads(Part):
 
 
 async def save(tx: Tx, thread: Thread, now: str, *, only_if_open: bool = False) -> Thread | None:
-    """Insert a new thread or update an existing one; return it with its id (None when
-    `only_if_open` and the stored thread has been closed meanwhile: nothing is written).
+    """Insert a new thread or update an existing one; return it with its id and, for one
+    stored before, the operator who has it now (None when `only_if_open` and the stored
+    thread has been closed meanwhile: nothing is written).
 
     `thread` itself is left as it was: a write may be run again (after a conflict on
     PostgreSQL), and must then insert the thread again.
@@ -95,13 +96,14 @@ async def save(tx: Tx, thread: Thread, now: str, *, only_if_open: bool = False) 
                 thread.end_reason,
             ),
         )
-        return dataclasses.replace(thread, id=thread_id)
-    updated = await tx.execute(
+        return dataclasses.replace(thread, id=thread_id, paused_by=None)  # as stored
+    updated = await tx.fetchall(
         """UPDATE threads SET state = ?, data = ?, status = ?, updated_at = ?,
                closed_at = coalesce(closed_at, ?), end_reason = coalesce(end_reason, ?),
                paused_by = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_by END,
                paused_at = CASE WHEN CAST(? AS TEXT) IS NULL THEN paused_at END
-           WHERE id = ? AND (status = 'open' OR ? = 0)""",
+           WHERE id = ? AND (status = 'open' OR ? = 0)
+           RETURNING paused_by""",
         (
             thread.state,
             data,
@@ -115,7 +117,10 @@ async def save(tx: Tx, thread: Thread, now: str, *, only_if_open: bool = False) 
             int(only_if_open),
         ),
     )
-    return thread if updated else None
+    if not updated:
+        return None
+    # Whoever has it now: an operator may have taken it over while its bot was busy.
+    return dataclasses.replace(thread, paused_by=updated[0][0])
 
 
 async def paused(tx: Tx, thread_id: int) -> bool:
