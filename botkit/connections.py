@@ -1,5 +1,5 @@
-"""The gateway client's connections: httpx's default transport for one origin, without
-the cost its pool adds to each request (bench/client.py measures it).
+"""The gateway client's connections: httpcore's, to one origin, without the cost httpx's
+pool adds to each request (bench/client.py measures it).
 
 httpcore's pool, for each request and again for each response closed, walks every
 connection it holds (polling each idle one's socket), asks which async library runs,
@@ -27,9 +27,8 @@ from .streams import Backend
 # of them kept idle, not 20. The sender's MTs leave in bursts (a claim's worth at once, up
 # to 32): keeping only 20 closed the rest after each burst and opened them again for the
 # next, a connection (with TLS, a handshake) for one MT in three at 500 MT/s.
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=100, max_keepalive_connections=100, keepalive_expiry=5.0
-)
+MAX_CONNECTIONS = 100
+KEEPALIVE_EXPIRY = 5.0
 
 # httpcore's errors as the httpx ones they stand for: httpx's table
 # (httpx/_transports/default.py), the most specific first.
@@ -64,7 +63,7 @@ def httpx_errors() -> Iterator[None]:
 
 
 class Connections:
-    """httpx's default transport for one origin, without its pool's cost per request.
+    """httpcore's HTTP/1.1 connections to one origin, without httpx's pool's cost per request.
 
     httpcore's pool, for each request and again for each response closed, walks every
     connection it holds (polling each idle one's socket), asks which async library runs
@@ -72,9 +71,9 @@ class Connections:
     requests in flight together take the same connection, the losers going round again.
     Here httpcore's own HTTP/1.1 connections (one request each at a time, as there) wait
     on a stack, the most recently used on top; one is checked only when taken (expired,
-    or closed by the server: then closed and the next taken). The limits
-    (`DEFAULT_LIMITS`) hold: so many connections at once, then a wait up to the pool
-    timeout and PoolTimeout; so many kept idle, none longer than the keep-alive expiry.
+    or closed by the server: then closed and the next taken). At most `MAX_CONNECTIONS`
+    at once, then a wait up to the pool timeout and PoolTimeout; every one kept idle, none
+    longer than `KEEPALIVE_EXPIRY`.
     asyncio only, as botkit is.
     """
 
@@ -82,27 +81,20 @@ class Connections:
         self._origin = origin
         self._ssl_context = httpx.create_ssl_context()  # as httpx's transport makes it
         self._backend = Backend()  # asyncio's streams: see botkit/streams.py
-        self._keepalive_expiry = DEFAULT_LIMITS.keepalive_expiry
-        self._max_idle = DEFAULT_LIMITS.max_keepalive_connections or 0
-        self._max_connections = DEFAULT_LIMITS.max_connections or 0
-        self._slots = asyncio.Semaphore(self._max_connections)
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         # (went idle at, connection), the oldest first.
         self._idle: collections.deque[tuple[float, httpcore.AsyncHTTPConnection]]
         self._idle = collections.deque()
         self._closed = False
 
-    @property
-    def is_closed(self) -> bool:
-        return self._closed
-
     async def get(self, request: httpcore.Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Send `request` on one of the connections and read its answer whole: the status,
         headers and body. Raises httpx's errors, as httpx's transport does, and once closed
         httpx's client's RuntimeError."""
-        if self._closed:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        self._refuse_if_closed()
         await self._acquire(request.extensions.get("timeout", {}).get("pool"))
         try:
+            self._refuse_if_closed()  # while it waited for a slot
             connection = await self._take()
             with httpx_errors():
                 response = await connection.handle_async_request(request)
@@ -119,6 +111,10 @@ class Connections:
                 await self._give_back(connection)
         return response.status, response.headers, body
 
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+
     async def _acquire(self, timeout: float | None) -> None:
         """Take a slot for one connection, waiting at most `timeout` for one."""
         if not self._slots.locked():
@@ -128,7 +124,7 @@ class Connections:
             async with asyncio.timeout(timeout):
                 await self._slots.acquire()
         except TimeoutError:
-            raise httpx.PoolTimeout(f"all {self._max_connections} connections busy") from None
+            raise httpx.PoolTimeout(f"all {MAX_CONNECTIONS} connections busy") from None
 
     async def _take(self) -> httpcore.AsyncHTTPConnection:
         """The most recently used idle connection still usable, or a new one."""
@@ -140,7 +136,7 @@ class Connections:
         return httpcore.AsyncHTTPConnection(
             self._origin,
             ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
             network_backend=self._backend,
         )
 
@@ -152,11 +148,7 @@ class Connections:
             self._idle.append((now, connection))
         else:
             await connection.aclose()
-        expiry = self._keepalive_expiry
-        while self._idle and (
-            len(self._idle) > self._max_idle
-            or (expiry is not None and now - self._idle[0][0] > expiry)
-        ):
+        while self._idle and now - self._idle[0][0] > KEEPALIVE_EXPIRY:
             await self._idle.popleft()[1].aclose()
 
     async def aclose(self) -> None:
@@ -166,8 +158,8 @@ class Connections:
 
 
 def own_connections(url: str) -> Connections | None:
-    """The transport for a client of our own sending to `url`; None where httpx's client
-    must send: it routes through a proxy named in the environment (HTTPS_PROXY,
+    """The connections for a Gateway of our own sending to `url`; None where httpx's
+    client must send: it routes through a proxy named in the environment (HTTPS_PROXY,
     ALL_PROXY...: httpx reads them as urllib does) and sends a password in the URL as
     basic auth."""
     proxies = urllib.request.getproxies()

@@ -225,7 +225,9 @@ class Context:
 
     def write(self, write: Write) -> None:
         """Run `write(tx, thread, now)` in the transaction that commits this handler, once
-        the thread is saved: for flows that keep tables of their own, such as surveys."""
+        the thread is saved: for flows that keep tables of their own, such as surveys.
+        (Whether an operator has the thread, which silences the replies, is read as it is
+        saved: a write does not change it.)"""
         self._writes.append(write)
 
     def effects(self, **extra: Any) -> Effects:

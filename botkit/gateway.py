@@ -56,6 +56,11 @@ DEFAULT_URL = "https://api.sms.optus.com.au/message"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 MAX_REFERENCE = 50
+# httpx refuses a longer query (InvalidURL), so the gateway client refuses the message.
+MAX_QUERY = 65_536
+# The most characters of query one character of content can take: 4 bytes of UTF-8,
+# each escaped as %XX.
+_MOST_ESCAPED = 12
 ID_MIN, ID_MAX = -(2**63), 2**63 - 1
 
 AUTH_TEXT = "ERROR Invalid authentication information"
@@ -224,23 +229,28 @@ _ASCII_CHARSETS = frozenset({b"", b"utf-8", b"utf8", b"us-ascii", b"ascii", b"is
 
 def _text(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> str:
     """The answer's text, as httpx's `response.text` reads it. The gateway's answers (an
-    id, an error) are ASCII, unencoded, in a charset that reads ASCII as ASCII: those are
-    decoded here, in a step; any other goes through httpx's Response."""
-    charset = b""
-    for name, value in headers:
-        name = name.lower()
-        if name == b"content-encoding":
-            break
-        if name == b"content-type":
-            charset = _charset(value)
-    else:
-        if body.isascii() and charset in _ASCII_CHARSETS:
-            return body.decode("ascii")
+    id, an error) are ASCII, unencoded, with at most one Content-Type naming a charset
+    that reads ASCII as ASCII: those are decoded here, in a step; any other answer goes
+    through httpx's Response."""
+    if body.isascii():
+        types = []
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-encoding":
+                break
+            if name == b"content-type":
+                types.append(value)
+        else:
+            if len(types) <= 1 and _charset(types[0] if types else b"") in _ASCII_CHARSETS:
+                return body.decode("ascii")
     return httpx.Response(status, headers=headers, content=body).text
 
 
-def _charset(content_type: bytes) -> bytes:
-    """The charset a Content-Type names, lowercased, or b"" (none, or it does not parse)."""
+def _charset(content_type: bytes) -> bytes | None:
+    """The charset a plain Content-Type names, lowercased; b"" when it names none; None
+    for one with parameters in RFC 2231's forms (`charset*=`), left to httpx."""
+    if b"*" in content_type:
+        return None
     for parameter in content_type.lower().split(b";")[1:]:
         key, _, value = parameter.partition(b"=")
         if key.strip() == b"charset":
@@ -421,7 +431,7 @@ class Gateway:
             "reference": reference,
             "expires": None if expires is None else rfc3339(expires),
         }
-        return {
+        params = {
             "application": self.application,
             "password": self._password,
             "content": content,
@@ -429,6 +439,10 @@ class Gateway:
             **{name: value for name, value in optional.items() if value is not None},
             "version": str(self.version),
         }
+        may_be_too_long = len(content) * _MOST_ESCAPED > MAX_QUERY
+        if may_be_too_long and len(urllib.parse.urlencode(params)) > MAX_QUERY:
+            raise ValidationError("content", "is too long for one request to the gateway")
+        return params
 
     async def _request(self, params: dict[str, str]) -> int:
         """Do the GET and map its outcome; ours are raised outside `except` to drop httpx's."""

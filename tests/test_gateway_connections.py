@@ -1,10 +1,11 @@
 """The connections of the client a Gateway makes for itself (issue 15), on real sockets.
 
-Its requests skip httpx's client and pool for a transport of httpcore's connections of
-its own: what the gateway receives must not change (every byte of the request), nor
-what httpx's pool promises (connections kept and reused, one the gateway closed never
-reused, at most 100 at once and then a PoolTimeout, all kept idle, a slot given
-back whatever ends a request), nor how its errors read. A proxy named in the
+Its requests skip httpx's client, pool, Request and Response for httpcore's connections
+of its own: what the gateway receives must not change (every byte of the request), nor
+how the answer reads, nor what a pool promises (connections kept and reused, one the
+gateway closed never reused, at most 100 at once and then a PoolTimeout, every one kept
+for the next burst, a slot given back whatever ends a request, a connection cut short
+never used again), nor how its errors read. A proxy named in the
 environment, or a password in the URL, leave the sending to httpx's own client.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import gzip
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from botkit.connections import httpx_errors
-from botkit.errors import TransientError
+from botkit.errors import TransientError, ValidationError
 from botkit.gateway import Gateway, _text
 
 PASSWORD = "s3cr3t p@ss/wörd+&="
@@ -37,18 +39,30 @@ BUSY = httpx.Timeout(60.0, pool=0.05)  # a send waits 50 ms at most for a connec
 PATIENT = httpx.Timeout(60.0)
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy named in the environment leaves the sending to httpx's client: these tests
+    are of our own connections (but the one that names a proxy)."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
 @dataclass
 class FakeGateway:
     """A loopback server that answers each GET as the gateway does on success, over
     keep-alive connections, and records what it saw: each request's head, the
     connections opened and closed. Clear `release` to hold the answers; set `hang_up`
-    to close each connection after its first answer (without saying so)."""
+    to close each connection after its first answer (without saying so); set `cut_short`
+    to send only the start of each answer's body, then wait for the client to hang up."""
 
     url: str = ""
     heads: list[bytes] = field(default_factory=list)
     opened: int = 0
     closed: int = 0
     hang_up: bool = False
+    cut_short: bool = False
+    cut: int = 0  # answers cut short so far
     release: asyncio.Event = field(default_factory=asyncio.Event)
     ids: itertools.count = field(default_factory=lambda: itertools.count(2**40))
 
@@ -66,10 +80,16 @@ class FakeGateway:
                 self.heads.append(head)
                 await self.release.wait()
                 body = str(next(self.ids)).encode()
+                length = len(body) + 10 if self.cut_short else len(body)
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                    b"Content-Length: %d\r\n\r\n%s" % (length, body)
                 )
+                if self.cut_short:
+                    await writer.drain()
+                    self.cut += 1
+                    await reader.read()  # until the client hangs up
+                    return
                 try:
                     await writer.drain()
                 except ConnectionError:  # the client gave up on this request
@@ -138,6 +158,20 @@ async def test_the_request_on_the_wire_is_the_one_httpx_sends(
             await gateway.send(HANDSET, content, message_class="mt_message", reference=reference)
     bare, ours = fake.heads
     assert ours == bare
+
+
+async def test_a_query_httpx_would_refuse_is_refused_before_sending() -> None:
+    """httpx refuses a query over 65,536 characters: so do our connections, before any
+    request leaves, as a ValidationError (the sender fails the MT, never uncertain)."""
+    async with fake_gateway() as fake, own_gateway(fake.url) as gateway:
+        with pytest.raises(ValidationError) as caught:
+            await gateway.send(HANDSET, "👋" * 5_500)
+        assert caught.value.field == "content"
+        assert fake.heads == []
+        longest = "x" * 64_000  # with the other parameters, under the limit
+        await gateway.send(HANDSET, longest, message_class="mt_message", reference="t1.m1")
+    (head,) = fake.heads
+    assert longest.encode() in head
 
 
 URLS = [
@@ -263,6 +297,24 @@ async def test_cancelled_sends_give_their_connections_back() -> None:
         await eventually(lambda: fake.closed == 100, timeout=60)  # half-done exchanges: closed
 
 
+async def test_a_send_cancelled_mid_answer_gives_its_slot_back_and_its_connection_up() -> None:
+    """A send cancelled while the answer's body is still coming (its task cancelled, as
+    when the sender stops) frees its slot, and its connection, half read, is closed,
+    never given to the next send."""
+    async with fake_gateway() as fake, own_gateway(fake.url, BUSY) as gateway:
+        await gateway.send(HANDSET, "a connection, kept")
+        fake.cut_short = True
+        held = [asyncio.create_task(gateway.send(HANDSET, f"cut {n}")) for n in range(100)]
+        await eventually(lambda: fake.cut == 100, timeout=60)
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+        await eventually(lambda: fake.closed == 100, timeout=60)
+        fake.cut_short = False
+        await gateway.send(HANDSET, "sent: every slot free, on a new connection")
+        assert fake.opened == 101
+
+
 async def test_a_closed_gateway_refuses_to_send_as_httpx_does() -> None:
     async with fake_gateway() as fake:
         gateway = Gateway(url=fake.url, application="botkit", password=PASSWORD)
@@ -333,12 +385,15 @@ CONTENT_TYPES = [
     b"text/plain; charset=cp500",
     b"text/plain; charset=no-such-charset",
     b"text/plain; format=flowed; charset=shift_jis",
+    b"text/plain; charset*=''utf-16",
+    b"text/plain; charset = utf-8",
 ]
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     content_type=st.sampled_from(CONTENT_TYPES),
+    second_type=st.sampled_from(CONTENT_TYPES),
     encoding=st.sampled_from([None, b"gzip", b"identity"]),
     body=st.one_of(
         st.binary(max_size=40),
@@ -347,13 +402,14 @@ CONTENT_TYPES = [
     ),
 )
 def test_an_answer_reads_as_httpx_reads_it(
-    content_type: bytes | None, encoding: bytes | None, body: bytes
+    content_type: bytes | None, second_type: bytes | None, encoding: bytes | None, body: bytes
 ) -> None:
     """Whatever the charset and Content-Encoding: the fast path for the gateway's plain
     ASCII answers must not read any answer otherwise than httpx's `response.text`."""
     headers = [(b"Content-Length", str(len(body)).encode())]
-    if content_type is not None:
-        headers.append((b"Content-Type", content_type))
+    for value in (content_type, second_type):  # none, one, or two (httpx joins them)
+        if value is not None:
+            headers.append((b"Content-Type", value))
     if encoding is not None:
         headers.append((b"Content-Encoding", encoding))
         body = gzip.compress(body) if encoding == b"gzip" else body
