@@ -180,6 +180,33 @@ async def test_receipts_of_one_mt_recorded_at_once_leave_the_furthest_status(sto
     assert [row["delivery"] for row in delivered] == ["received"] * 20
 
 
+async def test_a_receipt_recorded_as_its_mt_is_accepted_joins_it(stores):
+    # The gateway's receipt can reach one process while another is still recording the
+    # MT it names as accepted: whichever commits first, the receipt ends up the MT's.
+    for n in range(1, 41):
+        await reply_queued(stores[0], n, f"+614200000{n:02d}")
+    mts = await stores[0].outbox.claim(40, lease=60, default="4433")
+    assert len(mts) == 40
+    await asyncio.gather(
+        *(
+            job
+            for mt in mts
+            for job in (
+                stores[0].outbox.accepted(mt.id, 30_000 + mt.id),
+                stores[1 + mt.id % 2].deliveries.record(
+                    IncomingDLR(gateway_id=30_000 + mt.id, status="rejected")
+                ),
+            )
+        )
+    )
+    rows = await stores[1].db.fetchall(
+        """SELECT m.delivery, d.message_id FROM messages m
+           JOIN deliveries d ON d.gateway_id = m.gateway_id
+           WHERE m.direction = 'mt' ORDER BY m.id"""
+    )
+    assert [tuple(row) for row in rows] == [("rejected", mt.id) for mt in mts]
+
+
 async def test_a_commit_in_one_process_wakes_the_live_views_of_every_process(stores):
     watcher = stores[2].db.commits
     seen = watcher.count

@@ -29,10 +29,11 @@ class Deliveries(Part):
 
         The MT is found by gateway id, else by our reference, which also settles an MT
         whose send outcome was unknown; never by a reference cut short. A receipt for no
-        MT of ours is kept unmatched.
+        MT of ours is kept unmatched, until the sender records the MT as accepted.
         """
 
         async def write(tx: Tx) -> DeliveryOutcome:
+            await lock_gateway_id(tx, dlr.gateway_id)
             now = self.now()
             mt = await tx.fetchone(
                 """SELECT id, thread_id, handset FROM messages
@@ -72,6 +73,13 @@ class Deliveries(Part):
             return DeliveryOutcome(mt["id"], inserted is not None, mt["thread_id"], mt["handset"])
 
         return await self.db.write(write)
+
+
+async def lock_gateway_id(tx: Tx, gateway_id: int) -> None:
+    """Take turns with every other write that joins receipts to the MT the gateway gave
+    `gateway_id`: a receipt recorded in one process while another records the MT as
+    accepted would otherwise see neither the other's row, and stay unmatched."""
+    await tx.lock(f"gateway id {gateway_id}")
 
 
 async def adopt(tx: Tx, message_id: int, gateway_id: int, now: str) -> None:

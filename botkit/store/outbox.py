@@ -174,6 +174,7 @@ class Outbox(Claims):
         """The gateway took the MT and gave it `gateway_id`."""
 
         async def write(tx: Tx) -> None:
+            await deliveries.lock_gateway_id(tx, gateway_id)
             now = self.now()
             await tx.execute(
                 """UPDATE messages SET status = 'accepted', gateway_id = ?, error = NULL,
