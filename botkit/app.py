@@ -26,6 +26,7 @@ from .clock import Clock, system_clock
 from .dashboard import dashboard_routes
 from .errors import ValidationError
 from .gateway import Gateway
+from .gateway_process import GatewayProcess
 from .loader import load_bots
 from .metrics import CONTENT_TYPE
 from .phone import HandlingLookup
@@ -44,7 +45,7 @@ def create_app(
     settings: Settings,
     *,
     bots: Sequence[Bot] | None = None,
-    gateway: Gateway | None = None,
+    gateway: Gateway | GatewayProcess | None = None,
     clock: Clock = system_clock,
     reload: bool = False,
 ) -> Starlette:
@@ -73,10 +74,13 @@ def create_app(
         )
     elif gateway is None:
         assert settings.application is not None and settings.password is not None
-        gateway = Gateway(
+        # Its requests cost most of an MT's CPU: a process of its own runs them.
+        gateway = GatewayProcess(
             url=settings.gateway_url,
             application=settings.application,
             password=settings.password,
+            log_format=settings.log_format,
+            log_level=logging.getLogger().getEffectiveLevel(),
         )
     runtime = Runtime(settings, bots, gateway, clock=clock, reload=reload)
 

@@ -4,11 +4,13 @@ sender had marked `sending` but never sent are queued again, not kept uncertain.
 The sender commits many MTs `sending` in one transaction, before their requests leave:
 a crash in between used to leave the gateway's answer unknowable for all of them. Now,
 in the same step as the first byte of an MT's request goes to the socket
-(botkit/streams.py), its id is appended to its process's log beside the SQLite file:
-one write(), no fsync. A killed process's writes are in the page cache, so its log is
-complete after a crash of the process, not after one of the machine: each log names the
-boot it was written in (Linux's boot id), and one of another boot, or none, tells
-nothing (every such MT stays uncertain, as it would without a log).
+(botkit/streams.py), its id is appended to a log beside the SQLite file, by the process
+that makes the request (the app's gateway process, botkit/gateway_process.py; the log
+is named after the app's process, whose claims it speaks for): one write(), no fsync. A
+killed process's writes are in the page cache, so its log is complete after a crash of
+the process, not after one of the machine: each log names the boot it was written in
+(Linux's boot id), and one of another boot, or none, tells nothing (every such MT stays
+uncertain, as it would without a log).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import fcntl
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("botkit.sender")
@@ -92,19 +94,24 @@ class DepartureLog:
         return self._fd is not None
 
     @classmethod
-    def open(cls, directory: Path, owner: str) -> DepartureLog | None:
+    def open(cls, directory: Path, owner: str, carried: Iterable[int] = ()) -> DepartureLog | None:
         """A new log for the process `owner`; None where a log could tell nothing (no
-        boot id) or cannot be written (it is said why)."""
+        boot id) or cannot be written (it is said why). `carried`: MTs an earlier log of
+        the same owner lists whose outcomes are not committed yet (its writer died), listed
+        again as in flight."""
         boot = boot_id()
         if boot is None:
             return None
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", owner) + ".log"  # the header names it
+        carried = sorted(set(carried))
         try:
             directory.mkdir(mode=0o700, exist_ok=True)
-            return cls(directory / name, f"{MAGIC} {boot} {owner}\n".encode())
+            departures = cls(log_path(directory, owner), f"{MAGIC} {boot} {owner}\n".encode())
         except OSError as exc:
             log.error("no departure log (%s): MTs a crash interrupts stay uncertain", exc)
             return None
+        for message_id in carried:
+            departures.left(message_id)
+        return departures
 
     def left(self, message_id: int) -> None:
         """MT `message_id`'s request is leaving: called before its first byte does."""
@@ -187,6 +194,21 @@ class DepartureLog:
         log.error("departure log abandoned: %s; MTs a crash interrupts stay uncertain", exc)
 
 
+def log_path(directory: Path, owner: str) -> Path:
+    """The departure log of the process `owner` in `directory`."""
+    return directory / (re.sub(r"[^A-Za-z0-9._-]", "_", owner) + ".log")  # the header names it
+
+
+def read_log(path: Path) -> set[int] | None:
+    """The MTs a dead process's log at `path` lists; None when it tells nothing (absent,
+    unreadable, of another boot, cut short, or its writer alive)."""
+    try:
+        owner_and_ids = _read(path, boot_id())
+    except OSError:
+        return None
+    return None if owner_and_ids is None else owner_and_ids[1]
+
+
 def read_departures(directory: Path) -> dict[str, set[int]]:
     """The MTs whose requests left, by owner, from the logs in `directory` of processes
     that are gone (a live one holds a lock on its log) and were written in this boot of
@@ -197,17 +219,26 @@ def read_departures(directory: Path) -> dict[str, set[int]]:
         return departed
     for path in directory.glob("*.log"):
         try:
-            with _lock_of_the_dead(path) as dead:
-                text = path.read_bytes() if dead else b""
+            owner_and_ids = _read(path, boot)
         except OSError as exc:
             log.warning("departure log %s unreadable: %s", path, exc)
             continue
-        header, _, ids = text.partition(b"\n")
-        written_in, _, owner = header.decode("utf-8", "replace").rpartition(" ")
-        if written_in != f"{MAGIC} {boot}":  # another boot, cut short, or alive
-            continue
-        departed[owner] = {int(line) for line in ids.split(b"\n") if _ID.fullmatch(line)}
+        if owner_and_ids is not None:
+            owner, ids = owner_and_ids
+            departed[owner] = ids
     return departed
+
+
+def _read(path: Path, boot: str | None) -> tuple[str, set[int]] | None:
+    """The owner of the log at `path` and the MTs it lists, when its writer is dead and it
+    was written in the boot `boot` (else None); OSError when it cannot be read."""
+    with _lock_of_the_dead(path) as dead:
+        text = path.read_bytes() if dead else b""
+    header, _, ids = text.partition(b"\n")
+    written_in, _, owner = header.decode("utf-8", "replace").rpartition(" ")
+    if boot is None or written_in != f"{MAGIC} {boot}":  # another boot, cut short, or alive
+        return None
+    return owner, {int(line) for line in ids.split(b"\n") if _ID.fullmatch(line)}
 
 
 def remove_dead_logs(directory: Path) -> None:

@@ -124,6 +124,11 @@ class _RedactSecrets(logging.Filter):
 _redactor = _RedactSecrets()
 
 
+def redacted(text: str) -> str:
+    """`text` with every password a Gateway of this process was given replaced."""
+    return _redactor.redact(text)
+
+
 def _secret_forms(secret: str) -> set[str]:
     """The ways `secret` can come back in a gateway's or a proxy's answer: raw, as httpx,
     quote and quote_plus encode it, each of those HTML-escaped (an error page quoting the
@@ -374,8 +379,10 @@ class Gateway:
         mask: str | None = None,
         reference: str | None = None,
         expires: str | datetime | None = None,
+        message_id: int | None = None,
     ) -> int:
-        """Send one MT message and return the gateway's id for it; raises GatewayError."""
+        """Send one MT message and return the gateway's id for it; raises GatewayError.
+        `message_id`, our id for the MT, is a field of the request's log line."""
         params = self._params(
             destination,
             content,
@@ -387,17 +394,19 @@ class Gateway:
         )
         started = time.perf_counter()
         try:
-            message_id = await self._request(params)
+            gateway_id = await self._request(params)
         except GatewayError as exc:
             # The gateway's body could quote the request (content included): log its status only.
             detail = exc.text if exc.status_code is None else f"HTTP {exc.status_code}"
             outcome = f"{type(exc).__name__} ({detail})"
-            self._log(logging.WARNING, params, outcome, started, error=outcome)
+            self._log(logging.WARNING, params, outcome, started, message_id, error=outcome)
             raise
         # DEBUG: the sender logs each MT accepted (mt.accepted) with the same fields, and a
         # line a message is what logging costs the most in at high rates.
-        self._log(logging.DEBUG, params, f"id {message_id}", started, gateway_id=message_id)
-        return message_id
+        self._log(
+            logging.DEBUG, params, f"id {gateway_id}", started, message_id, gateway_id=gateway_id
+        )
+        return gateway_id
 
     def _params(
         self,
@@ -472,7 +481,13 @@ class Gateway:
         return httpcore.Request(b"GET", url, headers=self._headers, extensions=self._extensions)
 
     def _log(
-        self, level: int, params: dict[str, str], outcome: str, started: float, **fields: Any
+        self,
+        level: int,
+        params: dict[str, str],
+        outcome: str,
+        started: float,
+        message_id: int | None,
+        **fields: Any,
     ) -> None:
         """One line per request, with its fields; never the password or the content."""
         elapsed = elapsed_ms(started)
@@ -485,6 +500,7 @@ class Gateway:
             elapsed,
             extra={
                 "event": "gateway.send",
+                "message_id": message_id,
                 "handset": params["destination"],
                 "reference": params.get("reference"),
                 "elapsed_ms": elapsed,

@@ -16,10 +16,11 @@ from .bot import Bot
 from .clock import Clock, system_clock
 from .compliance import Compliance
 from .db import Database, is_url
-from .departures import DepartureLog, directory_for, read_departures, remove_dead_logs
+from .departures import directory_for, read_departures, remove_dead_logs
 from .dispatcher import Dispatcher
 from .errors import TemplateError
 from .gateway import Gateway
+from .gateway_process import ChildDepartures, GatewayProcess
 from .intake import Intake
 from .messages import Reply
 from .metrics import Metrics
@@ -42,7 +43,7 @@ class Runtime:
         self,
         settings: Settings,
         bots: Sequence[Bot],
-        gateway: Gateway,
+        gateway: Gateway | GatewayProcess,
         *,
         clock: Clock = system_clock,
         reload: bool = False,
@@ -60,7 +61,6 @@ class Runtime:
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.sender: Sender | None = None
-        self.departures: DepartureLog | None = None
         self.secret_key: str | None = settings.secret_key
         self.logins = LoginThrottle()
 
@@ -78,9 +78,11 @@ class Runtime:
 
     def _departures_directory(self) -> Path | None:
         """Where the sender logs its MTs' departures (botkit/departures.py): beside a
-        SQLite file, when the gateway client's own sockets make its requests (None: no
+        SQLite file, when a gateway process's own sockets make its requests (None: no
         log, and a crash leaves the MTs it interrupts uncertain)."""
-        if is_url(self.settings.db) or not self.gateway.reports_departures:
+        if is_url(self.settings.db) or not isinstance(self.gateway, GatewayProcess):
+            return None
+        if not self.gateway.reports_departures:
             return None
         return directory_for(self.settings.db)
 
@@ -127,9 +129,13 @@ class Runtime:
                     "mts_interrupted": unsettled,
                 },
             )
+        sender_departures: ChildDepartures | None = None
         if departures is not None:
             remove_dead_logs(departures)  # their MTs are settled now
-            self.departures = DepartureLog.open(departures, self._store.owner)
+        if isinstance(self.gateway, GatewayProcess):
+            logged = None if departures is None else (departures, self._store.owner)
+            await self.gateway.start(logged)
+            sender_departures = self.gateway.departures if logged is not None else None
         self.sender = Sender(
             self._store,
             self.gateway,
@@ -138,7 +144,7 @@ class Runtime:
             lease=self.settings.lease,
             default_number=self.numbers.default,
             metrics=self.metrics,
-            departures=self.departures,
+            departures=sender_departures,
         )
         self.dispatcher = Dispatcher(
             self._store,
@@ -185,7 +191,5 @@ class Runtime:
                 await self.sender.stop()
             await self.gateway.aclose()
         finally:
-            if self.departures is not None:
-                self.departures.close()
             if self.db is not None:
                 await self.db.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import parse_stamp
 from .db import DatabaseError
-from .departures import DEPARTING, DepartureLog, Unlogged
+from .departures import Unlogged
 from .errors import AuthenticationError, GatewayError, TransientError, ValidationError
 from .messages import Outgoing
 from .metrics import Metrics
@@ -27,6 +26,7 @@ from .worker import Worker
 
 if TYPE_CHECKING:
     from .gateway import Gateway
+    from .gateway_process import ChildDepartures, GatewayProcess
 
 log = logging.getLogger("botkit.sender")
 
@@ -51,7 +51,7 @@ class Sender(Worker):
     def __init__(
         self,
         store: Store,
-        gateway: Gateway,
+        gateway: Gateway | GatewayProcess,
         *,
         rate: float,
         resend_uncertain: bool = False,
@@ -61,7 +61,7 @@ class Sender(Worker):
         lease: float = 120.0,
         default_number: str,
         metrics: Metrics | None = None,
-        departures: DepartureLog | None = None,
+        departures: ChildDepartures | None = None,
     ) -> None:
         super().__init__()
         self.metrics = metrics or Metrics()
@@ -75,7 +75,7 @@ class Sender(Worker):
         self.lease = lease
         self.default_number = default_number  # where the gateway sends MTs naming a class
         self._slots = asyncio.Semaphore(concurrency)
-        self.departures = departures  # where each MT's request is logged as it leaves
+        self.departures = departures  # the gateway process's log of requests that left
 
     async def _run(self) -> None:
         while True:
@@ -180,9 +180,8 @@ class Sender(Worker):
         """Send one claimed MT and record the gateway's answer. Its gateway slot is free
         once the gateway has answered; the MT stays `sending` until the answer is
         committed, so no claim takes it again and its handset's next MT waits for it.
-        The departure log, if any, learns of the request as it leaves."""
-        if self.departures is not None:
-            DEPARTING.set(functools.partial(self.departures.left, mt.id))  # this task's own
+        The departure log, if any, learns of the request as it leaves (the gateway
+        process writes it) and of its outcome once committed."""
         try:
             record = await self._request(mt)
         finally:
@@ -203,6 +202,7 @@ class Sender(Worker):
                 mask=mt.mask,
                 reference=mt.reference,
                 expires=mt.expires,
+                message_id=mt.id,
             )
         except ValidationError as exc:  # refused before any request left
             return self._failure(mt, exc, None)
