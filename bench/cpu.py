@@ -109,17 +109,19 @@ class Usage:
     start: Times
     end: Times | None = None
     by_pid: dict[int, float] = field(default_factory=dict)
+    own_by_pid: dict[int, float] = field(default_factory=dict)  # without descendants
 
     def figures(self) -> dict[str, Any]:
         """Wall seconds; the cores' busy and iowait shares, in % of all cores; each
-        group's share in % of all cores; the busiest `botkit` process, all its threads,
+        group's share in % of all cores; the busiest `botkit` process, all its threads
+        but none of its children (the gateway client's process has a core of its own),
         in % of one core."""
         assert self.end is not None, "figures() after the block"
         wall = self.end.at - self.start.at
         busy = self.end.busy - self.start.busy
         total = busy + (self.end.idle - self.start.idle)
         capacity = total or (wall * (os.cpu_count() or 1))
-        apps = [self.by_pid[pid] for pid in self.groups.get("botkit", [])]
+        apps = [self.own_by_pid[pid] for pid in self.groups.get("botkit", [])]
         ours = {name: sum(self.by_pid[pid] for pid in pids) for name, pids in self.groups.items()}
         return {
             "cpu_wall_s": round(wall, 2),
@@ -150,6 +152,9 @@ def measuring(groups: Mapping[str, Sequence[int]]) -> Iterator[Usage]:
         tree = name != GENERATOR
         for pid in pids:
             usage.by_pid[pid] = seconds(pid, usage.end, tree) - seconds(pid, usage.start, tree)
+            usage.own_by_pid[pid] = seconds(pid, usage.end, False) - seconds(
+                pid, usage.start, False
+            )
 
 
 def verdict(run: Mapping[str, Any]) -> str:
