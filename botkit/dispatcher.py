@@ -249,7 +249,10 @@ class Dispatcher(Worker):
         if thread is None or thread.paused_by is None:
             route = self.router.route(thread, message.text)
         if route is not None and route.thread is None:
-            thread = await self._thread_of(route, message, since)
+            # A fallback looks for a thread active since `since`: find_thread, which
+            # looked for one of any bot, found none, so there is none of this bot either.
+            if thread is not None or route.kind != "fallback":
+                thread = await self._thread_of(route, message, since)
             route = dataclasses.replace(route, thread=thread)
         if thread is not None and thread.paused_by is not None:
             # An operator has the thread: the MO joins it, and no bot answers.

@@ -68,7 +68,7 @@ class Inbox(Claims):
         included) wait for it.
         """
 
-        async def write(tx: Tx) -> list[int]:
+        async def write(tx: Tx) -> list[Row]:
             await tx.lock(CLAIMS)
             now = self.now()
             # The oldest first, each the first of its handset's (inbox_handset finds an
@@ -85,7 +85,7 @@ class Inbox(Claims):
                    ORDER BY i.message_id LIMIT ?""",
                 (now, now, now, limit + len(exclude)),
             )
-            return await take_leases(
+            ids = await take_leases(
                 tx,
                 "inbox",
                 "message_id",
@@ -97,14 +97,14 @@ class Inbox(Claims):
                 owner=self.owner,
                 give_up=self._give_up,
             )
+            if not ids:
+                return []
+            # In the claim's transaction: a read of its own would be another hop.
+            return await tx.fetchall(
+                f"SELECT * FROM messages WHERE id IN ({marks(ids)}) ORDER BY id", ids
+            )
 
-        ids = await self.db.write(write)
-        if not ids:
-            return []
-        rows = await self.db.fetchall(
-            f"SELECT * FROM messages WHERE id IN ({marks(ids)}) ORDER BY id", ids
-        )
-        return [message_from_row(row) for row in rows]
+        return [message_from_row(row) for row in await self.db.write(write)]
 
     async def _give_up(self, tx: Tx, message_id: int, attempts: int) -> None:
         """Mark an MO failed that no attempt could commit, unless its last holder (past
