@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import Database, DatabaseError, Row, Tx, WriteFn, slots
@@ -66,33 +67,94 @@ class SqliteTx(Tx):
 
 class Connection:
     """A sqlite3 connection and the one thread it is used on: `run(fn)` calls
-    `fn(connection)` there, after the calls before it."""
+    `fn(connection)` there, after the calls before it.
 
-    def __init__(self, thread: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+    A thread of its own fed by a SimpleQueue, rather than a one-worker executor: each
+    call is a hop there and back, several an MO, and the executor's futures, locks and
+    conditions cost more of the event loop's time than the statements themselves."""
+
+    def __init__(self, calls: queue.SimpleQueue[_Call | None], thread: threading.Thread):
+        self._calls = calls
         self._thread = thread
-        self._conn = conn
         self._closed: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, path: str) -> Connection:
-        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botkit-sqlite")
-        try:
-            conn = await asyncio.get_running_loop().run_in_executor(thread, _connect, path)
-        except BaseException:
-            thread.shutdown(wait=False)  # it would keep the process alive
-            raise
-        return cls(thread, conn)
+        calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        loop = asyncio.get_running_loop()
+        connected: asyncio.Future[None] = loop.create_future()
+        # A daemon: a process that exits without closing the database is not held up
+        # by it (a write it cuts short was never answered, and SQLite rolls it back).
+        thread = threading.Thread(
+            target=_serve, args=(path, calls, loop, connected), name="botkit-sqlite", daemon=True
+        )
+        thread.start()
+        await connected  # the thread ends by itself if the file cannot be opened
+        return cls(calls, thread)
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._thread, fn, self._conn)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._closed is not None:
+            future.set_exception(DatabaseError("the database is closed"))
+        else:
+            self._calls.put((fn, future))
+        return future
 
     def close(self) -> asyncio.Future[None]:
         """Close the connection once the calls queued before have run, and end the thread.
         Both happen even if no one awaits the future this returns (the same one each time)."""
         if self._closed is None:
             self._closed = self.run(sqlite3.Connection.close)
-            self._thread.shutdown(wait=False)
+            self._calls.put(None)
         return self._closed
+
+
+# A call for a connection's thread: the function, and the future its outcome goes to.
+_Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+
+
+def _serve(
+    path: str,
+    calls: queue.SimpleQueue[_Call | None],
+    loop: asyncio.AbstractEventLoop,
+    connected: asyncio.Future[None],
+) -> None:
+    """A connection's thread: open `path`, then run the calls queued until None comes."""
+    try:
+        conn = _connect(path)
+    except BaseException as exc:
+        _answer(loop, connected, None, exc)
+        return
+    _answer(loop, connected, None, None)
+    while (call := calls.get()) is not None:
+        fn, future = call
+        try:
+            result = fn(conn)
+        except BaseException as exc:
+            _answer(loop, future, None, exc)
+        else:
+            _answer(loop, future, result, None)
+
+
+def _answer(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any,
+    exc: BaseException | None,
+) -> None:
+    """From a connection's thread: resolve `future` on its event loop (unless the loop
+    has closed meanwhile: then no one waits for it)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_resolve, future, result, exc)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
 
 
 class SqliteDatabase(Database):
