@@ -114,6 +114,28 @@ class Dispatcher(Worker):
             elif not claimed and not due:
                 await self.sleep(await self._idle_seconds())
 
+    def take_on(self, handset: str) -> bool:
+        """Whether an MO from `handset`, about to be stored, may be claimed as it is
+        stored (`Inbox.add_claimed`) and handed straight here: one process serves the
+        database, there is room, and the handset is not busy here. If so, the handset
+        counts as busy until `taken` says how the store went."""
+        if not self.alive or self.store.db.shared or handset in self._active:
+            return False
+        if self._room()[0] <= 0:
+            return False
+        self._active.add(handset)
+        self.intake.started(1)
+        return True
+
+    def taken(self, handset: str, message: Message | None) -> None:
+        """After `take_on`: handle the MO claimed as it was stored, or (None: stored
+        unclaimed, a duplicate, or not stored) give the handset back to the loop."""
+        if message is None:
+            self._active.discard(handset)
+            self.wake()
+        else:
+            self.spawn(self._handle_claimed(message))
+
     def _room(self) -> tuple[int, float]:
         """(How many more MOs or timers to take on now; seconds until the callbacks let
         it take on more, 0.0 when they are not what limits it). Fewer while MO callbacks

@@ -12,7 +12,11 @@ import pytest
 from conftest import eventually, rows, running
 
 from botkit import Bot, Context, Settings, create_app
+from botkit.db import Database, Tx, is_url
 from botkit.intake import BUSY, BUSY_STARTS, HOLD_SECONDS, WINDOW_SECONDS, Intake
+from botkit.messages import IncomingMO
+from botkit.migrations import migrate
+from botkit.store import Store
 
 pytestmark = pytest.mark.backends
 
@@ -328,3 +332,41 @@ def test_callbacks_stay_busy_for_a_moment_after_they_ease():
     now[0] += HOLD_SECONDS
     assert intake.room() == (None, 0.0)
     assert intake.waiting == 0
+
+
+async def test_an_mo_is_claimed_as_it_is_stored_only_when_its_handset_has_nothing_else(settings):
+    if is_url(settings.db):
+        pytest.skip("one process only: PostgreSQL's processes claim from the inbox")
+    db = await Database.open(settings.db)
+    await migrate(db)
+    store = Store(db)
+
+    def mo(gateway_id: int, source: str = PHONE) -> IncomingMO:
+        return IncomingMO(gateway_id=gateway_id, source=source, destination="4433", content="x")
+
+    try:
+        message_id, claimed = await store.inbox.add_claimed(mo(1), lease=60)
+        assert claimed is not None and (claimed.id, claimed.text) == (message_id, "x")
+        (row,) = rows(settings.db, "SELECT claimed_by, attempts FROM inbox")
+        assert tuple(row) == (store.owner, 1)
+        # Its handset's next MO waits its turn behind it, and a duplicate is no MO.
+        message_id, claimed = await store.inbox.add_claimed(mo(2), lease=60)
+        assert message_id is not None and claimed is None
+        assert await store.inbox.add_claimed(mo(2), lease=60) == (None, None)
+        # Another handset's goes at once; one with a timer under way waits for it.
+        assert (await store.inbox.add_claimed(mo(3, "+61400000002"), lease=60))[1] is not None
+
+        async def timer_under_way(tx: Tx) -> None:
+            await tx.execute(
+                """INSERT INTO threads (id, bot, handset, address, created_at, updated_at)
+                   VALUES (9, 'b', '+61400000003', '4433', '2000', '2000')"""
+            )
+            await tx.execute(
+                """INSERT INTO timers (thread_id, handset, name, due_at, claimed_until,
+                       created_at) VALUES (9, '+61400000003', 't', '2000', '9999', '2000')"""
+            )
+
+        await db.write(timer_under_way)
+        assert (await store.inbox.add_claimed(mo(4, "+61400000003"), lease=60))[1] is None
+    finally:
+        await db.close()

@@ -24,40 +24,74 @@ class Inbox(Claims):
         """Store an MO and put it in the inbox; None if its gateway id was already stored."""
 
         async def write(tx: Tx) -> int | None:
-            # One handset's MOs are numbered in the order they commit, at any process.
-            await tx.lock(f"handset {mo.source}")
-            now = self.now()
-            size = measure(mo.content)
-            message_id = await tx.fetchval(
-                """INSERT INTO messages (direction, gateway_id, handset, address, content,
-                       encoding, segments, operator, reply_to, reference, flags, status,
-                       created_at, updated_at)
-                   VALUES ('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)
-                   ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
-                   RETURNING id""",
-                (
-                    mo.gateway_id,
-                    mo.source,
-                    mo.destination,
-                    mo.content,
-                    "base64" if mo.binary else size.name,
-                    1 if mo.binary else size.segments,
-                    mo.operator,
-                    mo.reply_to,
-                    mo.reference,
-                    join_flags(mo.flags),
-                    now,
-                    now,
-                ),
-            )
-            if message_id is not None:
-                await tx.execute(
-                    "INSERT INTO inbox (message_id, handset) VALUES (?, ?)",
-                    (message_id, mo.source),
-                )
-            return message_id
+            return await self._insert(tx, mo)
 
         return await self.db.write(write)
+
+    async def add_claimed(self, mo: IncomingMO, lease: float) -> tuple[int | None, Message | None]:
+        """Store an MO as `add` does and, in the same transaction, claim it for `lease`
+        seconds if its handset has no other MO waiting or claimed and no timer claimed:
+        the callback hands it to the dispatcher at once, a commit and a claim sooner.
+        Returns its id (None: a duplicate) and the claimed MO (None: it waits its turn).
+        For one process only (SQLite): its dispatcher must not be busy with the handset."""
+
+        async def write(tx: Tx) -> tuple[int | None, Message | None]:
+            message_id = await self._insert(tx, mo)
+            if message_id is None:
+                return None, None
+            now = self.now()
+            claimed = await tx.execute(
+                """UPDATE inbox SET claimed_until = ?, claimed_by = ?, attempts = 1
+                   WHERE message_id = ?
+                     AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = ?
+                                     AND o.message_id != ?)
+                     AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = ?
+                                     AND t.claimed_until >= ?)""",
+                (later(self.clock, lease), self.owner, message_id, mo.source, message_id,
+                 mo.source, now),
+            )  # fmt: skip
+            if not claimed:
+                return message_id, None
+            row = await tx.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
+            assert row is not None
+            return message_id, message_from_row(row)
+
+        return await self.db.write(write)
+
+    async def _insert(self, tx: Tx, mo: IncomingMO) -> int | None:
+        """Insert an MO and its inbox row; None if its gateway id was already stored."""
+        # One handset's MOs are numbered in the order they commit, at any process.
+        await tx.lock(f"handset {mo.source}")
+        now = self.now()
+        size = measure(mo.content)
+        message_id = await tx.fetchval(
+            """INSERT INTO messages (direction, gateway_id, handset, address, content,
+                   encoding, segments, operator, reply_to, reference, flags, status,
+                   created_at, updated_at)
+               VALUES ('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)
+               ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
+               RETURNING id""",
+            (
+                mo.gateway_id,
+                mo.source,
+                mo.destination,
+                mo.content,
+                "base64" if mo.binary else size.name,
+                1 if mo.binary else size.segments,
+                mo.operator,
+                mo.reply_to,
+                mo.reference,
+                join_flags(mo.flags),
+                now,
+                now,
+            ),
+        )
+        if message_id is not None:
+            await tx.execute(
+                "INSERT INTO inbox (message_id, handset) VALUES (?, ?)",
+                (message_id, mo.source),
+            )
+        return message_id
 
     async def claim(self, limit: int, lease: float, exclude: Sequence[str] = ()) -> list[Message]:
         """Claim the oldest unhandled MO of up to `limit` handsets that have none claimed.
