@@ -547,6 +547,14 @@ class Simulator:
                 logger.info("%s callback %s: %s", record.kind, record.params["id"], error)
                 record.answers.append(None)
                 continue
+            except Exception as exc:
+                # Not one of httpx's: an app that resets the connection as it opens can
+                # make anyio raise AttributeError (its socket gone, when httpcore asks for
+                # the peer). A gateway tries again whatever went wrong with an attempt.
+                error = type(exc).__name__
+                logger.warning("%s callback %s: %s", record.kind, record.params["id"], error)
+                record.answers.append(None)
+                continue
             record.answers.append(response.status_code)
             if response.status_code == 200:
                 break

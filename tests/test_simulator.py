@@ -530,6 +530,33 @@ async def test_mo_is_retried_with_the_same_id_until_200() -> None:
     assert mo.answer == 200 and sim.callbacks[0].answers == [500, 404, 200]
 
 
+async def test_an_attempt_that_fails_outside_httpx_is_retried() -> None:
+    """Regression: anyio raised AttributeError (its socket gone) when the app, killed
+    and started again, reset a connection as it opened; it escaped `_callback`, and
+    the MO was given up after a handful of attempts (the crash tests, under load)."""
+
+    class ResetOnce(httpx.AsyncBaseTransport):
+        def __init__(self, app: httpx.AsyncBaseTransport) -> None:
+            self.app, self.failed = app, False
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if not self.failed:
+                self.failed = True
+                raise AttributeError("'NoneType' object has no attribute 'getpeername'")
+            return await self.app.handle_async_request(request)
+
+    receiver = Receiver()
+    transport = ResetOnce(httpx.ASGITransport(app=receiver.app))
+    async with httpx.AsyncClient(transport=transport) as http:
+        sim = Simulator(http=http, mo_url="http://app.test/mo", callback_backoff=0)
+        mo = sim.queue_mo(HANDSET, "hello")
+        await sim.drain()
+        await sim.aclose()
+    assert (mo.answer, mo.pending) == (200, False)
+    assert sim.callbacks[0].answers == [None, 200]
+    assert len(receiver.mos()) == 1
+
+
 async def test_mo_gives_up_and_records_the_last_answer() -> None:
     receiver = Receiver(answers=[503] * 6)
     async with simulator(receiver) as sim:
