@@ -15,7 +15,6 @@ URL check) is answered and does nothing else.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ipaddress
 import logging
@@ -32,7 +31,7 @@ from .db import DatabaseError
 from .dialects import Value, decode_base64, is_strict_base64, parse_query
 from .errors import ValidationError
 from .logs import elapsed_ms
-from .messages import IncomingDLR, IncomingMO, Message
+from .messages import IncomingDLR, IncomingMO
 from .metrics import status_label
 from .numbers import international
 from .store import DeliveryOutcome
@@ -250,14 +249,9 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
         except ValidationError as exc:
             metrics.mo_received.inc(outcome="invalid")
             return _bad_request("mo", exc, query)
-        dispatcher = runtime.dispatcher
-        claimed = None  # the MO, if claimed as it was stored and handed to the dispatcher
         try:
             with runtime.intake.storing():
-                if dispatcher.take_on(incoming.source):
-                    message_id, claimed = await _store_claimed(runtime, incoming)
-                else:
-                    message_id = await runtime.store.inbox.add(incoming)
+                message_id = await runtime.dispatcher.store_mo(incoming)
         except DatabaseError as exc:
             metrics.mo_received.inc(outcome="unavailable")
             log.error(
@@ -286,8 +280,6 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
             )
             if incoming.flags:
                 _warn_flagged("mo", incoming, message_id, incoming.source)
-            if claimed is None:
-                dispatcher.wake()
         return PlainTextResponse("OK")
 
     async def dlr(request: Request) -> Response:
@@ -320,24 +312,6 @@ def callback_routes(runtime: Runtime, token: str) -> list[Route]:
         Route("/callbacks/{token}/mo", mo, methods=["GET"]),
         Route("/callbacks/{token}/dlr", dlr, methods=["GET"]),
     ]
-
-
-async def _store_claimed(
-    runtime: Runtime, incoming: IncomingMO
-) -> tuple[int | None, Message | None]:
-    """Store an MO claimed for the dispatcher, which `take_on` made ready for it, and
-    hand it over once committed, even if this request is cancelled meanwhile (the
-    dispatcher then still gets its handset back, or the MO, rather than wait for its
-    lease to run out)."""
-    dispatcher = runtime.dispatcher
-    store = asyncio.ensure_future(runtime.store.inbox.add_claimed(incoming, dispatcher.lease))
-
-    def hand_over(done: asyncio.Future[tuple[int | None, Message | None]]) -> None:
-        failed = done.cancelled() or done.exception() is not None
-        dispatcher.taken(incoming.source, None if failed else done.result()[1])
-
-    store.add_done_callback(hand_over)
-    return await asyncio.shield(store)
 
 
 def _mo_fields(incoming: IncomingMO, event: str, started: float) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from .context import Context
 from .db import DatabaseError
 from .intake import Intake
 from .logs import elapsed_ms
-from .messages import Message, Reply, Thread, Timer
+from .messages import IncomingMO, Message, Reply, Thread, Timer
 from .metrics import Metrics
 from .router import Route, Router
 from .store import Effects, Store
@@ -84,6 +84,7 @@ class Dispatcher(Worker):
         # MO callbacks waiting to be stored: while they are many, take on fewer MOs.
         self.intake = intake or Intake()
         self._active: set[str] = set()  # handsets whose MO is being handled here
+        self._taking: set[str] = set()  # handsets whose MO store_mo is storing and claiming
         # Called with the MO (or the timer) and the exception when a handler raises (the
         # test harness re-raises it in the test).
         self.failure_listeners: list[Callable[[Message | Timer, Exception], None]] = []
@@ -98,7 +99,7 @@ class Dispatcher(Worker):
             free, _ = self._room()
             if free > 0:
                 try:
-                    claimed = await self.store.inbox.claim(free, self.lease, list(self._active))
+                    claimed = await self.store.inbox.claim(free, self.lease, self._busy())
                 except DatabaseError as exc:
                     log.error("could not claim MOs: %s", exc)
             self.intake.started(len(claimed))
@@ -114,33 +115,52 @@ class Dispatcher(Worker):
             elif not claimed and not due:
                 await self.sleep(await self._idle_seconds())
 
-    def take_on(self, handset: str) -> bool:
-        """Whether an MO from `handset`, about to be stored, may be claimed as it is
-        stored (`Inbox.add_claimed`) and handed straight here: one process serves the
-        database, there is room, and the handset is not busy here. If so, the handset
-        counts as busy until `taken` says how the store went."""
-        if not self.alive or self.store.db.shared or handset in self._active:
-            return False
-        if self._room()[0] <= 0:
-            return False
-        self._active.add(handset)
+    async def store_mo(self, incoming: IncomingMO) -> int | None:
+        """Store an MO from its callback; its id, or None for a duplicate. With one
+        process serving the database (SQLite), room here and its handset not busy here,
+        it is claimed in the same transaction (`Inbox.add_claimed`) and handled at once:
+        a commit and a round of the loop sooner. Else the loop is woken for it."""
+        handset = incoming.source
+        if self.stopping or self.store.db.shared or not self._may_take_on(handset):
+            message_id = await self.store.inbox.add(incoming)
+            if message_id is not None:
+                self.wake()
+            return message_id
+        self._taking.add(handset)
         self.intake.started(1)
-        return True
+        # A task of ours (stop() waits for it), so that the MO is handed over once
+        # committed even if the callback's request is cancelled meanwhile.
+        return await asyncio.shield(self.spawn(self._store_claimed(incoming)))
 
-    def taken(self, handset: str, message: Message | None) -> None:
-        """After `take_on`: handle the MO claimed as it was stored, or (None: stored
-        unclaimed, a duplicate, or not stored) give the handset back to the loop."""
-        if message is None:
-            self._active.discard(handset)
-            self.wake()
-        else:
-            self.spawn(self._handle_claimed(message))
+    def _may_take_on(self, handset: str) -> bool:
+        busy = handset in self._active or handset in self._taking
+        return self.alive and not busy and self._room()[0] > 0
+
+    async def _store_claimed(self, incoming: IncomingMO) -> int | None:
+        """`store_mo`'s store and claim; then the MO to its handling, or the handset and
+        the start taken for it back to the loop."""
+        message = None
+        try:
+            message_id, message = await self.store.inbox.add_claimed(incoming, self.lease)
+        finally:
+            self._taking.discard(incoming.source)
+            if message is None:
+                self.intake.unstarted()
+                self.wake()
+            else:
+                self._active.add(incoming.source)
+                self.spawn(self._handle_claimed(message))
+        return message_id
+
+    def _busy(self) -> list[str]:
+        """The handsets this process is handling, or storing an MO of to handle."""
+        return [*self._active, *self._taking]
 
     def _room(self) -> tuple[int, float]:
         """(How many more MOs or timers to take on now; seconds until the callbacks let
         it take on more, 0.0 when they are not what limits it). Fewer while MO callbacks
         wait to be stored (botkit/intake.py), so that the gateway is answered first."""
-        free = self.concurrency - len(self._active)
+        free = self.concurrency - len(self._active) - len(self._taking)
         allowed, wait = self.intake.room()
         if allowed is not None and allowed < free:
             return allowed, wait
@@ -152,7 +172,7 @@ class Dispatcher(Worker):
         if free <= 0:
             return []
         try:
-            due = await self.store.timers.claim(free, self.lease, list(self._active))
+            due = await self.store.timers.claim(free, self.lease, self._busy())
         except DatabaseError as exc:
             log.error("could not claim timers: %s", exc)
             return []

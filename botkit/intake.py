@@ -73,3 +73,9 @@ class Intake:
         """The dispatcher took on `count` MOs or timers."""
         now = self._clock()
         self._starts.extend(now for _ in range(count))
+
+    def unstarted(self) -> None:
+        """The last MO counted as started was not taken on after all (stored unclaimed,
+        or a duplicate): its start is given back."""
+        if self._starts:
+            self._starts.pop()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from .clock import wait
 
 log = logging.getLogger("botkit.worker")
+T = TypeVar("T")
 
 # A loop that fails is started again after this many seconds, doubling up to the cap.
 RESTART_SECONDS, RESTART_CAP = 0.5, 30.0
@@ -28,7 +29,8 @@ class Worker:
     def __init__(self) -> None:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False  # set by stop(): take on no new work
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._supervise(), name=f"botkit-{self.name}")
@@ -62,16 +64,18 @@ class Worker:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop the loop, then wait for the tasks it started."""
+        """Stop the loop, then wait for the tasks it started (and those they start)."""
+        self.stopping = True
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(self) -> None:
         raise NotImplementedError
 
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Start a task that `stop()` will wait for."""
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import eventually, rows, running
@@ -14,7 +15,7 @@ from conftest import eventually, rows, running
 from botkit import Bot, Context, Settings, create_app
 from botkit.db import Database, Tx, is_url
 from botkit.intake import BUSY, BUSY_STARTS, HOLD_SECONDS, WINDOW_SECONDS, Intake
-from botkit.messages import IncomingMO
+from botkit.messages import IncomingMO, Message
 from botkit.migrations import migrate
 from botkit.store import Store
 
@@ -370,3 +371,54 @@ async def test_an_mo_is_claimed_as_it_is_stored_only_when_its_handset_has_nothin
         assert (await store.inbox.add_claimed(mo(4, "+61400000003"), lease=60))[1] is None
     finally:
         await db.close()
+
+
+def mo_from(gateway_id: int, source: str = PHONE) -> IncomingMO:
+    return IncomingMO(gateway_id=gateway_id, source=source, destination="4433", content="x")
+
+
+async def test_a_handset_the_loop_claims_as_its_next_mo_is_stored_stays_busy(settings):
+    """Regression: the loop claimed MO 1 while the callback of MO 2 (same handset) was
+    storing it; MO 2 was stored unclaimed, and giving its handset back to the loop
+    marked the handset free while MO 1 was being handled."""
+    if is_url(settings.db):
+        pytest.skip("one process only: PostgreSQL's processes claim from the inbox")
+    started, release = asyncio.Event(), asyncio.Event()
+    bot = Bot("slow")
+
+    @bot.fallback
+    async def slow(ctx: Context) -> None:
+        started.set()
+        await release.wait()
+
+    async with running(create_app(settings, bots=[bot])) as app:
+        dispatcher, inbox = app.state.runtime.dispatcher, app.state.runtime.store.inbox
+        await inbox.add(mo_from(1))  # waits for the loop's next round
+        claiming, claim = asyncio.Event(), inbox.claim
+
+        async def claim_noted(*args: Any, **kwargs: Any) -> list[Message]:
+            claiming.set()
+            return await claim(*args, **kwargs)
+
+        inbox.claim = claim_noted  # type: ignore[method-assign]
+        dispatcher.wake()
+        await claiming.wait()  # the loop's claim is queued, the handset not busy yet
+        assert await dispatcher.store_mo(mo_from(2)) is not None
+        await started.wait()
+        assert PHONE in dispatcher._busy()  # while MO 1 is handled
+        release.set()
+        await eventually(
+            lambda: (
+                [r[0] for r in rows(settings.db, "SELECT status FROM messages")]
+                == ["handled", "handled"]
+            )
+        )
+
+
+async def test_a_stopping_dispatcher_takes_on_no_mo_as_it_is_stored(settings):
+    async with running(create_app(settings)) as app:
+        dispatcher = app.state.runtime.dispatcher
+        await dispatcher.stop()
+        assert await dispatcher.store_mo(mo_from(1)) is not None
+        (row,) = rows(settings.db, "SELECT claimed_by FROM inbox")
+        assert row[0] is None  # left for the next start's loop

@@ -133,3 +133,25 @@ async def test_a_cancelled_close_answers_every_write_and_closes_the_connections(
             await second
     # Threads left running would keep the process from exiting.
     await eventually(lambda: threading.active_count() <= before)
+
+
+async def test_an_export_cancelled_as_its_connection_opens_leaves_no_thread(tmp_path):
+    """Regression: a `stream` cancelled while its connection was opening (a client of an
+    export hanging up) left the connection's thread waiting for calls for ever."""
+    db = await table(tmp_path)
+    before = {t for t in threading.enumerate() if t.name == "botkit-sqlite"}
+
+    async def export() -> None:
+        async for _ in db.stream("SELECT * FROM t"):
+            pass
+
+    for _ in range(5):
+        task = asyncio.ensure_future(export())
+        await asyncio.sleep(0)  # the connection's thread has started opening
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await eventually(
+        lambda: {t for t in threading.enumerate() if t.name == "botkit-sqlite"} == before
+    )
+    await db.close()

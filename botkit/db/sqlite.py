@@ -73,24 +73,25 @@ class Connection:
     call is a hop there and back, several an MO, and the executor's futures, locks and
     conditions cost more of the event loop's time than the statements themselves."""
 
-    def __init__(self, calls: queue.SimpleQueue[_Call | None], thread: threading.Thread):
+    def __init__(self, calls: queue.SimpleQueue[_Call | None]) -> None:
         self._calls = calls
-        self._thread = thread
         self._closed: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, path: str) -> Connection:
         calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        loop = asyncio.get_running_loop()
-        connected: asyncio.Future[None] = loop.create_future()
+        connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # A daemon: a process that exits without closing the database is not held up
         # by it (a write it cuts short was never answered, and SQLite rolls it back).
-        thread = threading.Thread(
-            target=_serve, args=(path, calls, loop, connected), name="botkit-sqlite", daemon=True
-        )
-        thread.start()
-        await connected  # the thread ends by itself if the file cannot be opened
-        return cls(calls, thread)
+        threading.Thread(
+            target=_serve, args=(path, calls, connected), name="botkit-sqlite", daemon=True
+        ).start()
+        try:
+            await connected  # the thread ends by itself if the file cannot be opened
+        except BaseException:
+            calls.put(None)  # cancelled: the thread closes what it opened, and ends
+            raise
+        return cls(calls)
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -114,38 +115,33 @@ _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 
 
 def _serve(
-    path: str,
-    calls: queue.SimpleQueue[_Call | None],
-    loop: asyncio.AbstractEventLoop,
-    connected: asyncio.Future[None],
+    path: str, calls: queue.SimpleQueue[_Call | None], connected: asyncio.Future[None]
 ) -> None:
     """A connection's thread: open `path`, then run the calls queued until None comes."""
     try:
         conn = _connect(path)
     except BaseException as exc:
-        _answer(loop, connected, None, exc)
+        _answer(connected, None, exc)
         return
-    _answer(loop, connected, None, None)
-    while (call := calls.get()) is not None:
-        fn, future = call
-        try:
-            result = fn(conn)
-        except BaseException as exc:
-            _answer(loop, future, None, exc)
-        else:
-            _answer(loop, future, result, None)
+    try:
+        _answer(connected, None, None)
+        while (call := calls.get()) is not None:
+            fn, future = call
+            try:
+                result = fn(conn)
+            except BaseException as exc:
+                _answer(future, None, exc)
+            else:
+                _answer(future, result, None)
+    finally:
+        conn.close()  # again, after a close call: harmless
 
 
-def _answer(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    result: Any,
-    exc: BaseException | None,
-) -> None:
+def _answer(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     """From a connection's thread: resolve `future` on its event loop (unless the loop
     has closed meanwhile: then no one waits for it)."""
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_resolve, future, result, exc)
+        future.get_loop().call_soon_threadsafe(_resolve, future, result, exc)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

@@ -35,7 +35,7 @@ class Inbox(Claims):
         Returns its id (None: a duplicate) and the claimed MO (None: it waits its turn).
         For one process only (SQLite): its dispatcher must not be busy with the handset."""
 
-        async def write(tx: Tx) -> tuple[int | None, Message | None]:
+        async def write(tx: Tx) -> tuple[int | None, Row | None]:
             message_id = await self._insert(tx, mo)
             if message_id is None:
                 return None, None
@@ -53,10 +53,10 @@ class Inbox(Claims):
             if not claimed:
                 return message_id, None
             row = await tx.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
-            assert row is not None
-            return message_id, message_from_row(row)
+            return message_id, row
 
-        return await self.db.write(write)
+        message_id, row = await self.db.write(write)
+        return message_id, None if row is None else message_from_row(row)
 
     async def _insert(self, tx: Tx, mo: IncomingMO) -> int | None:
         """Insert an MO and its inbox row; None if its gateway id was already stored."""
