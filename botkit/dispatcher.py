@@ -121,7 +121,7 @@ class Dispatcher(Worker):
         it is claimed in the same transaction (`Inbox.add_claimed`) and handled at once:
         a commit and a round of the loop sooner. Else the loop is woken for it."""
         handset = incoming.source
-        if self.stopping or self.store.db.shared or not self._may_take_on(handset):
+        if not self._may_take_on(handset):
             message_id = await self.store.inbox.add(incoming)
             if message_id is not None:
                 self.wake()
@@ -133,8 +133,11 @@ class Dispatcher(Worker):
         return await asyncio.shield(self.spawn(self._store_claimed(incoming)))
 
     def _may_take_on(self, handset: str) -> bool:
+        """Whether `store_mo` may claim an MO of `handset` as it stores it."""
+        if self.store.db.shared or self.stopping or not self.alive:
+            return False
         busy = handset in self._active or handset in self._taking
-        return self.alive and not busy and self._room()[0] > 0
+        return not busy and self._room()[0] > 0
 
     async def _store_claimed(self, incoming: IncomingMO) -> int | None:
         """`store_mo`'s store and claim; then the MO to its handling, or the handset and

@@ -139,7 +139,11 @@ async def test_an_export_cancelled_as_its_connection_opens_leaves_no_thread(tmp_
     """Regression: a `stream` cancelled while its connection was opening (a client of an
     export hanging up) left the connection's thread waiting for calls for ever."""
     db = await table(tmp_path)
-    before = {t for t in threading.enumerate() if t.name == "botkit-sqlite"}
+
+    def threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "botkit-sqlite"}
+
+    before = threads()
 
     async def export() -> None:
         async for _ in db.stream("SELECT * FROM t"):
@@ -147,11 +151,11 @@ async def test_an_export_cancelled_as_its_connection_opens_leaves_no_thread(tmp_
 
     for _ in range(5):
         task = asyncio.ensure_future(export())
-        await asyncio.sleep(0)  # the connection's thread has started opening
+        async with asyncio.timeout(DEADLINE):
+            while threads() == before:  # until the export's connection starts opening
+                await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    await eventually(
-        lambda: {t for t in threading.enumerate() if t.name == "botkit-sqlite"} == before
-    )
+    await eventually(lambda: threads() == before)
     await db.close()

@@ -145,7 +145,8 @@ def _answer(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.cancelled():
+    """Give `future` its outcome, unless it has one (its caller cancelled it)."""
+    if future.done():
         return
     if exc is None:
         future.set_result(result)
@@ -296,12 +297,7 @@ class SqliteDatabase(Database):
         if committed:
             self.commits.bump()
         for (_, future), (result, exc) in zip(batch, outcomes, strict=True):
-            if future.done():
-                continue
-            if exc is None:
-                future.set_result(result)
-            else:
-                future.set_exception(exc)
+            _resolve(future, result, exc)
         return []
 
 

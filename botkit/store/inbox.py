@@ -31,7 +31,7 @@ class Inbox(Claims):
     async def add_claimed(self, mo: IncomingMO, lease: float) -> tuple[int | None, Message | None]:
         """Store an MO as `add` does and, in the same transaction, claim it for `lease`
         seconds if its handset has no other MO waiting or claimed and no timer claimed:
-        the callback hands it to the dispatcher at once, a commit and a claim sooner.
+        the dispatcher handles it at once, a commit and a claim sooner.
         Returns its id (None: a duplicate) and the claimed MO (None: it waits its turn).
         For one process only (SQLite): its dispatcher must not be busy with the handset."""
 
