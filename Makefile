@@ -18,8 +18,9 @@ lint: $(BIN)/botkit
 	$(BIN)/ruff check botkit bots tests bench docs
 	$(BIN)/ruff format --check botkit bots tests bench docs
 
+# A worker per core, at most 4: each starts its own PostgreSQL cluster and browser.
 test: $(BIN)/botkit lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 # Not part of `test`: minutes of work, and figures to read rather than pass or fail.
 bench: $(BIN)/botkit
