@@ -1,4 +1,4 @@
-"""The botkit ASGI app: callbacks, health check and, in simulator mode, the simulator.
+"""The botkit ASGI app: the callbacks, health check and, in simulator mode, the simulator.
 
 app = create_app(Settings.load())
 uvicorn.run(app)
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api import api_routes
 from .bot import Bot
-from .callbacks import callback_routes
+from .callbacks import CallbackEndpoints
 from .clock import Clock, system_clock
 from .dashboard import dashboard_routes
 from .errors import ValidationError
@@ -101,7 +102,6 @@ def create_app(
         Route("/", _home, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
-        *callback_routes(runtime, token),
         api_routes(settings, runtime),
         dashboard_routes(settings, runtime),
     ]
@@ -110,6 +110,8 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        # The gateway's callbacks, the hot path, are served ahead of routing.
+        middleware=[Middleware(CallbackEndpoints, runtime=runtime, token=token)],
         exception_handlers={ValidationError: _bad_parameter},
     )
     app.state.runtime = runtime

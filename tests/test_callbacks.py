@@ -236,3 +236,18 @@ async def test_a_nul_in_an_mo_is_kept_as_the_replacement_character(client, setti
     )
     assert (stored["content"], stored["reference"]) == ("hi\ufffdthere", "r\ufffd")
     assert stored["flags"] == "content-nul-replaced,reference-nul-replaced"
+
+
+async def test_only_get_and_head_are_answered(client, settings):
+    response = await client.post("/callbacks/test-token/mo", params=MO)
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, HEAD")
+    assert rows(settings.db, "SELECT * FROM messages") == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/callbacks/test-token/mo/", "/callbacks/test-token/mo/x", "/callbacks//mo"]
+)
+async def test_other_paths_under_callbacks_are_not_found(client, settings, path):
+    response = await client.get(path, params=MO)
+    assert response.status_code == 404
+    assert rows(settings.db, "SELECT * FROM messages") == []
