@@ -12,10 +12,13 @@ import base64
 import dataclasses
 import logging
 import re
+from urllib.parse import parse_qsl
 
 import httpx
+import hypothesis
 import pytest
 from conftest import client_to, eventually, rows, running
+from hypothesis import strategies as st
 
 from botkit import create_app
 from botkit.dialects import decode_base64, decode_text, parse_query
@@ -427,6 +430,22 @@ def test_parse_query_splits_as_starlette_does():
     assert [v.text for v in values["a"]] == ["1", "2"]
     assert (values["b"][0].text, values["c"][0].text) == ("", "x y+")
     assert (values["d"][0].text, values["d"][0].cp1252) == ("é", True)
+
+
+# Pieces that make names, values and escapes (well formed or not), or any bytes at all.
+QUERY_PIECES = [b"a", b"=", b"&", b"+", b"%", b"2B", b"e9", b"%E9", b"\xff", b" "]
+
+
+@hypothesis.settings(max_examples=500, deadline=None)
+@hypothesis.given(st.lists(st.sampled_from(QUERY_PIECES)).map(b"".join) | st.binary())
+def test_parse_query_reads_any_bytes_as_urllib_parse_qsl_does(query):
+    expected: dict[str, list[tuple[str, bool]]] = {}
+    text = query.decode("latin-1")
+    for name, value in parse_qsl(text, keep_blank_values=True, encoding="latin-1"):
+        key = decode_text(name.encode("latin-1")).text
+        expected.setdefault(key, []).append(tuple(decode_text(value.encode("latin-1"))))
+    found = {key: [tuple(v) for v in values] for key, values in parse_query(query).items()}
+    assert found == expected
 
 
 def test_decode_base64_refuses_mixed_alphabets_and_impossible_lengths():
