@@ -28,12 +28,13 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 def created_tables(migrations: Iterable[Migration]) -> tuple[str, ...]:
-    """The tables `migrations` create, in the order they create them: parents before
-    children, as PostgreSQL creates no foreign key to a table that does not exist yet."""
+    """The tables `migrations` create on both kinds of database (not SQLite's bookkeeping
+    of its search index), in the order they create them: parents before children, as
+    PostgreSQL creates no foreign key to a table that does not exist yet."""
     return tuple(
         match[1]
         for migration in migrations
-        for statement in migration.statements
+        for statement in migration.statements_for("postgresql")
         if (match := re.match(r"\s*CREATE TABLE (\w+)", statement))
     )
 

@@ -5,6 +5,9 @@ from before it (migration 18)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
@@ -238,6 +241,53 @@ async def test_what_a_transaction_writes_is_found_once_it_commits(db):
     assert await found(db, "refund") == ["+61400000001", "+61400000002"]
 
 
+async def test_a_message_changed_before_its_transaction_ends_is_found_as_committed(db, database):
+    """SQLite indexes the messages a transaction inserted at its end (migration 19): one
+    changed or deleted before then is found as it was committed, or not at all; writes
+    batched into one transaction, each in its savepoint, are all indexed."""
+
+    async def write(tx: Tx) -> None:
+        await add_thread(tx, "+61400000011", "first draft", "gone soon")
+        await tx.execute(
+            "UPDATE messages SET content = 'final words' WHERE content = 'first draft'"
+        )
+        await tx.execute("DELETE FROM messages WHERE content = 'gone soon'")
+
+    await db.write(write)
+    assert await found(db, "final") == ["+61400000011"]
+    assert await found(db, "draft") == [] and await found(db, "gone") == []
+    handsets = [f"+6140000002{i}" for i in range(5)]
+    await asyncio.gather(
+        *(db.write(lambda tx, h=h: add_thread(tx, h, "batched together")) for h in handsets)
+    )
+    assert await found(db, "batched") == handsets
+    if not is_url(database):
+        assert rows(database, "SELECT * FROM messages_fts_pending") == []
+        check = "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')"
+        assert rows(database, check) == []  # raises if the index and the messages disagree
+
+
+async def test_a_message_another_program_inserts_is_indexed_by_the_next_write(tmp_path):
+    path = str(tmp_path / "botkit.db")
+    db = await Database.open(path)
+    try:
+        await migrate(db)
+        with contextlib.closing(sqlite3.connect(path)) as other, other:
+            other.execute(
+                """INSERT INTO messages (direction, handset, content, encoding, status,
+                       created_at, updated_at)
+                   VALUES ('mo', '+61400000030', 'from a script', 'GSM-7', 'received', ?, ?)""",
+                (STAMP, STAMP),
+            )
+        assert len(rows(path, "SELECT * FROM messages_fts_pending")) == 1
+        await db.write(lambda tx: add_thread(tx, "+61400000031", "from the app"))
+        assert rows(path, "SELECT * FROM messages_fts_pending") == []
+        matches = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?"
+        assert len(rows(path, matches, ("script",))) == 1
+    finally:
+        await db.close()
+
+
 async def test_a_message_the_app_stores_is_found_when_its_thread_is(database):
     """An MO is stored before it has a thread (inbox), and given one when handled: it
     is found from then on, by the thread's handset."""
@@ -277,7 +327,7 @@ async def test_migration_18_indexes_the_messages_of_a_database_from_before_it(da
             await add_message(tx, None, "+61400000013", "refund please")  # not handled yet
 
         await db.write(fill)
-        assert await migrate(db) == [18]
+        assert await migrate(db) == [18, 19]
         assert await found(db, "refund") == ["+61400000001", "+61400000002"]
         assert await found(db, "another") == sorted(SAID)
         assert await found(db, "李") == ["+61400000005"]

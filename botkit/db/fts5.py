@@ -1,5 +1,6 @@
 """SQLite's search of messages by their words: migration 18's FTS5 index, `messages_fts`
-(external content: the words of `messages.content`, kept in step by triggers).
+(external content: the words of `messages.content`, kept in step by triggers and, for
+new messages, by each write transaction: `Pending`).
 
 FTS5 finds the messages; the dashboard wants their threads, in the page's order. Reading
 the thread of each message found costs a look-up in `messages` (a couple of µs): nothing
@@ -14,6 +15,7 @@ million messages, still less than reading every message's text.)
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,3 +45,28 @@ def fts5_query(words: Sequence[str]) -> str:
     which FTS5 splits the way it split the messages, into a phrase whose last token is
     a prefix; phrases side by side must all match."""
     return " ".join('"' + word.replace('"', '""') + '"*' for word in words)
+
+
+class Pending:
+    """The messages inserted but not indexed yet (migration 19's `messages_fts_pending`),
+    indexed in one statement at the end of each write transaction, before it commits.
+    One per writer connection, used on its thread only."""
+
+    FLUSH = (
+        """INSERT INTO messages_fts (rowid, content)
+           SELECT m.id, m.content FROM messages_fts_pending p JOIN messages m ON m.id = p.id""",
+        "DELETE FROM messages_fts_pending",
+    )
+
+    def __init__(self) -> None:
+        self.ready = False  # whether the database has the table (migration 19 on)
+
+    def index(self, conn: sqlite3.Connection) -> None:
+        """Index the messages noted in this transaction (or left by another program)."""
+        if not self.ready:
+            found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+            self.ready = conn.execute(found, ("messages_fts_pending",)).fetchone() is not None
+            if not self.ready:
+                return
+        for statement in self.FLUSH:
+            conn.execute(statement)

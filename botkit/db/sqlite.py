@@ -26,6 +26,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, TypeVar
 
 from . import Database, DatabaseError, Row, Tx, WriteFn, slots
+from .fts5 import Pending
 
 T = TypeVar("T")
 log = logging.getLogger("botkit.db")
@@ -161,6 +162,7 @@ class SqliteDatabase(Database):
         super().__init__(path)
         self._writer = writer
         self._reader = reader
+        self._pending = Pending()  # the search index's, on the writer's thread
         self._next_slot = 0.0
         self._closing = False
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]] | None] = (
@@ -282,7 +284,9 @@ class SqliteDatabase(Database):
         of another one undid."""
         fns = [fn for fn, _ in batch]
         try:
-            committed, outcomes = await self._writer.run(lambda conn: _transaction(conn, fns))
+            committed, outcomes = await self._writer.run(
+                lambda conn: _transaction(conn, fns, self._pending)
+            )
         except _BatchUndone as undone:
             log.error("write failed, undoing its batch; the others run again: %s", undone.error)
             batch[undone.index][1].set_exception(_as_raised(undone.error))
@@ -301,9 +305,12 @@ class SqliteDatabase(Database):
         return []
 
 
-def _transaction(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> tuple[bool, list[Outcome]]:
-    """On the writer's thread: run `fns` in one transaction. Returns whether it committed
-    and each write's outcome. A write alone has no savepoint: its failure rolls back all."""
+def _transaction(
+    conn: sqlite3.Connection, fns: list[WriteFn[Any]], pending: Pending
+) -> tuple[bool, list[Outcome]]:
+    """On the writer's thread: run `fns` in one transaction, and index the messages they
+    inserted. Returns whether it committed and each write's outcome. A write alone has
+    no savepoint: its failure rolls back all."""
     tx = SqliteTx(conn)
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -315,6 +322,7 @@ def _transaction(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> tuple[boo
                 return False, [(None, _as_raised(exc))]
         else:
             outcomes = [_savepoint(conn, tx, fn, i) for i, fn in enumerate(fns)]
+        pending.index(conn)
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):
