@@ -56,6 +56,28 @@ async def test_a_write_that_fills_the_disk_fails_alone_and_its_batch_commits(tmp
         await db.close()
 
 
+async def test_a_write_that_raises_is_undone_alone_and_the_rest_of_its_batch_commits(tmp_path):
+    async def half_done(tx: Tx) -> None:
+        await tx.execute("INSERT INTO t (v) VALUES ('half')")
+        raise ValueError("a bad write")
+
+    db = await table(tmp_path)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            before, failed, after = await asyncio.gather(
+                db.write(insert("before")),
+                db.write(half_done),
+                db.write(insert("after")),
+                return_exceptions=True,
+            )
+        assert (before, after) == (1, 1)
+        assert isinstance(failed, ValueError) and str(failed) == "a bad write"
+        rows = await db.fetchall("SELECT v FROM t ORDER BY id")
+        assert [row[0] for row in rows] == ["before", "after"]
+    finally:
+        await db.close()
+
+
 async def test_a_savepoint_that_cannot_be_rolled_back_fails_its_batch_and_answers_everyone(
     tmp_path,
 ):
