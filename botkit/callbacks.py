@@ -212,8 +212,9 @@ def parse_dlr(query: dict[str, list[Value]]) -> IncomingDLR:
     )
 
 
-# The two callback paths: a token of Starlette's `{token}` shape, and the endpoint.
-CALLBACK_PATH = re.compile(r"/callbacks/([^/]+)/(mo|dlr)")
+# The two callback paths: a token of Starlette's `{token}` shape, and the endpoint (a
+# trailing slash, which Starlette's routing redirected, is served as without).
+CALLBACK_PATH = re.compile(r"/callbacks/([^/]+)/(mo|dlr)/?")
 ALLOWED = "GET, HEAD"
 
 
@@ -359,7 +360,11 @@ def _route_path(scope: Scope) -> str:
     """The request's path below the app's root path, as Starlette's routing reads it."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
 
 
 def _mo_fields(incoming: IncomingMO, event: str, started: float) -> dict[str, Any]:

@@ -227,7 +227,8 @@ class Context:
         """Run `write(tx, thread, now)` in the transaction that commits this handler, once
         the thread is saved: for flows that keep tables of their own, such as surveys.
         (Whether an operator has the thread, which silences the replies, is read as it is
-        saved: a write does not change it.)"""
+        saved: a write does not change it.) The transaction may be run again (a conflict
+        with another write), and `write` with it: it must do nothing but its statements."""
         self._writes.append(write)
 
     def effects(self, **extra: Any) -> Effects:

@@ -419,15 +419,16 @@ MIGRATIONS: tuple[Migration, ...] = (
                     WHERE NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.id);
                 DELETE FROM messages_fts_pending WHERE id = old.id;
             END""",
+            # One trigger, its steps in order: a message's index entry is changed only
+            # if it has one; a message not indexed yet keeps its note, under its new id.
             "DROP TRIGGER messages_fts_update",
-            """CREATE TRIGGER messages_fts_update AFTER UPDATE OF id, content ON messages
-                WHEN NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.id) BEGIN
+            """CREATE TRIGGER messages_fts_update AFTER UPDATE OF id, content ON messages BEGIN
                 INSERT INTO messages_fts (messages_fts, rowid, content)
-                    VALUES ('delete', old.id, old.content);
-                INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
-            END""",
-            """CREATE TRIGGER messages_fts_pending_moved AFTER UPDATE OF id ON messages
-                WHEN EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.id) BEGIN
+                    SELECT 'delete', old.id, old.content
+                    WHERE NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.id);
+                INSERT INTO messages_fts (rowid, content)
+                    SELECT new.id, new.content
+                    WHERE NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.id);
                 UPDATE messages_fts_pending SET id = new.id WHERE id = old.id;
             END""",
         ),

@@ -244,9 +244,13 @@ async def test_only_get_and_head_are_answered(client, settings):
     assert rows(settings.db, "SELECT * FROM messages") == []
 
 
-@pytest.mark.parametrize(
-    "path", ["/callbacks/test-token/mo/", "/callbacks/test-token/mo/x", "/callbacks//mo"]
-)
+async def test_a_trailing_slash_is_served_as_without(client, settings):
+    response = await client.get("/callbacks/test-token/mo/", params=MO)
+    assert (response.status_code, response.text) == (200, "OK")
+    assert len(rows(settings.db, "SELECT * FROM messages WHERE direction = 'mo'")) == 1
+
+
+@pytest.mark.parametrize("path", ["/callbacks/test-token/mo/x", "/callbacks//mo"])
 async def test_other_paths_under_callbacks_are_not_found(client, settings, path):
     response = await client.get(path, params=MO)
     assert response.status_code == 404

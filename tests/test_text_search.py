@@ -247,15 +247,24 @@ async def test_a_message_changed_before_its_transaction_ends_is_found_as_committ
     batched into one transaction, each in its savepoint, are all indexed."""
 
     async def write(tx: Tx) -> None:
-        await add_thread(tx, "+61400000011", "first draft", "gone soon")
+        await add_thread(tx, "+61400000011", "first draft", "gone soon", "moved on")
         await tx.execute(
             "UPDATE messages SET content = 'final words' WHERE content = 'first draft'"
         )
         await tx.execute("DELETE FROM messages WHERE content = 'gone soon'")
+        # Not something botkit does, but the index must follow it: a new id.
+        await tx.execute("UPDATE messages SET id = id + 1000 WHERE content = 'moved on'")
 
     await db.write(write)
     assert await found(db, "final") == ["+61400000011"]
+    assert await found(db, "moved") == ["+61400000011"]
     assert await found(db, "draft") == [] and await found(db, "gone") == []
+
+    async def move_again(tx: Tx) -> None:  # now that it is indexed
+        await tx.execute("UPDATE messages SET id = id + 1000 WHERE content = 'moved on'")
+
+    await db.write(move_again)
+    assert await found(db, "moved") == ["+61400000011"]
     handsets = [f"+6140000002{i}" for i in range(5)]
     await asyncio.gather(
         *(db.write(lambda tx, h=h: add_thread(tx, h, "batched together")) for h in handsets)

@@ -4,8 +4,8 @@ Each connection lives on a thread of its own, and every call on it is one hop to
 thread. A write function over a `SqliteTx` never waits for anything but its statements,
 which run at once, so the writer task runs a whole batch of queued writes in one hop:
 `BEGIN IMMEDIATE`, the writes, `COMMIT`; if one fails, the batch runs again with each
-write in a savepoint of its own, so that the failing one is undone alone (a write may
-run twice: it must do nothing but its statements). A caller's future resolves only
+write in a savepoint of its own, so that the failing one is undone alone (so a write
+may run twice: it must do nothing but its statements). A caller's future resolves only
 after the commit, and one fsync covers many callbacks: group commit. A read is one hop
 too.
 
@@ -313,21 +313,27 @@ def _transaction(
     """On the writer's thread: run `fns` in one transaction, and index the messages they
     inserted. Returns whether it committed and each write's outcome.
 
-    The writes run one after the other, with no savepoint (two statements fewer each,
-    and a write seldom fails). If one fails, the transaction is undone and run again
-    with each write in a savepoint of its own, so that its failure undoes it alone; a
-    write alone is simply answered with its failure."""
+    The writes run one after the other in one savepoint, none of their own (two
+    statements fewer each, and a write seldom fails). If one fails, the savepoint is
+    rolled back, the transaction and its lock kept, and the writes run again each in a
+    savepoint of its own, so that the failing one is undone alone; a write alone is
+    simply answered with its failure."""
     tx = SqliteTx(conn)
+    alone = len(fns) == 1
     try:
         conn.execute("BEGIN IMMEDIATE")
+        if not alone:
+            conn.execute("SAVEPOINT batch")
         try:
             outcomes: list[Outcome] = [(_complete(fn(tx)), None) for fn in fns]
         except Exception as exc:
-            conn.rollback()
-            if len(fns) == 1:
+            if alone:
+                conn.rollback()
                 return False, [(None, _as_raised(exc))]
-            conn.execute("BEGIN IMMEDIATE")
+            _undo(conn)
             outcomes = [_savepoint(conn, tx, fn, i) for i, fn in enumerate(fns)]
+        if not alone:
+            conn.execute("RELEASE batch")
         pending.index(conn)
         conn.execute("COMMIT")
     except BaseException:
@@ -336,6 +342,16 @@ def _transaction(
                 conn.rollback()
         raise
     return True, outcomes
+
+
+def _undo(conn: sqlite3.Connection) -> None:
+    """Undo a batch's writes to run them again, in the same transaction unless SQLite
+    rolled it back itself (a full disk): then in a new one."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK TO batch")
+    else:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SAVEPOINT batch")
 
 
 def _savepoint(conn: sqlite3.Connection, tx: SqliteTx, fn: WriteFn[Any], index: int) -> Outcome:
