@@ -33,6 +33,7 @@ class Worker:
         self.stopping = False  # set by stop(): take on no new work
 
     def start(self) -> None:
+        self.stopping = False
         self._loop = asyncio.create_task(self._supervise(), name=f"botkit-{self.name}")
 
     @property
