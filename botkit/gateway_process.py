@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from . import heap
 from .departures import DEPARTING, DepartureLog, Unlogged, log_path, read_log
 from .errors import (
     AuthenticationError,
@@ -387,6 +388,7 @@ async def _serve() -> None:
     if "departures" in setup:
         directory, owner, carried = setup["departures"]
         departures = DepartureLog.open(Path(directory), owner, carried)
+    heap.freeze()  # set up: what the child made so far lives as long as it does
     writer.write(_line({"logging": departures is not None and departures.active}))
     sends: set[asyncio.Task[None]] = set()
 

@@ -11,6 +11,7 @@ process, and tests run several apps in one process, each with counters of its ow
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterable, Iterator
 
@@ -142,6 +143,34 @@ class Gauge:
 Instrument = Counter | Histogram | Gauge
 
 
+def collector() -> list[Instrument]:
+    """The garbage collector's figures for the process, read now, under
+    prometheus_client's names for them; and how many objects are frozen (botkit/heap.py)."""
+    collections = Counter(
+        "python_gc_collections_total", "Collections of each generation", ("generation",)
+    )
+    collected = Counter(
+        "python_gc_objects_collected_total",
+        "Objects found unreachable and freed, by the generation collected",
+        ("generation",),
+    )
+    uncollectable = Counter(
+        "python_gc_objects_uncollectable_total",
+        "Objects found unreachable that could not be freed, by generation",
+        ("generation",),
+    )
+    for generation, stats in enumerate(gc.get_stats()):
+        collections.inc(stats["collections"], generation=str(generation))
+        collected.inc(stats["collected"], generation=str(generation))
+        uncollectable.inc(stats["uncollectable"], generation=str(generation))
+    frozen = Gauge(
+        "python_gc_objects_frozen",
+        "Objects out of the collector's sight: those `botkit run` had made by start-up",
+    )
+    frozen.set(gc.get_freeze_count())
+    return [collections, collected, uncollectable, frozen]
+
+
 def render(instruments: Iterable[Instrument]) -> str:
     """The exposition text of `instruments`: HELP and TYPE, then the samples of each."""
     lines = []
@@ -194,7 +223,8 @@ class Metrics:
         self.outbox_depth = Gauge("botkit_outbox_depth", "MTs waiting for the gateway")
 
     def render(self, *, inbox_depth: int, outbox_depth: int) -> str:
-        """The exposition text, with the queue depths read by the caller at scrape time."""
+        """The exposition text, with the queue depths read by the caller at scrape time,
+        and the garbage collector's figures (the process's)."""
         self.inbox_depth.set(inbox_depth)
         self.outbox_depth.set(outbox_depth)
         return render(
@@ -207,5 +237,6 @@ class Metrics:
                 self.mo_handle_seconds,
                 self.inbox_depth,
                 self.outbox_depth,
+                *collector(),
             )
         )

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from .. import heap
 from ..bot import Bot
 from ..compliance import taken_keywords
 from ..db import Database, DatabaseError, is_url, redact
@@ -76,6 +77,8 @@ def main(args: argparse.Namespace) -> int:
         )
     app = create_app(settings, reload=args.reload)
     announce(settings, app.state.runtime.router.bots.values())
+    if not args.reload:  # reloaded bots' old modules would stay frozen for good
+        heap.freeze()
     uvicorn.run(
         app,
         host=settings.host,
