@@ -243,8 +243,8 @@ async def test_what_a_transaction_writes_is_found_once_it_commits(db):
 
 async def test_a_message_changed_before_its_transaction_ends_is_found_as_committed(db, database):
     """SQLite indexes the messages a transaction inserted at its end (migration 19): one
-    changed or deleted before then is found as it was committed, or not at all; writes
-    batched into one transaction, each in its savepoint, are all indexed."""
+    changed, renumbered or deleted before then is found as it was committed, or not at
+    all; writes batched into one transaction are all indexed."""
 
     async def write(tx: Tx) -> None:
         await add_thread(tx, "+61400000011", "first draft", "gone soon", "moved on")
