@@ -3,11 +3,13 @@
 A callback not yet answered holds one of the gateway's connections, and the gateway
 may send it again if the answer is late; an MO already stored can wait its turn. So
 while many callbacks wait for the database at once, and for a moment after, the
-dispatcher takes on only a few MOs (or timers) at a time, and the event loop and the
-database writer serve the callbacks first. What it limits is how many it takes on in a
-while, not how many run: handlers that wait on other services all go on waiting
-together. Handling never stops: it goes on, more slowly, while the callbacks come, and
-at full speed once they ease.
+dispatcher takes on MOs (and timers) only as fast as they arrive, plus a few: it keeps
+pace, so no backlog builds, but a backlog (after a restart, say) is caught up a little
+at a time rather than in bursts that the callbacks would wait behind. While very many
+wait (more come than the process can store and handle), it takes on only a few at a
+time, and the event loop and the database writer serve the callbacks first. What it
+limits is how many it takes on in a while, not how many run: handlers that wait on
+other services all go on waiting together. Handling never stops.
 """
 
 from __future__ import annotations
@@ -17,31 +19,38 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# Callbacks waiting at once that mean MOs come in faster than they are handled.
+# Callbacks waiting at once that mean MOs come in about as fast as they are stored.
 BUSY = 8
+# Callbacks waiting at once that mean they come in faster than they are stored.
+FLOODED = 64
 # How long busy lasts after BUSY callbacks last waited: under a steady flood their
 # count dips below BUSY between commits, and each dip must not let the dispatcher take
-# on a full load again.
+# on a whole backlog at once.
 HOLD_SECONDS = 0.2
-# While busy, the dispatcher takes on at most BUSY_STARTS MOs or timers in any
-# WINDOW_SECONDS: 40 a second.
+# While busy, the dispatcher takes on in any WINDOW_SECONDS as many MOs or timers as
+# callbacks arrived in it, and BUSY_STARTS more; while flooded, BUSY_STARTS (40 a
+# second).
 BUSY_STARTS, WINDOW_SECONDS = 4, 0.1
 
 
 class Intake:
-    """Counts the MO callbacks between their arrival and their commit, and the MOs and
-    timers the dispatcher took on lately."""
+    """Counts the MO callbacks between their arrival and their commit, those that
+    arrived lately, and the MOs and timers the dispatcher took on lately."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.waiting = 0
         self._clock = clock
         self._busy_until = float("-inf")
+        self._arrivals: collections.deque[float] = collections.deque()
         self._starts: collections.deque[float] = collections.deque()
 
     @contextmanager
     def storing(self) -> Iterator[None]:
         """Around storing one MO: counted as waiting until it is stored (or refused)."""
         self.waiting += 1
+        now = self._clock()
+        self._forget(now)
+        self._arrivals.append(now)
         self._hold()
         try:
             yield
@@ -57,17 +66,25 @@ class Intake:
         """(How many MOs or timers the dispatcher may take on now, None for no limit of
         ours; seconds until that may change, 0.0 when it is no limit)."""
         now = self._clock()
-        while self._starts and self._starts[0] <= now - WINDOW_SECONDS:
-            self._starts.popleft()
+        self._forget(now)
         if self.waiting < BUSY and now >= self._busy_until:
             return None, 0.0
-        left = BUSY_STARTS - len(self._starts)
+        allowed = BUSY_STARTS if self.waiting >= FLOODED else BUSY_STARTS + len(self._arrivals)
+        left = allowed - len(self._starts)
         if left > 0:
             return left, 0.0
-        until = self._starts[0] + WINDOW_SECONDS
+        # Room comes back as the oldest start leaves the window (an arrival may bring
+        # it sooner: the dispatcher is woken for each MO stored unclaimed).
+        until = self._starts[0] + WINDOW_SECONDS if self._starts else now + WINDOW_SECONDS
         if self.waiting < BUSY:
             until = min(until, self._busy_until)
         return 0, max(0.001, until - now)
+
+    def _forget(self, now: float) -> None:
+        """Drop the arrivals and starts that have left the window."""
+        for times in (self._arrivals, self._starts):
+            while times and times[0] <= now - WINDOW_SECONDS:
+                times.popleft()
 
     def started(self, count: int) -> None:
         """The dispatcher took on `count` MOs or timers."""
