@@ -3,60 +3,77 @@
 A callback not yet answered holds one of the gateway's connections, and the gateway
 may send it again if the answer is late; an MO already stored can wait its turn. So
 while many callbacks wait for the database at once, and for a moment after, the
-dispatcher takes on MOs (and timers) only as fast as they arrive, plus a few: it keeps
-pace, so no backlog builds, but a backlog (after a restart, say) is caught up a little
-at a time rather than in bursts that the callbacks would wait behind. While very many
-wait (more come than the process can store and handle), it takes on only a few at a
-time, and the event loop and the database writer serve the callbacks first. What it
-limits is how many it takes on in a while, not how many run: handlers that wait on
-other services all go on waiting together. Handling never stops.
+dispatcher takes on MOs (and timers) only as fast as they arrive, and a quarter more:
+it keeps pace, so no backlog builds, and a backlog (after a restart, say) is caught up
+a little at a time rather than in bursts that the callbacks would wait behind. While
+many have waited for a while, on average (a flood: more come than the process can
+store and handle), it takes on only a few at a time, and the event loop and the database
+writer serve the callbacks first. What it limits is how many it takes on in a while,
+not how many run: handlers that wait on other services all go on waiting together.
+Handling never stops.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # Callbacks waiting at once that mean MOs come in about as fast as they are stored.
 BUSY = 8
-# Callbacks waiting at once that mean they come in faster than they are stored.
-FLOODED = 64
+# Callbacks waiting, on average over about FLOOD_SECONDS, that mean they come in faster
+# than they can be stored and handled: a moment's stall (a slow commit) is no flood,
+# and neither is the dip as a commit answers many at once.
+FLOODED, FLOOD_SECONDS = 16, 0.5
 # How long busy lasts after BUSY callbacks last waited: under a steady flood their
 # count dips below BUSY between commits, and each dip must not let the dispatcher take
 # on a whole backlog at once.
 HOLD_SECONDS = 0.2
 # While busy, the dispatcher takes on in any WINDOW_SECONDS as many MOs or timers as
-# callbacks arrived in it, and BUSY_STARTS more; while flooded, BUSY_STARTS (40 a
-# second).
-BUSY_STARTS, WINDOW_SECONDS = 4, 0.1
+# callbacks arrived in it, a CATCH_UP more for each, and BUSY_STARTS more; while
+# flooded, BUSY_STARTS (40 a second).
+BUSY_STARTS, WINDOW_SECONDS, CATCH_UP = 4, 0.1, 0.25
 
 
 class Intake:
     """Counts the MO callbacks between their arrival and their commit, those that
-    arrived lately, and the MOs and timers the dispatcher took on lately."""
+    arrived lately, how many waited on average lately, and the MOs and timers the
+    dispatcher took on lately."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.waiting = 0
         self._clock = clock
         self._busy_until = float("-inf")
+        self._average = 0.0  # callbacks waiting, a moving average over FLOOD_SECONDS
+        self._changed_at = clock()
         self._arrivals: collections.deque[float] = collections.deque()
         self._starts: collections.deque[float] = collections.deque()
 
     @contextmanager
     def storing(self) -> Iterator[None]:
         """Around storing one MO: counted as waiting until it is stored (or refused)."""
-        self.waiting += 1
         now = self._clock()
         self._forget(now)
         self._arrivals.append(now)
+        self._average_to(now)
+        self.waiting += 1
         self._hold()
         try:
             yield
         finally:
             self._hold()  # busy lasts from the last moment BUSY waited
+            self._average_to(self._clock())
             self.waiting -= 1
+
+    def _average_to(self, now: float) -> float:
+        """The average of callbacks waiting, brought up to `now` (`waiting` as it was
+        since the last change)."""
+        decay = math.exp(-max(0.0, now - self._changed_at) / FLOOD_SECONDS)
+        self._average = self._average * decay + self.waiting * (1 - decay)
+        self._changed_at = now
+        return self._average
 
     def _hold(self) -> None:
         if self.waiting >= BUSY:
@@ -69,7 +86,10 @@ class Intake:
         self._forget(now)
         if self.waiting < BUSY and now >= self._busy_until:
             return None, 0.0
-        allowed = BUSY_STARTS if self.waiting >= FLOODED else BUSY_STARTS + len(self._arrivals)
+        if self._average_to(now) >= FLOODED:
+            allowed = BUSY_STARTS
+        else:
+            allowed = BUSY_STARTS + int(len(self._arrivals) * (1 + CATCH_UP))
         left = allowed - len(self._starts)
         if left > 0:
             return left, 0.0

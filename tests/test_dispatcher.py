@@ -14,7 +14,16 @@ from conftest import eventually, rows, running
 
 from botkit import Bot, Context, Settings, create_app
 from botkit.db import Database, Tx, is_url
-from botkit.intake import BUSY, BUSY_STARTS, FLOODED, HOLD_SECONDS, WINDOW_SECONDS, Intake
+from botkit.intake import (
+    BUSY,
+    BUSY_STARTS,
+    CATCH_UP,
+    FLOOD_SECONDS,
+    FLOODED,
+    HOLD_SECONDS,
+    WINDOW_SECONDS,
+    Intake,
+)
 from botkit.messages import IncomingMO, Message
 from botkit.migrations import migrate
 from botkit.store import Store
@@ -322,7 +331,8 @@ async def test_while_callbacks_wait_to_be_stored_mos_are_taken_on_as_fast_as_the
 def test_callbacks_stay_busy_for_a_moment_after_they_ease():
     """While BUSY callbacks wait, and for HOLD_SECONDS after the last moment they did,
     the dispatcher may take on in each WINDOW_SECONDS as many MOs or timers as callbacks
-    arrived in it and BUSY_STARTS more; while FLOODED wait, BUSY_STARTS."""
+    arrived in it, a CATCH_UP more for each, and BUSY_STARTS more; while FLOODED or
+    more have waited on average for about FLOOD_SECONDS, BUSY_STARTS."""
     now = [100.0]
     intake = Intake(clock=lambda: now[0])
     assert intake.room() == (None, 0.0)
@@ -331,15 +341,24 @@ def test_callbacks_stay_busy_for_a_moment_after_they_ease():
             waiting.enter_context(intake.storing())
         assert intake.room() == (None, 0.0)  # one short of busy
         with intake.storing():
-            assert intake.room() == (BUSY_STARTS + BUSY, 0.0)  # keeping pace with them
+            keeping_pace = BUSY_STARTS + int(BUSY * (1 + CATCH_UP))
+            assert intake.room() == (keeping_pace, 0.0)
             now[0] += 1.0  # BUSY wait a long while: busy all along, none arriving
             assert intake.room() == (BUSY_STARTS, 0.0)
             with contextlib.ExitStack() as flood:
-                for _ in range(FLOODED - BUSY):
+                for _ in range(2 * FLOODED - BUSY):
                     flood.enter_context(intake.storing())
-                assert intake.room() == (BUSY_STARTS, 0.0)  # flooded: a few at a time
-                now[0] += WINDOW_SECONDS
+                # A burst is no flood: they are kept pace with.
+                burst = int((2 * FLOODED - BUSY) * (1 + CATCH_UP))
+                assert intake.room() == (BUSY_STARTS + burst, 0.0)
+                now[0] += FLOOD_SECONDS  # but they keep waiting: a flood
                 assert intake.room() == (BUSY_STARTS, 0.0)
+                with intake.storing():  # what arrives in a flood adds no room
+                    assert intake.room() == (BUSY_STARTS, 0.0)
+            now[0] += FLOOD_SECONDS  # stored: BUSY wait again, the flood is over
+            assert intake.room() == (BUSY_STARTS, 0.0)  # (nothing arrived)
+            with intake.storing():
+                assert intake.room() == (BUSY_STARTS + 1, 0.0)
         now[0] += HOLD_SECONDS / 2  # all stored: fewer than BUSY wait, still busy
         intake.started(BUSY_STARTS)
         assert intake.room() == (0, pytest.approx(HOLD_SECONDS / 2))
