@@ -10,7 +10,8 @@ many have waited for a while, on average (a flood: more come than the process ca
 store and handle), it takes on only a few at a time, and the event loop and the database
 writer serve the callbacks first. What it limits is how many it takes on in a while,
 not how many run: handlers that wait on other services all go on waiting together.
-Handling never stops.
+Handling never stops. Timers share the allowance and come first (dispatcher.py), so
+timers falling due in numbers slow the MOs down.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from contextlib import contextmanager
 # Callbacks waiting at once that mean MOs come in about as fast as they are stored.
 BUSY = 8
 # Callbacks waiting, on average over about FLOOD_SECONDS, that mean they come in faster
-# than they can be stored and handled: a moment's stall (a slow commit) is no flood,
-# and neither is the dip as a commit answers many at once.
+# than they can be stored and handled. The dip as a commit answers many at once barely
+# moves the average, nor does a stall of a tenth of a second at 500 MO/s; a longer one
+# counts as a flood for a while, and the backlog it leaves is caught up (CATCH_UP).
 FLOODED, FLOOD_SECONDS = 16, 0.5
 # How long busy lasts after BUSY callbacks last waited: under a steady flood their
 # count dips below BUSY between commits, and each dip must not let the dispatcher take
