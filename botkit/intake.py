@@ -95,9 +95,10 @@ class Intake:
         left = allowed - len(self._starts)
         if left > 0:
             return left, 0.0
-        # Room comes back as the oldest start leaves the window (an arrival may bring
-        # it sooner: the dispatcher is woken for each MO stored unclaimed).
-        until = self._starts[0] + WINDOW_SECONDS if self._starts else now + WINDOW_SECONDS
+        # No room means BUSY_STARTS or more starts in the window: room comes back as the
+        # oldest leaves it (an arrival may bring it sooner: the dispatcher is woken for
+        # each MO stored unclaimed).
+        until = self._starts[0] + WINDOW_SECONDS
         if self.waiting < BUSY:
             until = min(until, self._busy_until)
         return 0, max(0.001, until - now)
