@@ -28,12 +28,15 @@ from conftest import ROOT, rows
 from postgres import fresh_database
 from servers import Relay, free_port, gateway_env, poll, start, start_simulator, wait_for
 
+from botkit.db import PACE_SLACK
+
 pytestmark = pytest.mark.fault
 
 SOAK = os.environ.get("BOTKIT_SOAK") == "1"
 HANDSETS, ROUNDS = (120, 10) if SOAK else (30, 6)
 PROCESSES, RATE, LEASE = 3, 40, 3
 PASSWORD = "multi-process-Pa55"
+TRANSIT_JITTER = 0.1  # seconds, on a machine busy with other tests
 
 
 def test_three_processes_on_one_database_one_killed_mid_burst(tmp_path, processes, postgres):
@@ -108,7 +111,10 @@ def test_three_processes_on_one_database_one_killed_mid_burst(tmp_path, processe
         f"second {busiest} (BOTKIT_SEND_RATE={RATE})"
     )
     assert overall <= RATE * 1.05
-    assert busiest <= RATE * 1.1  # a slot's start and the request's arrival differ a little
+    # In one second the slots handed out span at most 1 + PACE_SLACK seconds (a late
+    # sender catches up), and a request's way to the gateway (the gateway process, the
+    # simulator's loop) may take up to TRANSIT_JITTER seconds longer than another's.
+    assert busiest <= RATE * (1 + PACE_SLACK + TRANSIT_JITTER)
 
 
 async def kill_holding_claims(database: str, app: subprocess.Popen) -> list[int]:
