@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .batching import Batcher
 from .clock import parse_stamp
 from .db import DatabaseError
 from .departures import Unlogged
@@ -75,6 +76,7 @@ class Sender(Worker):
         self.lease = lease
         self.default_number = default_number  # where the gateway sends MTs naming a class
         self._slots = asyncio.Semaphore(concurrency)
+        self._accepted = Batcher(store.outbox.accepted)  # (message id, gateway id)
         self.departures = departures  # the gateway process's log of requests that left
 
     async def _run(self) -> None:
@@ -230,7 +232,7 @@ class Sender(Worker):
             fields["elapsed_ms"],
             extra={**fields, "gateway_id": gateway_id},
         )
-        return lambda: self.store.outbox.accepted(mt.id, gateway_id)
+        return lambda: self._accepted.add((mt.id, gateway_id))
 
     async def _write(self, mt: Outgoing, write: Callable[[], Awaitable[None]]) -> bool:
         """Record an attempt's outcome, retrying while the database refuses: the gateway

@@ -148,7 +148,7 @@ async def test_senders_of_every_process_claim_each_mt_once(stores):
         while mts := await store.outbox.claim(3, lease=60, default="4433"):
             for mt in mts:
                 taken.append(mt.id)
-                await store.outbox.accepted(mt.id, 10_000 + mt.id)
+                await store.outbox.accepted([(mt.id, 10_000 + mt.id)])
         return taken
 
     claimed = await asyncio.gather(*(drain(store) for store in stores for _ in range(4)))
@@ -165,7 +165,7 @@ async def test_receipts_of_one_mt_recorded_at_once_leave_the_furthest_status(sto
     mts = await stores[0].outbox.claim(20, lease=60, default="4433")
     assert len(mts) == 20
     for mt in mts:
-        await stores[0].outbox.accepted(mt.id, 20_000 + mt.id)
+        await stores[0].outbox.accepted([(mt.id, 20_000 + mt.id)])
     statuses = ("submitted", "sent", "received")
     await asyncio.gather(
         *(
@@ -192,7 +192,7 @@ async def test_a_receipt_recorded_as_its_mt_is_accepted_joins_it(stores):
             job
             for mt in mts
             for job in (
-                stores[0].outbox.accepted(mt.id, 30_000 + mt.id),
+                stores[0].outbox.accepted([(mt.id, 30_000 + mt.id)]),
                 stores[1 + mt.id % 2].deliveries.record(
                     IncomingDLR(gateway_id=30_000 + mt.id, status="rejected")
                 ),
@@ -205,6 +205,42 @@ async def test_a_receipt_recorded_as_its_mt_is_accepted_joins_it(stores):
            WHERE m.direction = 'mt' ORDER BY m.id"""
     )
     assert [tuple(row) for row in rows] == [("rejected", mt.id) for mt in mts]
+
+
+async def test_mts_accepted_together_join_receipts_that_came_before_and_during(stores):
+    # The sender records the MTs the gateway took in batches, while other processes
+    # record receipts for them: some before the batch, some as it commits.
+    for n in range(1, 41):
+        await reply_queued(stores[0], n, f"+614300000{n:02d}")
+    mts = await stores[0].outbox.claim(40, lease=60, default="4433")
+    assert len(mts) == 40
+    for mt in mts[::4]:  # a receipt before the MT is known to be accepted: unmatched
+        outcome = await stores[1].deliveries.record(
+            IncomingDLR(gateway_id=40_000 + mt.id, status="submitted")
+        )
+        assert outcome.message_id is None
+    batches = [mts[i : i + 10] for i in range(0, 40, 10)]
+    await asyncio.gather(
+        *(stores[n % 3].outbox.accepted([(mt.id, 40_000 + mt.id) for mt in batch])
+          for n, batch in enumerate(batches)),
+        *(stores[1 + mt.id % 2].deliveries.record(
+            IncomingDLR(gateway_id=40_000 + mt.id, status="delivered"))
+          for mt in mts[1::2]),
+    )  # fmt: skip
+    rows = await stores[1].db.fetchall(
+        """SELECT m.id, m.status, m.delivery, o.message_id AS queued FROM messages m
+           LEFT JOIN outbox o ON o.message_id = m.id
+           WHERE m.direction = 'mt' ORDER BY m.id"""
+    )
+    expected = {mt.id: "delivered" if n % 2 else "submitted" if n % 4 == 0 else None
+                for n, mt in enumerate(mts)}  # fmt: skip
+    assert {row["id"]: row["delivery"] for row in rows} == expected
+    assert {row["status"] for row in rows} == {"accepted"}
+    assert {row["queued"] for row in rows} == {None}
+    unmatched = await stores[2].db.fetchval(
+        "SELECT count(*) FROM deliveries WHERE message_id IS NULL"
+    )
+    assert unmatched == 0
 
 
 async def test_a_commit_in_one_process_wakes_the_live_views_of_every_process(stores):

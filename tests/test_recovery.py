@@ -130,7 +130,7 @@ async def test_dlr_before_the_send_is_recorded_joins_the_mt(settings):
     # A receipt without our reference arrives before we committed the gateway's answer.
     outcome = await store.deliveries.record(IncomingDLR(gateway_id=4242, status="submitted"))
     assert outcome.message_id is None
-    await store.outbox.accepted(mt_id, 4242)
+    await store.outbox.accepted([(mt_id, 4242)])
     (row,) = await store.db.fetchall("SELECT * FROM messages WHERE id = ?", (mt_id,))
     assert row["delivery"] == "submitted"
     await store.db.close()

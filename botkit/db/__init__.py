@@ -58,13 +58,19 @@ class Tx(abc.ABC):
     skip_locked: str = ""
 
     @abc.abstractmethod
-    async def lock(self, name: str) -> None:
-        """Hold the lock `name` until this transaction ends, across every process: what
-        runs under it runs one at a time, as every write does on SQLite."""
+    async def lock(self, *names: str) -> None:
+        """Hold the locks `names` until this transaction ends, across every process: what
+        runs under one runs one at a time, as every write does on SQLite. Several are
+        taken in one order, whatever the caller's, so that two writes never deadlock."""
 
     @abc.abstractmethod
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """Run a statement once for each of `rows`, in order: on PostgreSQL in one round
+        trip (asyncpg pipelines them), where one `execute` each would take one each."""
 
     @abc.abstractmethod
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...

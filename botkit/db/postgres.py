@@ -111,19 +111,29 @@ def changed(status: str) -> int:
     return int(last) if last.isdigit() and not status.startswith("SELECT") else 0
 
 
+LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
+
+
 class PostgresTx(Tx):
     """Statements on one pooled connection, in the transaction of the write or read."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    async def lock(self, name: str) -> None:
-        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+    async def lock(self, *names: str) -> None:
+        ordered = sorted(set(names))
+        if len(ordered) == 1:
+            await self._conn.execute(LOCK, ordered[0])
+        elif ordered:
+            await self._conn.executemany(LOCK, [(name,) for name in ordered])
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         return changed(await self._conn.execute(translate(sql), *bind(params)))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self._conn.executemany(translate(sql), [bind(row) for row in rows])
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         return await self._conn.fetchrow(translate(sql), *bind(params))

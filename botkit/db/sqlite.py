@@ -58,13 +58,16 @@ class SqliteTx(Tx):
             cursor.fetchall()  # a RETURNING or a PRAGMA's rows: step the statement to its end
         return max(cursor.rowcount, 0)
 
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self._conn.executemany(sql, (tuple(row) for row in rows))
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         return self._conn.execute(sql, tuple(params)).fetchone()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         return self._conn.execute(sql, tuple(params)).fetchall()
 
-    async def lock(self, name: str) -> None:
+    async def lock(self, *names: str) -> None:
         pass  # one write transaction at a time holds the whole file (BEGIN IMMEDIATE)
 
 

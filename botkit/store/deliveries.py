@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..db import Tx
@@ -33,7 +34,7 @@ class Deliveries(Part):
         """
 
         async def write(tx: Tx) -> DeliveryOutcome:
-            await lock_gateway_id(tx, dlr.gateway_id)
+            await lock_gateway_ids(tx, dlr.gateway_id)
             now = self.now()
             mt = await tx.fetchone(
                 """SELECT id, thread_id, handset FROM messages
@@ -75,21 +76,32 @@ class Deliveries(Part):
         return await self.db.write(write)
 
 
-async def lock_gateway_id(tx: Tx, gateway_id: int) -> None:
-    """Take turns with every other write that joins receipts to the MT the gateway gave
-    `gateway_id`: a receipt recorded in one process while another records the MT as
+async def lock_gateway_ids(tx: Tx, *gateway_ids: int) -> None:
+    """Take turns with every other write that joins receipts to the MTs the gateway gave
+    `gateway_ids`: a receipt recorded in one process while another records the MT as
     accepted would otherwise see neither the other's row, and stay unmatched."""
-    await tx.lock(f"gateway id {gateway_id}")
+    await tx.lock(*(f"gateway id {gateway_id}" for gateway_id in gateway_ids))
 
 
-async def adopt(tx: Tx, message_id: int, gateway_id: int, now: str) -> None:
-    """Receipts that came before we knew the MT's id (no reference echoed) join it now.
-    Without any, its status stands as the receipts already its own set it."""
-    if await tx.execute(
-        "UPDATE deliveries SET message_id = ? WHERE gateway_id = ? AND message_id IS NULL",
-        (message_id, gateway_id),
-    ):
-        await refresh(tx, message_id, now)
+async def adopt(tx: Tx, accepted: Sequence[tuple[int, int]], now: str) -> None:
+    """Receipts that came before we knew the MTs' ids (no reference echoed) join them
+    now; `accepted` holds each MT's id and gateway id. Without any, an MT's status
+    stands as the receipts already its own set it. One read for all of them: receipts
+    come first rarely."""
+    marks = ", ".join("?" * len(accepted))
+    early = await tx.fetchall(
+        f"""SELECT DISTINCT gateway_id FROM deliveries
+            WHERE gateway_id IN ({marks}) AND message_id IS NULL""",
+        [gateway_id for _, gateway_id in accepted],
+    )
+    waiting = {row[0] for row in early}
+    for message_id, gateway_id in accepted:
+        if gateway_id in waiting:
+            await tx.execute(
+                "UPDATE deliveries SET message_id = ? WHERE gateway_id = ? AND message_id IS NULL",
+                (message_id, gateway_id),
+            )
+            await refresh(tx, message_id, now)
 
 
 async def refresh(tx: Tx, message_id: int, now: str) -> None:

@@ -7,7 +7,7 @@ with the gateway's text, or `uncertain` when the request may have arrived.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..addresses import OurNumbers
 from ..clock import later, parse_stamp
@@ -170,19 +170,23 @@ class Outbox(Claims):
         """How many MTs wait for the gateway."""
         return await self.db.fetchval("SELECT count(*) FROM outbox")
 
-    async def accepted(self, message_id: int, gateway_id: int) -> None:
-        """The gateway took the MT and gave it `gateway_id`."""
+    async def accepted(self, accepted: Sequence[tuple[int, int]]) -> None:
+        """The gateway took these MTs, each `(message_id, gateway_id)`: the id it gave.
+        Recorded in one transaction: the sender gathers the answers that come while it
+        records the last ones."""
 
         async def write(tx: Tx) -> None:
-            await deliveries.lock_gateway_id(tx, gateway_id)
+            await deliveries.lock_gateway_ids(tx, *(gateway_id for _, gateway_id in accepted))
             now = self.now()
-            await tx.execute(
+            await tx.executemany(
                 """UPDATE messages SET status = 'accepted', gateway_id = ?, error = NULL,
                        updated_at = ? WHERE id = ?""",
-                (gateway_id, now, message_id),
+                [(gateway_id, now, message_id) for message_id, gateway_id in accepted],
             )
-            await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
-            await deliveries.adopt(tx, message_id, gateway_id, now)
+            ids = [message_id for message_id, _ in accepted]
+            marks = ", ".join("?" * len(ids))
+            await tx.execute(f"DELETE FROM outbox WHERE message_id IN ({marks})", ids)
+            await deliveries.adopt(tx, accepted, now)
 
         await self.db.write(write)
 
