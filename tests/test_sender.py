@@ -16,7 +16,7 @@ from conftest import ROOT, eventually, rows, running
 
 from botkit import Bot, Context, Gateway, Simulator, create_app
 from botkit.addresses import OurNumbers
-from botkit.db import PACE_SLACK, Database, DatabaseError, is_url, slots
+from botkit.db import PACE_IDLE, PACE_SLACK, Database, DatabaseError, is_url, slots
 from botkit.messages import IncomingMO, Outgoing, Thread
 from botkit.migrations import migrate
 from botkit.sender import Sender
@@ -373,9 +373,14 @@ def test_send_slots_catch_up_when_late_and_start_afresh_after_idle_time():
     wait, count, following = slots(10.0, 10.015, interval, most=16)
     assert (wait, count) == (0.0, 4) and following == pytest.approx(10.02)
     assert slots(10.0, 10.015, interval, most=2)[1:] == pytest.approx((2, 10.01))
-    # Further behind than PACE_SLACK is idle time: one slot, now, and no burst.
-    late = 10.0 + PACE_SLACK + 0.5
-    assert slots(10.0, late, interval, most=16) == pytest.approx((0.0, 1, late + interval))
+    # Later than PACE_SLACK (a stall): it catches up on PACE_SLACK, the rest is lost.
+    late = 10.0 + PACE_SLACK + 0.05
+    wait, count, following = slots(10.0, late, interval, most=100)
+    assert wait == 0.0 and PACE_SLACK / interval - 1 <= count <= PACE_SLACK / interval + 1
+    assert following == pytest.approx(late - PACE_SLACK + count * interval)
+    # Further behind than PACE_IDLE is idle time: one slot, now, and no burst.
+    idle = 10.0 + PACE_IDLE + 0.5
+    assert slots(10.0, idle, interval, most=16) == pytest.approx((0.0, 1, idle + interval))
 
 
 async def test_send_slots_given_back_are_handed_out_again(database: str):

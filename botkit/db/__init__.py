@@ -205,16 +205,24 @@ class Database(abc.ABC):
 
 
 # How far the send slots may fall behind the clock and still be handed out: a sender
-# that comes late for its slot (a busy event loop, a slow claim) catches up instead of
-# losing the time, so the rate holds. Slots further behind were idle time: the next
-# starts now, with no burst.
+# that comes late for its slot (a busy event loop, a slow claim, every gateway slot
+# taken) catches up on that much instead of losing the time, so the rate holds. Later
+# still, it catches up on PACE_SLACK and loses only the rest. Slots further behind than
+# PACE_IDLE were idle time: the next starts now, with no burst. Either way, the slots
+# handed out within any second span at most 1 + PACE_SLACK seconds.
 PACE_SLACK = 0.1
+PACE_IDLE = 1.0
 
 
 def slots(next_at: float, now: float, interval: float, most: int) -> tuple[float, int, float]:
     """The send slots to hand out at `now`, the next being due at `next_at`: how long to
     wait for the first, how many (up to `most`: those due by then), and the next after."""
-    start = next_at if next_at >= now - PACE_SLACK else now
+    if next_at >= now - PACE_SLACK:
+        start = next_at
+    elif next_at >= now - PACE_IDLE:
+        start = now - PACE_SLACK
+    else:
+        start = now
     count = 1 if start > now else min(most, int((now - start) / interval) + 1)
     return max(0.0, start - now), count, start + count * interval
 
