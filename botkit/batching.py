@@ -1,10 +1,11 @@
 """`Batcher`: items written to the database together, as many as came meanwhile.
 
-The sender records each MT the gateway accepted. One transaction each costs the
-connection a BEGIN, a COMMIT and a round trip per statement (on PostgreSQL), for every
-MT; a batcher writes the first item at once and every item that comes while that write
-commits in the next one. When idle, nothing waits; under load, one transaction takes
-many: group commit, with no timer.
+An MO stored, or an MT the gateway accepted, is a transaction of its own: on
+PostgreSQL a BEGIN, a COMMIT and a round trip per statement, holding a pooled
+connection, for every message. A batcher writes the first item at once and every item
+that comes while that write commits in the next one, in one transaction with a few
+statements for all of them. When idle, nothing waits; under load, one transaction
+takes many: group commit, with no timer.
 """
 
 from __future__ import annotations
@@ -14,42 +15,59 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+# Items in one write at most: the statements carry a row of parameters per item.
+MOST = 64
 
 
-class Batcher(Generic[T]):
-    """`await batcher.add(item)` returns once `write` has committed a batch holding
-    `item`, or raises what that write raised (each caller decides whether to retry)."""
+class Batcher(Generic[T, R]):
+    """`await batcher.add(item)` returns `item`'s result once `write` has committed a
+    batch holding it (`write` returns one result per item, in order), or raises what
+    that write raised. A batch of several that fails is written again one item at a
+    time, so that an item the database refuses fails alone."""
 
-    def __init__(self, write: Callable[[Sequence[T]], Awaitable[None]]) -> None:
+    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]]) -> None:
         self._write = write
-        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def add(self, item: T) -> None:
-        future = asyncio.get_running_loop().create_future()
+    async def add(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())
         # shield: a caller that goes away leaves its item in the batch, written all the
         # same (the others of its batch wait for that write).
-        await asyncio.shield(future)
+        return await asyncio.shield(future)
 
     async def _write_all(self) -> None:
         """Write batches until none waits; then the next `add` starts this again."""
-        batch: list[tuple[T, asyncio.Future[None]]] = []
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
+                batch, self._waiting = self._waiting[:MOST], self._waiting[MOST:]
                 try:
-                    await self._write([item for item, _ in batch])
+                    results = await self._write([item for item, _ in batch])
                 except Exception as exc:
-                    for _, future in batch:
-                        future.set_exception(exc)
-                else:
-                    for _, future in batch:
-                        future.set_result(None)
+                    if len(batch) == 1:
+                        batch[0][1].set_exception(exc)
+                        continue
+                    for single in batch:
+                        await self._write_alone(*single)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    future.set_result(result)
         finally:
             self._writer = None
             # Cancelled (the event loop closing): no caller waits for ever.
             for _, future in batch + self._waiting:
                 future.cancel()
+
+    async def _write_alone(self, item: T, future: asyncio.Future[R]) -> None:
+        try:
+            (result,) = await self._write([item])
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .batching import Batcher
@@ -76,7 +76,7 @@ class Sender(Worker):
         self.lease = lease
         self.default_number = default_number  # where the gateway sends MTs naming a class
         self._slots = asyncio.Semaphore(concurrency)
-        self._accepted = Batcher(store.outbox.accepted)  # (message id, gateway id)
+        self._accepted: Batcher[tuple[int, int], None] = Batcher(self._record_accepted)
         self.departures = departures  # the gateway process's log of requests that left
 
     async def _run(self) -> None:
@@ -233,6 +233,11 @@ class Sender(Worker):
             extra={**fields, "gateway_id": gateway_id},
         )
         return lambda: self._accepted.add((mt.id, gateway_id))
+
+    async def _record_accepted(self, accepted: Sequence[tuple[int, int]]) -> list[None]:
+        """Record MTs the gateway accepted, each `(message id, gateway id)`, together."""
+        await self.store.outbox.accepted(accepted)
+        return [None] * len(accepted)
 
     async def _write(self, mt: Outgoing, write: Callable[[], Awaitable[None]]) -> bool:
         """Record an attempt's outcome, retrying while the database refuses: the gateway

@@ -7,23 +7,25 @@ import asyncio
 import pytest
 from conftest import eventually
 
-from botkit.batching import Batcher
+from botkit.batching import MOST, Batcher
 from botkit.db import DatabaseError
 
 
 class Recorder:
-    """A write that commits when told to, remembering each batch it was given."""
+    """A write that commits when told to, remembering each batch it was given; an item
+    in `refuse` fails any batch that holds it. Each item's result is ten times it."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
         self.commit = asyncio.Event()
-        self.fail: set[int] = set()
+        self.refuse: set[int] = set()
 
     async def write(self, items):
         self.batches.append(list(items))
         await self.commit.wait()
-        if self.fail & set(items):
+        if self.refuse & set(items):
             raise DatabaseError("could not commit")
+        return [item * 10 for item in items]
 
 
 async def test_items_that_come_while_a_write_commits_go_in_the_next_together():
@@ -35,7 +37,7 @@ async def test_items_that_come_while_a_write_commits_go_in_the_next_together():
     # first write learns that it committed.
     others = [asyncio.ensure_future(batcher.add(n)) for n in range(2, 6)]
     recorder.commit.set()
-    await asyncio.gather(first, *others)
+    assert await asyncio.gather(first, *others) == [10, 20, 30, 40, 50]
     assert recorder.batches == [[1], [2, 3, 4, 5]]
 
 
@@ -43,23 +45,37 @@ async def test_an_idle_batcher_writes_the_next_item_at_once():
     recorder = Recorder()
     recorder.commit.set()
     batcher = Batcher(recorder.write)
-    await batcher.add(1)
-    await batcher.add(2)
+    assert await batcher.add(1) == 10
+    assert await batcher.add(2) == 20
     assert recorder.batches == [[1], [2]]
 
 
-async def test_a_failed_write_fails_its_own_batch_only():
+async def test_a_batch_holds_at_most_MOST_items():
     recorder = Recorder()
-    recorder.fail = {1}
+    batcher = Batcher(recorder.write)
+    first = asyncio.ensure_future(batcher.add(0))
+    await eventually(lambda: recorder.batches == [[0]])
+    others = [asyncio.ensure_future(batcher.add(n)) for n in range(1, MOST + 6)]
+    recorder.commit.set()
+    await asyncio.gather(first, *others)
+    assert [len(batch) for batch in recorder.batches] == [1, MOST, 5]
+
+
+async def test_an_item_the_database_refuses_fails_alone():
+    recorder = Recorder()
+    recorder.refuse = {1, 3}
     batcher = Batcher(recorder.write)
     first = asyncio.ensure_future(batcher.add(1))
     await eventually(lambda: recorder.batches == [[1]])
-    later = asyncio.ensure_future(batcher.add(2))
+    later = [asyncio.ensure_future(batcher.add(n)) for n in (2, 3, 4)]
     recorder.commit.set()
     with pytest.raises(DatabaseError):
         await first
-    await later  # its own batch committed
-    assert recorder.batches == [[1], [2]]
+    # The batch that failed was written again one item at a time: only 3 failed.
+    outcomes = await asyncio.gather(*later, return_exceptions=True)
+    assert outcomes[0] == 20 and outcomes[2] == 40
+    assert isinstance(outcomes[1], DatabaseError)
+    assert recorder.batches == [[1], [2, 3, 4], [2], [3], [4]]
 
 
 async def test_a_caller_that_goes_away_leaves_its_item_to_be_written():
@@ -69,5 +85,5 @@ async def test_a_caller_that_goes_away_leaves_its_item_to_be_written():
     await eventually(lambda: recorder.batches == [[1]])
     caller.cancel()
     recorder.commit.set()
-    await batcher.add(2)
+    assert await batcher.add(2) == 20
     assert recorder.batches == [[1], [2]]

@@ -65,6 +65,11 @@ SENDING_POOL_SIZE = 1
 # ended by the server, so that the locks it holds (the claims' above all) hold up no
 # other process for longer. botkit's transactions take milliseconds.
 SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "30s"}
+# Statements each connection keeps prepared (asyncpg's default is 100). A batch's
+# statements have one form per number of rows (up to batching.MOST): with too few
+# kept, they would push each other out, and each would be prepared again, one more
+# round trip.
+STATEMENTS = 1024
 CHANNEL = "botkit_commits"
 # How long closing a connection may wait for the server's goodbye before it is aborted.
 CLOSE_SECONDS = 10.0
@@ -192,6 +197,7 @@ class PostgresDatabase(Database):
                         min_size=least,
                         max_size=most,
                         server_settings=SERVER_SETTINGS,
+                        statement_cache_size=STATEMENTS,
                         reset=_returned,
                         **connect_options(url),
                     )

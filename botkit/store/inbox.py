@@ -6,8 +6,9 @@ import base64
 from collections.abc import Sequence
 
 from ..addresses import OurNumbers
-from ..clock import later, parse_stamp
-from ..db import Row, Tx
+from ..batching import Batcher
+from ..clock import Clock, later, parse_stamp
+from ..db import Database, Row, Tx
 from ..handling import GAVE_UP
 from ..messages import IncomingMO, Message, Reply, Thread, join_flags, split_flags
 from ..sms import measure
@@ -20,13 +21,17 @@ from .outbox import enqueue
 class Inbox(Claims):
     """MOs from their callback to their handler's commit."""
 
+    def __init__(self, db: Database, clock: Clock, owner: str) -> None:
+        super().__init__(db, clock, owner)
+        self._adding: Batcher[IncomingMO, int | None] = Batcher(self._add_all)
+
     async def add(self, mo: IncomingMO) -> int | None:
-        """Store an MO and put it in the inbox; None if its gateway id was already stored."""
+        """Store an MO and put it in the inbox; None if its gateway id was already stored.
+        MOs that come while others are being stored are stored together (Batcher)."""
+        return await self._adding.add(mo)
 
-        async def write(tx: Tx) -> int | None:
-            return await self._insert(tx, mo)
-
-        return await self.db.write(write)
+    async def _add_all(self, mos: Sequence[IncomingMO]) -> list[int | None]:
+        return await self.db.write(lambda tx: self._insert(tx, mos))
 
     async def add_claimed(self, mo: IncomingMO, lease: float) -> tuple[int | None, Message | None]:
         """Store an MO as `add` does and, in the same transaction, claim it for `lease`
@@ -36,7 +41,7 @@ class Inbox(Claims):
         For one process only (SQLite): its dispatcher must not be busy with the handset."""
 
         async def write(tx: Tx) -> tuple[int | None, Row | None]:
-            message_id = await self._insert(tx, mo)
+            (message_id,) = await self._insert(tx, [mo])
             if message_id is None:
                 return None, None
             now = self.now()
@@ -58,40 +63,32 @@ class Inbox(Claims):
         message_id, row = await self.db.write(write)
         return message_id, None if row is None else message_from_row(row)
 
-    async def _insert(self, tx: Tx, mo: IncomingMO) -> int | None:
-        """Insert an MO and its inbox row; None if its gateway id was already stored."""
+    async def _insert(self, tx: Tx, mos: Sequence[IncomingMO]) -> list[int | None]:
+        """Insert MOs and their inbox rows, in one statement each; an MO's id, or None if
+        its gateway id was already stored (or came earlier in `mos`)."""
         # One handset's MOs are numbered in the order they commit, at any process.
-        await tx.lock(f"handset {mo.source}")
+        await tx.lock(*(f"handset {mo.source}" for mo in mos))
         now = self.now()
-        size = measure(mo.content)
-        message_id = await tx.fetchval(
-            """INSERT INTO messages (direction, gateway_id, handset, address, content,
-                   encoding, segments, operator, reply_to, reference, flags, status,
-                   created_at, updated_at)
-               VALUES ('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)
-               ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
-               RETURNING id""",
-            (
-                mo.gateway_id,
-                mo.source,
-                mo.destination,
-                mo.content,
-                "base64" if mo.binary else size.name,
-                1 if mo.binary else size.segments,
-                mo.operator,
-                mo.reply_to,
-                mo.reference,
-                join_flags(mo.flags),
-                now,
-                now,
-            ),
+        stored = await tx.fetchall(
+            f"""INSERT INTO messages (direction, gateway_id, handset, address, content,
+                    encoding, segments, operator, reply_to, reference, flags, status,
+                    created_at, updated_at)
+                VALUES {", ".join([MO_ROW] * len(mos))}
+                ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
+                RETURNING id, gateway_id""",
+            [value for mo in mos for value in _mo_values(mo, now)],
         )
-        if message_id is not None:
+        # Rows are numbered in the order of `mos`; a gateway id twice in them is one row.
+        new = {row["gateway_id"]: row["id"] for row in stored}
+        ids = [new.pop(mo.gateway_id, None) for mo in mos]
+        queued = [(i, mo.source) for i, mo in zip(ids, mos, strict=True) if i is not None]
+        if queued:
+            rows = ", ".join(["(?, ?)"] * len(queued))
             await tx.execute(
-                "INSERT INTO inbox (message_id, handset) VALUES (?, ?)",
-                (message_id, mo.source),
+                f"INSERT INTO inbox (message_id, handset) VALUES {rows}",
+                [value for row in queued for value in row],
             )
-        return message_id
+        return ids
 
     async def claim(self, limit: int, lease: float, exclude: Sequence[str] = ()) -> list[Message]:
         """Claim the oldest unhandled MO of up to `limit` handsets that have none claimed.
@@ -249,4 +246,26 @@ def message_from_row(row: Row) -> Message:
         reference=row["reference"],
         binary=binary,
         flags=split_flags(row["flags"]),
+    )
+
+
+# One MO's row of `Inbox._insert`'s INSERT, and its values.
+MO_ROW = "('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)"
+
+
+def _mo_values(mo: IncomingMO, now: str) -> tuple[object, ...]:
+    size = measure(mo.content)
+    return (
+        mo.gateway_id,
+        mo.source,
+        mo.destination,
+        mo.content,
+        "base64" if mo.binary else size.name,
+        1 if mo.binary else size.segments,
+        mo.operator,
+        mo.reply_to,
+        mo.reference,
+        join_flags(mo.flags),
+        now,
+        now,
     )
