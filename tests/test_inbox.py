@@ -1,6 +1,6 @@
-"""The inbox stores MOs that come together in one transaction (on both backends): each
-is stored once, numbered in the order it came, and a duplicate is told apart even
-within one batch."""
+"""MOs that come together (on PostgreSQL stored in batches, on SQLite in the writer's
+groups): each is stored once, numbered in the order it came, and a repeated gateway id
+is told apart, also within one batch."""
 
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ async def test_mos_that_come_together_are_stored_once_each_in_their_order(databa
     store = Store(db)
     try:
         assert await store.inbox.add(mo(1, "+61400000001", "first")) is not None
-        # Forty MOs at once from four handsets (stored together, as many at a time as
-        # came while the last were being stored): one repeats an id of the burst, one
-        # the id of the MO stored before.
+        # Forty MOs at once from four handsets: one repeats an id of the burst, one the
+        # id of the MO stored before.
         burst = [mo(100 + n, f"+6140000000{n % 4}", f"text {n}") for n in range(40)]
         burst[10] = mo(105, burst[10].source, "a repeat")
         burst[20] = mo(1, burst[20].source, "an old repeat")

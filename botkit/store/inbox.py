@@ -27,8 +27,13 @@ class Inbox(Claims):
 
     async def add(self, mo: IncomingMO) -> int | None:
         """Store an MO and put it in the inbox; None if its gateway id was already stored.
-        MOs that come while others are being stored are stored together (Batcher)."""
-        return await self._adding.add(mo)
+        On PostgreSQL, MOs that come while others are being stored are stored together
+        (Batcher). SQLite's writer already commits queued writes in groups: there, a
+        batcher would only make each MO wait for the batch before its own."""
+        if self.db.shared:
+            return await self._adding.add(mo)
+        (message_id,) = await self._add_all([mo])
+        return message_id
 
     async def _add_all(self, mos: Sequence[IncomingMO]) -> list[int | None]:
         return await self.db.write(lambda tx: self._insert(tx, mos))
