@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 REFERENCE = re.compile(r"t([0-9]{1,18})\.m([0-9]{1,18})")
 
 
-def make_reference(thread_id: int, message_id: int) -> str:
-    """The reference for MT `message_id` of thread `thread_id` (well within 50 characters)."""
-    return f"t{thread_id}.m{message_id}"
+def reference_prefix(thread_id: int) -> str:
+    """What the reference of an MT of thread `thread_id` starts with; the MT's id follows
+    (the INSERT that numbers it writes it, store/outbox.py): well within 50 characters."""
+    return f"t{thread_id}.m"
 
 
 def parse_reference(reference: str | None) -> tuple[int, int] | None:

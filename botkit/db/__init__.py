@@ -57,6 +57,13 @@ class Tx(abc.ABC):
     #: process is claiming are passed over, not waited for.
     skip_locked: str = ""
 
+    def next_id(self, table: str) -> str:
+        """An expression for the id `table`'s next new row gets, so that one INSERT can
+        write the id into another of the row's columns. SQLite numbers a row one more
+        than the highest (its writes take turns); PostgreSQL takes it from the identity
+        column's sequence (postgres.py)."""
+        return f"(SELECT coalesce(max(id), 0) + 1 FROM {table})"
+
     @abc.abstractmethod
     async def lock(self, *names: str) -> None:
         """Hold the locks `names` until this transaction ends, across every process: what

@@ -124,6 +124,9 @@ class PostgresTx(Tx):
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
+    def next_id(self, table: str) -> str:
+        return f"nextval(pg_get_serial_sequence('{table}', 'id'))"
+
     async def lock(self, *names: str) -> None:
         ordered = sorted(set(names))
         if len(ordered) == 1:

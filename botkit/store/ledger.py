@@ -13,31 +13,25 @@ async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...])
     """True if `handset` opted out of any of `addresses`, or of all of them (STOPALL)
     and not back in to the first of them since. One statement: every MT asks, in the
     transaction that queues it (on PostgreSQL, a round trip each)."""
+    condition, params = suppressed(handset, addresses)
+    return bool(await tx.fetchval(f"SELECT {condition}", params))
+
+
+def suppressed(handset: str, addresses: tuple[str | None, ...]) -> tuple[str, list[object]]:
+    """`is_suppressed` as an SQL condition and its parameters, for a statement that
+    decides by it (the INSERT of an MT: stored refused, or queued)."""
     wanted = [canonical_address(a) for a in addresses if a]
-    out_of_one = "FALSE"
-    if wanted:
-        marks = ",".join("?" * len(wanted))
-        out_of_one = (
-            f"EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}))"
-        )
-    row = await tx.fetchone(
-        f"""SELECT {out_of_one},
-                   EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address = ?),
-                   EXISTS (SELECT 1 FROM suppression_exceptions
-                           WHERE handset = ? AND address = ?)""",
-        (
-            *((handset, *wanted) if wanted else ()),
-            handset,
-            EVERYWHERE,
-            handset,
-            wanted[0] if wanted else None,
-        ),
+    out_of_all = "EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address = ?)"
+    if not wanted:
+        return out_of_all, [handset, EVERYWHERE]
+    marks = ",".join("?" * len(wanted))
+    return (
+        f"""(EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}))
+             OR ({out_of_all}
+                 AND NOT EXISTS (SELECT 1 FROM suppression_exceptions
+                                 WHERE handset = ? AND address = ?)))""",
+        [handset, *wanted, handset, EVERYWHERE, handset, wanted[0]],
     )
-    assert row is not None
-    out_of_one_of_them, out_of_all, back_in = row
-    if out_of_one_of_them:
-        return True
-    return bool(out_of_all) and (not wanted or not back_in)
 
 
 async def write_ledger(tx: Tx, change: ConsentChange, now: str) -> None:

@@ -14,10 +14,10 @@ from ..clock import later, parse_stamp
 from ..db import Row, Tx
 from ..gateway import parse_rfc3339
 from ..messages import Outgoing, Reply, Thread
-from ..threads import make_reference
+from ..threads import reference_prefix
 from . import deliveries
 from .base import Claims
-from .ledger import is_suppressed
+from .ledger import is_suppressed, suppressed
 
 # An outbox row `o` that no earlier MT to the same handset is waiting ahead of: one being
 # retried (it must go first, to keep the order), or one due no later than `o`. An MT held
@@ -48,13 +48,23 @@ async def enqueue(
     """
     assert thread.id is not None
     origin = numbers.origin(thread.address, mask=reply.mask)
-    refused = not reply.exempt and await is_suppressed(tx, thread.handset, (origin.address,))
-    message_id = await tx.fetchval(
-        """INSERT INTO messages (direction, thread_id, handset, address, content, encoding,
-               segments, message_class, source, mask, template, exempt, status, error,
-               expires, sent_by, created_at, updated_at)
-           VALUES ('mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+    # One statement numbers it, writes its reference (which holds the id), and decides
+    # by the handset's consent whether it is queued or refused.
+    if reply.exempt:
+        refusing, consent = "FALSE", []
+    else:
+        refusing, consent = suppressed(thread.handset, (origin.address,))
+    row = await tx.fetchone(
+        f"""INSERT INTO messages (id, reference, direction, thread_id, handset, address,
+                content, encoding, segments, message_class, source, mask, template, exempt,
+                status, error, expires, sent_by, created_at, updated_at)
+            SELECT n.id, ? || n.id, 'mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                   CASE WHEN n.refused THEN 'refused' ELSE 'queued' END,
+                   CASE WHEN n.refused THEN ? END, ?, ?, ?, ?
+            FROM (SELECT {tx.next_id("messages")} AS id, {refusing} AS refused) AS n
+            RETURNING id, status""",
         (
+            reference_prefix(thread.id),
             thread.id,
             thread.handset,
             origin.address,
@@ -66,19 +76,17 @@ async def enqueue(
             origin.mask,
             reply.template,
             int(reply.exempt),
-            "refused" if refused else "queued",
-            REFUSED if refused else None,
+            REFUSED,
             reply.expires,
             sent_by,
             now,
             now,
+            *consent,
         ),
     )
-    await tx.execute(
-        "UPDATE messages SET reference = ? WHERE id = ?",
-        (make_reference(thread.id, message_id), message_id),
-    )
-    if refused:
+    assert row is not None  # an INSERT of one row returns it
+    message_id = row["id"]
+    if row["status"] == "refused":
         return message_id
     await tx.execute(
         """INSERT INTO outbox (message_id, handset, state, next_attempt_at)
