@@ -28,7 +28,11 @@ from .streams import Backend
 # to 32): keeping only 20 closed the rest after each burst and opened them again for the
 # next, a connection (with TLS, a handshake) for one MT in three at 500 MT/s.
 MAX_CONNECTIONS = 100
-KEEPALIVE_EXPIRY = 5.0
+# Shorter than the 5 s servers commonly keep an idle connection (uvicorn's, the
+# simulator's, nginx's default is longer): a server that closes a connection as a request
+# goes out on it fails that request with no answer, and an MT sent so is uncertain, never
+# resent. Closing first, the client never reuses one the server is about to close.
+KEEPALIVE_EXPIRY = 4.0
 
 # httpcore's errors as the httpx ones they stand for: httpx's table
 # (httpx/_transports/default.py), the most specific first.
