@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..db import Tx
 from ..messages import IncomingDLR, delivery_rank, join_flags
 from ..threads import echoed_reference
-from .base import Part
+from .base import Part, marks
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,9 @@ async def adopt(tx: Tx, accepted: Sequence[tuple[int, int]], now: str) -> None:
     now; `accepted` holds each MT's id and gateway id. Without any, an MT's status
     stands as the receipts already its own set it. One read for all of them: receipts
     come first rarely."""
-    marks = ", ".join("?" * len(accepted))
     early = await tx.fetchall(
         f"""SELECT DISTINCT gateway_id FROM deliveries
-            WHERE gateway_id IN ({marks}) AND message_id IS NULL""",
+            WHERE gateway_id IN ({marks(accepted)}) AND message_id IS NULL""",
         [gateway_id for _, gateway_id in accepted],
     )
     waiting = {row[0] for row in early}

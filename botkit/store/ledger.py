@@ -7,6 +7,7 @@ from ..addresses import EVERYWHERE, canonical_address
 from ..clock import stamp
 from ..db import Tx
 from ..messages import ConsentChange
+from .base import marks
 
 
 async def is_suppressed(tx: Tx, handset: str, addresses: tuple[str | None, ...]) -> bool:
@@ -24,9 +25,8 @@ def suppressed(handset: str, addresses: tuple[str | None, ...]) -> tuple[str, li
     out_of_all = "EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address = ?)"
     if not wanted:
         return out_of_all, [handset, EVERYWHERE]
-    marks = ",".join("?" * len(wanted))
     return (
-        f"""(EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks}))
+        f"""(EXISTS (SELECT 1 FROM suppressions WHERE handset = ? AND address IN ({marks(wanted)}))
              OR ({out_of_all}
                  AND NOT EXISTS (SELECT 1 FROM suppression_exceptions
                                  WHERE handset = ? AND address = ?)))""",

@@ -16,7 +16,7 @@ from ..gateway import parse_rfc3339
 from ..messages import Outgoing, Reply, Thread
 from ..threads import reference_prefix
 from . import deliveries
-from .base import Claims
+from .base import Claims, marks
 from .ledger import is_suppressed, suppressed
 
 # An outbox row `o` that no earlier MT to the same handset is waiting ahead of: one being
@@ -132,9 +132,9 @@ class Outbox(Claims):
                 rows = await _settle_unsendable(tx, ids, now, default)
                 if rows:
                     break  # else all were refused: the next due ones may go
-            marks = ", ".join("?" * len(rows))
             await tx.execute(
-                f"UPDATE messages SET status = 'sending', updated_at = ? WHERE id IN ({marks})",
+                "UPDATE messages SET status = 'sending', updated_at = ? "
+                f"WHERE id IN ({marks(rows)})",
                 (now, *(row["id"] for row in rows)),
             )
             return rows
@@ -192,8 +192,7 @@ class Outbox(Claims):
                 [(gateway_id, now, message_id) for message_id, gateway_id in accepted],
             )
             ids = [message_id for message_id, _ in accepted]
-            marks = ", ".join("?" * len(ids))
-            await tx.execute(f"DELETE FROM outbox WHERE message_id IN ({marks})", ids)
+            await tx.execute(f"DELETE FROM outbox WHERE message_id IN ({marks(ids)})", ids)
             await deliveries.adopt(tx, accepted, now)
 
         await self.db.write(write)
@@ -312,12 +311,11 @@ async def _settle_unsendable(tx: Tx, ids: list[int], now: str, default: str) -> 
     waited (failed). Opt-outs are rare: only an MT whose handset has any suppression at
     all is checked exactly, so a claim costs the same few statements however many it
     takes."""
-    marks = ", ".join("?" * len(ids))
     rows = await tx.fetchall(
         f"""SELECT m.*, o.attempts, EXISTS (
                SELECT 1 FROM suppressions s WHERE s.handset = m.handset) AS suppressed
            FROM messages m JOIN outbox o ON o.message_id = m.id
-           WHERE m.id IN ({marks}) ORDER BY m.id""",
+           WHERE m.id IN ({marks(ids)}) ORDER BY m.id""",
         ids,
     )
     sendable = []
