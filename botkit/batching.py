@@ -25,41 +25,55 @@ class Batcher(Generic[T, R]):
     """`await batcher.add(item)` returns `item`'s result once `write` has committed a
     batch holding it (`write` returns one result per item, in order), or raises what
     that write raised. A batch of several that fails is written again one item at a
-    time, so that an item the database refuses fails alone."""
+    time, so that an item the database refuses fails alone.
 
-    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]]) -> None:
+    Up to `writers` batches are written at once (on connections of their own): items
+    whose order matters among themselves need one."""
+
+    def __init__(
+        self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], writers: int = 1
+    ) -> None:
         self._write = write
+        self._most_writers = writers
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def add(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
+        if len(self._writers) < self._most_writers:
+            # The new writer takes its first batch now: one started just before it, not
+            # yet running, must not take this item too.
+            writer = asyncio.create_task(self._write_all(self._take()))
+            self._writers.add(writer)
         # shield: a caller that goes away leaves its item in the batch, written all the
         # same (the others of its batch wait for that write).
         return await asyncio.shield(future)
 
-    async def _write_all(self) -> None:
-        """Write batches until none waits; then the next `add` starts this again."""
-        batch: list[tuple[T, asyncio.Future[R]]] = []
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch, self._waiting = self._waiting[:MOST], self._waiting[MOST:]
+        return batch
+
+    async def _write_all(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        """Write `batch`, then those that came meanwhile, until none waits; then the next
+        `add` starts a writer again."""
         try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[:MOST], self._waiting[MOST:]
+            while batch:
                 try:
                     results = await self._write([item for item, _ in batch])
                 except Exception as exc:
                     if len(batch) == 1:
                         batch[0][1].set_exception(exc)
-                        continue
-                    for single in batch:
-                        await self._write_alone(*single)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    future.set_result(result)
+                    else:
+                        for single in batch:
+                            await self._write_alone(*single)
+                else:
+                    for (_, future), result in zip(batch, results, strict=True):
+                        future.set_result(result)
+                batch = self._take()
         finally:
-            self._writer = None
+            # Now, not in a done callback: an `add` in between would find no writer.
+            self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
             # Cancelled (the event loop closing): no caller waits for ever.
             for _, future in batch + self._waiting:
                 future.cancel()

@@ -87,3 +87,25 @@ async def test_a_caller_that_goes_away_leaves_its_item_to_be_written():
     recorder.commit.set()
     assert await batcher.add(2) == 20
     assert recorder.batches == [[1], [2]]
+
+
+async def test_several_writers_write_batches_at_once():
+    recorder = Recorder()
+    batcher = Batcher(recorder.write, writers=2)
+    first = asyncio.ensure_future(batcher.add(1))
+    second = asyncio.ensure_future(batcher.add(2))
+    # Both written at once, each alone: neither waits for the other's commit.
+    await eventually(lambda: recorder.batches == [[1], [2]])
+    others = [asyncio.ensure_future(batcher.add(n)) for n in range(3, 6)]
+    recorder.commit.set()
+    assert await asyncio.gather(first, second, *others) == [10, 20, 30, 40, 50]
+    assert sorted(item for batch in recorder.batches[2:] for item in batch) == [3, 4, 5]
+
+
+async def test_an_item_added_as_the_last_writer_finishes_is_written():
+    recorder = Recorder()
+    recorder.commit.set()
+    batcher = Batcher(recorder.write, writers=1)
+    for n in range(1, 20):
+        # Each add comes while the writer of the one before ends: none is left behind.
+        assert await asyncio.wait_for(batcher.add(n), timeout=10) == n * 10

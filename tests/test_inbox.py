@@ -1,6 +1,7 @@
 """MOs that come together (on PostgreSQL stored in batches, on SQLite in the writer's
 groups): each is stored once, numbered in the order it came, and a repeated gateway id
-is told apart, also within one batch."""
+is told apart, also within one batch. Handled together, each commits its own effects,
+and one whose claim was lost fails alone."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import asyncio
 import pytest
 from conftest import rows
 
+from botkit.addresses import OurNumbers
 from botkit.db import Database
-from botkit.messages import IncomingMO
+from botkit.messages import IncomingMO, Reply, Thread
 from botkit.migrations import migrate
 from botkit.store import Store
+from botkit.store.base import ClaimLost
+from botkit.store.effects import Effects
 
 pytestmark = pytest.mark.backends
 
@@ -46,3 +50,51 @@ async def test_mos_that_come_together_are_stored_once_each_in_their_order(databa
     assert "a repeat" not in {r["content"] for r in stored}
     waiting = rows(database, "SELECT message_id FROM inbox ORDER BY message_id")
     assert [r["message_id"] for r in waiting] == [stored[0]["id"], *new]
+
+
+async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone(database):
+    db = await Database.open(database)
+    await migrate(db)
+    store = Store(db)
+    numbers = OurNumbers(["4433"], message_class="c")
+    reply = Reply(content="thanks", template=None, encoding="GSM-7", segments=1)
+    try:
+        for n in range(8):
+            await store.inbox.add(mo(200 + n, f"+6140000010{n}", f"text {n}"))
+        claimed = await store.inbox.claim(8, lease=60)
+        assert len(claimed) == 8
+        # Another process took one claim over after its lease ran out.
+        taken = claimed[3]
+        await db.write(
+            lambda tx: tx.execute(
+                "UPDATE inbox SET claimed_by = 'elsewhere' WHERE message_id = ?", (taken.id,)
+            )
+        )
+        handled = [
+            (message, Effects(Thread(bot="b", handset=message.source, address="4433"),
+                              [reply], numbers=numbers))
+            for message in claimed
+        ]  # fmt: skip
+        outcomes = await asyncio.gather(
+            *(store.inbox.finish(message, effects) for message, effects in handled),
+            return_exceptions=True,
+        )
+    finally:
+        await db.close()
+
+    assert isinstance(outcomes[3], ClaimLost)
+    assert all(isinstance(ids, list) and len(ids) == 1 for i, ids in enumerate(outcomes) if i != 3)
+    assert handled[3][1].thread.id is None  # not committed
+    assert all(effects.thread.id is not None for i, (_, effects) in enumerate(handled) if i != 3)
+    status = {r["id"]: r["status"] for r in rows(database, "SELECT id, status FROM messages")}
+    assert [status[message.id] for message in claimed] == [
+        *["handled"] * 3,
+        "received",
+        *["handled"] * 4,
+    ]
+    queued = rows(database, "SELECT m.handset FROM messages m JOIN outbox o ON o.message_id = m.id")
+    assert sorted(r["handset"] for r in queued) == sorted(
+        message.source for i, message in enumerate(claimed) if i != 3
+    )
+    left = rows(database, "SELECT message_id, claimed_by FROM inbox")
+    assert [(r["message_id"], r["claimed_by"]) for r in left] == [(taken.id, "elsewhere")]

@@ -17,6 +17,11 @@ from .base import CLAIMS, Claims, lost, marks, take_leases
 from .effects import Effects, commit
 from .outbox import enqueue
 
+# Batches of handled MOs committed at once: each handset has one MO handled at a time,
+# so their order does not matter, and one batch's statements take turns on one
+# connection, while the pool has several.
+FINISHING = 3
+
 
 class Inbox(Claims):
     """MOs from their callback to their handler's commit."""
@@ -24,6 +29,9 @@ class Inbox(Claims):
     def __init__(self, db: Database, clock: Clock, owner: str) -> None:
         super().__init__(db, clock, owner)
         self._adding: Batcher[IncomingMO, int | None] = Batcher(self._add_all)
+        self._finishing: Batcher[tuple[Message, Effects], tuple[int | None, list[int]]] = Batcher(
+            self._finish_all, writers=FINISHING
+        )
 
     async def add(self, mo: IncomingMO) -> int | None:
         """Store an MO and put it in the inbox; None if its gateway id was already stored.
@@ -158,23 +166,34 @@ class Inbox(Claims):
 
     async def finish(self, message: Message, effects: Effects) -> list[int]:
         """Commit a handled MO in one transaction: its handler's `effects`, and the MO
-        marked handled. Returns the ids of the MTs."""
-
-        async def write(tx: Tx) -> tuple[int | None, list[int]]:
-            await self._release(tx, message.id)
-            now = self.now()
-            thread_id, mt_ids = await commit(tx, effects, now)
-            await tx.execute(
-                """UPDATE messages SET status = 'handled', thread_id = ?, updated_at = ?
-                   WHERE id = ?""",
-                (thread_id, now, message.id),
-            )
-            return thread_id, mt_ids
-
-        thread_id, mt_ids = await self.db.write(write)
+        marked handled. Returns the ids of the MTs. On PostgreSQL, MOs handled while
+        others commit are committed together (Batcher), as `add` stores them."""
+        if self.db.shared:
+            thread_id, mt_ids = await self._finishing.add((message, effects))
+        else:
+            ((thread_id, mt_ids),) = await self._finish_all([(message, effects)])
         if effects.thread is not None:
             effects.thread.id = thread_id  # committed: a new thread has its id now
         return mt_ids
+
+    async def _finish_all(
+        self, handled: Sequence[tuple[Message, Effects]]
+    ) -> list[tuple[int | None, list[int]]]:
+        async def write(tx: Tx) -> list[tuple[int | None, list[int]]]:
+            await self._release(tx, [message.id for message, _ in handled])
+            now = self.now()
+            done = [await commit(tx, effects, now) for _, effects in handled]
+            await tx.executemany(
+                """UPDATE messages SET status = 'handled', thread_id = ?, updated_at = ?
+                   WHERE id = ?""",
+                [
+                    (thread_id, now, message.id)
+                    for (message, _), (thread_id, _) in zip(handled, done, strict=True)
+                ],
+            )
+            return done
+
+        return await self.db.write(write)
 
     async def fail(
         self,
@@ -190,7 +209,7 @@ class Inbox(Claims):
         operator has it). Returns the ids of the MTs."""
 
         async def write(tx: Tx) -> list[int]:
-            await self._release(tx, message.id)
+            await self._release(tx, [message.id])
             now = self.now()
             where = thread if thread is not None and thread.id is not None else None
             mt_ids = []
@@ -209,15 +228,19 @@ class Inbox(Claims):
 
         return await self.db.write(write)
 
-    async def _release(self, tx: Tx, message_id: int) -> None:
-        """Take the MO out of the inbox, first thing in the transaction that commits its
-        handling: ClaimLost if this process no longer holds its claim. (The row stays
-        locked until the commit: a process taking the claim over waits, then finds it
-        gone.)"""
-        if not await tx.execute(
-            "DELETE FROM inbox WHERE message_id = ? AND claimed_by = ?", (message_id, self.owner)
-        ):
-            raise lost("inbox", message_id)
+    async def _release(self, tx: Tx, message_ids: Sequence[int]) -> None:
+        """Take MOs out of the inbox, first thing in the transaction that commits their
+        handling: ClaimLost if this process no longer holds the claim of one. (The rows
+        stay locked until the commit: a process taking a claim over waits, then finds
+        it gone.)"""
+        released = await tx.fetchall(
+            f"""DELETE FROM inbox WHERE message_id IN ({marks(message_ids)}) AND claimed_by = ?
+                RETURNING message_id""",
+            (*message_ids, self.owner),
+        )
+        if len(released) < len(message_ids):
+            gone = set(message_ids).difference(row[0] for row in released)
+            raise lost("inbox", min(gone))
 
     async def release_all(self) -> int:
         """Free every claim (at start-up, on a database no other process uses)."""
