@@ -56,6 +56,9 @@ class Tx(abc.ABC):
     #: Appended to a SELECT that picks rows to claim: on PostgreSQL, rows another
     #: process is claiming are passed over, not waited for.
     skip_locked: str = ""
+    #: Whether a statement's WITH may insert, update or delete (PostgreSQL's may), so
+    #: that one statement, one round trip, writes two tables.
+    writing_with: bool = False
 
     def next_id(self, table: str) -> str:
         """An expression for the id `table`'s next new row gets, so that one INSERT can

@@ -123,6 +123,7 @@ class PostgresTx(Tx):
     """Statements on one pooled connection, in the transaction of the write or read."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    writing_with = True
 
     def next_id(self, table: str) -> str:
         return f"nextval(pg_get_serial_sequence('{table}', 'id'))"

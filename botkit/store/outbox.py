@@ -54,46 +54,55 @@ async def enqueue(
         refusing, consent = "FALSE", []
     else:
         refusing, consent = suppressed(thread.handset, (origin.address,))
-    row = await tx.fetchone(
-        f"""INSERT INTO messages (id, reference, direction, thread_id, handset, address,
-                content, encoding, segments, message_class, source, mask, template, exempt,
-                status, error, expires, sent_by, created_at, updated_at)
-            SELECT n.id, ? || n.id, 'mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                   CASE WHEN n.refused THEN 'refused' ELSE 'queued' END,
-                   CASE WHEN n.refused THEN ? END, ?, ?, ?, ?
-            FROM (SELECT {tx.next_id("messages")} AS id, {refusing} AS refused) AS n
-            RETURNING id, status""",
-        (
-            reference_prefix(thread.id),
-            thread.id,
-            thread.handset,
-            origin.address,
-            reply.content,
-            reply.encoding,
-            reply.segments,
-            origin.message_class,
-            origin.source,
-            origin.mask,
-            reply.template,
-            int(reply.exempt),
-            REFUSED,
-            reply.expires,
-            sent_by,
-            now,
-            now,
-            *consent,
-        ),
+    insert = f"""INSERT INTO messages (id, reference, direction, thread_id, handset, address,
+            content, encoding, segments, message_class, source, mask, template, exempt,
+            status, error, expires, sent_by, created_at, updated_at)
+        SELECT n.id, ? || n.id, 'mt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+               CASE WHEN n.refused THEN 'refused' ELSE 'queued' END,
+               CASE WHEN n.refused THEN ? END, ?, ?, ?, ?
+        FROM (SELECT {tx.next_id("messages")} AS id, {refusing} AS refused) AS n
+        RETURNING id, status"""
+    values = (
+        reference_prefix(thread.id),
+        thread.id,
+        thread.handset,
+        origin.address,
+        reply.content,
+        reply.encoding,
+        reply.segments,
+        origin.message_class,
+        origin.source,
+        origin.mask,
+        reply.template,
+        int(reply.exempt),
+        REFUSED,
+        reply.expires,
+        sent_by,
+        now,
+        now,
+        *consent,
     )
+    queue = (thread.handset, max(now, not_before or now))
+    if tx.writing_with:
+        # The outbox row in the same statement: one round trip, not two.
+        row = await tx.fetchone(
+            f"""WITH mt AS ({insert}),
+                     queued AS (INSERT INTO outbox (message_id, handset, state, next_attempt_at)
+                                SELECT id, ?, 'queued', ? FROM mt WHERE status = 'queued')
+                SELECT id FROM mt""",
+            (*values, *queue),
+        )
+        assert row is not None  # an INSERT of one row returns it
+        return row["id"]
+    row = await tx.fetchone(insert, values)
     assert row is not None  # an INSERT of one row returns it
-    message_id = row["id"]
-    if row["status"] == "refused":
-        return message_id
-    await tx.execute(
-        """INSERT INTO outbox (message_id, handset, state, next_attempt_at)
-           VALUES (?, ?, 'queued', ?)""",
-        (message_id, thread.handset, max(now, not_before or now)),
-    )
-    return message_id
+    if row["status"] == "queued":
+        await tx.execute(
+            """INSERT INTO outbox (message_id, handset, state, next_attempt_at)
+               VALUES (?, ?, 'queued', ?)""",
+            (row["id"], *queue),
+        )
+    return row["id"]
 
 
 class Outbox(Claims):
