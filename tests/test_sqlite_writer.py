@@ -115,6 +115,33 @@ def holding(value: str) -> tuple[Callable[[Tx], Awaitable[None]], threading.Even
     return write, entered, release
 
 
+async def test_an_urgent_write_commits_in_a_batch_of_its_own_before_those_queued(tmp_path):
+    first, first_entered, release_first = holding("first")
+    slow, slow_entered, release_slow = holding("slow")
+    db = await table(tmp_path)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            under_way = asyncio.ensure_future(db.write(first))
+            await eventually(first_entered.is_set)
+            queued = [asyncio.ensure_future(db.write(w)) for w in (slow, insert("queued"))]
+            urgent = asyncio.ensure_future(db.write(insert("urgent"), urgent=True))
+            await eventually(lambda: len(db._queued) == 2 and len(db._urgent) == 1)
+            release_first.set()
+            # The callback's write commits alone: the batch queued before it is held up
+            # in its first write, and in one batch it would have waited for it.
+            assert await urgent == 1
+            await eventually(slow_entered.is_set)  # the next batch is under way
+            assert not queued[0].done() and not queued[1].done()
+            release_slow.set()
+            await asyncio.gather(under_way, *queued)
+        values = [row[0] for row in await db.fetchall("SELECT v FROM t ORDER BY id")]
+        assert values == ["first", "urgent", "slow", "queued"]
+    finally:
+        release_first.set()
+        release_slow.set()
+        await db.close()
+
+
 async def test_every_queued_write_is_answered_when_the_writer_task_stops(tmp_path):
     stuck, entered, release = holding("stuck")
     db = await table(tmp_path)
@@ -123,7 +150,7 @@ async def test_every_queued_write_is_answered_when_the_writer_task_stops(tmp_pat
         async with asyncio.timeout(DEADLINE):
             await eventually(entered.is_set)
             second = asyncio.ensure_future(db.write(insert("queued")))
-            await eventually(lambda: db._queue.qsize() == 1)  # queued behind the stuck batch
+            await eventually(lambda: len(db._queued) == 1)  # queued behind the stuck batch
             db._task.cancel()  # whatever stops the writer: here, a cancel
             answers = await asyncio.gather(first, second, return_exceptions=True)
         assert all(isinstance(answer, DatabaseError) for answer in answers)

@@ -144,7 +144,7 @@ class Database(abc.ABC):
         return f"<{type(self).__name__} {redact(self.url)}>"
 
     @abc.abstractmethod
-    async def write(self, fn: WriteFn[T], *, sending: bool = False) -> T:
+    async def write(self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False) -> T:
         """Run `fn` in a write transaction; return its result once it is committed.
 
         A failure of the database itself is raised as DatabaseError: nothing of `fn` was
@@ -153,7 +153,9 @@ class Database(abc.ABC):
         a deadlock on PostgreSQL): it changes nothing outside the transaction.
         `sending`: a write of the sender's between its send slots (a claim), which its
         rate waits for; on PostgreSQL it runs on the sender's own connection, never
-        queued behind other writes for one.
+        queued behind other writes for one. `urgent`: a write a caller waits on with a
+        request open (a callback's MO); on SQLite it goes ahead of those queued before
+        it, in a batch of its own.
         """
 
     @abc.abstractmethod

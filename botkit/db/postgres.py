@@ -262,7 +262,7 @@ class PostgresDatabase(Database):
             self.commits.bump()  # what others committed meanwhile went unheard
             return
 
-    async def write(self, fn: WriteFn[T], *, sending: bool = False) -> T:
+    async def write(self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False) -> T:
         if self._closing:
             raise DatabaseError("the database is closed")
         task = asyncio.ensure_future(self._write(fn, self._sending if sending else self._pool))

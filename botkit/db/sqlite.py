@@ -24,6 +24,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -43,6 +44,8 @@ PRAGMAS = (
 )
 # One write's outcome: its result, or the exception its caller gets.
 Outcome = tuple[Any, Exception | None]
+# A queued write, and the future its caller waits on.
+Write = tuple[WriteFn[Any], "asyncio.Future[Any]"]
 
 
 class SqliteTx(Tx):
@@ -170,9 +173,9 @@ class SqliteDatabase(Database):
         self._pending = Pending()  # the search index's, on the writer's thread
         self._next_slot = 0.0
         self._closing = False
-        self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]] | None] = (
-            asyncio.Queue()
-        )
+        self._queued: deque[Write] = deque()
+        self._urgent: deque[Write] = deque()  # writes a callback waits on
+        self._more = asyncio.Event()  # something was queued (or close asked)
         self._task = asyncio.create_task(self._write_loop(), name="botkit-db-writer")
 
     @classmethod
@@ -185,12 +188,14 @@ class SqliteDatabase(Database):
             raise
         return cls(path, writer, reader)
 
-    async def write(self, fn: WriteFn[T], *, sending: bool = False) -> T:
-        # One writer: the sender's claims take their turn with the rest (one hop a batch).
+    async def write(self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False) -> T:
+        # One writer: the sender's claims take their turn with the rest (one hop a batch);
+        # urgent writes go first, in a batch of their own (_write_loop).
         if self._closing or self._task.done():
             raise DatabaseError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((fn, future))
+        (self._urgent if urgent else self._queued).append((fn, future))
+        self._more.set()
         # shield: a caller that goes away (a client hanging up) must not undo a queued write.
         return await asyncio.shield(future)
 
@@ -237,7 +242,7 @@ class SqliteDatabase(Database):
         self._closing = True
         try:
             if not self._task.done():
-                self._queue.put_nowait(None)
+                self._more.set()
                 # shield: a close that is cancelled (a stop interrupted) must not cut short
                 # the batch under way, whose callers would then wait for ever.
                 await asyncio.shield(self._task)
@@ -248,42 +253,41 @@ class SqliteDatabase(Database):
         await asyncio.gather(*closed)
 
     async def _write_loop(self) -> None:
-        batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
+        """Commit the queued writes in batches until the database is closed and none is
+        left. Urgent writes (a callback's MO) first, in a batch of their own, so that an
+        answer waits only for the batch under way and its own, not for the handlers'
+        commits queued before it; then the rest, each round, so that none waits long."""
+        batch: list[Write] = []
         try:
             while True:
-                item = await self._queue.get()
-                if item is None:
-                    return
-                batch = [item]
-                stop = False
-                while len(batch) < MAX_BATCH and not self._queue.empty():
-                    more = self._queue.get_nowait()
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
+                if not self._urgent and not self._queued:
+                    if self._closing:
+                        return
+                    self._more.clear()
+                    await self._more.wait()
+                    continue
+                if self._urgent:
+                    batch = _take(self._urgent, MAX_BATCH)
+                    while batch:
+                        batch = await self._commit_batch(batch)
+                batch = _take(self._urgent, MAX_BATCH)
+                batch += _take(self._queued, MAX_BATCH - len(batch))
                 while batch:
                     batch = await self._commit_batch(batch)
-                if stop:
-                    return
         finally:
             self._answer_the_rest(batch)
 
-    def _answer_the_rest(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
+    def _answer_the_rest(self, batch: list[Write]) -> None:
         """Fail every write the stopped writer task will not run (those of its batch not
         answered yet, and those still queued), so that none of their callers waits for ever."""
         error = DatabaseError("the database writer stopped")
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                batch.append(item)
-        for _, future in batch:
+        for _, future in [*batch, *self._urgent, *self._queued]:
             if not future.done():
                 future.set_exception(error)
+        self._urgent.clear()
+        self._queued.clear()
 
-    async def _commit_batch(
-        self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]
-    ) -> list[tuple[WriteFn[Any], asyncio.Future[Any]]]:
+    async def _commit_batch(self, batch: list[Write]) -> list[Write]:
         """Run `batch` in one transaction, in one hop to the writer's thread, and answer
         each write once it is committed. Returns the writes to run again: those a failure
         of another one undid."""
@@ -308,6 +312,11 @@ class SqliteDatabase(Database):
         for (_, future), (result, exc) in zip(batch, outcomes, strict=True):
             _resolve(future, result, exc)
         return []
+
+
+def _take(writes: deque[Write], most: int) -> list[Write]:
+    """Up to `most` of `writes`, the oldest first, taken off it."""
+    return [writes.popleft() for _ in range(min(most, len(writes)))]
 
 
 def _transaction(

@@ -44,7 +44,7 @@ class Inbox(Claims):
         return message_id
 
     async def _add_all(self, mos: Sequence[IncomingMO]) -> list[int | None]:
-        return await self.db.write(lambda tx: self._insert(tx, mos))
+        return await self.db.write(lambda tx: self._insert(tx, mos), urgent=True)
 
     async def add_claimed(self, mo: IncomingMO, lease: float) -> tuple[int | None, Message | None]:
         """Store an MO as `add` does and, in the same transaction, claim it for `lease`
@@ -73,7 +73,7 @@ class Inbox(Claims):
             row = await tx.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
             return message_id, row
 
-        message_id, row = await self.db.write(write)
+        message_id, row = await self.db.write(write, urgent=True)
         return message_id, None if row is None else message_from_row(row)
 
     async def _insert(self, tx: Tx, mos: Sequence[IncomingMO]) -> list[int | None]:
