@@ -63,25 +63,39 @@ class Batcher(Generic[T, R]):
                     results = await self._write([item for item, _ in batch])
                 except Exception as exc:
                     if len(batch) == 1:
-                        batch[0][1].set_exception(exc)
+                        _fail(batch[0][1], exc)
                     else:
                         for single in batch:
                             await self._write_alone(*single)
                 else:
                     for (_, future), result in zip(batch, results, strict=True):
-                        future.set_result(result)
+                        if not future.done():  # cancelled meanwhile: the loop closing
+                            future.set_result(result)
                 batch = self._take()
         finally:
-            # Now, not in a done callback: an `add` in between would find no writer.
+            # Here, not in a done callback: until that ran, an `add` would count this
+            # writer as running, start none, and leave its item waiting for ever.
             self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
-            # Cancelled (the event loop closing): no caller waits for ever.
-            for _, future in batch + self._waiting:
+            # Stopped before its batch was written (cancelled: the event loop closing).
+            # The items waiting are the other writers' to take; with none left, no caller
+            # may wait for ever.
+            for _, future in batch + ([] if self._writers else self._take_all()):
                 future.cancel()
+
+    def _take_all(self) -> list[tuple[T, asyncio.Future[R]]]:
+        waiting, self._waiting = self._waiting, []
+        return waiting
 
     async def _write_alone(self, item: T, future: asyncio.Future[R]) -> None:
         try:
             (result,) = await self._write([item])
         except Exception as exc:
-            future.set_exception(exc)
+            _fail(future, exc)
         else:
-            future.set_result(result)
+            if not future.done():
+                future.set_result(result)
+
+
+def _fail(future: asyncio.Future[object], exc: Exception) -> None:
+    if not future.done():  # cancelled meanwhile: the loop closing
+        future.set_exception(exc)

@@ -17,11 +17,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
+        self.writers: list[asyncio.Task] = []  # the task that wrote each batch
         self.commit = asyncio.Event()
         self.refuse: set[int] = set()
 
     async def write(self, items):
         self.batches.append(list(items))
+        self.writers.append(asyncio.current_task())
         await self.commit.wait()
         if self.refuse & set(items):
             raise DatabaseError("could not commit")
@@ -102,10 +104,18 @@ async def test_several_writers_write_batches_at_once():
     assert sorted(item for batch in recorder.batches[2:] for item in batch) == [3, 4, 5]
 
 
-async def test_an_item_added_as_the_last_writer_finishes_is_written():
+async def test_a_writer_stopped_leaves_the_waiting_items_to_the_others():
     recorder = Recorder()
+    batcher = Batcher(recorder.write, writers=2)
+    first = asyncio.ensure_future(batcher.add(1))
+    second = asyncio.ensure_future(batcher.add(2))
+    await eventually(lambda: recorder.batches == [[1], [2]])
+    third = asyncio.ensure_future(batcher.add(3))  # waits: both writers are busy
+    await eventually(lambda: len(batcher._waiting) == 1)
+    recorder.writers[0].cancel()  # the writer of item 1 stops (the event loop closing)
+    with pytest.raises(asyncio.CancelledError):
+        await first
     recorder.commit.set()
-    batcher = Batcher(recorder.write, writers=1)
-    for n in range(1, 20):
-        # Each add comes while the writer of the one before ends: none is left behind.
-        assert await asyncio.wait_for(batcher.add(n), timeout=10) == n * 10
+    # The other writer takes item 3 and answers it: nothing written goes unanswered.
+    assert await asyncio.gather(second, third) == [20, 30]
+    assert recorder.batches == [[1], [2], [3]]

@@ -201,6 +201,34 @@ async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(da
     assert (status, depth) == ("refused", 0)
 
 
+async def test_an_mt_to_a_handset_that_opted_out_is_stored_refused_and_never_queued(database):
+    db = await Database.open(database)
+    await migrate(db)
+    store = Store(db)
+    other = "+61400000002"
+    await store.consent.record(ConsentChange(PHONE, "4433", "opt-out", "operator"))
+    for n, handset in enumerate((PHONE, other), 1):
+        await store.inbox.add(IncomingMO(gateway_id=n, source=handset, destination="4433",
+                                         content="x"))  # fmt: skip
+    claimed = await store.inbox.claim(2, lease=60)
+    reply = SMSTemplates(TEMPLATES).reply("after the STOP", {})
+    numbers = OurNumbers(["4433"], message_class="c")
+    mt_ids = {}
+    for message in claimed:
+        thread = Thread(bot="hello", handset=message.source, address="4433")
+        (mt_ids[message.source],) = await store.inbox.finish(
+            message, Effects(thread, [reply], numbers=numbers)
+        )
+    statuses = {
+        handset: await db.fetchval("SELECT status FROM messages WHERE id = ?", (mt_id,))
+        for handset, mt_id in mt_ids.items()
+    }
+    queued = [row[0] for row in await db.fetchall("SELECT message_id FROM outbox")]
+    await db.close()
+    assert statuses == {PHONE: "refused", other: "queued"}
+    assert queued == [mt_ids[other]]  # the refused one never entered the outbox
+
+
 async def test_consent_from_outside_sms_is_recorded_with_its_source(database):
     async with Harness(BOTS, TEMPLATES, db=database) as harness:
         consent = harness.runtime.store.consent

@@ -98,3 +98,38 @@ async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone
     )
     left = rows(database, "SELECT message_id, claimed_by FROM inbox")
     assert [(r["message_id"], r["claimed_by"]) for r in left] == [(taken.id, "elsewhere")]
+
+
+async def test_mos_handled_at_once_share_transactions_on_postgresql(database):
+    db = await Database.open(database)
+    await migrate(db)
+    store = Store(db)
+    try:
+        for n in range(12):
+            await store.inbox.add(mo(300 + n, f"+6140000020{n:02}", f"text {n}"))
+        claimed = await store.inbox.claim(12, lease=60)
+        transactions = 0
+        write = db.write
+
+        async def counting(fn, **options):
+            nonlocal transactions
+            transactions += 1
+            return await write(fn, **options)
+
+        db.write = counting
+        handled = [
+            (message, Effects(Thread(bot="b", handset=message.source, address="4433")))
+            for message in claimed
+        ]
+        await asyncio.gather(*(store.inbox.finish(m, effects) for m, effects in handled))
+    finally:
+        await db.close()
+
+    assert len(claimed) == 12
+    assert all(effects.thread.id is not None for _, effects in handled)
+    if db.shared:  # three at once, the rest together as they came
+        assert transactions < 12
+    else:  # SQLite's writer groups the commits itself
+        assert transactions == 12
+    status = {r["status"] for r in rows(database, "SELECT status FROM messages")}
+    assert status == {"handled"} and rows(database, "SELECT * FROM inbox") == []

@@ -12,6 +12,7 @@ import pytest
 from conftest import eventually
 
 from botkit.db import Database, DatabaseError, Tx
+from botkit.db.sqlite import MAX_BATCH
 
 # Far beyond what any of these takes, even on a loaded machine: a bug fails the test
 # instead of hanging it.
@@ -139,6 +140,30 @@ async def test_an_urgent_write_commits_in_a_batch_of_its_own_before_those_queued
     finally:
         release_first.set()
         release_slow.set()
+        await db.close()
+
+
+async def test_a_flood_of_urgent_writes_does_not_crowd_out_the_others(tmp_path):
+    first, entered, release = holding("first")
+    db = await table(tmp_path)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            under_way = asyncio.ensure_future(db.write(first))
+            await eventually(entered.is_set)
+            other = asyncio.ensure_future(db.write(insert("other")))
+            flood = [
+                asyncio.ensure_future(db.write(insert(f"urgent {n}"), urgent=True))
+                for n in range(2 * MAX_BATCH + 50)
+            ]
+            await eventually(lambda: len(db._queued) == 1 and len(db._urgent) == len(flood))
+            release.set()
+            await asyncio.gather(under_way, other, *flood)
+        values = [row[0] for row in await db.fetchall("SELECT v FROM t ORDER BY id")]
+        # One batch of urgent writes, then the other write, first of the next batch: not
+        # after the whole flood.
+        assert values.index("other") == 1 + MAX_BATCH
+    finally:
+        release.set()
         await db.close()
 
 

@@ -256,7 +256,8 @@ class SqliteDatabase(Database):
         """Commit the queued writes in batches until the database is closed and none is
         left. Urgent writes (a callback's MO) first, in a batch of their own, so that an
         answer waits only for the batch under way and its own, not for the handlers'
-        commits queued before it; then the rest, each round, so that none waits long."""
+        commits queued before it; then the rest (and urgent ones that came meanwhile, if
+        there is room), each round: the rest waits for at most one urgent batch."""
         batch: list[Write] = []
         try:
             while True:
@@ -270,8 +271,9 @@ class SqliteDatabase(Database):
                     batch = _take(self._urgent, MAX_BATCH)
                     while batch:
                         batch = await self._commit_batch(batch)
-                batch = _take(self._urgent, MAX_BATCH)
-                batch += _take(self._queued, MAX_BATCH - len(batch))
+                # The others first: a flood of urgent writes must not crowd them out.
+                batch = _take(self._queued, MAX_BATCH)
+                batch += _take(self._urgent, MAX_BATCH - len(batch))
                 while batch:
                     batch = await self._commit_batch(batch)
         finally:
