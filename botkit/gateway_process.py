@@ -51,6 +51,7 @@ _ERRORS: dict[str, type[GatewayError]] = {
     kind.__name__: kind for kind in (AuthenticationError, GatewayError, QueueError)
 }
 START_TIMEOUT = 60.0  # seconds for a child to be ready (imports, on a busy machine)
+EXIT_TIMEOUT = 10.0  # seconds for a child told to close to exit, once its pipe is shut
 PR_SET_PDEATHSIG = 1
 
 
@@ -280,6 +281,10 @@ class _Child:
             log.exception("the gateway process's answers make no sense: it is stopped")
         finally:
             self.dead = True
+            if self._closing:  # told to close, it shuts its pipe, then exits
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(EXIT_TIMEOUT):
+                        await self.process.wait()
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()  # gone already, unless its answers made no sense
             await self._lost(await self.process.wait())
@@ -418,8 +423,11 @@ async def _serve() -> None:
     await gateway.aclose()
     if departures is not None:
         departures.close()
+    # Every answer out before the pipe shuts. (wait_closed() would raise: this bare
+    # protocol has no waiter for it.)
+    transport.set_write_buffer_limits(high=0)
+    await writer.drain()
     writer.close()
-    await writer.wait_closed()
 
 
 def _die_with(parent: int) -> None:

@@ -88,6 +88,15 @@ async def test_sends_go_through_the_child_and_come_back_as_ids():
     assert all(b"password=" in head for head in fake.heads)
 
 
+async def test_a_child_told_to_close_exits_cleanly():
+    async with fake_gateway() as fake:
+        async with child(fake.url) as gateway:
+            assert await gateway.send(HANDSET, "hello", message_class="mt_message") == 2**40
+            process = gateway._child.process
+        # Its answers flushed and its pipe closed, it ends as it should: no traceback.
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [
