@@ -116,14 +116,22 @@ def holding(value: str) -> tuple[Callable[[Tx], Awaitable[None]], threading.Even
     return write, entered, release
 
 
+async def hold(db: Database, value: str) -> tuple[asyncio.Future[None], threading.Event]:
+    """A `holding` write of `value` under way on the writer's thread: its future, and the
+    event that releases it."""
+    write, entered, release = holding(value)
+    under_way = asyncio.ensure_future(db.write(write))
+    await eventually(entered.is_set)
+    return under_way, release
+
+
 async def test_an_urgent_write_commits_in_a_batch_of_its_own_before_those_queued(tmp_path):
-    first, first_entered, release_first = holding("first")
     slow, slow_entered, release_slow = holding("slow")
     db = await table(tmp_path)
+    release_first = threading.Event()
     try:
         async with asyncio.timeout(DEADLINE):
-            under_way = asyncio.ensure_future(db.write(first))
-            await eventually(first_entered.is_set)
+            under_way, release_first = await hold(db, "first")
             queued = [asyncio.ensure_future(db.write(w)) for w in (slow, insert("queued"))]
             urgent = asyncio.ensure_future(db.write(insert("urgent"), urgent=True))
             await eventually(lambda: len(db._queued) == 2 and len(db._urgent) == 1)
@@ -144,12 +152,11 @@ async def test_an_urgent_write_commits_in_a_batch_of_its_own_before_those_queued
 
 
 async def test_a_flood_of_urgent_writes_does_not_crowd_out_the_others(tmp_path):
-    first, entered, release = holding("first")
     db = await table(tmp_path)
+    release = threading.Event()
     try:
         async with asyncio.timeout(DEADLINE):
-            under_way = asyncio.ensure_future(db.write(first))
-            await eventually(entered.is_set)
+            under_way, release = await hold(db, "first")
             other = asyncio.ensure_future(db.write(insert("other")))
             flood = [
                 asyncio.ensure_future(db.write(insert(f"urgent {n}"), urgent=True))

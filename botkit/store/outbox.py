@@ -19,6 +19,8 @@ from . import deliveries
 from .base import Claims, marks
 from .ledger import is_suppressed, suppressed
 
+# Puts an MT in the outbox (its row's values follow).
+QUEUE = "INSERT INTO outbox (message_id, handset, state, next_attempt_at)"
 # An outbox row `o` that no earlier MT to the same handset is waiting ahead of: one being
 # retried (it must go first, to keep the order), or one due no later than `o`. An MT held
 # for later (a scheduled broadcast, quiet hours) holds up nothing queued after it.
@@ -87,8 +89,8 @@ async def enqueue(
         # The outbox row in the same statement: one round trip, not two.
         row = await tx.fetchone(
             f"""WITH mt AS ({insert}),
-                     queued AS (INSERT INTO outbox (message_id, handset, state, next_attempt_at)
-                                SELECT id, ?, 'queued', ? FROM mt WHERE status = 'queued')
+                     queued AS ({QUEUE} SELECT id, ?, 'queued', ? FROM mt
+                                WHERE status = 'queued')
                 SELECT id FROM mt""",
             (*values, *queue),
         )
@@ -97,11 +99,7 @@ async def enqueue(
     row = await tx.fetchone(insert, values)
     assert row is not None  # an INSERT of one row returns it
     if row["status"] == "queued":
-        await tx.execute(
-            """INSERT INTO outbox (message_id, handset, state, next_attempt_at)
-               VALUES (?, ?, 'queued', ?)""",
-            (row["id"], *queue),
-        )
+        await tx.execute(f"{QUEUE} VALUES (?, ?, 'queued', ?)", (row["id"], *queue))
     return row["id"]
 
 
