@@ -5,7 +5,8 @@ PostgreSQL a BEGIN, a COMMIT and a round trip per statement, holding a pooled
 connection, for every message. A batcher writes the first item at once and every item
 that comes while that write commits in the next one, in one transaction with a few
 statements for all of them. When idle, nothing waits; under load, one transaction
-takes many: group commit, with no timer.
+takes many: group commit, with no timer. Reads made by many at once (each MO's thread)
+are batched the same way: one statement for all that came meanwhile.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ from .worker import Worker
 log = logging.getLogger("botkit.dispatcher")
 
 POLL_SECONDS = 5.0
+# While MOs keep it busy, the loop claims timers at most this often: a claim is a
+# transaction, and every round (every MO handled, under load) would take one.
+TIMERS_EVERY = 0.1
 
 
 class Dispatcher(Worker):
@@ -85,6 +88,7 @@ class Dispatcher(Worker):
         self.intake = intake or Intake()
         self._active: set[str] = set()  # handsets whose MO is being handled here
         self._taking: set[str] = set()  # handsets whose MO store_mo is storing and claiming
+        self._timers_at = 0.0  # time.monotonic() from which timers are claimed again
         # Called with the MO (or the timer) and the exception when a handler raises (the
         # test harness re-raises it in the test).
         self.failure_listeners: list[Callable[[Message | Timer, Exception], None]] = []
@@ -113,6 +117,7 @@ class Dispatcher(Worker):
                 # Woken as a handset's work ends, or when the callbacks let it take on more.
                 await self.sleep(wait or POLL_SECONDS)
             elif not claimed and not due:
+                self._timers_at = 0.0  # idle: the next round claims them, however soon
                 await self.sleep(await self._idle_seconds())
 
     async def store_mo(self, incoming: IncomingMO) -> int | None:
@@ -170,15 +175,17 @@ class Dispatcher(Worker):
         return free, 0.0
 
     async def _claim_timers(self) -> list[Timer]:
-        """Claim due timers for the handsets not busy here, and fire them."""
+        """Claim due timers for the handsets not busy here, and fire them; while busy,
+        every TIMERS_EVERY seconds at most, until a claim finds some."""
         free, _ = self._room()
-        if free <= 0:
+        if free <= 0 or time.monotonic() < self._timers_at:
             return []
         try:
             due = await self.store.timers.claim(free, self.lease, self._busy())
         except DatabaseError as exc:
             log.error("could not claim timers: %s", exc)
             return []
+        self._timers_at = 0.0 if due else time.monotonic() + TIMERS_EVERY
         self.intake.started(len(due))
         for timer in due:
             assert timer.handset is not None

@@ -83,6 +83,11 @@ class Tx(abc.ABC):
         trip (asyncpg pipelines them), where one `execute` each would take one each."""
 
     @abc.abstractmethod
+    async def fetchmany(self, sql: str, rows: Iterable[Iterable[Any]]) -> list[Row]:
+        """Run a statement once for each of `rows`, in order, and return the rows each
+        returned, one after another: on PostgreSQL in one round trip, as `executemany`."""
+
+    @abc.abstractmethod
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...
 
     @abc.abstractmethod

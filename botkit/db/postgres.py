@@ -144,6 +144,9 @@ class PostgresTx(Tx):
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         await self._conn.executemany(translate(sql), [bind(row) for row in rows])
 
+    async def fetchmany(self, sql: str, rows: Iterable[Iterable[Any]]) -> list[Row]:
+        return await self._conn.fetchmany(translate(sql), [bind(row) for row in rows])
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         return await self._conn.fetchrow(translate(sql), *bind(params))
 

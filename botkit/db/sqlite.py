@@ -64,6 +64,9 @@ class SqliteTx(Tx):
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         self._conn.executemany(sql, (tuple(row) for row in rows))
 
+    async def fetchmany(self, sql: str, rows: Iterable[Iterable[Any]]) -> list[Row]:
+        return [found for row in rows for found in self._conn.execute(sql, tuple(row))]
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         return self._conn.execute(sql, tuple(params)).fetchone()
 

@@ -47,6 +47,51 @@ class Effects:
 async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[int]]:
     """Write `effects` inside the caller's transaction; return the id of their thread
     (None: no thread) and the ids of the MTs."""
+    (done,) = await commit_all(tx, [effects], now)
+    return done
+
+
+async def commit_all(
+    tx: Tx, all_effects: Sequence[Effects], now: str
+) -> list[tuple[int | None, list[int]]]:
+    """`commit` the effects of several handlers, each of another handset, in order. Each
+    step is taken for all of them before the next (each one's in `commit`'s order), so
+    that a step's statements go together: their threads are saved, and their replies
+    queued, a statement run for each (`tx.fetchmany`), one round trip on PostgreSQL."""
+    for effects in all_effects:
+        await _end_others(tx, effects, now)
+    done: list[tuple[int | None, list[int]]] = [
+        (None if effects.thread is None else effects.thread.id, []) for effects in all_effects
+    ]
+    with_thread = [i for i, effects in enumerate(all_effects) if effects.thread is not None]
+    # A handler that found its thread open, where an operator has ended it since, changes
+    # nothing of it (no state, timers or replies): it stays ended, and on_end runs once.
+    saved = await threads.save_all(tx, [_saving(all_effects[i]) for i in with_thread], now)
+    replying: list[tuple[int, Thread]] = []
+    for i, thread in zip(with_thread, saved, strict=True):
+        if thread is None:
+            continue
+        assert thread.id is not None
+        effects = all_effects[i]
+        done[i] = (thread.id, [])
+        await _write_thread(tx, effects, thread, now)
+        # Not while an operator has it (taken over while its bot was busy).
+        if effects.replies and thread.paused_by is None:
+            replying.append((i, thread))
+    queueing = []
+    for i, thread in replying:
+        effects = all_effects[i]
+        if effects.numbers is None:
+            raise ValueError("effects with replies need our numbers to send them from")
+        queueing.append((thread, effects.replies, effects.numbers))
+    queued = await outbox.enqueue_all(tx, queueing, now)
+    for (i, thread), mt_ids in zip(replying, queued, strict=True):
+        done[i] = (thread.id, mt_ids)
+    return done
+
+
+async def _end_others(tx: Tx, effects: Effects, now: str) -> None:
+    """Consent changes, and the other threads they end."""
     for change in effects.consent:
         await apply_consent(tx, change, now)
     for thread_id in effects.closing:
@@ -54,14 +99,16 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
         await schedule.cancel(tx, thread_id, None, now)
         if bot in effects.on_end:
             await schedule.end_hook(tx, thread_id, "opted_out", now)
-    if effects.thread is None:
-        return None, []
-    # A handler that found its thread open, where an operator has ended it since, changes
-    # nothing of it (no state, timers or replies): it stays ended, and on_end runs once.
-    was_open = effects.thread.status == "open" or effects.end_reason is not None
-    thread = await threads.save(tx, effects.thread, now, only_if_open=was_open)
-    if thread is None:
-        return effects.thread.id, []
+
+
+def _saving(effects: Effects) -> tuple[Thread, bool]:
+    """The thread to save, and whether only if it is still open."""
+    assert effects.thread is not None
+    return effects.thread, effects.thread.status == "open" or effects.end_reason is not None
+
+
+async def _write_thread(tx: Tx, effects: Effects, thread: Thread, now: str) -> None:
+    """The saved thread's timers, and the handler's further writes."""
     assert thread.id is not None
     closed = thread.status == "closed"
     await schedule.cancel(tx, thread.id, None if closed else effects.cancel, now)
@@ -72,12 +119,3 @@ async def commit(tx: Tx, effects: Effects, now: str) -> tuple[int | None, list[i
             await schedule.schedule(tx, thread.id, thread.handset, timer, now)
     for write in effects.writes:
         await write(tx, thread, now)
-    if effects.replies and thread.paused_by is not None:
-        return thread.id, []  # an operator took the thread over while its bot was busy
-    if not effects.replies:
-        return thread.id, []
-    if effects.numbers is None:
-        raise ValueError("effects with replies need our numbers to send them from")
-    return thread.id, [
-        await outbox.enqueue(tx, thread, reply, effects.numbers, now) for reply in effects.replies
-    ]

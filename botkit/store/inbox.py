@@ -14,7 +14,7 @@ from ..messages import IncomingMO, Message, Reply, Thread, join_flags, split_fla
 from ..sms import measure
 from . import threads
 from .base import CLAIMS, Claims, lost, marks, take_leases
-from .effects import Effects, commit
+from .effects import Effects, commit_all
 from .outbox import enqueue
 
 # Batches of handled MOs committed at once: each handset has one MO handled at a time,
@@ -182,7 +182,7 @@ class Inbox(Claims):
         async def write(tx: Tx) -> list[tuple[int | None, list[int]]]:
             await self._release(tx, [message.id for message, _ in handled])
             now = self.now()
-            done = [await commit(tx, effects, now) for _, effects in handled]
+            done = await commit_all(tx, [effects for _, effects in handled], now)
             await tx.executemany(
                 """UPDATE messages SET status = 'handled', thread_id = ?, updated_at = ?
                    WHERE id = ?""",

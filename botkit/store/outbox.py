@@ -48,6 +48,52 @@ async def enqueue(
     stored `refused`, with the reason, and never queued. `not_before` holds it in the
     outbox; `sent_by` names the operator who wrote it (None: a bot).
     """
+    sql, values = _mt(tx, thread, reply, numbers, now, not_before, sent_by)
+    row = await tx.fetchone(sql, values)
+    assert row is not None  # an INSERT of one row returns it
+    if not tx.writing_with and row["status"] == "queued":
+        queue = (thread.handset, max(now, not_before or now))
+        await tx.execute(f"{QUEUE} VALUES (?, ?, 'queued', ?)", (row["id"], *queue))
+    return row["id"]
+
+
+async def enqueue_all(
+    tx: Tx, queueing: Sequence[tuple[Thread, Sequence[Reply], OurNumbers]], now: str
+) -> list[list[int]]:
+    """`enqueue` each thread's replies, from our `numbers` (a handler's: sent by a bot,
+    at once); the ids of each thread's MTs, numbered in the replies' order. Where one
+    statement writes the outbox row too (PostgreSQL), the first reply of every thread
+    goes in one round trip (`tx.fetchmany`), then the second of those with two, and so on."""
+    ids: list[list[int]] = [[] for _ in queueing]
+    if not tx.writing_with:
+        for queued, (thread, replies, numbers) in zip(ids, queueing, strict=True):
+            queued.extend([await enqueue(tx, thread, reply, numbers, now) for reply in replies])
+        return ids
+    for turn in range(max((len(replies) for _, replies, _ in queueing), default=0)):
+        # The replies' statements differ by their consent check: one fetchmany each.
+        statements: dict[str, list[tuple[int, tuple[object, ...]]]] = {}
+        for i, (thread, replies, numbers) in enumerate(queueing):
+            if turn < len(replies):
+                sql, values = _mt(tx, thread, replies[turn], numbers, now, None, None)
+                statements.setdefault(sql, []).append((i, values))
+        for sql, runs in statements.items():
+            rows = await tx.fetchmany(sql, [values for _, values in runs])
+            for (i, _), row in zip(runs, rows, strict=True):  # an INSERT of one row each
+                ids[i].append(row["id"])
+    return ids
+
+
+def _mt(
+    tx: Tx,
+    thread: Thread,
+    reply: Reply,
+    numbers: OurNumbers,
+    now: str,
+    not_before: str | None,
+    sent_by: str | None,
+) -> tuple[str, tuple[object, ...]]:
+    """The statement that stores an MT and its values (see `enqueue`). Where a WITH may
+    write (PostgreSQL), it queues the MT too: one round trip, not two."""
     assert thread.id is not None
     origin = numbers.origin(thread.address, mask=reply.mask)
     # One statement numbers it, writes its reference (which holds the id), and decides
@@ -84,23 +130,15 @@ async def enqueue(
         now,
         *consent,
     )
+    if not tx.writing_with:
+        return insert, values
     queue = (thread.handset, max(now, not_before or now))
-    if tx.writing_with:
-        # The outbox row in the same statement: one round trip, not two.
-        row = await tx.fetchone(
-            f"""WITH mt AS ({insert}),
-                     queued AS ({QUEUE} SELECT id, ?, 'queued', ? FROM mt
-                                WHERE status = 'queued')
-                SELECT id FROM mt""",
-            (*values, *queue),
-        )
-        assert row is not None  # an INSERT of one row returns it
-        return row["id"]
-    row = await tx.fetchone(insert, values)
-    assert row is not None  # an INSERT of one row returns it
-    if row["status"] == "queued":
-        await tx.execute(f"{QUEUE} VALUES (?, ?, 'queued', ?)", (row["id"], *queue))
-    return row["id"]
+    return (
+        f"""WITH mt AS ({insert}),
+                 queued AS ({QUEUE} SELECT id, ?, 'queued', ? FROM mt WHERE status = 'queued')
+            SELECT id, status FROM mt""",
+        (*values, *queue),
+    )
 
 
 class Outbox(Claims):
