@@ -201,6 +201,31 @@ async def test_an_mt_queued_before_the_opt_out_is_refused_when_its_turn_comes(da
     assert (status, depth) == ("refused", 0)
 
 
+async def test_a_claim_that_refuses_the_mts_it_took_takes_the_next_due(database):
+    db = await Database.open(database)
+    await migrate(db)
+    store = Store(db)
+    numbers = OurNumbers(["4433"], message_class="c")
+    reply = SMSTemplates(TEMPLATES).reply("queued before the STOP", {})
+    mt_ids = []
+    for n, handset in enumerate((PHONE, "+61400000999")):
+        await store.inbox.add(
+            IncomingMO(gateway_id=n, source=handset, destination="4433", content="x")
+        )
+        (message,) = await store.inbox.claim(1, lease=60)
+        thread = Thread(bot="hello", handset=handset, address="4433")
+        mt_ids += await store.inbox.finish(message, Effects(thread, [reply], numbers=numbers))
+    await store.consent.record(ConsentChange(PHONE, "4433", "opt-out", "operator"))
+    (claimed,) = await store.outbox.claim(1, lease=60, default="4433")
+    statuses = await db.fetchall("SELECT id, status FROM messages WHERE direction = 'mt'")
+    await db.close()
+    assert claimed.id == mt_ids[1] and claimed.destination == "+61400000999"
+    assert sorted(tuple(row) for row in statuses) == [
+        (mt_ids[0], "refused"),
+        (mt_ids[1], "sending"),
+    ]
+
+
 async def test_an_mt_to_a_handset_that_opted_out_is_stored_refused_and_never_queued(database):
     db = await Database.open(database)
     await migrate(db)
