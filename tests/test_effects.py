@@ -6,17 +6,19 @@ thread's replies numbered in their order. And the reads and statements that batc
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from conftest import rows
 
 from botkit.addresses import OurNumbers
 from botkit.db import Database
-from botkit.messages import ConsentChange, Reply, Thread
+from botkit.messages import ConsentChange, Reply, Thread, Timer
 from botkit.migrations import migrate
-from botkit.store import Store
+from botkit.store import Store, schedule
 from botkit.store import threads as stored_threads
 from botkit.store.effects import Effects, commit_all
+from botkit.store.schedule import END_HOOK
 
 pytestmark = pytest.mark.backends
 
@@ -118,6 +120,12 @@ async def test_open_threads_asked_for_at_once_are_each_found(database):
     try:
         older = await opened(db, "+61400000021")
         newer = await opened(db, "+61400000021")  # the most recent of two open threads
+        # Of the two open ones, the one with the latest message, whatever their ids.
+        earlier = await opened(db, "+61400000024")
+        later = await opened(db, "+61400000024")
+        for talked in (later, earlier):
+            effects = Effects(talked, [reply("hello")], numbers=NUMBERS)
+            await db.write(lambda tx, effects=effects: commit_all(tx, [effects], NOW))
         other_bot = await db.write(
             lambda tx: stored_threads.save(
                 tx, Thread(bot="quiz", handset="+61400000022", address="4433"), NOW
@@ -140,6 +148,7 @@ async def test_open_threads_asked_for_at_once_are_each_found(database):
             ("+61400000023", "4433", None, None),  # closed
             ("+61400000021", "4433", None, "2027-01-01T00:00:00.000Z"),  # quiet since
             ("+61400000021", "9999", None, None),  # another number
+            ("+61400000024", "4433", None, None),
         ]
         found = await asyncio.gather(
             *(store.threads.open_for(h, a, bot=bot, since=since) for h, a, bot, since in asked)
@@ -147,9 +156,54 @@ async def test_open_threads_asked_for_at_once_are_each_found(database):
     finally:
         await db.close()
 
-    assert older.id != newer.id
-    assert [t.id if t else None for t in found] == [newer.id, None, other_bot.id, None, None, None]
+    assert older.id != newer.id and earlier.id < later.id
+    assert [t.id if t else None for t in found] == [
+        newer.id, None, other_bot.id, None, None, None, earlier.id
+    ]  # fmt: skip
     if db.shared:  # read together, as they were asked while the first was read
         assert reads < len(asked)
     else:
         assert reads == len(asked)
+
+
+async def test_a_stop_and_a_thread_s_timers_committed_together(database):
+    db = await Database.open(database)
+    await migrate(db)
+    try:
+        quiz = await db.write(
+            lambda tx: stored_threads.save(
+                tx, Thread(bot="quiz", handset="+61400000031", address="4433"), NOW
+            )
+        )
+        await db.write(lambda tx: schedule.schedule(tx, quiz.id, quiz.handset, timer("nudge"), NOW))
+        mine = await opened(db, "+61400000032")
+        await db.write(lambda tx: schedule.schedule(tx, mine.id, mine.handset, timer("old"), NOW))
+        opt_out = ConsentChange("+61400000031", "4433", "opt-out", "sms", keyword="STOP")
+        batch = [
+            Effects(thread("+61400000031", status="closed"), [reply("bye", exempt=True)],
+                    closing=[quiz.id], consent=[opt_out], on_end=frozenset({"quiz"}),
+                    numbers=NUMBERS),
+            Effects(mine, [reply("a")], cancel=None, schedule=[timer("new")], numbers=NUMBERS),
+        ]  # fmt: skip
+        await db.write(lambda tx: commit_all(tx, batch, NOW))
+        with pytest.raises(ValueError, match="another handset"):
+            twice = [Effects(mine), Effects(mine)]
+            await db.write(lambda tx: commit_all(tx, twice, NOW))
+    finally:
+        await db.close()
+
+    ended = rows(database, "SELECT status, end_reason FROM threads WHERE id = ?", (quiz.id,))
+    assert [tuple(r) for r in ended] == [("closed", "opted_out")]
+    timers = rows(database, "SELECT thread_id, name, state FROM timers ORDER BY id")
+    assert [tuple(r) for r in timers] == [
+        (quiz.id, "nudge", "cancelled"),
+        (mine.id, "old", "cancelled"),
+        (quiz.id, END_HOOK, "pending"),  # the quiz's on_end runs after the commit
+        (mine.id, "new", "pending"),
+    ]
+    queued = rows(database, "SELECT m.content FROM outbox o JOIN messages m ON m.id = o.message_id")
+    assert sorted(r["content"] for r in queued) == ["a", "bye"]
+
+
+def timer(name: str) -> Timer:
+    return Timer(name=name, due_at=datetime(2027, 1, 1, tzinfo=UTC))

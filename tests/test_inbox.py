@@ -12,7 +12,7 @@ from conftest import rows
 
 from botkit.addresses import OurNumbers
 from botkit.db import Database
-from botkit.messages import IncomingMO, Reply, Thread
+from botkit.messages import IncomingMO, Message, Reply, Thread
 from botkit.migrations import migrate
 from botkit.store import Store
 from botkit.store.base import ClaimLost
@@ -21,8 +21,21 @@ from botkit.store.effects import Effects
 pytestmark = pytest.mark.backends
 
 
+NUMBERS = OurNumbers(["4433"], message_class="c")
+REPLY = Reply(content="thanks", template=None, encoding="GSM-7", segments=1)
+
+
 def mo(gateway_id: int, handset: str, text: str) -> IncomingMO:
     return IncomingMO(gateway_id=gateway_id, source=handset, destination="4433", content=text)
+
+
+async def claimed_mos(store: Store, count: int, first: int) -> list[Message]:
+    """`count` new MOs of as many handsets, stored and claimed."""
+    for n in range(count):
+        await store.inbox.add(mo(first + n, f"+61400{first + n:06}", f"text {n}"))
+    claimed = await store.inbox.claim(count, lease=60)
+    assert len(claimed) == count
+    return claimed
 
 
 async def test_mos_that_come_together_are_stored_once_each_in_their_order(database):
@@ -56,13 +69,8 @@ async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone
     db = await Database.open(database)
     await migrate(db)
     store = Store(db)
-    numbers = OurNumbers(["4433"], message_class="c")
-    reply = Reply(content="thanks", template=None, encoding="GSM-7", segments=1)
     try:
-        for n in range(8):
-            await store.inbox.add(mo(200 + n, f"+6140000010{n}", f"text {n}"))
-        claimed = await store.inbox.claim(8, lease=60)
-        assert len(claimed) == 8
+        claimed = await claimed_mos(store, 8, 200)
         # Another process took one claim over after its lease ran out.
         taken = claimed[3]
         await db.write(
@@ -72,7 +80,7 @@ async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone
         )
         handled = [
             (message, Effects(Thread(bot="b", handset=message.source, address="4433"),
-                              [reply], numbers=numbers))
+                              [REPLY], numbers=NUMBERS))
             for message in claimed
         ]  # fmt: skip
         outcomes = await asyncio.gather(
@@ -133,3 +141,28 @@ async def test_mos_handled_at_once_share_transactions_on_postgresql(database):
         assert transactions == 12
     status = {r["status"] for r in rows(database, "SELECT status FROM messages")}
     assert status == {"handled"} and rows(database, "SELECT * FROM inbox") == []
+
+
+async def test_a_handled_mo_whose_commit_fails_fails_alone_in_its_batch(database):
+    db = await Database.open(database)
+    await migrate(db)
+    store = Store(db)
+    try:
+        claimed = await claimed_mos(store, 4, 400)
+        # The third's effects cannot be written: replies without our numbers.
+        handled = [
+            Effects(Thread(bot="b", handset=message.source, address="4433"), [REPLY],
+                    numbers=None if i == 2 else NUMBERS)
+            for i, message in enumerate(claimed)
+        ]  # fmt: skip
+        outcomes = await asyncio.gather(
+            *(store.inbox.finish(m, e) for m, e in zip(claimed, handled, strict=True)),
+            return_exceptions=True,
+        )
+    finally:
+        await db.close()
+
+    assert isinstance(outcomes[2], ValueError)
+    assert all(isinstance(ids, list) and len(ids) == 1 for i, ids in enumerate(outcomes) if i != 2)
+    status = {r["id"]: r["status"] for r in rows(database, "SELECT id, status FROM messages")}
+    assert [status[m.id] for m in claimed] == ["handled", "handled", "received", "handled"]

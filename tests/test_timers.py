@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -167,3 +168,14 @@ async def test_timers_are_due_at_clock_time(tmp_path, database):
             ("nudge", timedelta(minutes=30)),
             ("expire", timedelta(hours=2)),
         ]
+
+
+async def test_a_timer_due_while_other_handsets_keep_the_dispatcher_busy_fires(database):
+    # While busy, the dispatcher claims timers every TIMERS_EVERY seconds, not every round.
+    async with Harness([reminder_bot()], TEMPLATES, db=database) as harness:
+        phone = harness.phone(PHONE)
+        await phone.send("book")
+        others = [harness.phone(f"+614000002{n:02}") for n in range(60)]
+        await asyncio.gather(harness.advance(minutes=30), *(other.send("done") for other in others))
+        assert "Still there? Reply OK to confirm your booking." in await texts(phone)
+        assert all(other.replies for other in others)

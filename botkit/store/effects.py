@@ -58,6 +58,10 @@ async def commit_all(
     step is taken for all of them before the next (each one's in `commit`'s order), so
     that a step's statements go together: their threads are saved, and their replies
     queued, a statement run for each (`tx.fetchmany`), one round trip on PostgreSQL."""
+    handsets = [effects.thread.handset for effects in all_effects if effects.thread is not None]
+    if len(set(handsets)) < len(handsets):
+        # Step by step, one handset's second handler would end or outrun its first.
+        raise ValueError("effects committed together must each be of another handset")
     for effects in all_effects:
         await _end_others(tx, effects, now)
     done: list[tuple[int | None, list[int]]] = [

@@ -349,7 +349,9 @@ async def _claim_due(tx: Tx, limit: int, until: str, owner: str, now: str) -> li
     """Claim up to `limit` due MTs (Outbox.claim); their messages' rows, oldest first,
     each with its outbox row's `attempts` and whether its handset has any suppression.
     Where a WITH may write (PostgreSQL), one statement claims them, reads them and
-    marks them `sending`: one round trip, not three (a refused one is settled after)."""
+    marks them `sending`: one round trip, not three (a refused one is settled after).
+    Consent is read as that statement starts: an opt-out that commits meanwhile holds
+    the handset's later MTs, not these, as one that commits just after a claim would."""
     claim = f"""UPDATE outbox SET state = 'sending', claimed_until = ?, claimed_by = ?,
             attempts = attempts + 1
         WHERE message_id IN (

@@ -19,6 +19,10 @@ Wanted = tuple[str, str, str | None, str | None]
 class Threads(Part):
     """Reads of threads; writes happen inside the inbox's transactions."""
 
+    def __init__(self, db: Database, clock: Clock) -> None:
+        super().__init__(db, clock)
+        self._finding: Batcher[Wanted, Thread | None] = Batcher(self._open_for_all)
+
     async def get(self, thread_id: int) -> Thread | None:
         row = await self.db.fetchone("SELECT * FROM threads WHERE id = ?", (thread_id,))
         return None if row is None else thread_from_row(row)
@@ -31,10 +35,6 @@ class Threads(Part):
             (gateway_id,),
         )
         return None if row is None else thread_from_row(row)
-
-    def __init__(self, db: Database, clock: Clock) -> None:
-        super().__init__(db, clock)
-        self._finding: Batcher[Wanted, Thread | None] = Batcher(self._open_for_all)
 
     async def open_for(
         self, handset: str, address: str, *, bot: str | None = None, since: str | None = None
