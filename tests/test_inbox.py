@@ -38,6 +38,29 @@ async def claimed_mos(store: Store, count: int, first: int) -> list[Message]:
     return claimed
 
 
+def replying(claimed: list[Message], numberless: int | None = None) -> list[Effects]:
+    """A reply to each of `claimed` in a new thread (with our numbers, but the
+    `numberless`-th: its effects cannot be written)."""
+    return [
+        Effects(Thread(bot="b", handset=message.source, address="4433"), [REPLY],
+                numbers=None if i == numberless else NUMBERS)
+        for i, message in enumerate(claimed)
+    ]  # fmt: skip
+
+
+async def finish_together(
+    store: Store, claimed: list[Message], effects: list[Effects]
+) -> list[object]:
+    """Each MO's finish, all at once; what each returned or raised."""
+    finishing = (store.inbox.finish(m, e) for m, e in zip(claimed, effects, strict=True))
+    return await asyncio.gather(*finishing, return_exceptions=True)
+
+
+def statuses(database: str, messages: list[Message]) -> list[str]:
+    status = {r["id"]: r["status"] for r in rows(database, "SELECT id, status FROM messages")}
+    return [status[message.id] for message in messages]
+
+
 async def test_mos_that_come_together_are_stored_once_each_in_their_order(database):
     db = await Database.open(database)
     await migrate(db)
@@ -78,24 +101,16 @@ async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone
                 "UPDATE inbox SET claimed_by = 'elsewhere' WHERE message_id = ?", (taken.id,)
             )
         )
-        handled = [
-            (message, Effects(Thread(bot="b", handset=message.source, address="4433"),
-                              [REPLY], numbers=NUMBERS))
-            for message in claimed
-        ]  # fmt: skip
-        outcomes = await asyncio.gather(
-            *(store.inbox.finish(message, effects) for message, effects in handled),
-            return_exceptions=True,
-        )
+        handled = replying(claimed)
+        outcomes = await finish_together(store, claimed, handled)
     finally:
         await db.close()
 
     assert isinstance(outcomes[3], ClaimLost)
     assert all(isinstance(ids, list) and len(ids) == 1 for i, ids in enumerate(outcomes) if i != 3)
-    assert handled[3][1].thread.id is None  # not committed
-    assert all(effects.thread.id is not None for i, (_, effects) in enumerate(handled) if i != 3)
-    status = {r["id"]: r["status"] for r in rows(database, "SELECT id, status FROM messages")}
-    assert [status[message.id] for message in claimed] == [
+    assert handled[3].thread.id is None  # not committed
+    assert all(effects.thread.id is not None for i, effects in enumerate(handled) if i != 3)
+    assert statuses(database, claimed) == [
         *["handled"] * 3,
         "received",
         *["handled"] * 4,
@@ -150,19 +165,10 @@ async def test_a_handled_mo_whose_commit_fails_fails_alone_in_its_batch(database
     try:
         claimed = await claimed_mos(store, 4, 400)
         # The third's effects cannot be written: replies without our numbers.
-        handled = [
-            Effects(Thread(bot="b", handset=message.source, address="4433"), [REPLY],
-                    numbers=None if i == 2 else NUMBERS)
-            for i, message in enumerate(claimed)
-        ]  # fmt: skip
-        outcomes = await asyncio.gather(
-            *(store.inbox.finish(m, e) for m, e in zip(claimed, handled, strict=True)),
-            return_exceptions=True,
-        )
+        outcomes = await finish_together(store, claimed, replying(claimed, numberless=2))
     finally:
         await db.close()
 
     assert isinstance(outcomes[2], ValueError)
     assert all(isinstance(ids, list) and len(ids) == 1 for i, ids in enumerate(outcomes) if i != 2)
-    status = {r["id"]: r["status"] for r in rows(database, "SELECT id, status FROM messages")}
-    assert [status[m.id] for m in claimed] == ["handled", "handled", "received", "handled"]
+    assert statuses(database, claimed) == ["handled", "handled", "received", "handled"]

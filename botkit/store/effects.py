@@ -71,7 +71,8 @@ async def commit_all(
     # A handler that found its thread open, where an operator has ended it since, changes
     # nothing of it (no state, timers or replies): it stays ended, and on_end runs once.
     saved = await threads.save_all(tx, [_saving(all_effects[i]) for i in with_thread], now)
-    replying: list[tuple[int, Thread]] = []
+    replying: list[int] = []
+    queueing: list[tuple[Thread, Sequence[Reply], OurNumbers]] = []
     for i, thread in zip(with_thread, saved, strict=True):
         if thread is None:
             continue
@@ -81,16 +82,12 @@ async def commit_all(
         await _write_thread(tx, effects, thread, now)
         # Not while an operator has it (taken over while its bot was busy).
         if effects.replies and thread.paused_by is None:
-            replying.append((i, thread))
-    queueing = []
-    for i, thread in replying:
-        effects = all_effects[i]
-        if effects.numbers is None:
-            raise ValueError("effects with replies need our numbers to send them from")
-        queueing.append((thread, effects.replies, effects.numbers))
-    queued = await outbox.enqueue_all(tx, queueing, now)
-    for (i, thread), mt_ids in zip(replying, queued, strict=True):
-        done[i] = (thread.id, mt_ids)
+            if effects.numbers is None:
+                raise ValueError("effects with replies need our numbers to send them from")
+            replying.append(i)
+            queueing.append((thread, effects.replies, effects.numbers))
+    for i, mt_ids in zip(replying, await outbox.enqueue_all(tx, queueing, now), strict=True):
+        done[i] = (done[i][0], mt_ids)
     return done
 
 
