@@ -17,6 +17,7 @@ from servers import free_port
 
 from botkit.addresses import OurNumbers
 from botkit.db import Database, DatabaseError, redact
+from botkit.db.postgres import connect_options
 from botkit.messages import IncomingDLR, IncomingMO, Reply, Thread, Timer
 from botkit.migrations import migrate
 from botkit.store import Effects, Store
@@ -370,8 +371,6 @@ async def test_one_handset_has_one_timer_fired_at_a_time_whichever_came_due_firs
 
 
 def test_a_password_in_the_query_string_is_hidden_too():
-    from botkit.db.postgres import connect_options
-
     url = "postgresql://botkit@db.example.com/botkit?password=s3cret-Pa55&sslmode=require"
     assert "s3cret-Pa55" not in redact(url)
     assert "password=***" in redact(url) and "sslmode=require" in redact(url)
@@ -402,6 +401,39 @@ async def test_a_lock_held_by_one_process_waits_for_its_release_even_after_a_fai
             raise LookupError("the block failed")
     await asyncio.wait_for(waiting, 10)
     assert entered.is_set()
+    await eventually(lambda: none_of(first, HELD))
+
+
+async def test_a_writes_lock_is_the_names_key_however_odd_the_name(stores):
+    """`tx.lock` sends its names as literals, with the write's BEGIN, in one round trip:
+    a quote, a backslash or a NUL in a name is still that name's lock, the key every
+    process (and a parameter, as before) takes for it, held until the write commits."""
+    first, second = (store.db for store in stores[:2])
+    name = "handset +61400000001'; SELECT 1 --\\ \x00"
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(tx) -> None:
+        await tx.lock(name, "another")
+        holding.set()
+        await release.wait()
+
+    async def take(tx) -> str:
+        await tx.lock(name)
+        return await tx.fetchval("SELECT 'taken'")
+
+    held = asyncio.create_task(first.write(hold))
+    await holding.wait()
+    taking = asyncio.create_task(second.write(take))
+    await eventually(lambda: first.fetchval(ASKED))  # the same key: it waits
+    conn = await asyncpg.connect(**connect_options(second.url))
+    try:  # held, under the key a parameter gives it (a NUL is stored as U+FFFD)
+        taken = "SELECT pg_try_advisory_lock(hashtext($1))"
+        assert not await conn.fetchval(taken, name.replace("\x00", "\ufffd"))
+    finally:
+        await conn.close()
+    release.set()
+    await held
+    assert await asyncio.wait_for(taking, 10) == "taken"
     await eventually(lambda: none_of(first, HELD))
 
 

@@ -116,44 +116,76 @@ def changed(status: str) -> int:
     return int(last) if last.isdigit() and not status.startswith("SELECT") else 0
 
 
-LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
+def literal(text: str) -> str:
+    """`text` as an SQL string literal: an escape string (E'...'), read the same however
+    the server sets standard_conforming_strings; a NUL as U+FFFD, as `bind` does."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\x00", "\ufffd")
+    return f"E'{escaped}'"
+
+
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
 
 class PostgresTx(Tx):
-    """Statements on one pooled connection, in the transaction of the write or read."""
+    """Statements on one pooled connection, in the transaction of the write or read.
+
+    A write's BEGIN waits for its first statement: when that is `lock`, the two go to
+    the server as one simple query, one round trip where they were two (most writes
+    that lock, lock first). A write that runs no statement begins nothing."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
     writing_with = True
+
+    def __init__(self, conn: asyncpg.Connection, begin: str | None = None) -> None:
+        self._conn = conn
+        self._begin = begin  # still to send, before the first statement
+        self.began = False  # whether it was sent: there is a transaction to end
+
+    async def _start(self) -> None:
+        """Send the BEGIN, if one waits."""
+        if self._begin is not None:
+            begin, self._begin, self.began = self._begin, None, True
+            await self._conn.execute(begin)
 
     def next_id(self, table: str) -> str:
         return f"nextval(pg_get_serial_sequence('{table}', 'id'))"
 
     async def lock(self, *names: str) -> None:
-        ordered = sorted(set(names))
-        if len(ordered) == 1:
-            await self._conn.execute(LOCK, ordered[0])
-        elif ordered:
-            await self._conn.executemany(LOCK, [(name,) for name in ordered])
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
+        # The names as literals, not parameters: a simple query may hold several
+        # statements, so the BEGIN still to send and every lock (in order: two writes
+        # taking the same locks never wait for each other's) are one round trip.
+        statements = [
+            f"SELECT pg_advisory_xact_lock(hashtext({literal(name)}))"
+            for name in sorted(set(names))
+        ]
+        if self._begin is not None:
+            statements.insert(0, self._begin)
+            self._begin, self.began = None, True
+        if statements:
+            await self._conn.execute("; ".join(statements))
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        await self._start()
         return changed(await self._conn.execute(translate(sql), *bind(params)))
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self._start()
         await self._conn.executemany(translate(sql), [bind(row) for row in rows])
 
     async def fetchmany(self, sql: str, rows: Iterable[Iterable[Any]]) -> list[Row]:
+        await self._start()
         return await self._conn.fetchmany(translate(sql), [bind(row) for row in rows])
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        await self._start()
         return await self._conn.fetchrow(translate(sql), *bind(params))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        await self._start()
         return await self._conn.fetch(translate(sql), *bind(params))
 
     async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        await self._start()
         return await self._conn.fetchval(translate(sql), *bind(params))
 
 
@@ -462,10 +494,11 @@ async def _returned(conn: asyncpg.Connection) -> None:
 
 async def _transaction(conn: asyncpg.Connection, fn: Callable[[Tx], Awaitable[T]]) -> T:
     """Run `fn` in one transaction and commit it."""
-    await conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+    tx = PostgresTx(conn, begin=BEGIN)
     try:
-        result = await fn(PostgresTx(conn))
-        await conn.execute("COMMIT")
+        result = await fn(tx)
+        if tx.began:
+            await conn.execute("COMMIT")
     except BaseException:
         if not conn.is_closed():
             with contextlib.suppress(Exception):
