@@ -105,13 +105,12 @@ class Sender(Worker):
                 continue
             batch = await self._claim(due)
             self._release(free - len(batch))
+            for outgoing in batch:  # before the slots' giving back: a round trip to wait
+                self.spawn(self._send(outgoing))
             if len(batch) < due:
                 await self._unpace(due - len(batch))
             if not batch:
                 await self.sleep(await self._idle_seconds())
-                continue
-            for outgoing in batch:
-                self.spawn(self._send(outgoing))
 
     def _batched(self) -> bool:
         """Whether to claim many MTs at a time (see `_run`)."""
