@@ -16,7 +16,7 @@ from postgres import drop_database, fresh_database
 from servers import free_port
 
 from botkit.addresses import OurNumbers
-from botkit.db import Database, DatabaseError, redact
+from botkit.db import PACE_IDLE, PACE_SLACK, Database, DatabaseError, redact
 from botkit.db.postgres import connect_options
 from botkit.messages import IncomingDLR, IncomingMO, Reply, Thread, Timer
 from botkit.migrations import migrate
@@ -257,6 +257,43 @@ async def test_the_send_rate_is_shared_by_every_process(stores):
     await asyncio.gather(*(store.db.pace(interval) for store in stores for _ in range(10)))
     # 30 slots, `interval` apart, whichever process asked: the last one 29 intervals on.
     assert time.monotonic() - started >= 29 * interval * 0.95
+
+
+@pytest.mark.parametrize(
+    ("behind", "most", "least", "at_most"),
+    [
+        (-0.3, 16, 1, 1),  # due in 0.3 s: one slot, after the wait
+        (0.05, 16, 11, 13),  # late within PACE_SLACK: every slot since (the clock moves)
+        (0.05, 4, 4, 4),  # ... at most `most`
+        (0.5, 100, 20, 21),  # later: it catches up on PACE_SLACK only (20 slots, 1 due)
+        (5.0, 16, 1, 1),  # idle for longer than PACE_IDLE: one slot, now, no burst
+    ],
+)
+async def test_the_shared_send_slots_follow_the_rule_of_slots(stores, behind, most, least, at_most):
+    """PostgreSQL hands out slots in one statement, in the server's clock: the rule of
+    `slots()` (which SQLite's pace runs), read against that clock before and after."""
+    db, interval = stores[0].db, 0.005
+    await db.pace(interval)  # the row is there
+    clock = "extract(epoch FROM clock_timestamp())::float8"
+
+    async def behind_by(tx) -> float:
+        return await tx.fetchval(
+            f"UPDATE pace SET next_at = {clock} - ? RETURNING next_at", [behind]
+        )
+
+    was = await db.write(behind_by)
+    before, started = await db.fetchval(f"SELECT {clock}"), time.monotonic()
+    handed = await db.pace(interval, most)
+    after = await db.fetchval(f"SELECT {clock}")
+    assert least <= handed <= at_most
+    next_at = await db.fetchval("SELECT next_at FROM pace WHERE name = 'send'")
+    if behind < PACE_SLACK:  # from the slot due
+        assert next_at == pytest.approx(was + handed * interval)
+    else:  # from PACE_SLACK ago, or now
+        slack = PACE_SLACK if behind < PACE_IDLE else 0.0
+        assert before - slack + handed * interval <= next_at <= after - slack + handed * interval
+    if behind < 0:
+        assert time.monotonic() - started >= -behind * 0.9  # it waited for its slot
 
 
 async def test_the_password_is_in_no_error_and_no_repr(postgres):

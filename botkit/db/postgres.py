@@ -51,7 +51,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from . import Database, DatabaseError, Row, Tx, WriteFn, redact, slots
+from . import PACE_IDLE, PACE_SLACK, Database, DatabaseError, Row, Tx, WriteFn, redact
 
 T = TypeVar("T")
 log = logging.getLogger("botkit.db")
@@ -206,6 +206,30 @@ def connect_options(url: str) -> dict[str, Any]:
     return options
 
 
+# The send slots `slots()` hands out ($1 the interval, $2 the most, $3 PACE_SLACK, $4
+# PACE_IDLE), in the server's clock, the one every process shares: how long to wait
+# for the first, how many, and where the row is left. The UPDATE takes the row only as
+# it was read (a process that moved it meanwhile makes it take none: read again).
+PACE = """
+WITH clock AS (
+    SELECT extract(epoch FROM clock_timestamp())::float8 AS now
+), slot AS (
+    SELECT next_at, now, CASE WHEN next_at >= now - $3 THEN next_at
+                              WHEN next_at >= now - $4 THEN now - $3
+                              ELSE now END AS start
+    FROM pace, clock WHERE name = 'send'
+), handed AS (
+    SELECT next_at, now, start, CASE WHEN start > now THEN 1
+                                     ELSE least($2, floor((now - start) / $1)::int + 1)
+                                END AS count
+    FROM slot
+)
+UPDATE pace SET next_at = handed.start + handed.count * $1
+FROM handed WHERE pace.name = 'send' AND pace.next_at = handed.next_at
+RETURNING greatest(0, handed.start - handed.now), handed.count, pace.next_at
+"""
+
+
 class PostgresDatabase(Database):
     """A pool of connections to one PostgreSQL database, shared with other processes."""
 
@@ -220,7 +244,6 @@ class PostgresDatabase(Database):
         self._relisten: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._paced = False  # this process has taken a send slot (so the pace row exists)
         self._paced_to: float | None = None  # where its last pace left the slot row
         self._name = secrets.token_hex(8)  # its own NOTIFYs come back: to tell them apart
         self._committed = asyncio.Event()
@@ -376,36 +399,21 @@ class PostgresDatabase(Database):
             await conn.close(timeout=CLOSE_SECONDS)  # past it, aborted: the lock goes too
 
     async def pace(self, interval: float, most: int = 1) -> int:
-        # On the sender's own connection (SENDING_POOL_SIZE). Read, then move on only
-        # if no other process moved it meanwhile (else read again): two statements, no
-        # transaction held across them.
+        # On the sender's own connection (SENDING_POOL_SIZE). One statement reads the
+        # slot row and moves it on, unless another process moved it since its read
+        # (then it reads again): no transaction held, one round trip.
         try:
             async with self._sending.acquire() as conn:
                 while True:
-                    if not self._paced:  # the row exists once any process has paced
-                        await conn.execute(
-                            "INSERT INTO pace (name, next_at) VALUES ('send', 0) "
-                            "ON CONFLICT DO NOTHING"
-                        )
-                        self._paced = True
-                    # clock_timestamp(): the server's clock, the one every process shares.
-                    row = await conn.fetchrow(
-                        "SELECT next_at, extract(epoch FROM clock_timestamp())::float8 "
-                        "FROM pace WHERE name = 'send'"
-                    )
-                    if row is None:  # gone (a copy replaced the database): made again
-                        self._paced = False
-                        continue
-                    next_at, now = row
-                    wait, count, later = slots(next_at, now, interval, most)
-                    moved = await conn.execute(
-                        "UPDATE pace SET next_at = $1 WHERE name = 'send' AND next_at = $2",
-                        later,
-                        next_at,
-                    )
-                    if changed(moved):
-                        self._paced_to = later
+                    row = await conn.fetchrow(PACE, interval, most, PACE_SLACK, PACE_IDLE)
+                    if row is not None:
+                        wait, count, self._paced_to = row
                         break
+                    # Not there yet (or gone: a copy replaced the database), or moved
+                    # meanwhile: made if missing, and read again.
+                    await conn.execute(
+                        "INSERT INTO pace (name, next_at) VALUES ('send', 0) ON CONFLICT DO NOTHING"
+                    )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"could not take a send slot: {exc}") from exc
         if wait > 0:
