@@ -77,25 +77,29 @@ class Inbox(Claims):
         return message_id, None if row is None else message_from_row(row)
 
     async def _insert(self, tx: Tx, mos: Sequence[IncomingMO]) -> list[int | None]:
-        """Insert MOs and their inbox rows, in one statement each; an MO's id, or None if
-        its gateway id was already stored (or came earlier in `mos`)."""
+        """Insert MOs and their inbox rows (a statement each; on PostgreSQL, one for both);
+        an MO's id, or None if its gateway id was already stored (or came earlier in
+        `mos`)."""
         # One handset's MOs are numbered in the order they commit, at any process.
         await tx.lock(*(f"handset {mo.source}" for mo in mos))
         now = self.now()
-        stored = await tx.fetchall(
-            f"""INSERT INTO messages (direction, gateway_id, handset, address, content,
-                    encoding, segments, operator, reply_to, reference, flags, status,
-                    created_at, updated_at)
-                VALUES {", ".join([MO_ROW] * len(mos))}
-                ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
-                RETURNING id, gateway_id""",
-            [value for mo in mos for value in _mo_values(mo, now)],
-        )
+        insert = f"""INSERT INTO messages (direction, gateway_id, handset, address, content,
+                encoding, segments, operator, reply_to, reference, flags, status,
+                created_at, updated_at)
+            VALUES {", ".join([MO_ROW] * len(mos))}
+            ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
+            RETURNING id, gateway_id, handset"""
+        if tx.writing_with:  # and their inbox rows in the same statement: a round trip less
+            insert = f"""WITH stored AS ({insert}),
+                queued AS (INSERT INTO inbox (message_id, handset)
+                           SELECT id, handset FROM stored)
+                SELECT id, gateway_id FROM stored"""
+        stored = await tx.fetchall(insert, [value for mo in mos for value in _mo_values(mo, now)])
         # Rows are numbered in the order of `mos`; a gateway id twice in them is one row.
         new = {row["gateway_id"]: row["id"] for row in stored}
         ids = [new.pop(mo.gateway_id, None) for mo in mos]
         queued = [(i, mo.source) for i, mo in zip(ids, mos, strict=True) if i is not None]
-        if queued:
+        if queued and not tx.writing_with:
             rows = ", ".join(["(?, ?)"] * len(queued))
             await tx.execute(
                 f"INSERT INTO inbox (message_id, handset) VALUES {rows}",
