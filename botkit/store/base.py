@@ -72,25 +72,36 @@ async def take_leases(
     is not in `exclude`: those out of attempts are given up, the rest leased `until`.
     Returns the keys leased: those still unclaimed and `waiting` (an SQL condition) by
     then, as a row's holder may have finished it meanwhile (a holder past its lease)."""
+    ids = await leasable(tx, candidates, limit=limit, exclude=exclude, give_up=give_up)
+    if not ids:
+        return []
+    leased = await tx.fetchall(leasing(table, key, len(ids), waiting), (until, owner, *ids, now))
+    kept = {row[0] for row in leased}
+    return [row_key for row_key in ids if row_key in kept]
+
+
+async def leasable(
+    tx: Tx, candidates: list[Row], *, limit: int, exclude: Collection[str], give_up: GiveUp
+) -> list[int]:
+    """The keys of up to `limit` of `candidates` whose handset is not in `exclude`, to
+    lease; those of them out of attempts are given up instead."""
     busy = set(exclude)
-    chosen = [row for row in candidates if row[1] not in busy][:limit]
     ids = []
-    for row_key, _, attempts in chosen:
+    for row_key, _, attempts in [row for row in candidates if row[1] not in busy][:limit]:
         if attempts >= MAX_ATTEMPTS:
             await give_up(tx, row_key, attempts)
         else:
             ids.append(row_key)
-    if not ids:
-        return []
-    leased = await tx.fetchall(
-        f"""UPDATE {table} SET claimed_until = ?, claimed_by = ?, attempts = attempts + 1
-            WHERE {key} IN ({marks(ids)}) AND {waiting}
-              AND (claimed_until IS NULL OR claimed_until < ?)
-            RETURNING {key}""",
-        (until, owner, *ids, now),
-    )
-    kept = {row[0] for row in leased}
-    return [row_key for row_key in ids if row_key in kept]
+    return ids
+
+
+def leasing(table: str, key: str, count: int, waiting: str = "1 = 1") -> str:
+    """The UPDATE that leases `count` rows of `table` by `key` (its parameters: until,
+    owner, the keys, now), unless taken or no longer `waiting`; it returns their keys."""
+    return f"""UPDATE {table} SET claimed_until = ?, claimed_by = ?, attempts = attempts + 1
+        WHERE {key} IN ({marks(range(count))}) AND {waiting}
+          AND (claimed_until IS NULL OR claimed_until < ?)
+        RETURNING {key}"""
 
 
 def marks(values: Collection[object]) -> str:

@@ -13,7 +13,7 @@ from ..handling import GAVE_UP
 from ..messages import IncomingMO, Message, Reply, Thread, join_flags, split_flags
 from ..sms import measure
 from . import threads
-from .base import CLAIMS, Claims, lost, marks, take_leases
+from .base import CLAIMS, Claims, leasable, leasing, lost, marks
 from .effects import Effects, commit_all
 from .outbox import enqueue
 
@@ -133,23 +133,24 @@ class Inbox(Claims):
                    ORDER BY i.message_id LIMIT ?""",
                 (now, now, now, limit + len(exclude)),
             )
-            ids = await take_leases(
-                tx,
-                "inbox",
-                "message_id",
-                rows,
-                limit=limit,
-                exclude=exclude,
-                now=now,
-                until=later(self.clock, lease),
-                owner=self.owner,
-                give_up=self._give_up,
-            )
+            ids = await leasable(tx, rows, limit=limit, exclude=exclude, give_up=self._give_up)
             if not ids:
                 return []
-            # In the claim's transaction: a read of its own would be another hop.
+            # The MOs read in the claim's transaction: a read of its own would be a hop more.
+            update = leasing("inbox", "message_id", len(ids))
+            leases = (later(self.clock, lease), self.owner, *ids, now)
+            if tx.writing_with:  # and in the leases' statement: one round trip for both
+                return await tx.fetchall(
+                    f"""WITH leased AS ({update})
+                        SELECT m.* FROM messages m JOIN leased ON leased.message_id = m.id
+                        ORDER BY m.id""",
+                    leases,
+                )
+            leased = [row[0] for row in await tx.fetchall(update, leases)]
+            if not leased:
+                return []
             return await tx.fetchall(
-                f"SELECT * FROM messages WHERE id IN ({marks(ids)}) ORDER BY id", ids
+                f"SELECT * FROM messages WHERE id IN ({marks(leased)}) ORDER BY id", leased
             )
 
         return [message_from_row(row) for row in await self.db.write(write)]
