@@ -117,9 +117,10 @@ def changed(status: str) -> int:
 
 
 def literal(text: str) -> str:
-    """`text` as an SQL string literal: an escape string (E'...'), read the same however
-    the server sets standard_conforming_strings; a NUL as U+FFFD, as `bind` does."""
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\x00", "\ufffd")
+    """`text` as an SQL string literal: an escape string (E'...', a quote doubled), read
+    the same whatever the server sets standard_conforming_strings and backslash_quote
+    to; a NUL as U+FFFD, as `bind` does."""
+    escaped = text.replace("\\", "\\\\").replace("'", "''").replace("\x00", "\ufffd")
     return f"E'{escaped}'"
 
 
@@ -220,7 +221,7 @@ WITH clock AS (
     FROM pace, clock WHERE name = 'send'
 ), handed AS (
     SELECT next_at, now, start, CASE WHEN start > now THEN 1
-                                     ELSE least($2, floor((now - start) / $1)::int + 1)
+                                     ELSE least($2, floor((now - start) / $1) + 1)::int
                                 END AS count
     FROM slot
 )
@@ -501,14 +502,15 @@ async def _returned(conn: asyncpg.Connection) -> None:
 
 
 async def _transaction(conn: asyncpg.Connection, fn: Callable[[Tx], Awaitable[T]]) -> T:
-    """Run `fn` in one transaction and commit it."""
+    """Run `fn` in one transaction and commit it (a write that runs no statement begins
+    none: nothing to commit)."""
     tx = PostgresTx(conn, begin=BEGIN)
     try:
         result = await fn(tx)
         if tx.began:
             await conn.execute("COMMIT")
     except BaseException:
-        if not conn.is_closed():
+        if tx.began and not conn.is_closed():
             with contextlib.suppress(Exception):
                 await conn.execute("ROLLBACK")
         raise
