@@ -6,6 +6,7 @@ and one whose claim was lost fails alone."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from conftest import rows
@@ -61,20 +62,23 @@ def statuses(database: str, messages: list[Message]) -> list[str]:
     return [status[message.id] for message in messages]
 
 
-async def test_mos_that_come_together_are_stored_once_each_in_their_order(database):
+@pytest.fixture
+async def store(database: str) -> AsyncIterator[Store]:
+    """A store over the test's database, migrated; closed after the test."""
     db = await Database.open(database)
     await migrate(db)
-    store = Store(db)
-    try:
-        assert await store.inbox.add(mo(1, "+61400000001", "first")) is not None
-        # Forty MOs at once from four handsets: one repeats an id of the burst, one the
-        # id of the MO stored before.
-        burst = [mo(100 + n, f"+6140000000{n % 4}", f"text {n}") for n in range(40)]
-        burst[10] = mo(105, burst[10].source, "a repeat")
-        burst[20] = mo(1, burst[20].source, "an old repeat")
-        ids = await asyncio.gather(*(store.inbox.add(m) for m in burst))
-    finally:
-        await db.close()
+    yield Store(db)
+    await db.close()
+
+
+async def test_mos_that_come_together_are_stored_once_each_in_their_order(database, store):
+    assert await store.inbox.add(mo(1, "+61400000001", "first")) is not None
+    # Forty MOs at once from four handsets: one repeats an id of the burst, one the
+    # id of the MO stored before.
+    burst = [mo(100 + n, f"+6140000000{n % 4}", f"text {n}") for n in range(40)]
+    burst[10] = mo(105, burst[10].source, "a repeat")
+    burst[20] = mo(1, burst[20].source, "an old repeat")
+    ids = await asyncio.gather(*(store.inbox.add(m) for m in burst))
 
     assert ids[10] is None and ids[20] is None  # repeats: stored before them
     new = [i for i in ids if i is not None]
@@ -88,23 +92,18 @@ async def test_mos_that_come_together_are_stored_once_each_in_their_order(databa
     assert [r["message_id"] for r in waiting] == [stored[0]["id"], *new]
 
 
-async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone(database):
-    db = await Database.open(database)
-    await migrate(db)
-    store = Store(db)
-    try:
-        claimed = await claimed_mos(store, 8, 200)
-        # Another process took one claim over after its lease ran out.
-        taken = claimed[3]
-        await db.write(
-            lambda tx: tx.execute(
-                "UPDATE inbox SET claimed_by = 'elsewhere' WHERE message_id = ?", (taken.id,)
-            )
+async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone(database, store):
+    db = store.db
+    claimed = await claimed_mos(store, 8, 200)
+    # Another process took one claim over after its lease ran out.
+    taken = claimed[3]
+    await db.write(
+        lambda tx: tx.execute(
+            "UPDATE inbox SET claimed_by = 'elsewhere' WHERE message_id = ?", (taken.id,)
         )
-        handled = replying(claimed)
-        outcomes = await finish_together(store, claimed, handled)
-    finally:
-        await db.close()
+    )
+    handled = replying(claimed)
+    outcomes = await finish_together(store, claimed, handled)
 
     assert isinstance(outcomes[3], ClaimLost)
     assert all(isinstance(ids, list) and len(ids) == 1 for i, ids in enumerate(outcomes) if i != 3)
@@ -123,30 +122,25 @@ async def test_mos_handled_together_commit_together_and_a_lost_claim_fails_alone
     assert [(r["message_id"], r["claimed_by"]) for r in left] == [(taken.id, "elsewhere")]
 
 
-async def test_mos_handled_at_once_share_transactions_on_postgresql(database):
-    db = await Database.open(database)
-    await migrate(db)
-    store = Store(db)
-    try:
-        for n in range(12):
-            await store.inbox.add(mo(300 + n, f"+6140000020{n:02}", f"text {n}"))
-        claimed = await store.inbox.claim(12, lease=60)
-        transactions = 0
-        write = db.write
+async def test_mos_handled_at_once_share_transactions_on_postgresql(database, store):
+    db = store.db
+    for n in range(12):
+        await store.inbox.add(mo(300 + n, f"+6140000020{n:02}", f"text {n}"))
+    claimed = await store.inbox.claim(12, lease=60)
+    transactions = 0
+    write = db.write
 
-        async def counting(fn, **options):
-            nonlocal transactions
-            transactions += 1
-            return await write(fn, **options)
+    async def counting(fn, **options):
+        nonlocal transactions
+        transactions += 1
+        return await write(fn, **options)
 
-        db.write = counting
-        handled = [
-            (message, Effects(Thread(bot="b", handset=message.source, address="4433")))
-            for message in claimed
-        ]
-        await asyncio.gather(*(store.inbox.finish(m, effects) for m, effects in handled))
-    finally:
-        await db.close()
+    db.write = counting
+    handled = [
+        (message, Effects(Thread(bot="b", handset=message.source, address="4433")))
+        for message in claimed
+    ]
+    await asyncio.gather(*(store.inbox.finish(m, effects) for m, effects in handled))
 
     assert len(claimed) == 12
     assert all(effects.thread.id is not None for _, effects in handled)
@@ -158,16 +152,10 @@ async def test_mos_handled_at_once_share_transactions_on_postgresql(database):
     assert status == {"handled"} and rows(database, "SELECT * FROM inbox") == []
 
 
-async def test_a_handled_mo_whose_commit_fails_fails_alone_in_its_batch(database):
-    db = await Database.open(database)
-    await migrate(db)
-    store = Store(db)
-    try:
-        claimed = await claimed_mos(store, 4, 400)
-        # The third's effects cannot be written: replies without our numbers.
-        outcomes = await finish_together(store, claimed, replying(claimed, numberless=2))
-    finally:
-        await db.close()
+async def test_a_handled_mo_whose_commit_fails_fails_alone_in_its_batch(database, store):
+    claimed = await claimed_mos(store, 4, 400)
+    # The third's effects cannot be written: replies without our numbers.
+    outcomes = await finish_together(store, claimed, replying(claimed, numberless=2))
 
     assert isinstance(outcomes[2], ValueError)
     assert all(isinstance(ids, list) and len(ids) == 1 for i, ids in enumerate(outcomes) if i != 2)
