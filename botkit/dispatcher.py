@@ -89,6 +89,9 @@ class Dispatcher(Worker):
         self._active: set[str] = set()  # handsets whose MO is being handled here
         self._taking: set[str] = set()  # handsets whose MO store_mo is storing and claiming
         self._timers_at = 0.0  # time.monotonic() from which timers are claimed again
+        # time.monotonic() by which MOs are claimed even if none is known to wait: those
+        # whose holder died (their leases ran out), at any process.
+        self._mos_at = 0.0
         # Called with the MO (or the timer) and the exception when a handler raises (the
         # test harness re-raises it in the test).
         self.failure_listeners: list[Callable[[Message | Timer, Exception], None]] = []
@@ -99,32 +102,45 @@ class Dispatcher(Worker):
             # While MO callbacks wait to be stored, timers first: the MOs are the flood.
             timers_first = self.intake.room()[0] is not None
             due = await self._claim_timers() if timers_first else []
-            claimed = []
-            free, _ = self._room()
-            if free > 0:
-                try:
-                    claimed = await self.store.inbox.claim(free, self.lease, self._busy())
-                except DatabaseError as exc:
-                    log.error("could not claim MOs: %s", exc)
-            self.intake.started(len(claimed))
-            for message in claimed:
-                self._active.add(message.source)
-                self.spawn(self._handle_claimed(message))
+            claimed = await self._claim_mos()
             if not timers_first:
                 due = await self._claim_timers()
             free, wait = self._room()
             if free <= 0:
                 # Woken as a handset's work ends, or when the callbacks let it take on more.
                 await self.sleep(wait or POLL_SECONDS)
-            elif not claimed and not due:
+            elif claimed or due:
+                continue
+            elif self._active or self._taking:
+                # Busy: woken as work ends or MOs come, or when timers or leases are due.
+                await self.sleep(max(0.01, min(self._timers_at, self._mos_at) - time.monotonic()))
+            else:
                 self._timers_at = 0.0  # idle: the next round claims them, however soon
                 await self.sleep(await self._idle_seconds())
 
+    async def _claim_mos(self) -> list[Message]:
+        """Claim MOs and start their handling, while any may wait unclaimed (most are
+        claimed as they are stored: `store_mo`), and every POLL_SECONDS."""
+        free, _ = self._room()
+        if free <= 0 or not (self.store.inbox.unclaimed or time.monotonic() >= self._mos_at):
+            return []
+        self._mos_at = time.monotonic() + POLL_SECONDS
+        try:
+            claimed = await self.store.inbox.claim(free, self.lease, self._busy())
+        except DatabaseError as exc:
+            log.error("could not claim MOs: %s", exc)
+            return []
+        self.intake.started(len(claimed))
+        for message in claimed:
+            self._active.add(message.source)
+            self.spawn(self._handle_claimed(message))
+        return claimed
+
     async def store_mo(self, incoming: IncomingMO) -> int | None:
-        """Store an MO from its callback; its id, or None for a duplicate. With one
-        process serving the database (SQLite), room here and its handset not busy here,
-        it is claimed in the same transaction (`Inbox.add_claimed`) and handled at once:
-        a commit and a round of the loop sooner. Else the loop is woken for it."""
+        """Store an MO from its callback; its id, or None for a duplicate. With room here
+        and its handset not busy here, it is claimed in the same transaction if it may
+        be (`Inbox.add_claimed`) and handled at once: a claim's transaction and a round
+        of the loop sooner. Else the loop is woken for it."""
         handset = incoming.source
         if not self._may_take_on(handset):
             message_id = await self.store.inbox.add(incoming)
@@ -139,7 +155,7 @@ class Dispatcher(Worker):
 
     def _may_take_on(self, handset: str) -> bool:
         """Whether `store_mo` may claim an MO of `handset` as it stores it."""
-        if self.store.db.shared or self.stopping or not self.alive:
+        if self.stopping or not self.alive:
             return False
         busy = handset in self._active or handset in self._taking
         return not busy and self._room()[0] > 0
@@ -154,6 +170,9 @@ class Dispatcher(Worker):
             self._taking.discard(incoming.source)
             if message is None:
                 self.intake.unstarted()
+                # It waits behind its handset's MO or timer: a claim that passed over the
+                # handset while this one stored it must not be the last.
+                self.store.inbox.unclaimed = True
                 self.wake()
             else:
                 self._active.add(incoming.source)
@@ -184,6 +203,7 @@ class Dispatcher(Worker):
             due = await self.store.timers.claim(free, self.lease, self._busy())
         except DatabaseError as exc:
             log.error("could not claim timers: %s", exc)
+            self._timers_at = time.monotonic() + TIMERS_EVERY
             return []
         self._timers_at = 0.0 if due else time.monotonic() + TIMERS_EVERY
         self.intake.started(len(due))
@@ -214,6 +234,7 @@ class Dispatcher(Worker):
             await self.store.timers.end(timer, "failed", f"{type(exc).__name__}: {exc}")
         finally:
             self._active.discard(timer.handset)
+            self.store.inbox.unclaimed = True  # an MO of its handset may have waited for it
             self.wake()
 
     async def fire(self, timer: Timer) -> None:
@@ -274,6 +295,7 @@ class Dispatcher(Worker):
                 log.error("mo %s: could not be marked failed: %s", message.gateway_id, error)
         finally:
             self._active.discard(message.source)
+            self.store.inbox.done_with(message.source)
             self.wake()
 
     async def handle(self, message: Message) -> None:

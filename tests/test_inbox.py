@@ -160,3 +160,33 @@ async def test_a_handled_mo_whose_commit_fails_fails_alone_in_its_batch(database
     assert isinstance(outcomes[2], ValueError)
     assert all(isinstance(ids, list) and len(ids) == 1 for i, ids in enumerate(outcomes) if i != 2)
     assert statuses(database, claimed) == ["handled", "handled", "received", "handled"]
+
+
+async def test_the_inbox_says_when_an_mo_may_wait_unclaimed(store):
+    """The dispatcher claims from the inbox only while an MO may wait there unclaimed
+    (`Inbox.unclaimed`), not after every MO: most are claimed as they are stored."""
+    phone = "+61400000001"
+    assert store.inbox.unclaimed  # at the start, whatever the last run left
+    assert await store.inbox.claim(5, lease=60) == []
+    assert not store.inbox.unclaimed
+    _, first = await store.inbox.add_claimed(mo(1, phone, "a"), lease=60)
+    assert first is not None and not store.inbox.unclaimed  # claimed as it was stored
+    _, second = await store.inbox.add_claimed(mo(2, phone, "b"), lease=60)
+    assert second is None and store.inbox.unclaimed  # it waits behind the first
+    assert await store.inbox.claim(5, lease=60) == []
+    assert not store.inbox.unclaimed
+    await store.inbox.finish(first, Effects(None))
+    assert not store.inbox.unclaimed  # the dispatcher still holds the handset
+    store.inbox.done_with(phone)
+    assert store.inbox.unclaimed  # the first handled: the second may go now
+    (second,) = await store.inbox.claim(5, lease=60)
+    assert second.gateway_id == 2 and not store.inbox.unclaimed
+    await store.inbox.finish(second, Effects(None))
+    store.inbox.done_with(phone)
+    assert not store.inbox.unclaimed  # nothing waited behind it
+    for n in (3, 4):
+        await store.inbox.add(mo(n, f"+6140000000{n}", "c"))
+    assert len(await store.inbox.claim(1, lease=60)) == 1
+    assert store.inbox.unclaimed  # a claim that took all it asked for may have left more
+    assert len(await store.inbox.claim(5, lease=60)) == 1
+    assert not store.inbox.unclaimed

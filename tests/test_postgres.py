@@ -128,6 +128,60 @@ async def test_a_due_timer_fires_in_one_process_only(stores):
     assert sorted(fired) == sorted(set(fired)) and len(fired) == 5
 
 
+async def test_mos_stored_together_are_claimed_as_they_are_stored_one_a_handset(stores):
+    store, other = stores[0], stores[1]
+    await other.inbox.add(mo(1, "+61400000009"))
+    assert await other.inbox.claim(1, lease=60)  # another process holds this handset's
+    await timer_due(other, 2, "+61400000008")
+    assert await other.timers.claim(1, lease=60)  # and has this one's timer under way
+
+    async def unclaimed(n: int, phone: str) -> tuple[int | None, None]:
+        return await store.inbox.add(mo(n, phone)), None
+
+    # The first add starts a batch of its own; the others, added meanwhile, are the next.
+    added = await asyncio.gather(
+        store.inbox.add_claimed(mo(10, "+61400000004"), lease=60),
+        store.inbox.add_claimed(mo(11, "+61400000001"), lease=60),
+        store.inbox.add_claimed(mo(12, "+61400000001"), lease=60),  # behind 11
+        unclaimed(13, "+61400000002"),
+        store.inbox.add_claimed(mo(14, "+61400000002"), lease=60),  # behind 13, unclaimed
+        store.inbox.add_claimed(mo(15, "+61400000009"), lease=60),  # held elsewhere
+        store.inbox.add_claimed(mo(16, "+61400000008"), lease=60),  # a timer under way
+        store.inbox.add_claimed(mo(17, "+61400000003"), lease=60),
+        store.inbox.add_claimed(mo(17, "+61400000003"), lease=60),  # a duplicate
+    )
+    claimed = [message.gateway_id for _, message in added if message is not None]
+    assert claimed == [10, 11, 17]
+    assert [message_id is None for message_id, _ in added] == [False] * 8 + [True]
+    inbox = await store.db.fetchall(
+        """SELECT m.gateway_id, i.claimed_by, i.attempts FROM inbox i
+           JOIN messages m ON m.id = i.message_id WHERE m.gateway_id >= 10 ORDER BY 1"""
+    )
+    assert [tuple(row) for row in inbox] == [
+        (n, store.owner, 1) if n in claimed else (n, None, 0) for n in range(10, 18)
+    ]
+
+
+async def test_an_mo_claimed_as_it_is_stored_waits_for_a_timer_claimed_meanwhile(stores):
+    for n in range(10):
+        phone = f"+6140000010{n}"
+        await timer_due(stores[0], 100 + n, phone)
+        timers, (_, message) = await asyncio.gather(
+            stores[1].timers.claim(5, lease=60),
+            stores[2].inbox.add_claimed(mo(200 + n, phone), lease=60),
+        )
+        assert not (timers and message), "a timer and an MO of one handset claimed at once"
+
+
+async def timer_due(store: Store, n: int, phone: str) -> None:
+    """MO `n` from `phone` stored and handled, leaving a timer due in its thread."""
+    _, message = await store.inbox.add_claimed(mo(n, phone), lease=60)
+    assert message is not None
+    thread = Thread(bot="b", handset=phone, address="4433")
+    due = store.clock() - timedelta(seconds=1)
+    await store.inbox.finish(message, Effects(thread, schedule=[Timer(name="t", due_at=due)]))
+
+
 async def reply_queued(store: Store, n: int, phone: str) -> None:
     """MO `n` from `phone` stored and handled, its one reply queued."""
     await store.inbox.add(mo(n, phone))
@@ -505,3 +559,16 @@ async def test_a_transaction_left_open_is_rolled_back_when_its_connection_goes_b
     await db.write(write)
     assert await db.fetchval("SELECT count(*) FROM meta WHERE name = 'left'") == 0
     assert await db.fetchval("SELECT value FROM meta WHERE name = 'next'") == "write"
+
+
+async def test_the_process_that_handles_an_mo_claims_the_next_that_waited_elsewhere(stores):
+    holder, other = stores[0], stores[1]
+    _, first = await holder.inbox.add_claimed(mo(1), lease=60)
+    _, second = await other.inbox.add_claimed(mo(2), lease=60)
+    assert first is not None and second is None  # it waits behind the first
+    assert await holder.inbox.claim(5, lease=60) == [] and not holder.inbox.unclaimed
+    await holder.inbox.finish(first, Effects(None))
+    holder.inbox.done_with(PHONE)
+    assert holder.inbox.unclaimed  # the process that handled the first knows
+    (taken,) = await holder.inbox.claim(5, lease=60)
+    assert taken.gateway_id == 2

@@ -28,84 +28,99 @@ class Inbox(Claims):
 
     def __init__(self, db: Database, clock: Clock, owner: str) -> None:
         super().__init__(db, clock, owner)
-        self._adding: Batcher[IncomingMO, int | None] = Batcher(self._add_all)
+        # Whether an MO may wait that `claim` would take: one stored unclaimed, one whose
+        # handset's MO before it was handled (`done_with`), or a claim that took all it
+        # could. The dispatcher claims from the inbox while it is set (and now and then:
+        # leases that ran out), not after every MO: most are claimed as they are stored.
+        self.unclaimed = True
+        self._waiting: set[str] = set()  # handsets whose MO was handled with another behind
+        self._adding: Batcher[Adding, Added] = Batcher(self._add_all)
         self._finishing: Batcher[tuple[Message, Effects], tuple[int | None, list[int]]] = Batcher(
             self._finish_all, writers=FINISHING
         )
 
     async def add(self, mo: IncomingMO) -> int | None:
-        """Store an MO and put it in the inbox; None if its gateway id was already stored.
-        On PostgreSQL, MOs that come while others are being stored are stored together
-        (Batcher). SQLite's writer already commits queued writes in groups: there, a
-        batcher would only make each MO wait for the batch before its own."""
-        if self.db.shared:
-            return await self._adding.add(mo)
-        (message_id,) = await self._add_all([mo])
+        """Store an MO and put it in the inbox; None if its gateway id was already stored."""
+        message_id, _ = await self._add(mo, None)
         return message_id
-
-    async def _add_all(self, mos: Sequence[IncomingMO]) -> list[int | None]:
-        return await self.db.write(lambda tx: self._insert(tx, mos), urgent=True)
 
     async def add_claimed(self, mo: IncomingMO, lease: float) -> tuple[int | None, Message | None]:
         """Store an MO as `add` does and, in the same transaction, claim it for `lease`
-        seconds if its handset has no other MO waiting or claimed and no timer claimed:
-        the dispatcher handles it at once, a commit and a claim sooner.
-        Returns its id (None: a duplicate) and the claimed MO (None: it waits its turn).
-        For one process only (SQLite): its dispatcher must not be busy with the handset."""
-
-        async def write(tx: Tx) -> tuple[int | None, Row | None]:
-            (message_id,) = await self._insert(tx, [mo])
-            if message_id is None:
-                return None, None
-            now = self.now()
-            claimed = await tx.execute(
-                """UPDATE inbox SET claimed_until = ?, claimed_by = ?, attempts = 1
-                   WHERE message_id = ?
-                     AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = ?
-                                     AND o.message_id != ?)
-                     AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = ?
-                                     AND t.claimed_until >= ?)""",
-                (later(self.clock, lease), self.owner, message_id, mo.source, message_id,
-                 mo.source, now),
-            )  # fmt: skip
-            if not claimed:
-                return message_id, None
-            row = await tx.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
-            return message_id, row
-
-        message_id, row = await self.db.write(write, urgent=True)
+        seconds if its handset has no other MO waiting or claimed and no timer claimed
+        (by any process): the dispatcher handles it at once, a claim's transaction and
+        a round of its loop sooner. The dispatcher must not be busy with the handset.
+        Returns its id (None: a duplicate) and the claimed MO (None: it waits its turn)."""
+        message_id, row = await self._add(mo, later(self.clock, lease))
         return message_id, None if row is None else message_from_row(row)
 
-    async def _insert(self, tx: Tx, mos: Sequence[IncomingMO]) -> list[int | None]:
-        """Insert MOs and their inbox rows (a statement each; on PostgreSQL, one for both);
-        an MO's id, or None if its gateway id was already stored (or came earlier in
-        `mos`)."""
-        # One handset's MOs are numbered in the order they commit, at any process.
-        await tx.lock(*(f"handset {mo.source}" for mo in mos))
+    async def _add(self, mo: IncomingMO, until: str | None) -> Added:
+        """Store an MO, claimed `until` then if it may be (None: not claimed). On
+        PostgreSQL, MOs that come while others are being stored are stored together
+        (Batcher). SQLite's writer already commits queued writes in groups: there, a
+        batcher would only make each MO wait for the batch before its own."""
+        if self.db.shared:
+            added = await self._adding.add((mo, until))
+        else:
+            (added,) = await self._add_all([(mo, until)])
+        message_id, row = added
+        if message_id is not None and row is None:
+            self.unclaimed = True
+        return added
+
+    async def _add_all(self, mos: Sequence[Adding]) -> list[Added]:
+        return await self.db.write(lambda tx: self._insert(tx, mos), urgent=True)
+
+    async def _insert(self, tx: Tx, mos: Sequence[Adding]) -> list[Added]:
+        """Insert MOs and their inbox rows, each claimed until its time if it has one and
+        may be claimed (`add_claimed`); for each, its id (None if its gateway id was
+        already stored, or came earlier in `mos`) and its row if it was claimed."""
+        # One handset's MOs are numbered in the order they commit, at any process; and a
+        # claim of a timer of the handset waits for them (Timers.claim), or they for it.
+        await tx.lock(*(f"handset {mo.source}" for mo, _ in mos))
         now = self.now()
+        claims: dict[int, str | None] = {}  # a gateway id's first time in `mos` decides
+        for mo, until in mos:
+            claims.setdefault(mo.gateway_id, until)
         insert = f"""INSERT INTO messages (direction, gateway_id, handset, address, content,
                 encoding, segments, operator, reply_to, reference, flags, status,
                 created_at, updated_at)
             VALUES {", ".join([MO_ROW] * len(mos))}
-            ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
-            RETURNING id, gateway_id, handset"""
-        if tx.writing_with:  # and their inbox rows in the same statement: a round trip less
-            insert = f"""WITH stored AS ({insert}),
-                queued AS (INSERT INTO inbox (message_id, handset)
-                           SELECT id, handset FROM stored)
-                SELECT id, gateway_id FROM stored"""
-        stored = await tx.fetchall(insert, [value for mo in mos for value in _mo_values(mo, now)])
-        # Rows are numbered in the order of `mos`; a gateway id twice in them is one row.
-        new = {row["gateway_id"]: row["id"] for row in stored}
-        ids = [new.pop(mo.gateway_id, None) for mo in mos]
-        queued = [(i, mo.source) for i, mo in zip(ids, mos, strict=True) if i is not None]
-        if queued and not tx.writing_with:
-            rows = ", ".join(["(?, ?)"] * len(queued))
-            await tx.execute(
-                f"INSERT INTO inbox (message_id, handset) VALUES {rows}",
-                [value for row in queued for value in row],
+            ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING"""
+        values = [value for mo, _ in mos for value in _mo_values(mo, now)]
+        if tx.writing_with:  # their inbox rows and claims in the same statement
+            claimed = [(gateway_id, until) for gateway_id, until in claims.items() if until]
+            rows = await tx.fetchall(
+                STORE_AND_CLAIM.format(insert=insert),
+                (*values, [g for g, _ in claimed], [u for _, u in claimed], now, self.owner),
             )
-        return ids
+            stored = {
+                row["gateway_id"]: (row["id"], row if row["claimed"] else None) for row in rows
+            }
+        else:
+            rows = await tx.fetchall(f"{insert} RETURNING id, gateway_id, handset", values)
+            stored = await self._queue(tx, rows, claims, now)
+        return [stored.pop(mo.gateway_id, (None, None)) for mo, _ in mos]
+
+    async def _queue(
+        self, tx: Tx, rows: list[Row], claims: dict[int, str | None], now: str
+    ) -> dict[int, Added]:
+        """`_insert`'s other steps, where a WITH may not write (SQLite): the inbox rows of
+        the MOs just stored (`rows`), then their claims; each MO by its gateway id."""
+        if rows:
+            queue = ", ".join(["(?, ?)"] * len(rows))
+            await tx.execute(
+                f"INSERT INTO inbox (message_id, handset) VALUES {queue}",
+                [value for row in rows for value in (row["id"], row["handset"])],
+            )
+        stored: dict[int, Added] = {}
+        for message_id, gateway_id, handset in rows:
+            until, row = claims[gateway_id], None
+            if until is not None and await tx.execute(
+                CLAIM_STORED, (until, self.owner, message_id, handset, message_id, handset, now)
+            ):
+                row = await tx.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
+            stored[gateway_id] = (message_id, row)
+        return stored
 
     async def claim(self, limit: int, lease: float, exclude: Sequence[str] = ()) -> list[Message]:
         """Claim the oldest unhandled MO of up to `limit` handsets that have none claimed.
@@ -115,6 +130,8 @@ class Inbox(Claims):
         with an MO or a timer claimed (by any process, an older MO that committed late
         included) wait for it.
         """
+
+        self.unclaimed = False  # an MO stored meanwhile sets it again
 
         async def write(tx: Tx) -> list[Row]:
             await tx.lock(CLAIMS)
@@ -153,12 +170,20 @@ class Inbox(Claims):
                 f"SELECT * FROM messages WHERE id IN ({marks(leased)}) ORDER BY id", leased
             )
 
-        return [message_from_row(row) for row in await self.db.write(write)]
+        try:
+            claimed = await self.db.write(write)
+        except BaseException:
+            self.unclaimed = True
+            raise
+        if len(claimed) >= limit:
+            self.unclaimed = True  # there may be more
+        return [message_from_row(row) for row in claimed]
 
     async def _give_up(self, tx: Tx, message_id: int, attempts: int) -> None:
         """Mark an MO failed that no attempt could commit, unless its last holder (past
         its lease) commits it first: whichever takes the inbox row first wins."""
         now = self.now()
+        self.unclaimed = True  # the handset's next MO, if any, may go
         if await tx.execute(
             """DELETE FROM inbox WHERE message_id = ?
                AND (claimed_until IS NULL OR claimed_until < ?)""",
@@ -185,7 +210,7 @@ class Inbox(Claims):
         self, handled: Sequence[tuple[Message, Effects]]
     ) -> list[tuple[int | None, list[int]]]:
         async def write(tx: Tx) -> list[tuple[int | None, list[int]]]:
-            await self._release(tx, [message.id for message, _ in handled])
+            await self._release(tx, [message for message, _ in handled])
             now = self.now()
             done = await commit_all(tx, [effects for _, effects in handled], now)
             await tx.executemany(
@@ -214,7 +239,7 @@ class Inbox(Claims):
         operator has it). Returns the ids of the MTs."""
 
         async def write(tx: Tx) -> list[int]:
-            await self._release(tx, [message.id])
+            await self._release(tx, [message])
             now = self.now()
             where = thread if thread is not None and thread.id is not None else None
             mt_ids = []
@@ -233,19 +258,50 @@ class Inbox(Claims):
 
         return await self.db.write(write)
 
-    async def _release(self, tx: Tx, message_ids: Sequence[int]) -> None:
+    async def _release(self, tx: Tx, messages: Sequence[Message]) -> None:
         """Take MOs out of the inbox, first thing in the transaction that commits their
         handling: ClaimLost if this process no longer holds the claim of one. (The rows
         stay locked until the commit: a process taking a claim over waits, then finds
-        it gone.)"""
-        released = await tx.fetchall(
-            f"""DELETE FROM inbox WHERE message_id IN ({marks(message_ids)}) AND claimed_by = ?
-                RETURNING message_id""",
-            (*message_ids, self.owner),
-        )
-        if len(released) < len(message_ids):
-            gone = set(message_ids).difference(row[0] for row in released)
+        it gone.) Handsets with other MOs waiting are noted for `done_with`: those are
+        claimable once this commits and the dispatcher is done with the handset. An MO
+        of theirs stored meanwhile either commits first, and is seen here, or waits for
+        this commit (its handset's lock), and is claimed as it is stored."""
+        await tx.lock(*(f"handset {message.source}" for message in messages))
+        ids = [message.id for message in messages]
+        release = f"""DELETE FROM inbox WHERE message_id IN ({marks(ids)}) AND claimed_by = ?
+            RETURNING message_id, handset"""
+        if tx.writing_with:  # and whether others wait, in the same statement
+            released = await tx.fetchall(
+                f"""WITH released AS ({release})
+                    SELECT message_id, handset, EXISTS (SELECT 1 FROM inbox o
+                        WHERE o.handset = released.handset
+                          AND o.message_id NOT IN (SELECT message_id FROM released)) AS waiting
+                    FROM released""",
+                (*ids, self.owner),
+            )
+            waiting = {row["handset"] for row in released if row["waiting"]}
+        else:
+            released = await tx.fetchall(release, (*ids, self.owner))
+            handsets = {row["handset"] for row in released}
+            waiting = {
+                row[0]
+                for row in await tx.fetchall(
+                    f"SELECT DISTINCT handset FROM inbox WHERE handset IN ({marks(handsets)})",
+                    tuple(handsets),
+                )
+            }
+        if len(released) < len(ids):
+            gone = set(ids).difference(row[0] for row in released)
             raise lost("inbox", min(gone))
+        self._waiting.update(waiting)
+
+    def done_with(self, handset: str) -> None:
+        """The dispatcher no longer holds `handset` (its MO is handled, or failed): if
+        another MO of it was seen waiting, `unclaimed` is set, for a claim to take it.
+        Not as the handling commits: a claim then would pass over the handset, busy."""
+        if handset in self._waiting:
+            self._waiting.discard(handset)
+            self.unclaimed = True
 
     async def release_all(self) -> int:
         """Free every claim (at start-up, on a database no other process uses)."""
@@ -281,6 +337,39 @@ def message_from_row(row: Row) -> Message:
         flags=split_flags(row["flags"]),
     )
 
+
+# An MO to store, and until when to claim it if it may be (None: not claimed); the
+# MO's id once stored (None: a duplicate), and its row if it was claimed.
+Adding = tuple[IncomingMO, str | None]
+Added = tuple[int | None, Row | None]
+
+# `Inbox._insert` on PostgreSQL: the MOs ({insert}, its values first), their inbox rows,
+# and the claims of those it names (gateway ids, until), each only if it is the first
+# of its handset's in the batch, its handset has no other MO in the inbox and no timer
+# claimed (now); claimed by (owner). Every MO's row, and whether it was claimed.
+STORE_AND_CLAIM = """
+WITH stored AS ({insert} RETURNING *),
+wanted AS (SELECT * FROM unnest(?::bigint[], ?::text[]) AS w (gateway_id, until)),
+claimed AS (
+    SELECT s.id, w.until FROM stored s JOIN wanted w ON w.gateway_id = s.gateway_id
+    WHERE s.id = (SELECT min(f.id) FROM stored f WHERE f.handset = s.handset)
+      AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = s.handset)
+      AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = s.handset
+                      AND t.claimed_until >= ?)
+), queued AS (
+    INSERT INTO inbox (message_id, handset, claimed_until, claimed_by, attempts)
+    SELECT s.id, s.handset, c.until, CASE WHEN c.id IS NOT NULL THEN ? END,
+           CASE WHEN c.id IS NOT NULL THEN 1 ELSE 0 END
+    FROM stored s LEFT JOIN claimed c ON c.id = s.id
+)
+SELECT s.*, c.id IS NOT NULL AS claimed FROM stored s LEFT JOIN claimed c ON c.id = s.id"""
+
+# `Inbox._insert` on SQLite: claims an MO just stored (until, owner, its id) if its
+# handset (twice with its id, then now) has no other MO in the inbox and no timer claimed.
+CLAIM_STORED = """UPDATE inbox SET claimed_until = ?, claimed_by = ?, attempts = 1
+    WHERE message_id = ?
+      AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = ? AND o.message_id != ?)
+      AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = ? AND t.claimed_until >= ?)"""
 
 # One MO's row of `Inbox._insert`'s INSERT, and its values.
 MO_ROW = "('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)"

@@ -44,6 +44,9 @@ class Timers(Claims):
                    ORDER BY t.due_at, t.id LIMIT ?""",
                 (now, now, now, now, limit + len(exclude)),
             )
+            # An MO of the handset stored meanwhile (Inbox.add_claimed claims it as it is
+            # stored, holding this lock) goes first: the lease below sees it, and waits.
+            await tx.lock(*(f"handset {row[1]}" for row in rows))
             return await take_leases(
                 tx,
                 "timers",
@@ -55,7 +58,8 @@ class Timers(Claims):
                 until=later(self.clock, lease),
                 owner=self.owner,
                 give_up=self._give_up,
-                waiting="state = 'pending'",
+                waiting="""state = 'pending'
+                    AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.handset = timers.handset)""",
             )
 
         ids = await self.db.write(write)
@@ -76,7 +80,7 @@ class Timers(Claims):
 
         async def write(tx: Tx) -> tuple[int | None, list[int]]:
             now = self.now()
-            await self._release(tx, timer.id, "fired", None, now)
+            await self._release(tx, timer, "fired", None, now)
             return await commit(tx, effects, now)
 
         thread_id, mt_ids = await self.db.write(write)
@@ -88,15 +92,18 @@ class Timers(Claims):
         """Mark a claimed timer failed (its handler raised) or cancelled (nothing to do)."""
         assert timer.id is not None
 
-        await self.db.write(lambda tx: self._release(tx, timer.id, state, error, self.now()))
+        await self.db.write(lambda tx: self._release(tx, timer, state, error, self.now()))
 
-    async def _release(
-        self, tx: Tx, timer_id: int, state: str, error: str | None, now: str
-    ) -> None:
+    async def _release(self, tx: Tx, timer: Timer, state: str, error: str | None, now: str) -> None:
         """End a claimed timer, first thing in the transaction that commits what its
-        handler did: ClaimLost if this process no longer holds its claim."""
-        if not await _end(tx, timer_id, state, error, now, owner=self.owner):
-            raise lost("timers", timer_id)
+        handler did: ClaimLost if this process no longer holds its claim. An MO of its
+        handset stored meanwhile commits first or waits for this (the handset's lock):
+        the dispatcher, told the timer ended, claims the one; the other is claimed as
+        it is stored."""
+        assert timer.id is not None
+        await tx.lock(f"handset {timer.handset}")
+        if not await _end(tx, timer.id, state, error, now, owner=self.owner):
+            raise lost("timers", timer.id)
 
     async def pending(self, thread_id: int) -> list[Timer]:
         """A thread's pending timers, soonest first."""
