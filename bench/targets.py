@@ -18,6 +18,9 @@ from typing import Any
 RATE = 500.0  # MOs a second: the issue's load for its one-rate targets
 FLOOR, ACK, P99_MS, BACKLOG_MS = 0.5, 0.5, 20.0, 1000.0
 POSTGRESQL, MEMORY, PACING_PCT = 0.7, 1.10, 1.0
+# Two processes' replies/s against one's, at one offered rate that caps both: "not
+# slower" within the 1% that a rate is measured to here (the pacing target's margin).
+SAME_RATE = 0.99
 OTHER = 10.0  # % of the cores taken by other work that spoils a figure (as cpu.py says)
 
 Results = dict[str, Any]
@@ -129,9 +132,9 @@ def postgresql(sqlite: Results | None, postgres: Results | None) -> Iterator[Tar
     one = _run(postgres, f"postgresql x1 at {rate:g}/s")
     two = _run(postgres, f"postgresql x2 at {rate:g}/s")
     base = _run(sqlite, f"botkit at {rate:g}/s")
-    for what, run, against, least in (
-        ("postgresql x1", one, base, POSTGRESQL),
-        ("postgresql x2", two, one, 1.0),
+    for what, run, against, least, most in (
+        ("postgresql x1", one, base, POSTGRESQL, 1 / POSTGRESQL),
+        ("postgresql x2", two, one, SAME_RATE, 1.0),
     ):
         name = "sqlite" if against is base else "one process"
         yield Target(
@@ -141,8 +144,8 @@ def postgresql(sqlite: Results | None, postgres: Results | None) -> Iterator[Tar
         )  # fmt: skip
         yield Target(
             f"{what} MO>MT p99 at {rate:g}/s, x {name}", "ms", _get(run, "mo_to_mt_p99_ms"),
-            _get(against, "mo_to_mt_p99_ms"), f"<= {1 / least:.3g}x",
-            lambda _, r, least=least: r is not None and r <= 1 / least, _get(run, "cpu_other_pct"),
+            _get(against, "mo_to_mt_p99_ms"), f"<= {most:.3g}x",
+            lambda _, r, most=most: r is not None and r <= most, _get(run, "cpu_other_pct"),
         )  # fmt: skip
 
 

@@ -91,3 +91,21 @@ def test_each_target_is_its_figure_over_a_baseline_from_the_same_run():
         "-", "-", "-", "within", "1%", "-",
     ]  # fmt: skip
     assert rows["postgresql x1 replies/s at 500/s, x sqlite"][-1] == "-"
+
+
+def test_two_processes_keep_the_rate_of_one_within_what_a_rate_is_measured_to():
+    pipeline = {"runs": [run("botkit", 500, replies_per_s=499.0, mo_to_mt_p99_ms=80.0)]}
+    postgres = {
+        "runs": [
+            run("postgresql x1", 500, replies_per_s=496.4, mo_to_mt_p99_ms=100.0),
+            run("postgresql x2", 500, replies_per_s=496.1, mo_to_mt_p99_ms=101.0),
+        ]
+    }
+    found = {
+        t.what: t
+        for t in bench_targets.targets({"pipeline": pipeline, "pipeline_postgresql": postgres})
+    }
+    assert found["postgresql x2 replies/s at 500/s, x one process"].met
+    assert found["postgresql x2 replies/s at 500/s, x one process"].goal == ">= 0.99x"
+    assert not found["postgresql x2 MO>MT p99 at 500/s, x one process"].met  # slower
+    assert found["postgresql x1 MO>MT p99 at 500/s, x sqlite"].goal == "<= 1.43x"
