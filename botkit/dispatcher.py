@@ -116,7 +116,8 @@ class Dispatcher(Worker):
                 await self.sleep(max(0.01, min(self._timers_at, self._mos_at) - time.monotonic()))
             else:
                 self._timers_at = 0.0  # idle: the next round claims them, however soon
-                await self.sleep(await self._idle_seconds())
+                poll = max(0.01, self._mos_at - time.monotonic())
+                await self.sleep(min(poll, await self._idle_seconds()))
 
     async def _claim_mos(self) -> list[Message]:
         """Claim MOs and start their handling, while any may wait unclaimed (most are
@@ -142,16 +143,25 @@ class Dispatcher(Worker):
         be (`Inbox.add_claimed`) and handled at once: a claim's transaction and a round
         of the loop sooner. Else the loop is woken for it."""
         handset = incoming.source
-        if not self._may_take_on(handset):
-            message_id = await self.store.inbox.add(incoming)
-            if message_id is not None:
-                self.wake()
-            return message_id
-        self._taking.add(handset)
-        self.intake.started(1)
-        # A task of ours (stop() waits for it), so that the MO is handed over once
-        # committed even if the callback's request is cancelled meanwhile.
-        return await asyncio.shield(self.spawn(self._store_claimed(incoming)))
+        taking = self._may_take_on(handset)
+        if taking:
+            self._taking.add(handset)
+            self.intake.started(1)
+        # A task of ours (stop() waits for it), so that once committed the MO is handed
+        # over, or the loop told of it, even if the callback's request is cancelled.
+        storing = self._store_claimed(incoming) if taking else self._store(incoming)
+        return await asyncio.shield(self.spawn(storing))
+
+    async def _store(self, incoming: IncomingMO) -> int | None:
+        """`store_mo`'s store of an MO it may not claim; the loop is woken for it. If its
+        handset is busy here, the MO is claimed once the dispatcher is done with it
+        (`Inbox.behind`): a claim before then passes over the handset."""
+        message_id = await self.store.inbox.add(incoming)
+        if message_id is not None:
+            if incoming.source in self._active or incoming.source in self._taking:
+                self.store.inbox.behind(incoming.source)
+            self.wake()
+        return message_id
 
     def _may_take_on(self, handset: str) -> bool:
         """Whether `store_mo` may claim an MO of `handset` as it stores it."""

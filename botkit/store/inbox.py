@@ -295,6 +295,11 @@ class Inbox(Claims):
             raise lost("inbox", min(gone))
         self._waiting.update(waiting)
 
+    def behind(self, handset: str) -> None:
+        """An MO of `handset` was stored behind the one the dispatcher holds: once done
+        with that (`done_with`), `unclaimed` is set for it."""
+        self._waiting.add(handset)
+
     def done_with(self, handset: str) -> None:
         """The dispatcher no longer holds `handset` (its MO is handled, or failed): if
         another MO of it was seen waiting, `unclaimed` is set, for a claim to take it.
