@@ -138,10 +138,11 @@ class Dispatcher(Worker):
         return claimed
 
     async def store_mo(self, incoming: IncomingMO) -> int | None:
-        """Store an MO from its callback; its id, or None for a duplicate. With room here
-        and its handset not busy here, it is claimed in the same transaction if it may
-        be (`Inbox.add_claimed`) and handled at once: a claim's transaction and a round
-        of the loop sooner. Else the loop is woken for it."""
+        """Store an MO from its callback; its id, or None for a duplicate. With one
+        process serving the database (SQLite), room here and its handset not busy here,
+        it is claimed in the same transaction if it may be (`Inbox.add_claimed`) and
+        handled at once: a claim's transaction and a round of the loop sooner. Else the
+        loop is woken for it."""
         handset = incoming.source
         taking = self._may_take_on(handset)
         if taking:
@@ -164,8 +165,11 @@ class Dispatcher(Worker):
         return message_id
 
     def _may_take_on(self, handset: str) -> bool:
-        """Whether `store_mo` may claim an MO of `handset` as it stores it."""
-        if self.stopping or not self.alive:
+        """Whether `store_mo` may claim an MO of `handset` as it stores it. Not on
+        PostgreSQL: there, two processes at 500 MO/s took three times as long to reply
+        (MO>MT p99) when each handled its MOs as it stored them, as against claiming
+        them in batches from the inbox (bench/profile.md, sixteenth session)."""
+        if self.store.db.shared or self.stopping or not self.alive:
             return False
         busy = handset in self._active or handset in self._taking
         return not busy and self._room()[0] > 0
