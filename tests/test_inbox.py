@@ -164,15 +164,18 @@ async def test_a_handled_mo_whose_commit_fails_fails_alone_in_its_batch(database
 
 async def test_the_inbox_says_when_an_mo_may_wait_unclaimed(store):
     """The dispatcher claims from the inbox only while an MO may wait there unclaimed
-    (`Inbox.unclaimed`), not after every MO: most are claimed as they are stored."""
+    (`Inbox.unclaimed`), not after every MO (on SQLite most are claimed as they are
+    stored)."""
     phone = "+61400000001"
     assert store.inbox.unclaimed  # at the start, whatever the last run left
     assert await store.inbox.claim(5, lease=60) == []
     assert not store.inbox.unclaimed
-    _, first = await store.inbox.add_claimed(mo(1, phone, "a"), lease=60)
-    assert first is not None and not store.inbox.unclaimed  # claimed as it was stored
-    _, second = await store.inbox.add_claimed(mo(2, phone, "b"), lease=60)
-    assert second is None and store.inbox.unclaimed  # it waits behind the first
+    await store.inbox.add(mo(1, phone, "a"))
+    assert store.inbox.unclaimed  # stored unclaimed
+    (first,) = await store.inbox.claim(5, lease=60)
+    assert not store.inbox.unclaimed
+    await store.inbox.add(mo(2, phone, "b"))
+    assert store.inbox.unclaimed  # it waits behind the first
     assert await store.inbox.claim(5, lease=60) == []
     assert not store.inbox.unclaimed
     await store.inbox.finish(first, Effects(None))
@@ -190,3 +193,19 @@ async def test_the_inbox_says_when_an_mo_may_wait_unclaimed(store):
     assert store.inbox.unclaimed  # a claim that took all it asked for may have left more
     assert len(await store.inbox.claim(5, lease=60)) == 1
     assert not store.inbox.unclaimed
+
+
+async def test_an_mo_is_claimed_as_it_is_stored_on_sqlite_only(store):
+    """On SQLite the dispatcher claims an MO in the transaction that stores it; on
+    PostgreSQL its loop claims them from the inbox in batches, and the store refuses."""
+    phone = "+61400000001"
+    if store.db.shared:
+        with pytest.raises(ValueError, match="SQLite only"):
+            await store.inbox.add_claimed(mo(1, phone, "a"), lease=60)
+        assert await store.inbox.depth() == 0
+        return
+    assert await store.inbox.claim(5, lease=60) == [] and not store.inbox.unclaimed
+    _, first = await store.inbox.add_claimed(mo(1, phone, "a"), lease=60)
+    assert first is not None and not store.inbox.unclaimed  # claimed as it was stored
+    _, second = await store.inbox.add_claimed(mo(2, phone, "b"), lease=60)
+    assert second is None and store.inbox.unclaimed  # it waits behind the first

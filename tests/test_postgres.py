@@ -128,55 +128,82 @@ async def test_a_due_timer_fires_in_one_process_only(stores):
     assert sorted(fired) == sorted(set(fired)) and len(fired) == 5
 
 
-async def test_mos_stored_together_are_claimed_as_they_are_stored_one_a_handset(stores):
+async def test_an_mo_stored_waits_for_its_handsets_lock_held_elsewhere(stores):
+    """An MO is stored by one statement, a transaction of its own, which takes its
+    handset's lock as `tx.lock` does: held by another process's write, the MO waits for
+    its commit (so one handset's MOs are numbered in the order they commit)."""
     store, other = stores[0], stores[1]
-    await other.inbox.add(mo(1, "+61400000009"))
-    assert await other.inbox.claim(1, lease=60)  # another process holds this handset's
-    await timer_due(other, 2, "+61400000008")
-    assert await other.timers.claim(1, lease=60)  # and has this one's timer under way
+    held, release = asyncio.Event(), asyncio.Event()
 
-    async def unclaimed(n: int, phone: str) -> tuple[int | None, None]:
-        return await store.inbox.add(mo(n, phone)), None
+    async def holding(tx) -> None:
+        await tx.lock(f"handset {PHONE}")
+        held.set()
+        await release.wait()
 
-    # The first add starts a batch of its own; the others, added meanwhile, are the next.
-    added = await asyncio.gather(
-        store.inbox.add_claimed(mo(10, "+61400000004"), lease=60),
-        store.inbox.add_claimed(mo(11, "+61400000001"), lease=60),
-        store.inbox.add_claimed(mo(12, "+61400000001"), lease=60),  # behind 11
-        unclaimed(13, "+61400000002"),
-        store.inbox.add_claimed(mo(14, "+61400000002"), lease=60),  # behind 13, unclaimed
-        store.inbox.add_claimed(mo(15, "+61400000009"), lease=60),  # held elsewhere
-        store.inbox.add_claimed(mo(16, "+61400000008"), lease=60),  # a timer under way
-        store.inbox.add_claimed(mo(17, "+61400000003"), lease=60),
-        store.inbox.add_claimed(mo(17, "+61400000003"), lease=60),  # a duplicate
+    holder = asyncio.create_task(other.db.write(holding))
+    await held.wait()
+    adding = asyncio.create_task(store.inbox.add(mo(1)))
+    await eventually(lambda: _waiting_for_a_lock(store.db))  # the server says it waits
+    assert not adding.done()
+    assert await store.db.fetchval("SELECT count(*) FROM messages") == 0
+    release.set()
+    await holder
+    assert await adding is not None
+    assert await store.db.fetchval("SELECT count(*) FROM inbox") == 1
+
+
+async def _waiting_for_a_lock(db: Database) -> bool:
+    return bool(
+        await db.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"""
+        )
     )
-    claimed = [message.gateway_id for _, message in added if message is not None]
-    assert claimed == [10, 11, 17]
-    assert [message_id is None for message_id, _ in added] == [False] * 8 + [True]
-    inbox = await store.db.fetchall(
-        """SELECT m.gateway_id, i.claimed_by, i.attempts FROM inbox i
-           JOIN messages m ON m.id = i.message_id WHERE m.gateway_id >= 10 ORDER BY 1"""
+
+
+async def test_a_single_write_is_one_statement_at_read_committed(stores):
+    """A write `single` is one round trip: its statement is a transaction of its own,
+    at READ COMMITTED whatever the database's default. A second statement, or a lock
+    (let go as soon as taken), is a mistake in the code: refused."""
+    name = await stores[0].db.fetchval("SELECT current_database()")
+    await stores[0].db.fetchval(
+        f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'serializable'"
     )
-    assert [tuple(row) for row in inbox] == [
-        (n, store.owner, 1) if n in claimed else (n, None, 0) for n in range(10, 18)
-    ]
+    db = await Database.open(stores[0].db.url)  # connections made after the change
+    try:
+        isolation = "SELECT current_setting('transaction_isolation')"
+        assert await db.write(lambda tx: tx.fetchval(isolation), single=True) == "read committed"
+
+        async def two(tx) -> None:
+            await tx.execute("INSERT INTO meta (name, value) VALUES ('a', '1')")
+            await tx.execute("INSERT INTO meta (name, value) VALUES ('b', '2')")
+
+        async def locking(tx) -> None:
+            await tx.lock("a")
+
+        for write in (two, locking):
+            with pytest.raises(AssertionError, match="single write"):
+                await db.write(write, single=True)
+    finally:
+        await db.close()
 
 
-async def test_an_mo_claimed_as_it_is_stored_waits_for_a_timer_claimed_meanwhile(stores):
+async def test_an_mo_and_a_timer_of_one_handset_are_never_claimed_at_once(stores):
     for n in range(10):
         phone = f"+6140000010{n}"
         await timer_due(stores[0], 100 + n, phone)
-        timers, (_, message) = await asyncio.gather(
-            stores[1].timers.claim(5, lease=60),
-            stores[2].inbox.add_claimed(mo(200 + n, phone), lease=60),
+        timers, _ = await asyncio.gather(
+            stores[1].timers.claim(5, lease=60), stores[2].inbox.add(mo(200 + n, phone))
         )
-        assert not (timers and message), "a timer and an MO of one handset claimed at once"
+        messages = await stores[2].inbox.claim(5, lease=60)
+        assert not (timers and messages), "a timer and an MO of one handset claimed at once"
+        assert timers or messages
 
 
 async def timer_due(store: Store, n: int, phone: str) -> None:
     """MO `n` from `phone` stored and handled, leaving a timer due in its thread."""
-    _, message = await store.inbox.add_claimed(mo(n, phone), lease=60)
-    assert message is not None
+    await store.inbox.add(mo(n, phone))
+    (message,) = await store.inbox.claim(1, lease=60)
     thread = Thread(bot="b", handset=phone, address="4433")
     due = store.clock() - timedelta(seconds=1)
     await store.inbox.finish(message, Effects(thread, schedule=[Timer(name="t", due_at=due)]))
@@ -563,9 +590,9 @@ async def test_a_transaction_left_open_is_rolled_back_when_its_connection_goes_b
 
 async def test_the_process_that_handles_an_mo_claims_the_next_that_waited_elsewhere(stores):
     holder, other = stores[0], stores[1]
-    _, first = await holder.inbox.add_claimed(mo(1), lease=60)
-    _, second = await other.inbox.add_claimed(mo(2), lease=60)
-    assert first is not None and second is None  # it waits behind the first
+    await holder.inbox.add(mo(1))
+    (first,) = await holder.inbox.claim(5, lease=60)
+    await other.inbox.add(mo(2))  # it waits behind the first
     assert await holder.inbox.claim(5, lease=60) == [] and not holder.inbox.unclaimed
     await holder.inbox.finish(first, Effects(None))
     holder.inbox.done_with(PHONE)

@@ -149,7 +149,9 @@ class Database(abc.ABC):
         return f"<{type(self).__name__} {redact(self.url)}>"
 
     @abc.abstractmethod
-    async def write(self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False) -> T:
+    async def write(
+        self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False, single: bool = False
+    ) -> T:
         """Run `fn` in a write transaction; return its result once it is committed.
 
         A failure of the database itself is raised as DatabaseError: nothing of `fn` was
@@ -160,7 +162,10 @@ class Database(abc.ABC):
         rate waits for; on PostgreSQL it runs on the sender's own connection, never
         queued behind other writes for one. `urgent`: a write a caller waits on with a
         request open (a callback's MO); on SQLite it goes ahead of those queued before
-        it, in a batch of its own.
+        it, in a batch of its own. `single`: on PostgreSQL, `fn` runs one statement, which
+        is a transaction of its own (one round trip, where BEGIN and COMMIT make three),
+        and takes no `lock` (the statement may take locks itself, which it holds until it
+        ends); on SQLite, a write like any other.
         """
 
     @abc.abstractmethod

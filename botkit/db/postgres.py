@@ -7,10 +7,12 @@ Every difference from SQLite lives here:
   is a BIGINT (SQLite's integers are 64-bit: the gateway's ids need it).
 - Writes: each runs in a READ COMMITTED transaction on a pooled connection, side by
   side with those of other processes (SERIALIZABLE was tried: on small, busy tables
-  its coarse predicate locks made unrelated handsets conflict by the thousand). What
-  must run one at a time takes an advisory lock (`tx.lock`, pg_advisory_xact_lock);
-  a claim of the outbox locks the row it takes (FOR UPDATE SKIP LOCKED), so senders
-  pass over each other's rows. A deadlock runs the transaction again.
+  its coarse predicate locks made unrelated handsets conflict by the thousand); a
+  write `single`, one statement, is a transaction of its own (no BEGIN or COMMIT: one
+  round trip where they make three). What must run one at a time takes an advisory
+  lock (`tx.lock`, pg_advisory_xact_lock); a claim of the outbox locks the row it
+  takes (FOR UPDATE SKIP LOCKED), so senders pass over each other's rows. A deadlock
+  runs the transaction again.
 - Live updates: a process that committed tells the others (NOTIFY) at most every
   `NOTIFY_EVERY` seconds, one NOTIFY for all its commits since (a NOTIFY in every
   transaction would make the server take its commits one at a time); each bumps its
@@ -64,7 +66,12 @@ SENDING_POOL_SIZE = 1
 # A transaction left open this long by a process that stalled (paused, cut off) is
 # ended by the server, so that the locks it holds (the claims' above all) hold up no
 # other process for longer. botkit's transactions take milliseconds.
-SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "30s"}
+# A single write's statement runs at the server's default isolation: READ
+# COMMITTED, as every write's BEGIN says, whatever the server's configuration.
+SERVER_SETTINGS = {
+    "idle_in_transaction_session_timeout": "30s",
+    "default_transaction_isolation": "read committed",
+}
 # Statements each connection keeps prepared (asyncpg's default is 100). A batch's
 # statements have one form per number of rows (up to batching.MOST): with too few
 # kept, they would push each other out, and each would be prepared again, one more
@@ -103,11 +110,13 @@ def translate(sql: str) -> str:
 
 
 def bind(params: Iterable[Any]) -> list[Any]:
-    """The parameters as PostgreSQL takes them: a NUL in text as U+FFFD."""
-    return [
-        value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
-        for value in params
-    ]
+    """The parameters as PostgreSQL takes them: a NUL in text (or in a list's text) as
+    U+FFFD."""
+    return [bind(value) if isinstance(value, list) else _text(value) for value in params]
+
+
+def _text(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
 
 
 def changed(status: str) -> int:
@@ -132,18 +141,27 @@ class PostgresTx(Tx):
 
     A write's BEGIN waits for its first statement: when that is `lock`, the two go to
     the server as one simple query, one round trip where they were two (most writes
-    that lock, lock first). A write that runs no statement begins nothing."""
+    that lock, lock first). A write that runs no statement begins nothing. A write
+    `single` runs one statement, with no transaction around it but its own."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
     writing_with = True
 
-    def __init__(self, conn: asyncpg.Connection, begin: str | None = None) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, begin: str | None = None, *, single: bool = False
+    ) -> None:
         self._conn = conn
         self._begin = begin  # still to send, before the first statement
         self.began = False  # whether it was sent: there is a transaction to end
+        self._single = single
+        self._ran = False  # whether a statement ran (a write `single` runs one)
 
     async def _start(self) -> None:
-        """Send the BEGIN, if one waits."""
+        """Send the BEGIN, if one waits; refuse a write `single` its second statement."""
+        if self._single:
+            if self._ran:
+                raise AssertionError("a single write runs one statement, in no transaction")
+            self._ran = True
         if self._begin is not None:
             begin, self._begin, self.began = self._begin, None, True
             await self._conn.execute(begin)
@@ -152,6 +170,8 @@ class PostgresTx(Tx):
         return f"nextval(pg_get_serial_sequence('{table}', 'id'))"
 
     async def lock(self, *names: str) -> None:
+        if self._single:  # its statement takes its locks itself (Database.write)
+            raise AssertionError("a single write has no transaction to hold locks")
         # The names as literals, not parameters: a simple query may hold several
         # statements, so the BEGIN still to send and every lock (in order: two writes
         # taking the same locks never wait for each other's) are one round trip.
@@ -321,20 +341,26 @@ class PostgresDatabase(Database):
             self.commits.bump()  # what others committed meanwhile went unheard
             return
 
-    async def write(self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False) -> T:
+    async def write(
+        self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False, single: bool = False
+    ) -> T:
         if self._closing:
             raise DatabaseError("the database is closed")
-        task = asyncio.ensure_future(self._write(fn, self._sending if sending else self._pool))
+        pool = self._sending if sending else self._pool
+        task = asyncio.ensure_future(self._write(fn, pool, single))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         # shield: a caller that goes away (a client hanging up) must not undo a write.
         return await asyncio.shield(task)
 
-    async def _write(self, fn: WriteFn[T], pool: asyncpg.Pool) -> T:
+    async def _write(self, fn: WriteFn[T], pool: asyncpg.Pool, single: bool) -> T:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn:
-                    result = await _transaction(conn, fn)
+                    if single:
+                        result = await fn(PostgresTx(conn, single=True))
+                    else:
+                        result = await _transaction(conn, fn)
                 self.commits.bump()
                 self._committed.set()
                 return result

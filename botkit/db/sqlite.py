@@ -191,9 +191,12 @@ class SqliteDatabase(Database):
             raise
         return cls(path, writer, reader)
 
-    async def write(self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False) -> T:
+    async def write(
+        self, fn: WriteFn[T], *, sending: bool = False, urgent: bool = False, single: bool = False
+    ) -> T:
         # One writer: the sender's claims take their turn with the rest (one hop a batch);
-        # urgent writes go first, in a batch of their own (_write_loop).
+        # urgent writes go first, in a batch of their own (_write_loop). A write `single`
+        # is one like the others: it runs in the writer's transaction of its batch.
         if self._closing or self._task.done():
             raise DatabaseError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -34,93 +34,84 @@ class Inbox(Claims):
         # leases that ran out), not after every MO: most are claimed as they are stored.
         self.unclaimed = True
         self._waiting: set[str] = set()  # handsets whose MO was handled with another behind
-        self._adding: Batcher[Adding, Added] = Batcher(self._add_all)
+        self._adding: Batcher[IncomingMO, int | None] = Batcher(self._store_all)
         self._finishing: Batcher[tuple[Message, Effects], tuple[int | None, list[int]]] = Batcher(
             self._finish_all, writers=FINISHING
         )
 
     async def add(self, mo: IncomingMO) -> int | None:
-        """Store an MO and put it in the inbox; None if its gateway id was already stored."""
-        message_id, _ = await self._add(mo, None)
+        """Store an MO and put it in the inbox; None if its gateway id was already stored.
+        On PostgreSQL, MOs that come while others are being stored are stored together
+        (Batcher), in one statement. SQLite's writer already commits queued writes in
+        groups: there, a batcher would only make each MO wait for the batch before its
+        own."""
+        if self.db.shared:
+            message_id = await self._adding.add(mo)
+        else:
+            message_id, _ = await self.db.write(lambda tx: self._insert(tx, mo), urgent=True)
+        if message_id is not None:
+            self.unclaimed = True
         return message_id
 
     async def add_claimed(self, mo: IncomingMO, lease: float) -> tuple[int | None, Message | None]:
         """Store an MO as `add` does and, in the same transaction, claim it for `lease`
-        seconds if its handset has no other MO waiting or claimed and no timer claimed
-        (by any process): the dispatcher handles it at once, a claim's transaction and
-        a round of its loop sooner. The dispatcher must not be busy with the handset.
-        Returns its id (None: a duplicate) and the claimed MO (None: it waits its turn)."""
-        message_id, row = await self._add(mo, later(self.clock, lease))
-        return message_id, None if row is None else message_from_row(row)
+        seconds if its handset has no other MO waiting or claimed and no timer claimed:
+        the dispatcher handles it at once, a claim's transaction and a round of its loop
+        sooner. The dispatcher must not be busy with the handset. Returns its id (None:
+        a duplicate) and the claimed MO (None: it waits its turn).
 
-    async def _add(self, mo: IncomingMO, until: str | None) -> Added:
-        """Store an MO, claimed `until` then if it may be (None: not claimed). On
-        PostgreSQL, MOs that come while others are being stored are stored together
-        (Batcher). SQLite's writer already commits queued writes in groups: there, a
-        batcher would only make each MO wait for the batch before its own."""
+        SQLite's only, where one process serves the database. On PostgreSQL the
+        dispatcher claims MOs from the inbox, in batches: two processes that each
+        claimed their MOs as they stored them replied three times slower (MO>MT p99,
+        bench/profile.md, sixteenth session)."""
         if self.db.shared:
-            added = await self._adding.add((mo, until))
-        else:
-            (added,) = await self._add_all([(mo, until)])
-        message_id, row = added
+            raise ValueError("an MO is claimed as it is stored on SQLite only")
+        until = later(self.clock, lease)
+        message_id, row = await self.db.write(lambda tx: self._insert(tx, mo, until), urgent=True)
         if message_id is not None and row is None:
             self.unclaimed = True
-        return added
+        return message_id, None if row is None else message_from_row(row)
 
-    async def _add_all(self, mos: Sequence[Adding]) -> list[Added]:
-        return await self.db.write(lambda tx: self._insert(tx, mos), urgent=True)
+    async def _insert(
+        self, tx: Tx, mo: IncomingMO, until: str | None = None
+    ) -> tuple[int | None, Row | None]:
+        """Store an MO on SQLite and put it in the inbox, claimed `until` then if it may
+        be (None: not claimed); its id (None if its gateway id was already stored), and
+        its row if it was claimed."""
+        now = self.now()
+        stored = await tx.fetchone(
+            f"""INSERT INTO messages (direction, {MO_COLUMNS}, status, created_at, updated_at)
+                VALUES ('mo', {marks(MO_COLUMNS.split(","))}, 'received', ?, ?)
+                ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING RETURNING id""",
+            (*_mo_values(mo), now, now),
+        )
+        if stored is None:
+            return None, None
+        message_id = stored["id"]
+        await tx.execute(
+            "INSERT INTO inbox (message_id, handset) VALUES (?, ?)", (message_id, mo.source)
+        )
+        handset = mo.source
+        if until is None or not await tx.execute(
+            CLAIM_STORED, (until, self.owner, message_id, handset, message_id, handset, now)
+        ):
+            return message_id, None
+        return message_id, await tx.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
 
-    async def _insert(self, tx: Tx, mos: Sequence[Adding]) -> list[Added]:
-        """Insert MOs and their inbox rows, each claimed until its time if it has one and
-        may be claimed (`add_claimed`); for each, its id (None if its gateway id was
-        already stored, or came earlier in `mos`) and its row if it was claimed."""
+    async def _store_all(self, mos: Sequence[IncomingMO]) -> list[int | None]:
+        """Store MOs on PostgreSQL (`add`): one statement, a transaction of its own, one
+        round trip (STORE); each MO's id, None if its gateway id was already stored, or
+        came earlier in `mos`."""
+        now = self.now()
         # One handset's MOs are numbered in the order they commit, at any process; and a
         # claim of a timer of the handset waits for them (Timers.claim), or they for it.
-        await tx.lock(*(f"handset {mo.source}" for mo, _ in mos))
-        now = self.now()
-        claims: dict[int, str | None] = {}  # a gateway id's first time in `mos` decides
-        for mo, until in mos:
-            claims.setdefault(mo.gateway_id, until)
-        insert = f"""INSERT INTO messages (direction, gateway_id, handset, address, content,
-                encoding, segments, operator, reply_to, reference, flags, status,
-                created_at, updated_at)
-            VALUES {", ".join([MO_ROW] * len(mos))}
-            ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING"""
-        values = [value for mo, _ in mos for value in _mo_values(mo, now)]
-        if tx.writing_with:  # their inbox rows and claims in the same statement
-            claimed = [(gateway_id, until) for gateway_id, until in claims.items() if until]
-            rows = await tx.fetchall(
-                STORE_AND_CLAIM.format(insert=insert),
-                (*values, [g for g, _ in claimed], [u for _, u in claimed], now, self.owner),
-            )
-            stored = {
-                row["gateway_id"]: (row["id"], row if row["claimed"] else None) for row in rows
-            }
-        else:
-            rows = await tx.fetchall(f"{insert} RETURNING id, gateway_id, handset", values)
-            stored = await self._queue(tx, rows, claims, now)
-        return [stored.pop(mo.gateway_id, (None, None)) for mo, _ in mos]
-
-    async def _queue(
-        self, tx: Tx, rows: list[Row], claims: dict[int, str | None], now: str
-    ) -> dict[int, Added]:
-        """`_insert`'s other steps, where a WITH may not write (SQLite): the inbox rows of
-        the MOs just stored (`rows`), then their claims; each MO by its gateway id."""
-        if rows:
-            queue = ", ".join(["(?, ?)"] * len(rows))
-            await tx.execute(
-                f"INSERT INTO inbox (message_id, handset) VALUES {queue}",
-                [value for row in rows for value in (row["id"], row["handset"])],
-            )
-        stored: dict[int, Added] = {}
-        for message_id, gateway_id, handset in rows:
-            until, row = claims[gateway_id], None
-            if until is not None and await tx.execute(
-                CLAIM_STORED, (until, self.owner, message_id, handset, message_id, handset, now)
-            ):
-                row = await tx.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
-            stored[gateway_id] = (message_id, row)
-        return stored
+        locks = sorted({f"handset {mo.source}" for mo in mos})
+        columns = [list(column) for column in zip(*(_mo_values(mo) for mo in mos), strict=True)]
+        rows = await self.db.write(
+            lambda tx: tx.fetchall(STORE, (locks, now, now, *columns)), urgent=True, single=True
+        )
+        stored = {row["gateway_id"]: row["id"] for row in rows}
+        return [stored.pop(mo.gateway_id, None) for mo in mos]
 
     async def claim(self, limit: int, lease: float, exclude: Sequence[str] = ()) -> list[Message]:
         """Claim the oldest unhandled MO of up to `limit` handsets that have none claimed.
@@ -343,31 +334,33 @@ def message_from_row(row: Row) -> Message:
     )
 
 
-# An MO to store, and until when to claim it if it may be (None: not claimed); the
-# MO's id once stored (None: a duplicate), and its row if it was claimed.
-Adding = tuple[IncomingMO, str | None]
-Added = tuple[int | None, Row | None]
+# The columns of an MO's row that its callback gives (`_mo_values`).
+MO_COLUMNS = """gateway_id, handset, address, content, encoding, segments, operator,
+    reply_to, reference, flags"""
 
-# `Inbox._insert` on PostgreSQL: the MOs ({insert}, its values first), their inbox rows,
-# and the claims of those it names (gateway ids, until), each only if it is the first
-# of its handset's in the batch, its handset has no other MO in the inbox and no timer
-# claimed (now); claimed by (owner). Every MO's row, and whether it was claimed.
-STORE_AND_CLAIM = """
-WITH stored AS ({insert} RETURNING *),
-wanted AS (SELECT * FROM unnest(?::bigint[], ?::text[]) AS w (gateway_id, until)),
-claimed AS (
-    SELECT s.id, w.until FROM stored s JOIN wanted w ON w.gateway_id = s.gateway_id
-    WHERE s.id = (SELECT min(f.id) FROM stored f WHERE f.handset = s.handset)
-      AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = s.handset)
-      AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = s.handset
-                      AND t.claimed_until >= ?)
+# `Inbox._store_all` on PostgreSQL: a statement alone, a transaction of its own. It
+# takes the handsets' locks (a list of their names, sorted), with the key `tx.lock`
+# gives them; then, as it cannot write before `locked` is read, stores the MOs (now
+# twice, then a list for each of MO_COLUMNS), in their order, and queues them in the
+# inbox. Each stored MO's id and gateway id.
+STORE = f"""
+WITH locked AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock(hashtext(name))) AS locks
+    FROM (SELECT name FROM unnest(?::text[]) WITH ORDINALITY AS l (name, n) ORDER BY n) l
+), stored AS (
+    INSERT INTO messages (direction, {MO_COLUMNS}, status, created_at, updated_at)
+    SELECT 'mo', {MO_COLUMNS}, 'received', ?, ?
+    FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[],
+                ?::text[], ?::bigint[], ?::text[], ?::text[])
+         WITH ORDINALITY AS m ({MO_COLUMNS}, n)
+    CROSS JOIN locked
+    ORDER BY m.n
+    ON CONFLICT (gateway_id) WHERE direction = 'mo' DO NOTHING
+    RETURNING id, gateway_id, handset
 ), queued AS (
-    INSERT INTO inbox (message_id, handset, claimed_until, claimed_by, attempts)
-    SELECT s.id, s.handset, c.until, CASE WHEN c.id IS NOT NULL THEN ? END,
-           CASE WHEN c.id IS NOT NULL THEN 1 ELSE 0 END
-    FROM stored s LEFT JOIN claimed c ON c.id = s.id
+    INSERT INTO inbox (message_id, handset) SELECT id, handset FROM stored
 )
-SELECT s.*, c.id IS NOT NULL AS claimed FROM stored s LEFT JOIN claimed c ON c.id = s.id"""
+SELECT id, gateway_id FROM stored"""
 
 # `Inbox._insert` on SQLite: claims an MO just stored (until, owner, its id) if its
 # handset (twice with its id, then now) has no other MO in the inbox and no timer claimed.
@@ -376,11 +369,9 @@ CLAIM_STORED = """UPDATE inbox SET claimed_until = ?, claimed_by = ?, attempts =
       AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = ? AND o.message_id != ?)
       AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = ? AND t.claimed_until >= ?)"""
 
-# One MO's row of `Inbox._insert`'s INSERT, and its values.
-MO_ROW = "('mo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)"
 
-
-def _mo_values(mo: IncomingMO, now: str) -> tuple[object, ...]:
+def _mo_values(mo: IncomingMO) -> tuple[object, ...]:
+    """An MO's values of MO_COLUMNS."""
     size = measure(mo.content)
     return (
         mo.gateway_id,
@@ -393,6 +384,4 @@ def _mo_values(mo: IncomingMO, now: str) -> tuple[object, ...]:
         mo.reply_to,
         mo.reference,
         join_flags(mo.flags),
-        now,
-        now,
     )

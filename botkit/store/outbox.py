@@ -8,6 +8,7 @@ with the gateway's text, or `uncertain` when the request may have arrived.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 from ..addresses import OurNumbers
 from ..clock import later, parse_stamp
@@ -155,27 +156,26 @@ class Outbox(Claims):
         handset has opted out of its number since it was queued (or, for an MT that
         names a class, out of `default`, the number the gateway now sends those from)
         is refused instead; one whose expiry has passed fails unsent.
+
+        On PostgreSQL a claim is one statement, a transaction of its own: one round trip
+        (`_claim_due`). The few MTs that may not go are settled after it, in a write of
+        their own, before any request leaves.
         """
 
-        async def write(tx: Tx) -> list[Row]:
+        while True:
             now = self.now()
             until = later(self.clock, lease)
-            while True:
-                claimed = await _claim_due(tx, limit, until, self.owner, now)
-                if not claimed:
-                    return []
-                rows = await _settle_unsendable(tx, claimed, now, default)
-                if rows:
-                    break  # else all were refused: the next due ones may go
-            if not tx.writing_with:  # else marked in _claim_due's statement
-                await tx.execute(
-                    "UPDATE messages SET status = 'sending', updated_at = ? "
-                    f"WHERE id IN ({marks(rows)})",
-                    (now, *(row["id"] for row in rows)),
-                )
-            return rows
-
-        return [_outgoing(row) for row in await self.db.write(write, sending=True)]
+            claim = partial(_claim_due, limit=limit, until=until, owner=self.owner, now=now)
+            claimed = await self.db.write(claim, sending=True, single=True)
+            if not any(_may_not_go(mt, now) for mt in claimed):
+                return [_outgoing(row) for row in claimed]
+            settle = partial(
+                _settle_unsendable, rows=claimed, now=now, default=default, owner=self.owner
+            )
+            rows = await self.db.write(settle, sending=True)
+            if rows:
+                return [_outgoing(row) for row in rows]
+            # All were refused: the next due ones may go.
 
     async def release(self, message_id: int) -> None:
         """Give back a claimed MT whose request never left (the sender is stopping)."""
@@ -346,12 +346,12 @@ ANY_SUPPRESSION = "EXISTS (SELECT 1 FROM suppressions s WHERE s.handset = m.hand
 
 
 async def _claim_due(tx: Tx, limit: int, until: str, owner: str, now: str) -> list[Row]:
-    """Claim up to `limit` due MTs (Outbox.claim); their messages' rows, oldest first,
-    each with its outbox row's `attempts` and whether its handset has any suppression.
-    Where a WITH may write (PostgreSQL), one statement claims them, reads them and
-    marks them `sending`: one round trip, not three (a refused one is settled after).
-    Consent is read as that statement starts: an opt-out that commits meanwhile holds
-    the handset's later MTs, not these, as one that commits just after a claim would."""
+    """Claim up to `limit` due MTs (Outbox.claim) and mark them `sending`; their
+    messages' rows, oldest first, each with its outbox row's `attempts` and whether its
+    handset has any suppression. Where a WITH may write (PostgreSQL), one statement
+    claims them, reads them and marks them: one round trip, not three. Consent is read
+    as that statement starts: an opt-out that commits meanwhile holds the handset's
+    later MTs, not these, as one that commits just after a claim would."""
     claim = f"""UPDATE outbox SET state = 'sending', claimed_until = ?, claimed_by = ?,
             attempts = attempts + 1
         WHERE message_id IN (
@@ -372,6 +372,10 @@ async def _claim_due(tx: Tx, limit: int, until: str, owner: str, now: str) -> li
     if not claimed:
         return []
     ids = [row["message_id"] for row in claimed]
+    await tx.execute(
+        f"UPDATE messages SET status = 'sending', updated_at = ? WHERE id IN ({marks(ids)})",
+        (now, *ids),
+    )
     return await tx.fetchall(
         f"""SELECT m.*, o.attempts, {ANY_SUPPRESSION} AS suppressed
             FROM messages m JOIN outbox o ON o.message_id = m.id
@@ -380,12 +384,25 @@ async def _claim_due(tx: Tx, limit: int, until: str, owner: str, now: str) -> li
     )
 
 
-async def _settle_unsendable(tx: Tx, rows: list[Row], now: str, default: str) -> list[Row]:
-    """The claimed MTs `rows` (_claim_due's) that may go, oldest first. Settles those
-    that must not: the handset opted out since it was queued (refused), or the expiry
-    passed while it waited (failed). Opt-outs are rare: only an MT whose handset has
-    any suppression at all is checked exactly, so a claim costs the same few statements
+def _may_not_go(mt: Row, now: str) -> bool:
+    """Whether a claimed MT may have to be settled unsent (`_settle_unsendable`): its
+    handset has some suppression, or its expiry has passed. Opt-outs are rare: only
+    such an MT's consent is checked exactly, so a claim costs the same one statement
     however many it takes."""
+    suppressed = mt["suppressed"] and not mt["exempt"]
+    return bool(suppressed or (mt["expires"] and _expired(mt, now)))
+
+
+def _expired(mt: Row, now: str) -> bool:
+    return parse_rfc3339(mt["expires"]) <= parse_stamp(now)
+
+
+async def _settle_unsendable(
+    tx: Tx, rows: list[Row], now: str, default: str, owner: str
+) -> list[Row]:
+    """The claimed MTs `rows` (_claim_due's) that may go, oldest first. Settles those
+    that must not, still claimed by `owner`: the handset opted out since it was queued
+    (refused), or the expiry passed while it waited (failed)."""
     sendable = []
     for mt in rows:
         senders = (mt["address"], mt["source"], default if mt["message_class"] else None)
@@ -395,16 +412,18 @@ async def _settle_unsendable(tx: Tx, rows: list[Row], now: str, default: str) ->
             and await is_suppressed(tx, mt["handset"], senders)
         ):
             status, error = "refused", REFUSED
-        elif mt["expires"] and parse_rfc3339(mt["expires"]) <= parse_stamp(now):
+        elif mt["expires"] and _expired(mt, now):
             status, error = "failed", f"expired at {mt['expires']} before it could be sent"
         else:
             sendable.append(mt)
             continue
-        await tx.execute(
-            "UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-            (status, error, now, mt["id"]),
-        )
-        await tx.execute("DELETE FROM outbox WHERE message_id = ?", (mt["id"],))
+        if await tx.execute(
+            "DELETE FROM outbox WHERE message_id = ? AND claimed_by = ?", (mt["id"], owner)
+        ):
+            await tx.execute(
+                "UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (status, error, now, mt["id"]),
+            )
     return sendable
 
 
