@@ -42,9 +42,9 @@ from typing import Any
 import httpx
 from common import ROOT, free_port, machine, process
 
-from botkit.commands.run import UVICORN_OPTIONS
 from botkit.gateway import Gateway
 from botkit.logs import setup_logging
+from botkit.serving import UVICORN_OPTIONS
 
 APPLICATION, PASSWORD = "bench", "bench-pa55/wörd"
 TEXT = "Hi Customer, our spring sale starts today: 20% off with code SPRING. Reply STOP to opt out."

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl
 import httpx
 from common import ROOT, free_port, process
 
-from botkit.commands.run import UVICORN_OPTIONS
+from botkit.serving import UVICORN_OPTIONS
 
 REQUIRED = ("application", "password", "content", "destination")
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -49,8 +49,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from botkit.commands.run import UVICORN_OPTIONS
 from botkit.db.sqlite import PRAGMAS
+from botkit.serving import UVICORN_OPTIONS
 
 CONCURRENCY = 16  # botkit's sender's (botkit/sender.py)
 BATCH = 500  # MOs handled in one transaction at most

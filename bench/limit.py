@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from botkit.commands.run import UVICORN_OPTIONS
 from botkit.db.sqlite import PRAGMAS
+from botkit.serving import UVICORN_OPTIONS
 
 TOKEN = "limit"
 SCHEMA = """CREATE TABLE IF NOT EXISTS mo (

@@ -32,11 +32,13 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(app: ASGIApp, port: int) -> AsyncIterator[None]:
-    """Serve `app` with a real uvicorn on loopback `port`, in this event loop."""
+async def served(app: ASGIApp, port: int, **options: Any) -> AsyncIterator[None]:
+    """Serve `app` with a real uvicorn on loopback `port`, in this event loop (with
+    uvicorn's `options`, such as botkit run's)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    defaults = {"log_config": None, "access_log": False, "lifespan": "on"}
+    config = uvicorn.Config(app, **{**defaults, **options})
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + 20

@@ -8,13 +8,13 @@ import dataclasses
 import ipaddress
 import secrets
 from collections.abc import Iterable
-from typing import Any
 
 from .. import heap
 from ..bot import Bot
 from ..compliance import taken_keywords
 from ..db import Database, DatabaseError, is_url, redact
 from ..departures import take_sole_use
+from ..serving import UVICORN_OPTIONS
 from ..settings import Settings
 from .options import add_db
 
@@ -87,17 +87,6 @@ def main(args: argparse.Namespace) -> int:
         **UVICORN_OPTIONS,
     )
     return 0
-
-
-UVICORN_OPTIONS: dict[str, Any] = {
-    "access_log": False,  # botkit logs each MO, MT and DLR itself
-    "log_config": None,
-    # The client address a proxy forwards is the one BOTKIT_CALLBACK_ALLOW checks.
-    "proxy_headers": True,
-    # An MO's content rides in the query string: a long concatenated UCS-2 message,
-    # percent-encoded, outgrows h11's default 16 KiB limit on a request head.
-    "h11_max_incomplete_event_size": 1024 * 1024,
-}
 
 
 async def reachable(url: str) -> None:
