@@ -10,7 +10,10 @@ bot = Bot("hello")
 MAX_NAME = 40
 
 
-@bot.keyword("HELLO", aliases=["HI", "HEY"])
+GREETINGS = ("HELLO", "HI", "HEY")
+
+
+@bot.keyword(GREETINGS[0], aliases=list(GREETINGS[1:]))
 async def hello(ctx: Context) -> None:
     name = ctx.data.get("name")
     if name:
@@ -29,6 +32,9 @@ async def change_name(ctx: Context) -> None:
 @bot.state("ask_name")
 async def got_name(ctx: Context) -> None:
     name = " ".join(ctx.text.split())
+    if name.upper() in GREETINGS:  # HELLO again (or a START, then HELLO): no name yet
+        ctx.reply("hello/ask_name.txt")
+        return
     if not name or len(name) > MAX_NAME:
         ctx.reply("hello/ask_name_again.txt", limit=MAX_NAME)
         return

@@ -21,7 +21,9 @@ def hello_bot(texts: list[str]) -> list[tuple[str, str | None]]:
     state, name, replies = None, None, []
     for text in texts:
         word = text.strip().upper()
-        if state == "ask_name":
+        if state == "ask_name" and word in ("HELLO", "HI", "HEY"):
+            replies.append(("hello/ask_name.txt", None))  # a greeting is no name
+        elif state == "ask_name":
             state, name = None, text
             replies.append(("hello/greet.txt", name))
         elif word == "HELLO":

@@ -78,3 +78,14 @@ async def test_handsets_are_kept_apart(database):
         ada.expect("Ada")
         grace.expect("Grace")
         assert (await ada.thread()).id != (await grace.thread()).id
+
+
+async def test_a_greeting_again_is_no_name(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
+        phone = harness.phone()
+        await phone.send("HELLO")
+        (again,) = await phone.send("hello")
+        assert again.template == "hello/ask_name.txt"
+        assert (await phone.thread()).state == "ask_name"
+        (greet,) = await phone.send("Hi there")  # a name may start with one
+        assert greet.text.startswith("Nice to meet you, Hi there!")

@@ -4,6 +4,7 @@ on start-up which bots answer which keywords."""
 from __future__ import annotations
 
 import shutil
+import socket
 
 import pytest
 from conftest import ROOT
@@ -55,3 +56,15 @@ def test_run_lists_the_bots_and_warns_of_a_keyword_compliance_takes(tmp_path, pr
     said = check(tmp_path / "app" / "bots", tmp_path / "app" / "templates")
     assert warnings == [f"botkit: warning: {problem.message}" for problem in said]
     assert len(warnings) == 2
+
+
+def test_run_names_the_setting_to_change_when_its_port_is_taken(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["run", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port} is taken" in err and "BOTKIT_PORT" in err
+    assert not (tmp_path / "botkit.db").exists()  # said before anything was set up

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import ipaddress
 import secrets
+import socket
 from collections.abc import Iterable
 
 from .. import heap
@@ -14,6 +16,7 @@ from ..bot import Bot
 from ..compliance import taken_keywords
 from ..db import Database, DatabaseError, is_url, redact
 from ..departures import take_sole_use
+from ..errors import ValidationError
 from ..serving import UVICORN_OPTIONS
 from ..settings import Settings
 from .options import add_db
@@ -65,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
         port=args.port,
         forwarded_allow_ips=args.forwarded_allow_ips,
     )
+    listenable(settings.host, settings.port)  # before the banner says where it listens
     setup_logging(settings.log_format)
     if settings.simulator_mode and settings.callback_token is None:
         settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
@@ -87,6 +91,24 @@ def main(args: argparse.Namespace) -> int:
         **UVICORN_OPTIONS,
     )
     return 0
+
+
+def listenable(host: str, port: int) -> None:
+    """ValidationError, naming the setting to change, if `botkit run` could not listen
+    on `host` and `port` (uvicorn would only log the error, after the banner)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ValidationError(
+                    "BOTKIT_PORT",
+                    f"{host}:{port} is taken (another botkit run?): choose another port "
+                    "with --port or BOTKIT_PORT",
+                ) from None
+            raise ValidationError("BOTKIT_HOST", f"cannot listen on {host}:{port}: {exc}") from None
 
 
 async def reachable(url: str) -> None:
