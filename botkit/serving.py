@@ -36,7 +36,8 @@ class HttpProtocol(HttpToolsProtocol):
             return
         self.url, _, query = self.url.partition(b"?")
         super().on_headers_complete()
-        self.scope["query_string"] = query  # the request's task has not run yet
+        # Without a fragment, as httptools gives it; the request's task has not run yet.
+        self.scope["query_string"] = query.partition(b"#")[0]
 
 
 UVICORN_OPTIONS: dict[str, Any] = {

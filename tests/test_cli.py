@@ -13,6 +13,8 @@ from servers import free_port, output, start, wait_for
 from botkit.check import check
 from botkit.cli import main
 from botkit.commands import COMMANDS
+from botkit.commands.run import listenable
+from botkit.errors import ValidationError
 
 
 def test_top_level_help_lists_every_command_and_setting(capsys):
@@ -68,3 +70,17 @@ def test_run_names_the_setting_to_change_when_its_port_is_taken(tmp_path, monkey
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port} is taken" in err and "BOTKIT_PORT" in err
     assert not (tmp_path / "botkit.db").exists()  # said before anything was set up
+
+
+def test_the_port_check_refuses_only_what_uvicorn_would_not_bind():
+    """IPv6's wildcard is its own socket beside an IPv4 listener (uvicorn's binds
+    IPv6-only); a host that does not resolve is left for uvicorn to report."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if socket.has_ipv6:
+            listenable("::", port)
+        with pytest.raises(ValidationError, match="is taken"):
+            listenable("0.0.0.0", port)
+    listenable("no-such-host.invalid", port)

@@ -220,6 +220,39 @@ async def reply_queued(store: Store, n: int, phone: str) -> None:
     )
 
 
+async def test_mts_claimed_go_back_to_the_queue_when_their_settling_fails(stores):
+    """A claim commits alone; an MT that may not go (expired, here) is settled after it.
+    If that write fails, the claim's MTs are given back, not left `sending` unsent."""
+    store = stores[0]
+    await store.inbox.add(mo(1))
+    (message,) = await store.inbox.claim(1, lease=60)
+    thread = Thread(bot="b", handset=PHONE, address="4433")
+    expired = Reply("r", None, "GSM-7", 1, expires="2000-01-01T00:00:00Z")
+    numbers = OurNumbers(["4433"], message_class="c")
+    await store.inbox.finish(message, Effects(thread, [expired], numbers=numbers))
+
+    async def refuse_deletes(tx) -> None:  # the settle takes it out of the outbox
+        await tx.execute(
+            """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'refused'; END $$"""
+        )
+        await tx.execute(
+            "CREATE TRIGGER refuse BEFORE DELETE ON outbox FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+
+    await store.db.write(refuse_deletes)
+    with pytest.raises(DatabaseError):
+        await store.outbox.claim(5, lease=60, default="4433")
+    (row,) = await store.db.fetchall(
+        """SELECT o.state, o.claimed_by, o.attempts, m.status FROM outbox o
+           JOIN messages m ON m.id = o.message_id"""
+    )
+    assert tuple(row) == ("queued", None, 0, "queued")
+    await store.db.write(lambda tx: tx.execute("DROP TRIGGER refuse ON outbox"))
+    assert await store.outbox.claim(5, lease=60, default="4433") == []  # settled: failed
+    assert await store.db.fetchval("SELECT status FROM messages WHERE direction = 'mt'") == "failed"
+
+
 async def test_senders_of_every_process_claim_each_mt_once(stores):
     await reply_queued(stores[0], 1, PHONE)
     for n in range(2, 61):  # 60 handsets, one MT each: all due at once

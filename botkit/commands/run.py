@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import errno
 import ipaddress
+import os
 import secrets
 import socket
 from collections.abc import Iterable
@@ -95,20 +96,28 @@ def main(args: argparse.Namespace) -> int:
 
 def listenable(host: str, port: int) -> None:
     """ValidationError, naming the setting to change, if `botkit run` could not listen
-    on `host` and `port` (uvicorn would only log the error, after the banner)."""
+    on `host` and `port` because the port is taken or not ours to take (uvicorn would
+    only log the error, after the banner). Anything else is left for uvicorn to say."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        if os.name == "posix":  # as asyncio binds uvicorn's sockets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
+            where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
             if exc.errno == errno.EADDRINUSE:
                 raise ValidationError(
                     "BOTKIT_PORT",
-                    f"{host}:{port} is taken (another botkit run?): choose another port "
-                    "with --port or BOTKIT_PORT",
+                    f"{where} is taken (another botkit run?): choose another port with "
+                    "--port or BOTKIT_PORT",
                 ) from None
-            raise ValidationError("BOTKIT_HOST", f"cannot listen on {host}:{port}: {exc}") from None
+            if exc.errno == errno.EACCES:
+                raise ValidationError(
+                    "BOTKIT_PORT", f"{where} is not ours to listen on: {exc.strerror}"
+                ) from None
 
 
 async def reachable(url: str) -> None:

@@ -7,12 +7,13 @@ with the gateway's text, or `uncertain` when the request may have arrived.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from functools import partial
 
 from ..addresses import OurNumbers
 from ..clock import later, parse_stamp
-from ..db import Row, Tx
+from ..db import DatabaseError, Row, Tx
 from ..gateway import parse_rfc3339
 from ..messages import Outgoing, Reply, Thread
 from ..threads import reference_prefix
@@ -172,10 +173,28 @@ class Outbox(Claims):
             settle = partial(
                 _settle_unsendable, rows=claimed, now=now, default=default, owner=self.owner
             )
-            rows = await self.db.write(settle, sending=True)
+            try:
+                rows = await self.db.write(settle, sending=True)
+            except DatabaseError:
+                # The claim committed: give its MTs back rather than leave them
+                # `sending` and unsent until their lease runs out.
+                await self._unclaim_all(claimed)
+                raise
             if rows:
                 return [_outgoing(row) for row in rows]
             # All were refused: the next due ones may go.
+
+    async def _unclaim_all(self, rows: list[Row]) -> None:
+        """Give back claimed MTs whose requests never left, if the database lets us
+        (else their lease runs out, or the next start settles them)."""
+
+        async def write(tx: Tx) -> None:
+            now = self.now()
+            for row in rows:
+                await _unclaim(tx, row["id"], self.owner, now)
+
+        with contextlib.suppress(DatabaseError):
+            await self.db.write(write, sending=True)
 
     async def release(self, message_id: int) -> None:
         """Give back a claimed MT whose request never left (the sender is stopping)."""

@@ -44,8 +44,8 @@ class Timers(Claims):
                    ORDER BY t.due_at, t.id LIMIT ?""",
                 (now, now, now, now, limit + len(exclude)),
             )
-            # An MO of the handset stored meanwhile (Inbox.add_claimed claims it as it is
-            # stored, holding this lock) goes first: the lease below sees it, and waits.
+            # An MO of the handset stored meanwhile (holding this lock: Inbox.add on
+            # PostgreSQL) goes first: the lease below sees it in the inbox, and waits.
             await tx.lock(*(f"handset {row[1]}" for row in rows))
             return await take_leases(
                 tx,
