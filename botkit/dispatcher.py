@@ -183,10 +183,7 @@ class Dispatcher(Worker):
         finally:
             self._taking.discard(incoming.source)
             if message is None:
-                self.intake.unstarted()
-                # It waits behind its handset's MO or timer: a claim that passed over the
-                # handset while this one stored it must not be the last.
-                self.store.inbox.unclaimed = True
+                self.intake.unstarted()  # it waits its turn (Inbox.add_claimed says so)
                 self.wake()
             else:
                 self._active.add(incoming.source)

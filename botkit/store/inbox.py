@@ -31,7 +31,8 @@ class Inbox(Claims):
         # Whether an MO may wait that `claim` would take: one stored unclaimed, one whose
         # handset's MO before it was handled (`done_with`), or a claim that took all it
         # could. The dispatcher claims from the inbox while it is set (and now and then:
-        # leases that ran out), not after every MO: most are claimed as they are stored.
+        # leases that ran out), not after every MO (on SQLite most are claimed as they
+        # are stored).
         self.unclaimed = True
         self._waiting: set[str] = set()  # handsets whose MO was handled with another behind
         self._adding: Batcher[IncomingMO, int | None] = Batcher(self._store_all)
@@ -69,6 +70,8 @@ class Inbox(Claims):
         until = later(self.clock, lease)
         message_id, row = await self.db.write(lambda tx: self._insert(tx, mo, until), urgent=True)
         if message_id is not None and row is None:
+            # It waits behind its handset's MO or timer: a claim that passed over the
+            # handset while this one was stored must not be the last.
             self.unclaimed = True
         return message_id, None if row is None else message_from_row(row)
 
@@ -87,11 +90,10 @@ class Inbox(Claims):
         )
         if stored is None:
             return None, None
-        message_id = stored["id"]
+        message_id, handset = stored["id"], mo.source
         await tx.execute(
-            "INSERT INTO inbox (message_id, handset) VALUES (?, ?)", (message_id, mo.source)
+            "INSERT INTO inbox (message_id, handset) VALUES (?, ?)", (message_id, handset)
         )
-        handset = mo.source
         if until is None or not await tx.execute(
             CLAIM_STORED, (until, self.owner, message_id, handset, message_id, handset, now)
         ):
@@ -256,7 +258,7 @@ class Inbox(Claims):
         it gone.) Handsets with other MOs waiting are noted for `done_with`: those are
         claimable once this commits and the dispatcher is done with the handset. An MO
         of theirs stored meanwhile either commits first, and is seen here, or waits for
-        this commit (its handset's lock), and is claimed as it is stored."""
+        this commit (its handset's lock), and its process claims it after."""
         await tx.lock(*(f"handset {message.source}" for message in messages))
         ids = [message.id for message in messages]
         release = f"""DELETE FROM inbox WHERE message_id IN ({marks(ids)}) AND claimed_by = ?

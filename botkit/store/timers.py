@@ -98,8 +98,8 @@ class Timers(Claims):
         """End a claimed timer, first thing in the transaction that commits what its
         handler did: ClaimLost if this process no longer holds its claim. An MO of its
         handset stored meanwhile commits first or waits for this (the handset's lock):
-        the dispatcher, told the timer ended, claims the one; the other is claimed as
-        it is stored."""
+        the dispatcher, told the timer ended, claims the one; the other's process
+        claims it after (on SQLite, as it is stored)."""
         assert timer.id is not None
         await tx.lock(f"handset {timer.handset}")
         if not await _end(tx, timer.id, state, error, now, owner=self.owner):
