@@ -194,5 +194,5 @@ async def _metrics(request: Request) -> Response:
     except Exception as exc:
         log.error("metrics: could not read the queue depths: %s", exc)
         return PlainTextResponse("ERROR database unreachable", status_code=503)
-    text = runtime.metrics.render(inbox_depth=inbox_depth, outbox_depth=outbox_depth)
-    return Response(text, media_type=CONTENT_TYPE)
+    body = runtime.metrics.render(inbox_depth=inbox_depth, outbox_depth=outbox_depth)
+    return Response(body, media_type=CONTENT_TYPE)

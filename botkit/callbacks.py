@@ -264,7 +264,7 @@ class CallbackEndpoints:
         head = scope["method"] == "HEAD"
         if self.networks and not _allowed(scope, self.networks):
             if kind == "mo" and not head:
-                self.runtime.metrics.mo_received.inc(outcome="forbidden")
+                self.runtime.metrics.mo_received["forbidden"].inc()
             log.warning(
                 "%s callback refused from %s: not in BOTKIT_CALLBACK_ALLOW",
                 kind,
@@ -280,13 +280,13 @@ class CallbackEndpoints:
         try:
             incoming = parse_mo(query)
         except ValidationError as exc:
-            metrics.mo_received.inc(outcome="invalid")
+            metrics.mo_received["invalid"].inc()
             return _bad_request("mo", exc, query)
         try:
             with self.runtime.intake.storing():
                 message_id = await self.runtime.dispatcher.store_mo(incoming)
         except DatabaseError as exc:
-            metrics.mo_received.inc(outcome="unavailable")
+            metrics.mo_received["unavailable"].inc()
             log.error(
                 "mo %s: not stored, the gateway will retry: %s",
                 incoming.gateway_id,
@@ -295,7 +295,7 @@ class CallbackEndpoints:
             )
             return Answer(503, "ERROR Temporarily unavailable")
         if message_id is None:
-            metrics.mo_received.inc(outcome="duplicate")
+            metrics.mo_received["duplicate"].inc()
             log.info(
                 "mo %s from %s: duplicate, already stored",
                 incoming.gateway_id,
@@ -303,7 +303,7 @@ class CallbackEndpoints:
                 extra=_mo_fields(incoming, "mo.duplicate", started),
             )
         else:
-            metrics.mo_received.inc(outcome="stored")
+            metrics.mo_received["stored"].inc()
             log.info(
                 "mo %s from %s: stored as %s",
                 incoming.gateway_id,
@@ -332,7 +332,7 @@ class CallbackEndpoints:
             )
             return Answer(503, "ERROR Temporarily unavailable")
         if outcome.new:
-            self.runtime.metrics.dlr_received.inc(status=status_label(incoming.status))
+            self.runtime.metrics.dlr_received[status_label(incoming.status)].inc()
         _log_dlr(incoming, outcome, started)
         if outcome.new and incoming.flags:
             _warn_flagged("dlr", incoming, outcome.message_id, outcome.handset)

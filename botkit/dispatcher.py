@@ -313,7 +313,7 @@ class Dispatcher(Worker):
         """Find the MO's thread, route it, run the handler, commit what it did."""
         started = time.perf_counter()
         outcome = await self._handle(message, started)
-        self.metrics.mo_handled.inc(outcome=outcome)
+        self.metrics.mo_handled[outcome].inc()
         self.metrics.mo_handle_seconds.observe(time.perf_counter() - started)
 
     async def _handle(self, message: Message, started: float) -> str:

@@ -112,7 +112,7 @@ class Runtime:
             resend_uncertain=self.settings.resend_uncertain, departed=departed
         )
         if unsettled and not self.settings.resend_uncertain:
-            self.metrics.mt_attempts.inc(unsettled, outcome="uncertain")
+            self.metrics.mt_attempts["uncertain"].inc(unsettled)
         if released or requeued or unsettled:
             log.warning(
                 "recovered from an interrupted run: %d MOs to handle again; of the MTs it "

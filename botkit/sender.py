@@ -216,12 +216,12 @@ class Sender(Worker):
             return self._failure(mt, exc, self._timed(started))
         except Exception as exc:
             fields = _fields(mt, "mt.uncertain", self._timed(started))
-            self.metrics.mt_attempts.inc(outcome="uncertain")
+            self.metrics.mt_attempts["uncertain"].inc()
             log.exception("mt %s: unexpected failure while sending", mt.id, extra=fields)
             error = f"{type(exc).__name__} while sending"
             return lambda: self.store.outbox.uncertain(mt.id, error)
         fields = _fields(mt, "mt.accepted", self._timed(started))
-        self.metrics.mt_attempts.inc(outcome="accepted")
+        self.metrics.mt_attempts["accepted"].inc()
         log.info(
             "mt %s to %s from %s: accepted as %s (%.1f ms)",
             mt.id,
@@ -292,7 +292,7 @@ class Sender(Worker):
         retry_in_s: float | None = None,
     ) -> None:
         """Count and log a failed attempt, naming the error without the gateway's body."""
-        self.metrics.mt_attempts.inc(outcome=outcome)
+        self.metrics.mt_attempts[outcome].inc()
         what = {
             "uncertain": "may have reached the gateway, not resent",
             "retried": f"attempt {mt.attempts} failed, retry in {retry_in_s or 0:.0f}s",

@@ -76,7 +76,7 @@ def test_every_setting_named_exists():
 def test_every_metric_named_exists():
     named = set(re.findall(r"\b(?:botkit|python_gc)_[a-z_]+[a-z]", DOC.read_text(encoding="utf-8")))
     families = set(
-        re.findall(r"^# TYPE (\S+)", Metrics().render(inbox_depth=0, outbox_depth=0), re.M)
+        re.findall(r"^# TYPE (\S+)", Metrics().render(inbox_depth=0, outbox_depth=0).decode(), re.M)
     )
     assert named and named - families == set()
 

@@ -8,13 +8,14 @@ import math
 import re
 
 import httpx
+import prometheus_client
 import pytest
 from conftest import client_to, eventually, rows, running
 from servers import free_port, start, wait_for
 
 from botkit import Bot, Context, create_app
 from botkit.messages import DELIVERY_STATUSES
-from botkit.metrics import Counter, Histogram, render
+from botkit.metrics import Metrics
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 VALUE = r"-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|[+-]Inf|NaN"
@@ -235,32 +236,55 @@ def test_botkit_run_freezes_what_start_up_made_unless_it_reloads(tmp_path, proce
     assert frozen["reloading"] == 0
 
 
-def test_label_values_are_escaped():
-    counter = Counter("odd_total", "help with \\ and\nnewline", ("status",))
-    tricky = 'say "hi"\\now\nthen'
-    counter.inc(status=tricky)
-    text = render([counter])
-    assert 'odd_total{status="say \\"hi\\"\\\\now\\nthen"} 1\n' in text
-    assert "# HELP odd_total help with \\\\ and\\nnewline\n" in text
-    assert value(parse(text), "odd_total", status=tricky) == 1
+async def test_an_unreachable_database_is_a_503(app, client):
+    await app.state.runtime.db.close()
+    response = await client.get("/metrics")
+    assert (response.status_code, response.text) == (503, "ERROR database unreachable")
 
 
-def test_histogram_buckets_are_cumulative_with_sum_and_count():
-    histogram = Histogram("latency_seconds", "latency", buckets=(0.5, 1.0))
-    for seconds in (0.25, 0.5, 0.75, 3.0):
-        histogram.observe(seconds)
-    assert render([histogram]).splitlines()[2:] == [
-        'latency_seconds_bucket{le="0.5"} 2',
-        'latency_seconds_bucket{le="1"} 3',
-        'latency_seconds_bucket{le="+Inf"} 4',
-        "latency_seconds_sum 4.5",
-        "latency_seconds_count 4",
-    ]
+def test_histograms_keep_their_buckets_with_sum_and_count():
+    metrics = Metrics()
+    for seconds in (0.004, 0.005, 0.75, 3.0, 60.0):
+        metrics.mt_send_seconds.observe(seconds)
+    samples = parse(metrics.render(inbox_depth=0, outbox_depth=0).decode())
+    assert by_label(samples, "botkit_mt_send_seconds_bucket", "le") == {
+        **dict.fromkeys(["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"], 2),
+        **dict.fromkeys(["1.0", "2.5"], 3),
+        **dict.fromkeys(["5.0", "10.0"], 4),
+        "+Inf": 5,
+    }
+    assert value(samples, "botkit_mt_send_seconds_sum") == pytest.approx(63.759)
+    assert value(samples, "botkit_mt_send_seconds_count") == 5
 
 
-def test_counter_refuses_wrong_labels_and_going_down():
-    counter = Counter("c_total", "c", ("outcome",))
-    with pytest.raises(ValueError, match="labels"):
-        counter.inc(status="x")
-    with pytest.raises(ValueError, match="only goes up"):
-        counter.inc(-1, outcome="x")
+def test_counts_are_the_apps_own_without_created_series():
+    """Each Metrics has a registry of its own, and leaves out the `_created` series
+    prometheus_client adds for itself alone: a bot's own counters keep theirs."""
+    first, second = Metrics(), Metrics()
+    first.mo_received["stored"].inc()
+    text = first.render(inbox_depth=0, outbox_depth=0).decode()
+    assert "_created" not in text
+    assert value(parse(text), "botkit_mo_received_total", outcome="stored") == 1
+    untouched = parse(second.render(inbox_depth=0, outbox_depth=0).decode())
+    assert value(untouched, "botkit_mo_received_total", outcome="stored") == 0
+    registry = prometheus_client.CollectorRegistry()
+    prometheus_client.Counter("bot_replies_total", "A bot's own", registry=registry).inc()
+    assert b"bot_replies_created" in prometheus_client.generate_latest(registry)
+    assert b"botkit_" not in prometheus_client.generate_latest()  # the process's registry
+
+
+def test_a_label_value_outside_the_bounded_ones_adds_no_series():
+    metrics = Metrics()
+    with pytest.raises(KeyError):
+        metrics.mt_attempts["made up"].inc()
+    samples = parse(metrics.render(inbox_depth=0, outbox_depth=0).decode())
+    outcomes = by_label(samples, "botkit_mt_attempts_total", "outcome")
+    assert set(outcomes) == {"accepted", "failed", "uncertain", "retried"}
+
+
+@pytest.mark.parametrize(
+    "gauges", [{"inbox_depth": 1}, {"inbox_depth": 1, "outbox_depth": 2, "spool_depth": 3}]
+)
+def test_render_takes_every_scrape_time_gauge_and_no_other(gauges):
+    with pytest.raises(TypeError, match=r"\['inbox_depth', 'outbox_depth'\] by keyword"):
+        Metrics().render(**gauges)
