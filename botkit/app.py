@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -34,6 +35,7 @@ from .phone import HandlingLookup
 from .runtime import Runtime
 from .settings import Settings
 from .simulator import Simulator
+from .spool import Spool
 
 log = logging.getLogger("botkit")
 
@@ -174,25 +176,41 @@ async def _bad_parameter(request: Request, exc: Exception) -> Response:
 
 
 async def _healthz(request: Request) -> Response:
+    """200 `OK` while the database answers and every worker runs, else 503; either way
+    saying what waits in the spool, if anything does."""
     runtime: Runtime = request.app.state.runtime
+    spool = spool_state(runtime.spool)
     try:
         await runtime.store.db.fetchval("SELECT 1")
     except Exception as exc:
         log.error("health check failed: %s", exc)
-        return PlainTextResponse("ERROR database unreachable", status_code=503)
+        return PlainTextResponse(f"ERROR database unreachable{spool}", status_code=503)
     if stopped := runtime.stopped_workers():
-        return PlainTextResponse(f"ERROR not running: {', '.join(stopped)}", status_code=503)
-    return PlainTextResponse("OK")
+        return PlainTextResponse(f"ERROR not running: {', '.join(stopped)}{spool}", status_code=503)
+    return PlainTextResponse(f"OK{spool}")
+
+
+def spool_state(spool: Spool) -> str:
+    """What waits in the spool, for /healthz: empty when nothing does."""
+    if not spool.waiting:
+        return ""
+    return f" (spool: {spool.waiting} callbacks waiting to be stored, the oldest {spool.age:.0f}s)"
 
 
 async def _metrics(request: Request) -> Response:
-    """Prometheus metrics: the app's counters, and the queue depths read now."""
+    """Prometheus metrics: the app's counters, the queue depths read now (NaN while the
+    database cannot be read: the spool's figures matter most then), and the spool's."""
     runtime: Runtime = request.app.state.runtime
     try:
         inbox_depth = await runtime.store.inbox.depth()
         outbox_depth = await runtime.store.outbox.depth()
     except Exception as exc:
         log.error("metrics: could not read the queue depths: %s", exc)
-        return PlainTextResponse("ERROR database unreachable", status_code=503)
-    body = runtime.metrics.render(inbox_depth=inbox_depth, outbox_depth=outbox_depth)
+        inbox_depth = outbox_depth = math.nan
+    body = runtime.metrics.render(
+        inbox_depth=inbox_depth,
+        outbox_depth=outbox_depth,
+        spool_depth=runtime.spool.waiting,
+        spool_age_seconds=runtime.spool.age,
+    )
     return Response(body, media_type=CONTENT_TYPE)

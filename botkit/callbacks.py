@@ -1,7 +1,9 @@
 """The gateway's callbacks: `GET /callbacks/{token}/mo` and `/dlr`.
 
 validate -> store -> answer. `200 OK` is sent only once the MO or DLR is committed,
-so the gateway retries anything we did not keep; a repeated id is stored once.
+or, when the database cannot commit it, once it is fsynced in the spool (spool.py,
+stored later by replay.py); only when neither can keep it is the answer 503, for the
+gateway to retry if it does. A repeated id is stored once.
 
 The spec says nothing of retrying a 400, so a 400 may lose a handset's message for
 good: only a required parameter (an MO's id, source, destination and content; a
@@ -15,13 +17,15 @@ URL check) is answered and does nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import logging
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,12 +36,15 @@ from .logs import elapsed_ms
 from .messages import IncomingDLR, IncomingMO
 from .metrics import status_label
 from .numbers import international
+from .replay import spooled
+from .spool import SpoolError
 from .store import DeliveryOutcome
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
 log = logging.getLogger("botkit.callbacks")
+T = TypeVar("T")
 
 # Leading zeros do not count: the value decides whether it fits 64 bits.
 INT64 = re.compile(r"(-?)0*([0-9]{1,19})")
@@ -50,6 +57,9 @@ STATUS = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,64}")
 MAX_REFERENCE = 50
 MAX_CONTENT = 40_000
 MAX_OPERATOR = 100
+# A callback the database has not stored in this long is spooled (its write may still
+# commit: the replay then finds it stored, as a repeated callback would).
+STORE_SECONDS = 5.0
 
 
 class MissingParameter(ValidationError):
@@ -282,18 +292,13 @@ class CallbackEndpoints:
         except ValidationError as exc:
             metrics.mo_received["invalid"].inc()
             return _bad_request("mo", exc, query)
+        if self.runtime.spool.waiting:
+            return await self._spool(incoming, started)
         try:
             with self.runtime.intake.storing():
-                message_id = await self.runtime.dispatcher.store_mo(incoming)
-        except DatabaseError as exc:
-            metrics.mo_received["unavailable"].inc()
-            log.error(
-                "mo %s: not stored, the gateway will retry: %s",
-                incoming.gateway_id,
-                exc,
-                extra=_mo_fields(incoming, "mo.unavailable", started),
-            )
-            return Answer(503, "ERROR Temporarily unavailable")
+                message_id = await _within(self.runtime.dispatcher.store_mo(incoming))
+        except (DatabaseError, TimeoutError) as exc:
+            return await self._spool(incoming, started, exc)
         if message_id is None:
             metrics.mo_received["duplicate"].inc()
             log.info(
@@ -321,22 +326,82 @@ class CallbackEndpoints:
             incoming = parse_dlr(query)
         except ValidationError as exc:
             return _bad_request("dlr", exc, query)
+        if self.runtime.spool.waiting:
+            return await self._spool(incoming, started)
         try:
-            outcome = await self.runtime.store.deliveries.record(incoming)
-        except DatabaseError as exc:
-            log.error(
-                "dlr %s: not stored, the gateway will retry: %s",
-                incoming.gateway_id,
-                exc,
-                extra={"event": "dlr.unavailable", "gateway_id": incoming.gateway_id},
-            )
-            return Answer(503, "ERROR Temporarily unavailable")
+            outcome = await _within(self.runtime.store.deliveries.record(incoming))
+        except (DatabaseError, TimeoutError) as exc:
+            return await self._spool(incoming, started, exc)
         if outcome.new:
             self.runtime.metrics.dlr_received[status_label(incoming.status)].inc()
         _log_dlr(incoming, outcome, started)
         if outcome.new and incoming.flags:
             _warn_flagged("dlr", incoming, outcome.message_id, outcome.handset)
         return Answer(200, "OK")
+
+    async def _spool(
+        self,
+        incoming: IncomingMO | IncomingDLR,
+        started: float,
+        failure: BaseException | None = None,
+    ) -> Answer:
+        """Keep a callback in the spool (replay.py stores it later), because the database
+        `failure`d, or behind others waiting there (None); then answer 200. 503 only if
+        the spool could not keep it either."""
+        kind, fields = spooled(incoming)
+        why = "behind others waiting there" if failure is None else _unstored(failure)
+        extra = {"event": f"{kind}.spooled", "gateway_id": incoming.gateway_id}
+        if isinstance(incoming, IncomingMO):
+            extra = _mo_fields(incoming, f"{kind}.spooled", started)
+        try:
+            await self.runtime.spool.append(kind, fields)
+        except SpoolError as exc:
+            if kind == "mo":
+                self.runtime.metrics.mo_received["unavailable"].inc()
+            log.error(
+                "%s %s: neither stored (%s) nor spooled, the gateway may retry: %s",
+                kind,
+                incoming.gateway_id,
+                why,
+                exc,
+                extra={**extra, "event": f"{kind}.unavailable"},
+            )
+            return Answer(503, "ERROR Temporarily unavailable")
+        if kind == "mo":
+            self.runtime.metrics.mo_received["spooled"].inc()
+        log.log(
+            logging.INFO if failure is None else logging.WARNING,
+            "%s %s: spooled, to be stored later: %s",
+            kind,
+            incoming.gateway_id,
+            why,
+            extra=extra,
+        )
+        return Answer(200, "OK")
+
+
+async def _within(store: Awaitable[T]) -> T:
+    """What `store` returns, or TimeoutError after STORE_SECONDS; it goes on regardless
+    (the replay then finds what it stored), and a late failure of it is logged."""
+    task = asyncio.ensure_future(store)
+    try:
+        async with asyncio.timeout(STORE_SECONDS):
+            return await asyncio.shield(task)
+    except TimeoutError:
+        task.add_done_callback(_late)
+        raise
+
+
+def _late(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.info("a callback's write that was given up on failed after all: %s", task.exception())
+
+
+def _unstored(exc: BaseException) -> str:
+    """Why the database did not take a callback, for its log line."""
+    if isinstance(exc, TimeoutError):
+        return f"the database took over {STORE_SECONDS:g}s"
+    return f"the database failed: {exc}"
 
 
 async def _send(send: Send, answer: Answer, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:

@@ -87,12 +87,13 @@ class Metrics(Collector):
         self.mo_received = _by_label(
             Counter(
                 "botkit_mo_received_total",
-                "MO callbacks by outcome: stored, duplicate (id already stored), invalid (400), "
-                "forbidden (403, not in BOTKIT_CALLBACK_ALLOW), unavailable (503, not stored)",
+                "MO callbacks by outcome: stored, duplicate (id already stored), spooled (kept "
+                "on disk while the database could not take it), invalid (400), forbidden (403, "
+                "not in BOTKIT_CALLBACK_ALLOW), unavailable (503, neither stored nor spooled)",
                 ["outcome"],
                 registry=registry,
             ),
-            ("stored", "duplicate", "invalid", "forbidden", "unavailable"),
+            ("stored", "duplicate", "spooled", "invalid", "forbidden", "unavailable"),
         )
         self.mo_handled = _by_label(
             Counter(
@@ -143,6 +144,16 @@ class Metrics(Collector):
             ),
             "outbox_depth": Gauge(
                 "botkit_outbox_depth", "MTs waiting for the gateway", registry=registry
+            ),
+            "spool_depth": Gauge(
+                "botkit_spool_depth",
+                "Callbacks kept in this process's spool, waiting for the database",
+                registry=registry,
+            ),
+            "spool_age_seconds": Gauge(
+                "botkit_spool_age_seconds",
+                "How long the oldest callback in the spool has waited, in seconds (0: none)",
+                registry=registry,
             ),
         }
         registry.register(GarbageCollector())

@@ -15,10 +15,10 @@ from pathlib import Path
 from .bot import Bot
 from .clock import Clock, system_clock
 from .compliance import Compliance
-from .db import Database, is_url
+from .db import Database, is_url, redact
 from .departures import directory_for, read_departures, remove_dead_logs
 from .dispatcher import Dispatcher
-from .errors import TemplateError
+from .errors import TemplateError, ValidationError
 from .gateway import Gateway
 from .gateway_process import ChildDepartures, GatewayProcess
 from .intake import Intake
@@ -26,9 +26,11 @@ from .messages import Reply
 from .metrics import Metrics
 from .migrations import migrate
 from .reloader import Reloader
+from .replay import Replay
 from .router import Router
 from .sender import Sender
 from .settings import Settings
+from .spool import Spool
 from .store import Store
 from .templates import SMSTemplates
 from .throttle import LoginThrottle
@@ -57,6 +59,9 @@ class Runtime:
         self.clock = clock
         self.metrics = Metrics()
         self.intake = Intake()  # MO callbacks waiting to be stored
+        # Callbacks kept on disk while the database cannot take them.
+        self.spool = Spool(settings.spool_folder, _database_name(settings.db))
+        self.replay: Replay | None = None
         self.db: Database | None = None
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
@@ -88,14 +93,21 @@ class Runtime:
 
     def stopped_workers(self) -> list[str]:
         """The workers (and the database writer) that should run but do not."""
-        workers = [self.dispatcher, self.sender, self.reloader]
+        workers = [self.dispatcher, self.sender, self.replay, self.reloader]
         stopped = [w.name for w in workers if w is not None and not w.alive]
         if self.db is not None and not self.db.writing:
             stopped.append("database writer")
         return stopped
 
     async def start(self) -> None:
-        """Open the database, migrate it, settle what a previous run left, start workers."""
+        """Open the spool and the database, migrate it, settle what a previous run left,
+        start workers."""
+        try:
+            self.spool.open()
+        except OSError as exc:
+            raise ValidationError(
+                "BOTKIT_SPOOL", f"{self.spool.folder} cannot be a spool folder: {exc.strerror}"
+            ) from None
         self.db = await Database.open(self.settings.db)
         await migrate(self.db)
         self._store = Store(self.db, self.clock)
@@ -164,6 +176,8 @@ class Runtime:
             self._check_apology()
         self.sender.start()
         self.dispatcher.start()
+        self.replay = Replay(self.spool, self._store, self.dispatcher, self.metrics)
+        self.replay.start()
         if self.reloader is not None:
             self.reloader.start()
 
@@ -185,11 +199,19 @@ class Runtime:
         try:
             if self.reloader is not None:
                 await self.reloader.stop()
+            if self.replay is not None:
+                await self.replay.stop()
             if self.dispatcher is not None:
                 await self.dispatcher.stop()
             if self.sender is not None:
                 await self.sender.stop()
             await self.gateway.aclose()
         finally:
+            await self.spool.close()
             if self.db is not None:
                 await self.db.close()
+
+
+def _database_name(db: str) -> str:
+    """What names the database a spool's records belong to: another's are left alone."""
+    return redact(db) if is_url(db) else str(Path(db).resolve())

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .addresses import SIMULATOR_NUMBER, OurNumbers
-from .db import redact
+from .db import is_url, redact
 from .errors import ValidationError
 from .gateway import in_clear
 
@@ -63,6 +63,12 @@ class Settings:
         "(so BOTKIT_CALLBACK_ALLOW sees the caller's address); * believes any, empty none",
     )
     db: str = _setting("BOTKIT_DB", "botkit.db", "SQLite database path, or a postgresql:// URL")
+    spool: str | None = _setting(
+        "BOTKIT_SPOOL",
+        None,
+        "folder (on a local disk) of the spool that keeps callbacks while the database "
+        "cannot; unset: next to the SQLite file (botkit.db-spool), else ./spool",
+    )
     sender_name: str = _setting(
         "BOTKIT_SENDER_NAME", "this service", "who the messages are from, named in HELP replies"
     )
@@ -183,6 +189,13 @@ class Settings:
     def zone(self) -> ZoneInfo:
         """BOTKIT_TIMEZONE as a tzinfo."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def spool_folder(self) -> Path:
+        """BOTKIT_SPOOL, or its default: beside a SQLite file, else ./spool."""
+        if self.spool is not None:
+            return Path(self.spool)
+        return Path("spool") if is_url(self.db) else Path(f"{self.db}-spool")
 
     @property
     def simulator_mode(self) -> bool:

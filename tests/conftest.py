@@ -82,6 +82,7 @@ def settings(tmp_path: Path, database: str) -> Settings:
         templates=str(ROOT / "templates"),
         send_rate=1000.0,
         callback_token="test-token",
+        spool=str(tmp_path / "spool"),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 from urllib.parse import urlencode
 
 import pytest
@@ -162,11 +163,22 @@ async def test_allow_list_refuses_other_addresses(settings):
     assert len(rows(settings.db, "SELECT * FROM messages WHERE direction = 'mo'")) == 1
 
 
-async def test_mo_not_committed_is_not_answered_ok(app, client, settings):
+async def test_mo_not_committed_is_spooled_then_answered_ok(app, client, settings):
     await app.state.runtime.db.close()
     response = await client.get("/callbacks/test-token/mo", params=MO)
-    assert response.status_code == 503
+    assert (response.status_code, response.text) == (200, "OK")
     assert rows(settings.db, "SELECT * FROM messages") == []
+    assert app.state.runtime.spool.waiting == 1
+
+
+async def test_mo_neither_committed_nor_spooled_is_not_answered_ok(app, client, settings):
+    await app.state.runtime.db.close()
+    shutil.rmtree(settings.spool_folder)
+    settings.spool_folder.write_text("")  # no folder to write the spool in
+    response = await client.get("/callbacks/test-token/mo", params=MO)
+    assert (response.status_code, response.text) == (503, "ERROR Temporarily unavailable")
+    assert rows(settings.db, "SELECT * FROM messages") == []
+    assert app.state.runtime.spool.waiting == 0
 
 
 # -- DLR ---------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""The database locked by another process, and the disk full (issue 6).
+"""The database locked by another process, and the disk full (issues 6 and 16).
 
-While the database cannot be written, the MO and DLR callbacks answer `503 ERROR
-Temporarily unavailable`, which the gateway retries; nothing accepted before is lost,
-and once the database can be written again the gateway's retry (same id) is stored
-and handled once. /healthz stays 200: the database is still reachable for reads.
+While the database cannot be written, the MO and DLR callbacks are kept in the spool
+and answered 200; once the database can be written again they are stored and handled
+once. Only when the spool cannot be written either (the disk it shares with the
+database is full) do they answer `503 ERROR Temporarily unavailable`, which the
+gateway retries. Nothing accepted before is lost. /healthz stays 200: the database is
+still reachable for reads.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def waiting_bot(entered: asyncio.Event, gate: asyncio.Event) -> Bot:
     return bot
 
 
-async def test_a_locked_database_is_a_503_and_nothing_accepted_is_lost(
+async def test_a_locked_database_spools_callbacks_and_nothing_accepted_is_lost(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     entered, gate = asyncio.Event(), asyncio.Event()
@@ -136,17 +138,19 @@ async def test_a_locked_database_is_a_503_and_nothing_accepted_is_lost(
                 client.get(DLR_URL, params=dlr(77)),
                 client.get("/healthz"),
             )
-            assert answer(new_mo) == UNAVAILABLE
-            assert answer(receipt) == UNAVAILABLE
-            assert answer(health) == OK
-            assert app.state.runtime.intake.waiting == 0  # a refused MO waits no more
-            await eventually(lambda: "mo 2: could not commit, will retry" in caplog.text)
+            assert answer(new_mo) == OK  # spooled
+            assert answer(receipt) == OK
+            assert health.status_code == 200 and health.text.startswith("OK")
+            assert app.state.runtime.intake.waiting == 0  # a spooled MO waits no more
+            # Behind the spool's tries to store, each waiting out the lock too.
+            await eventually(lambda: "mo 2: could not commit, will retry" in caplog.text, 60)
+            assert "mo 3: spooled, to be stored later" in caplog.text
             assert stored_mos(settings.db) == {1: "handled", 2: "received"}
             assert receipts(settings.db) == []
 
-        # The gateway retries; MO 2's claim runs out and it is handled again.
-        assert answer(await client.get(MO_URL, params=mo(3, "after", "+61400000003"))) == OK
-        assert answer(await client.get(DLR_URL, params=dlr(77))) == OK
+        # The spool is stored; a repeat of the DLR is stored once; MO 2's claim runs
+        # out and it is handled again.
+        await eventually(lambda: receipts(settings.db) == [77], timeout=30)
         assert answer(await client.get(DLR_URL, params=dlr(77))) == OK
         clock.advance(PAST_THE_LEASE)
         app.state.runtime.dispatcher.wake()
@@ -160,56 +164,50 @@ async def test_a_locked_database_is_a_503_and_nothing_accepted_is_lost(
         assert receipts(settings.db) == [77]
 
 
-async def test_a_full_disk_is_a_503_and_nothing_accepted_is_lost(
+async def test_a_full_database_spools_callbacks_and_nothing_accepted_is_lost(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = FakeClock()
     app = create_app(settings, clock=clock)
+    spool = app.state.runtime.spool
     async with asyncio.timeout(DEADLINE), running(app), client_to(app) as client:
-        accepted = []
-        for n in range(1, 4):  # before the disk fills
+        for n in range(1, 4):  # before the database fills
             assert answer(await client.get(MO_URL, params=mo(n, "hi", f"+6140000{n:04}"))) == OK
-            accepted.append(n)
         db = app.state.runtime.db
         pages = await db.fetchval("PRAGMA page_count")
         # SQLite's own limit on the file's size: the next write that needs a page fails
         # with SQLITE_FULL, as when the disk is full. It holds for this connection only.
         await db.write(lambda tx: tx.execute(f"PRAGMA max_page_count = {pages}"))
 
-        # The disk fills: MOs and DLRs are accepted until one is not.
+        # The database fills: MOs are stored until one is spooled, and all after it.
+        accepted = [1, 2, 3]
         for n in range(4, 1000):
             response = await client.get(MO_URL, params=mo(n, "x" * 500, f"+6140000{n:04}"))
-            if response.status_code != 200:
-                break
+            assert answer(response) == OK
             accepted.append(n)
-        assert answer(response) == UNAVAILABLE
-        refused = n
-        kept = []
-        for n in range(1, 5000):
-            response = await client.get(DLR_URL, params=dlr(n))
-            if response.status_code != 200:
+            if spool.waiting:
                 break
-            kept.append(n)
-        assert answer(response) == UNAVAILABLE
-        refused_dlr = n
+        for late in range(n + 1, n + 4):
+            params = mo(late, "late", f"+6140000{late:04}")
+            assert answer(await client.get(MO_URL, params=params)) == OK
+            accepted.append(late)
+        for n in range(1, 4):
+            assert answer(await client.get(DLR_URL, params=dlr(n))) == OK
         assert "database or disk is full" in caplog.text
-        assert answer(await client.get("/healthz")) == OK
-        assert sorted(stored_mos(settings.db)) == accepted
-        assert receipts(settings.db) == kept
+        health = await client.get("/healthz")
+        assert health.status_code == 200 and "callbacks waiting to be stored" in health.text
+        assert len(stored_mos(settings.db)) < len(accepted)
 
-        # Space is freed; the gateway retries what was refused.
+        # Space is freed: what waited in the spool is stored and handled, once.
         await db.write(lambda tx: tx.execute("PRAGMA max_page_count = 1073741823"))
-        params = mo(refused, "x" * 500, f"+6140000{refused:04}")
-        assert answer(await client.get(MO_URL, params=params)) == OK
-        assert answer(await client.get(DLR_URL, params=dlr(refused_dlr))) == OK
+        await eventually(lambda: spool.waiting == 0, timeout=60)
         clock.advance(PAST_THE_LEASE)  # MOs whose handling could not commit
         app.state.runtime.dispatcher.wake()
-        everyone = [*accepted, refused]
-        await eventually(lambda: stored_mos(settings.db) == dict.fromkeys(everyone, "handled"))
+        await eventually(lambda: stored_mos(settings.db) == dict.fromkeys(accepted, "handled"))
         # Handled once: one reply to each handset.
         handsets = [handset for handset, _ in replies(settings.db)]
-        assert sorted(handsets) == [f"+6140000{n:04}" for n in everyone]
-        assert receipts(settings.db) == [*kept, refused_dlr]
+        assert sorted(handsets) == [f"+6140000{n:04}" for n in accepted]
+        assert receipts(settings.db) == [1, 2, 3]
 
 
 def mount_namespace() -> list[str] | None:
@@ -263,8 +261,8 @@ def copied(folder: Path, to: Path) -> str:
 def test_a_real_full_disk_is_a_503_and_the_retry_is_stored_once(
     tmp_path, processes, private_mounts
 ):
-    # `botkit run` with its database on a 2 MB tmpfs that only its mount namespace
-    # sees; this test reaches the tmpfs through /proc/PID/root.
+    # `botkit run` with its database, and its spool beside it, on a 2 MB tmpfs that only
+    # its mount namespace sees; this test reaches the tmpfs through /proc/PID/root.
     disk = tmp_path / "disk"
     disk.mkdir()
     port = free_port()
@@ -285,6 +283,7 @@ def test_a_real_full_disk_is_a_503_and_the_retry_is_stored_once(
     assert answer(httpx.get(url + DLR_URL, params=dlr(77))) == UNAVAILABLE
     assert answer(httpx.get(f"{url}/healthz")) == OK
     assert "database or disk is full" in output(app)
+    assert "nor spooled, the gateway may retry" in output(app)
 
     filler.unlink()  # space is freed; the gateway retries
     assert answer(httpx.get(url + MO_URL, params=mo(2, "x" * 2000, "+61400000002"))) == OK

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from conftest import ROOT
 from servers import free_port, start, wait_for
+from test_metrics import NO_DEPTHS
 
 from botkit import Settings
 from botkit.cli import parser
@@ -75,9 +76,7 @@ def test_every_setting_named_exists():
 
 def test_every_metric_named_exists():
     named = set(re.findall(r"\b(?:botkit|python_gc)_[a-z_]+[a-z]", DOC.read_text(encoding="utf-8")))
-    families = set(
-        re.findall(r"^# TYPE (\S+)", Metrics().render(inbox_depth=0, outbox_depth=0).decode(), re.M)
-    )
+    families = set(re.findall(r"^# TYPE (\S+)", Metrics().render(**NO_DEPTHS).decode(), re.M))
     assert named and named - families == set()
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
     """The dashboard, mounted at /dashboard: the login form and static files open, every
     other page behind the guard."""
-    pages = Pages(settings)
+    pages = Pages(settings, runtime.spool)
     private: list[BaseRoute] = [
         *conversations.routes(pages, runtime),
         *people.routes(pages, runtime),

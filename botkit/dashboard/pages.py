@@ -21,6 +21,7 @@ from ..access import USER, login_required
 from ..csrf import csrf_token
 from ..handling import handling
 from ..settings import Settings
+from ..spool import Spool
 
 BUILT_IN = Path(__file__).resolve().parent.parent / "templates"
 STATIC = BUILT_IN.parent / "static"
@@ -36,13 +37,14 @@ HEADERS = {
 class Pages:
     """Renders the dashboard's templates for a request."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, spool: Spool) -> None:
         loader = jinja2.FileSystemLoader([settings.templates, BUILT_IN])
         env = jinja2.Environment(loader=loader, autoescape=True)
         env.filters["when"] = time_filter(settings.timezone, settings.zone)
         env.filters["handling"] = handling
         self.templates = Jinja2Templates(env=env)
         self.settings = settings
+        self.spool = spool  # what waits in it is shown on every page
 
     def render(
         self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
@@ -74,6 +76,7 @@ class Pages:
             "operator": request.scope.get(USER) or "localhost",
             "login": login_required(self.settings),
             "zone": self.settings.timezone,
+            "spooled": self.spool.waiting,
             **context,
         }
 
