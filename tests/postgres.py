@@ -41,6 +41,18 @@ class Cluster:
     port: int
     password: str
     data: Path  # its data folder
+    pg_ctl: tuple[str, ...] = ()  # pg_ctl (as the user it runs as), its data folder named
+    options: str = ""  # the server's options, as started
+
+    def stop(self) -> None:
+        """Stop the server as an administrator would (`pg_ctl stop -m fast`: clients are
+        disconnected, what they had not committed rolled back)."""
+        _run([*self.pg_ctl, "-m", "fast", "stop"])
+
+    def start(self) -> None:
+        """Start it again, as it was started, and wait until it takes connections."""
+        log = str(self.data.parent / "log")
+        _run([*self.pg_ctl, "-l", log, "-o", self.options, "-w", "start"])
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
@@ -88,12 +100,12 @@ def running_cluster(fsync: bool) -> Iterator[Cluster]:
         port = free_port()
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
         options += "" if fsync else " -c fsync=off"
-        _run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"),
-             "-o", options, "-w", "start"],
-        )  # fmt: skip
+        cluster = Cluster(
+            port, password, data, (*as_user, str(bin_dir / "pg_ctl"), "-D", str(data)), options
+        )
+        cluster.start()
         try:
-            yield Cluster(port, password, data)
+            yield cluster
         finally:
             subprocess.run(
                 [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],

@@ -85,6 +85,9 @@ NOTIFY_EVERY = 0.05
 ATTEMPTS = 10
 # Conflicts worth running the transaction again for.
 RETRY = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# What a failed statement, or a lost or broken connection, raises: asyncpg's own
+# InternalClientError too, met on a connection the server dropped mid-operation.
+FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|\?|\bid INTEGER PRIMARY KEY\b|\bINTEGER\b")
 
@@ -285,7 +288,7 @@ class PostgresDatabase(Database):
                         **connect_options(url),
                     )
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except FAILURES as exc:
             await asyncio.gather(*(pool.close() for pool in pools))
             raise DatabaseError(f"could not connect to {redact(url)}: {exc}") from None
         except BaseException:  # cancelled: no pool left open either
@@ -319,7 +322,7 @@ class PostgresDatabase(Database):
             self._committed.clear()
             try:
                 await self._pool.execute(f"NOTIFY {CHANNEL}, '{self._name}'")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except FAILURES as exc:
                 log.warning("could not tell the other processes of a commit: %s", exc)
             await asyncio.sleep(NOTIFY_EVERY)
 
@@ -333,7 +336,7 @@ class PostgresDatabase(Database):
         while not self._closing:
             try:
                 await self._listen()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except FAILURES as exc:
                 log.warning("could not listen for commits, again in %gs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(30.0, delay * 2)
@@ -368,7 +371,7 @@ class PostgresDatabase(Database):
                 if attempt == ATTEMPTS:
                     raise DatabaseError(f"gave up after {attempt} conflicting attempts") from None
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except FAILURES as exc:
                 log.error("write transaction failed: %s", exc)
                 error = DatabaseError(f"could not commit: {exc}")
                 raise error from exc
@@ -417,7 +420,7 @@ class PostgresDatabase(Database):
         # to the pool still holding the lock if its unlock were cut short (_returned).
         try:
             conn = await asyncpg.connect(**connect_options(self.url))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except FAILURES as exc:
             raise DatabaseError(f"could not take the lock {name!r}: {exc}") from None
         try:
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", name)
@@ -441,7 +444,7 @@ class PostgresDatabase(Database):
                     await conn.execute(
                         "INSERT INTO pace (name, next_at) VALUES ('send', 0) ON CONFLICT DO NOTHING"
                     )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except FAILURES as exc:
             raise DatabaseError(f"could not take a send slot: {exc}") from exc
         if wait > 0:
             await asyncio.sleep(wait)
@@ -456,7 +459,7 @@ class PostgresDatabase(Database):
                 count * interval,
                 self._paced_to,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except FAILURES as exc:
             raise DatabaseError(f"could not give back send slots: {exc}") from exc
 
     async def advance_ids(self, tables: Iterable[str]) -> None:
