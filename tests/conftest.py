@@ -74,11 +74,17 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 @pytest.fixture
 def settings(tmp_path: Path, database: str) -> Settings:
+    return settings_for(tmp_path, database)
+
+
+def settings_for(tmp_path: Path, database: str, bots: Path = ROOT / "bots") -> Settings:
+    """A test's settings: its database, the simulator, no developer's settings, and the
+    spool in its temporary folder."""
     return Settings.load(
         environ={},
         config_file=tmp_path / "none.toml",
         db=database,
-        bots=str(ROOT / "bots"),
+        bots=str(bots),
         templates=str(ROOT / "templates"),
         send_rate=1000.0,
         callback_token="test-token",

@@ -18,12 +18,12 @@ from subprocess import PIPE
 
 import httpx
 import pytest
-from conftest import ROOT, eventually, rows, running
+from conftest import ROOT, eventually, rows, running, settings_for
 from postgres import Cluster, fresh_database, running_cluster
 from servers import free_port, output, poll, poll_down, start, wait_for
 from test_db_faults import LOCKER, MO_URL, mo
 
-from botkit import Settings, create_app
+from botkit import create_app
 
 pytestmark = pytest.mark.fault
 
@@ -86,16 +86,7 @@ async def test_postgresql_stopped_in_a_burst_loses_nothing(
     (tmp_path / "bots").mkdir()
     (tmp_path / "bots" / "echo.py").write_text(ECHO)
     url = await fresh_database(cluster)
-    settings = Settings.load(
-        environ={},
-        config_file=tmp_path / "none.toml",
-        db=url,
-        bots=str(tmp_path / "bots"),
-        templates=str(ROOT / "templates"),
-        send_rate=1000.0,
-        callback_token="test-token",
-        spool=str(tmp_path / "spool"),
-    )
+    settings = settings_for(tmp_path, url, bots=tmp_path / "bots")
     handsets, each = 12, 40
     app = create_app(settings)
     spool = app.state.runtime.spool
@@ -203,12 +194,17 @@ def killed(app: subprocess.Popen) -> None:
     app.wait()
 
 
-def echoes(db: str) -> int:
-    return rows(db, "SELECT count(*) FROM messages WHERE direction = 'mt'")[0][0]
-
-
 def spool_files(db: str) -> list[Path]:
     return list(Path(f"{db}-spool").glob("*.spool"))
+
+
+def assert_all_stored_after(db: str, answered: set[int]) -> None:
+    """Once a restarted app has stored its spool and echoed every MO answered 200: each
+    was handled once, in order."""
+    echoes = "SELECT count(*) FROM messages WHERE direction = 'mt'"
+    poll_down(lambda: len(answered) - rows(db, echoes)[0][0])
+    poll(lambda: spool_files(db) == [])
+    assert_each_handled_once_in_order(db, answered)
 
 
 def test_sigkill_while_spooling_loses_nothing_answered(served_app) -> None:
@@ -225,9 +221,7 @@ def test_sigkill_while_spooling_loses_nothing_answered(served_app) -> None:
     assert spool_files(db)
 
     app = serve()  # adopts the dead process's spool, and stores it
-    poll_down(lambda: len(answered) - echoes(db))
-    poll(lambda: spool_files(db) == [])
-    assert_each_handled_once_in_order(db, answered)
+    assert_all_stored_after(db, answered)
     assert "records left by an earlier process" in output(app)
 
 
@@ -249,7 +243,5 @@ def test_sigkill_while_replaying_loses_nothing_and_stores_nothing_twice(served_a
     print(f"killed with {stored} of {len(answered)} spooled MOs stored")
     assert stored < len(answered)
 
-    app = serve()  # stores the rest; what was stored already is found stored
-    poll_down(lambda: len(answered) - echoes(db))
-    poll(lambda: spool_files(db) == [])
-    assert_each_handled_once_in_order(db, answered)
+    serve()  # stores the rest; what was stored already is found stored
+    assert_all_stored_after(db, answered)
