@@ -1,5 +1,6 @@
 """CSRF tokens: every dashboard form carries the session's token; a POST without it,
-or with another, is refused (403) before it changes anything."""
+or with another, is refused (403) before it changes anything, and a request with no
+token to check against is refused before its body is read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import secrets
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+
+from .bodies import BodyError, read_form
+
+MISSING = "missing CSRF token: reload the page and try again"
 
 
 def csrf_token(request: Request) -> str:
@@ -19,12 +24,18 @@ def csrf_token(request: Request) -> str:
 
 
 async def checked_form(request: Request) -> FormData:
-    """The POSTed form, once its CSRF token is the session's; else 403."""
-    form = await request.form()
-    given = form.get("csrf")
+    """The POSTed form, once its CSRF token is the session's; else 403. A form is a
+    small URL-encoded body (bodies.py: else 413 or 415)."""
     expected = request.session.get("csrf")
-    if not isinstance(given, str) or expected is None:
-        raise HTTPException(403, "missing CSRF token: reload the page and try again")
+    if expected is None:
+        raise HTTPException(403, MISSING)
+    try:
+        form = await read_form(request)
+    except BodyError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    given = form.get("csrf")
+    if not isinstance(given, str):
+        raise HTTPException(403, MISSING)
     if not secrets.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(403, "wrong CSRF token: reload the page and try again")
     return form

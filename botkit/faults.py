@@ -82,7 +82,7 @@ class Fault:
 
 
 def fault_arguments(given: Any) -> dict[str, Any]:
-    """`fail`'s arguments from a parsed JSON object (botkit.json_body reads it within a
+    """`fail`'s arguments from a parsed JSON object (botkit.bodies reads it within a
     limit), type-checked; ValueError naming the bad one."""
     if not isinstance(given, dict):
         raise ValueError("send a JSON object")

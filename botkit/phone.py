@@ -28,9 +28,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .bodies import MAX_BODY, BodyError, read_json
 from .callbacks import MAX_CONTENT
 from .errors import ValidationError
-from .json_body import MAX_BODY, BodyError, read_json
 from .numbers import international
 from .simulated import SimMessage, SimMO
 from .threads import parse_reference

@@ -71,11 +71,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .addresses import SIMULATOR_NUMBER, OurNumbers, canonical_address
+from .bodies import BodyError, read_json
 from .clock import Clock, system_clock
 from .errors import ValidationError
 from .faults import Fault, fault_arguments
 from .gateway import AUTH_TEXT, MAX_REFERENCE, QUEUE_TEXT, parse_rfc3339
-from .json_body import BodyError, read_json
 from .numbers import international
 from .phone import HandlingLookup, PhonePage
 from .simulated import SimCallback, SimMessage, SimMO, SimRequest

@@ -22,6 +22,7 @@ import pytest
 from browser import page  # noqa: F401  (a fixture)
 from postgres import drop_database, fresh_database, postgres  # noqa: F401  (a fixture)
 from servers import running_processes
+from signin import locked  # noqa: F401  (a fixture)
 from starlette.applications import Starlette
 
 from botkit import Settings, create_app

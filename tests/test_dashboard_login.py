@@ -4,47 +4,12 @@ logging out, and a throttle on guessing."""
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
-from conftest import ROOT, eventually, running
+from conftest import eventually, running
+from signin import OUTSIDE, log_in, token, with_login
 
 from botkit import create_app
-from botkit.settings import Settings
-
-OUTSIDE = ("203.0.113.9", 1234)
-
-
-def with_login(settings: Settings) -> Settings:
-    """The example bots, and a dashboard login."""
-    return dataclasses.replace(
-        settings,
-        bots=str(ROOT / "bots"),
-        templates=str(ROOT / "templates"),
-        dashboard_user="ops",
-        dashboard_password="s3cret!",
-    )
-
-
-@pytest.fixture
-async def locked(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client from another machine, to an app with a dashboard login."""
-    async with running(create_app(with_login(settings))) as app:
-        transport = httpx.ASGITransport(app=app, client=OUTSIDE)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            yield client
-
-
-def token(page: httpx.Response) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-
-
-async def log_in(client: httpx.AsyncClient, password: str = "s3cret!", **extra: str):
-    form = await client.get("/dashboard/login")
-    data = {"csrf": token(form), "user": "ops", "password": password, **extra}
-    return await client.post("/dashboard/login", data=data)
 
 
 async def test_log_in_then_out(locked):

@@ -11,8 +11,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from botkit.bodies import MAX_BODY
 from botkit.callbacks import MAX_CONTENT
-from botkit.json_body import MAX_BODY
 from botkit.simulator import Simulator
 
 HANDSET = "+61400000001"
