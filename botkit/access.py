@@ -3,9 +3,9 @@
 Without BOTKIT_DASHBOARD_USER and BOTKIT_DASHBOARD_PASSWORD only loopback clients that
 ask for this machine by name get in (behind a reverse proxy, uvicorn gives the real
 client from X-Forwarded-For; a proxy that sends none makes every request loopback, so
-set a login there). With both set, a request must carry a signed session cookie from
-the login form, or the credentials by HTTP Basic auth (for scripts). Failed attempts
-of either kind count against the address they came from.
+set a login there). With both set, a request must carry a session cookie from the
+login form (sessions.py), or the credentials by HTTP Basic auth (for scripts). Failed
+attempts of either kind count against the address they came from.
 """
 
 from __future__ import annotations
@@ -13,18 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import ipaddress
 import secrets
-import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .sessions import login_required, session_user
 from .settings import Settings
 from .throttle import LoginThrottle
 
@@ -32,37 +30,9 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 REALM = 'Basic realm="botkit", charset="UTF-8"'
-COOKIE = "botkit_session"
-SESSION_AGE = 12 * 3600
 # Who the request acts as (the signed-in or Basic user; None on a dashboard without a
 # login), set by the Guard for the pages (an operator's reply records it).
 USER = "botkit.user"
-
-
-class Sessions:
-    """Starlette's signed-cookie sessions, keyed by the runtime's secret key (read from
-    the database when the app starts, so looked up on first use); the cookie is
-    `Secure` on a request that came over HTTPS."""
-
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
-        self.app = app
-        self.runtime = runtime
-        self.inner: dict[bool, SessionMiddleware] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.inner:
-            if self.runtime.secret_key is None:
-                raise RuntimeError("the app is not started (its lifespan has not run)")
-            for https in (False, True):
-                self.inner[https] = SessionMiddleware(
-                    self.app,
-                    secret_key=self.runtime.secret_key,
-                    session_cookie=COOKIE,
-                    max_age=SESSION_AGE,
-                    same_site="lax",
-                    https_only=https,
-                )
-        await self.inner[scope.get("scheme") in ("https", "wss")](scope, receive, send)
 
 
 class Guard:
@@ -102,8 +72,8 @@ def refusal(request: Request, settings: Settings, logins: LoginThrottle) -> Resp
             },
             status_code=403,
         )
-    if signed_in(request, settings):
-        request.scope[USER] = settings.dashboard_user
+    if (user := session_user(request)) is not None:
+        request.scope[USER] = user
         return None
     basic = _basic_credentials(request)
     if basic is not None:
@@ -119,40 +89,6 @@ def refusal(request: Request, settings: Settings, logins: LoginThrottle) -> Resp
         status_code=401,
         headers={"WWW-Authenticate": REALM},
     )
-
-
-def login_required(settings: Settings) -> bool:
-    """True when dashboard credentials are set (else the dashboard is loopback-only)."""
-    return bool(settings.dashboard_user and settings.dashboard_password)
-
-
-def sign_in(request: Request, settings: Settings) -> None:
-    """Start a new session for the dashboard user (a new CSRF token too: nothing chosen
-    before signing in survives it)."""
-    request.session.clear()
-    request.session.update(
-        user=settings.dashboard_user,
-        proof=_proof(settings),
-        since=int(time.time()),
-        csrf=secrets.token_urlsafe(32),
-    )
-
-
-def signed_in(request: Request, settings: Settings) -> bool:
-    """True if the request's session was signed in, under the current password (so
-    changing it ends every session), less than SESSION_AGE ago (however active)."""
-    session = request.scope.get("session", {})
-    proof, since = session.get("proof"), session.get("since")
-    if not isinstance(proof, str) or not isinstance(since, int):
-        return False
-    fresh = 0 <= time.time() - since < SESSION_AGE
-    return fresh and secrets.compare_digest(proof.encode(), _proof(settings).encode())
-
-
-def _proof(settings: Settings) -> str:
-    """A digest of the dashboard credentials, kept in the session (never the password)."""
-    secret = f"{settings.dashboard_user}\n{settings.dashboard_password}".encode()
-    return hmac.new(secret, b"botkit dashboard session", hashlib.sha256).hexdigest()
 
 
 def credentials_match(user: str, password: str, settings: Settings) -> bool:

@@ -22,11 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from .access import Guard, Sessions
+from .access import Guard
 from .db import Row
 from .messages import split_flags
 from .params import whole
 from .search import Numbers, filters
+from .sessions import Sessions
 from .settings import Settings
 from .store import Store
 from .store.conversations import Cursor

@@ -1,6 +1,6 @@
-"""CSRF tokens: every dashboard form carries the session's token; a POST without it,
-or with another, is refused (403) before it changes anything, and a request with no
-token to check against is refused before its body is read."""
+"""CSRF tokens: every dashboard form carries the browser's token (sessions.py says
+where it is kept); a POST without it, or with another, is refused (403) before it
+changes anything, and a request with no token to check against before its body is read."""
 
 from __future__ import annotations
 
@@ -11,22 +11,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from .bodies import BodyError, read_form
+from .sessions import visit_of
 
 MISSING = "missing CSRF token: reload the page and try again"
 
 
 def csrf_token(request: Request) -> str:
-    """The session's CSRF token, made on first use."""
-    token = request.session.get("csrf")
-    if token is None:
-        token = request.session["csrf"] = secrets.token_urlsafe(32)
-    return token
+    """The browser's CSRF token, made on first use."""
+    return visit_of(request).csrf_token()
 
 
 async def checked_form(request: Request) -> FormData:
     """The POSTed form, once its CSRF token is the session's; else 403. A form is a
     small URL-encoded body (bodies.py: else 413 or 415)."""
-    expected = request.session.get("csrf")
+    expected = visit_of(request).expected_csrf()
     if expected is None:
         raise HTTPException(403, MISSING)
     try:

@@ -434,6 +434,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         postgresql=(),  # its GIN index is kept by PostgreSQL itself
     ),
+    Migration(
+        20,
+        "dashboard sessions kept in the database, so that logging out ends them",
+        (
+            # A signed-in browser (botkit/sessions.py). The cookie holds a random id; the
+            # row is under its SHA-256, so a reader of the database cannot use it. The
+            # credentials are a fingerprint of the login (scrypt, salted with the secret
+            # key), so changing the password ends every session.
+            """CREATE TABLE dashboard_sessions (
+                id_hash TEXT PRIMARY KEY,
+                username TEXT NOT NULL,
+                csrf TEXT NOT NULL,
+                credentials TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -29,6 +29,7 @@ from .reloader import Reloader
 from .replay import Replay
 from .router import Router
 from .sender import Sender
+from .sessions import login_fingerprint
 from .settings import Settings
 from .spool import Spool
 from .store import Store
@@ -68,6 +69,7 @@ class Runtime:
         self.sender: Sender | None = None
         self.secret_key: str | None = settings.secret_key
         self.logins = LoginThrottle()
+        self.login_fingerprint: str | None = None
 
     @property
     def store(self) -> Store:
@@ -118,6 +120,7 @@ class Runtime:
             self.secret_key = await self._store.meta.get_or_create(
                 "secret_key", lambda: secrets.token_urlsafe(32)
             )
+        self.login_fingerprint = await login_fingerprint(self.settings, self.secret_key)
         departures = self._departures_directory()
         departed = read_departures(departures) if departures is not None else {}
         released, requeued, unsettled = await self._store.recover(

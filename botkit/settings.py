@@ -110,7 +110,8 @@ class Settings:
     secret_key: str | None = _setting(
         "BOTKIT_SECRET_KEY",
         None,
-        "signs dashboard sessions; unset: made once and kept in the database",
+        "keys the dashboard's CSRF tokens and login fingerprint; unset: made once, kept "
+        "in the database",
     )
     send_rate: float = _setting("BOTKIT_SEND_RATE", 10.0, "MT messages per second, at most")
     lease: float = _setting(

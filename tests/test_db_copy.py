@@ -31,7 +31,7 @@ BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 async def fill(path: Path) -> str:
     """A SQLite database as the app leaves it: conversations, a STOP, a list's double
     opt-in, a survey under way, broadcasts (one held for tomorrow), a delivery report,
-    and an MO that came in while the app was down."""
+    an MO that came in while the app was down, and a dashboard session."""
     async with Harness(BOTS, TEMPLATES, db=path) as harness:
         ada, grace, joan = (harness.phone(f"+6140000000{n}") for n in (1, 2, 3))
         await ada.send("hello")
@@ -64,7 +64,9 @@ async def fill(path: Path) -> str:
     db = await Database.open(str(path))
     try:
         mo = IncomingMO(gateway_id=77, source="+61400000005", destination="4433", content="hi")
-        await Store(db).inbox.add(mo)
+        store = Store(db)
+        await store.inbox.add(mo)
+        await store.sessions.start("0" * 64, "ops", "token", "fingerprint", age=3600)
     finally:
         await db.close()
     return str(path)

@@ -15,7 +15,8 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from .. import params  # noqa: F401  (registers the {name:id} path convertor)
-from ..access import Guard, Sessions
+from ..access import Guard
+from ..sessions import Sessions
 from ..settings import Settings
 from . import consent, conversations, deliveries, live, login, people, surveys, takeover
 from .pages import STATIC, Pages

@@ -1,8 +1,8 @@
 """Signing in and out of the dashboard (when BOTKIT_DASHBOARD_USER/PASSWORD are set).
 
 GET  /dashboard/login     the form
-POST /dashboard/login     user, password, csrf, next: a signed session on success
-POST /dashboard/logout    csrf: the session ends
+POST /dashboard/login     user, password, csrf, next: a session on success
+POST /dashboard/logout    csrf: the session ends (a copy of its cookie with it)
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..access import (
-    client_address,
-    credentials_match,
-    login_required,
-    sign_in,
-    too_many,
-)
+from ..access import client_address, credentials_match, too_many
 from ..csrf import checked_form
+from ..sessions import login_required, sign_in, sign_out
 from .pages import Pages
 
 if TYPE_CHECKING:
@@ -59,13 +54,13 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             log.warning("dashboard login failed from %s", address)
             return form(request, next_url, "Wrong user name or password.", 401)
         throttle.succeeded(address)
-        sign_in(request, settings)
+        await sign_in(request, runtime)
         log.info("dashboard login: %s from %s", user, address)
         return RedirectResponse(next_url, 303)
 
     async def log_out(request: Request) -> Response:
         await checked_form(request)
-        request.session.clear()
+        await sign_out(request, runtime)
         return RedirectResponse(request.url_for("dashboard:login"), 303)
 
     return [

@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
-from ..access import USER, login_required
+from ..access import USER
 from ..csrf import csrf_token
 from ..handling import handling
+from ..sessions import login_required, session_user
 from ..settings import Settings
 from ..spool import Spool
 
@@ -72,7 +73,7 @@ class Pages:
     def _context(self, request: Request, context: dict[str, Any]) -> dict[str, Any]:
         return {
             "csrf": csrf_token(request),
-            "user": request.session.get("user"),
+            "user": session_user(request),
             "operator": request.scope.get(USER) or "localhost",
             "login": login_required(self.settings),
             "zone": self.settings.timezone,

@@ -14,6 +14,7 @@
     store.transcripts every message with its thread, streamed for exports
     store.takeover    operators pausing a thread's bot and replying in its place
     store.meta        values made once and kept (the dashboard's session key)
+    store.sessions    the dashboard's signed-in browsers
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
 that another backend can stand behind the same interface. Once-only handling and
@@ -40,6 +41,7 @@ from .lists import Lists
 from .meta import Meta
 from .outbox import Outbox
 from .overview import Overview
+from .sessions import Sessions
 from .surveys import Surveys
 from .takeover import Takeover
 from .threads import Threads
@@ -70,6 +72,7 @@ class Store:
         self.overview = Overview(db, clock)
         self.meta = Meta(db, clock)
         self.takeover = Takeover(db, clock)
+        self.sessions = Sessions(db, clock)
 
     async def recover(
         self, *, resend_uncertain: bool, departed: Mapping[str, set[int]] | None = None
