@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .access import Guard
 from .api import api_routes
 from .bot import Bot
 from .callbacks import CallbackEndpoints
@@ -33,6 +34,7 @@ from .loader import load_bots
 from .metrics import CONTENT_TYPE
 from .phone import HandlingLookup
 from .runtime import Runtime
+from .sessions import Sessions
 from .settings import Settings
 from .simulator import Simulator
 from .spool import Spool
@@ -53,7 +55,8 @@ def create_app(
     reload: bool = False,
 ) -> Starlette:
     """Build the app. Without gateway credentials (and no `gateway` given) the built-in
-    simulator is the gateway, mounted at /simulator with its phone page. `reload`
+    simulator is the gateway, mounted at /simulator with its phone page (as private as
+    the dashboard: this machine only, or the dashboard's login). `reload`
     reloads bot modules and templates when their files change (for development)."""
     if settings.callback_token is None and not settings.simulator_mode:
         raise ValidationError(
@@ -108,7 +111,13 @@ def create_app(
         dashboard_routes(settings, runtime),
     ]
     if simulator is not None:
-        routes.append(Mount("/simulator", app=simulator.app, name="simulator"))
+        # Its phone page shows every message and sends MOs: as private as the dashboard.
+        # (The app's gateway client calls simulator.app itself, not through this mount.)
+        guard = [
+            Middleware(Sessions, runtime=runtime),
+            Middleware(Guard, runtime=runtime, login="dashboard:login"),
+        ]
+        routes.append(Mount("/simulator", app=simulator.app, name="simulator", middleware=guard))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

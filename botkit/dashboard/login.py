@@ -71,8 +71,9 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
 
 
 def _local(request: Request, target: str) -> str:
-    """`target` if it is a dashboard path on this site, else the conversations page
-    (a login link must not send anyone elsewhere)."""
-    if target.startswith("/dashboard/") and not target.startswith("/dashboard//"):
-        return target
+    """`target` if it is a path of the dashboard or the simulator's phone page on this
+    site, else the conversations page (a login link must not send anyone elsewhere)."""
+    for private in ("/dashboard/", "/simulator/"):
+        if target.startswith(private) and not target.startswith(f"{private}/"):
+            return target
     return str(request.url_for("dashboard:conversations").path)
