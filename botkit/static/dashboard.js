@@ -7,8 +7,9 @@
   const chat = document.getElementById("chat");
   if (!section || !chat || !window.EventSource) return;
 
+  // The newest time the page shows (the thread's, or a message's): changes from then on.
   function newest() {
-    let since = "";
+    let since = section.dataset.since;
     for (const item of chat.querySelectorAll("li[data-version]")) {
       if (item.dataset.version > since) since = item.dataset.version;
     }
@@ -19,6 +20,20 @@
     const template = document.createElement("template");
     template.innerHTML = html.trim();
     return template.content;
+  }
+
+  // Put a new message in order of id, as the page lists them (updates come in the
+  // order messages changed: a reply may be sent again, with a new status, before a
+  // later one). Whether it went last.
+  function place(item, id) {
+    let next = null;
+    let li = chat.lastElementChild;
+    while (li && Number(li.id.slice(1)) > id) {
+      next = li;
+      li = li.previousElementSibling;
+    }
+    chat.insertBefore(item, next);
+    return next === null;
   }
 
   const url = section.dataset.events + "?since=" + encodeURIComponent(newest());
@@ -39,9 +54,8 @@
     const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
     if (current) {
       current.replaceWith(item);
-    } else {
-      chat.appendChild(item);
-      if (atBottom) item.scrollIntoView({ block: "end" });
+    } else if (place(item, update.id) && atBottom) {
+      item.scrollIntoView({ block: "end" });
     }
   });
 

@@ -16,6 +16,8 @@ from .base import Part, marks
 PAGE = 50
 # A transcript page: a long thread is read (and drawn) a part at a time.
 TRANSCRIPT_PAGE = 200
+# Live updates: a thread's changes are read (and drawn) this many messages at a time.
+CHANGES_PAGE = 100
 MAX_ID = 2**63 - 1
 # Values bound in one `IN (...)`: well under any backend's limit of parameters.
 CHUNK = 500
@@ -43,6 +45,16 @@ class Transcript:
     messages: list[Row]
     history: dict[int, list[Row]]
     earlier: int | None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A page of a thread's changed messages, in the order they changed, the delivery
+    history of each MT, and whether more changed after them."""
+
+    messages: list[Row]
+    history: dict[int, list[Row]]
+    more: bool
 
 
 @dataclass(frozen=True)
@@ -266,18 +278,34 @@ class Conversations(Part):
         return found
 
     async def changes(
-        self, thread_id: int, since: str
-    ) -> tuple[Row | None, list[Row], dict[int, list[Row]]]:
-        """What changed in a thread at or after the time `since`: the thread (None if
-        it did not change), its messages that did, and their delivery histories."""
-        thread = await self.db.fetchone(
+        self, thread_id: int, since: str, after: int = 0, *, limit: int = CHANGES_PAGE
+    ) -> Changes:
+        """A page of the thread's messages changed at or after the time `since` (those
+        of `since` itself only after message `after`), in the order they changed: by
+        their time, then id. A keyset, so messages of one time across a page boundary
+        are neither skipped nor read twice."""
+        rows = await self.db.fetchall(
+            f"""{MESSAGES} WHERE m.thread_id = ? AND (m.updated_at, m.id) > (?, ?)
+                ORDER BY m.updated_at, m.id LIMIT ?""",
+            (thread_id, since, after, limit + 1),
+        )
+        messages = rows[:limit]
+        return Changes(messages, await self._history(messages), len(rows) > limit)
+
+    async def changed(self, thread_id: int, since: str) -> Row | None:
+        """The thread if it changed at or after the time `since`, else None."""
+        return await self.db.fetchone(
             "SELECT * FROM threads WHERE id = ? AND updated_at >= ?", (thread_id, since)
         )
-        messages = await self.db.fetchall(
-            f"{MESSAGES} WHERE m.thread_id = ? AND m.updated_at >= ? ORDER BY m.id",
-            (thread_id, since),
+
+    async def newest(self, thread_id: int) -> str:
+        """The time of the thread's latest change, its messages' included."""
+        return await self.db.fetchval(
+            """SELECT max(updated_at) FROM (
+                   SELECT updated_at FROM threads WHERE id = ?
+                   UNION ALL SELECT max(updated_at) FROM messages WHERE thread_id = ?) t""",
+            (thread_id, thread_id),
         )
-        return thread, messages, await self._history(messages)
 
     async def _history(self, messages: list[Row]) -> dict[int, list[Row]]:
         """The delivery receipts of each MT among `messages`, oldest first."""
