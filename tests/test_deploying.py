@@ -128,3 +128,18 @@ def test_an_untrusted_peer_cannot_claim_an_address(tmp_path, processes):
         f"{url}/callbacks/proxy-token/mo", params=params, headers={"X-Forwarded-For": "203.0.113.7"}
     )
     assert response.status_code == 403
+
+
+def test_the_service_and_the_proxy_hold_off_slow_and_many_clients():
+    text = DOC.read_text(encoding="utf-8")
+    blocks = {block["body"].partition("\n")[0]: block["body"] for block in FENCE.finditer(text)}
+    assert "LimitNOFILE=65536" in blocks["# /etc/systemd/system/botkit.service"].splitlines()
+    site = blocks["# /etc/nginx/sites-available/botkit"]
+    for directive in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        assert re.search(rf"^    {directive} \d+s;$", site, re.M), directive
+    assert re.search(r"^    keepalive_timeout \d+s;$", site, re.M)
+    assert re.search(r"^limit_conn_zone \$per_address zone=per_address:", site, re.M)
+    assert re.search(r"^    limit_conn per_address \d+;$", site, re.M)
+    # The gateway's addresses, as the allow-list shown names them, are never limited.
+    allowed = re.search(r"^BOTKIT_CALLBACK_ALLOW=(.+)$", text, re.M)[1].split(",")
+    assert all(re.search(rf"^    {re.escape(a)} 0;$", site, re.M) for a in allowed)

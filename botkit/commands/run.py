@@ -18,7 +18,7 @@ from ..compliance import taken_keywords
 from ..db import Database, DatabaseError, is_url, redact
 from ..departures import take_sole_use
 from ..errors import ValidationError
-from ..serving import UVICORN_OPTIONS
+from ..serving import UVICORN_OPTIONS, raise_open_files
 from ..settings import Settings
 from .options import add_db
 
@@ -71,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
     )
     listenable(settings.host, settings.port)  # before the banner says where it listens
     setup_logging(settings.log_format)
+    raise_open_files()  # a connection is an open file: as many as the system allows us
     if settings.simulator_mode and settings.callback_token is None:
         settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
     if is_url(settings.db):  # a server that is down or refuses the login: say so plainly
