@@ -201,9 +201,14 @@ async def _healthz(request: Request) -> Response:
 
 def spool_state(spool: Spool) -> str:
     """What waits in the spool, for /healthz: empty when nothing does."""
-    if not spool.waiting:
-        return ""
-    return f" (spool: {spool.waiting} callbacks waiting to be stored, the oldest {spool.age:.0f}s)"
+    said = []
+    if spool.waiting:
+        said.append(f"{spool.waiting} callbacks waiting to be stored, the oldest {spool.age:.0f}s")
+    if foreign := sum(spool.foreign.values()):
+        said.append(f"{foreign} records of another database left alone")
+    if spool.broken is not None:
+        said.append(f"cannot be written: {spool.broken.strerror}")
+    return f" (spool: {'; '.join(said)})" if said else ""
 
 
 async def _metrics(request: Request) -> Response:

@@ -292,7 +292,7 @@ class CallbackEndpoints:
         except ValidationError as exc:
             metrics.mo_received["invalid"].inc()
             return _bad_request("mo", exc, query)
-        if self.runtime.spool.waiting:
+        if self.runtime.spool.pending:
             return await self._spool(incoming, started)
         try:
             with self.runtime.intake.storing():
@@ -326,7 +326,7 @@ class CallbackEndpoints:
             incoming = parse_dlr(query)
         except ValidationError as exc:
             return _bad_request("dlr", exc, query)
-        if self.runtime.spool.waiting:
+        if self.runtime.spool.pending:
             return await self._spool(incoming, started)
         try:
             outcome = await _within(self.runtime.store.deliveries.record(incoming))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from .bot import Bot
 from .clock import Clock, system_clock
 from .compliance import Compliance
-from .db import Database, is_url, redact
+from .db import Database, is_url
 from .departures import directory_for, read_departures, remove_dead_logs
 from .dispatcher import Dispatcher
 from .errors import TemplateError, ValidationError
@@ -61,7 +62,7 @@ class Runtime:
         self.metrics = Metrics()
         self.intake = Intake()  # MO callbacks waiting to be stored
         # Callbacks kept on disk while the database cannot take them.
-        self.spool = Spool(settings.spool_folder, _database_name(settings.db))
+        self.spool = Spool(settings.spool_folder)
         self.replay: Replay | None = None
         self.db: Database | None = None
         self._store: Store | None = None
@@ -102,17 +103,19 @@ class Runtime:
         return stopped
 
     async def start(self) -> None:
-        """Open the spool and the database, migrate it, settle what a previous run left,
-        start workers."""
+        """Open the database, migrate it, open the spool, settle what a previous run
+        left, start workers."""
+        self.db = await Database.open(self.settings.db)
+        await migrate(self.db)
+        self._store = Store(self.db, self.clock)
+        # The spool's records name the database they are for by its id, not its URL.
+        database_id = await self._store.meta.get_or_create("database_id", lambda: str(uuid.uuid4()))
         try:
-            self.spool.open()
+            await self.spool.open(database_id)
         except OSError as exc:
             raise ValidationError(
                 "BOTKIT_SPOOL", f"{self.spool.folder} cannot be a spool folder: {exc.strerror}"
             ) from None
-        self.db = await Database.open(self.settings.db)
-        await migrate(self.db)
-        self._store = Store(self.db, self.clock)
         await self._store.lists.declare(
             name for bot in self.router.bots.values() for name in bot.lists
         )
@@ -213,8 +216,3 @@ class Runtime:
             await self.spool.close()
             if self.db is not None:
                 await self.db.close()
-
-
-def _database_name(db: str) -> str:
-    """What names the database a spool's records belong to: another's are left alone."""
-    return redact(db) if is_url(db) else str(Path(db).resolve())

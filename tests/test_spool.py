@@ -27,7 +27,7 @@ from botkit.spool import Record, Spool, SpoolError, encode, read
 
 pytestmark = pytest.mark.fault
 
-DATABASE = "/srv/botkit.db"
+DATABASE = "c0ffee00-database-id"
 DEADLINE = 180  # for a whole test: a hang fails it rather than holding up CI
 
 
@@ -39,12 +39,17 @@ def segment_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.spool"))
 
 
+async def opened(folder: Path, database: str = DATABASE) -> Spool:
+    spool = Spool(folder)
+    await spool.open(database)
+    return spool
+
+
 async def test_records_are_read_back_as_they_were_appended(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, DATABASE)
-    spool.open()
+    spool = await opened(tmp_path)
     contents = ["hello", "two\nlines and a \u2028", "emoji \U0001f600" * 5000, '"quoted" \\']
     await asyncio.gather(*(spool.append("mo", fields(n, c)) for n, c in enumerate(contents)))
-    assert spool.waiting == 4
+    assert spool.waiting == 4 and spool.pending
     [path] = segment_files(tmp_path)
     records, offset = read(path, 0, 100)
     assert [r.fields["content"] for r in records] == contents
@@ -54,14 +59,16 @@ async def test_records_are_read_back_as_they_were_appended(tmp_path: Path) -> No
     rest, end = read(path, middle, 100)
     assert first + rest == records and end == offset
     await spool.close()
+    with pytest.raises(SpoolError, match="closed"):
+        await spool.append("mo", fields(9))  # a callback after the stop is not kept here
 
 
 async def test_a_torn_last_record_is_left_unread_and_a_garbled_one_passed_over(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    good = [encode(Record("mo", 1.0, fields(n))) for n in range(3)]
+    good = [encode("mo", 1.0, fields(n)) for n in range(3)]
     garbled = good[1].replace(b"hello", b"jello")  # its checksum fails
-    torn = encode(Record("mo", 1.0, fields(9)))[:-10]  # a crash cut it short
+    torn = encode("mo", 1.0, fields(9))[:-10]  # a crash cut it short
     path = tmp_path / "1-abcd.000001.spool"
     path.write_bytes(good[0] + garbled + good[2] + torn)
     records, offset = read(path, 0, 100)
@@ -75,8 +82,8 @@ import asyncio, sys
 from botkit.spool import Spool
 
 async def main():
-    spool = Spool(sys.argv[1], sys.argv[2])
-    spool.open()
+    spool = Spool(sys.argv[1])
+    await spool.open(sys.argv[2])
     for n in range(3):
         await spool.append("mo", {"gateway_id": n, "source": "+61400000001",
                                   "destination": "4433", "content": "hi"})
@@ -100,35 +107,60 @@ def killed(process: subprocess.Popen[str]) -> None:
     process.communicate()  # its pipes closed
 
 
+async def replay_all(spool: Spool) -> list[Record]:
+    """What a replay would store, marked stored."""
+    stored = []
+    while (segment := await spool.next()) is not None:
+        records, offset = await spool.read(segment, 1000)
+        spool.replayed(segment, records, offset)
+        spool.finished(segment)
+        stored += records
+    return stored
+
+
 async def test_a_dead_process_spool_is_adopted_and_a_live_one_is_not(tmp_path: Path) -> None:
     other = spooling_process(tmp_path, DATABASE)
-    spool = Spool(tmp_path, DATABASE)
-    spool.open()
-    assert spool.waiting == 0  # its process lives: its stream is its own
+    spool = await opened(tmp_path)
+    assert spool.waiting == 0 and not spool.pending  # its process lives: its stream is its own
     killed(other)
-    assert spool.adopt() == 3
+    assert await spool.adopt() == 3
     assert spool.waiting == 3 and spool.age > 0
-    segment = await spool.next()
-    assert segment is not None
-    records, offset = read(segment.path, 0, 100)
-    spool.replayed(segment, records, offset)
-    spool.finished(segment)
+    assert [r.fields["gateway_id"] for r in await replay_all(spool)] == [0, 1, 2]
     assert spool.waiting == 0
     await spool.close()
     assert list(tmp_path.iterdir()) == []  # the dead stream's lock went with its last file
 
 
+@pytest.mark.parametrize("lock", ["empty", "missing"])
+async def test_a_dead_stream_whose_lock_names_no_database_is_adopted(
+    tmp_path: Path, lock: str
+) -> None:
+    """A lock whose name of the database never reached the disk (a power cut), or gone."""
+    killed(spooling_process(tmp_path, DATABASE))
+    [lock_file] = tmp_path.glob("*.lock")
+    if lock == "empty":
+        lock_file.write_bytes(b"")
+    else:
+        lock_file.unlink()
+    spool = await opened(tmp_path)
+    assert spool.waiting == 3
+    assert len(await replay_all(spool)) == 3
+    await spool.close()
+
+
 async def test_another_databases_spool_is_left_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    other = spooling_process(tmp_path, "/srv/another.db")
-    killed(other)
-    spool = Spool(tmp_path, DATABASE)
-    spool.open()
-    assert spool.waiting == 0
-    assert "holds records of another database, left alone" in caplog.text
+    killed(spooling_process(tmp_path, "another-database-id"))
+    spool = await opened(tmp_path)
+    assert spool.waiting == 0 and not spool.pending
+    assert list(spool.foreign.values()) == [3]
+    assert "holds 3 records of another database, left alone" in caplog.text
     await spool.close()
     assert len(segment_files(tmp_path)) == 1  # for a process of its own database
+    spool = await opened(tmp_path, "another-database-id")  # which adopts them
+    assert spool.waiting == 3
+    await spool.close()
 
 
 FULL_DISK = """
@@ -136,8 +168,8 @@ import asyncio, resource, signal, sys
 from botkit.spool import Spool, SpoolError
 
 async def main():
-    spool = Spool(sys.argv[1], "/srv/botkit.db")
-    spool.open()
+    spool = Spool(sys.argv[1])
+    await spool.open("database-id")
     await spool.append("mo", {"gateway_id": 1, "content": "fits"})
     # Files may grow no further than this: as when the disk is full.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -163,7 +195,6 @@ def test_a_spool_that_cannot_be_written_raises_and_keeps_what_it_had(tmp_path: P
     [path] = segment_files(tmp_path)
     records, _ = read(path, 0, 100)
     assert [r.fields["gateway_id"] for r in records] == [1, 3]  # the failed one cut away
-    assert SpoolError.__doc__
 
 
 def local_client(app: Starlette) -> httpx.AsyncClient:
@@ -277,3 +308,41 @@ def test_a_spool_folder_that_cannot_be_made_stops_the_start(tmp_path: Path) -> N
     )
     assert done.returncode != 0
     assert "BOTKIT_SPOOL" in done.stderr
+
+
+async def test_a_record_the_store_refuses_is_set_aside_and_the_rest_stored(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings, bots=[echo_bot()])
+    spool = app.state.runtime.spool
+    async with asyncio.timeout(DEADLINE), running(app), client_to(app) as client:
+        # The store refuses MO 666 for good, while the database answers.
+        poison = """CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.gateway_id = 666
+                    BEGIN SELECT RAISE(ABORT, 'refused'); END"""
+        await app.state.runtime.db.write(lambda tx: tx.execute(poison))
+        async with locked(settings.db):
+            for n in (665, 666, 667):
+                assert answer(await client.get(MO_URL, params=mo(n, f"m{n}"))) == OK
+        await eventually(lambda: not spool.pending, timeout=60)
+        await eventually(lambda: len(replies(settings.db)) == 2)
+        assert mos_by_handset(settings.db) == {"+61400000001": ["m665", "m667"]}
+        [aside] = settings.spool_folder.glob("*.set-aside")
+        records, _ = read(aside, 0, 10)
+        assert [r.fields["gateway_id"] for r in records] == [666]
+        assert "(gateway id 666) set aside" in caplog.text
+        # What comes next is stored at once.
+        assert answer(await client.get(MO_URL, params=mo(668, "m668"))) == OK
+        assert mos_by_handset(settings.db)["+61400000001"][-1] == "m668"
+
+
+async def test_a_record_of_another_botkit_version_is_stored(settings: Settings) -> None:
+    app = create_app(settings, bots=[echo_bot()])
+    async with asyncio.timeout(DEADLINE), running(app):
+        spool = app.state.runtime.spool
+        # A dead process of a later botkit left one, with a field this one does not know.
+        (settings.spool_folder / "1-00c0ffee.lock").write_text(spool.database)
+        record = {**fields(700, "from the future"), "sent_at": "2027-01-01", "v": 2}
+        (settings.spool_folder / "1-00c0ffee.000001.spool").write_bytes(encode("mo", 1.0, record))
+        assert await spool.adopt() == 1
+        await eventually(lambda: replies(settings.db) == ["echo from the future"], timeout=30)
+        await eventually(lambda: segment_files(settings.spool_folder) == [])

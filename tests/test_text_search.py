@@ -336,7 +336,7 @@ async def test_migration_18_indexes_the_messages_of_a_database_from_before_it(da
             await add_message(tx, None, "+61400000013", "refund please")  # not handled yet
 
         await db.write(fill)
-        assert await migrate(db) == [18, 19]
+        assert await migrate(db) == [m.version for m in MIGRATIONS if m.version >= 18]
         assert await found(db, "refund") == ["+61400000001", "+61400000002"]
         assert await found(db, "another") == sorted(SAID)
         assert await found(db, "李") == ["+61400000005"]
