@@ -71,7 +71,6 @@ def main(args: argparse.Namespace) -> int:
     )
     listenable(settings.host, settings.port)  # before the banner says where it listens
     setup_logging(settings.log_format)
-    raise_open_files()  # a connection is an open file: as many as the system allows us
     if settings.simulator_mode and settings.callback_token is None:
         settings = dataclasses.replace(settings, callback_token=secrets.token_urlsafe(16))
     if is_url(settings.db):  # a server that is down or refuses the login: say so plainly
@@ -85,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
     announce(settings, app.state.runtime.router.bots.values())
     if not args.reload:  # reloaded bots' old modules would stay frozen for good
         heap.freeze()
+    raise_open_files()  # a connection is an open file: as many as the system allows us
     uvicorn.run(
         app,
         host=settings.host,
