@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import NamedTuple
 
 import httpx
 from conftest import rows
@@ -16,26 +17,47 @@ def script(handset: int, rounds: int) -> list[str]:
     return [words[n % len(words)] for n in range(rounds)]
 
 
-def hello_bot(texts: list[str]) -> list[tuple[str, str | None]]:
-    """The replies (template, name) the hello bot gives to `texts` handled in this order."""
-    state, name, replies = None, None, []
+class Reply(NamedTuple):
+    """A reply the tests expect: its template, a name it must hold, and whether it was
+    given while the handset had opted out (the outbox must refuse it)."""
+
+    template: str
+    name: str | None = None
+    opted_out: bool = False
+
+
+def hello_bot(texts: list[str]) -> list[Reply]:
+    """The replies the hello bot gives to `texts` handled in this order, behind the
+    compliance words STOP and START (a STOP ends the conversation: the next starts
+    afresh)."""
+    state, name, out, replies = None, None, False, []
     for text in texts:
         word = text.strip().upper()
+        if word == "STOP":
+            if not out:  # a repeated STOP is not confirmed again
+                replies.append(Reply("compliance/stopped.txt"))
+            state, name, out = None, None, True
+            continue
+        if word == "START":
+            replies.append(Reply("compliance/started.txt"))
+            out = False
+            continue
         if state == "ask_name" and word in ("HELLO", "HI", "HEY"):
-            replies.append(("hello/ask_name.txt", None))  # a greeting is no name
+            template, shown = "hello/ask_name.txt", None  # a greeting is no name
         elif state == "ask_name":
             state, name = None, text
-            replies.append(("hello/greet.txt", name))
+            template, shown = "hello/greet.txt", name
         elif word == "HELLO":
-            replies.append(
+            template, shown = (
                 ("hello/welcome_back.txt", name) if name else ("hello/ask_name.txt", None)
             )
             state = None if name else "ask_name"
         elif word == "NAME":
-            replies.append(("hello/ask_name.txt", None))
+            template, shown = "hello/ask_name.txt", None
             state = "ask_name"
         else:
-            replies.append(("hello/help.txt", None))
+            template, shown = "hello/help.txt", None
+        replies.append(Reply(template, shown, out))
     return replies
 
 
@@ -74,14 +96,16 @@ def quiet(http: httpx.Client, database: str) -> bool:
 
 
 def assert_handled_in_order(stored: list, mts: list) -> None:
-    """Per handset, the MTs are the hello bot's replies to its MOs in the order stored."""
+    """Per handset, the MTs are the hello bot's replies to its MOs in the order stored,
+    and those it gave while the handset had opted out were refused."""
     for handset in {m["handset"] for m in stored}:
         handled = [m["content"] for m in stored if m["handset"] == handset]
         replies = [m for m in mts if m["handset"] == handset]
         expected = hello_bot(handled)
-        assert [r["template"] for r in replies] == [template for template, _ in expected]
-        for reply, (_, name) in zip(replies, expected, strict=True):
-            assert name is None or name in reply["content"], (handset, handled)
+        assert [r["template"] for r in replies] == [e.template for e in expected], handled
+        for reply, e in zip(replies, expected, strict=True):
+            assert e.name is None or e.name in reply["content"], (handset, handled)
+            assert not e.opted_out or reply["status"] == "refused", (handset, handled)
 
 
 def assert_sent_once(sent: list[dict], mts: list) -> dict[str, int]:

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 from browser import page  # noqa: F401  (a fixture)
-from postgres import drop_database, fresh_database, postgres  # noqa: F401  (a fixture)
+from postgres import cluster, drop_database, fresh_database, postgres  # noqa: F401  (fixtures)
 from servers import running_processes
 from signin import locked  # noqa: F401  (a fixture)
 from starlette.applications import Starlette
@@ -67,10 +67,10 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if getattr(request, "param", "sqlite") == "sqlite":
         yield str(tmp_path / "botkit.db")
         return
-    cluster = request.getfixturevalue("postgres")
-    url = await fresh_database(cluster)
+    server = request.getfixturevalue("postgres")
+    url = await fresh_database(server)
     yield url
-    await drop_database(cluster, url)
+    await drop_database(server, url)
 
 
 @pytest.fixture

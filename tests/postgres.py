@@ -2,7 +2,8 @@
 `pg_ctl` on a free loopback port, removed at the end.
 
 `running_cluster()` is the plain context manager; the session fixture `postgres` wraps
-it for the tests (fsync off: their data need not survive a power cut), and
+it for the tests (fsync off: their data need not survive a power cut), the fixture
+`cluster` for a test that stops and starts a server of its own, and
 bench/postgres_pipeline.py runs it with fsync on, durable as in production.
 
 The server binaries come from the machine (Debian's `postgresql` package; `.ci/run`
@@ -78,6 +79,15 @@ def postgres() -> Iterator[Cluster]:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL's initdb is missing in CI: .ci/run must install postgresql")
         pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    with running_cluster(fsync=False) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A PostgreSQL server of the test's own, to stop and start (skipped, or failed in
+    CI, as the shared one is where there are no server binaries)."""
+    request.getfixturevalue("postgres")
     with running_cluster(fsync=False) as cluster:
         yield cluster
 

@@ -78,17 +78,17 @@ def poll(check, timeout: float = 15.0):
     raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
 
 
-def poll_down(left: Callable[[], int], stall: float = 30.0) -> None:
-    """Call `left` (the work still to do) until it returns 0, however long that takes on
-    a busy machine, as long as it keeps falling: fail only when it has not fallen below
-    its lowest for `stall` seconds."""
+def poll_down(left: Callable[[], int], stall: float = 30.0, every: float = 0.1) -> None:
+    """Call `left` (the work still to do) every `every` seconds until it returns 0,
+    however long that takes on a busy machine, as long as it keeps falling: fail only
+    when it has not fallen below its lowest for `stall` seconds."""
     lowest, deadline = None, time.monotonic() + stall
     while value := left():
         if lowest is None or value < lowest:
             lowest, deadline = value, time.monotonic() + stall
         elif time.monotonic() > deadline:
             raise AssertionError(f"stuck at {value} left for {stall}s")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def running_processes() -> Iterator[list[subprocess.Popen]]:

@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from subprocess import PIPE
 
 import httpx
 import pytest
 from conftest import ROOT, eventually, rows, running, settings_for
-from postgres import Cluster, fresh_database, running_cluster
+from postgres import Cluster, fresh_database
 from servers import free_port, output, poll, poll_down, start, wait_for
 from test_db_faults import LOCKER, MO_URL, mo
 
@@ -69,15 +68,6 @@ def assert_each_handled_once_in_order(db: str, answered: set[int]) -> None:
 
 
 # -- PostgreSQL stopped in the middle of a burst -------------------------------------
-
-
-@pytest.fixture
-def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """A PostgreSQL server of the test's own, to stop and start (skipped, or failed in
-    CI, as the shared one is where there are no server binaries)."""
-    request.getfixturevalue("postgres")
-    with running_cluster(fsync=False) as cluster:
-        yield cluster
 
 
 async def test_postgresql_stopped_in_a_burst_loses_nothing(
