@@ -27,6 +27,7 @@ from .bot import Bot
 from .callbacks import CallbackEndpoints
 from .clock import Clock, system_clock
 from .dashboard import dashboard_routes
+from .db import DatabaseError
 from .errors import ValidationError
 from .gateway import Gateway
 from .gateway_process import GatewayProcess
@@ -123,7 +124,7 @@ def create_app(
         lifespan=lifespan,
         # The gateway's callbacks, the hot path, are served ahead of routing.
         middleware=[Middleware(CallbackEndpoints, runtime=runtime, token=token)],
-        exception_handlers={ValidationError: _bad_parameter},
+        exception_handlers={ValidationError: _bad_parameter, DatabaseError: _database_away},
     )
     app.state.runtime = runtime
     app.state.settings = settings
@@ -184,6 +185,18 @@ async def _bad_parameter(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"Bad request: {exc}", status_code=400)
 
 
+async def _database_away(request: Request, exc: Exception) -> Response:
+    """A page or /api request while the database cannot be reached: 503, saying so
+    (and what waits in the spool meanwhile), not a 500 and a closed connection."""
+    runtime: Runtime = request.app.state.runtime
+    log.error("%s %s: the database is away: %s", request.method, request.url.path, exc)
+    text = f"The database is away: try again in a moment.{spool_state(runtime.spool)}"
+    headers = {"Retry-After": "5"}
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": text}, status_code=503, headers=headers)
+    return PlainTextResponse(text, status_code=503, headers=headers)
+
+
 async def _healthz(request: Request) -> Response:
     """200 `OK` while the database answers and every worker runs, else 503; either way
     saying what waits in the spool, if anything does."""
@@ -204,6 +217,8 @@ def spool_state(spool: Spool) -> str:
     said = []
     if spool.waiting:
         said.append(f"{spool.waiting} callbacks waiting to be stored, the oldest {spool.age:.0f}s")
+    if spool.set_aside_count:
+        said.append(f"{spool.set_aside_count} records set aside, not stored: see {spool.folder}")
     if foreign := sum(spool.foreign.values()):
         said.append(f"{foreign} records of another database left alone")
     if spool.broken is not None:
@@ -226,5 +241,6 @@ async def _metrics(request: Request) -> Response:
         outbox_depth=outbox_depth,
         spool_depth=runtime.spool.waiting,
         spool_age_seconds=runtime.spool.age,
+        spool_set_aside=runtime.spool.set_aside_count,
     )
     return Response(body, media_type=CONTENT_TYPE)

@@ -150,6 +150,11 @@ class Metrics(Collector):
                 "Callbacks kept in this process's spool, waiting for the database",
                 registry=registry,
             ),
+            "spool_set_aside": Gauge(
+                "botkit_spool_set_aside",
+                "Records this process set aside from its spool, never stored: look at them",
+                registry=registry,
+            ),
             "spool_age_seconds": Gauge(
                 "botkit_spool_age_seconds",
                 "How long the oldest callback in the spool has waited, in seconds (0: none)",

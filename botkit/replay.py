@@ -6,9 +6,10 @@ A chunk is marked replayed only once all of it is stored, so a crash or a failed
 part way stores it again: each MO and DLR is stored once by its gateway id, as a
 repeated callback is. Every record replayed is flagged `spooled`.
 
-A failure while the database answers a probe is the record's, not the database's: a
-record refused REFUSALS times (or that no longer reads as an MO or DLR) is set aside
-in the spool folder, kept for someone to look at, so that it never holds up the rest.
+A failure while the database takes a write (a probe) is the record's, not the
+database's: a record refused REFUSALS times (or that no longer reads as an MO or DLR)
+is set aside in the spool folder, kept for someone to look at, so that it never holds
+up the rest.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ class Replay(Worker):
                 await self._replay(segment)
             except (Failed, TimeoutError) as exc:
                 await self._failed(exc)
+            except FileNotFoundError:  # removed by someone: nothing of it left to store
+                log.warning("spool: %s is gone, with what it held", segment.path.name)
+                self.spool.finished(segment)
+            except OSError as exc:  # the spool's disk (a set-aside that cannot be written)
+                log.error("spool: %s, trying again in %.2gs", exc, self._delay)
+                await self._pause()
 
     async def _idle(self) -> None:
         """Wait until something is spooled, or it is time to look for orphans."""
@@ -157,19 +164,25 @@ class Replay(Worker):
                 self._delay,
                 extra={"event": "spool.waiting", "records": self.spool.waiting},
             )
+        await self._pause()
+
+    async def _pause(self) -> None:
         await asyncio.sleep(self._delay)
         self._delay = min(RETRY_CAP, self._delay * 2)
 
     async def _database_answers(self) -> bool:
+        """Whether the database takes a write now: a read is not enough (SQLite locked
+        by another process still reads), and a locked database refuses no record."""
         try:
             async with asyncio.timeout(PROBE_SECONDS):
-                await self.store.db.fetchval("SELECT 1")
+                await self.store.db.write(lambda tx: tx.fetchval("SELECT 1"), urgent=True)
         except Exception:
             return False
         return True
 
     async def _put_aside(self, record: Record, key: tuple[str, int], why: str) -> None:
-        """Keep `record` in the set-aside file, out of the replay's way."""
+        """Keep `record` in the set-aside file, out of the replay's way (an OSError if
+        it cannot be written: the chunk is tried again)."""
         await self.spool.set_aside(record)
         self._set_aside.add(key)
         log.error(
@@ -204,8 +217,8 @@ def parse(record: Record) -> Incoming | None:
         return None
     known = {f.name for f in dataclasses.fields(kind)} - {"notes"}
     fields = {name: value for name, value in record.fields.items() if name in known}
-    fields["flags"] = (*fields.get("flags", ()), FLAG)
     try:
+        fields["flags"] = (*fields.get("flags", ()), FLAG)
         return kind(**fields)
-    except TypeError:  # a required field is missing
+    except TypeError:  # a required field missing, flags that are no list
         return None

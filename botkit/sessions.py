@@ -131,14 +131,29 @@ class Sessions:
 
     async def _find(self, session_id: str) -> Session | None:
         """The session of a cookie's id, if it holds (see the module's docstring)."""
-        fingerprint = self.runtime.login_fingerprint
-        if fingerprint is None or _token(session_id) is None:
+        if _token(session_id) is None:
             return None
-        id_hash = _hash(session_id)
-        row = await self.runtime.store.sessions.find(id_hash, SESSION_AGE)
-        if row is None or not secrets.compare_digest(row["credentials"], fingerprint):
-            return None
-        return Session(id_hash, row["username"], row["csrf"])
+        return await _holding(self.runtime, _hash(session_id))
+
+
+async def _holding(runtime: Runtime, id_hash: str) -> Session | None:
+    """The session stored under `id_hash`, if it holds: not ended, not older than
+    SESSION_AGE, and signed in under the login as it is now."""
+    fingerprint = runtime.login_fingerprint
+    if fingerprint is None:
+        return None
+    row = await runtime.store.sessions.find(id_hash, SESSION_AGE)
+    if row is None or not secrets.compare_digest(row["credentials"], fingerprint):
+        return None
+    return Session(id_hash, row["username"], row["csrf"])
+
+
+async def still_signed_in(runtime: Runtime, request: Request) -> bool:
+    """False once the session a request came with has ended (logged out, the password
+    changed, SESSION_AGE passed): for a request that lasts, such as live updates. True
+    for one that came without a session (Basic auth, or no login)."""
+    session = visit_of(request).session
+    return session is None or await _holding(runtime, session.id_hash) is not None
 
 
 def visit_of(request: Request) -> Visit:

@@ -39,7 +39,7 @@ T = TypeVar("T")
 FORMAT = 1  # written in every record, for a later botkit to read it by
 SEGMENT = re.compile(r"(?P<stream>[0-9]+-[0-9a-f]+)\.(?P<seq>[0-9]{6})\.spool")
 LOCK = re.compile(r"(?P<stream>[0-9]+-[0-9a-f]+)\.lock")
-COUNTING = 64 * 1024  # bytes read at a time when counting a file's records
+MEND_SECONDS = 10.0  # how often a spool that could not start is tried again
 
 
 class SpoolError(Exception):
@@ -150,6 +150,8 @@ class Spool:
         self.stream = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.broken: OSError | None = None  # why this process cannot spool, if it cannot
         self.foreign: dict[str, int] = {}  # streams of another database: their records
+        self.set_aside_count = 0  # records this process set aside (replay.py)
+        self._retry_at = 0.0  # when a broken spool is next tried again
         self._locks: dict[str, int] = {}  # stream -> its lock file, held
         self._segments: list[Segment] = []  # in the order they are to be replayed
         self._current: Segment | None = None  # the one appends go to
@@ -332,8 +334,10 @@ class Spool:
     async def append(self, kind: str, fields: dict[str, Any]) -> None:
         """Keep a callback on disk: returns once it is written and fsynced (appends that
         come meanwhile share the fsync), or raises SpoolError."""
-        if self._closed or self.broken is not None or self._threads is None:
+        if self._closed or self._threads is None:
             raise SpoolError(f"the spool is {'closed' if self._closed else 'not open'}")
+        if self.broken is not None:
+            await self._mend()
         at = time.time()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((encode(kind, at, fields), at, future))
@@ -341,6 +345,20 @@ class Spool:
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
         await asyncio.shield(future)
+
+    async def _mend(self) -> None:
+        """Take this process's stream, which a full disk kept it from at start: tried
+        at most every MEND_SECONDS; SpoolError until it is taken."""
+        if time.monotonic() < self._retry_at:
+            raise SpoolError(f"cannot write to the spool in {self.folder}: {self.broken}")
+        self._retry_at = time.monotonic() + MEND_SECONDS
+        try:
+            self._locks[self.stream] = await self._run(self._take_stream)
+        except OSError as exc:
+            self.broken = exc
+            raise SpoolError(f"cannot write to the spool in {self.folder}: {exc}") from None
+        self.broken = None
+        log.warning("spool: writable again in %s", self.folder, extra={"event": "spool.mended"})
 
     async def _flush(self) -> None:
         """Write what is queued, a batch at a time, each with one fsync."""
@@ -442,6 +460,7 @@ class Spool:
                 os.close(fd)
 
         await self._run(write)
+        self.set_aside_count += 1
 
 
 def _lock(path: Path) -> int | None:

@@ -3,6 +3,7 @@ out ends every copy of it, a session lasts 12 hours, and processes share them.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -11,11 +12,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from conftest import rows, running
+from conftest import eventually, rows, running
+from servers import free_port, served
 from signin import OUTSIDE, log_in, token, with_login
 from starlette.applications import Starlette
 
 from botkit import create_app
+from botkit.serving import UVICORN_OPTIONS
 from botkit.sessions import COOKIE, CSRF_COOKIE, SESSION_AGE
 from botkit.testing import FakeClock
 
@@ -134,3 +137,28 @@ async def test_the_login_form_writes_nothing_and_its_token_is_its_cookies(settin
                 cookie = (await c.get("/dashboard/login")).headers["set-cookie"]
                 assert cookie.startswith(f"{CSRF_COOKIE}=") and "HttpOnly" in cookie
                 assert "SameSite=Lax" in cookie and ("Secure" in cookie) == secure
+
+
+async def test_logging_out_ends_a_live_update_stream_opened_with_a_copy_of_the_cookie(
+    settings,
+):
+    port = free_port()
+    app = create_app(with_login(settings))
+    async with served(app, port, **UVICORN_OPTIONS):
+        await app.state.simulator.send_mo("+61400000001", "HELLO")
+        await eventually(lambda: rows(settings.db, "SELECT id FROM threads"))
+        [(thread_id,)] = rows(settings.db, "SELECT id FROM threads")
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as owner, httpx.AsyncClient() as thief:
+            await log_in(owner)
+            thief.cookies.set(COOKIE, owner.cookies[COOKIE])
+            url = f"{base}/dashboard/threads/{thread_id}/events?since=2000-01-01"
+            async with thief.stream("GET", url, timeout=30) as stream:
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                assert "event: message" in [await anext(lines) for _ in range(2)]
+                page = await owner.get("/dashboard/")
+                await owner.post("/dashboard/logout", data={"csrf": token(page)})
+                async with asyncio.timeout(30):  # ended within a look (RECHECK)
+                    async for _ in lines:
+                        pass

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from test_db_faults import DLR_URL, MO_URL, OK, answer, locked, mo
 
 from botkit import Bot, Context, Settings, create_app
+from botkit.replay import REFUSALS, parse
 from botkit.spool import Record, Spool, SpoolError, encode, read
 
 pytestmark = pytest.mark.fault
@@ -346,3 +347,27 @@ async def test_a_record_of_another_botkit_version_is_stored(settings: Settings) 
         assert await spool.adopt() == 1
         await eventually(lambda: replies(settings.db) == ["echo from the future"], timeout=30)
         await eventually(lambda: segment_files(settings.spool_folder) == [])
+
+
+async def test_a_long_lock_sets_nothing_aside(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite locked by another process still reads: only a write tells the replay that
+    the database is away, not that the record is refused (a helper lost an MO so)."""
+    app = create_app(settings, bots=[echo_bot()])
+    async with asyncio.timeout(DEADLINE), running(app), client_to(app) as client:
+        async with locked(settings.db):
+            assert answer(await client.get(MO_URL, params=mo(1, "m1"))) == OK
+            await eventually(
+                lambda: caplog.text.count("the database is still away") >= REFUSALS, timeout=150
+            )
+        await eventually(lambda: replies(settings.db) == ["echo m1"], timeout=60)
+    assert "set aside" not in caplog.text
+    assert list(settings.spool_folder.glob("*.set-aside")) == []
+
+
+def test_a_record_that_reads_as_no_mo_or_dlr_is_none() -> None:
+    assert parse(Record("mo", 1.0, fields(1))) is not None
+    assert parse(Record("mo", 1.0, {**fields(1), "flags": 5})) is None  # no list
+    assert parse(Record("mo", 1.0, {"gateway_id": 1})) is None  # fields missing
+    assert parse(Record("receipt", 1.0, fields(1))) is None  # no such kind

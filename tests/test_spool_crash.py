@@ -96,6 +96,14 @@ async def test_postgresql_stopped_in_a_burst_loses_nothing(
                 await eventually(lambda: len(answered) >= handsets * each // 4, timeout=60)
                 await asyncio.to_thread(cluster.stop)
                 await eventually(lambda: spool.waiting >= handsets * 3, timeout=60)
+                # The dashboard and /api say the database is away, and what waits.
+                local = httpx.ASGITransport(app=app, client=("127.0.0.1", 1234))
+                async with httpx.AsyncClient(transport=local, base_url="http://localhost") as web:
+                    for path in ("/dashboard/", "/api/conversations"):
+                        page = await web.get(path)
+                        assert page.status_code == 503, path
+                        assert "The database is away" in page.text, path
+                        assert "callbacks waiting to be stored" in page.text, path
                 await asyncio.to_thread(cluster.start)
 
             await asyncio.gather(outage(), *(texting(h) for h in range(handsets)))

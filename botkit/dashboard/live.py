@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..sessions import still_signed_in
 from .conversations import thread_context
 from .pages import Pages
 
@@ -82,10 +83,13 @@ class Stream:
         return since
 
     async def changes(self, since: str) -> AsyncIterator[ServerSentEvent]:
-        """The thread's changes from `since` on, for as long as the browser listens."""
+        """The thread's changes from `since` on, for as long as the browser listens and
+        its session holds (looked at before each look, RECHECK seconds apart at most)."""
         commits = self.runtime.store.db.commits
         while True:
             seen = commits.count
+            if not await still_signed_in(self.runtime, self.request):
+                return  # logged out meanwhile: a copy of the cookie reads no more
             async for update in self.look(since):
                 kind, key, version, html = update
                 if version > since:

@@ -88,6 +88,15 @@ RETRY = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 # What a failed statement, or a lost or broken connection, raises: asyncpg's own
 # InternalClientError too, met on a connection the server dropped mid-operation.
 FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# Of those, what says the server is away (down, restarting, shutting down, unreachable),
+# not that a read was wrong: a read that meets one raises DatabaseError, like a write.
+AWAY = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|\?|\bid INTEGER PRIMARY KEY\b|\bINTEGER\b")
 
@@ -378,11 +387,14 @@ class PostgresDatabase(Database):
         raise AssertionError("unreachable")
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        async with (
-            self._pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            return await fn(PostgresTx(conn))
+        try:
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return await fn(PostgresTx(conn))
+        except AWAY as exc:
+            raise DatabaseError(f"could not read: {exc}") from exc
 
     async def text_search(self, words: Sequence[str]) -> tuple[str, list[Any]]:
         query = tsquery(words)
@@ -392,16 +404,21 @@ class PostgresDatabase(Database):
         return (TEXT_WALK if many else TEXT_THREADS), [query]
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._pool.acquire() as conn:  # one statement: no transaction needed
-            return await PostgresTx(conn).fetchall(sql, params)
+        return await self._one(lambda tx: tx.fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._pool.acquire() as conn:
-            return await PostgresTx(conn).fetchone(sql, params)
+        return await self._one(lambda tx: tx.fetchone(sql, params))
 
     async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        async with self._pool.acquire() as conn:
-            return await PostgresTx(conn).fetchval(sql, params)
+        return await self._one(lambda tx: tx.fetchval(sql, params))
+
+    async def _one(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """One statement on a pooled connection: no transaction needed."""
+        try:
+            async with self._pool.acquire() as conn:
+                return await fn(PostgresTx(conn))
+        except AWAY as exc:
+            raise DatabaseError(f"could not read: {exc}") from exc
 
     async def stream(
         self, sql: str, params: Iterable[Any] = (), batch: int = 500
