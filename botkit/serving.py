@@ -5,7 +5,9 @@ uvicorn parses requests with httptools when it is installed (botkit depends on
 uvicorn[standard]): much less CPU a callback than h11. But httptools' URL parser takes
 at most 64 KiB, and an MO's content rides in the query string: the longest the
 callbacks take (40,000 characters, each up to 12 bytes percent-encoded) is up to 480 KB
-of request line. `HttpProtocol` takes those, up to MAX_URL.
+of request line. `HttpProtocol` takes those, up to MAX_URL; and a whole request head
+up to MAX_HEAD, which neither parser bounds (a head of endless header fields would be
+buffered until the process runs out of memory).
 
 uvicorn's keep-alive timeout runs only between requests: a connection that never
 finishes its request head (a slow client, or a slow-loris attack) would be held for
@@ -21,13 +23,17 @@ import logging
 import resource
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 log = logging.getLogger("botkit")
 
 # The longest request line taken (as h11's limit on a request head was): what is
 # longer is no callback of ours, and is answered 400.
 MAX_URL = 1024 * 1024
+# The longest request head taken (request line and header fields): what is longer is
+# answered 431 and its connection closed, unread. The longest request line, and room
+# for far more header fields than any client of ours sends (nginx's default is 8 KiB).
+MAX_HEAD = MAX_URL + 64 * 1024
 # The longest URL httptools' own parser splits (its offsets are 16-bit).
 PARSED_URL = 0xFFFF
 # Seconds a connection has to send a whole request head, from when it opens or its
@@ -49,11 +55,14 @@ KEEP_ALIVE = 5
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, which also takes a URL longer than httptools'
     parser does (its query string is split off first, and put back in the request's
-    scope before the app sees it), and closes a connection that has not sent a whole
-    request head within `header_timeout` seconds of opening or of its request's start."""
+    scope before the app sees it), closes a connection that has not sent a whole
+    request head within `header_timeout` seconds of opening or of its request's start,
+    and answers 431 to a request head over MAX_HEAD bytes."""
 
     header_timeout = HEADER_TIMEOUT
     _head_timer: asyncio.TimerHandle | None = None
+    # Bytes received of the request head being parsed; None between heads.
+    _head_size: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -63,8 +72,38 @@ class HttpProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        """Parse `data`, then refuse a head grown over MAX_HEAD: counted a read at a time
+        (a read is at most 256 KiB), so no more than one read past it is buffered."""
+        super().data_received(data)
+        if self._head_size is None or self.transport.is_closing():
+            return
+        self._head_size += len(data)  # the part before the head, if any, counts too
+        if self._head_size > MAX_HEAD:
+            log.debug("closed a connection whose request head is over %d bytes", MAX_HEAD)
+            self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        """Answer 431 and close the connection."""
+        reason = b"Request head too large"
+        default_headers = [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[431],
+                    *default_headers,
+                    b"content-type: text/plain; charset=utf-8\r\n",
+                    b"content-length: %d\r\n" % len(reason),
+                    b"connection: close\r\n\r\n",
+                    reason,
+                ]
+            )
+        )
+        self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_size = 0
         self._start_head_timer()
 
     def _start_head_timer(self) -> None:
@@ -92,6 +131,7 @@ class HttpProtocol(HttpToolsProtocol):
             raise ValueError(f"a request line over {MAX_URL} bytes")
 
     def on_headers_complete(self) -> None:
+        self._head_size = None
         self._stop_head_timer()
         if len(self.url) <= PARSED_URL:
             super().on_headers_complete()

@@ -1,8 +1,9 @@
 """What keeps slow and many clients from taking `botkit run` down, over a real uvicorn
 server with botkit run's options: a connection that sends no whole request head in time
-is closed (one whose head was whole is not, however long its answer takes); beyond the
-concurrency limit requests are answered 503; and botkit run raises its own soft limit
-of open files to the hard one."""
+is closed (one whose head was whole is not, however long its answer takes); a head
+over MAX_HEAD is answered 431 and its connection closed; beyond the concurrency limit
+requests are answered 503; and botkit run raises its own soft limit of open files to
+the hard one."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from botkit.serving import UVICORN_OPTIONS, HttpProtocol
+from botkit.serving import MAX_HEAD, UVICORN_OPTIONS, HttpProtocol
 
 
 class Held:
@@ -92,6 +93,49 @@ async def test_beyond_the_concurrency_limit_a_request_is_answered_503():
             return await get(port, "/") == (200, b"now")
 
         await eventually(served_again)
+
+
+PAD = b"X-Pad: " + b"p" * (64 * 1024) + b"\r\n"
+
+
+def head_of(size: int) -> bytes:
+    """A GET of `/` whose head (its blank line not counted) is `size` bytes of padding
+    header fields."""
+    start = b"GET / HTTP/1.1\r\nHost: x\r\n"
+    pads, rest = divmod(size - len(start), len(PAD))
+    assert rest >= len(b"X: \r\n"), "a size that leaves room for a last field"
+    return start + PAD * pads + b"X: " + b"q" * (rest - len(b"X: \r\n")) + b"\r\n"
+
+
+async def test_a_request_head_over_max_head_is_answered_431_and_closed():
+    held, port = Held(), free_port()
+    async with held.served(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head_of(MAX_HEAD + 16))  # and never the blank line
+        answer = await reader.read()  # to the end: the server closed the connection
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 431 ")
+        assert answer.endswith(b"\r\n\r\nRequest head too large")
+        # The longest head taken is answered.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head_of(MAX_HEAD - 64) + b"Connection: close\r\n\r\n")
+        assert (await reader.read()).endswith(b"\r\n\r\nnow")
+        writer.close()
+        assert await get(port, "/") == (200, b"now")
+
+
+async def test_header_fields_sent_without_end_are_not_buffered_without_end():
+    """A client that streams header fields for ever is cut off soon after MAX_HEAD (what
+    it sends meanwhile fills the sockets' buffers)."""
+    held, port = Held(), free_port()
+    async with held.served(port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        with pytest.raises(ConnectionError):
+            for _ in range(64 * MAX_HEAD // len(PAD)):
+                writer.write(PAD)
+                await writer.drain()
+        writer.close()
 
 
 def open_files(pid: int) -> tuple[int, int]:
