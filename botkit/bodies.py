@@ -11,16 +11,21 @@ refused (413) by its Content-Length before a byte is read, and again as soon as 
 streams past `limit`, whatever its Content-Length said: the rest never sits in memory.
 Then it must parse (400 otherwise); JSON nested deeper than the parser recurses
 (`[` * 100000) raises RecursionError, which is a malformed body too, not a server error.
+A client that leaves before its body is whole gets a 400 too (which goes nowhere): it
+is gone, no server error.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import FormData
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+
+log = logging.getLogger("botkit")
 
 # Enough for any JSON object of settings, or any dashboard form; an endpoint that takes
 # longer text passes its own.
@@ -33,7 +38,8 @@ FORM = "application/x-www-form-urlencoded"
 
 
 class BodyError(Exception):
-    """The body cannot be taken: `status` (400, 413 or 415) and a `message` to answer."""
+    """The body cannot be taken: `status` (400, 413 or 415) and a `message` to answer
+    (if the client is still there)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -71,7 +77,8 @@ async def read_form(request: Request, limit: int = MAX_BODY, fields: int = MAX_F
 
 async def read_body(request: Request, media_type: str, what: str, limit: int) -> bytes:
     """The request's body, declared `media_type` (`what` names it in the refusal) and
-    no longer than `limit` bytes; else BodyError (415, 413)."""
+    no longer than `limit` bytes; else BodyError (415, 413; 400 if the client left
+    before sending it all)."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != media_type:
         raise BodyError(415, f"send {what} (content-type: {media_type})")
     too_long = BodyError(413, f"the body is over {limit} bytes")
@@ -79,8 +86,13 @@ async def read_body(request: Request, media_type: str, what: str, limit: int) ->
     if declared.isdigit() and int(declared) > limit:
         raise too_long
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_long
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_long
+    except ClientDisconnect:
+        left = "the client left before its body was whole"
+        log.debug("%s %s: %s", request.method, request.url.path, left)
+        raise BodyError(400, left) from None
     return bytes(body)

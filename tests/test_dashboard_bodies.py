@@ -1,13 +1,21 @@
 """The dashboard's forms are small URL-encoded bodies: anything bigger, or of another
-kind, is refused before it is read (or as soon as it streams past the limit)."""
+kind, is refused before it is read (or as soon as it streams past the limit); one whose
+client leaves half way is let go quietly."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
-from signin import log_in, token
+import httpx
+from conftest import eventually
+from servers import free_port, served
+from signin import log_in, token, with_login
 
+from botkit import create_app
 from botkit.bodies import MAX_BODY, MAX_FIELDS
+from botkit.serving import UVICORN_OPTIONS
 
 
 class Body:
@@ -79,3 +87,22 @@ async def test_a_form_within_the_limits_signs_in(locked):
     signed_in = await log_in(locked, next="/dashboard/?" + "q=x&" * 1000)
     assert signed_in.status_code == 303
     assert (await locked.get("/dashboard/")).status_code == 200
+
+
+async def test_a_client_that_leaves_half_way_through_a_form_logs_no_error(settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    async with served(create_app(with_login(settings)), port, **UVICORN_OPTIONS):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            form = await client.get("/dashboard/login")
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /dashboard/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n"
+            + f"Cookie: {cookie}\r\n\r\ncsrf={token(form)}&user=o".encode()
+        )
+        await writer.drain()
+        writer.close()
+        await eventually(lambda: "before its body was whole" in caplog.text)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
