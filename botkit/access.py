@@ -33,11 +33,15 @@ REALM = 'Basic realm="botkit", charset="UTF-8"'
 # Who the request acts as (the signed-in or Basic user; None on a dashboard without a
 # login), set by the Guard for the pages (an operator's reply records it).
 USER = "botkit.user"
+# A page's fetch() of JSON without a session (logged out, or the session expired).
+LOGGED_OUT = "not logged in: log in again"
 
 
 class Guard:
     """ASGI middleware that lets in only the requests `refusal` does not refuse; with
-    `login` (a route name), a browser without a session is sent to that form instead."""
+    `login` (a route name), a browser without a session is sent to that form instead,
+    but for the JSON its pages fetch (under the mount's /api/, as the simulator's):
+    fetch() would follow the redirect to the form, a 200, and take it for an answer."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime, login: str | None = None) -> None:
         self.app = app
@@ -49,14 +53,22 @@ class Guard:
             request = Request(scope)
             refused = refusal(request, self.runtime.settings, self.runtime.logins)
             if refused is not None and self.login is not None and refused.status_code == 401:
-                # A person at a browser is sent to the login form, and back afterwards.
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                login = request.url_for(self.login).path
-                refused = RedirectResponse(f"{login}?next={quote(target)}", 303)
+                refused = _to_login(request, self.login)
             if refused is not None:
                 await refused(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _to_login(request: Request, login: str) -> Response:
+    """A person at a browser is sent to the `login` form, and back afterwards; a page's
+    fetch() of JSON is told to log in again (401, without Basic's challenge, which would
+    have the browser ask for a password itself)."""
+    below_mount = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+    if below_mount.startswith("/api/"):
+        return JSONResponse({"error": LOGGED_OUT}, status_code=401)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{request.url_for(login).path}?next={quote(target)}", 303)
 
 
 def refusal(request: Request, settings: Settings, logins: LoginThrottle) -> Response | None:

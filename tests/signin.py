@@ -1,15 +1,17 @@
-"""Signing in to the dashboard in tests: an app with a login, a client from another
-machine (the `locked` fixture), and the login form filled in."""
+"""Signing in to the dashboard in tests: an app (or `botkit run`) with a login, a client
+from another machine (the `locked` fixture), and the login form filled in."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from servers import free_port, start, wait_for
 
 from botkit import create_app
 from botkit.settings import Settings
@@ -27,6 +29,16 @@ def with_login(settings: Settings) -> Settings:
         dashboard_user="ops",
         dashboard_password="s3cret!",
     )
+
+
+def run_with_login(processes: list[subprocess.Popen], db: Path) -> tuple[subprocess.Popen, str]:
+    """`botkit run` with the dashboard login, on `db`, started: it and its base URL."""
+    env = {"BOTKIT_DASHBOARD_USER": "ops", "BOTKIT_DASHBOARD_PASSWORD": "s3cret!"}
+    port = free_port()
+    app = start(processes, ["run", "--port", str(port), "--db", str(db)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/healthz", app)
+    return app, base
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import httpx
 from conftest import rows
 from playwright.sync_api import expect
 from servers import free_port, output, poll, start, wait_for
+from signin import run_with_login
 
 PHONE = "+61400000777"
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
@@ -23,11 +24,8 @@ def text_mo(base: str, text: str) -> None:
 
 
 def test_an_operator_works_a_conversation(tmp_path, processes, page):
-    port, db = free_port(), tmp_path / "botkit.db"
-    env = {"BOTKIT_DASHBOARD_USER": "ops", "BOTKIT_DASHBOARD_PASSWORD": "s3cret!"}
-    app = start(processes, ["run", "--port", str(port), "--db", str(db)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/healthz", app)
+    db = tmp_path / "botkit.db"
+    app, base = run_with_login(processes, db)
     assert f"{base}/dashboard/ (log in as ops)" in output(app)
     text_mo(base, "hello")
     poll(lambda: rows(db, "SELECT id FROM messages WHERE direction = 'mt'"))

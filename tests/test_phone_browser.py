@@ -1,11 +1,13 @@
 """`make run`'s promise, in a real browser: type on the phone page, get the hello bot's
-reply with its delivery status, and find it all in the database."""
+reply with its delivery status, and find it all in the database. Behind a login, a
+text sent once the session has ended is kept, with word to log in again."""
 
 from __future__ import annotations
 
 from conftest import rows
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 from servers import free_port, start, wait_for
+from signin import run_with_login
 
 
 def test_phone_page_reaches_the_hello_bot(tmp_path, processes, page):
@@ -69,3 +71,39 @@ def test_the_handset_picks_which_of_our_numbers_it_texts(tmp_path, processes, pa
     expect(second).to_contain_text("from 4433", timeout=15_000)
     expect(page.locator("#to")).to_have_value("4433")  # picked: it stays
     assert errors == []
+
+
+def test_a_text_sent_after_the_session_ended_says_to_log_in_again(tmp_path, processes, page):
+    db = tmp_path / "botkit.db"
+    _, base = run_with_login(processes, db)
+    page.goto(f"{base}/simulator/")
+    log_in(page)
+    expect(page.locator("#conversation")).to_contain_text("No messages yet")
+
+    page.context.clear_cookies()  # the session ends: logged out elsewhere, or expired
+    page.fill("#text", "HELLO")
+    page.click("#compose button[type=submit]")
+    logged_out = "Not sent: you are logged out. Reload the page to log in again."
+    expect(page.locator("#error")).to_have_text(logged_out)
+    expect(page.locator("#text")).to_have_value("HELLO")  # kept, to send again
+    for _ in range(2):  # the poll, refused as well, leaves the error as it is
+        with page.expect_response(lambda r: "/api/handsets/" in r.url and r.status == 401):
+            pass
+    expect(page.locator("#error")).to_have_text(logged_out)
+    assert rows(db, "SELECT id FROM messages WHERE direction = 'mo'") == []
+
+    page.reload()
+    log_in(page)
+    page.fill("#text", "HELLO")
+    page.click("#compose button[type=submit]")
+    expect(page.locator("#conversation li.mt").first).to_contain_text("botkit hello bot")
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def log_in(page: Page) -> None:
+    """Log in on the form the page was sent to, and be sent back."""
+    assert "/dashboard/login" in page.url
+    page.fill("#user", "ops")
+    page.fill("#password", "s3cret!")
+    page.click("form.login button[type=submit]")
+    page.wait_for_url("**/simulator/")

@@ -1,6 +1,6 @@
 """The simulator mounted in the app (/simulator) is as private as the dashboard: this
-machine only, asked for by name, or the dashboard's login; the app's own sends to it
-go around the mount and keep working."""
+machine only, asked for by name, or the dashboard's login (its JSON, without a session,
+answered 401); the app's own sends to it go around the mount and keep working."""
 
 from __future__ import annotations
 
@@ -41,8 +41,16 @@ async def test_with_a_login_the_phone_page_needs_it(settings):
             page = await c.get("/simulator/")
             assert page.status_code == 303
             assert page.headers["location"] == "/dashboard/login?next=/simulator/"
-            assert (await c.get("/simulator/api/messages")).status_code == 303
-            assert (await c.post(SEND, json={"text": "hello"})).status_code == 303
+            # What the page fetches is told to log in again, not sent to the form: fetch()
+            # would follow the redirect to a 200 and take the text for sent.
+            for refused in [
+                await c.get("/simulator/api/messages"),
+                await c.get("/simulator/api/handsets/%2B61400000001"),
+                await c.post(SEND, json={"text": "hello"}),
+            ]:
+                assert refused.status_code == 401
+                assert refused.json() == {"error": "not logged in: log in again"}
+                assert "www-authenticate" not in refused.headers  # no browser prompt
             assert simulator.mos == []
             signed_in = await log_in(c, next="/simulator/?number=%2B61400000001")
             assert signed_in.headers["location"] == "/simulator/?number=%2B61400000001"

@@ -16,10 +16,25 @@
   // Relative to the page, so it works at / and mounted under /simulator/.
   const api = "api/handsets/" + encodeURIComponent(list.dataset.number);
   let shown = "";
+  // Why the latest send failed: shown until the next send, whatever the poll finds.
+  let notSent = "";
 
   function showError(message) {
     errorBox.textContent = message;
     errorBox.hidden = !message;
+  }
+
+  // Why a request failed, from its status and body. The guard answers 401 once the
+  // dashboard's session has ended (logged out, or expired).
+  function failure(status, body) {
+    if (status === 401) {
+      return "you are logged out. Reload the page to log in again.";
+    }
+    try {
+      return JSON.parse(body).error || "HTTP " + status;
+    } catch {
+      return "HTTP " + status;
+    }
   }
 
   function showTranscript(url) {
@@ -75,7 +90,7 @@
       const response = await fetch(api, { cache: "no-store" });
       const body = await response.text();
       if (!response.ok) {
-        throw new Error(JSON.parse(body).error || "HTTP " + response.status);
+        throw new Error(failure(response.status, body));
       }
       if (body !== shown) {
         const first = shown === "";
@@ -87,9 +102,9 @@
           to.value = conversation.to;
         }
       }
-      showError("");
+      showError(notSent);
     } catch (error) {
-      showError("Cannot load the conversation: " + error.message);
+      showError(notSent || "Cannot load the conversation: " + error.message);
     }
   }
 
@@ -106,13 +121,15 @@
         body: JSON.stringify({ text: text, to: to.value }),
       });
       if (!response.ok) {
-        throw new Error((await response.json()).error || "HTTP " + response.status);
+        throw new Error(failure(response.status, await response.text()));
       }
       input.value = "";
+      notSent = "";
       showError("");
       await refresh();
     } catch (error) {
-      showError("Not sent: " + error.message);
+      notSent = "Not sent: " + error.message;
+      showError(notSent);
     }
   }
 
