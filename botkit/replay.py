@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from .messages import IncomingDLR, IncomingMO
 from .metrics import status_label
-from .spool import Record, Segment, Spool
+from .spool import Segment, Spool
+from .spool_records import Record
 from .worker import Worker
 
 if TYPE_CHECKING:

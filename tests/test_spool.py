@@ -24,7 +24,8 @@ from test_db_faults import DLR_URL, MO_URL, OK, answer, locked, mo
 
 from botkit import Bot, Context, Settings, create_app
 from botkit.replay import REFUSALS, parse
-from botkit.spool import Record, Spool, SpoolError, encode, read
+from botkit.spool import Spool, SpoolError
+from botkit.spool_records import Record, encode, read
 
 pytestmark = pytest.mark.fault
 
