@@ -60,6 +60,12 @@ class Guard:
         await self.app(scope, receive, send)
 
 
+def operator(request: Request) -> str:
+    """Who is acting: the signed-in (or Basic) user, or `localhost` on a dashboard
+    without a login."""
+    return request.scope.get(USER) or "localhost"
+
+
 def _to_login(request: Request, login: str) -> Response:
     """A person at a browser is sent to the `login` form, and back afterwards; a page's
     fetch() of JSON is told to log in again (401, without Basic's challenge, which would

@@ -7,6 +7,10 @@
                               `flags` lists what was done to keep a message or
                               receipt (callbacks.py), [] for none
     GET /api/surveys/{name}   a survey's respondents, one row each, and its counts
+    GET /api/contacts/{number}    a contact: name, language, time zone, fields, lists
+    PATCH /api/contacts/{number}  change a contact (made if need be): a JSON object of
+                              any of name, language, timezone and `fields` (a field's
+                              value as JSON, or text as a person types it; null clears)
 
 Gateway ids are strings: they are 64-bit, more than a JavaScript number holds exactly.
 A bad parameter gets 400 and {"error": "<name>: <why>"} (app.py's ValidationError handler).
@@ -22,14 +26,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from .access import Guard
+from .access import Guard, operator
+from .bodies import BodyError, read_json
 from .db import Row
+from .fields import FieldError
 from .messages import split_flags
+from .numbers import international
 from .params import whole
 from .search import Numbers, filters
 from .sessions import Sessions
 from .settings import Settings
 from .store import Store
+from .store.contacts import Author
 from .store.conversations import Cursor
 
 if TYPE_CHECKING:
@@ -44,6 +52,7 @@ def api_routes(settings: Settings, runtime: Runtime) -> Mount:
             Route("/conversations", conversations, methods=["GET"]),
             Route("/threads/{thread_id:id}", thread, methods=["GET"]),
             Route("/surveys/{name}", survey_results, methods=["GET"]),
+            Route("/contacts/{number}", contact, methods=["GET", "PATCH"]),
         ],
         middleware=[
             Middleware(Sessions, runtime=runtime),
@@ -109,6 +118,31 @@ def _message(row: Row, deliveries: list[Row]) -> dict[str, Any]:
             for d in deliveries
         ]
     return message
+
+
+async def contact(request: Request) -> Response:
+    """A contact, and changing it: the PATCH's changes commit together, in the ledger as
+    the API's by the signed-in user, or not at all (400 naming the first bad value). A
+    JSON body is required, which a cross-site form cannot send."""
+    store: Store = request.app.state.runtime.store
+    number = international(request.path_params["number"], "number")
+    if request.method == "GET":
+        if not await store.contacts.exists(number):
+            return JSONResponse({"error": f"no contact {number}"}, 404)
+        return JSONResponse((await store.contacts.get(number)).as_json())
+    try:
+        given = await read_json(request)
+    except BodyError as exc:
+        return JSONResponse({"error": exc.message}, exc.status)
+    if not isinstance(given, dict):
+        return JSONResponse({"error": "the body is not a JSON object"}, 400)
+    found = await store.contacts.get(number)
+    try:
+        found.update(given)
+    except FieldError as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    await store.contacts.save(found, Author("api", operator(request)))
+    return JSONResponse((await store.contacts.get(number)).as_json())
 
 
 async def survey_results(request: Request) -> Response:

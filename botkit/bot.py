@@ -16,12 +16,13 @@ coroutine function that a test can call.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .context import Handler, check_options
+from .fields import Field, Fields
 
 H = TypeVar("H", bound=Handler)
 
@@ -48,7 +49,10 @@ class Bot:
     both too): a sender name shown instead of our number (the default number's messages
     only), and when carriers should give up on a message (a `timedelta` from when it is
     queued, or an aware `datetime`). `timezone` (an IANA name) is the zone of the bot's
-    naive times and of `ctx.now()`; None: BOTKIT_TIMEZONE.
+    naive times and of `ctx.now()`; None: BOTKIT_TIMEZONE. `fields` declares the contact
+    fields the bot keeps, by name and type (str, int, float, bool, date or datetime):
+    `ctx.contact.fields[name]` takes only values of that type, and imports, the API and
+    the dashboard read text as it.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Bot:
         mask: str | None = None,
         expires: timedelta | datetime | None = None,
         timezone: str | None = None,
+        fields: Mapping[str, type] | None = None,
     ) -> None:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"bot name {name!r}: use letters, digits, '-' and '_'")
@@ -66,6 +71,7 @@ class Bot:
         self.mask = mask
         self.expires = expires
         self.zone = _zone(timezone) if timezone is not None else None
+        self.fields: list[Field] = Fields.declared(fields or {})
         self.keywords: dict[str, Handler] = {}
         self.primary_keywords: list[str] = []
         self.interrupting: set[str] = set()

@@ -18,11 +18,9 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-from phonenumbers import timezone as number_timezones
-
 from .addresses import OurNumbers
 from .errors import BotkitError, ValidationError
+from .localtime import zones_of
 from .numbers import international
 from .store import Store
 from .store.broadcasts import Plan, Recipient
@@ -108,13 +106,6 @@ class QuietHours:
             if latest is None or morning > latest:
                 latest = morning
         return latest
-
-
-def zones_of(number: str) -> list[ZoneInfo]:
-    """The time zones a number may be in, by its prefix (phonenumbers' data); none when
-    its prefix does not tell."""
-    names = number_timezones.time_zones_for_number(phonenumbers.parse(number))
-    return [ZoneInfo(name) for name in names if name != number_timezones.UNKNOWN_TIMEZONE]
 
 
 async def broadcast(

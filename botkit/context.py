@@ -18,10 +18,13 @@ from .addresses import OurNumbers
 from .errors import HandlerError
 from .gateway import rfc3339
 from .messages import ConsentChange, Message, Reply, Thread, Timer
+from .store.contacts import Author
+from .store.contacts import save as save_contact
 from .store.effects import Effects, Write
 from .store.lists import list_name
 
 if TYPE_CHECKING:
+    from .contacts import Contact
     from .store.lists import Lists
     from .templates import SMSTemplates
 
@@ -61,6 +64,7 @@ class Context:
         timer: Timer | None = None,
         lists: Lists | None = None,
         end_reason: str | None = None,
+        contact: Contact | None = None,
     ) -> None:
         self.message = message
         self.thread = thread
@@ -75,6 +79,7 @@ class Context:
         self._on_end = on_end
         self._templates = templates
         self._lists = lists
+        self._contact = contact
         self._replies: list[Reply] = []
         self._consent: list[ConsentChange] = []
         self._scheduled: list[Timer] = []
@@ -118,6 +123,14 @@ class Context:
     def data(self) -> dict[str, Any]:
         """The thread's data: a JSON-safe dict kept between messages."""
         return self.thread.data
+
+    @property
+    def contact(self) -> Contact:
+        """The person behind the handset: name, language, time zone, fields and lists.
+        What a handler changes of it commits with the handler's other effects."""
+        if self._contact is None:
+            raise HandlerError("this context has no contact (it was not made by botkit)")
+        return self._contact
 
     @property
     def keywords(self) -> list[str]:
@@ -234,18 +247,26 @@ class Context:
     def effects(self, **extra: Any) -> Effects:
         """Everything this handler did, to commit in one transaction."""
         cancel = None if "*" in self._cancelled else tuple(self._cancelled)
+        writes = tuple(self._writes)
+        if self._contact is not None and self._contact.changes():
+            writes += (self._contact_write(self._contact),)
         return Effects(
             self.thread,
             numbers=self.numbers,
             replies=tuple(self._replies),
             schedule=tuple(self._scheduled),
             cancel=cancel,
-            writes=tuple(self._writes),
+            writes=writes,
             consent=tuple(self._consent),
             end_reason=self._ended,
             on_end=self._on_end,
             **extra,
         )
+
+    def _contact_write(self, contact: Contact) -> Write:
+        """The write of what this handler changed of its contact, by its bot."""
+        author = Author("bot", self.bot.name)
+        return lambda tx, thread, now: save_contact(tx, contact, author, now)
 
     def end(self, reason: str = "ended") -> None:
         """End the thread once this handler returns (its timers are cancelled, its bot's

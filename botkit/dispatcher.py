@@ -21,6 +21,7 @@ from .bot import Bot
 from .clock import parse_stamp, stamp
 from .compliance import BOT as COMPLIANCE_BOT
 from .compliance import START, STOP, STOP_ALL, Compliance
+from .contacts import Contact
 from .context import Context
 from .db import DatabaseError
 from .intake import Intake
@@ -264,7 +265,14 @@ class Dispatcher(Worker):
             await self.store.timers.end(timer, "cancelled", "no open thread or handler")
             return
         assert thread is not None
-        ctx = self._new_context(None, thread, bot, timer=timer, end_reason=timer.data.get("reason"))
+        ctx = self._new_context(
+            None,
+            thread,
+            bot,
+            await self.store.contacts.get(thread.handset),
+            timer=timer,
+            end_reason=timer.data.get("reason"),
+        )
         try:
             async with asyncio.timeout(self.handler_timeout):
                 await handler(ctx)
@@ -360,7 +368,7 @@ class Dispatcher(Worker):
                 extra=_fields(message, "mo.unrouted", started),
             )
             return "handled"
-        ctx = self._context(message, route)
+        ctx = self._context(message, route, await self.store.contacts.get(message.source))
         try:
             async with asyncio.timeout(self.handler_timeout):
                 await route.handler(ctx)
@@ -486,14 +494,14 @@ class Dispatcher(Worker):
             },
         )
 
-    def _context(self, message: Message, route: Route) -> Context:
+    def _context(self, message: Message, route: Route, contact: Contact) -> Context:
         thread = route.thread or Thread(
             bot=route.bot.name, handset=message.source, address=message.destination
         )
-        return self._new_context(message, thread, route.bot)
+        return self._new_context(message, thread, route.bot, contact)
 
     def _new_context(
-        self, message: Message | None, thread: Thread, bot: Bot, **extra: Any
+        self, message: Message | None, thread: Thread, bot: Bot, contact: Contact, **extra: Any
     ) -> Context:
         return Context(
             message,
@@ -506,6 +514,7 @@ class Dispatcher(Worker):
             on_end=self.router.on_end,
             zone=self.zone,
             lists=self.store.lists,
+            contact=contact,
             **extra,
         )
 

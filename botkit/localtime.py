@@ -11,8 +11,12 @@ Times are shown back in the zone, with their offset, so the reader sees which on
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import timezone as number_timezones
 
 from .errors import ValidationError
 
@@ -54,3 +58,26 @@ def shown(moment: datetime, zone: ZoneInfo) -> str:
     """`moment` as the wall-clock time in `zone` with its offset, to the second:
     2026-12-24T09:00:00+11:00 (the offset tells winter from summer time)."""
     return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+def zones_of(number: str) -> list[ZoneInfo]:
+    """The time zones a number may be in, by its prefix (phonenumbers' data); none when
+    its prefix does not tell."""
+    names = number_timezones.time_zones_for_number(phonenumbers.parse(number))
+    return [ZoneInfo(name) for name in names if name != number_timezones.UNKNOWN_TIMEZONE]
+
+
+# Where a mobile's prefix tells only the country, and the country has several zones: the
+# zone most of its people live in, for the two countries the gateway serves.
+PRINCIPAL = (ZoneInfo("Australia/Sydney"), ZoneInfo("Pacific/Auckland"))
+
+
+@functools.lru_cache(maxsize=4096)
+def number_zone(number: str, default: ZoneInfo) -> ZoneInfo:
+    """The one time zone of `number`: the one its prefix tells; of several (an Australian
+    mobile), `default` (BOTKIT_TIMEZONE) if it is one of them, else the country's
+    principal zone (Sydney, Auckland), else the first; `default` when none is known."""
+    zones = zones_of(number)
+    if len(zones) <= 1 or default in zones:
+        return zones[0] if len(zones) == 1 else default
+    return next((zone for zone in PRINCIPAL if zone in zones), zones[0])

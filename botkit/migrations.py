@@ -451,6 +451,45 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        21,
+        "contacts: a person per handset, typed fields, and the ledger of every change",
+        (
+            # A person, keyed by the handset's number: a row once anything was set.
+            # timezone NULL: the number's own (botkit/localtime.py number_zone).
+            """CREATE TABLE contacts (
+                handset TEXT PRIMARY KEY,
+                name TEXT,
+                language TEXT,
+                timezone TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            # A contact's field values, one row each, as canonical text (botkit/fields.py)
+            # with the kind it was set as: a filter by field is one range of the index.
+            """CREATE TABLE contact_values (
+                handset TEXT NOT NULL REFERENCES contacts (handset),
+                field TEXT NOT NULL,
+                kind TEXT NOT NULL
+                    CHECK (kind IN ('text', 'number', 'date', 'datetime', 'bool')),
+                value TEXT NOT NULL,
+                PRIMARY KEY (handset, field)
+            )""",
+            "CREATE INDEX contact_values_field ON contact_values (field, value, handset)",
+            # Every change of a contact: what, from and to (as stored), how and by whom.
+            """CREATE TABLE contact_changes (
+                id INTEGER PRIMARY KEY,
+                handset TEXT NOT NULL,
+                what TEXT NOT NULL,
+                old TEXT,
+                new TEXT,
+                source TEXT NOT NULL,
+                actor TEXT,
+                at TEXT NOT NULL
+            )""",
+            "CREATE INDEX contact_changes_handset ON contact_changes (handset, id)",
+        ),
+    ),
 )
 
 

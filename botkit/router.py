@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .bot import Bot, Handler, first_word
+from .fields import Fields
 from .messages import Thread
 
 log = logging.getLogger("botkit.router")
@@ -54,6 +55,8 @@ class Router:
                 self._keywords[word] = bot
         # The main keyword of every handler, in the order bots declared them.
         self.keywords = [word for bot in self.bots.values() for word in bot.primary_keywords]
+        # The contact fields the bots declare (one kind for a name declared twice).
+        self.fields = Fields(field for bot in bots for field in bot.fields)
         # The bots whose threads run an on_end handler when they end.
         self.on_end = frozenset(bot.name for bot in bots if bot.end_handler is not None)
 

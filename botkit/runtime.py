@@ -81,6 +81,8 @@ class Runtime:
     def install(self, router: Router) -> None:
         """Route from now on with `router` (new bots after a reload)."""
         self.router = router
+        if self._store is not None:
+            self._store.contacts.fields = router.fields
         if self.dispatcher is not None:
             self.dispatcher.router = router
 
@@ -108,6 +110,8 @@ class Runtime:
         self.db = await Database.open(self.settings.db)
         await migrate(self.db)
         self._store = Store(self.db, self.clock)
+        self._store.contacts.fields = self.router.fields
+        self._store.contacts.zone = self.settings.zone
         # The spool's records name the database they are for by its id, not its URL.
         database_id = await self._store.meta.get_or_create("database_id", lambda: str(uuid.uuid4()))
         try:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,10 +44,12 @@ from starlette.applications import Starlette
 from .app import create_app
 from .bot import Bot
 from .compliance import BOT as COMPLIANCE_BOT
+from .contacts import Contact
 from .messages import Thread, Timer
 from .runtime import Runtime
 from .settings import Settings
 from .simulator import Simulator
+from .store.contacts import Author
 
 __all__ = ["FakeClock", "Harness", "Phone", "SentReply"]
 
@@ -334,6 +336,32 @@ class Phone:
         if thread is None or thread.id is None:
             return []
         return await self.harness.runtime.store.timers.pending(thread.id)
+
+    async def contact(self) -> Contact:
+        """The person behind this handset as the bots see it (`ctx.contact`), as stored."""
+        return await self.harness.runtime.store.contacts.get(self.number)
+
+    async def update_contact(
+        self,
+        *,
+        name: str | None = None,
+        language: str | None = None,
+        timezone: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Contact:
+        """Set up the person behind this handset as an import or the API would: the
+        attributes given (a field set to None is cleared); returns the contact saved.
+        FieldError for a value a field cannot take."""
+        store = self.harness.runtime.store
+        contact = await store.contacts.get(self.number)
+        given = {"name": name, "language": language, "timezone": timezone}
+        for attribute, value in given.items():
+            if value is not None:
+                setattr(contact, attribute, value)
+        for field, value in (fields or {}).items():
+            contact.fields[field] = value
+        await store.contacts.save(contact, Author("api", "harness"))
+        return await self.contact()
 
     @property
     def last(self) -> SentReply:

@@ -18,6 +18,7 @@ from botkit.cli import main
 from botkit.commands.db import report
 from botkit.copy import TABLES, Copied, Counted
 from botkit.db import Database
+from botkit.fields import Field, Fields
 from botkit.messages import IncomingMO
 from botkit.migrations import MIGRATIONS, migrate
 from botkit.search import filters
@@ -31,7 +32,7 @@ BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 async def fill(path: Path) -> str:
     """A SQLite database as the app leaves it: conversations, a STOP, a list's double
     opt-in, a survey under way, broadcasts (one held for tomorrow), a delivery report,
-    an MO that came in while the app was down, and a dashboard session."""
+    an MO that came in while the app was down, a contact, and a dashboard session."""
     async with Harness(BOTS, TEMPLATES, db=path) as harness:
         ada, grace, joan = (harness.phone(f"+6140000000{n}") for n in (1, 2, 3))
         await ada.send("hello")
@@ -46,6 +47,8 @@ async def fill(path: Path) -> str:
         await joan.send("SURVEY")
         await joan.send("5")
         store, templates = harness.runtime.store, harness.runtime.templates
+        store.contacts.fields = Fields([Field("clinic", "text")])
+        await ada.update_contact(name="Ada", fields={"clinic": "Newtown"})
         tomorrow = harness.clock() + timedelta(days=1)
         for plan, at in (
             (Plan(name="deals", address="4433", template="optin/confirm.txt"), tomorrow),

@@ -180,7 +180,7 @@ async def _subscribe(
 
     done: Counter[str] = Counter()
     batch: list[Line] = []
-    async with _store(database) as store:
+    async with store_of(database) as store:
         await store.lists.create(name, description)
         with progress_bar(unit=" rows", desc="import") as bar:
             for row in rows:
@@ -227,7 +227,7 @@ def _show(args: argparse.Namespace) -> int:
 async def _lines(database: str, name: str | None, zone: ZoneInfo) -> list[str]:
     """What `lists show` prints: a line a list, or a line a member of list `name` (since
     when, in `zone`)."""
-    async with _store(database) as store:
+    async with store_of(database) as store:
         if name is None:
             return [
                 f"{row['name']:<16} {row['subscribed']:>6} subscribed "
@@ -242,7 +242,7 @@ async def _lines(database: str, name: str | None, zone: ZoneInfo) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def _store(database: str) -> AsyncIterator[Store]:
+async def store_of(database: str) -> AsyncIterator[Store]:
     """The store of `database`, its schema brought up to date first."""
     from ..db import Database
     from ..migrations import migrate

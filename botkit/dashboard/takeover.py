@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..access import USER
+from ..access import operator
 from ..csrf import checked_form
 from ..sms import measure
 from .conversations import show_transcript
@@ -104,12 +104,6 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         Route("/threads/{thread_id:id}/pause", pause, methods=["POST"], name="pause"),
         Route("/threads/{thread_id:id}/resume", resume, methods=["POST"], name="resume"),
     ]
-
-
-def operator(request: Request) -> str:
-    """Who is acting: the signed-in (or Basic) user, or `localhost` on a dashboard
-    without a login."""
-    return request.scope.get(USER) or "localhost"
 
 
 def _problem(text: str) -> str | None:

@@ -6,6 +6,7 @@
     store.deliveries  delivery receipts and the status history of MTs
     store.consent     opt-outs (suppressions) and the ledger of every change
     store.lists       subscription lists and their members
+    store.contacts    a person per handset: name, language, time zone, fields
     store.timers      reminders and expiries of threads, each fired once
     store.broadcasts  one message or conversation per recipient, resumable
     store.conversations  threads and transcripts as the dashboard shows them
@@ -33,6 +34,7 @@ from ..clock import Clock, system_clock
 from ..db import Database
 from .broadcasts import Broadcasts
 from .consent import Consent
+from .contacts import Contacts
 from .conversations import Conversations
 from .deliveries import Deliveries, DeliveryOutcome
 from .effects import Effects
@@ -64,6 +66,7 @@ class Store:
         self.deliveries = Deliveries(db, clock)
         self.consent = Consent(db, clock)
         self.lists = Lists(db, clock)
+        self.contacts = Contacts(db, clock)
         self.timers = Timers(db, clock, self.owner)
         self.broadcasts = Broadcasts(db, clock)
         self.surveys = Surveys(db, clock)

@@ -1,0 +1,185 @@
+"""Contacts: a person per handset, its field values, and the ledger of every change.
+
+A contact is read whole in one statement (its row, field values and lists), and saved
+with `save`, inside the caller's transaction: a handler's changes commit with its other
+effects, an operator's or the API's on their own, an import's a batch at a time. Every
+change is written to `contact_changes` with its source (bot, operator, api, import) and
+who made it (the bot's name, the operator's login).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from ..clock import parse_stamp
+from ..contacts import ATTRIBUTES, Contact
+from ..db import Row, Tx
+from ..fields import Fields
+from ..localtime import number_zone
+from .base import Part
+
+# A contact's row, its field values and its lists, in one round trip: the dispatcher
+# reads one before every handler.
+READ = """
+    SELECT 'contact' AS part, name AS a, language AS b, timezone AS c, created_at AS d
+        FROM contacts WHERE handset = ?
+    UNION ALL
+    SELECT 'field', field, kind, value, NULL FROM contact_values WHERE handset = ?
+    UNION ALL
+    SELECT 'list', l.name, NULL, NULL, NULL
+        FROM list_members m JOIN lists l ON l.id = m.list_id
+        WHERE m.handset = ? AND m.status = 'subscribed'
+"""
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who changes a contact, for the ledger: `source` is how (bot, operator, api,
+    import), `actor` who (a bot's name, an operator's login)."""
+
+    source: str
+    actor: str | None = None
+
+
+class Contacts(Part):
+    """Reading contacts, and saving what changed of them."""
+
+    # What the loaded bots declare, and BOTKIT_TIMEZONE: set by the runtime at start-up.
+    fields = Fields()
+    zone = ZoneInfo("UTC")
+
+    async def get(self, handset: str) -> Contact:
+        """The contact of `handset`: as stored, or a new one with nothing set."""
+        rows = await self.db.fetchall(READ, (handset, handset, handset))
+        return self.contact(handset, rows)
+
+    async def read(self, tx: Tx, handset: str) -> Contact:
+        """`get`, inside a transaction."""
+        return self.contact(handset, await tx.fetchall(READ, (handset, handset, handset)))
+
+    def contact(self, handset: str, rows: Sequence[Row]) -> Contact:
+        """A Contact from the rows of READ."""
+        attributes: dict[str, str | None] = {}
+        created_at = None
+        values: dict[str, tuple[str, str]] = {}
+        lists = []
+        for row in rows:
+            part, a, b, c, d = row[0], row[1], row[2], row[3], row[4]
+            if part == "contact":
+                attributes = {"name": a, "language": b, "timezone": c}
+                created_at = parse_stamp(d)
+            elif part == "field":
+                values[a] = (b, c)
+            else:
+                lists.append(a)
+        return Contact(
+            handset,
+            declared=self.fields,
+            number_zone=number_zone(handset, self.zone),
+            stored=values,
+            lists=tuple(sorted(lists)),
+            created_at=created_at,
+            **attributes,
+        )
+
+    async def save(self, contact: Contact, author: Author) -> bool:
+        """Commit what changed of `contact` in a transaction of its own; True if anything
+        did."""
+        return await self.db.write(lambda tx: save(tx, contact, author, self.now()))
+
+    async def exists(self, handset: str) -> bool:
+        """True if `handset` is a contact with something set, or has texted."""
+        return bool(
+            await self.db.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM contacts WHERE handset = ?)
+                       OR EXISTS (SELECT 1 FROM threads WHERE handset = ?)""",
+                (handset, handset),
+            )
+        )
+
+    async def ledger(self, handset: str, limit: int = 100) -> list[Row]:
+        """The latest changes of a contact, newest first."""
+        return await self.db.fetchall(
+            """SELECT what, old, new, source, actor, at FROM contact_changes
+               WHERE handset = ? ORDER BY id DESC LIMIT ?""",
+            (handset, limit),
+        )
+
+    async def stored_fields(self) -> list[str]:
+        """The names of every field some contact has a value of."""
+        rows = await self.db.fetchall("SELECT DISTINCT field FROM contact_values ORDER BY field")
+        return [row[0] for row in rows]
+
+    async def page(self, after: str | None, limit: int) -> list[Contact]:
+        """Stored contacts in number order, `limit` at most after number `after`, read
+        in three statements whatever their number."""
+
+        async def read(tx: Tx) -> list[Contact]:
+            rows = await tx.fetchall(
+                """SELECT 'contact' AS part, handset, name, language, timezone, created_at
+                   FROM contacts WHERE handset > ? ORDER BY handset LIMIT ?""",
+                (after or "", limit),
+            )
+            handsets = [row[1] for row in rows]
+            if not handsets:
+                return []
+            marks = ", ".join("?" * len(handsets))
+            rows += await tx.fetchall(
+                f"""SELECT 'field', handset, field, kind, value, NULL FROM contact_values
+                    WHERE handset IN ({marks})""",
+                handsets,
+            )
+            rows += await tx.fetchall(
+                f"""SELECT 'list', m.handset, l.name, NULL, NULL, NULL
+                    FROM list_members m JOIN lists l ON l.id = m.list_id
+                    WHERE m.handset IN ({marks}) AND m.status = 'subscribed'""",
+                handsets,
+            )
+            by_handset: dict[str, list[Row]] = {handset: [] for handset in handsets}
+            for row in rows:
+                by_handset[row[1]].append((row[0], *tuple(row)[2:]))
+            return [self.contact(handset, each) for handset, each in by_handset.items()]
+
+        return await self.db.read(read)
+
+
+async def save(tx: Tx, contact: Contact, author: Author, now: str) -> bool:
+    """Write what changed of `contact`, and a ledger line for each change; True if
+    anything did. A contact's row is made with its first change. `contact` is left as
+    it is: the transaction may run again."""
+    changes = contact.changes()
+    if not changes:
+        return False
+    values = {what: getattr(contact, what) for what in ATTRIBUTES}
+    await tx.execute(
+        """INSERT INTO contacts (handset, name, language, timezone, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (handset) DO UPDATE SET name = excluded.name,
+               language = excluded.language, timezone = excluded.timezone,
+               updated_at = excluded.updated_at""",
+        (contact.number, values["name"], values["language"], values["timezone"], now, now),
+    )
+    kinds = contact.fields.kinds()
+    for change in changes:
+        if change.what in ATTRIBUTES:
+            continue
+        if change.new is None:
+            await tx.execute(
+                "DELETE FROM contact_values WHERE handset = ? AND field = ?",
+                (contact.number, change.what),
+            )
+        else:
+            await tx.execute(
+                """INSERT INTO contact_values (handset, field, kind, value) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (handset, field) DO UPDATE SET kind = excluded.kind,
+                       value = excluded.value""",
+                (contact.number, change.what, kinds[change.what], change.new),
+            )
+    await tx.executemany(
+        """INSERT INTO contact_changes (handset, what, old, new, source, actor, at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        [(contact.number, c.what, c.old, c.new, author.source, author.actor, now) for c in changes],
+    )
+    return True
