@@ -18,11 +18,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .context import Handler, check_options
 from .fields import Field, Fields
+
+if TYPE_CHECKING:
+    from .campaign import Campaign
 
 H = TypeVar("H", bound=Handler)
 
@@ -81,6 +84,8 @@ class Bot:
         self.end_handler: Handler | None = None
         # Subscription lists the bot's flows (a DoubleOptIn) declare: made at start-up.
         self.lists: list[str] = []
+        # Campaigns the bot carries (Campaign.attach): their events fire as its timers.
+        self.campaigns: list[Campaign] = []
 
     def __repr__(self) -> str:
         return f"Bot({self.name!r})"

@@ -19,12 +19,13 @@ from .errors import HandlerError
 from .gateway import rfc3339
 from .messages import ConsentChange, Message, Reply, Thread, Timer
 from .store.contacts import Author
-from .store.contacts import save as save_contact
 from .store.effects import Effects, Write
 from .store.lists import list_name
 
 if TYPE_CHECKING:
     from .contacts import Contact
+    from .db import Tx
+    from .store.contacts import Contacts
     from .store.lists import Lists
     from .templates import SMSTemplates
 
@@ -65,6 +66,7 @@ class Context:
         lists: Lists | None = None,
         end_reason: str | None = None,
         contact: Contact | None = None,
+        contacts: Contacts | None = None,
     ) -> None:
         self.message = message
         self.thread = thread
@@ -80,6 +82,7 @@ class Context:
         self._templates = templates
         self._lists = lists
         self._contact = contact
+        self._contacts = contacts
         self._replies: list[Reply] = []
         self._consent: list[ConsentChange] = []
         self._scheduled: list[Timer] = []
@@ -249,7 +252,9 @@ class Context:
         cancel = None if "*" in self._cancelled else tuple(self._cancelled)
         writes = tuple(self._writes)
         if self._contact is not None and self._contact.changes():
-            writes += (self._contact_write(self._contact),)
+            if self._contacts is None:
+                raise HandlerError("this context has no store to save its contact in")
+            writes += (self._contact_write(self._contacts, self._contact),)
         return Effects(
             self.thread,
             numbers=self.numbers,
@@ -263,10 +268,14 @@ class Context:
             **extra,
         )
 
-    def _contact_write(self, contact: Contact) -> Write:
+    def _contact_write(self, contacts: Contacts, contact: Contact) -> Write:
         """The write of what this handler changed of its contact, by its bot."""
         author = Author("bot", self.bot.name)
-        return lambda tx, thread, now: save_contact(tx, contact, author, now)
+
+        async def write(tx: Tx, thread: Thread, now: str) -> None:
+            await contacts.write(tx, contact, author, now)
+
+        return write
 
     def end(self, reason: str = "ended") -> None:
         """End the thread once this handler returns (its timers are cancelled, its bot's

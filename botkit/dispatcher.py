@@ -250,9 +250,12 @@ class Dispatcher(Worker):
             self.wake()
 
     async def fire(self, timer: Timer) -> None:
-        """Run a due timer's handler in its thread, and commit what it did."""
-        assert timer.thread_id is not None
-        thread = await self.store.threads.get(timer.thread_id)
+        """Run a due timer's handler in its thread (a campaign event's: in a new one),
+        and commit what it did."""
+        if timer.thread_id is None:
+            thread = await self._campaign_thread(timer)
+        else:
+            thread = await self.store.threads.get(timer.thread_id)
         bot = self.router.bots.get(thread.bot) if thread else None
         if timer.name == END_HOOK:
             handler = bot.end_handler if bot else None
@@ -294,6 +297,16 @@ class Dispatcher(Worker):
             len(mt_ids),
             extra={"event": "timer.fired", "thread_id": thread.id, "replies": mt_ids},
         )
+
+    async def _campaign_thread(self, timer: Timer) -> Thread | None:
+        """The new thread a campaign event fires in, from the campaign's number; None
+        (the event is cancelled) if the handset has opted out of it since."""
+        assert timer.handset is not None
+        address = timer.data.get("address")
+        bot = timer.data.get("bot")
+        if not address or not bot or await self.store.consent.suppressed(timer.handset, address):
+            return None
+        return Thread(bot=bot, handset=timer.handset, address=address)
 
     async def _handle_claimed(self, message: Message) -> None:
         try:
@@ -515,6 +528,7 @@ class Dispatcher(Worker):
             zone=self.zone,
             lists=self.store.lists,
             contact=contact,
+            contacts=self.store.contacts,
             **extra,
         )
 

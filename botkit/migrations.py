@@ -490,6 +490,46 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX contact_changes_handset ON contact_changes (handset, id)",
         ),
     ),
+    Migration(
+        22,
+        "campaign events: timers of a contact, not yet of a thread",
+        (
+            # SQLite cannot drop a NOT NULL: the table is made anew, as its docs say.
+            """CREATE TABLE timers_new (
+                id INTEGER PRIMARY KEY,
+                thread_id INTEGER REFERENCES threads (id),
+                handset TEXT NOT NULL,
+                name TEXT NOT NULL,
+                data TEXT NOT NULL DEFAULT '{}',
+                due_at TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'fired', 'cancelled', 'failed')),
+                claimed_until TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                error TEXT,
+                created_at TEXT NOT NULL,
+                fired_at TEXT,
+                claimed_by TEXT
+            )""",
+            """INSERT INTO timers_new (id, thread_id, handset, name, data, due_at, state,
+                   claimed_until, attempts, error, created_at, fired_at, claimed_by)
+               SELECT id, thread_id, handset, name, data, due_at, state, claimed_until,
+                   attempts, error, created_at, fired_at, claimed_by FROM timers""",
+            "DROP TABLE timers",
+            "ALTER TABLE timers_new RENAME TO timers",
+            "CREATE INDEX timers_due ON timers (due_at, id) WHERE state = 'pending'",
+            "CREATE INDEX timers_thread ON timers (thread_id) WHERE state = 'pending'",
+            "CREATE INDEX timers_claimed ON timers (handset) WHERE claimed_until IS NOT NULL",
+            # A contact's campaign events, to move or cancel them.
+            """CREATE INDEX timers_campaign ON timers (handset, name)
+                WHERE thread_id IS NULL""",
+        ),
+        postgresql=(
+            "ALTER TABLE timers ALTER COLUMN thread_id DROP NOT NULL",
+            """CREATE INDEX timers_campaign ON timers (handset, name)
+                WHERE thread_id IS NULL""",
+        ),
+    ),
 )
 
 

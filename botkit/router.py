@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .bot import Bot, Handler, first_word
+from .campaign import Campaign
 from .fields import Fields
 from .messages import Thread
 
@@ -57,6 +58,8 @@ class Router:
         self.keywords = [word for bot in self.bots.values() for word in bot.primary_keywords]
         # The contact fields the bots declare (one kind for a name declared twice).
         self.fields = Fields(field for bot in bots for field in bot.fields)
+        self.campaigns = [campaign for bot in bots for campaign in bot.campaigns]
+        _check_campaigns(self.campaigns, self.fields)
         # The bots whose threads run an on_end handler when they end.
         self.on_end = frozenset(bot.name for bot in bots if bot.end_handler is not None)
 
@@ -86,3 +89,17 @@ class Router:
         if thread is not None and thread.bot == bot.name:
             return Route(bot, handler, kind, thread)
         return Route(bot, handler, kind, None)
+
+
+def _check_campaigns(campaigns: Sequence[Campaign], fields: Fields) -> None:
+    """Refuse campaigns of one name, or timed from a field that is not a date."""
+    names = [campaign.name for campaign in campaigns]
+    for campaign in campaigns:
+        if names.count(campaign.name) > 1:
+            raise ValueError(f"two campaigns are named {campaign.name!r}")
+        field = fields.get(campaign.field)
+        if field is None or field.kind not in ("date", "datetime"):
+            raise ValueError(
+                f"campaign {campaign.name!r}: field {campaign.field!r} must be declared as "
+                "a date or datetime (Bot(fields={...}))"
+            )

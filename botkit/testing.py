@@ -337,6 +337,11 @@ class Phone:
             return []
         return await self.harness.runtime.store.timers.pending(thread.id)
 
+    async def campaign_events(self) -> list[Timer]:
+        """The pending campaign events of this handset's contact, soonest first: each
+        with its `name` (campaign:NAME:INDEX), `due_at` (aware, UTC) and `data`."""
+        return await self.harness.runtime.store.timers.campaign_events(self.number)
+
     async def contact(self) -> Contact:
         """The person behind this handset as the bots see it (`ctx.contact`), as stored."""
         return await self.harness.runtime.store.contacts.get(self.number)
@@ -349,17 +354,14 @@ class Phone:
         timezone: str | None = None,
         fields: Mapping[str, Any] | None = None,
     ) -> Contact:
-        """Set up the person behind this handset as an import or the API would: the
-        attributes given (a field set to None is cleared); returns the contact saved.
-        FieldError for a value a field cannot take."""
+        """Set up the person behind this handset as the API would: the attributes given,
+        and `fields` (a value, or text as a person types it: "2026-12-10 14:30"; None
+        clears one); returns the contact saved. FieldError for a value a field cannot
+        take."""
         store = self.harness.runtime.store
         contact = await store.contacts.get(self.number)
         given = {"name": name, "language": language, "timezone": timezone}
-        for attribute, value in given.items():
-            if value is not None:
-                setattr(contact, attribute, value)
-        for field, value in (fields or {}).items():
-            contact.fields[field] = value
+        contact.update({**{k: v for k, v in given.items() if v is not None}, "fields": fields})
         await store.contacts.save(contact, Author("api", "harness"))
         return await self.contact()
 

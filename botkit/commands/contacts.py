@@ -171,7 +171,7 @@ async def _write(
     store: Store, batch: list[Row], args: argparse.Namespace, bad: list[BadRow]
 ) -> Counter[str]:
     """One batch in one transaction; the rows with a bad value are added to `bad`."""
-    from ..store.contacts import Author, save
+    from ..store.contacts import Author
 
     author = Author("import", Path(args.file).name)
 
@@ -189,7 +189,7 @@ async def _write(
             except FieldError as exc:
                 refused.append(BadRow(row.line, str(exc)))
                 continue
-            if await save(tx, contact, author, now):
+            if await store.contacts.write(tx, contact, author, now):
                 done["updated" if contact.stored else "created"] += 1
             else:
                 done["unchanged"] += 1

@@ -19,7 +19,7 @@ from ..clock import stamp
 from ..db import Row, Tx
 from ..errors import ValidationError
 from ..messages import ConsentChange
-from . import lists
+from . import campaigns, lists
 from .base import Part
 from .ledger import is_suppressed, write_ledger
 
@@ -264,6 +264,7 @@ async def _opt_out(tx: Tx, handset: str, address: str, now: str) -> bool:
             "DELETE FROM suppression_exceptions WHERE handset = ? AND address = ?",
             (handset, address),
         )
+    await campaigns.opted_out(tx, handset, address, now)
     return changed > 0
 
 

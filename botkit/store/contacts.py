@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ..clock import parse_stamp
@@ -18,7 +19,11 @@ from ..contacts import ATTRIBUTES, Contact
 from ..db import Row, Tx
 from ..fields import Fields
 from ..localtime import number_zone
+from . import campaigns
 from .base import Part
+
+if TYPE_CHECKING:
+    from ..campaign import Campaign
 
 # A contact's row, its field values and its lists, in one round trip: the dispatcher
 # reads one before every handler.
@@ -49,6 +54,7 @@ class Contacts(Part):
     # What the loaded bots declare, and BOTKIT_TIMEZONE: set by the runtime at start-up.
     fields = Fields()
     zone = ZoneInfo("UTC")
+    campaigns: Sequence[Campaign] = ()
 
     async def get(self, handset: str) -> Contact:
         """The contact of `handset`: as stored, or a new one with nothing set."""
@@ -87,7 +93,16 @@ class Contacts(Part):
     async def save(self, contact: Contact, author: Author) -> bool:
         """Commit what changed of `contact` in a transaction of its own; True if anything
         did."""
-        return await self.db.write(lambda tx: save(tx, contact, author, self.now()))
+        return await self.db.write(lambda tx: self.write(tx, contact, author, self.now()))
+
+    async def write(self, tx: Tx, contact: Contact, author: Author, now: str) -> bool:
+        """`save` inside the caller's transaction, and move the campaign events that
+        follow what changed. `contact` is left as it is: the transaction may run again."""
+        changed = await save(tx, contact, author, now)
+        if changed:
+            what = {change.what for change in contact.changes()}
+            await campaigns.follow(tx, contact, what, self.campaigns, now)
+        return changed
 
     async def exists(self, handset: str) -> bool:
         """True if `handset` is a contact with something set, or has texted."""

@@ -114,6 +114,15 @@ class Timers(Claims):
         )
         return [timer_from_row(row) for row in rows]
 
+    async def campaign_events(self, handset: str) -> list[Timer]:
+        """A contact's pending campaign events (timers of no thread yet), soonest first."""
+        rows = await self.db.fetchall(
+            """SELECT * FROM timers WHERE handset = ? AND thread_id IS NULL
+               AND state = 'pending' ORDER BY due_at, id""",
+            (handset,),
+        )
+        return [timer_from_row(row) for row in rows]
+
     async def next_due(self) -> str | None:
         """When the soonest pending timer is due."""
         return await self.db.fetchval("SELECT min(due_at) FROM timers WHERE state = 'pending'")

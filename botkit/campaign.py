@@ -1,0 +1,148 @@
+"""`Campaign`: messages and flows timed from a date in each contact's fields.
+
+    reminders = Campaign("appointments", field="appointment_at", quiet_hours="21:00-08:00")
+    reminders.event(days=-1, at="09:00", template="dental/reminder.txt")
+    reminders.event(hours=2, start=aftercare)  # a Survey, or an async function of ctx
+    reminders.attach(bot)
+
+Each event is a timer per contact, due at the field's value moved by the event's
+offset, in the contact's time zone (`at` sets the time of day of the day it lands
+on). It fires once, in a new conversation of the bot with the contact, from the
+campaign's number. When the field changes its pending events move; when it is
+cleared, or the contact opts out of that number, they are cancelled; an event whose
+time has passed is not scheduled. store/campaigns.py keeps them in step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from .broadcast import QuietHours
+from .localtime import localize
+
+if TYPE_CHECKING:
+    from .bot import Bot
+    from .context import Context
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# The timers of a campaign's events, on the bot that carries it: campaign:NAME:INDEX.
+PREFIX = "campaign:"
+
+
+class Startable(Protocol):
+    """A flow a campaign event can start: a Survey, a DoubleOptIn."""
+
+    async def start(self, ctx: Context) -> None: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a campaign: when (an offset from the field's value, and the time of
+    day `at`), and what: a template sent, or a flow (or handler) started."""
+
+    offset: timedelta
+    at: time | None
+    template: str | None
+    start: Callable[[Context], Awaitable[None]] | None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    def due(self, anchor: date | datetime, zone: ZoneInfo) -> datetime:
+        """When this event fires for a contact whose field holds `anchor`, in `zone`."""
+        if isinstance(anchor, datetime):
+            local = anchor.astimezone(zone)
+        else:
+            local = localize(datetime.combine(anchor, time()), zone)
+        if self.at is None:
+            return local + self.offset
+        day = local.date() + timedelta(days=self.offset.days)
+        wall = datetime.combine(day, self.at)
+        try:
+            return localize(wall, zone)
+        except ValueError:  # a time the clocks skip in spring: the hour after it
+            return localize(wall + timedelta(hours=1), zone)
+
+    async def run(self, ctx: Context) -> None:
+        """Fire: send the template (with `contact` and the event's variables), or start
+        the flow."""
+        if self.start is not None:
+            await self.start(ctx)
+        else:
+            assert self.template is not None
+            ctx.reply(self.template, contact=ctx.contact, **self.variables)
+
+
+class Campaign:
+    """Events timed from the date (or date and time) in contact field `field`.
+
+    `address` is the number its messages go from (default: the default number);
+    `quiet_hours` ("21:00-08:00", in each contact's zone) holds an event that falls in
+    them until they end."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        field: str,
+        address: str | None = None,
+        quiet_hours: str | None = None,
+    ) -> None:
+        if not NAME.fullmatch(name):
+            raise ValueError(f"campaign {name!r}: use lower-case letters, digits, '-' and '_'")
+        self.name = name
+        self.field = field
+        self.address = address
+        self.quiet = QuietHours.parse(quiet_hours) if quiet_hours else None
+        self.events: list[Event] = []
+        self.bot: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Campaign({self.name!r}, field={self.field!r})"
+
+    def event(
+        self,
+        *,
+        days: int = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        at: str | time | None = None,
+        template: str | None = None,
+        start: Startable | Callable[[Context], Awaitable[None]] | None = None,
+        **variables: Any,
+    ) -> Campaign:
+        """Add an event `days`, `hours` and `minutes` from the field's value (negative:
+        before it), at time of day `at` ("09:00") if given, which sends `template` or
+        starts `start` (a Survey, or an async function of the context). Returns the
+        campaign, so that events chain."""
+        if (template is None) == (start is None):
+            raise ValueError(f"campaign {self.name!r}: an event sends a template or starts a flow")
+        if self.bot is not None:
+            raise ValueError(f"campaign {self.name!r}: add events before attach()")
+        when = time.fromisoformat(at) if isinstance(at, str) else at
+        if when is not None and (hours or minutes):
+            raise ValueError(f"campaign {self.name!r}: an event at a time of day moves by days")
+        runner = getattr(start, "start", start)
+        if start is not None and not callable(runner):
+            raise TypeError(f"campaign {self.name!r}: start={start!r} is not a flow or handler")
+        offset = timedelta(days=days, hours=hours, minutes=minutes)
+        self.events.append(Event(offset, when, template, runner, dict(variables)))
+        return self
+
+    def timer(self, index: int) -> str:
+        """The name of event `index`'s timer."""
+        return f"{PREFIX}{self.name}:{index}"
+
+    def attach(self, bot: Bot) -> Campaign:
+        """Carry the campaign on `bot`: its events fire as the bot's timers, in new
+        conversations of the bot."""
+        if not self.events:
+            raise ValueError(f"campaign {self.name!r} has no events")
+        for index, event in enumerate(self.events):
+            bot.timer(self.timer(index))(event.run)
+        bot.campaigns.append(self)
+        self.bot = bot.name
+        return self

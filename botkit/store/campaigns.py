@@ -1,0 +1,122 @@
+"""Campaign events as timers of no thread: scheduled, moved and cancelled with the
+contact field they follow, in the transaction that changes it.
+
+A campaign event is a pending timer (thread_id NULL) named `campaign:NAME:INDEX`, whose
+data names the bot, our number and the field's value it was scheduled from (the
+anchor). The dispatcher claims it like any timer (once, in the handset's turn, after a
+restart too) and fires it in a new thread. Replanning a contact's campaign cancels its
+pending events and schedules those still to come; an event that fired for the same
+anchor is not scheduled again, so setting a field back and forth fires nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from ..addresses import EVERYWHERE
+from ..clock import stamp
+from ..db import Tx
+from ..fields import dump
+from .ledger import is_suppressed
+
+if TYPE_CHECKING:
+    from ..campaign import Campaign
+    from ..contacts import Contact
+
+PENDING = """handset = ? AND thread_id IS NULL AND state = 'pending'
+    AND name LIKE ? ESCAPE '!'"""
+
+
+def _like(campaign: str) -> str:
+    """The LIKE pattern of a campaign's timers ('_' is a wildcard there: escaped)."""
+    return "campaign:" + campaign.replace("!", "!!").replace("_", "!_").replace("%", "!%") + ":%"
+
+
+async def follow(
+    tx: Tx, contact: Contact, changed: set[str], campaigns: Sequence[Campaign], now: str
+) -> None:
+    """Replan the campaigns of `contact` whose field (or the contact's time zone) is in
+    `changed`."""
+    for campaign in campaigns:
+        if campaign.field in changed or "timezone" in changed:
+            await replan(tx, contact, campaign, now)
+
+
+async def replan(
+    tx: Tx, contact: Contact, campaign: Campaign, now: str, address: str | None = None
+) -> int:
+    """Cancel the contact's pending events of `campaign` and schedule those to come from
+    its field's value (none if it is cleared, or the contact opted out of the number);
+    returns how many are pending now. `address` is the campaign's number, resolved."""
+    await tx.execute(
+        f"UPDATE timers SET state = 'cancelled', error = ?, fired_at = ? WHERE {PENDING}",
+        ("replanned", now, contact.number, _like(campaign.name)),
+    )
+    anchor = contact.fields.get(campaign.field)
+    if not isinstance(anchor, date):  # cleared, or of another kind (declared anew since)
+        return 0
+    address = address or campaign.address
+    if address is None or await is_suppressed(tx, contact.number, (address,)):
+        return 0
+    data = json.dumps(
+        {"bot": campaign.bot, "address": address, "anchor": dump(anchor)}, sort_keys=True
+    )
+    scheduled = 0
+    for index, event in enumerate(campaign.events):
+        due = event.due(anchor, contact.zone)
+        if campaign.quiet is not None:
+            due = _after_quiet(campaign, due, contact)
+        if stamp(due) <= now:
+            continue  # its time has passed: it never fires
+        name = campaign.timer(index)
+        fired = await tx.fetchval(
+            """SELECT 1 FROM timers WHERE handset = ? AND name = ? AND thread_id IS NULL
+               AND state = 'fired' AND data = ?""",
+            (contact.number, name, data),
+        )
+        if fired:
+            continue
+        await tx.execute(
+            """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
+               VALUES (NULL, ?, ?, ?, ?, ?)""",
+            (contact.number, name, data, stamp(due), now),
+        )
+        scheduled += 1
+    return scheduled
+
+
+def _after_quiet(campaign: Campaign, due: datetime, contact: Contact) -> datetime:
+    """`due`, or the end of the campaign's quiet hours in the contact's zone if it falls
+    in them."""
+    assert campaign.quiet is not None
+    local = due.astimezone(contact.zone)
+    if not campaign.quiet.quiet(local):
+        return due
+    end = campaign.quiet.end
+    morning = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    return morning if morning > local else morning + timedelta(days=1)
+
+
+async def opted_out(tx: Tx, handset: str, address: str, now: str) -> int:
+    """Cancel the handset's pending campaign events from `address` (EVERYWHERE: from
+    every number), as it opts out; returns how many."""
+    rows = await tx.fetchall(
+        """SELECT id, data FROM timers WHERE handset = ? AND thread_id IS NULL
+           AND state = 'pending' AND name LIKE 'campaign:%'""",
+        (handset,),
+    )
+    ids = [
+        row[0]
+        for row in rows
+        if address == EVERYWHERE or json.loads(row[1]).get("address") == address
+    ]
+    for timer_id in ids:
+        await tx.execute(
+            """UPDATE timers SET state = 'cancelled', error = 'opted out', fired_at = ?
+               WHERE id = ? AND state = 'pending'""",
+            (now, timer_id),
+        )
+    return len(ids)

@@ -1,0 +1,166 @@
+"""Campaigns: events timed from a contact's date field, in the contact's zone, each fired
+once; moved when the field changes, cancelled when it is cleared or the contact opts
+out, never scheduled for a time already past. On both backends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from botkit import Bot, Context
+from botkit.campaign import Campaign
+from botkit.router import Router
+from botkit.testing import FakeClock, Harness
+
+pytestmark = pytest.mark.backends
+
+AU, NZ = "+61400000001", "+64211234567"
+SYDNEY, AUCKLAND = ZoneInfo("Australia/Sydney"), ZoneInfo("Pacific/Auckland")
+# Monday 7 December 2026, 09:00 in Sydney.
+START = datetime(2026, 12, 7, 9, 0, tzinfo=SYDNEY)
+
+
+async def aftercare(ctx: Context) -> None:
+    ctx.reply(f"How are you feeling after your visit, {ctx.contact.name}?")
+    ctx.state = "feeling"
+
+
+def dental() -> Bot:
+    bot = Bot("dental", fields={"appointment_at": datetime})
+
+    @bot.state("feeling")
+    async def feeling(ctx: Context) -> None:
+        ctx.reply("Thanks, noted.")
+        ctx.end()
+
+    (
+        Campaign("appointments", field="appointment_at", quiet_hours="21:00-08:00")
+        .event(days=-1, at="09:00", template="dental/reminder.txt")
+        .event(hours=2, start=aftercare)
+        .attach(bot)
+    )
+    return bot
+
+
+@pytest.fixture
+def templates(tmp_path: Path) -> Path:
+    (tmp_path / "dental").mkdir()
+    (tmp_path / "dental" / "reminder.txt").write_text(
+        "Hi {{ contact.name }}, see you tomorrow at "
+        "{{ contact.fields.appointment_at.strftime('%H:%M') }}. Reply STOP to opt out."
+    )
+    return tmp_path
+
+
+def harness(database: str, templates: Path) -> Harness:
+    return Harness(
+        [dental()], templates, db=database, clock=FakeClock(START), timezone="Australia/Sydney"
+    )
+
+
+async def test_events_fire_once_in_the_contacts_zone(database, templates):
+    async with harness(database, templates) as h:
+        au, nz = h.phone(AU), h.phone(NZ)
+        # Thursday 10 December at 14:30, each in their own zone.
+        for phone in (au, nz):
+            await phone.update_contact(name="Ana", fields={"appointment_at": "2026-12-10 14:30"})
+        events = await au.campaign_events()
+        assert [(e.name, e.due_at.astimezone(SYDNEY)) for e in events] == [
+            ("campaign:appointments:0", datetime(2026, 12, 9, 9, 0, tzinfo=SYDNEY)),
+            ("campaign:appointments:1", datetime(2026, 12, 10, 16, 30, tzinfo=SYDNEY)),
+        ]
+        (first, _) = await nz.campaign_events()
+        assert first.due_at == datetime(2026, 12, 9, 9, 0, tzinfo=AUCKLAND)
+        # Auckland's 09:00 on the 9th comes two hours before Sydney's.
+        await h.advance(days=1, hours=22)
+        assert [r.text for r in nz.replies] == [
+            "Hi Ana, see you tomorrow at 14:30. Reply STOP to opt out."
+        ]
+        assert au.replies == []
+        await h.advance(hours=2)
+        au.expect("see you tomorrow at 14:30")
+        # The day after: the aftercare flow starts in a conversation of its own.
+        await h.advance(days=1, hours=8)
+        au.expect("How are you feeling after your visit, Ana?")
+        await au.send("Much better")
+        au.expect("Thanks, noted.")
+        await h.advance(days=30)
+        assert (len(au.replies), len(nz.replies)) == (3, 2)  # each event once
+        assert await au.campaign_events() == []
+
+
+async def test_a_change_moves_the_events_and_clearing_cancels_them(database, templates):
+    async with harness(database, templates) as h:
+        phone = h.phone(AU)
+        await phone.update_contact(fields={"appointment_at": "2026-12-10 14:30"})
+        await phone.update_contact(fields={"appointment_at": "2026-12-17 10:00"})
+        assert [e.due_at.astimezone(SYDNEY) for e in await phone.campaign_events()] == [
+            datetime(2026, 12, 16, 9, 0, tzinfo=SYDNEY),
+            datetime(2026, 12, 17, 12, 0, tzinfo=SYDNEY),
+        ]
+        await h.advance(days=4)  # past the old dates: nothing fires for them
+        assert phone.replies == []
+        await phone.update_contact(fields={"appointment_at": None})
+        assert await phone.campaign_events() == []
+        await h.advance(days=30)
+        assert phone.replies == []
+
+
+async def test_a_time_already_past_schedules_nothing_and_quiet_hours_wait(database, templates):
+    async with harness(database, templates) as h:
+        phone = h.phone(AU)
+        # Tomorrow at 07:00: its reminder (today at 09:00, now) has passed; the
+        # aftercare, tomorrow at 09:00, is to come.
+        await phone.update_contact(fields={"appointment_at": "2026-12-08 07:00"})
+        assert [e.name for e in await phone.campaign_events()] == ["campaign:appointments:1"]
+        # The aftercare of an appointment at 20:00 would be at 22:00: it waits for 08:00.
+        await phone.update_contact(fields={"appointment_at": "2026-12-09 20:00"})
+        (_, aftercare) = await phone.campaign_events()
+        assert aftercare.due_at == datetime(2026, 12, 10, 8, 0, tzinfo=SYDNEY)
+
+
+async def test_an_opt_out_cancels_and_no_event_fires_after_it(database, templates):
+    async with harness(database, templates) as h:
+        phone = h.phone(AU)
+        await phone.update_contact(fields={"appointment_at": "2026-12-10 14:30"})
+        await phone.send("STOP")
+        assert await phone.campaign_events() == []
+        # Changing the date while opted out schedules nothing either.
+        await phone.update_contact(fields={"appointment_at": "2026-12-11 14:30"})
+        assert await phone.campaign_events() == []
+        await h.advance(days=10)
+        assert [r.text for r in phone.replies][1:] == []
+
+
+async def test_an_event_that_fired_does_not_fire_again_when_its_time_moves(database, templates):
+    async with harness(database, templates) as h:
+        phone = h.phone(AU)
+        await phone.update_contact(fields={"appointment_at": "2026-12-10 14:30"})
+        await h.advance(days=2, minutes=30)  # the reminder went at 09:00 on the 9th
+        phone.expect("see you tomorrow")
+        # Moved to Perth, the reminder's 09:00 the day before is three hours later, still
+        # to come; it went already, for this appointment: it is not sent again.
+        await phone.update_contact(timezone="Australia/Perth")
+        assert [e.name for e in await phone.campaign_events()] == ["campaign:appointments:1"]
+        await h.advance(hours=6)
+        assert len(phone.replies) == 1
+        # A new appointment is a new reminder.
+        await phone.update_contact(fields={"appointment_at": "2026-12-20 14:30"})
+        await h.advance(days=12)
+        assert [r.template for r in phone.replies].count("dental/reminder.txt") == 2
+
+
+def test_a_campaign_needs_a_date_field_and_a_unique_name():
+    bot = Bot("a", fields={"seen": str})
+    Campaign("c", field="seen").event(days=1, template="a/x.txt").attach(bot)
+    with pytest.raises(ValueError, match="field 'seen' must be declared as a date or datetime"):
+        Router([bot])
+    with pytest.raises(ValueError, match="sends a template or starts a flow"):
+        Campaign("c", field="seen").event(days=1)
+    with pytest.raises(ValueError, match="at a time of day moves by days"):
+        Campaign("c", field="seen").event(hours=1, at="09:00", template="a/x.txt")
+    with pytest.raises(ValueError, match="use lower-case letters"):
+        Campaign("Appointments!", field="seen")
