@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .addresses import OurNumbers
 from .errors import HandlerError
 from .gateway import rfc3339
+from .languages import language_code
 from .messages import ConsentChange, Message, Reply, Thread, Timer
 from .store.effects import Effects, Write
 from .store.lists import list_name
@@ -61,6 +62,7 @@ class Context:
         timer: Timer | None = None,
         lists: Lists | None = None,
         end_reason: str | None = None,
+        language: str | None = None,
     ) -> None:
         self.message = message
         self.thread = thread
@@ -68,6 +70,9 @@ class Context:
         self.numbers = numbers
         self.timer = timer
         self.zone = bot.zone or zone
+        # The handset's language ("es", "pt-br"; None: the default texts): what ctx.reply
+        # renders templates in. ValueError for one that is not a language code.
+        self.language = None if language is None else language_code(language)
         self._now = now
         self._end_reason = end_reason
         self._ended: str | None = None
@@ -139,12 +144,13 @@ class Context:
         **variables: Any,
     ) -> Reply:
         """Queue a reply from the number the handset texted: a template name ending in
-        `.txt` is rendered with `variables`; any other text is sent as it is.
+        `.txt` is rendered with `variables`, in the handset's language where the template
+        has a version for it (`hello/greet.es.txt`); any other text is sent as it is.
 
         `mask` (a sender name shown instead of our number, from the default number only)
         and `expires` (an aware datetime, or a timedelta from now: when carriers give up
         on it) override the bot's defaults."""
-        reply = self._templates.reply(template_or_text, variables)
+        reply = self._templates.reply(template_or_text, variables, self.language)
         mask = self.bot.mask if mask is None else mask
         expires = self.bot.expires if expires is None else expires
         try:
@@ -155,6 +161,11 @@ class Context:
         reply = dataclasses.replace(reply, mask=mask, expires=self._expiry(expires))
         self._replies.append(reply)
         return reply
+
+    def render(self, template: str, /, **variables: Any) -> str:
+        """Template `template` rendered with `variables` in the handset's language, as
+        `reply` would, but not sent: a part of a reply (a survey's re-ask hint)."""
+        return self._templates.render(self._templates.choose(template, self.language), **variables)
 
     def _expiry(self, expires: datetime | timedelta | None) -> str | None:
         """`expires` as the gateway takes it: RFC 3339, a delay counted from now."""

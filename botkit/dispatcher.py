@@ -63,7 +63,7 @@ class Dispatcher(Worker):
         metrics: Metrics | None = None,
         idle: timedelta = timedelta(days=7),
         zone: tzinfo = UTC,
-        apology: Callable[[], Reply] | None = None,
+        apology: Callable[[str | None], Reply] | None = None,
         intake: Intake | None = None,
     ) -> None:
         super().__init__()
@@ -82,7 +82,7 @@ class Dispatcher(Worker):
         # A thread quiet for longer stops catching MOs that name no thread.
         self.idle = idle
         self.zone = zone  # BOTKIT_TIMEZONE: handlers' naive times and ctx.now()
-        # The reply to an MO whose handler failed (None: no reply).
+        # The reply to an MO whose handler failed, in a language (None: no reply).
         self.apology = apology
         # MO callbacks waiting to be stored: while they are many, take on fewer MOs.
         self.intake = intake or Intake()
@@ -95,6 +95,9 @@ class Dispatcher(Worker):
         # Called with the MO (or the timer) and the exception when a handler raises (the
         # test harness re-raises it in the test).
         self.failure_listeners: list[Callable[[Message | Timer, Exception], None]] = []
+        # A handset's language ("es"; None: the default texts), which its contexts and
+        # compliance replies are rendered in (the test harness sets it: Harness.phone).
+        self.language_of: Callable[[str], str | None] = lambda handset: None
 
     async def _run(self) -> None:
         while True:
@@ -326,7 +329,7 @@ class Dispatcher(Worker):
         )
         action = self.compliance.match(message.text) if self.compliance else None
         if action is not None:
-            await self._comply(message, action, started)
+            await self._comply(message, action, started, self.language_of(message.source))
             return "handled"
         since = stamp(self.store.clock() - self.idle)
         thread = await find_thread(self.store.threads, message, since)
@@ -366,7 +369,7 @@ class Dispatcher(Worker):
                 await route.handler(ctx)
             ctx.check()
         except Exception as exc:
-            await self._fail(message, route, route.thread, exc, started)
+            await self._fail(message, route, route.thread, exc, started, ctx.language)
             return "failed"
         await self._commit(message, route, ctx, started)
         return "handled"
@@ -382,13 +385,16 @@ class Dispatcher(Worker):
             since=since if route.kind == "fallback" else None,
         )
 
-    async def _comply(self, message: Message, action: str, started: float) -> None:
-        """A compliance word: change consent, end the conversations it stops, confirm."""
+    async def _comply(
+        self, message: Message, action: str, started: float, language: str | None = None
+    ) -> None:
+        """A compliance word: change consent, end the conversations it stops, confirm (in
+        the handset's `language` where the text has a version for it)."""
         assert self.compliance is not None
         everywhere = action == STOP_ALL
         scope = EVERYWHERE if everywhere else message.destination
         already_out = await self.store.consent.suppressed(message.source, scope)
-        outcome = self.compliance.outcome(message, action, already_out)
+        outcome = self.compliance.outcome(message, action, already_out, language)
         closing = []
         if action in (STOP, STOP_ALL):
             address = None if everywhere else message.destination
@@ -422,10 +428,17 @@ class Dispatcher(Worker):
         )
 
     async def _fail(
-        self, message: Message, route: Route, thread: Thread | None, exc: Exception, started: float
+        self,
+        message: Message,
+        route: Route,
+        thread: Thread | None,
+        exc: Exception,
+        started: float,
+        language: str | None = None,
     ) -> None:
         """The handler raised: mark the MO failed, leaving its thread as it was, and
-        apologise to the handset (`errors/failed.txt`) unless that is turned off."""
+        apologise to the handset (`errors/failed.txt`, in its `language`) unless that is
+        turned off."""
         thread_id = thread.id if thread else None
         log.exception(
             "mo %s from %s: %s handler %s raised",
@@ -443,20 +456,20 @@ class Dispatcher(Worker):
         # harness settling on that must already hold the exception to re-raise.
         for listener in self.failure_listeners:
             listener(message, exc)
-        apology = self._apology(message)
+        apology = self._apology(message, language)
         where = thread or Thread(
             bot=route.bot.name, handset=message.source, address=message.destination
         )
         if await self.store.inbox.fail(message, error, where, apology, self.numbers):
             self.on_queued()
 
-    def _apology(self, message: Message) -> Reply | None:
+    def _apology(self, message: Message, language: str | None) -> Reply | None:
         """The apology for a failed MO; None when it is off, or cannot be rendered (a
         broken errors/failed.txt is logged, and the MO keeps its handler's error)."""
         if self.apology is None:
             return None
         try:
-            return self.apology()
+            return self.apology(language)
         except Exception:
             log.exception("mo %s: no apology sent: errors/failed.txt failed", message.gateway_id)
             return None
@@ -506,6 +519,7 @@ class Dispatcher(Worker):
             on_end=self.router.on_end,
             zone=self.zone,
             lists=self.store.lists,
+            language=self.language_of(thread.handset),
             **extra,
         )
 

@@ -44,6 +44,7 @@ from starlette.applications import Starlette
 from .app import create_app
 from .bot import Bot
 from .compliance import BOT as COMPLIANCE_BOT
+from .languages import language_code
 from .messages import Thread, Timer
 from .runtime import Runtime
 from .settings import Settings
@@ -128,6 +129,7 @@ class Harness:
         self._lifespan: Any = None
         self._errors: list[Exception] = []
         self._phones: list[Phone] = []
+        self._languages: dict[str, str] = {}  # the handsets' languages (Harness.phone)
         self.app: Starlette | None = None
 
     async def __aenter__(self) -> Harness:
@@ -146,6 +148,7 @@ class Harness:
         self.runtime.dispatcher.failure_listeners.append(
             lambda message, exc: self._errors.append(exc)
         )
+        self.runtime.dispatcher.language_of = self._languages.get
         return self
 
     def _load_settings(self) -> Settings:
@@ -186,8 +189,11 @@ class Harness:
         assert self.app is not None, "use the harness in `async with`"
         return self.app.state.simulator
 
-    def phone(self, number: str = "+61400000001") -> Phone:
-        """A simulated handset with this number."""
+    def phone(self, number: str = "+61400000001", *, language: str | None = None) -> Phone:
+        """A simulated handset with this number, whose person reads `language` ("es",
+        "pt-br"): templates are rendered in it where they have a version for it."""
+        if language is not None:
+            self._languages[number] = language_code(language)
         phone = Phone(self, number)
         self._phones.append(phone)
         return phone
