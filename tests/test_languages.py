@@ -4,11 +4,12 @@ refused, since a code ends up in a file name."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from botkit import Bot, Context
+from botkit import Bot, Context, Question, Survey
 from botkit.languages import choose, fallbacks, language_code, texts
 from botkit.templates import SMSTemplates, split_variant, variant_name
 from botkit.testing import Harness
@@ -193,3 +194,73 @@ async def test_a_phone_with_a_junk_language_is_refused(tmp_path):
     async with Harness([greeter()], write(tmp_path / "t", LANGUAGES)) as harness:
         with pytest.raises(ValueError, match="'e s' is not a language code"):
             harness.phone(PHONE, language="e s")
+
+
+# Surveys
+
+
+def spanish_survey(reminder: timedelta | None = None) -> Bot:
+    bot = Bot("feedback")
+    Survey(
+        "visit",
+        [
+            Question.choice(
+                "how", {"en": "How did you come?", "es": "¿Cómo vino?"}, ["Bus", "Car"]
+            ),
+            Question.rating("rating", "s/rating.txt"),
+            Question.yes_no("again", "Again?", reask={"en": "YES or NO", "es": "SÍ o NO"}),
+        ],
+        closing={"en": "Thanks!", "es": "¡Gracias!"},
+        reminder=reminder,
+    ).attach(bot, keyword="VISIT")
+    return bot
+
+
+SURVEY_TEXTS = {
+    "s/rating.txt": "{% if hint %}{{ hint }} {% endif %}Rate us 1-{{ scale }}",
+    "s/rating.es.txt": "{% if hint %}{{ hint }} {% endif %}Puntúenos 1-{{ scale }}",
+    "survey/hints/choice.es.txt": "Responda con un número del 1 al {{ options | length }}.",
+    "survey/hints/rating.es.txt": "Responda del 1 al {{ scale }}.",
+    "survey/reminder.es.txt": "Recordatorio: {{ question }}",
+}
+
+
+async def test_a_survey_speaks_the_respondents_language_and_the_default_to_others(tmp_path):
+    templates = write(tmp_path / "templates", SURVEY_TEXTS)
+    async with Harness([spanish_survey(timedelta(hours=1))], templates) as harness:
+        spanish, english = harness.phone(PHONE, language="es"), harness.phone("+64210000002")
+        await spanish.send("visit")
+        assert spanish.last.text == "¿Cómo vino?\n1) Bus\n2) Car"
+        await english.send("visit")
+        assert english.last.text == "How did you come?\n1) Bus\n2) Car"
+        await harness.advance(hours=1)
+        assert spanish.last.text == "Recordatorio: ¿Cómo vino?\n1) Bus\n2) Car"
+        assert english.last.text == "Reminder: How did you come?\n1) Bus\n2) Car"
+        await spanish.send("tren")
+        assert (
+            spanish.last.text == "Responda con un número del 1 al 2.\n¿Cómo vino?\n1) Bus\n2) Car"
+        )
+        await english.send("train")
+        assert english.last.text.startswith("Please answer with a number from 1 to 2.\nHow")
+        (reply,) = await spanish.send("2")
+        assert (reply.text, reply.template) == ("Puntúenos 1-5", "s/rating.es.txt")
+        (reply,) = await spanish.send("9")
+        assert reply.text == "Responda del 1 al 5. Puntúenos 1-5"
+        await spanish.send("5")
+        assert spanish.last.text == "Again?"  # one text for all: the default
+        await spanish.send("quizás")
+        assert spanish.last.text == "SÍ o NO\nAgain?"
+        assert (await spanish.send("yes"))[0].text == "¡Gracias!"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "error"),
+    [({}, "give a text, or texts by language"),
+     ({"en": "Hi", "es": "s/q.es.txt"}, "give its name alone"),
+     ({"en": "Hi", "xx-": "Hi"}, "'xx-' is not a language code")],
+)  # fmt: skip
+def test_a_question_refuses_texts_by_language_it_could_not_send(prompt, error):
+    with pytest.raises(ValueError, match=error):
+        Question.text("q", prompt)
+    with pytest.raises(ValueError, match=error):
+        Survey("s", [Question.text("q", "Hi")], closing=prompt)
