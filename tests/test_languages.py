@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from botkit import Bot, Context, Question, Survey
+from botkit.check import check
 from botkit.languages import choose, fallbacks, language_code, texts
 from botkit.templates import SMSTemplates, split_variant, variant_name
 from botkit.testing import Harness
@@ -264,3 +265,57 @@ def test_a_question_refuses_texts_by_language_it_could_not_send(prompt, error):
         Question.text("q", prompt)
     with pytest.raises(ValueError, match=error):
         Survey("s", [Question.text("q", "Hi")], closing=prompt)
+
+
+# botkit check
+
+
+def checked(folder: Path, files: dict[str, str]) -> list[tuple[str, str, str]]:
+    write(folder, {"bots/.keep": "", **{f"templates/{n}": t for n, t in files.items()}})
+    problems = check(folder / "bots", folder / "templates")
+    return [(p.file.relative_to(p.file.parents[1]).as_posix(), p.kind, p.message) for p in problems]
+
+
+def test_check_reports_each_language_a_template_lacks_a_base_version_covering_its_regions(
+    tmp_path,
+):
+    problems = checked(
+        tmp_path,
+        {"s/a.txt": "a", "s/a.pt-br.txt": "a", "s/b.txt": "b", "s/b.pt.txt": "b", "t/c.txt": "c"},
+    )
+    assert problems == [
+        (
+            "s/a.txt",
+            "missing-language",
+            "s/a.txt has no pt version (s/b.pt.txt is one): pt speakers get the default; "
+            "add s/a.pt.txt",
+        )
+    ]  # b.pt serves pt-br speakers; t/ has versions in no language
+
+
+def test_check_reports_botkits_texts_a_project_has_put_in_only_some_languages(tmp_path):
+    problems = checked(tmp_path, {"compliance/stopped.es.txt": "Baja: {{ sender }}"})
+    assert [(where, kind) for where, kind, _ in problems] == [
+        ("compliance/help.txt", "missing-language"),
+        ("compliance/started.txt", "missing-language"),
+        ("compliance/stopped_all.txt", "missing-language"),
+    ]
+    assert problems[0][2].endswith("add compliance/help.es.txt")
+
+
+def test_check_reads_a_version_as_its_default_is_read(tmp_path):
+    problems = checked(
+        tmp_path,
+        {
+            "s/a.txt": "Hi {{ name }}",
+            "s/a.es.txt": "Hola {{ nombre }}",
+            "s/a.mi.txt": "Kia ora {% if name %}",
+        },
+    )
+    assert problems == [
+        ("s/a.es.txt", "missing-variable", "uses 'nombre', which its default s/a.txt does not: "
+         "its replies may not pass it"),
+        ("s/a.mi.txt", "template-error", "Unexpected end of template. Jinja was looking for the "
+         "following tags: 'elif' or 'else' or 'endif'. The innermost block that needs to be "
+         "closed is 'if'."),
+    ]  # fmt: skip
