@@ -319,3 +319,9 @@ def test_check_reads_a_version_as_its_default_is_read(tmp_path):
          "following tags: 'elif' or 'else' or 'endif'. The innermost block that needs to be "
          "closed is 'if'."),
     ]  # fmt: skip
+
+
+def test_example_bots_speak_two_languages_and_check_clean():
+    root = Path(__file__).resolve().parent.parent
+    assert check(root / "bots", root / "templates") == []
+    assert list((root / "templates").rglob("*.es.txt"))
