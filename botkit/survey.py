@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from .bot import Bot
 from .context import Context
@@ -266,7 +266,7 @@ class Survey:
             raise ValueError(f"survey {self.name!r}: the reminder must come before the expiry")
 
 
-def _is_template(text: Texts) -> bool:
+def _is_template(text: Texts) -> TypeGuard[str]:
     """Whether a prompt or closing names a template (texts by language never do)."""
     return isinstance(text, str) and is_template_name(text)
 
