@@ -19,9 +19,16 @@ Each problem has a file, a line and one of these kinds:
     unknown-timer      `ctx.schedule("x", ...)` where the bot has no `@bot.timer("x")`
     unscheduled-timer  a timer handler the bot's module never schedules: only a broadcast
                        (`botkit broadcast --start bot:timer`) could start it
-    missing-variable   a reply does not pass a variable its template uses
+    missing-variable   a reply does not pass a variable its template uses, or a language
+                       version (`x.es.txt`) uses one its default (`x.txt`) does not
     missing-template   a reply (or an `{% include %}`) names a template that does not exist
     template-error     a template does not compile
+    missing-language   a template has no version in a language that other templates of
+                       its folder have: speakers of it get the default there
+    no-default         a language version (`x.es.txt`) has no default (`x.txt`) to fall
+                       back to for other languages
+    language-name      a language version is named otherwise than botkit looks for it
+                       (`x.pt_BR.txt`: it looks for `x.pt-br.txt`)
     too-long           a reply takes more than the allowed number of segments
     mask-off-default   a bot or a reply sets a mask, which only the default of our several
                        numbers can carry: in a conversation on another, its handler fails
@@ -39,6 +46,7 @@ from types import CodeType
 from typing import NamedTuple
 
 from .bot import Bot, Handler, normalise_keyword
+from .check_languages import language_problems
 from .check_source import (
     Location,
     Problem,
@@ -93,6 +101,7 @@ def check(
     for module in modules:
         problems += _name_problems(module, sources)
     problems += template_problems(list(sources.values()), templates_folder, max_segments)
+    problems += language_problems(templates_folder)
     problems += _mask_problems(modules, settings.numbers)
     return sorted(problems)
 

@@ -5,7 +5,8 @@ every number), with one confirmation; from then on the outbox refuses every MT t
 from there. A start word opts it back in; a help word gets the help text. Words
 match the whole message, whatever its case, spaces and punctuation ("Stop.", "s t o p").
 The texts are templates under compliance/ (botkit ships them; a project's
-templates/compliance/*.txt override them).
+templates/compliance/*.txt override them), in the handset's language where there is a
+version for it (templates/compliance/stopped.es.txt).
 """
 
 from __future__ import annotations
@@ -111,9 +112,12 @@ class Compliance:
         """The action of a message that is a compliance word, else None."""
         return self.words.get(normalise(text))
 
-    def outcome(self, message: Message, action: str, already_out: bool) -> Outcome:
+    def outcome(
+        self, message: Message, action: str, already_out: bool, language: str | None = None
+    ) -> Outcome:
         """What `action` does for `message`; `already_out` when the handset had opted
-        out already (a repeated STOP changes nothing and is not confirmed again)."""
+        out already (a repeated STOP changes nothing and is not confirmed again). The
+        reply is in the handset's `language` where its template has a version for it."""
         keyword = normalise(message.text)
         if action in (STOP, STOP_ALL):
             address = EVERYWHERE if action == STOP_ALL else message.destination
@@ -122,12 +126,12 @@ class Compliance:
                 return Outcome(action, (change,), None)
             # The one message that may go to a handset that has just opted out.
             confirmation = "stopped_all" if action == STOP_ALL else "stopped"
-            reply = dataclasses.replace(self._reply(confirmation), exempt=True)
+            reply = dataclasses.replace(self._reply(confirmation, language), exempt=True)
             return Outcome(action, (change,), reply)
         if action == START:
             change = self._change(message, message.destination, "opt-in", keyword)
-            return Outcome(action, (change,), self._reply("started"))
-        return Outcome(action, (), self._reply("help"))
+            return Outcome(action, (change,), self._reply("started", language))
+        return Outcome(action, (), self._reply("help", language))
 
     def _change(self, message: Message, address: str, action: str, keyword: str) -> ConsentChange:
         return ConsentChange(
@@ -139,10 +143,10 @@ class Compliance:
             message_id=message.id,
         )
 
-    def _reply(self, name: str) -> Reply:
+    def _reply(self, name: str, language: str | None) -> Reply:
         variables = {
             "sender": self.sender,
             "stop_word": self.stop_word,
             "start_word": self.start_word,
         }
-        return self.templates.reply(f"compliance/{name}.txt", variables)
+        return self.templates.reply(f"compliance/{name}.txt", variables, language)

@@ -14,31 +14,29 @@ other effects (or not at all): `changes()` says what changed, for the ledger.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import languages
 from .clock import stamp
 from .fields import Field, FieldError, Fields, Value, dump, load
 
 __all__ = ["Change", "Contact", "ContactFields", "language_code", "zone_name"]
 
-# BCP 47 as people write it (es, pt-BR, zh-Hant), kept lower-case: it names template files.
 ATTRIBUTES = ("name", "language", "timezone")
-LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8}){0,2}")
 NAME_LIMIT = 200
 
 
 def language_code(text: str) -> str:
-    """A language code as kept (lower-case: "pt-br"); FieldError for anything else,
-    since it becomes part of a template's file name."""
-    code = text.strip().lower().replace("_", "-") if isinstance(text, str) else ""
-    if not LANGUAGE.fullmatch(code):
-        raise FieldError(f"language {text!r} is not a language code such as en, es or pt-BR")
-    return code
+    """A language code as kept (botkit/languages.py: "pt_BR" is "pt-br"); FieldError
+    for anything else, since it becomes part of a template's file name."""
+    try:
+        return languages.language_code(text.strip() if isinstance(text, str) else text)
+    except ValueError as exc:
+        raise FieldError(str(exc)) from None
 
 
 def zone_name(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .addresses import OurNumbers
 from .errors import HandlerError
 from .gateway import rfc3339
+from .languages import language_code
 from .messages import ConsentChange, Message, Reply, Thread, Timer
 from .store.contacts import Author
 from .store.effects import Effects, Write
@@ -67,6 +68,7 @@ class Context:
         end_reason: str | None = None,
         contact: Contact | None = None,
         contacts: Contacts | None = None,
+        language: str | None = None,
     ) -> None:
         self.message = message
         self.thread = thread
@@ -74,6 +76,8 @@ class Context:
         self.numbers = numbers
         self.timer = timer
         self.zone = bot.zone or zone
+        # Without a contact (a context made by hand): the language to render in.
+        self._language = None if language is None else language_code(language)
         self._now = now
         self._end_reason = end_reason
         self._ended: str | None = None
@@ -128,6 +132,12 @@ class Context:
         return self.thread.data
 
     @property
+    def language(self) -> str | None:
+        """The handset's language ("es", "pt-br"; None: the default texts), what ctx.reply
+        renders templates in: the contact's, as this handler leaves it."""
+        return self._contact.language if self._contact is not None else self._language
+
+    @property
     def contact(self) -> Contact:
         """The person behind the handset: name, language, time zone, fields and lists.
         What a handler changes of it commits with the handler's other effects."""
@@ -155,12 +165,13 @@ class Context:
         **variables: Any,
     ) -> Reply:
         """Queue a reply from the number the handset texted: a template name ending in
-        `.txt` is rendered with `variables`; any other text is sent as it is.
+        `.txt` is rendered with `variables`, in the handset's language where the template
+        has a version for it (`hello/greet.es.txt`); any other text is sent as it is.
 
         `mask` (a sender name shown instead of our number, from the default number only)
         and `expires` (an aware datetime, or a timedelta from now: when carriers give up
         on it) override the bot's defaults."""
-        reply = self._templates.reply(template_or_text, variables)
+        reply = self._templates.reply(template_or_text, variables, self.language)
         mask = self.bot.mask if mask is None else mask
         expires = self.bot.expires if expires is None else expires
         try:
@@ -171,6 +182,11 @@ class Context:
         reply = dataclasses.replace(reply, mask=mask, expires=self._expiry(expires))
         self._replies.append(reply)
         return reply
+
+    def render(self, template: str, /, **variables: Any) -> str:
+        """Template `template` rendered with `variables` in the handset's language, as
+        `reply` would, but not sent: a part of a reply (a survey's re-ask hint)."""
+        return self._templates.render(self._templates.choose(template, self.language), **variables)
 
     def _expiry(self, expires: datetime | timedelta | None) -> str | None:
         """`expires` as the gateway takes it: RFC 3339, a delay counted from now."""

@@ -64,7 +64,7 @@ class Dispatcher(Worker):
         metrics: Metrics | None = None,
         idle: timedelta = timedelta(days=7),
         zone: tzinfo = UTC,
-        apology: Callable[[], Reply] | None = None,
+        apology: Callable[[str | None], Reply] | None = None,
         intake: Intake | None = None,
     ) -> None:
         super().__init__()
@@ -83,7 +83,7 @@ class Dispatcher(Worker):
         # A thread quiet for longer stops catching MOs that name no thread.
         self.idle = idle
         self.zone = zone  # BOTKIT_TIMEZONE: handlers' naive times and ctx.now()
-        # The reply to an MO whose handler failed (None: no reply).
+        # The reply to an MO whose handler failed, in a language (None: no reply).
         self.apology = apology
         # MO callbacks waiting to be stored: while they are many, take on fewer MOs.
         self.intake = intake or Intake()
@@ -347,7 +347,8 @@ class Dispatcher(Worker):
         )
         action = self.compliance.match(message.text) if self.compliance else None
         if action is not None:
-            await self._comply(message, action, started)
+            contact = await self.store.contacts.get(message.source)
+            await self._comply(message, action, started, contact.language)
             return "handled"
         since = stamp(self.store.clock() - self.idle)
         thread = await find_thread(self.store.threads, message, since)
@@ -387,7 +388,7 @@ class Dispatcher(Worker):
                 await route.handler(ctx)
             ctx.check()
         except Exception as exc:
-            await self._fail(message, route, route.thread, exc, started)
+            await self._fail(message, route, route.thread, exc, started, ctx.language)
             return "failed"
         await self._commit(message, route, ctx, started)
         return "handled"
@@ -403,13 +404,16 @@ class Dispatcher(Worker):
             since=since if route.kind == "fallback" else None,
         )
 
-    async def _comply(self, message: Message, action: str, started: float) -> None:
-        """A compliance word: change consent, end the conversations it stops, confirm."""
+    async def _comply(
+        self, message: Message, action: str, started: float, language: str | None = None
+    ) -> None:
+        """A compliance word: change consent, end the conversations it stops, confirm (in
+        the handset's `language` where the text has a version for it)."""
         assert self.compliance is not None
         everywhere = action == STOP_ALL
         scope = EVERYWHERE if everywhere else message.destination
         already_out = await self.store.consent.suppressed(message.source, scope)
-        outcome = self.compliance.outcome(message, action, already_out)
+        outcome = self.compliance.outcome(message, action, already_out, language)
         closing = []
         if action in (STOP, STOP_ALL):
             address = None if everywhere else message.destination
@@ -443,10 +447,17 @@ class Dispatcher(Worker):
         )
 
     async def _fail(
-        self, message: Message, route: Route, thread: Thread | None, exc: Exception, started: float
+        self,
+        message: Message,
+        route: Route,
+        thread: Thread | None,
+        exc: Exception,
+        started: float,
+        language: str | None = None,
     ) -> None:
         """The handler raised: mark the MO failed, leaving its thread as it was, and
-        apologise to the handset (`errors/failed.txt`) unless that is turned off."""
+        apologise to the handset (`errors/failed.txt`, in its `language`) unless that is
+        turned off."""
         thread_id = thread.id if thread else None
         log.exception(
             "mo %s from %s: %s handler %s raised",
@@ -464,20 +475,20 @@ class Dispatcher(Worker):
         # harness settling on that must already hold the exception to re-raise.
         for listener in self.failure_listeners:
             listener(message, exc)
-        apology = self._apology(message)
+        apology = self._apology(message, language)
         where = thread or Thread(
             bot=route.bot.name, handset=message.source, address=message.destination
         )
         if await self.store.inbox.fail(message, error, where, apology, self.numbers):
             self.on_queued()
 
-    def _apology(self, message: Message) -> Reply | None:
+    def _apology(self, message: Message, language: str | None) -> Reply | None:
         """The apology for a failed MO; None when it is off, or cannot be rendered (a
         broken errors/failed.txt is logged, and the MO keeps its handler's error)."""
         if self.apology is None:
             return None
         try:
-            return self.apology()
+            return self.apology(language)
         except Exception:
             log.exception("mo %s: no apology sent: errors/failed.txt failed", message.gateway_id)
             return None

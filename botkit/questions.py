@@ -7,9 +7,13 @@
     Question.rating("rating", "How was it, from 1 (poor) to 5 (great)?")
 
 `parse` turns an SMS into the answer's value (text, a number, an option, True or False)
-or raises `InvalidAnswer`; `hint` says what a valid answer looks like. `next` branches:
-a question id (or `END`), a mapping from answer values to question ids, or a function of
-the value; anything it leaves open goes on to the following question.
+or raises `InvalidAnswer`; `hint` says what a valid answer looks like (botkit's templates
+survey/hints/<kind>.txt, which a project may override or put in other languages). `next`
+branches: a question id (or `END`), a mapping from answer values to question ids, or a
+function of the value; anything it leaves open goes on to the following question.
+
+A literal prompt (or re-ask) may be given in several languages, the first the default:
+`Question.yes_no("again", {"en": "Order again?", "es": "¿Volvería a pedir?"})`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
+
+from .languages import Texts, choose, texts
+from .templates import is_template_name
 
 # A branch target that ends the survey (it is no valid question id).
 END = ":end"
@@ -37,6 +44,19 @@ NO_PHRASES = {"no thanks", "no thank you", "not really", "no way", "👎", "❌"
 YES_WORDS = {"y", "yes", "yeah", "yea", "yep", "yup", "ya", "yah", "ye", "sure", "ok",
              "okay", "absolutely", "definitely", "certainly", "correct", "true"}  # fmt: skip
 NO_WORDS = {"n", "no", "nope", "nah", "na", "never", "negative", "false"}
+
+
+def literal_texts(value: Texts, what: str) -> Texts:
+    """A prompt, closing or re-ask: a text (or template name), or literal texts by
+    language (`languages.texts`); ValueError for a template name among them, which has its
+    versions by language beside it."""
+    value = texts(value, what)
+    if not isinstance(value, str) and any(map(is_template_name, value.values())):
+        raise ValueError(
+            f"{what}: a template is put in other languages beside it (name.es.txt): "
+            "give its name alone"
+        )
+    return value
 
 
 class InvalidAnswer(ValueError):
@@ -61,30 +81,26 @@ def read_number(text: str) -> float:
     return value
 
 
-def span(low: float | None, high: float | None) -> str:
-    """' from 1 to 5', ' of at least 0', ' of at most 9' or '': the range, for a hint."""
-    if low is not None and high is not None:
-        return f" from {low:g} to {high:g}"
-    if low is not None:
-        return f" of at least {low:g}"
-    return f" of at most {high:g}" if high is not None else ""
-
-
 @dataclass(frozen=True)
 class Question:
-    """One question of a survey. `prompt` is literal text or a template name (`.txt`);
-    `reask` replaces the hint sent with a question asked again."""
+    """One question of a survey. `prompt` is a template name (`.txt`) or literal text,
+    or literal texts by language; `reask` (text or texts by language) replaces the hint
+    sent with a question asked again."""
 
     id: str
-    prompt: str
+    prompt: Texts
     _: KW_ONLY
     next: Next = None
-    reask: str | None = None
+    reask: Texts | None = None
     kind: ClassVar[str] = "text"
 
     def __post_init__(self) -> None:
         if QUESTION_ID.fullmatch(self.id) is None:
             raise ValueError(f"question id {self.id!r}: use letters, digits and '_'")
+        object.__setattr__(self, "prompt", literal_texts(self.prompt, f"question {self.id!r}"))
+        if self.reask is not None:
+            reask = literal_texts(self.reask, f"question {self.id!r}: reask")
+            object.__setattr__(self, "reask", reask)
         if isinstance(self.next, Mapping):
             wrong = [key for key in self.next if not self.accepts(key)]
             if wrong:
@@ -98,13 +114,13 @@ class Question:
         """True if `value` is an answer this question can have (for branch keys)."""
         return isinstance(value, str)
 
-    @property
-    def hint(self) -> str:
-        """What a valid answer looks like, sent with the question when it is asked again."""
-        return self.reask or self.default_hint()
-
-    def default_hint(self) -> str:
-        raise NotImplementedError
+    def hint(self, render: Callable[..., str], language: str | None = None) -> str:
+        """What a valid answer looks like, sent with the question when it is asked again:
+        `reask` in `language`, else template survey/hints/<kind>.txt rendered by `render`
+        (`ctx.render`, which renders it in the handset's language) with `variables()`."""
+        if self.reask is not None:
+            return choose(self.reask, language)
+        return render(f"survey/hints/{self.kind}.txt", **self.variables())
 
     def values(self) -> list[Any] | None:
         """Every answer the question can have, when they can be counted."""
@@ -114,9 +130,9 @@ class Question:
         """What a prompt template is rendered with, beyond hint, reminder and answers."""
         return {}
 
-    def literal(self) -> str:
-        """The prompt as sent when it is literal text."""
-        return self.prompt
+    def literal(self, language: str | None = None) -> str:
+        """The prompt as sent when it is literal text, in `language` if it has one."""
+        return choose(self.prompt, language)
 
     def target(self, value: Any) -> str | None:
         """The question this answer branches to (or END); None: the following one."""
@@ -137,39 +153,46 @@ class Question:
         return {"id": self.id, "kind": self.kind, "values": self.values()}
 
     @staticmethod
-    def text(id: str, prompt: str, *, next: Next = None, reask: str | None = None) -> Question:
+    def text(id: str, prompt: Texts, *, next: Next = None, reask: Texts | None = None) -> Question:
         """A free-text question: any answer that is not empty."""
         return TextQuestion(id, prompt, next=next, reask=reask)
 
     @staticmethod
     def number(
         id: str,
-        prompt: str,
+        prompt: Texts,
         *,
         min: float | None = None,
         max: float | None = None,
         whole: bool = True,
         next: Next = None,
-        reask: str | None = None,
+        reask: Texts | None = None,
     ) -> Question:
         """A number within `min` and `max` (when given), a whole one unless `whole=False`."""
         return NumberQuestion(id, prompt, min=min, max=max, whole=whole, next=next, reask=reask)
 
     @staticmethod
     def choice(
-        id: str, prompt: str, options: Sequence[str], *, next: Next = None, reask: str | None = None
+        id: str,
+        prompt: Texts,
+        options: Sequence[str],
+        *,
+        next: Next = None,
+        reask: Texts | None = None,
     ) -> Question:
         """One of `options`, answered by number, letter or text; the value is the option."""
         return ChoiceQuestion(id, prompt, options=options, next=next, reask=reask)
 
     @staticmethod
-    def yes_no(id: str, prompt: str, *, next: Next = None, reask: str | None = None) -> Question:
+    def yes_no(
+        id: str, prompt: Texts, *, next: Next = None, reask: Texts | None = None
+    ) -> Question:
         """YES or NO in their common variants; the value is True or False."""
         return YesNoQuestion(id, prompt, next=next, reask=reask)
 
     @staticmethod
     def rating(
-        id: str, prompt: str, *, scale: int = 5, next: Next = None, reask: str | None = None
+        id: str, prompt: Texts, *, scale: int = 5, next: Next = None, reask: Texts | None = None
     ) -> Question:
         """A whole number from 1 to `scale` (5 unless given)."""
         return RatingQuestion(id, prompt, scale=scale, next=next, reask=reask)
@@ -183,9 +206,6 @@ class TextQuestion(Question):
         if not text.strip():
             raise InvalidAnswer(text)
         return text.strip()
-
-    def default_hint(self) -> str:
-        return "Please reply with your answer in words."
 
 
 @dataclass(frozen=True)
@@ -214,12 +234,8 @@ class NumberQuestion(Question):
             return False
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
-    def default_hint(self) -> str:
-        number = "a whole number" if self.whole else "a number"
-        return f"Please answer with {number}{span(self.min, self.max)}."
-
     def variables(self) -> dict[str, Any]:
-        return {"min": self.min, "max": self.max}
+        return {"min": self.min, "max": self.max, "whole": self.whole}
 
 
 @dataclass(frozen=True)
@@ -251,9 +267,6 @@ class RatingQuestion(Question):
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= self.scale
-
-    def default_hint(self) -> str:
-        return f"Please answer with a number from 1 to {self.scale}."
 
     def values(self) -> list[Any]:
         return list(range(1, self.scale + 1))
@@ -296,18 +309,15 @@ class ChoiceQuestion(Question):
     def accepts(self, value: Any) -> bool:
         return value in self.options
 
-    def default_hint(self) -> str:
-        return f"Please answer with a number from 1 to {len(self.options)}."
-
     def values(self) -> list[Any]:
         return list(self.options)
 
     def variables(self) -> dict[str, Any]:
         return {"options": list(self.options)}
 
-    def literal(self) -> str:
+    def literal(self, language: str | None = None) -> str:
         lines = [f"{number}) {option}" for number, option in enumerate(self.options, 1)]
-        return "\n".join([self.prompt, *lines])
+        return "\n".join([super().literal(language), *lines])
 
 
 @dataclass(frozen=True)
@@ -327,9 +337,6 @@ class YesNoQuestion(Question):
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, bool)
-
-    def default_hint(self) -> str:
-        return "Please answer YES or NO."
 
     def values(self) -> list[Any]:
         return [True, False]

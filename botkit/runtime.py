@@ -202,9 +202,10 @@ class Runtime:
         if self.reloader is not None:
             self.reloader.start()
 
-    def _apology(self) -> Reply:
-        """The reply to an MO whose handler failed: errors/failed.txt."""
-        return self.templates.reply("errors/failed.txt", {"sender": self.settings.sender_name})
+    def _apology(self, language: str | None = None) -> Reply:
+        """The reply to an MO whose handler failed: errors/failed.txt, in `language`."""
+        variables = {"sender": self.settings.sender_name}
+        return self.templates.reply("errors/failed.txt", variables, language)
 
     def _check_apology(self) -> None:
         """Say at start-up, not at the first failure, that errors/failed.txt is broken."""

@@ -24,6 +24,11 @@ handlers. Each answer is written with the reply it causes, in one transaction. I
 progress is kept in the thread's data under `survey:<name>`, so a handset can be in two
 surveys at once, one per thread; an answer finds its thread through `reply_to` or the
 echoed reference, else it goes to the handset's most recent open thread.
+
+Everything a survey sends is in the handset's language where there is one for it: a
+template's version for the language (`survey/q1.es.txt`), a literal text given by
+language (`{"en": "How did we do?", "es": "¿Qué tal lo hicimos?"}`), and the hints and
+the "Reminder:" botkit adds (survey/hints/<kind>.txt and survey/reminder.txt).
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from .bot import Bot
 from .context import Context
 from .errors import HandlerError
+from .languages import Texts, choose
 from .messages import Thread
-from .questions import END, InvalidAnswer, Question
+from .questions import END, InvalidAnswer, Question, literal_texts
 from .store import surveys
 from .store.surveys import COLUMNS, Answer
 from .templates import is_template_name
@@ -47,7 +53,8 @@ SURVEY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 class Survey:
     """A named list of questions, asked in order (or as their `next` branches), then a
-    closing message. `closing` and every prompt are literal text or template names.
+    closing message. `closing`, `expired` and every prompt are template names, literal
+    text, or literal texts by language (the first the default).
 
     An answer a question cannot take is asked again with a hint saying what is expected,
     up to `max_reasks` times; the next invalid answer skips the question. A question left
@@ -62,10 +69,10 @@ class Survey:
         name: str,
         questions: Sequence[Question],
         *,
-        closing: str | None = None,
+        closing: Texts | None = None,
         reminder: timedelta | None = None,
         expiry: timedelta | None = None,
-        expired: str | None = None,
+        expired: Texts | None = None,
         max_reasks: int = 2,
     ) -> None:
         if SURVEY_NAME.fullmatch(name) is None:
@@ -73,10 +80,10 @@ class Survey:
         self.name = name
         self.questions = {question.id: question for question in questions}
         self.order = [question.id for question in questions]
-        self.closing = closing
+        self.closing = _texts(closing, f"survey {name!r}: closing")
         self.reminder = reminder
         self.expiry = expiry
-        self.expired = expired
+        self.expired = _texts(expired, f"survey {name!r}: expired")
         self.max_reasks = max_reasks
         self._check()
 
@@ -142,7 +149,7 @@ class Survey:
         except InvalidAnswer:
             if progress["reasks"] < self.max_reasks:
                 progress["reasks"] += 1
-                self._ask(ctx, question, hint=question.hint)
+                self._ask(ctx, question, hint=question.hint(ctx.render, ctx.language))
                 return
             self._go_on(ctx, self._following(question))
             return
@@ -204,20 +211,22 @@ class Survey:
     ) -> None:
         """Reply with a question: a template gets `hint`, `reminder` and `answers` (and
         `options`, `scale`, `min`, `max` by type); literal text is prefixed with them."""
-        if is_template_name(question.prompt):
+        if _is_template(question.prompt):
             answers = ctx.data[self.state]["answers"]
             variables = question.variables()
             ctx.reply(question.prompt, hint=hint, reminder=reminder, answers=answers, **variables)
             return
-        text = f"Reminder: {question.literal()}" if reminder else question.literal()
+        text = question.literal(ctx.language)
+        if reminder:
+            text = ctx.render("survey/reminder.txt", question=text)
         ctx.reply(f"{hint}\n{text}" if hint else text)
 
-    def _say(self, ctx: Context, text: str, progress: dict[str, Any]) -> None:
+    def _say(self, ctx: Context, text: Texts, progress: dict[str, Any]) -> None:
         """The closing or expired message; a template gets the `answers`."""
-        if is_template_name(text):
+        if _is_template(text):
             ctx.reply(text, answers=progress["answers"])
         else:
-            ctx.reply(text)
+            ctx.reply(choose(text, ctx.language))
 
     def _next(self, question: Question, value: Any) -> str:
         """Where an answer leads: its branch, or the following question."""
@@ -243,7 +252,7 @@ class Survey:
         for id, question in self.questions.items():
             if id in COLUMNS:
                 raise ValueError(f"survey {self.name!r}: {id!r} is a result column's name")
-            if not question.prompt.strip():
+            if isinstance(question.prompt, str) and not question.prompt.strip():
                 raise ValueError(f"survey {self.name!r}: question {id!r} has no prompt")
             for target in question.branch_targets():
                 if target != END and target not in self.questions:
@@ -255,6 +264,16 @@ class Survey:
                 raise ValueError(f"survey {self.name!r}: the {what} must be after the question")
         if self.reminder and self.expiry and self.reminder >= self.expiry:
             raise ValueError(f"survey {self.name!r}: the reminder must come before the expiry")
+
+
+def _is_template(text: Texts) -> TypeGuard[str]:
+    """Whether a prompt or closing names a template (texts by language never do)."""
+    return isinstance(text, str) and is_template_name(text)
+
+
+def _texts(value: Texts | None, what: str) -> Texts | None:
+    """A closing or expired message checked as a prompt is (`literal_texts`)."""
+    return None if value is None else literal_texts(value, what)
 
 
 def _id(thread: Thread) -> int:

@@ -45,6 +45,7 @@ from .app import create_app
 from .bot import Bot
 from .compliance import BOT as COMPLIANCE_BOT
 from .contacts import Contact
+from .languages import language_code
 from .messages import Thread, Timer
 from .runtime import Runtime
 from .settings import Settings
@@ -188,9 +189,11 @@ class Harness:
         assert self.app is not None, "use the harness in `async with`"
         return self.app.state.simulator
 
-    def phone(self, number: str = "+61400000001") -> Phone:
-        """A simulated handset with this number."""
-        phone = Phone(self, number)
+    def phone(self, number: str = "+61400000001", *, language: str | None = None) -> Phone:
+        """A simulated handset with this number, whose person reads `language` ("es",
+        "pt-br"): its contact's language, set before its first text, so that templates
+        are rendered in it where they have a version for it."""
+        phone = Phone(self, number, None if language is None else language_code(language))
         self._phones.append(phone)
         return phone
 
@@ -285,11 +288,18 @@ class Harness:
 class Phone:
     """One handset: texts the bots, keeps what it got back."""
 
-    def __init__(self, harness: Harness, number: str) -> None:
+    def __init__(self, harness: Harness, number: str, language: str | None = None) -> None:
         self.harness = harness
         self.number = number
         self.replies: list[SentReply] = []
         self._log: list[tuple[str, str]] = []
+        self._language = language  # to set on the contact, before anything else
+
+    async def _introduce(self) -> None:
+        """Set the contact's language that `Harness.phone` was given, once."""
+        if self._language is not None:
+            language, self._language = self._language, None
+            await self.update_contact(language=language)
 
     async def send(
         self, text: str | bytes, *, reply_to: SentReply | int | None = None, to: str | None = None
@@ -299,6 +309,7 @@ class Phone:
         return the replies it caused; ValueError for a number that is not ours. `reply_to`
         answers a given MT: only with a number sequence (`Harness(number_sequence=True)`),
         as the spec says."""
+        await self._introduce()
         before = len(self.replies)
         answer = reply_to.id if isinstance(reply_to, SentReply) else reply_to
         mo = await self.harness.simulator.send_mo(
@@ -358,6 +369,7 @@ class Phone:
         and `fields` (a value, or text as a person types it: "2026-12-10 14:30"; None
         clears one); returns the contact saved. FieldError for a value a field cannot
         take."""
+        await self._introduce()
         store = self.harness.runtime.store
         contact = await store.contacts.get(self.number)
         given = {"name": name, "language": language, "timezone": timezone}

@@ -89,3 +89,23 @@ async def test_a_greeting_again_is_no_name(database):
         assert (await phone.thread()).state == "ask_name"
         (greet,) = await phone.send("Hi there")  # a name may start with one
         assert greet.text.startswith("Nice to meet you, Hi there!")
+
+
+async def test_speaks_spanish_to_a_spanish_speaker_and_the_default_to_others(database):
+    async with Harness(BOTS, TEMPLATES, db=database) as harness:
+        spanish, brazilian = (
+            harness.phone(language="es"),
+            harness.phone("+61400000002", language="pt-br"),
+        )
+        (ask,) = await spanish.send("HOLA")  # not a keyword: the help, in Spanish
+        assert ask.template == "hello/help.es.txt"
+        assert ask.text.startswith("No te he entendido. Escribe una de estas palabras: ")
+        (ask,) = await spanish.send("HELLO")
+        assert (ask.template, ask.text) == (
+            "hello/ask_name.es.txt",
+            "¡Hola! Soy el bot de saludo de botkit. ¿Cómo te llamas?",
+        )
+        (greet,) = await spanish.send("Ana")
+        assert greet.text.startswith("¡Encantado de conocerte, Ana!")
+        (ask,) = await brazilian.send("HELLO")  # no Portuguese: the default
+        assert ask.template == "hello/ask_name.txt"

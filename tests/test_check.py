@@ -87,6 +87,18 @@ EXPECTED = {
         "templates/club/help.txt:3: template-error: Encountered unknown tag 'endif'.",
         "templates/club/welcome.txt:2: template-error: No filter named 'shout'.",
     ],
+    "missing_language": [
+        "templates/club/help.txt:1: missing-language: club/help.txt has no mi version "
+        "(club/welcome.mi.txt is one): mi speakers get the default; add club/help.mi.txt",
+    ],
+    "no_default": [
+        "templates/club/goodbye.es.txt:1: no-default: the es version of club/goodbye.txt, "
+        "which does not exist: there is no default for other languages to fall back to",
+    ],
+    "language_name": [
+        "templates/club/welcome.pt_BR.txt:1: language-name: botkit looks for this pt-br "
+        "version as club/welcome.pt-br.txt",
+    ],
     "too_long": [
         "bots/club.py:19: too-long: reply takes 4 segments as GSM-7 (512 units), "
         "over the limit of 3",

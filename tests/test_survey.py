@@ -19,6 +19,7 @@ from botkit.cli import main
 from botkit.errors import HandlerError
 from botkit.questions import InvalidAnswer
 from botkit.store.broadcasts import Plan
+from botkit.templates import SMSTemplates
 from botkit.testing import FakeClock, Harness
 
 pytestmark = pytest.mark.backends
@@ -155,14 +156,18 @@ def test_an_invalid_answer_is_refused(question, text):
         (Question.number("q", "?", max=20), "Please answer with a whole number of at most 20."),
         (Question.number("q", "?", min=0), "Please answer with a whole number of at least 0."),
         (Question.number("q", "?", whole=False), "Please answer with a number."),
+        (Question.number("q", "?", min=1, max=12),
+         "Please answer with a whole number from 1 to 12."),
+        (Question.number("q", "?", min=0.5, whole=False),
+         "Please answer with a number of at least 0.5."),
         (Question.choice("q", "?", ["A", "B", "C"]), "Please answer with a number from 1 to 3."),
         (Question.yes_no("q", "?"), "Please answer YES or NO."),
         (Question.rating("q", "?"), "Please answer with a number from 1 to 5."),
         (Question.yes_no("q", "?", reask="Just YES or NO, please."), "Just YES or NO, please."),
     ],
 )  # fmt: skip
-def test_the_hint_says_what_is_expected(question, hint):
-    assert question.hint == hint
+def test_the_hint_says_what_is_expected(question, hint, tmp_path):
+    assert question.hint(SMSTemplates(tmp_path).render) == hint
 
 
 # Through the harness
