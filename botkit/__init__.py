@@ -12,6 +12,8 @@ async def hello(ctx: Context) -> None:
 
 from .app import create_app
 from .bot import Bot
+from .campaign import Campaign
+from .contacts import Contact
 from .context import Context
 from .errors import (
     AuthenticationError,
@@ -36,6 +38,8 @@ __all__ = [
     "AuthenticationError",
     "Bot",
     "BotkitError",
+    "Campaign",
+    "Contact",
     "Context",
     "DoubleOptIn",
     "Gateway",

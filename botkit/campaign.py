@@ -15,8 +15,9 @@ time has passed is not scheduled. store/campaigns.py keeps them in step.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +27,7 @@ from .broadcast import QuietHours
 from .localtime import localize
 
 if TYPE_CHECKING:
+    from .addresses import OurNumbers
     from .bot import Bot
     from .context import Context
 
@@ -132,6 +134,23 @@ class Campaign:
         self.events.append(Event(offset, when, template, runner, dict(variables)))
         return self
 
+    def signature(self) -> str:
+        """A digest of what decides when the events fire, and what they do: when it
+        changes, every contact's events are planned anew (at start-up)."""
+        events = [
+            (
+                event.offset.total_seconds(),
+                str(event.at),
+                event.template,
+                getattr(event.start, "__qualname__", repr(event.start)),
+                sorted(event.variables.items()),
+            )
+            for event in self.events
+        ]
+        quiet = self.quiet and (str(self.quiet.start), str(self.quiet.end))
+        described = repr((self.field, self.address, quiet, events))
+        return hashlib.sha256(described.encode()).hexdigest()[:32]
+
     def timer(self, index: int) -> str:
         """The name of event `index`'s timer."""
         return f"{PREFIX}{self.name}:{index}"
@@ -146,3 +165,12 @@ class Campaign:
         bot.campaigns.append(self)
         self.bot = bot.name
         return self
+
+
+def sending_from(campaigns: Sequence[Campaign], numbers: OurNumbers) -> list[Campaign]:
+    """`campaigns`, each with the one of our numbers it sends from (the default unless
+    it names one; ValidationError for a number not ours)."""
+    for campaign in campaigns:
+        given = campaign.address
+        campaign.address = numbers.ours(given, "Campaign(address=)") if given else numbers.default
+    return list(campaigns)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from .bot import Bot
-from .campaign import Campaign
+from .campaign import sending_from
 from .clock import Clock, system_clock
 from .compliance import Compliance
 from .db import Database, is_url
@@ -84,17 +84,9 @@ class Runtime:
         self.router = router
         if self._store is not None:
             self._store.contacts.fields = router.fields
-            self._store.contacts.campaigns = self._campaigns(router)
+            self._store.contacts.campaigns = sending_from(router.campaigns, self.numbers)
         if self.dispatcher is not None:
             self.dispatcher.router = router
-
-    def _campaigns(self, router: Router) -> list[Campaign]:
-        """The bots' campaigns, each with the one of our numbers it sends from (the
-        default unless it names one: ValidationError for a number not ours)."""
-        for campaign in router.campaigns:
-            given = campaign.address
-            campaign.address = self.numbers.ours(given) if given else self.numbers.default
-        return router.campaigns
 
     def _departures_directory(self) -> Path | None:
         """Where the sender logs its MTs' departures (botkit/departures.py): beside a
@@ -122,7 +114,9 @@ class Runtime:
         self._store = Store(self.db, self.clock)
         self._store.contacts.fields = self.router.fields
         self._store.contacts.zone = self.settings.zone
-        self._store.contacts.campaigns = self._campaigns(self.router)
+        self._store.contacts.campaigns = sending_from(self.router.campaigns, self.numbers)
+        for name, count in (await self._store.contacts.plan_campaigns()).items():
+            log.info("campaign %s: planned anew for %d contacts", name, count)
         # The spool's records name the database they are for by its id, not its URL.
         database_id = await self._store.meta.get_or_create("database_id", lambda: str(uuid.uuid4()))
         try:

@@ -4,15 +4,22 @@ out, never scheduled for a time already past. On both backends."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from postgres import drop_database, fresh_database
 
 from botkit import Bot, Context
-from botkit.campaign import Campaign
+from botkit.addresses import OurNumbers
+from botkit.campaign import Campaign, sending_from
+from botkit.db import Database
+from botkit.migrations import migrate
 from botkit.router import Router
+from botkit.store import Effects, Store
+from botkit.store.contacts import Author
 from botkit.testing import FakeClock, Harness
 
 pytestmark = pytest.mark.backends
@@ -164,3 +171,70 @@ def test_a_campaign_needs_a_date_field_and_a_unique_name():
         Campaign("c", field="seen").event(hours=1, at="09:00", template="a/x.txt")
     with pytest.raises(ValueError, match="use lower-case letters"):
         Campaign("Appointments!", field="seen")
+
+
+async def test_processes_on_one_database_plan_and_fire_each_event_once(postgres):
+    """Three "processes" change the same contacts at once and plan at start-up at once:
+    each contact has one pending event of each kind, and each fires in one of them."""
+    url = await fresh_database(postgres)
+    clock = FakeClock(START)
+    dbs = [await Database.open(url) for _ in range(3)]
+    try:
+        await migrate(dbs[0])
+        router = Router([dental()])
+        campaigns = sending_from(router.campaigns, OurNumbers(["4433"], message_class="x"))
+        stores = [Store(db, clock) for db in dbs]
+        for store in stores:
+            store.contacts.fields, store.contacts.campaigns = router.fields, campaigns
+        handsets = [f"+6140000{n:04d}" for n in range(20)]
+
+        async def book(store: Store, day: int) -> None:
+            for handset in handsets:
+                contact = await store.contacts.get(handset)
+                contact.fields["appointment_at"] = datetime(2026, 12, day, 14, 30)
+                await store.contacts.save(contact, Author("api", "test"))
+
+        await asyncio.gather(*(book(store, 10 + n) for n, store in enumerate(stores)))
+        await asyncio.gather(*(store.contacts.plan_campaigns(batch=7) for store in stores))
+        rows = await dbs[0].fetchall(
+            """SELECT handset, name, count(*) AS n FROM timers WHERE state = 'pending'
+               GROUP BY handset, name"""
+        )
+        assert len(rows) == 2 * len(handsets) and {row["n"] for row in rows} == {1}
+        clock.advance(days=30)
+        fired: list[int] = []
+        while claims := await asyncio.gather(*(s.timers.claim(50, lease=60) for s in stores)):
+            if not any(claims):
+                break
+            for store, claimed in zip(stores, claims, strict=True):
+                for timer in claimed:
+                    await store.timers.finish(timer, Effects(None))
+                    fired.append(timer.id)
+        assert len(fired) == len(set(fired)) == 2 * len(handsets)
+    finally:
+        for db in dbs:
+            await db.close()
+        await drop_database(postgres, url)
+
+
+async def test_a_campaign_new_or_changed_is_planned_for_its_contacts_at_start_up(
+    database, templates
+):
+    plain = Bot("dental", fields={"appointment_at": datetime})
+    clock = FakeClock(START)
+    async with Harness([plain], templates, db=database, clock=clock) as h:
+        await h.phone(AU).update_contact(fields={"appointment_at": "2026-12-10 14:30"})
+        assert await h.phone(AU).campaign_events() == []
+    async with Harness([dental()], templates, db=database, clock=clock) as h:
+        planned = await h.phone(AU).campaign_events()
+        assert [e.name for e in planned] == ["campaign:appointments:0", "campaign:appointments:1"]
+    async with Harness([dental()], templates, db=database, clock=clock) as h:
+        # The same campaign: left as it was planned.
+        assert await h.phone(AU).campaign_events() == planned
+    changed = Bot("dental", fields={"appointment_at": datetime})
+    Campaign("appointments", field="appointment_at").event(
+        days=-2, at="10:00", template="dental/reminder.txt"
+    ).attach(changed)
+    async with Harness([changed], templates, db=database, clock=clock) as h:
+        (event,) = await h.phone(AU).campaign_events()
+        assert event.due_at == datetime(2026, 12, 8, 10, 0, tzinfo=SYDNEY)

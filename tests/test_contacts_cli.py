@@ -166,3 +166,35 @@ def test_export_writes_what_import_reads_back(folder, database, capsys, tmp_path
     # Read back into the same database, nothing changes.
     assert run("import", "out.csv", "--update") == 0
     assert "0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
+
+
+def test_an_import_plans_the_campaigns_of_what_it_sets(folder, database, capsys):
+    (folder / "bots" / "dental.py").write_text(
+        BOT
+        + """
+from botkit import Campaign
+
+Campaign("appointments", field="appointment_at").event(
+    days=-1, at="09:00", template="dental/reminder.txt"
+).attach(bot)
+"""
+    )
+    (folder / "people.csv").write_text(
+        "number,appointment_at\n+61400000001,2099-12-10 14:30\n+61400000002,2000-01-01 10:00\n"
+    )
+    assert run("import", "people.csv") == 0
+
+    async def pending() -> list[tuple]:
+        db = await Database.open(database)
+        try:
+            rows = await db.fetchall(
+                "SELECT handset, name, due_at FROM timers WHERE state = 'pending'"
+            )
+            return [tuple(row) for row in rows]
+        finally:
+            await db.close()
+
+    # The day before, at 09:00 in Sydney; an appointment long past plans nothing.
+    assert asyncio.run(pending()) == [
+        ("+61400000001", "campaign:appointments:0", "2099-12-08T22:00:00.000000Z")
+    ]

@@ -24,6 +24,7 @@ from .options import add_db
 if TYPE_CHECKING:
     from ..contacts import Contact
     from ..db import Tx
+    from ..router import Router
     from ..store import Store
 
 NAME = "contacts"
@@ -83,10 +84,10 @@ def _import(args: argparse.Namespace) -> int:
     from ..router import Router
 
     settings = Settings.load(db=args.db, **({"bots": args.bots} if args.bots else {}))
-    fields = Router(load_bots(settings.bots)).fields
+    router = Router(load_bots(settings.bots))
     reader = read_csv(Path(args.file))
-    check_columns(reader.fieldnames or [], fields)
-    done, bad = asyncio.run(_upsert(settings, fields, rows(reader), args))
+    check_columns(reader.fieldnames or [], router.fields)
+    done, bad = asyncio.run(_upsert(settings, router, rows(reader), args))
     for row in sorted(bad, key=lambda row: row.line):
         print(f"{args.file}:{row.line}: {row.reason}", file=sys.stderr)
     print(
@@ -139,18 +140,20 @@ def rows(reader: csv.DictReader[str]) -> Iterator[Row | BadRow]:
 
 
 async def _upsert(
-    settings: Settings, fields: Fields, lines: Iterable[Row | BadRow], args: argparse.Namespace
+    settings: Settings, router: Router, lines: Iterable[Row | BadRow], args: argparse.Namespace
 ) -> tuple[Counter[str], list[BadRow]]:
-    """Write the good rows a batch at a time; what each row did, counted, and the bad
-    rows left out."""
+    """Write the good rows a batch at a time (each contact's campaign events planned
+    with it); what each row did, counted, and the bad rows left out."""
+    from ..campaign import sending_from
     from ..progress import progress_bar
 
     done: Counter[str] = Counter()
     bad: list[BadRow] = []
     batch: list[Row] = []
     async with store_of(settings.db) as store:
-        store.contacts.fields = fields
+        store.contacts.fields = router.fields
         store.contacts.zone = settings.zone
+        store.contacts.campaigns = sending_from(router.campaigns, settings.our_numbers())
         with progress_bar(unit=" rows", desc="import") as bar:
             for line in lines:
                 bar.update()

@@ -51,6 +51,7 @@ async def replan(
     """Cancel the contact's pending events of `campaign` and schedule those to come from
     its field's value (none if it is cleared, or the contact opted out of the number);
     returns how many are pending now. `address` is the campaign's number, resolved."""
+    await tx.lock(f"handset {contact.number}")  # one plan at a time, across processes
     await tx.execute(
         f"UPDATE timers SET state = 'cancelled', error = ?, fired_at = ? WHERE {PENDING}",
         ("replanned", now, contact.number, _like(campaign.name)),
@@ -120,3 +121,29 @@ async def opted_out(tx: Tx, handset: str, address: str, now: str) -> int:
             (now, timer_id),
         )
     return len(ids)
+
+
+async def stale(tx: Tx, campaign: Campaign, signature: str) -> bool:
+    """True if `campaign` was planned under another signature (or never)."""
+    found = await tx.fetchval("SELECT value FROM meta WHERE name = ?", (_key(campaign),))
+    return found != signature
+
+
+async def planned(tx: Tx, campaign: Campaign, signature: str, now: str) -> None:
+    """Record that every contact's events of `campaign` follow `signature`, and cancel
+    those of contacts without its field (a campaign that now follows another one)."""
+    await tx.execute(
+        """UPDATE timers SET state = 'cancelled', error = 'replanned', fired_at = ?
+            WHERE thread_id IS NULL AND state = 'pending' AND name LIKE ? ESCAPE '!'
+              AND handset NOT IN (SELECT handset FROM contact_values WHERE field = ?)""",
+        (now, _like(campaign.name), campaign.field),
+    )
+    await tx.execute(
+        """INSERT INTO meta (name, value) VALUES (?, ?)
+           ON CONFLICT (name) DO UPDATE SET value = excluded.value""",
+        (_key(campaign), signature),
+    )
+
+
+def _key(campaign: Campaign) -> str:
+    return f"campaign {campaign.name}"

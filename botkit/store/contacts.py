@@ -104,6 +104,45 @@ class Contacts(Part):
             await campaigns.follow(tx, contact, what, self.campaigns, now)
         return changed
 
+    async def plan_campaigns(self, batch: int = 500) -> dict[str, int]:
+        """At start-up: plan anew every contact's events of each campaign that is new or
+        changed since it was last planned (a campaign added after its contacts were
+        imported), `batch` contacts a transaction; how many contacts each one took."""
+        done: dict[str, int] = {}
+        for campaign in self.campaigns:
+            count = await self._plan(campaign, batch)
+            if count is not None:
+                done[campaign.name] = count
+        return done
+
+    async def _plan(self, campaign: Campaign, batch: int) -> int | None:
+        """Plan `campaign` anew for every contact with its field, if it is stale; how
+        many contacts it took (None: it was not stale)."""
+        signature = campaign.signature()
+        if not await self.db.read(lambda tx: campaigns.stale(tx, campaign, signature)):
+            return None
+        count, after = 0, ""
+        while handsets := await self._with_field(campaign.field, after, batch):
+
+            async def replan(tx: Tx, handsets: list[str] = handsets) -> None:
+                await tx.lock(*(f"handset {handset}" for handset in handsets))
+                for handset in handsets:
+                    contact = await self.read(tx, handset)
+                    await campaigns.replan(tx, contact, campaign, self.now())
+
+            await self.db.write(replan)
+            count, after = count + len(handsets), handsets[-1]
+        await self.db.write(lambda tx: campaigns.planned(tx, campaign, signature, self.now()))
+        return count
+
+    async def _with_field(self, field: str, after: str, limit: int) -> list[str]:
+        rows = await self.db.fetchall(
+            """SELECT handset FROM contact_values WHERE field = ? AND handset > ?
+               ORDER BY handset LIMIT ?""",
+            (field, after, limit),
+        )
+        return [row[0] for row in rows]
+
     async def exists(self, handset: str) -> bool:
         """True if `handset` is a contact with something set, or has texted."""
         return bool(
