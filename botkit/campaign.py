@@ -68,6 +68,21 @@ class Event:
         except ValueError:  # a time the clocks skip in spring: the hour after it
             return localize(wall + timedelta(hours=1), zone)
 
+    def describe(self) -> str:
+        """When and what, in words: "1 day before, at 09:00: sends dental/reminder.txt"."""
+        offset = self.offset
+        side = "before" if offset < timedelta(0) else "after"
+        if self.at is not None:
+            days = abs(offset.days)
+            when = f"{days} day{'s' if days != 1 else ''} {side}" if days else "on the day"
+            when += f", at {self.at.strftime('%H:%M')}"
+        elif offset:
+            when = f"{_span(abs(offset))} {side}"
+        else:
+            when = "at the time"
+        what = f"sends {self.template}" if self.template else f"starts {_named(self.start)}"
+        return f"{when}: {what}"
+
     async def run(self, ctx: Context) -> None:
         """Fire: send the template (with `contact` and the event's variables), or start
         the flow."""
@@ -174,3 +189,17 @@ def sending_from(campaigns: Sequence[Campaign], numbers: OurNumbers) -> list[Cam
         given = campaign.address
         campaign.address = numbers.ours(given, "Campaign(address=)") if given else numbers.default
     return list(campaigns)
+
+
+def _span(delta: timedelta) -> str:
+    """A delay in words: "1 day 2 hours", "30 minutes"."""
+    minutes = int(delta.total_seconds() // 60)
+    parts = [(minutes // 1440, "day"), (minutes // 60 % 24, "hour"), (minutes % 60, "minute")]
+    return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n)
+
+
+def _named(start: object) -> str:
+    """What an event starts, by name: a flow's (a Survey's), or a function's."""
+    flow = getattr(start, "__self__", None)
+    name = getattr(flow, "name", None)
+    return f"{type(flow).__name__} {name!r}" if name else getattr(start, "__name__", repr(start))

@@ -7,6 +7,7 @@
     store.consent     opt-outs (suppressions) and the ledger of every change
     store.lists       subscription lists and their members
     store.contacts    a person per handset: name, language, time zone, fields
+    store.campaigns   campaign events, as the dashboard shows them
     store.timers      reminders and expiries of threads, each fired once
     store.broadcasts  one message or conversation per recipient, resumable
     store.conversations  threads and transcripts as the dashboard shows them
@@ -33,6 +34,7 @@ from collections.abc import Mapping
 from ..clock import Clock, system_clock
 from ..db import Database
 from .broadcasts import Broadcasts
+from .campaigns import CampaignEvents
 from .consent import Consent
 from .contacts import Contacts
 from .conversations import Conversations
@@ -67,6 +69,7 @@ class Store:
         self.consent = Consent(db, clock)
         self.lists = Lists(db, clock)
         self.contacts = Contacts(db, clock)
+        self.campaigns = CampaignEvents(db, clock)
         self.timers = Timers(db, clock, self.owner)
         self.broadcasts = Broadcasts(db, clock)
         self.surveys = Surveys(db, clock)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from ..addresses import EVERYWHERE
 from ..clock import stamp
-from ..db import Tx
+from ..db import Row, Tx
 from ..fields import dump
+from .base import Part
 from .ledger import is_suppressed
 
 if TYPE_CHECKING:
@@ -147,3 +148,37 @@ async def planned(tx: Tx, campaign: Campaign, signature: str, now: str) -> None:
 
 def _key(campaign: Campaign) -> str:
     return f"campaign {campaign.name}"
+
+
+class CampaignEvents(Part):
+    """Campaign events as the dashboard shows them: counts, the next, the latest fired."""
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """How many events of each timer (campaign:NAME:INDEX) are in each state."""
+        rows = await self.db.fetchall(
+            """SELECT name, state, count(*) FROM timers
+               WHERE thread_id IS NULL AND name LIKE 'campaign:%' GROUP BY name, state"""
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for name, state, count in rows:
+            counts.setdefault(name, {})[state] = count
+        return counts
+
+    async def upcoming(self, campaign: str, limit: int) -> list[Row]:
+        """A campaign's next pending events, soonest first, with the contact's name."""
+        return await self._events(campaign, "pending", "t.due_at, t.id", limit)
+
+    async def fired(self, campaign: str, limit: int) -> list[Row]:
+        """A campaign's latest events that fired (or were cancelled), latest first."""
+        return await self._events(campaign, "done", "t.fired_at DESC, t.id DESC", limit)
+
+    async def _events(self, campaign: str, which: str, order: str, limit: int) -> list[Row]:
+        state = "t.state = 'pending'" if which == "pending" else "t.state <> 'pending'"
+        return await self.db.fetchall(
+            f"""SELECT t.handset, t.name, t.state, t.due_at, t.fired_at, t.error,
+                       c.name AS contact
+                FROM timers t LEFT JOIN contacts c ON c.handset = t.handset
+                WHERE t.thread_id IS NULL AND {state} AND t.name LIKE ? ESCAPE '!'
+                ORDER BY {order} LIMIT ?""",
+            (_like(campaign), limit),
+        )
