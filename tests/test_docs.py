@@ -10,7 +10,13 @@ from tutorial import follow
 
 @pytest.mark.parametrize(
     ("doc", "least_ran", "least_written"),
-    [("writing-bots.md", 6, 14), ("opt-in.md", 5, 8), ("surveys.md", 5, 7)],
+    [
+        ("writing-bots.md", 6, 14),
+        ("opt-in.md", 5, 8),
+        ("surveys.md", 5, 7),
+        ("contacts.md", 3, 6),
+        ("campaigns.md", 2, 6),
+    ],
 )
 def test_tutorial_runs_as_written(tmp_path, doc, least_ran, least_written):
     ran, written = follow(ROOT / "docs" / doc, tmp_path)
