@@ -1,7 +1,8 @@
 """/api: JSON for integrations, as private as the dashboard (see access.py).
 
     GET /api/conversations    threads by latest activity, filtered as botkit/search.py
-                              reads the query (?after= the previous page's `next`)
+                              reads the query (?after= the previous page's `next`),
+                              each with its contact's `name` (null: none set)
     GET /api/threads/{id}     a thread and its latest messages, each MT with its
                               deliveries (?before= the previous page's `earlier`);
                               `flags` lists what was done to keep a message or
@@ -68,7 +69,7 @@ async def conversations(request: Request) -> Response:
     numbers = None
     if request.query_params.get("address"):
         numbers = Numbers.of(runtime.numbers, await store.conversations.addresses())
-    chosen = filters(request.query_params, numbers, runtime.settings.zone)
+    chosen = filters(request.query_params, numbers, runtime.settings.zone, store.contacts.fields)
     after = Cursor.parse(request.query_params.get("after", ""))
     rows, cursor = await store.conversations.page(after, chosen)
     return JSONResponse(

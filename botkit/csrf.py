@@ -10,7 +10,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from .bodies import BodyError, read_form
+from .bodies import MAX_BODY, MAX_FIELDS, BodyError, read_form
 from .sessions import visit_of
 
 MISSING = "missing CSRF token: reload the page and try again"
@@ -21,14 +21,17 @@ def csrf_token(request: Request) -> str:
     return visit_of(request).csrf_token()
 
 
-async def checked_form(request: Request) -> FormData:
+async def checked_form(
+    request: Request, limit: int = MAX_BODY, fields: int = MAX_FIELDS
+) -> FormData:
     """The POSTed form, once its CSRF token is the session's; else 403. A form is a
-    small URL-encoded body (bodies.py: else 413 or 415)."""
+    small URL-encoded body (bodies.py: else 413 or 415), of `limit` bytes and `fields`
+    fields at most."""
     expected = visit_of(request).expected_csrf()
     if expected is None:
         raise HTTPException(403, MISSING)
     try:
-        form = await read_form(request)
+        form = await read_form(request, limit, fields)
     except BodyError as exc:
         raise HTTPException(exc.status, exc.message) from None
     given = form.get("csrf")

@@ -11,6 +11,13 @@ since, until   days (YYYY-MM-DD, in BOTKIT_TIMEZONE) of the thread's last activi
 address the one of our numbers the thread is on, in any form (+61400999000,
         61400999000); one a thread is on that BOTKIT_NUMBERS lacks is taken too
 failed  1: only threads with an MO whose handling failed (0 or empty: all)
+field, value   threads of contacts whose field `field` (one the bots declare) holds
+        `value`, read as that field's kind reads typed text (fields.py): `yes` finds a
+        bool that is true, `1,000` a number 1000, `2026-12-10` a date. For a datetime
+        field a day finds the times of that day in BOTKIT_TIMEZONE, as since/until
+        read days (values are kept as UTC stamps, and a contact's own zone is not in
+        the database to compare with), and a time finds that instant. `field` with no
+        value finds contacts with any value of it; text matches as it is, case and all.
 
 A text `q` is looked up in the database's full-text index of messages (SQLite's FTS5,
 PostgreSQL's text search: migration 18), not read out of every message. Its words are
@@ -40,13 +47,17 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from .addresses import OurNumbers, canonical_address
 from .errors import ValidationError
-from .store.conversations import STATUSES, Filters
+from .fields import UTC_ZONE, Field, FieldError, Fields, dump
+from .store.conversations import STATUSES, FieldMatch, Filters
 
 NUMBER = re.compile(r"[+\d\s().-]*\d[\d\s().-]*")
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_QUERY = 200
+NO_FIELDS = Fields()
 
 
 @dataclass(frozen=True)
@@ -92,10 +103,14 @@ def _same(one: str, other: str) -> bool:
 
 
 def filters(
-    params: Mapping[str, str], numbers: Numbers | None = None, zone: tzinfo = UTC
+    params: Mapping[str, str],
+    numbers: Numbers | None = None,
+    zone: ZoneInfo = UTC_ZONE,
+    fields: Fields = NO_FIELDS,
 ) -> Filters:
     """The filters named by `params`; ValidationError naming the parameter at fault.
-    The `address` filter picks among `numbers` (none: refused); days are in `zone`."""
+    The `address` filter picks among `numbers` (none: refused); days are in `zone`;
+    `field` is one of `fields` (those the bots declare)."""
     q = (params.get("q") or "").strip()
     if len(q) > MAX_QUERY:
         raise ValidationError("q", f"is longer than {MAX_QUERY} characters")
@@ -125,6 +140,7 @@ def filters(
         since=_midnight("since", since, zone) if since else None,
         before=_midnight("until", until + timedelta(days=1), zone) if until else None,
         failed=_failed(params),
+        field=_field(params, fields, zone),
     )
 
 
@@ -154,6 +170,32 @@ def _failed(params: Mapping[str, str]) -> bool:
     if value not in ("0", "1"):
         raise ValidationError("failed", f"{value[:MAX_QUERY]!r} is not 1 or 0")
     return value == "1"
+
+
+def _field(params: Mapping[str, str], fields: Fields, zone: ZoneInfo) -> FieldMatch | None:
+    """The contacts `field` and `value` ask for: the value as the field's kind reads it
+    (a datetime field's day: its times); ValidationError naming the one at fault."""
+    name = params.get("field") or ""
+    text = (params.get("value") or "").strip()[:MAX_QUERY]
+    if not name:
+        if text:
+            raise ValidationError("value", "is given without a field")
+        return None
+    try:
+        field = fields.get_declared(name[:MAX_QUERY])
+    except FieldError as exc:
+        raise ValidationError("field", str(exc)) from None
+    try:
+        if field.kind == "datetime" and DAY.fullmatch(text):
+            day = Field(name, "date").parse(text)
+            assert isinstance(day, date)
+            since = _midnight("value", day, zone)
+            before = _midnight("value", day + timedelta(days=1), zone) if day < date.max else None
+            return FieldMatch(name, since=since, before=before)
+        value = field.parse(text, zone)
+    except FieldError as exc:
+        raise ValidationError("value", str(exc)) from None
+    return FieldMatch(name, None if value is None else dump(value))
 
 
 def _day(params: Mapping[str, str], name: str) -> date | None:

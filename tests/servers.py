@@ -125,6 +125,23 @@ def start(processes, args, env=None, cwd=ROOT, within: Sequence[str] = ()) -> su
     return process
 
 
+def run_bot(
+    processes, folder: Path, name: str, source: str, env: dict[str, str] | None = None
+) -> str:
+    """`botkit run` of one bot module (`source`, as bots/`name`.py in `folder`, with an
+    empty templates/ and botkit.db there), started: its base URL."""
+    (folder / "bots").mkdir()
+    (folder / "bots" / f"{name}.py").write_text(source)
+    (folder / "templates").mkdir()
+    port = free_port()
+    args = ["run", "--port", str(port), "--db", str(folder / "botkit.db")]
+    args += ["--bots", str(folder / "bots"), "--templates", str(folder / "templates")]
+    app = start(processes, args, env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/healthz", app)
+    return base
+
+
 def start_simulator(processes, app_port: int, password: str) -> int:
     """Start `botkit simulator` on a free port, calling back the app on `app_port` with
     the token `tok`, and wait until it answers; returns its port."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from conftest import rows
 from playwright.sync_api import expect
-from servers import free_port, start, wait_for
+from servers import run_bot
 
 PHONE = "+61400000555"
 HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script>"
@@ -29,14 +29,7 @@ async def talk(ctx: Context) -> None:
 
 
 def test_a_failed_message_is_seen_on_the_phone_and_the_dashboard(tmp_path, processes, page):
-    (tmp_path / "bots").mkdir()
-    (tmp_path / "bots" / "fragile.py").write_text(FRAGILE_BOT)
-    (tmp_path / "templates").mkdir()
-    port, db = free_port(), tmp_path / "botkit.db"
-    args = ["run", "--port", str(port), "--db", str(db), "--bots", str(tmp_path / "bots")]
-    app = start(processes, [*args, "--templates", str(tmp_path / "templates")])
-    base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/healthz", app)
+    base = run_bot(processes, tmp_path, "fragile", FRAGILE_BOT)
 
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
@@ -78,6 +71,7 @@ def test_a_failed_message_is_seen_on_the_phone_and_the_dashboard(tmp_path, proce
     page.click("#thread h1 a")
     expect(page.locator("h1")).to_have_text(PHONE)
     assert problems == []
+    db = tmp_path / "botkit.db"
     assert [r[0] for r in rows(db, "SELECT status FROM messages WHERE direction = 'mo'")] == [
         "handled",
         "failed",

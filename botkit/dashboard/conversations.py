@@ -39,6 +39,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             "params": params,
             "bots": sorted(bot.name for bot in bots),
             "states": sorted({state for bot in bots for state in bot.states}),
+            "fields": sorted(runtime.store.contacts.fields),
             "statuses": STATUSES,
             "numbers": list(numbers),
             "number": numbers.find(params.get("address") or ""),
@@ -48,7 +49,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             "error": "",
         }
         try:
-            chosen = filters(params, numbers, runtime.settings.zone)
+            chosen = filters(params, numbers, runtime.settings.zone, runtime.store.contacts.fields)
             after = Cursor.parse(params.get("after", ""))
         except ValidationError as exc:
             context["error"] = str(exc)

@@ -98,12 +98,39 @@ STATUSES = ("open", "paused", "closed")
 
 
 @dataclass(frozen=True)
+class FieldMatch:
+    """Contacts whose field `name` is set: to `value` (as stored: canonical text), or to
+    one from `since` up to `before` (a datetime field's day, as stamps), or to anything."""
+
+    name: str
+    value: str | None = None
+    since: str | None = None
+    before: str | None = None
+
+    def condition(self) -> Condition:
+        """The SQL condition on threads `t`. IN, not EXISTS: the handsets come from one
+        range of the contact_values_field index (field, value, handset), then their
+        threads from threads_handset, so a rare value costs its few threads. (SQLite runs
+        an EXISTS per thread, in activity order, through every thread when nothing
+        matches; PostgreSQL plans both as one semi-join.)"""
+        where, params = ["v.field = ?"], [self.name]
+        for sql, value in (("=", self.value), (">=", self.since), ("<", self.before)):
+            if value is not None:
+                where.append(f"v.value {sql} ?")
+                params.append(value)
+        return (
+            f"t.handset IN (SELECT v.handset FROM contact_values v WHERE {' AND '.join(where)})",
+            params,
+        )
+
+
+@dataclass(frozen=True)
 class Filters:
     """Which threads a page shows (see botkit/search.py): `number` is digits a handset
     contains, `words` those a message holds (none: a search that finds nothing);
     `since` and `before` bound the last activity; `addresses` are the ways threads spell
     the one of our numbers they are on; `failed` keeps threads with an MO whose
-    handling failed."""
+    handling failed; `field` those of contacts with a field's value."""
 
     bot: str | None = None
     status: str | None = None
@@ -114,6 +141,7 @@ class Filters:
     before: str | None = None
     addresses: tuple[str, ...] | None = None
     failed: bool = False
+    field: FieldMatch | None = None
 
     def where(self, text: Condition | None = None) -> tuple[list[str], list[object]]:
         """SQL conditions on threads `t`, and their parameters; `text` is the condition
@@ -146,6 +174,10 @@ class Filters:
         if self.failed:
             # The failed MOs are few (an index of them alone): read them, then the threads.
             where.append(f"t.id IN (SELECT thread_id FROM messages WHERE {FAILED})")
+        if self.field is not None:
+            sql, values = self.field.condition()
+            where.append(sql)
+            params += values
         if self.since:
             where.append("t.updated_at >= ?")
             params.append(self.since)
@@ -161,8 +193,9 @@ class Conversations(Part):
     async def page(
         self, after: Cursor | None = None, filters: Filters = Filters(), *, limit: int = PAGE
     ) -> tuple[list[Row], Cursor | None]:
-        """Threads, most recently active first, with their last message and the delivery
-        status of their last reply; and the cursor of the next page (None: last page)."""
+        """Threads, most recently active first, with their last message, the delivery
+        status of their last reply and the contact's name; and the cursor of the next
+        page (None: last page)."""
         # Words are looked up in the database's full-text index, each engine its way
         # (db/fts5.py, db/postgres.py), rather than in the text of every message.
         text = await self.db.text_search(filters.words) if filters.words else None
@@ -180,7 +213,8 @@ class Conversations(Part):
                     WHERE m.thread_id = t.id AND m.direction = 'mt'
                     ORDER BY m.id DESC LIMIT 1) AS last_delivery,
                    (SELECT count(*) FROM messages WHERE thread_id = t.id AND {FAILED})
-                       AS failures
+                       AS failures,
+                   (SELECT name FROM contacts c WHERE c.handset = t.handset) AS name
                 FROM threads t
                 {"WHERE " + " AND ".join(where) if where else ""}
                 ORDER BY t.updated_at DESC, t.id DESC LIMIT ?""",
