@@ -32,6 +32,9 @@ Each problem has a file, a line and one of these kinds:
     too-long           a reply takes more than the allowed number of segments
     mask-off-default   a bot or a reply sets a mask, which only the default of our several
                        numbers can carry: in a conversation on another, its handler fails
+    field-conflict     two bots declare one contact field as two kinds: the router refuses
+    campaign-field     a campaign follows a field no bot declares as a date or datetime,
+                       or another campaign has its name: the router refuses it
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ def check(
     problems += template_problems(list(sources.values()), templates_folder, max_segments)
     problems += language_problems(templates_folder)
     problems += _mask_problems(modules, settings.numbers)
+    problems += _campaign_problems(modules)
     return sorted(problems)
 
 
@@ -386,3 +390,56 @@ def _masks(keyword: ast.keyword) -> bool:
     """True for a `mask=` argument that is not a literal None."""
     literal_none = isinstance(keyword.value, ast.Constant) and keyword.value.value is None
     return keyword.arg == "mask" and not literal_none
+
+
+# Contact fields and campaigns
+
+
+def _campaign_problems(modules: list[BotModule]) -> list[Problem]:
+    """Fields declared as two kinds, and campaigns the router would refuse: on a field
+    that is not a date, or of a name another campaign has."""
+    problems: list[Problem] = []
+    declared: dict[str, tuple[str, Location]] = {}
+    names: dict[str, Location] = {}
+    for module in modules:
+        for variable, bot in module.bots.items():
+            here = Location(module.source.path, assignment_line(module.source.tree, variable))
+            for field in bot.fields:
+                kind, there = declared.setdefault(field.name, (field.kind, here))
+                if kind != field.kind:
+                    message = (
+                        f"field {field.name!r} of bot {bot.name!r} is a {field.kind}, "
+                        f"but a {kind} at {there}"
+                    )
+                    problems.append(Problem(*here, "field-conflict", message))
+    for module in modules:
+        for bot in module.bots.values():
+            for campaign in bot.campaigns:
+                here = _campaign_line(module.source, campaign.name)
+                if campaign.name in names and names[campaign.name] != here:
+                    message = (
+                        f"campaign {campaign.name!r} is already declared at {names[campaign.name]}"
+                    )
+                    problems.append(Problem(*here, "campaign-field", message))
+                names.setdefault(campaign.name, here)
+                kind = declared.get(campaign.field, (None, here))[0]
+                if kind not in ("date", "datetime"):
+                    dates = sorted(n for n, (k, _) in declared.items() if k in ("date", "datetime"))
+                    message = (
+                        f"campaign {campaign.name!r} follows field {campaign.field!r}, which "
+                        + (f"is a {kind}" if kind else "no bot declares")
+                        + ": it must be a date or datetime"
+                        + did_you_mean(campaign.field, dates)
+                    )
+                    problems.append(Problem(*here, "campaign-field", message))
+    return problems
+
+
+def _campaign_line(source: Source, name: str) -> Location:
+    """Where the module makes the campaign named `name` (its first line otherwise)."""
+    for node in ast.walk(source.tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Campaign":
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and first.value == name:
+                return Location(source.path, node.lineno)
+    return Location(source.path, 1)

@@ -99,6 +99,15 @@ EXPECTED = {
         "templates/club/welcome.pt_BR.txt:1: language-name: botkit looks for this pt-br "
         "version as club/welcome.pt-br.txt",
     ],
+    "field_conflict": [
+        "bots/b.py:5: field-conflict: field 'due' of bot 'b' is a text, but a date at bots/a.py:5",
+    ],
+    "campaign_field": [
+        "bots/visits.py:9: campaign-field: campaign 'reminders' follows field 'visit_onn', "
+        "which no bot declares: it must be a date or datetime; did you mean 'visit_on'?",
+        "bots/visits.py:12: campaign-field: campaign 'by_clinic' follows field 'clinic', "
+        "which is a text: it must be a date or datetime",
+    ],
     "too_long": [
         "bots/club.py:19: too-long: reply takes 4 segments as GSM-7 (512 units), "
         "over the limit of 3",

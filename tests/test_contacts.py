@@ -14,6 +14,7 @@ from botkit import Bot, Context
 from botkit.contacts import language_code
 from botkit.fields import Field, FieldError, Fields
 from botkit.router import Router
+from botkit.store.contacts import Author
 from botkit.testing import Harness
 
 pytestmark = pytest.mark.backends
@@ -217,3 +218,20 @@ def test_language_codes_are_kept_lower_case_and_junk_is_refused():
     for junk in ("../x", "e s", "english", ""):
         with pytest.raises(FieldError, match="is not a language code"):
             language_code(junk)
+
+
+async def test_two_writers_of_one_contact_keep_each_others_changes(database, tmp_path):
+    async with harness(database, tmp_path) as h:
+        contacts = h.runtime.store.contacts
+        first, second = await contacts.get(AU), await contacts.get(AU)
+        first.name, second.language = "Ana", "es"
+        first.fields["clinic"], second.fields["visits"] = "Newtown", 2
+        await contacts.save(first, Author("api", "one"))
+        await contacts.save(second, Author("api", "two"))
+        both = await contacts.get(AU)
+        assert (both.name, both.language, both.fields["clinic"], both.fields["visits"]) == (
+            "Ana",
+            "es",
+            "Newtown",
+            2,
+        )

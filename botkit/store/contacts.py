@@ -207,12 +207,13 @@ async def save(tx: Tx, contact: Contact, author: Author, now: str) -> bool:
     if not changes:
         return False
     values = {what: getattr(contact, what) for what in ATTRIBUTES}
+    # Only what changed: another writer's change of another attribute meanwhile stands.
+    changed = [what for what in ATTRIBUTES if any(c.what == what for c in changes)]
+    sets = "".join(f"{what} = excluded.{what}, " for what in changed)
     await tx.execute(
-        """INSERT INTO contacts (handset, name, language, timezone, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (handset) DO UPDATE SET name = excluded.name,
-               language = excluded.language, timezone = excluded.timezone,
-               updated_at = excluded.updated_at""",
+        f"""INSERT INTO contacts (handset, name, language, timezone, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (handset) DO UPDATE SET {sets}updated_at = excluded.updated_at""",
         (contact.number, values["name"], values["language"], values["timezone"], now, now),
     )
     kinds = contact.fields.kinds()
