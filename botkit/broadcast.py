@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .addresses import OurNumbers
+from .contacts import Contact
 from .errors import BotkitError, ValidationError
 from .localtime import zones_of
 from .numbers import international
@@ -140,7 +141,8 @@ async def broadcast(
             continue
         done.add(number)
         start = max(at, store.clock()) if at else store.clock()
-        batch.append(_recipient(templates, plan, number, row, start, quiet))
+        contact = await store.contacts.get(number) if plan.template is not None else None
+        batch.append(_recipient(templates, plan, contact, number, row, start, quiet))
         if len(batch) >= BATCH:
             await _flush(store, broadcast_id, plan, batch, report, numbers)
     await _flush(store, broadcast_id, plan, batch, report, numbers)
@@ -159,15 +161,20 @@ async def _each(rows: Iterable[Row] | AsyncIterator[Row]) -> AsyncIterator[Row]:
 def _recipient(
     templates: SMSTemplates,
     plan: Plan,
+    contact: Contact | None,
     number: str,
     row: Row,
     now: datetime,
     quiet: QuietHours | None,
 ) -> Recipient:
+    """A recipient, and the template rendered for them: in their contact's language,
+    with `contact`, `number` and the row's columns."""
     reply = None
     if plan.template is not None:
+        assert contact is not None
+        variables = {"number": number, "contact": contact, **row.variables}
         try:
-            reply = templates.reply(plan.template, {"number": number, **row.variables})
+            reply = templates.reply(plan.template, variables, contact.language)
         except BotkitError as exc:
             raise ValidationError(f"line {row.line}", str(exc)) from None
     release = quiet.release(now, number) if quiet else None

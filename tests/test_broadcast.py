@@ -70,6 +70,19 @@ async def test_a_broadcast_to_1000_with_10_opted_out_sends_exactly_990(tmp_path,
         assert summary == {"accepted": 990, "skipped": 10}
 
 
+async def test_each_recipient_gets_the_template_in_their_contacts_language(tmp_path, database):
+    (tmp_path / "sale").mkdir()
+    (tmp_path / "sale" / "spring.txt").write_text("Spring sale, {{ contact.name or 'friend' }}!")
+    (tmp_path / "sale" / "spring.es.txt").write_text("¡Rebajas, {{ contact.name }}!")
+    async with Harness([], tmp_path, db=database) as harness:
+        await harness.phone(PHONE).update_contact(name="Ana", language="es")
+        plan = Plan(name="spring", address="4433", template="sale/spring.txt")
+        report = await run(harness, plan, [Row(2, PHONE), Row(3, "+61400000002")])
+        assert report.queued == 2
+        texts = {m.destination: m.content for m in harness.simulator.sent}
+        assert texts == {PHONE: "¡Rebajas, Ana!", "+61400000002": "Spring sale, friend!"}
+
+
 async def test_an_interrupted_broadcast_resumes_where_it_stopped(tmp_path, database):
     (tmp_path / "news.txt").write_text("News!\n")
     everyone = numbers(300)

@@ -123,6 +123,7 @@ async def _broadcast(
     try:
         await migrate(db)
         store = Store(db)
+        store.contacts.zone = settings.zone  # of the contacts its templates get
         rows = read_csv(args.csv) if args.csv else await _members(store, args.list)
         with progress_bar(total=len(rows), unit=" recipients", desc="broadcast") as bar:
             return await broadcast(
