@@ -254,6 +254,10 @@ class Dispatcher(Worker):
         and commit what it did."""
         if timer.thread_id is None:
             thread = await self._campaign_thread(timer)
+            if thread is None:
+                log.info("timer %s %r: opted out since, cancelled", timer.id, timer.name)
+                await self.store.timers.end(timer, "cancelled", "opted out")
+                return
         else:
             thread = await self.store.threads.get(timer.thread_id)
         bot = self.router.bots.get(thread.bot) if thread else None
@@ -300,11 +304,11 @@ class Dispatcher(Worker):
 
     async def _campaign_thread(self, timer: Timer) -> Thread | None:
         """The new thread a campaign event fires in, from the campaign's number; None
-        (the event is cancelled) if the handset has opted out of it since."""
+        if the handset has opted out of it since (an opt-out cancels its events, so only
+        one that came as the event was claimed)."""
         assert timer.handset is not None
-        address = timer.data.get("address")
-        bot = timer.data.get("bot")
-        if not address or not bot or await self.store.consent.suppressed(timer.handset, address):
+        address, bot = timer.data["address"], timer.data["bot"]
+        if await self.store.consent.suppressed(timer.handset, address):
             return None
         return Thread(bot=bot, handset=timer.handset, address=address)
 
