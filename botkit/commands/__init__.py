@@ -8,7 +8,20 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import backup, broadcast, check, db, export, init, lists, migrate, run, send, simulator
+from . import (
+    backup,
+    broadcast,
+    check,
+    db,
+    export,
+    init,
+    lists,
+    migrate,
+    run,
+    send,
+    simulator,
+    webhooks,
+)
 
 COMMANDS: tuple[ModuleType, ...] = (
     run,
@@ -22,4 +35,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     export,
     broadcast,
     lists,
+    webhooks,
 )

@@ -115,6 +115,13 @@ def shown_url(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+def from_row(row: Row) -> Webhook:
+    """A webhook of the database (store.webhooks.stored's row): its events that are
+    known (a later botkit's, a database copied back, may have others)."""
+    known = tuple(name for name in row["events"].split(",") if name in EVENTS)
+    return Webhook(row["url"], row["secret"], known, row["id"])
+
+
 class Registry:
     """The webhooks in force: the settings' (`configured`) and the database's, as last
     read (`load`); publishes who subscribes to what as `db.subscribers`."""
@@ -140,16 +147,15 @@ class Registry:
         publish them."""
         configured = {hook.url for hook in self.configured}
         stored = []
-        for row in rows:
-            id, url, secret, events = row["id"], row["url"], row["secret"], row["events"]
-            if url in configured:
-                if url not in self._shadowed:
-                    shown = shown_url(url)
-                    log.warning("webhook #%s: %s is in the settings too, which win", id, shown)
-                    self._shadowed.add(url)
+        for hook in map(from_row, rows):
+            if hook.url in configured:
+                if hook.url not in self._shadowed:
+                    log.warning(
+                        "webhook #%s: %s is in the settings too, which win", hook.id, hook.shown
+                    )
+                    self._shadowed.add(hook.url)
                 continue
-            known = tuple(name for name in str(events).split(",") if name in EVENTS)
-            stored.append(Webhook(str(url), str(secret), known, int(id)))
+            stored.append(hook)
         self.stored = tuple(stored)
         self._publish()
 
