@@ -1,5 +1,5 @@
-"""The dashboard: conversations, transcripts, takeover, consent, surveys and deliveries,
-server-rendered with autoescaping Jinja templates (templates/dashboard/).
+"""The dashboard: conversations, transcripts, takeover, consent, surveys, deliveries and
+webhooks, server-rendered with autoescaping Jinja templates (templates/dashboard/).
 
 Private like /api (see access.py): loopback only, or a login with
 BOTKIT_DASHBOARD_USER/PASSWORD. Pages escape everything a handset sent, and a
@@ -18,7 +18,17 @@ from .. import params  # noqa: F401  (registers the {name:id} path convertor)
 from ..access import Guard
 from ..sessions import Sessions
 from ..settings import Settings
-from . import consent, conversations, deliveries, live, login, people, surveys, takeover
+from . import (
+    consent,
+    conversations,
+    deliveries,
+    live,
+    login,
+    people,
+    surveys,
+    takeover,
+    webhooks,
+)
 from .pages import STATIC, Pages
 
 if TYPE_CHECKING:
@@ -37,6 +47,7 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
         *surveys.routes(pages, runtime),
         *deliveries.routes(pages, runtime),
         *consent.routes(pages, runtime),
+        *webhooks.routes(pages, runtime),
     ]
     return Mount(
         "/dashboard",

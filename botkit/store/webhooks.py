@@ -29,6 +29,9 @@ PAGE = 50
 STATES = ("pending", "delivered", "failed")
 # What of a receiver's answer or error is kept with an attempt.
 MAX_ERROR = 200
+# A delivery's columns as the dashboard shows it (`sending`: an attempt is under way).
+SHOWN = """id, event_id, event, url, state, attempts, due_at, last_status, last_error,
+    created_at, updated_at, claimed_by IS NOT NULL AS sending"""
 
 
 async def emit(tx: Tx, event: str, data: Mapping[str, Any], now: str) -> str | None:
@@ -199,14 +202,18 @@ class Webhooks(Claims):
             params.append(before)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = await self.db.fetchall(
-            f"""SELECT id, event_id, event, url, state, attempts, due_at, last_status,
-                    last_error, created_at, updated_at, claimed_by IS NOT NULL AS sending
-                FROM webhook_deliveries {where} ORDER BY id DESC LIMIT ?""",
+            f"SELECT {SHOWN} FROM webhook_deliveries {where} ORDER BY id DESC LIMIT ?",
             [*params, limit + 1],
         )
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, rows[-1]["id"] if more and rows else None
+
+    async def delivery(self, delivery_id: int) -> Row | None:
+        """One delivery, with its payload, as `page` reads them."""
+        return await self.db.fetchone(
+            f"SELECT {SHOWN}, payload FROM webhook_deliveries WHERE id = ?", (delivery_id,)
+        )
 
     async def attempts(self, delivery_id: int) -> list[Row]:
         """Every attempt of a delivery, the first first."""
