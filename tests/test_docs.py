@@ -10,7 +10,12 @@ from tutorial import follow
 
 @pytest.mark.parametrize(
     ("doc", "least_ran", "least_written"),
-    [("writing-bots.md", 5, 10), ("opt-in.md", 5, 8), ("surveys.md", 3, 5)],
+    [
+        ("writing-bots.md", 5, 10),
+        ("opt-in.md", 5, 8),
+        ("surveys.md", 3, 5),
+        ("webhooks.md", 4, 5),
+    ],
 )
 def test_tutorial_runs_as_written(tmp_path, doc, least_ran, least_written):
     ran, written = follow(ROOT / "docs" / doc, tmp_path)
