@@ -21,8 +21,8 @@ from .gateway import in_clear
 from .webhooks.subscriptions import (
     Webhook,
     event_names,
+    from_tables,
     shown_url,
-    webhook,
     webhook_secret,
     webhook_url,
 )
@@ -207,7 +207,7 @@ class Settings:
         _check_networks("BOTKIT_CALLBACK_ALLOW", self.callback_allow)
         if self.forwarded_allow_ips != ("*",):
             _check_networks("BOTKIT_FORWARDED_ALLOW_IPS", self.forwarded_allow_ips)
-        object.__setattr__(self, "webhooks", _webhooks(self.webhooks))
+        object.__setattr__(self, "webhooks", from_tables(self.webhooks, WEBHOOKS))
         self.all_webhooks()  # BOTKIT_WEBHOOK_* checked, and no URL twice
 
     def all_webhooks(self) -> tuple[Webhook, ...]:
@@ -271,6 +271,7 @@ class Settings:
                 "webhook_secret",
             )
         }
+        shown["webhook_url"] = self.webhook_url and shown_url(self.webhook_url)
         shown["webhooks"] = tuple(hook.shown for hook in self.webhooks)
         shown["db"] = redact(self.db)  # a URL's password
         shown["gateway_url"] = redact(self.gateway_url)
@@ -336,27 +337,6 @@ def _from_file(
         if known[name].metadata["env"] == exc.field:
             return ValidationError(f"{path}: {name} ({exc.field})", exc.reason)
     return exc
-
-
-def _webhooks(entries: tuple[Any, ...]) -> tuple[Webhook, ...]:
-    """BOTKIT_WEBHOOKS checked: each entry (a table of url, secret and events) a Webhook."""
-    hooks = []
-    for number, entry in enumerate(entries, 1):
-        if isinstance(entry, Webhook):
-            hooks.append(entry)
-            continue
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("url"), str):
-            raise ValidationError(WEBHOOKS, f"webhook {number} is not a table with a url")
-        if unknown := sorted(set(entry) - {"url", "secret", "events"}):
-            raise ValidationError(WEBHOOKS, f"webhook {number} has unknown keys {unknown}")
-        events = entry.get("events", ())
-        if not isinstance(events, list | tuple | str):
-            raise ValidationError(WEBHOOKS, f"webhook {number}: events is not a list of names")
-        try:
-            hooks.append(webhook(entry["url"], entry.get("secret"), events, field=WEBHOOKS))
-        except ValidationError as exc:
-            raise ValidationError(WEBHOOKS, f"webhook {number}: {exc.reason}") from None
-    return tuple(hooks)
 
 
 def _check_networks(name: str, entries: tuple[str, ...]) -> None:

@@ -49,9 +49,9 @@ events = {list(EVENTS)!r}
         "http://127.0.0.1:9000/local",
     ]
     assert hooks[2].events == EVENTS
-    shown = repr(load(tmp_path, ONE))
-    assert SECRET not in shown and "token=abc" not in shown
-    assert "https://a.example/hook" in shown
+    shown = repr(load(tmp_path, {**ONE, "BOTKIT_WEBHOOK_URL": "https://crm.example/b?t=xyz"}))
+    assert SECRET not in shown and "token=abc" not in shown and "t=xyz" not in shown
+    assert "https://a.example/hook" in shown and "https://crm.example/b" in shown
 
 
 def test_webhooks_as_json_in_the_environment(tmp_path):

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from test_db_faults import MO_URL, OK, answer, locked, mo
 
 from botkit import Settings, create_app
 from botkit.clock import parse_stamp
@@ -169,6 +170,20 @@ async def test_a_repeated_mo_callback_is_one_event(settings):
     assert payload["data"]["gateway_id"] == 77
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # locked: SQLite's
+async def test_mos_replayed_from_the_spool_are_an_event_each(settings):
+    receiver = Receiver()
+    async with hooked_to(receiver, settings, FakeClock()) as app, client_to(app) as client:
+        async with locked(settings.db):
+            for params in (mo(1, "one"), mo(2, "two"), mo(1, "one")):
+                assert answer(await client.get(MO_URL, params=params)) == OK
+            assert app.state.runtime.spool.waiting
+        await eventually(lambda: len(receiver.requests) == 2, timeout=60)
+        await eventually(lambda: app.state.runtime.spool.waiting == 0)
+    texts = sorted(json.loads(body)["data"]["text"] for _, body in receiver.requests)
+    assert texts == ["one", "two"]
+
+
 async def test_nothing_is_written_for_an_event_nobody_subscribes_to(settings):
     receiver = Receiver()
     async with hooked_to(receiver, settings, FakeClock(), "survey.completed") as app:
@@ -234,3 +249,13 @@ async def test_processes_claim_each_delivery_once_and_a_lost_claim_records_nothi
     finally:
         for db in dbs:
             await db.close()
+
+
+async def test_an_unknown_event_is_a_mistake_of_the_code_that_emits_it(database):
+    db = await Database.open(database)
+    try:
+        await migrate(db)
+        with pytest.raises(ValueError, match=r"unknown webhook event 'mo\.recieved': one of"):
+            await db.write(lambda tx: emit(tx, "mo.recieved", {}, "2026-01-05T09:00:00Z"))
+    finally:
+        await db.close()

@@ -96,17 +96,25 @@ class WebhookSender(Worker):
     async def _run(self) -> None:
         while True:
             self.ready()
-            if time.monotonic() >= self._refreshed_at + REFRESH_SECONDS:
-                await self.refresh()
-            free = self.concurrency - self._busy
-            if free > 0 and await self.store.webhooks.due():
-                claimed = await self.store.webhooks.claim(free, self.lease)
-                for delivery in claimed:
-                    self._busy += 1
-                    self.spawn(self._deliver(delivery))
-                if claimed:
+            try:
+                if await self._round():
                     continue
+            except DatabaseError as exc:  # away for a while: the events wait in it
+                log.warning("webhooks: cannot read the deliveries due: %s", exc)
             await self.sleep(POLL_SECONDS if self.registry.webhooks else REFRESH_SECONDS)
+
+    async def _round(self) -> bool:
+        """Start the due deliveries there is room for; whether it started any."""
+        if time.monotonic() >= self._refreshed_at + REFRESH_SECONDS:
+            await self.refresh()
+        free = self.concurrency - self._busy
+        if free <= 0 or not await self.store.webhooks.due():
+            return False
+        claimed = await self.store.webhooks.claim(free, self.lease)
+        for delivery in claimed:
+            self._busy += 1
+            self.spawn(self._deliver(delivery))
+        return bool(claimed)
 
     async def _deliver(self, delivery: Delivery) -> None:
         """Make one attempt and record its outcome."""

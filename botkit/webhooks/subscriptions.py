@@ -12,9 +12,10 @@ command line counts within that time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -55,12 +56,28 @@ class Webhook:
         return shown_url(self.url)
 
 
-def webhook(url: str, secret: str | None, events: Iterable[str] | str, *, field: str) -> Webhook:
-    """A webhook, checked (`webhook_url`, `webhook_secret`, `event_names`); an error names
-    `field`, the setting or option it came from."""
-    return Webhook(
-        webhook_url(url, field), webhook_secret(secret, field), event_names(events, field)
-    )
+def from_tables(entries: Iterable[Any], field: str) -> tuple[Webhook, ...]:
+    """Webhooks from tables of url, secret and events (botkit.toml's [[webhooks]], or
+    BOTKIT_WEBHOOKS' JSON), each checked; an error names `field` and the table."""
+    hooks = []
+    for number, entry in enumerate(entries, 1):
+        if isinstance(entry, Webhook):
+            hooks.append(entry)
+            continue
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("url"), str):
+            raise ValidationError(field, f"webhook {number} is not a table with a url")
+        if unknown := sorted(set(entry) - {"url", "secret", "events"}):
+            raise ValidationError(field, f"webhook {number} has unknown keys {unknown}")
+        events = entry.get("events", ())
+        if not isinstance(events, list | tuple | str):
+            raise ValidationError(field, f"webhook {number}: events is not a list of names")
+        try:
+            url = webhook_url(entry["url"], field)
+            secret = webhook_secret(entry.get("secret"), field)
+            hooks.append(Webhook(url, secret, event_names(events, field)))
+        except ValidationError as exc:
+            raise ValidationError(field, f"webhook {number}: {exc.reason}") from None
+    return tuple(hooks)
 
 
 def webhook_url(url: str, field: str) -> str:
