@@ -160,6 +160,30 @@ async def test_a_redirect_is_not_followed(settings):
     assert len(receiver.requests) == 1
 
 
+async def trickle(scope, receive, send) -> None:
+    """A receiver that answers a byte, then nothing more until the caller hangs up."""
+    if scope["type"] == "lifespan":  # nothing to start or stop
+        for step in ("startup", "shutdown"):
+            await receive()
+            await send({"type": f"lifespan.{step}.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b".", "more_body": True})
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def test_a_receiver_that_trickles_is_cut_off_and_tried_again(settings):
+    receiver = Receiver()
+    receiver.app = trickle
+    async with hooked_to(receiver, settings, FakeClock()) as app:
+        app.state.runtime.webhooks.attempt_seconds = 0.5
+        await app.state.simulator.send_mo(HANDSET, "hello")
+        await eventually(lambda: _is(state_of(app), ("pending", 1)))
+        (row,) = await deliveries(app)
+    assert (row["last_status"], row["last_error"]) == (None, "no whole answer within 0.5s")
+
+
 async def test_a_repeated_mo_callback_is_one_event(settings):
     receiver = Receiver()
     async with hooked_to(receiver, settings, FakeClock()) as app, client_to(app) as client:

@@ -61,12 +61,14 @@ class WebhookSender(Worker):
         concurrency: int = CONCURRENCY,
         schedule: Sequence[float] = RETRY_SCHEDULE,
         jitter: float = JITTER,
+        attempt_seconds: float = ATTEMPT_SECONDS,
     ) -> None:
         super().__init__()
         self.store = store
         self.registry = registry
         self.metrics = metrics or Metrics()
-        self.lease = max(lease, ATTEMPT_SECONDS * 2)  # a claim outlasts its attempt
+        self.attempt_seconds = attempt_seconds
+        self.lease = max(lease, attempt_seconds * 2)  # a claim outlasts its attempt
         self.concurrency = concurrency
         self.schedule = tuple(schedule)
         self.jitter = jitter
@@ -187,12 +189,12 @@ class WebhookSender(Worker):
         }
         try:
             async with (
-                asyncio.timeout(ATTEMPT_SECONDS),
+                asyncio.timeout(self.attempt_seconds),
                 self.http.stream("POST", hook.url, content=body, headers=headers) as response,
             ):
                 answer = await _first_bytes(response, MAX_READ)
         except TimeoutError:
-            return None, f"no answer within {ATTEMPT_SECONDS:g}s"
+            return None, f"no whole answer within {self.attempt_seconds:g}s"
         except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
             return None, f"{type(exc).__name__}: {exc}".rstrip(": ")
         status = response.status_code
