@@ -233,12 +233,14 @@ async def _metrics(request: Request) -> Response:
     try:
         inbox_depth = await runtime.store.inbox.depth()
         outbox_depth = await runtime.store.outbox.depth()
+        webhooks_pending = await runtime.store.webhooks.pending()
     except Exception as exc:
         log.error("metrics: could not read the queue depths: %s", exc)
-        inbox_depth = outbox_depth = math.nan
+        inbox_depth = outbox_depth = webhooks_pending = math.nan
     body = runtime.metrics.render(
         inbox_depth=inbox_depth,
         outbox_depth=outbox_depth,
+        webhooks_pending=webhooks_pending,
         spool_depth=runtime.spool.waiting,
         spool_age_seconds=runtime.spool.age,
         spool_set_aside=runtime.spool.set_aside_count,

@@ -124,6 +124,16 @@ class Metrics(Collector):
             ),
             (*DELIVERY_STATUSES, OTHER_STATUS),
         )
+        self.webhooks = _by_label(
+            Counter(
+                "botkit_webhooks_delivered_total",
+                "Webhook delivery attempts by outcome: delivered (a 2xx answer), retried (to be "
+                "tried again later), failed (for good: the last attempt, or no webhook now)",
+                ["outcome"],
+                registry=registry,
+            ),
+            ("delivered", "retried", "failed"),
+        )
         self.mt_send_seconds = Histogram(
             "botkit_mt_send_seconds",
             "Time of one gateway send request, in seconds",
@@ -144,6 +154,11 @@ class Metrics(Collector):
             ),
             "outbox_depth": Gauge(
                 "botkit_outbox_depth", "MTs waiting for the gateway", registry=registry
+            ),
+            "webhooks_pending": Gauge(
+                "botkit_webhooks_pending",
+                "Webhook deliveries waiting to be made or retried",
+                registry=registry,
             ),
             "spool_depth": Gauge(
                 "botkit_spool_depth",

@@ -530,6 +530,51 @@ MIGRATIONS: tuple[Migration, ...] = (
                 WHERE thread_id IS NULL""",
         ),
     ),
+    Migration(
+        23,
+        "webhooks: those added with `botkit webhooks add`, and the queue of their deliveries",
+        (
+            # A webhook added from the command line (those of the settings are not
+            # stored). Its secret signs the deliveries, so it is kept as given.
+            """CREATE TABLE webhooks (
+                id INTEGER PRIMARY KEY,
+                url TEXT NOT NULL UNIQUE,
+                secret TEXT NOT NULL,
+                events TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            # One event for one webhook (named by its URL), written in the transaction
+            # that made the event happen; claimed by pushing `due_at` a lease ahead.
+            """CREATE TABLE webhook_deliveries (
+                id INTEGER PRIMARY KEY,
+                event_id TEXT NOT NULL,
+                event TEXT NOT NULL,
+                url TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                due_at TEXT NOT NULL,
+                claimed_by TEXT,
+                last_status INTEGER,
+                last_error TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (due_at) "
+            "WHERE state = 'pending'",
+            # Every attempt, for the dashboard: its HTTP status, or why it got none.
+            """CREATE TABLE webhook_attempts (
+                id INTEGER PRIMARY KEY,
+                delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries (id),
+                attempt INTEGER NOT NULL,
+                status INTEGER,
+                error TEXT,
+                attempted_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id)",
+        ),
+    ),
 )
 
 

@@ -1,4 +1,5 @@
-"""The running parts of an app: database, store, gateway client, dispatcher and sender.
+"""The running parts of an app: database, store, gateway client, dispatcher, sender and
+webhook sender.
 
 Built when the app is created and started by its lifespan, so that routes can hold
 it before the database is open.
@@ -12,6 +13,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+
+import httpx
 
 from .bot import Bot
 from .campaign import sending_from
@@ -37,6 +40,8 @@ from .spool import Spool
 from .store import Store
 from .templates import SMSTemplates
 from .throttle import LoginThrottle
+from .webhooks.sender import WebhookSender
+from .webhooks.subscriptions import Registry
 
 log = logging.getLogger("botkit")
 
@@ -69,6 +74,10 @@ class Runtime:
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.sender: Sender | None = None
+        self.webhooks: WebhookSender | None = None
+        # Where webhooks are POSTed through (None: the internet; the test harness's
+        # receiver for its tests).
+        self.webhook_http: httpx.AsyncClient | None = None
         self.secret_key: str | None = settings.secret_key
         self.logins = LoginThrottle()
         self.login_fingerprint: str | None = None
@@ -100,7 +109,7 @@ class Runtime:
 
     def stopped_workers(self) -> list[str]:
         """The workers (and the database writer) that should run but do not."""
-        workers = [self.dispatcher, self.sender, self.replay, self.reloader]
+        workers = [self.dispatcher, self.sender, self.webhooks, self.replay, self.reloader]
         stopped = [w.name for w in workers if w is not None and not w.alive]
         if self.db is not None and not self.db.writing:
             stopped.append("database writer")
@@ -189,7 +198,16 @@ class Runtime:
         )
         if self.settings.failed_reply:
             self._check_apology()
+        self.webhooks = WebhookSender(
+            self._store,
+            Registry(self.db, self.settings.all_webhooks()),
+            http=self.webhook_http,
+            metrics=self.metrics,
+            lease=self.settings.lease,
+        )
+        await self.webhooks.refresh()  # before the first MO: its events are written
         self.sender.start()
+        self.webhooks.start()
         self.dispatcher.start()
         self.replay = Replay(self.spool, self._store, self.dispatcher, self.metrics)
         self.replay.start()
@@ -221,6 +239,8 @@ class Runtime:
                 await self.dispatcher.stop()
             if self.sender is not None:
                 await self.sender.stop()
+            if self.webhooks is not None:
+                await self.webhooks.stop()
             await self.gateway.aclose()
         finally:
             await self.spool.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import math
 import os
 import tomllib
@@ -17,10 +18,19 @@ from .addresses import SIMULATOR_NUMBER, OurNumbers
 from .db import is_url, redact
 from .errors import ValidationError
 from .gateway import in_clear
+from .webhooks.subscriptions import (
+    Webhook,
+    event_names,
+    from_tables,
+    shown_url,
+    webhook_secret,
+    webhook_url,
+)
 
 DEFAULT_GATEWAY_URL = "https://api.sms.optus.com.au/message"
 # A conversation idle for a minute at least, a century at most (dates stay in range).
 MIN_IDLE_DAYS, MAX_IDLE_DAYS = 1 / 1440, 36_500
+WEBHOOKS = "BOTKIT_WEBHOOKS"
 
 
 def _setting(env: str, default: Any, help: str) -> Any:
@@ -129,6 +139,30 @@ class Settings:
     host: str = _setting("BOTKIT_HOST", "127.0.0.1", "address to listen on")
     port: int = _setting("BOTKIT_PORT", 8000, "port to listen on")
     log_format: str = _setting("BOTKIT_LOG_FORMAT", "text", "log lines as text or json")
+    webhook_url: str | None = _setting(
+        "BOTKIT_WEBHOOK_URL",
+        None,
+        "a webhook: the URL the events of BOTKIT_WEBHOOK_EVENTS are POSTed to, signed with "
+        "BOTKIT_WEBHOOK_SECRET (docs/webhooks.md); https, or http to this machine",
+    )
+    webhook_secret: str | None = _setting(
+        "BOTKIT_WEBHOOK_SECRET",
+        None,
+        "the secret that signs BOTKIT_WEBHOOK_URL's deliveries, 16 characters at least; "
+        "never logged or shown",
+    )
+    webhook_events: tuple[str, ...] = _setting(
+        "BOTKIT_WEBHOOK_EVENTS",
+        (),
+        "the events BOTKIT_WEBHOOK_URL subscribes to, comma-separated: mo.received, "
+        "contact.opted_out, survey.completed, thread.ended, campaign.fired",
+    )
+    webhooks: tuple[Webhook, ...] = _setting(
+        "BOTKIT_WEBHOOKS",
+        (),
+        "more webhooks: [[webhooks]] tables in botkit.toml, each with url, secret and "
+        "events; in the environment, a JSON list of such objects",
+    )
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.send_rate) and self.send_rate > 0):
@@ -173,6 +207,27 @@ class Settings:
         _check_networks("BOTKIT_CALLBACK_ALLOW", self.callback_allow)
         if self.forwarded_allow_ips != ("*",):
             _check_networks("BOTKIT_FORWARDED_ALLOW_IPS", self.forwarded_allow_ips)
+        object.__setattr__(self, "webhooks", from_tables(self.webhooks, WEBHOOKS))
+        self.all_webhooks()  # BOTKIT_WEBHOOK_* checked, and no URL twice
+
+    def all_webhooks(self) -> tuple[Webhook, ...]:
+        """The webhooks of the settings: BOTKIT_WEBHOOK_URL's, then BOTKIT_WEBHOOKS."""
+        hooks = self.webhooks
+        if self.webhook_url is not None:
+            single = Webhook(
+                webhook_url(self.webhook_url, "BOTKIT_WEBHOOK_URL"),
+                webhook_secret(self.webhook_secret, "BOTKIT_WEBHOOK_SECRET"),
+                event_names(self.webhook_events, "BOTKIT_WEBHOOK_EVENTS"),
+            )
+            hooks = (single, *hooks)
+        elif self.webhook_secret or self.webhook_events:
+            raise ValidationError(
+                "BOTKIT_WEBHOOK_URL", "is needed with BOTKIT_WEBHOOK_SECRET and _EVENTS"
+            )
+        urls = [hook.url for hook in hooks]
+        if twice := [url for url in urls if urls.count(url) > 1]:
+            raise ValidationError(WEBHOOKS, f"{shown_url(twice[0])} is there twice: one URL each")
+        return hooks
 
     def our_numbers(self) -> OurNumbers:
         """Our numbers, the default first; ValidationError when none are set (with gateway
@@ -207,8 +262,17 @@ class Settings:
         shown = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("password", "dashboard_password", "callback_token", "secret_key")
+            if f.name
+            not in (
+                "password",
+                "dashboard_password",
+                "callback_token",
+                "secret_key",
+                "webhook_secret",
+            )
         }
+        shown["webhook_url"] = self.webhook_url and shown_url(self.webhook_url)
+        shown["webhooks"] = tuple(hook.shown for hook in self.webhooks)
         shown["db"] = redact(self.db)  # a URL's password
         shown["gateway_url"] = redact(self.gateway_url)
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
@@ -291,6 +355,8 @@ def _cast(f: dataclasses.Field[Any], value: Any) -> Any:
         return _typed(f, value)
     if f.type == "tuple[str, ...]":
         return tuple(part.strip() for part in value.split(",") if part.strip())
+    if f.type == "tuple[Webhook, ...]":
+        return _json_list(name, value)
     if f.type == "bool":
         if value.lower() in ("1", "true", "yes", "on"):
             return True
@@ -305,16 +371,33 @@ def _cast(f: dataclasses.Field[Any], value: Any) -> Any:
     return value or None if f.type.endswith("| None") else value
 
 
+def _json_list(name: str, text: str) -> tuple[Any, ...]:
+    """A JSON list from the environment (BOTKIT_WEBHOOKS), its entries checked later."""
+    if not text.strip():
+        return ()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValidationError(name, "is not JSON: give a list of objects") from None
+    if not isinstance(value, list):
+        raise ValidationError(name, "is not a JSON list of objects")
+    return tuple(value)
+
+
 def _typed(f: dataclasses.Field[Any], value: Any) -> Any:
     """A value from botkit.toml, checked against the field's type (TOML has its own)."""
     wanted = {
         "tuple[str, ...]": "a list of strings",
+        "tuple[Webhook, ...]": "a list of tables ([[webhooks]])",
         "bool": "true or false",
         "int": "a whole number",
         "float": "a number",
     }.get(f.type, "a string")
     if f.type == "tuple[str, ...]":
         fits = isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+        value = tuple(value) if fits else value
+    elif f.type == "tuple[Webhook, ...]":
+        fits = isinstance(value, list | tuple)
         value = tuple(value) if fits else value
     elif f.type == "bool":
         fits = isinstance(value, bool)

@@ -25,6 +25,8 @@ project's `stop_words` or `numbers` hold in its tests too. The harness keeps a f
 itself: a temporary database (unless `db=`), its callback token and send rate, and the
 simulator as the gateway: gateway credentials, its URL and the callback allow-list are
 ignored wherever they are set, so a shell set up for production runs the tests as usual.
+Webhooks (the settings' and the database's) are all delivered to the harness itself,
+which checks their signatures and keeps them in `webhooks`; none leaves the process.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ from .runtime import Runtime
 from .settings import Settings
 from .simulator import Simulator
 from .store.contacts import Author
+from .webhooks.receiver import ReceivedWebhook, Receiver
 
-__all__ = ["FakeClock", "Harness", "Phone", "SentReply"]
+__all__ = ["FakeClock", "Harness", "Phone", "ReceivedWebhook", "SentReply"]
 
 SETTLE_TIMEOUT = 10.0
 # What the harness leaves out of botkit.toml and BOTKIT_*: it is the gateway's only caller,
@@ -132,6 +135,7 @@ class Harness:
         self._errors: list[Exception] = []
         self._phones: list[Phone] = []
         self.app: Starlette | None = None
+        self._receiver = Receiver(lambda: self.runtime.webhooks.registry.webhooks, self.clock)
 
     async def __aenter__(self) -> Harness:
         self._tmp = tempfile.TemporaryDirectory(prefix="botkit-test-")
@@ -140,6 +144,7 @@ class Harness:
             self.simulator.default_fate = ()
             self.simulator.number_sequence = self.number_sequence
             self.simulator.masks = self.masks
+            self.runtime.webhook_http = self._receiver.client()
             self._lifespan = self.app.router.lifespan_context(self.app)
             await self._lifespan.__aenter__()
         except BaseException:  # bots that do not load, settings refused: nothing left over
@@ -176,6 +181,8 @@ class Harness:
         tb: TracebackType | None,
     ) -> None:
         await self._lifespan.__aexit__(exc_type, exc, tb)
+        if self.runtime.webhook_http is not None:
+            await self.runtime.webhook_http.aclose()
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -188,6 +195,12 @@ class Harness:
     def simulator(self) -> Simulator:
         assert self.app is not None, "use the harness in `async with`"
         return self.app.state.simulator
+
+    @property
+    def webhooks(self) -> list[ReceivedWebhook]:
+        """Every webhook delivered so far, the first first: each with its `url`, `type`,
+        `id`, `data` and whole `payload`, its signature checked."""
+        return self._receiver.received
 
     def phone(self, number: str = "+61400000001", *, language: str | None = None) -> Phone:
         """A simulated handset with this number, whose person reads `language` ("es",
@@ -205,13 +218,15 @@ class Harness:
         self.clock.advance(seconds, minutes=minutes, hours=hours, days=days)
         self.runtime.dispatcher.wake()
         self.runtime.sender.wake()
+        self.runtime.webhooks.wake()
         await self.settle()
         for phone in self._phones:  # what the timers sent
             await phone._refresh()
 
     async def settle(self) -> None:
         """Wait until every stored MO is handled, every due timer fired (but those of
-        threads an operator took over) and every due MT sent.
+        threads an operator took over), every due MT sent and every due webhook
+        delivered.
 
         It waits as long as the work goes down: it fails only when the work left has not
         fallen below its lowest for SETTLE_TIMEOUT seconds (a handler that hangs, an MT
@@ -239,7 +254,14 @@ class Harness:
         database was read, such as the DLR of an MT just accepted, counts)."""
         await self.simulator.drain()
         now = self.runtime.store.inbox.now()
-        waiting = await self.runtime.store.db.fetchval(
+        webhooks = await self.runtime.store.db.fetchval(
+            """SELECT count(*) FROM webhook_deliveries
+               WHERE state = 'pending' AND (due_at <= ? OR claimed_by IS NOT NULL)""",
+            (now,),
+        )
+        if webhooks:
+            self.runtime.webhooks.wake()
+        waiting = webhooks + await self.runtime.store.db.fetchval(
             """SELECT (SELECT count(*) FROM inbox)
                     + (SELECT count(*) FROM outbox
                        WHERE state = 'sending' OR next_attempt_at <= ?)
@@ -253,6 +275,8 @@ class Harness:
         return waiting + self.simulator.pending
 
     def _raise_handler_errors(self) -> None:
+        self._errors += self._receiver.errors  # a webhook whose signature did not hold
+        self._receiver.errors.clear()
         if self._errors and self.raise_errors:
             first = self._errors[0]
             self._errors.clear()

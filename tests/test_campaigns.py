@@ -238,3 +238,36 @@ async def test_a_campaign_new_or_changed_is_planned_for_its_contacts_at_start_up
     async with Harness([changed], templates, db=database, clock=clock) as h:
         (event,) = await h.phone(AU).campaign_events()
         assert event.due_at == datetime(2026, 12, 8, 10, 0, tzinfo=SYDNEY)
+
+
+async def test_a_fired_event_is_told_to_the_webhooks_once(database, templates):
+    async with Harness(
+        [dental()],
+        templates,
+        db=database,
+        clock=FakeClock(START),
+        timezone="Australia/Sydney",
+        webhook_url="https://crm.example/hooks",
+        webhook_secret="whsec_0123456789abcdef",
+        webhook_events="campaign.fired",
+    ) as h:
+        phone = h.phone(AU)
+        await phone.update_contact(fields={"appointment_at": "2026-12-10 14:30"})
+        await h.advance(days=2)  # the reminder, at 09:00 on the 9th
+        await h.advance(days=1, hours=7, minutes=30)  # the aftercare, at 16:30 on the 10th
+        fired = [hook.data for hook in h.webhooks]
+        threads = [reply.thread_id for reply in phone.replies]
+        assert fired == [
+            {
+                "campaign": "appointments",
+                "event": event,
+                "handset": AU,
+                "number": "4433",
+                "thread_id": thread_id,
+                "fired_at": at,
+            }
+            for event, thread_id, at in (
+                (0, threads[0], "2026-12-08T22:00:00.000000Z"),
+                (1, threads[1], "2026-12-10T05:30:00.000000Z"),
+            )
+        ]

@@ -32,8 +32,16 @@ BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 async def fill(path: Path) -> str:
     """A SQLite database as the app leaves it: conversations, a STOP, a list's double
     opt-in, a survey under way, broadcasts (one held for tomorrow), a delivery report,
-    an MO that came in while the app was down, a contact, and a dashboard session."""
-    async with Harness(BOTS, TEMPLATES, db=path) as harness:
+    an MO that came in while the app was down, a contact, a webhook's deliveries, and a
+    dashboard session."""
+    hooks = {"url": "https://crm.example/hooks", "secret": "whsec_0123456789abcdef"}
+    told = {f"webhook_{key}": value for key, value in hooks.items()}
+    async with Harness(BOTS, TEMPLATES, db=path, webhook_events="mo.received", **told) as harness:
+        # Webhooks: one of the settings told of each MO (deliveries and their attempts),
+        # and one kept in the database.
+        await harness.runtime.store.webhooks.add(
+            "https://crm.example/other", hooks["secret"], ("thread.ended",)
+        )
         ada, grace, joan = (harness.phone(f"+6140000000{n}") for n in (1, 2, 3))
         await ada.send("hello")
         (greeting,) = await ada.send("Ada")

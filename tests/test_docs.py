@@ -16,6 +16,7 @@ from tutorial import follow
         ("surveys.md", 5, 7),
         ("contacts.md", 3, 6),
         ("campaigns.md", 2, 6),
+        ("webhooks.md", 4, 5),
     ],
 )
 def test_tutorial_runs_as_written(tmp_path, doc, least_ran, least_written):

@@ -35,6 +35,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 NO_DEPTHS = {
     "inbox_depth": 0,
     "outbox_depth": 0,
+    "webhooks_pending": 0,
     "spool_depth": 0,
     "spool_age_seconds": 0,
     "spool_set_aside": 0,

@@ -21,6 +21,7 @@ from . import (
     run,
     send,
     simulator,
+    webhooks,
 )
 
 COMMANDS: tuple[ModuleType, ...] = (
@@ -36,4 +37,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     broadcast,
     lists,
     contacts,
+    webhooks,
 )

@@ -18,8 +18,8 @@ from ..errors import ValidationError
 from ..fields import FieldError, Fields, Value, dump
 from ..numbers import international
 from ..settings import Settings
-from .lists import read_csv, store_of
-from .options import add_db
+from .lists import read_csv
+from .options import add_db, opened_store
 
 if TYPE_CHECKING:
     from ..contacts import Contact
@@ -150,7 +150,7 @@ async def _upsert(
     done: Counter[str] = Counter()
     bad: list[BadRow] = []
     batch: list[Row] = []
-    async with store_of(settings.db) as store:
+    async with opened_store(settings.db) as store:
         store.contacts.fields = router.fields
         store.contacts.zone = settings.zone
         store.contacts.campaigns = sending_from(router.campaigns, settings.our_numbers())
@@ -227,7 +227,7 @@ def _export(args: argparse.Namespace) -> int:
 async def export(database: str, settings: Settings, out: TextIO) -> int:
     """Write every contact to `out` as CSV, in number order; return how many."""
     count = 0
-    async with store_of(database) as store:
+    async with opened_store(database) as store:
         store.contacts.zone = settings.zone
         names = await store.contacts.stored_fields()
         writer = csv.writer(out)

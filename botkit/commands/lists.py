@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import io
 import re
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..localtime import parse_local, shown
 from ..messages import ConsentChange
 from ..numbers import international
 from ..settings import Settings
-from .options import add_db
+from .options import add_db, opened_store
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -180,7 +179,7 @@ async def _subscribe(
 
     done: Counter[str] = Counter()
     batch: list[Line] = []
-    async with store_of(database) as store:
+    async with opened_store(database) as store:
         await store.lists.create(name, description)
         with progress_bar(unit=" rows", desc="import") as bar:
             for row in rows:
@@ -227,7 +226,7 @@ def _show(args: argparse.Namespace) -> int:
 async def _lines(database: str, name: str | None, zone: ZoneInfo) -> list[str]:
     """What `lists show` prints: a line a list, or a line a member of list `name` (since
     when, in `zone`)."""
-    async with store_of(database) as store:
+    async with opened_store(database) as store:
         if name is None:
             return [
                 f"{row['name']:<16} {row['subscribed']:>6} subscribed "
@@ -239,18 +238,3 @@ async def _lines(database: str, name: str | None, zone: ZoneInfo) -> list[str]:
             f"{shown(parse_stamp(row['since']), zone)}"
             for row in await store.lists.subscribers(name)
         ]
-
-
-@contextlib.asynccontextmanager
-async def store_of(database: str) -> AsyncIterator[Store]:
-    """The store of `database`, its schema brought up to date first."""
-    from ..db import Database
-    from ..migrations import migrate
-    from ..store import Store
-
-    db = await Database.open(database)
-    try:
-        await migrate(db)
-        yield Store(db)
-    finally:
-        await db.close()

@@ -1,5 +1,6 @@
-"""The dashboard: conversations, transcripts, takeover, consent, surveys, campaigns and
-deliveries, server-rendered with autoescaping Jinja templates (templates/dashboard/).
+"""The dashboard: conversations, transcripts, takeover, consent, surveys, campaigns,
+deliveries and webhooks, server-rendered with autoescaping Jinja templates
+(templates/dashboard/).
 
 Private like /api (see access.py): loopback only, or a login with
 BOTKIT_DASHBOARD_USER/PASSWORD. Pages escape everything a handset sent, and a
@@ -28,6 +29,7 @@ from . import (
     people,
     surveys,
     takeover,
+    webhooks,
 )
 from .pages import STATIC, Pages
 
@@ -48,6 +50,7 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
         *campaigns.routes(pages, runtime),
         *deliveries.routes(pages, runtime),
         *consent.routes(pages, runtime),
+        *webhooks.routes(pages, runtime),
     ]
     return Mount(
         "/dashboard",

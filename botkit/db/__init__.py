@@ -16,8 +16,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,6 +30,7 @@ __all__ = [
     "Database",
     "DatabaseError",
     "Row",
+    "Subscribers",
     "Tx",
     "existing_database",
     "existing_file",
@@ -50,6 +52,10 @@ class Row(Protocol):
     def keys(self) -> Any: ...
 
 
+# Event -> the URLs of the webhooks subscribed to it (botkit/webhooks/subscriptions.py).
+Subscribers = Mapping[str, tuple[str, ...]]
+
+
 class Tx(abc.ABC):
     """The statements one write (or read) function may run, in SQLite's dialect."""
 
@@ -59,6 +65,10 @@ class Tx(abc.ABC):
     #: Whether a statement's WITH may insert, update or delete (PostgreSQL's may), so
     #: that one statement, one round trip, writes two tables.
     writing_with: bool = False
+    #: The webhooks subscribed to each event (their URLs): the database's `subscribers`
+    #: as the write began. store/webhooks.py's `emit` reads it, so that an event nobody
+    #: subscribes to costs not one statement.
+    subscribers: Subscribers = MappingProxyType({})
 
     def next_id(self, table: str) -> str:
         """An expression for the id `table`'s next new row gets, so that one INSERT can
@@ -133,6 +143,9 @@ class Database(abc.ABC):
     def __init__(self, url: str) -> None:
         self.url = url
         self.commits = Commits()
+        #: What each write's `Tx.subscribers` is: replaced (never changed in place) when
+        #: the webhooks change.
+        self.subscribers: Subscribers = MappingProxyType({})
 
     @staticmethod
     async def open(url: str) -> Database:

@@ -53,7 +53,17 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from . import PACE_IDLE, PACE_SLACK, Database, DatabaseError, Row, Tx, WriteFn, redact
+from . import (
+    PACE_IDLE,
+    PACE_SLACK,
+    Database,
+    DatabaseError,
+    Row,
+    Subscribers,
+    Tx,
+    WriteFn,
+    redact,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("botkit.db")
@@ -160,9 +170,16 @@ class PostgresTx(Tx):
     writing_with = True
 
     def __init__(
-        self, conn: asyncpg.Connection, begin: str | None = None, *, single: bool = False
+        self,
+        conn: asyncpg.Connection,
+        begin: str | None = None,
+        *,
+        single: bool = False,
+        subscribers: Subscribers | None = None,
     ) -> None:
         self._conn = conn
+        if subscribers is not None:
+            self.subscribers = subscribers
         self._begin = begin  # still to send, before the first statement
         self.began = False  # whether it was sent: there is a transaction to end
         self._single = single
@@ -370,9 +387,10 @@ class PostgresDatabase(Database):
             try:
                 async with pool.acquire() as conn:
                     if single:
-                        result = await fn(PostgresTx(conn, single=True))
+                        tx = PostgresTx(conn, single=True, subscribers=self.subscribers)
+                        result = await fn(tx)
                     else:
-                        result = await _transaction(conn, fn)
+                        result = await _transaction(conn, fn, self.subscribers)
                 self.commits.bump()
                 self._committed.set()
                 return result
@@ -547,10 +565,12 @@ async def _returned(conn: asyncpg.Connection) -> None:
     (RESET ALL, UNLISTEN *, ...) would be one more round trip for every read and write."""
 
 
-async def _transaction(conn: asyncpg.Connection, fn: Callable[[Tx], Awaitable[T]]) -> T:
+async def _transaction(
+    conn: asyncpg.Connection, fn: Callable[[Tx], Awaitable[T]], subscribers: Subscribers
+) -> T:
     """Run `fn` in one transaction and commit it (a write that runs no statement begins
     none: nothing to commit)."""
-    tx = PostgresTx(conn, begin=BEGIN)
+    tx = PostgresTx(conn, begin=BEGIN, subscribers=subscribers)
     try:
         result = await fn(tx)
         if tx.began:

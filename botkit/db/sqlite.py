@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from . import Database, DatabaseError, Row, Tx, WriteFn, slots
+from . import Database, DatabaseError, Row, Subscribers, Tx, WriteFn, slots
 from .fts5 import Pending
 
 T = TypeVar("T")
@@ -52,8 +52,10 @@ class SqliteTx(Tx):
     """The statements one write (or read) function may run, on the connection's own
     thread. They are coroutines only to share `Tx` with PostgreSQL: none suspends."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, subscribers: Subscribers | None = None) -> None:
         self._conn = conn
+        if subscribers is not None:
+            self.subscribers = subscribers
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         cursor = self._conn.execute(sql, tuple(params))
@@ -302,7 +304,7 @@ class SqliteDatabase(Database):
         fns = [fn for fn, _ in batch]
         try:
             committed, outcomes = await self._writer.run(
-                lambda conn: _transaction(conn, fns, self._pending)
+                lambda conn: _transaction(conn, fns, self._pending, self.subscribers)
             )
         except _BatchUndone as undone:
             log.error("write failed, undoing its batch; the others run again: %s", undone.error)
@@ -328,7 +330,7 @@ def _take(writes: deque[Write], most: int) -> list[Write]:
 
 
 def _transaction(
-    conn: sqlite3.Connection, fns: list[WriteFn[Any]], pending: Pending
+    conn: sqlite3.Connection, fns: list[WriteFn[Any]], pending: Pending, subscribers: Subscribers
 ) -> tuple[bool, list[Outcome]]:
     """On the writer's thread: run `fns` in one transaction, and index the messages they
     inserted. Returns whether it committed and each write's outcome.
@@ -338,7 +340,7 @@ def _transaction(
     rolled back, the transaction and its lock kept, and the writes run again each in a
     savepoint of its own, so that the failing one is undone alone; a write alone is
     simply answered with its failure."""
-    tx = SqliteTx(conn)
+    tx = SqliteTx(conn, subscribers)
     alone = len(fns) == 1
     try:
         conn.execute("BEGIN IMMEDIATE")

@@ -17,6 +17,7 @@
     store.takeover    operators pausing a thread's bot and replying in its place
     store.meta        values made once and kept (the dashboard's session key)
     store.sessions    the dashboard's signed-in browsers
+    store.webhooks    events queued for webhooks, their attempts, the webhooks added
 
 Routing, the sender and the callbacks call these and write no SQL of their own, so
 that another backend can stand behind the same interface. Once-only handling and
@@ -51,6 +52,7 @@ from .takeover import Takeover
 from .threads import Threads
 from .timers import Timers
 from .transcripts import Transcripts
+from .webhooks import Webhooks
 
 __all__ = ["DeliveryOutcome", "Effects", "Store"]
 
@@ -79,6 +81,7 @@ class Store:
         self.meta = Meta(db, clock)
         self.takeover = Takeover(db, clock)
         self.sessions = Sessions(db, clock)
+        self.webhooks = Webhooks(db, clock, self.owner)
 
     async def recover(
         self, *, resend_uncertain: bool, departed: Mapping[str, set[int]] | None = None

@@ -18,10 +18,12 @@ from ..addresses import EVERYWHERE, canonical_address
 from ..clock import stamp
 from ..db import Row, Tx
 from ..errors import ValidationError
+from ..events import CONTACT_OPTED_OUT
 from ..messages import ConsentChange
 from . import campaigns, lists
 from .base import Part
 from .ledger import is_suppressed, write_ledger
+from .webhooks import emit
 
 ACTIONS = ("opt-out", "opt-in")
 PAGE = 50
@@ -242,10 +244,23 @@ async def apply(tx: Tx, change: ConsentChange, now: str) -> bool:
         changed = await _opt_in(tx, change.handset, change.address, now)
     if changed:
         await write_ledger(tx, change, now)
+    if changed and change.action == "opt-out":
+        await emit(tx, CONTACT_OPTED_OUT, _opted_out(change), now)
     if change.action == "opt-out":
         # Even when already suppressed: membership must never outlive an opt-out.
         await lists.leave_all(tx, change, now)
     return bool(changed)
+
+
+def _opted_out(change: ConsentChange) -> dict[str, object]:
+    """The data of a `contact.opted_out` event."""
+    return {
+        "handset": change.handset,
+        "number": change.address,  # EVERYWHERE: every one of ours (STOPALL)
+        "keyword": change.keyword,
+        "source": change.source,
+        "message_id": change.message_id,
+    }
 
 
 async def _opt_out(tx: Tx, handset: str, address: str, now: str) -> bool:

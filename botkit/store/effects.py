@@ -18,6 +18,7 @@ from ..db import Tx
 from ..messages import ConsentChange, Reply, Thread, Timer
 from . import outbox, schedule, threads
 from .consent import apply as apply_consent
+from .webhooks import thread_ended
 
 # A further write of a handler, given the transaction, its thread (saved, so with an id)
 # and the time.
@@ -97,6 +98,8 @@ async def _end_others(tx: Tx, effects: Effects, now: str) -> None:
         await apply_consent(tx, change, now)
     for thread_id in effects.closing:
         bot = await threads.close(tx, thread_id, "opted_out", now)
+        if bot is not None:
+            await thread_ended(tx, thread_id, "opted_out", now)
         await schedule.cancel(tx, thread_id, None, now)
         if bot in effects.on_end:
             await schedule.end_hook(tx, thread_id, "opted_out", now)
@@ -120,3 +123,5 @@ async def _write_thread(tx: Tx, effects: Effects, thread: Thread, now: str) -> N
             await schedule.schedule(tx, thread.id, thread.handset, timer, now)
     for write in effects.writes:
         await write(tx, thread, now)
+    if closed and effects.end_reason:  # after its writes: a survey completed, then this
+        await thread_ended(tx, thread.id, effects.end_reason, now)

@@ -9,6 +9,7 @@ from ..addresses import OurNumbers
 from ..batching import Batcher
 from ..clock import Clock, later, parse_stamp
 from ..db import Database, Row, Tx
+from ..events import MO_RECEIVED
 from ..handling import GAVE_UP
 from ..messages import IncomingMO, Message, Reply, Thread, join_flags, split_flags
 from ..sms import measure
@@ -16,6 +17,7 @@ from . import threads
 from .base import CLAIMS, Claims, leasable, leasing, lost, marks
 from .effects import Effects, commit_all
 from .outbox import enqueue
+from .webhooks import emit, subscribed
 
 # Batches of handled MOs committed at once: each handset has one MO handled at a time,
 # so their order does not matter, and one batch's statements take turns on one
@@ -91,6 +93,8 @@ class Inbox(Claims):
         if stored is None:
             return None, None
         message_id, handset = stored["id"], mo.source
+        if subscribed(tx, MO_RECEIVED):
+            await emit(tx, MO_RECEIVED, mo_event(message_id, mo), now)
         await tx.execute(
             "INSERT INTO inbox (message_id, handset) VALUES (?, ?)", (message_id, handset)
         )
@@ -109,9 +113,15 @@ class Inbox(Claims):
         # claim of a timer of the handset waits for them (Timers.claim), or they for it.
         locks = sorted({f"handset {mo.source}" for mo in mos})
         columns = [list(column) for column in zip(*(_mo_values(mo) for mo in mos), strict=True)]
-        rows = await self.db.write(
-            lambda tx: tx.fetchall(STORE, (locks, now, now, *columns)), urgent=True, single=True
-        )
+        params = (locks, now, now, *columns)
+        if self.db.subscribers.get(MO_RECEIVED):  # and their events, in the same transaction
+            rows = await self.db.write(
+                lambda tx: _store_emitting(tx, mos, params, now), urgent=True
+            )
+        else:
+            rows = await self.db.write(
+                lambda tx: tx.fetchall(STORE, params), urgent=True, single=True
+            )
         stored = {row["gateway_id"]: row["id"] for row in rows}
         return [stored.pop(mo.gateway_id, None) for mo in mos]
 
@@ -370,6 +380,32 @@ CLAIM_STORED = """UPDATE inbox SET claimed_until = ?, claimed_by = ?, attempts =
     WHERE message_id = ?
       AND NOT EXISTS (SELECT 1 FROM inbox o WHERE o.handset = ? AND o.message_id != ?)
       AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.handset = ? AND t.claimed_until >= ?)"""
+
+
+async def _store_emitting(
+    tx: Tx, mos: Sequence[IncomingMO], params: tuple[object, ...], now: str
+) -> list[Row]:
+    """STORE the MOs and emit `mo.received` for each one stored."""
+    rows = await tx.fetchall(STORE, params)
+    by_id = {mo.gateway_id: mo for mo in reversed(mos)}  # the first of a gateway id
+    for row in rows:
+        await emit(tx, MO_RECEIVED, mo_event(row["id"], by_id[row["gateway_id"]]), now)
+    return rows
+
+
+def mo_event(message_id: int, mo: IncomingMO) -> dict[str, object]:
+    """The data of an MO's `mo.received` event (its thread is found once it is handled)."""
+    return {
+        "message_id": message_id,
+        "gateway_id": mo.gateway_id,
+        "handset": mo.source,
+        "number": mo.destination,
+        "text": mo.content,
+        "binary": mo.binary,
+        "operator": mo.operator,
+        "reply_to": mo.reply_to,
+        "reference": mo.reference,
+    }
 
 
 def _mo_values(mo: IncomingMO) -> tuple[object, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 from ..clock import stamp
 from ..db import Tx
 from .base import Part
+from .webhooks import survey_completed
 
 # The columns of a result row before one column per question, in order.
 COLUMNS = ("thread_id", "handset", "status", "started_at", "ended_at")
@@ -81,11 +82,13 @@ async def save_answer(tx: Tx, thread_id: int, answer: Answer, now: str) -> None:
 async def end(tx: Tx, thread_id: int, survey: str, status: str, now: str) -> None:
     """Mark a respondent completed or incomplete."""
     assert status in STATUSES[1:]
-    await tx.execute(
+    ended = await tx.execute(
         """UPDATE survey_responses SET status = ?, ended_at = ?
            WHERE survey = ? AND thread_id = ? AND status = 'started'""",
         (status, now, survey, thread_id),
     )
+    if ended and status == "completed":
+        await survey_completed(tx, thread_id, survey, now)
 
 
 # A respondent's status as reported: `started` only while the thread is open.

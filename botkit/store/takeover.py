@@ -14,6 +14,7 @@ from ..sms import measure
 from . import outbox, schedule, threads
 from .base import Part
 from .threads import thread_from_row
+from .webhooks import thread_ended
 
 
 class Takeover(Part):
@@ -50,6 +51,7 @@ class Takeover(Part):
             bot = await threads.close(tx, thread_id, "operator", now)
             if bot is None:
                 return False
+            await thread_ended(tx, thread_id, "operator", now)
             await schedule.cancel(tx, thread_id, None, now)
             if bot in on_end:
                 await schedule.end_hook(tx, thread_id, "operator", now)

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 
 from ..clock import later, parse_stamp
 from ..db import Row, Tx
+from ..events import CAMPAIGN_FIRED
 from ..messages import Timer
 from .base import CLAIMS, Claims, lost, marks, take_leases
 from .effects import Effects, commit
+from .webhooks import emit
 
 
 class Timers(Claims):
@@ -81,7 +83,10 @@ class Timers(Claims):
         async def write(tx: Tx) -> tuple[int | None, list[int]]:
             now = self.now()
             await self._release(tx, timer, "fired", None, now)
-            return await commit(tx, effects, now)
+            done = await commit(tx, effects, now)
+            if timer.thread_id is None:  # a campaign's event: in a thread of its own
+                await fired(tx, timer, done[0], now)
+            return done
 
         thread_id, mt_ids = await self.db.write(write)
         if effects.thread is not None:
@@ -147,6 +152,20 @@ async def _end(
            WHERE id = ? AND state = 'pending'{" AND claimed_by = ?" if owner else ""}""",
         (state, error, now, timer_id, *([owner] if owner else [])),
     )
+
+
+async def fired(tx: Tx, timer: Timer, thread_id: int | None, now: str) -> None:
+    """Tell the webhooks that a campaign's event fired (campaign:NAME:INDEX)."""
+    _, campaign, index = timer.name.split(":")
+    data = {
+        "campaign": campaign,
+        "event": int(index),
+        "handset": timer.handset,
+        "number": timer.data.get("address"),
+        "thread_id": thread_id,
+        "fired_at": now,
+    }
+    await emit(tx, CAMPAIGN_FIRED, data, now)
 
 
 def timer_from_row(row: Row) -> Timer:
