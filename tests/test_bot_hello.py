@@ -64,7 +64,7 @@ async def test_anything_else_lists_the_keywords(database):
         (help_text,) = await phone.send("pizza?")
         assert (
             help_text.text == "I didn't catch that. Text one of: "
-            "BOOK, RESCHEDULE, UNBOOK, HELLO, NAME, JOIN, OFFERS, SURVEY"
+            "BOOK, RESCHEDULE, UNBOOK, ESPAÑOL, ENGLISH, HELLO, NAME, JOIN, OFFERS, SURVEY"
         )
 
 

@@ -18,7 +18,6 @@ from botkit.cli import main
 from botkit.commands.db import report
 from botkit.copy import TABLES, Copied, Counted
 from botkit.db import Database
-from botkit.fields import Field, Fields
 from botkit.messages import IncomingMO
 from botkit.migrations import MIGRATIONS, migrate
 from botkit.search import filters
@@ -32,8 +31,8 @@ BOTS, TEMPLATES = ROOT / "bots", ROOT / "templates"
 async def fill(path: Path) -> str:
     """A SQLite database as the app leaves it: conversations, a STOP, a list's double
     opt-in, a survey under way, broadcasts (one held for tomorrow), a delivery report,
-    an MO that came in while the app was down, a contact, a webhook's deliveries, and a
-    dashboard session."""
+    an MO that came in while the app was down, a contact with a visit booked (its campaign's
+    events), a webhook's deliveries, and a dashboard session."""
     hooks = {"url": "https://crm.example/hooks", "secret": "whsec_0123456789abcdef"}
     told = {f"webhook_{key}": value for key, value in hooks.items()}
     async with Harness(BOTS, TEMPLATES, db=path, webhook_events="mo.received", **told) as harness:
@@ -54,9 +53,9 @@ async def fill(path: Path) -> str:
         await joan.send("YES")
         await joan.send("SURVEY")
         await joan.send("5")
+        # The clinic's campaign: events of the contact, timers of no conversation yet.
+        await ada.update_contact(name="Ada", fields={"appointment_at": "2026-01-07 10:00"})
         store, templates = harness.runtime.store, harness.runtime.templates
-        store.contacts.fields = Fields([Field("clinic", "text")])
-        await ada.update_contact(name="Ada", fields={"clinic": "Newtown"})
         tomorrow = harness.clock() + timedelta(days=1)
         for plan, at in (
             (Plan(name="deals", address="4433", template="optin/confirm.txt"), tomorrow),

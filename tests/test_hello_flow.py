@@ -54,5 +54,5 @@ async def test_unknown_text_gets_the_fallback_listing_keywords(app):
     reply = await eventually(lambda: sim.inbox("+61400000002"))
     assert (
         reply[0].content == "I didn't catch that. Text one of: "
-        "BOOK, RESCHEDULE, UNBOOK, HELLO, NAME, JOIN, OFFERS, SURVEY"
+        "BOOK, RESCHEDULE, UNBOOK, ESPAÑOL, ENGLISH, HELLO, NAME, JOIN, OFFERS, SURVEY"
     )

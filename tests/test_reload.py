@@ -40,10 +40,11 @@ async def test_edited_bot_and_template_are_used_without_restart(tmp_path, settin
 
     assert (
         sim.inbox(PHONE)[0].content == "I didn't catch that. Text one of: "
-        "BOOK, RESCHEDULE, UNBOOK, HELLO, NAME, JOIN, OFFERS, SURVEY"
+        "BOOK, RESCHEDULE, UNBOOK, ESPAÑOL, ENGLISH, HELLO, NAME, JOIN, OFFERS, SURVEY"
     )
     assert sim.inbox(PHONE)[1].content == (
-        "Try one of these: BOOK / RESCHEDULE / UNBOOK / HELLO / RENAME / JOIN / OFFERS / SURVEY"
+        "Try one of these: BOOK / RESCHEDULE / UNBOOK / ESPAÑOL / ENGLISH / HELLO / RENAME / "
+        "JOIN / OFFERS / SURVEY"
     )
 
 

@@ -245,11 +245,11 @@ async def test_a_takeover_during_the_bots_turn_silences_its_reply(database):
 async def test_an_operator_ends_a_conversation_and_its_bots_on_end_runs(database, caplog):
     async with Harness(BOTS, TEMPLATES, db=database) as harness, client(harness) as c:
         phone = harness.phone(PHONE)
-        await phone.send("BOOK")  # the clinic bot: a visit with a reminder, and on_end
+        await phone.send("BOOK")  # the clinic bot: a visit booked, and on_end
         (booked,) = await phone.send("2")
         thread_id = booked.thread_id
         page = await c.get(f"/dashboard/threads/{thread_id}")
-        assert "End the conversation" in page.text and "reminder" in page.text
+        assert "End the conversation" in page.text
         closed = await post(c, thread_id, "close")
         assert closed.status_code == 303
         await harness.settle()
@@ -266,9 +266,12 @@ async def test_an_operator_ends_a_conversation_and_its_bots_on_end_runs(database
         again = await c.post(f"/dashboard/threads/{thread_id}/close", data={"csrf": token})
         assert again.status_code == 409
         assert "This conversation has ended already." in again.text
-        await phone.send("hello")  # a new conversation: nothing of the old one answers
+        (hello,) = await phone.send("hello")  # a new conversation: not the old one
+        assert hello.thread_id != thread_id
         await harness.advance(days=3)
-        assert not any(reply.text.startswith("Reminder") for reply in phone.replies)
+        # The visit is the patient's, not the conversation's: its reminder still comes.
+        (reminder,) = [reply for reply in phone.replies if reply.text.startswith("Reminder")]
+        assert reminder.thread_id not in (thread_id, hello.thread_id)
 
 
 async def test_closing_a_conversation_needs_the_csrf_token(database):
