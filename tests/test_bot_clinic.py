@@ -89,6 +89,31 @@ async def test_the_reminder_and_the_survey_come_once_at_their_time(database):
         assert await events(phone) == []
 
 
+async def test_the_clinics_crm_is_told_by_webhook(database):
+    """As botkit.toml would subscribe it: the visit's events, the survey's answers, and
+    an opt-out, each signed (the harness checks every signature)."""
+    crm = {
+        "webhook_url": "https://crm.clinic.example/botkit",
+        "webhook_secret": "whsec_clinic-crm-0123456789",
+        "webhook_events": "campaign.fired,survey.completed,contact.opted_out",
+    }
+    async with Harness(BOTS, TEMPLATES, db=database, **crm) as harness:
+        phone = harness.phone()
+        await book(phone, "2")
+        await harness.advance(days=1, hours=16)  # Wednesday at noon: reminder and survey
+        await phone.send("5")
+        await phone.send("STOP")
+        told = [(hook.type, hook.data) for hook in harness.webhooks]
+        assert [(kind, data.get("campaign"), data.get("event")) for kind, data in told] == [
+            ("campaign.fired", "visits", 0),
+            ("campaign.fired", "visits", 1),
+            ("survey.completed", None, None),
+            ("contact.opted_out", None, None),
+        ]
+        assert told[2][1]["answers"] == {"rating": 5}
+        assert {data["handset"] for _, data in told} == {phone.number}
+
+
 async def test_the_reminder_goes_at_nine_the_patients_time_with_the_clinics_time(database):
     async with Harness(BOTS, TEMPLATES, db=database) as harness:
         phone = harness.phone()
