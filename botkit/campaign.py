@@ -84,13 +84,16 @@ class Event:
         return f"{when}: {what}"
 
     async def run(self, ctx: Context) -> None:
-        """Fire: send the template (with `contact` and the event's variables), or start
-        the flow."""
+        """Fire: start the flow, or send the template (with `contact` and the event's
+        variables) as a one-off message, as a broadcast's: its conversation is closed
+        at once, so that an answer goes to a conversation still open (a survey's
+        question) or starts one anew."""
         if self.start is not None:
             await self.start(ctx)
-        else:
-            assert self.template is not None
-            ctx.reply(self.template, contact=ctx.contact, **self.variables)
+            return
+        assert self.template is not None
+        ctx.reply(self.template, contact=ctx.contact, **self.variables)
+        ctx.thread.status = "closed"  # ended by no one: no on_end hook runs
 
 
 class Campaign:

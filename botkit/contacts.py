@@ -182,7 +182,9 @@ class Contact:
 
 class ContactFields(MutableMapping[str, Any]):
     """A contact's field values by name: setting one checks it against its declared
-    kind; None or `del` clears it."""
+    kind; None or `del` clears it. A declared field with no value reads as None (so a
+    template's `{{ contact.fields.clinic or "our clinic" }}` works), though it is not
+    `in` the mapping, nor iterated."""
 
     def __init__(
         self, contact: Contact, declared: Fields, stored: dict[str, tuple[str, str]]
@@ -191,9 +193,16 @@ class ContactFields(MutableMapping[str, Any]):
         self._declared = declared
         self._stored = stored  # name: (kind, text)
 
-    def __getitem__(self, name: str) -> Value:
+    def __getitem__(self, name: str) -> Value | None:
+        if name not in self._stored:
+            if name in self._declared:
+                return None
+            raise KeyError(name)
         kind, text = self._stored[name]
         return load(kind, text, self._contact.zone)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._stored
 
     def __setitem__(self, name: str, value: Any) -> None:
         field = self._declared.get_declared(name)

@@ -271,3 +271,19 @@ async def test_a_fired_event_is_told_to_the_webhooks_once(database, templates):
                 (1, threads[1], "2026-12-10T05:30:00.000000Z"),
             )
         ]
+
+
+async def test_a_reminder_is_one_off_and_an_answer_goes_to_the_flow_still_open(
+    database, templates
+):
+    async with harness(database, templates) as h:
+        phone = h.phone(AU)
+        await phone.update_contact(name="Ana", fields={"appointment_at": "2026-12-07 14:30"})
+        await h.advance(hours=7, minutes=30)  # 16:30: the aftercare asks, and waits
+        phone.expect("How are you feeling after your visit, Ana?")
+        await phone.update_contact(fields={"appointment_at": "2026-12-09 10:00"})
+        await h.advance(days=1)  # the next reminder, at 09:00 on the 8th
+        reminder = phone.expect("see you tomorrow at 10:00")
+        assert (await h.runtime.store.threads.get(reminder.thread_id)).status == "closed"
+        await phone.send("Much better")
+        phone.expect("Thanks, noted.")

@@ -235,3 +235,16 @@ async def test_two_writers_of_one_contact_keep_each_others_changes(database, tmp
             "Newtown",
             2,
         )
+
+
+def test_a_declared_field_without_a_value_reads_as_none_in_templates_too(tmp_path):
+    from botkit.contacts import Contact
+    from botkit.templates import SMSTemplates
+
+    contact = Contact(AU, declared=Router([bot]).fields, number_zone=SYDNEY)
+    assert contact.fields["clinic"] is None and "clinic" not in contact.fields
+    assert dict(contact.fields) == {}
+    with pytest.raises(KeyError):
+        contact.fields["nope"]
+    (tmp_path / "t.txt").write_text('At {{ contact.fields.clinic or "our clinic" }}')
+    assert SMSTemplates(tmp_path).render("t.txt", contact=contact) == "At our clinic"
