@@ -34,7 +34,9 @@ Each problem has a file, a line and one of these kinds:
                        numbers can carry: in a conversation on another, its handler fails
     field-conflict     two bots declare one contact field as two kinds: the router refuses
     campaign-field     a campaign follows a field no bot declares as a date or datetime,
-                       or another campaign has its name: the router refuses it
+                       or another campaign has its name: the router refuses it; or its
+                       template uses a variable it is not given (it gets `contact` and
+                       the event's own), or a contact field no bot declares
 """
 
 from __future__ import annotations
@@ -62,10 +64,17 @@ from .check_source import (
     error_line,
     known_values,
 )
-from .check_templates import STAND_IN_LENGTH, template_problems
+from .check_templates import (
+    STAND_IN_LENGTH,
+    StandIn,
+    contact_fields_used,
+    template_problems,
+    template_variables,
+)
 from .compliance import taken_keywords
 from .loader import bot_modules, load_module
 from .settings import Settings
+from .templates import SMSTemplates
 
 __all__ = ["DEFAULT_MAX_SEGMENTS", "STAND_IN_LENGTH", "Problem", "check", "display_path"]
 
@@ -107,6 +116,7 @@ def check(
     problems += language_problems(templates_folder)
     problems += _mask_problems(modules, settings.numbers)
     problems += _campaign_problems(modules)
+    problems += _campaign_template_problems(modules, templates_folder)
     return sorted(problems)
 
 
@@ -443,3 +453,35 @@ def _campaign_line(source: Source, name: str) -> Location:
             if isinstance(first, ast.Constant) and first.value == name:
                 return Location(source.path, node.lineno)
     return Location(source.path, 1)
+
+
+def _campaign_template_problems(modules: list[BotModule], folder: Path) -> list[Problem]:
+    """What a campaign event's template needs that it is not given: a variable other
+    than `contact` and the event's own, or a contact field no bot declares. It would
+    fail when the event fires, and the reminder would never go."""
+    declared = {field.name for bot in _unique_bots(modules) for field in bot.fields}
+    env = SMSTemplates(folder).env.overlay(undefined=StandIn)
+    problems: list[Problem] = []
+    for module in modules:
+        for bot in module.bots.values():
+            for campaign in bot.campaigns:
+                here = _campaign_line(module.source, campaign.name)
+                for event in campaign.events:
+                    if event.template is None or not (folder / event.template).is_file():
+                        continue  # a missing template is reported as such
+                    given = {"contact", *event.variables}
+                    for variable in sorted(template_variables(env, event.template) - given):
+                        message = (
+                            f"template {event.template!r} of campaign {campaign.name!r} uses "
+                            f"{variable!r}, which a campaign's template is not given "
+                            "(it gets `contact`, and what .event(...) passes)"
+                        )
+                        problems.append(Problem(*here, "campaign-field", message))
+                    for field in sorted(contact_fields_used(env, event.template) - declared):
+                        message = (
+                            f"template {event.template!r} of campaign {campaign.name!r} reads "
+                            f"contact field {field!r}, which no bot declares"
+                            + did_you_mean(field, declared)
+                        )
+                        problems.append(Problem(*here, "campaign-field", message))
+    return problems

@@ -234,3 +234,31 @@ class StandIn(jinja2.ChainableUndefined):
     __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _itself
     __pow__ = __rpow__ = __pos__ = __neg__ = __abs__ = __round__ = __call__ = _itself
     __lt__ = __le__ = __gt__ = __ge__ = _itself
+
+
+def contact_fields_used(env: jinja2.Environment, name: str) -> set[str]:
+    """The contact fields template `name` reads: `contact.fields.x`, `contact.fields["x"]`
+    and `contact.fields.get("x")` (empty when it does not compile)."""
+    try:
+        tree = env.parse(env.loader.get_source(env, name)[0], name)  # type: ignore[union-attr]
+    except (jinja2.TemplateError, UnicodeDecodeError):
+        return set()
+
+    def is_fields(node: nodes.Node) -> bool:
+        return (
+            isinstance(node, nodes.Getattr)
+            and node.attr == "fields"
+            and isinstance(node.node, nodes.Name)
+            and node.node.name == "contact"
+        )
+
+    used = {n.attr for n in tree.find_all(nodes.Getattr) if is_fields(n.node) and n.attr != "get"}
+    for item in tree.find_all(nodes.Getitem):
+        if is_fields(item.node) and isinstance(item.arg, nodes.Const):
+            used.add(str(item.arg.value))
+    for call in tree.find_all(nodes.Call):
+        method, first = call.node, call.args[0] if call.args else None
+        getter = isinstance(method, nodes.Getattr) and method.attr == "get"
+        if getter and is_fields(method.node) and isinstance(first, nodes.Const):
+            used.add(str(first.value))
+    return used

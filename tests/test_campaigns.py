@@ -273,9 +273,7 @@ async def test_a_fired_event_is_told_to_the_webhooks_once(database, templates):
         ]
 
 
-async def test_a_reminder_is_one_off_and_an_answer_goes_to_the_flow_still_open(
-    database, templates
-):
+async def test_a_reminder_is_one_off_and_an_answer_goes_to_the_flow_still_open(database, templates):
     async with harness(database, templates) as h:
         phone = h.phone(AU)
         await phone.update_contact(name="Ana", fields={"appointment_at": "2026-12-07 14:30"})

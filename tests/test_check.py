@@ -107,6 +107,11 @@ EXPECTED = {
         "which no bot declares: it must be a date or datetime; did you mean 'visit_on'?",
         "bots/visits.py:12: campaign-field: campaign 'by_clinic' follows field 'clinic', "
         "which is a text: it must be a date or datetime",
+        "bots/visits.py:13: campaign-field: template 'visits/soon.txt' of campaign 'soon' "
+        "reads contact field 'visit_onn', which no bot declares; did you mean 'visit_on'?",
+        "bots/visits.py:13: campaign-field: template 'visits/soon.txt' of campaign 'soon' "
+        "uses 'clinic_phone', which a campaign's template is not given (it gets `contact`, "
+        "and what .event(...) passes)",
     ],
     "too_long": [
         "bots/club.py:19: too-long: reply takes 4 segments as GSM-7 (512 units), "
