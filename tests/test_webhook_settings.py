@@ -104,6 +104,10 @@ def test_a_bad_webhook_setting_is_refused_naming_it(tmp_path, change, field, rea
             f'url = "https://a.example/"\nsecret = "{SECRET}"\nevents = 3',
             "webhook 1: events is not a list of names",
         ),
+        (
+            'url = "https://a.example/"\nsecret = 1234567890123456789\nevents = ["mo.received"]',
+            "webhook 1: the secret must be text",
+        ),
     ],
 )
 def test_a_bad_webhooks_table_is_refused_naming_the_file(tmp_path, toml, table, reason):

@@ -103,6 +103,8 @@ def webhook_secret(secret: str | None, field: str) -> str:
     """`secret`, if it is one to sign with: MIN_SECRET characters at least."""
     if not secret:
         raise ValidationError(field, "needs a secret to sign the deliveries with")
+    if not isinstance(secret, str):
+        raise ValidationError(field, "the secret must be text (in quotes)")
     if len(secret) < MIN_SECRET:
         raise ValidationError(field, f"the secret is shorter than {MIN_SECRET} characters")
     return secret
