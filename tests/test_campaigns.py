@@ -160,6 +160,38 @@ async def test_an_event_that_fired_does_not_fire_again_when_its_time_moves(datab
         assert [r.template for r in phone.replies].count("dental/reminder.txt") == 2
 
 
+async def test_events_follow_the_date_as_stored_when_a_contact_read_before_it_is_saved(
+    database,
+):
+    """A handler reads its contact before it runs: an operator who moves the date
+    meanwhile, then the handler's change of the time zone, leave the events on the new
+    date, not on the one the handler read."""
+    db = await Database.open(database)
+    try:
+        await migrate(db)
+        store = Store(db, FakeClock(START))
+        router = Router([dental()])
+        store.contacts.fields = router.fields
+        numbers = OurNumbers(["4433"], message_class="x")
+        store.contacts.campaigns = sending_from(router.campaigns, numbers)
+        booked = await store.contacts.get(AU)
+        booked.fields["appointment_at"] = datetime(2026, 12, 10, 14, 30)
+        await store.contacts.save(booked, Author("api", "test"))
+        handler = await store.contacts.get(AU)
+        operator = await store.contacts.get(AU)
+        operator.fields["appointment_at"] = datetime(2026, 12, 17, 14, 30)
+        await store.contacts.save(operator, Author("operator", "ops"))
+        handler.timezone = "Australia/Melbourne"
+        await store.contacts.save(handler, Author("bot", "dental"))
+        events = await store.timers.campaign_events(AU)
+        assert [e.due_at.astimezone(SYDNEY) for e in events] == [
+            datetime(2026, 12, 16, 9, 0, tzinfo=SYDNEY),
+            datetime(2026, 12, 17, 16, 30, tzinfo=SYDNEY),
+        ]
+    finally:
+        await db.close()
+
+
 def test_a_campaign_needs_a_date_field_and_a_unique_name():
     bot = Bot("a", fields={"seen": str})
     Campaign("c", field="seen").event(days=1, template="a/x.txt").attach(bot)

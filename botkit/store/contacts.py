@@ -97,11 +97,15 @@ class Contacts(Part):
 
     async def write(self, tx: Tx, contact: Contact, author: Author, now: str) -> bool:
         """`save` inside the caller's transaction, and move the campaign events that
-        follow what changed. `contact` is left as it is: the transaction may run again."""
+        follow what changed, from the contact as stored now: `contact` may have been
+        read before another writer changed what it did not (a handler reads it before it
+        runs). `contact` is left as it is: the transaction may run again."""
+        await tx.lock(f"handset {contact.number}")  # as replan and a timer's commit do
         changed = await save(tx, contact, author, now)
         if changed:
             what = {change.what for change in contact.changes()}
-            await campaigns.follow(tx, contact, what, self.campaigns, now)
+            stored = await self.read(tx, contact.number)
+            await campaigns.follow(tx, stored, what, self.campaigns, now)
         return changed
 
     async def plan_campaigns(self, batch: int = 500) -> dict[str, int]:
