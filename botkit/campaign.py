@@ -57,8 +57,8 @@ class Event:
         """When this event fires for a contact whose field holds `anchor`, in `zone`."""
         if isinstance(anchor, datetime):
             local = anchor.astimezone(zone)
-        else:
-            local = localize(datetime.combine(anchor, time()), zone)
+        else:  # its midnight, moved by wall-clock days as a time is (even one skipped)
+            local = datetime.combine(anchor, time(), tzinfo=zone)
         if self.at is None:
             return local + self.offset
         day = local.date() + timedelta(days=self.offset.days)

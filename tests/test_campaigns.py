@@ -5,7 +5,7 @@ out, never scheduled for a time already past. On both backends."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -188,6 +188,44 @@ async def test_events_follow_the_date_as_stored_when_a_contact_read_before_it_is
             datetime(2026, 12, 16, 9, 0, tzinfo=SYDNEY),
             datetime(2026, 12, 17, 16, 30, tzinfo=SYDNEY),
         ]
+    finally:
+        await db.close()
+
+
+async def test_a_date_fields_events_keep_the_wall_clock_across_daylight_saving(database):
+    """A date's events count days on the wall clock from its midnight, as a time's do:
+    a week before a date after the clocks go forward is that midnight, not 23:00 the
+    day before; a date whose midnight the clocks skip (Chile) is planned, not refused."""
+    bot = Bot("clinic", fields={"visit_on": date})
+    (
+        Campaign("visits", field="visit_on")
+        .event(days=-7, template="clinic/week.txt")
+        .event(days=-1, at="09:00", template="clinic/eve.txt")
+        .attach(bot)
+    )
+    db = await Database.open(database)
+    try:
+        await migrate(db)
+        store = Store(db, FakeClock(START))
+        router = Router([bot])
+        store.contacts.fields = router.fields
+        numbers = OurNumbers(["4433"], message_class="x")
+        store.contacts.campaigns = sending_from(router.campaigns, numbers)
+        santiago = ZoneInfo("America/Santiago")
+        # Sydney's clocks go forward on 3 October 2027; Santiago's skip 5 September's
+        # midnight.
+        for handset, zone, day in ((AU, SYDNEY, 9), (NZ, santiago, 5)):
+            contact = await store.contacts.get(handset)
+            contact.timezone = zone.key
+            contact.fields["visit_on"] = date(2027, 10 if zone is SYDNEY else 9, day)
+            await store.contacts.save(contact, Author("api", "test"))
+        assert [e.due_at.astimezone(SYDNEY) for e in await store.timers.campaign_events(AU)] == [
+            datetime(2027, 10, 2, 0, 0, tzinfo=SYDNEY),
+            datetime(2027, 10, 8, 9, 0, tzinfo=SYDNEY),
+        ]
+        week, eve = await store.timers.campaign_events(NZ)
+        assert eve.due_at == datetime(2027, 9, 4, 9, 0, tzinfo=santiago)
+        assert week.due_at == datetime(2027, 8, 29, 0, 0, tzinfo=santiago)
     finally:
         await db.close()
 
