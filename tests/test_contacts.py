@@ -192,6 +192,10 @@ def test_a_field_reads_text_as_its_kind(kind, text, value):
         # Clocks skip 02:00-03:00 in Sydney on 2026-10-04: that time never happens.
         ("datetime", "2026-10-04 02:30", "does not exist in Australia/Sydney"),
         ("text", "x" * 1001, "is longer than 1000 characters"),
+        ("text", "a\ud800", "holds half of a surrogate pair"),
+        ("number", "9" * 400, "is not a finite number of at most 1.8e+308"),
+        # Midnight of 1 January of year 1 in Sydney is in year 0 in UTC.
+        ("datetime", "0001-01-01 00:00", "is outside the years 1 to 9999 in UTC"),
     ],
 )
 def test_a_field_refuses_text_it_cannot_read_and_says_why(kind, text, why):
