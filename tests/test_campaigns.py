@@ -5,6 +5,8 @@ out, never scheduled for a time already past. On both backends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -66,6 +68,23 @@ def harness(database: str, templates: Path) -> Harness:
     return Harness(
         [dental()], templates, db=database, clock=FakeClock(START), timezone="Australia/Sydney"
     )
+
+
+@contextlib.asynccontextmanager
+async def planning(database: str, bot: Bot) -> AsyncIterator[Store]:
+    """A store on `database` that plans `bot`'s campaigns as contacts are saved, as the
+    runtime sets one up."""
+    db = await Database.open(database)
+    try:
+        await migrate(db)
+        store = Store(db, FakeClock(START))
+        router = Router([bot])
+        store.contacts.fields = router.fields
+        numbers = OurNumbers(["4433"], message_class="x")
+        store.contacts.campaigns = sending_from(router.campaigns, numbers)
+        yield store
+    finally:
+        await db.close()
 
 
 async def test_events_fire_once_in_the_contacts_zone(database, templates):
@@ -166,14 +185,7 @@ async def test_events_follow_the_date_as_stored_when_a_contact_read_before_it_is
     """A handler reads its contact before it runs: an operator who moves the date
     meanwhile, then the handler's change of the time zone, leave the events on the new
     date, not on the one the handler read."""
-    db = await Database.open(database)
-    try:
-        await migrate(db)
-        store = Store(db, FakeClock(START))
-        router = Router([dental()])
-        store.contacts.fields = router.fields
-        numbers = OurNumbers(["4433"], message_class="x")
-        store.contacts.campaigns = sending_from(router.campaigns, numbers)
+    async with planning(database, dental()) as store:
         booked = await store.contacts.get(AU)
         booked.fields["appointment_at"] = datetime(2026, 12, 10, 14, 30)
         await store.contacts.save(booked, Author("api", "test"))
@@ -188,8 +200,6 @@ async def test_events_follow_the_date_as_stored_when_a_contact_read_before_it_is
             datetime(2026, 12, 16, 9, 0, tzinfo=SYDNEY),
             datetime(2026, 12, 17, 16, 30, tzinfo=SYDNEY),
         ]
-    finally:
-        await db.close()
 
 
 async def test_a_date_fields_events_keep_the_wall_clock_across_daylight_saving(database):
@@ -203,14 +213,7 @@ async def test_a_date_fields_events_keep_the_wall_clock_across_daylight_saving(d
         .event(days=-1, at="09:00", template="clinic/eve.txt")
         .attach(bot)
     )
-    db = await Database.open(database)
-    try:
-        await migrate(db)
-        store = Store(db, FakeClock(START))
-        router = Router([bot])
-        store.contacts.fields = router.fields
-        numbers = OurNumbers(["4433"], message_class="x")
-        store.contacts.campaigns = sending_from(router.campaigns, numbers)
+    async with planning(database, bot) as store:
         santiago = ZoneInfo("America/Santiago")
         # Sydney's clocks go forward on 3 October 2027; Santiago's skip 5 September's
         # midnight.
@@ -226,8 +229,17 @@ async def test_a_date_fields_events_keep_the_wall_clock_across_daylight_saving(d
         week, eve = await store.timers.campaign_events(NZ)
         assert eve.due_at == datetime(2027, 9, 4, 9, 0, tzinfo=santiago)
         assert week.due_at == datetime(2027, 8, 29, 0, 0, tzinfo=santiago)
-    finally:
-        await db.close()
+
+
+async def test_an_event_past_the_end_of_the_calendar_is_not_planned(database):
+    """9999-12-31 (a date some systems write for "never"): an event after it has no
+    time, and is left out; the contact is saved, with the events before it."""
+    async with planning(database, dental()) as store:
+        contact = await store.contacts.get(AU)
+        contact.fields["appointment_at"] = datetime(9999, 12, 31, 23, 0)
+        await store.contacts.save(contact, Author("api", "test"))
+        (reminder,) = await store.timers.campaign_events(AU)
+        assert reminder.due_at == datetime(9999, 12, 30, 9, 0, tzinfo=SYDNEY)
 
 
 def test_a_campaign_needs_a_date_field_and_a_unique_name():

@@ -68,10 +68,14 @@ async def replan(
     )
     scheduled = 0
     for index, event in enumerate(campaign.events):
-        due = event.due(anchor, contact.zone)
-        if campaign.quiet is not None:
-            due = _after_quiet(campaign, due, contact)
-        if stamp(due) <= now:
+        try:
+            due = event.due(anchor, contact.zone)
+            if campaign.quiet is not None:
+                due = _after_quiet(campaign, due, contact)
+            due_at = stamp(due)
+        except OverflowError:  # after 9999-12-31 (a date some systems write for never)
+            continue
+        if due_at <= now:
             continue  # its time has passed: it never fires
         name = campaign.timer(index)
         fired = await tx.fetchval(
@@ -84,7 +88,7 @@ async def replan(
         await tx.execute(
             """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
                VALUES (NULL, ?, ?, ?, ?, ?)""",
-            (contact.number, name, data, stamp(due), now),
+            (contact.number, name, data, due_at, now),
         )
         scheduled += 1
     return scheduled
