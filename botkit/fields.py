@@ -37,6 +37,8 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # Names a contact has already: a field may not take one (a CSV column, the API).
 RESERVED = frozenset({"number", "name", "language", "timezone", "lists", "fields"})
 TEXT_LIMIT = 1000
+# A number with commas between its thousands (1,200 or -12,345.5): no other comma.
+GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 LARGEST = sys.float_info.max
 TRUE = frozenset({"true", "yes", "y", "1"})
 FALSE = frozenset({"false", "no", "n", "0"})
@@ -121,6 +123,8 @@ class Field:
 
     def _read(self, text: str) -> Any:
         if self.kind == "number":
+            if "," in text and not GROUPED.fullmatch(text):  # 1,5 is not 15
+                raise ValueError(text)
             number = float(text.replace(",", "")) if any(c in text for c in ".eE") else None
             return number if number is not None else int(text.replace(",", ""))
         if self.kind == "bool":

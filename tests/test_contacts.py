@@ -164,6 +164,7 @@ async def test_the_contact_lists_what_it_is_subscribed_to(database, tmp_path):
         ("text", " Newtown ", "Newtown"),
         ("number", "3", 3),
         ("number", "1,200", 1200),
+        ("number", "-12,345.5", -12345.5),
         ("number", "2.50", 2.5),
         ("bool", "Yes", True),
         ("bool", "0", False),
@@ -186,6 +187,9 @@ def test_a_field_reads_text_as_its_kind(kind, text, value):
     [
         ("number", "three", "'three' is not a number"),
         ("number", "inf", "not a number"),
+        # A decimal comma, or commas that do not part thousands: not read as 15 or 123.
+        ("number", "1,5", "'1,5' is not a number"),
+        ("number", "1,2,3", "'1,2,3' is not a number"),
         ("bool", "maybe", "is not yes or no"),
         ("date", "10/12/2026", "is not a date (YYYY-MM-DD)"),
         ("datetime", "tomorrow", "is not a date and time"),
