@@ -37,7 +37,7 @@ async def aftercare(ctx: Context) -> None:
     ctx.state = "feeling"
 
 
-def dental() -> Bot:
+def dental(aftercare_hours: float = 2) -> Bot:
     bot = Bot("dental", fields={"appointment_at": datetime})
 
     @bot.state("feeling")
@@ -48,7 +48,7 @@ def dental() -> Bot:
     (
         Campaign("appointments", field="appointment_at", quiet_hours="21:00-08:00")
         .event(days=-1, at="09:00", template="dental/reminder.txt")
-        .event(hours=2, start=aftercare)
+        .event(hours=aftercare_hours, start=aftercare)
         .attach(bot)
     )
     return bot
@@ -240,6 +240,25 @@ async def test_an_event_past_the_end_of_the_calendar_is_not_planned(database):
         await store.contacts.save(contact, Author("api", "test"))
         (reminder,) = await store.timers.campaign_events(AU)
         assert reminder.due_at == datetime(9999, 12, 30, 9, 0, tzinfo=SYDNEY)
+
+
+async def test_an_event_due_while_the_app_was_down_fires_when_a_change_replans_it(
+    database, templates
+):
+    """A deploy that changes a campaign plans every contact's events anew at start-up:
+    one that came due while the app was down still fires (once), for the same date."""
+    clock = FakeClock(START)
+    async with Harness([dental()], templates, db=database, clock=clock) as h:
+        await h.phone(AU).update_contact(name="Ana", fields={"appointment_at": "2026-12-10 14:30"})
+    clock.advance(days=2, minutes=30)  # down over the reminder, 09:00 on the 9th
+    async with Harness([dental(aftercare_hours=3)], templates, db=database, clock=clock) as h:
+        phone = h.phone(AU)
+        await h.advance()  # its timers fire, and its phones see what they sent
+        phone.expect("Hi Ana, see you tomorrow at 14:30.")
+        (moved,) = await phone.campaign_events()
+        assert moved.due_at == datetime(2026, 12, 10, 17, 30, tzinfo=SYDNEY)
+        await h.advance(days=1, hours=12)
+        assert [r.template for r in phone.replies].count("dental/reminder.txt") == 1
 
 
 def test_a_campaign_needs_a_date_field_and_a_unique_name():

@@ -5,8 +5,9 @@ A campaign event is a pending timer (thread_id NULL) named `campaign:NAME:INDEX`
 data names the bot, our number and the field's value it was scheduled from (the
 anchor). The dispatcher claims it like any timer (once, in the handset's turn, after a
 restart too) and fires it in a new thread. Replanning a contact's campaign cancels its
-pending events and schedules those still to come; an event that fired for the same
-anchor is not scheduled again, so setting a field back and forth fires nothing twice.
+pending events and schedules those still to come, and those due but not fired for the
+same anchor (the app was down); an event that fired for the same anchor is not
+scheduled again, so setting a field back and forth fires nothing twice.
 """
 
 from __future__ import annotations
@@ -53,10 +54,14 @@ async def replan(
     its field's value (none if it is cleared, or the contact opted out of the number);
     returns how many are pending now. `address` is the campaign's number, resolved."""
     await tx.lock(f"handset {contact.number}")  # one plan at a time, across processes
-    await tx.execute(
-        f"UPDATE timers SET state = 'cancelled', error = ?, fired_at = ? WHERE {PENDING}",
+    cancelled = await tx.fetchall(
+        f"""UPDATE timers SET state = 'cancelled', error = ?, fired_at = ? WHERE {PENDING}
+            RETURNING name, data, due_at""",
         ("replanned", now, contact.number, _like(campaign.name)),
     )
+    # Events due and not fired yet (the app was down, or busy): due still, if their
+    # date is the same, whatever else changed (the campaign, at a restart).
+    overdue = {(row[0], row[1]) for row in cancelled if row[2] <= now}
     anchor = contact.fields.get(campaign.field)
     if not isinstance(anchor, date):  # cleared, or of another kind (declared anew since)
         return 0
@@ -75,9 +80,9 @@ async def replan(
             due_at = stamp(due)
         except OverflowError:  # after 9999-12-31 (a date some systems write for never)
             continue
-        if due_at <= now:
-            continue  # its time has passed: it never fires
         name = campaign.timer(index)
+        if due_at <= now and (name, data) not in overdue:
+            continue  # its time has passed: it never fires
         fired = await tx.fetchval(
             """SELECT 1 FROM timers WHERE handset = ? AND name = ? AND thread_id IS NULL
                AND state = 'fired' AND data = ?""",
