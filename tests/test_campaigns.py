@@ -261,6 +261,22 @@ async def test_an_event_due_while_the_app_was_down_fires_when_a_change_replans_i
         assert [r.template for r in phone.replies].count("dental/reminder.txt") == 1
 
 
+async def test_an_event_fired_late_in_quiet_hours_waits_for_their_end(database, templates):
+    """An event due before the quiet hours that comes to fire in them (the app was down,
+    or busy) waits for their end, then fires once."""
+    async with harness(database, templates) as h:
+        phone = h.phone(AU)
+        # The aftercare of a visit at 18:30 is due at 20:30, before the 21:00 quiet.
+        await phone.update_contact(name="Ana", fields={"appointment_at": "2026-12-07 18:30"})
+        await h.advance(hours=14)  # 23:00: nothing ran since 09:00
+        assert phone.replies == []
+        (waiting,) = await phone.campaign_events()
+        assert waiting.due_at == datetime(2026, 12, 8, 8, 0, tzinfo=SYDNEY)
+        await h.advance(hours=9)
+        phone.expect("How are you feeling after your visit, Ana?")
+        assert len(phone.replies) == 1 and await phone.campaign_events() == []
+
+
 def test_a_campaign_needs_a_date_field_and_a_unique_name():
     bot = Bot("a", fields={"seen": str})
     Campaign("c", field="seen").event(days=1, template="a/x.txt").attach(bot)

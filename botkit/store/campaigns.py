@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import TYPE_CHECKING
 
 from ..addresses import EVERYWHERE
@@ -74,10 +74,7 @@ async def replan(
     scheduled = 0
     for index, event in enumerate(campaign.events):
         try:
-            due = event.due(anchor, contact.zone)
-            if campaign.quiet is not None:
-                due = _after_quiet(campaign, due, contact)
-            due_at = stamp(due)
+            due_at = stamp(campaign.after_quiet(event.due(anchor, contact.zone), contact.zone))
         except OverflowError:  # after 9999-12-31 (a date some systems write for never)
             continue
         name = campaign.timer(index)
@@ -97,18 +94,6 @@ async def replan(
         )
         scheduled += 1
     return scheduled
-
-
-def _after_quiet(campaign: Campaign, due: datetime, contact: Contact) -> datetime:
-    """`due`, or the end of the campaign's quiet hours in the contact's zone if it falls
-    in them."""
-    assert campaign.quiet is not None
-    local = due.astimezone(contact.zone)
-    if not campaign.quiet.quiet(local):
-        return due
-    end = campaign.quiet.end
-    morning = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
-    return morning if morning > local else morning + timedelta(days=1)
 
 
 async def opted_out(tx: Tx, handset: str, address: str, now: str) -> int:
