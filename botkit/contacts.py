@@ -169,6 +169,13 @@ class Contact:
             "created_at": None if self.created_at is None else stamp(self.created_at),
         }
 
+    def text(self, what: str) -> str | None:
+        """The value of `what` (name, language, timezone or a field's name) as stored, as
+        a Change holds it; None: not set."""
+        if what in ATTRIBUTES:
+            return self._values[what]
+        return self.fields.texts().get(what)
+
     def changes(self) -> list[Change]:
         """What changed since the contact was read, in the order first changed."""
         return [change for change in self._changes.values() if change.old != change.new]

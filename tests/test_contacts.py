@@ -243,3 +243,28 @@ async def test_two_writers_of_one_contact_keep_each_others_changes(database, tmp
             "Newtown",
             2,
         )
+
+
+async def test_the_ledger_says_what_a_change_replaced_as_stored_when_it_was_made(
+    database, tmp_path
+):
+    """A handler reads its contact before it runs: the ledger line of its change names
+    the value an operator set meanwhile, not the one the handler read; a change to what
+    is stored already writes no line."""
+    async with harness(database, tmp_path) as h:
+        contacts = h.runtime.store.contacts
+        named = await contacts.get(AU)
+        named.name = "Ana"
+        await contacts.save(named, Author("api", "one"))
+        handler, operator = await contacts.get(AU), await contacts.get(AU)
+        operator.name, operator.fields["clinic"] = "Ana María", "Newtown"
+        await contacts.save(operator, Author("operator", "ops"))
+        handler.name, handler.fields["clinic"] = "Annie", "Newtown"
+        await contacts.save(handler, Author("bot", "dental"))
+        lines = [tuple(row)[:5] for row in await contacts.ledger(AU)]
+        assert lines == [
+            ("name", "Ana María", "Annie", "bot", "dental"),
+            ("clinic", None, "Newtown", "operator", "ops"),
+            ("name", "Ana", "Ana María", "operator", "ops"),
+            ("name", None, "Ana", "api", "one"),
+        ]
