@@ -57,8 +57,8 @@ class Event:
         """When this event fires for a contact whose field holds `anchor`, in `zone`."""
         if isinstance(anchor, datetime):
             local = anchor.astimezone(zone)
-        else:
-            local = localize(datetime.combine(anchor, time()), zone)
+        else:  # its midnight, moved by wall-clock days as a time is (even one skipped)
+            local = datetime.combine(anchor, time(), tzinfo=zone)
         if self.at is None:
             return local + self.offset
         day = local.date() + timedelta(days=self.offset.days)
@@ -173,6 +173,16 @@ class Campaign:
         """The name of event `index`'s timer."""
         return f"{PREFIX}{self.name}:{index}"
 
+    def after_quiet(self, moment: datetime, zone: ZoneInfo) -> datetime:
+        """`moment`, or the end of the campaign's quiet hours in `zone` (the contact's)
+        if it falls in them."""
+        local = moment.astimezone(zone)
+        if self.quiet is None or not self.quiet.quiet(local):
+            return moment
+        end = self.quiet.end
+        morning = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+        return morning if morning > local else morning + timedelta(days=1)
+
     def attach(self, bot: Bot) -> Campaign:
         """Carry the campaign on `bot`: its events fire as the bot's timers, in new
         conversations of the bot."""
@@ -183,6 +193,11 @@ class Campaign:
         bot.campaigns.append(self)
         self.bot = bot.name
         return self
+
+
+def campaign_of(timer: str) -> str:
+    """The name of the campaign whose event `timer` names (campaign:NAME:INDEX)."""
+    return timer.removeprefix(PREFIX).rpartition(":")[0]
 
 
 def sending_from(campaigns: Sequence[Campaign], numbers: OurNumbers) -> list[Campaign]:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import languages
 from .clock import stamp
-from .fields import Field, FieldError, Fields, Value, dump, load
+from .fields import Field, FieldError, Fields, Value, dump, load, unstorable
 
 __all__ = ["Change", "Contact", "ContactFields", "language_code", "zone_name"]
 
@@ -43,7 +43,7 @@ def zone_name(text: str) -> str:
     """An IANA time zone's name, checked; FieldError naming it when there is none."""
     try:
         ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a long name
         raise FieldError(
             f"timezone {text!r} is not an IANA zone such as Pacific/Auckland"
         ) from None
@@ -98,6 +98,8 @@ class Contact:
             raise FieldError(f"name {value!r} is not text")
         if value is not None and len(value) > NAME_LIMIT:
             raise FieldError(f"name is longer than {NAME_LIMIT} characters")
+        if value is not None and (why := unstorable(value)):
+            raise FieldError(f"name {why}")
         self._set("name", value.strip() or None if value is not None else None)
 
     @property
@@ -166,6 +168,13 @@ class Contact:
             "lists": list(self.lists),
             "created_at": None if self.created_at is None else stamp(self.created_at),
         }
+
+    def text(self, what: str) -> str | None:
+        """The value of `what` (name, language, timezone or a field's name) as stored, as
+        a Change holds it; None: not set."""
+        if what in ATTRIBUTES:
+            return self._values[what]
+        return self.fields.texts().get(what)
 
     def changes(self) -> list[Change]:
         """What changed since the contact was read, in the order first changed."""

@@ -13,11 +13,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from .addresses import EVERYWHERE, OurNumbers
 from .bot import Bot
+from .campaign import campaign_of
 from .clock import parse_stamp, stamp
 from .compliance import BOT as COMPLIANCE_BOT
 from .compliance import START, STOP, STOP_ALL, Compliance
@@ -258,6 +259,13 @@ class Dispatcher(Worker):
                 log.info("timer %s %r: opted out since, cancelled", timer.id, timer.name)
                 await self.store.timers.end(timer, "cancelled", "opted out")
                 return
+            morning = await self._after_quiet(timer)
+            if morning is not None:
+                log.info(
+                    "timer %s %r: in quiet hours, waits until %s", timer.id, timer.name, morning
+                )
+                await self.store.timers.postpone(timer, morning)
+                return
         else:
             thread = await self.store.threads.get(timer.thread_id)
         bot = self.router.bots.get(thread.bot) if thread else None
@@ -311,6 +319,19 @@ class Dispatcher(Worker):
         if await self.store.consent.suppressed(timer.handset, address):
             return None
         return Thread(bot=bot, handset=timer.handset, address=address)
+
+    async def _after_quiet(self, timer: Timer) -> datetime | None:
+        """When a campaign event claimed in its campaign's quiet hours (it came due
+        before them, while the app was down or busy) may fire; None: now."""
+        assert timer.handset is not None
+        name = campaign_of(timer.name)
+        campaign = next((c for c in self.router.campaigns if c.name == name), None)
+        if campaign is None or campaign.quiet is None:
+            return None
+        now = self.store.clock()
+        zone = (await self.store.contacts.get(timer.handset)).zone
+        morning = campaign.after_quiet(now, zone)
+        return morning if morning > now else None
 
     async def _handle_claimed(self, message: Message) -> None:
         try:

@@ -51,7 +51,7 @@ class CSVRows:
         self._writer.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({key: _inert(value) for key, value in row.items()})
+        self._writer.writerow({key: inert(value) for key, value in row.items()})
 
     def close(self) -> None:
         pass
@@ -60,11 +60,16 @@ class CSVRows:
 FORMULA = re.compile(r"[=@\t\r]|[+-](?![\d.]+$)")
 
 
-def _inert(value: Any) -> Any:
+def inert(value: Any) -> Any:
     """`value`, with a leading `'` if it is text a spreadsheet would take for a formula."""
     if isinstance(value, str) and FORMULA.match(value):
         return "'" + value
     return value
+
+
+def revived(text: str) -> str:
+    """A cell of a CSV `inert` wrote, as it was: without the `'` before a formula."""
+    return text[1:] if text.startswith("'") and FORMULA.match(text[1:]) else text
 
 
 class JSONRows:

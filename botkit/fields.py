@@ -9,8 +9,8 @@ form) is read by `Field.parse`; a Python value from a handler or JSON by `Field.
 
 from __future__ import annotations
 
-import math
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,8 +37,21 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # Names a contact has already: a field may not take one (a CSV column, the API).
 RESERVED = frozenset({"number", "name", "language", "timezone", "lists", "fields"})
 TEXT_LIMIT = 1000
+# A number with commas between its thousands (1,200 or -12,345.5): no other comma.
+GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+LARGEST = sys.float_info.max
 TRUE = frozenset({"true", "yes", "y", "1"})
 FALSE = frozenset({"false", "no", "n", "0"})
+
+
+def unstorable(text: str) -> str | None:
+    """Why `text` cannot be stored: half of a surrogate pair (JSON's "\\ud800"), which
+    is no character and no UTF-8; None if it can be."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "holds half of a surrogate pair, not a character"
+    return None
 
 
 class FieldError(ValueError):
@@ -73,18 +86,24 @@ class Field:
         if kind == "text" and isinstance(value, str):
             if len(value) > TEXT_LIMIT:
                 raise self.error(value, f"is longer than {TEXT_LIMIT} characters")
+            if why := unstorable(value):
+                raise self.error(value, why)
             return value if value.strip() else None
         if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise self.error(value, "is not a finite number")
+            if not -LARGEST <= value <= LARGEST:  # inf, nan, or an int no float reaches
+                raise self.error(value, f"is not a finite number of at most {LARGEST:.1e}")
             return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
         if kind == "bool" and isinstance(value, bool):
             return value
         if kind == "datetime" and isinstance(value, datetime):
             try:
-                return localize(value, zone)
+                moment = localize(value, zone)
+                moment.astimezone(UTC_ZONE)  # kept in UTC: it must have a year there
             except ValueError as exc:
                 raise self.error(value, str(exc)) from None
+            except OverflowError:
+                raise self.error(value, "is outside the years 1 to 9999 in UTC") from None
+            return moment
         if kind == "date" and isinstance(value, date) and not isinstance(value, datetime):
             return value
         raise self.error(value, f"is a {type(value).__name__}, not {self.described}")
@@ -104,6 +123,8 @@ class Field:
 
     def _read(self, text: str) -> Any:
         if self.kind == "number":
+            if "," in text and not GROUPED.fullmatch(text):  # 1,5 is not 15
+                raise ValueError(text)
             number = float(text.replace(",", "")) if any(c in text for c in ".eE") else None
             return number if number is not None else int(text.replace(",", ""))
         if self.kind == "bool":

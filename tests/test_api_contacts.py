@@ -15,7 +15,7 @@ from botkit.testing import Harness
 pytestmark = pytest.mark.backends
 
 ANA = "+61400000001"
-bot = Bot("dental", fields={"appointment_at": datetime, "born": date, "visits": int})
+bot = Bot("dental", fields={"appointment_at": datetime, "born": date, "visits": int, "clinic": str})
 
 
 @bot.keyword("HI")
@@ -98,6 +98,13 @@ async def test_a_patch_sets_what_it_gives_and_the_bot_sees_it(database, tmp_path
         ({"timezone": "Mars/Olympus"}, 400, "'Mars/Olympus' is not an IANA zone"),
         ({"language": 7}, 400, "language 7 is not text"),
         ({"fields": ["visits"]}, 400, "fields is not an object"),
+        ({"fields": {"visits": 10**400}}, 400, "is not a finite number"),
+        (
+            {"timezone": "Australia/Sydney", "fields": {"appointment_at": "0001-01-01 00:00"}},
+            400,
+            "is outside the years 1 to 9999 in UTC",
+        ),
+        ({"timezone": "A" * 300}, 400, "is not an IANA zone"),
         (["name"], 400, "the body is not a JSON object"),
     ],
 )
@@ -110,6 +117,17 @@ async def test_a_bad_patch_changes_nothing_and_says_why(database, tmp_path, body
         assert response.status_code == status
         assert error in response.json()["error"]
         assert (await http.get(f"/api/contacts/{ANA}")).status_code == 404
+
+
+async def test_text_that_is_no_unicode_gets_a_400(database, tmp_path):
+    """JSON may escape half of a surrogate pair, which no database takes as text."""
+    async with Harness([bot], tmp_path, db=database) as harness, client(harness) as http:
+        for body in ('{"name": "Ana \\ud83e"}', '{"fields": {"clinic": "\\udc00"}}'):
+            response = await http.patch(
+                f"/api/contacts/{ANA}", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 400
+            assert "holds half of a surrogate pair" in response.json()["error"]
 
 
 async def test_a_patch_must_be_json_and_the_number_international(database, tmp_path):

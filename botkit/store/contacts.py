@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ..clock import parse_stamp
-from ..contacts import ATTRIBUTES, Contact
+from ..contacts import ATTRIBUTES, Change, Contact
 from ..db import Row, Tx
 from ..fields import Fields
 from ..localtime import number_zone
@@ -97,12 +97,16 @@ class Contacts(Part):
 
     async def write(self, tx: Tx, contact: Contact, author: Author, now: str) -> bool:
         """`save` inside the caller's transaction, and move the campaign events that
-        follow what changed. `contact` is left as it is: the transaction may run again."""
-        changed = await save(tx, contact, author, now)
+        follow what changed, from the contact as stored now: `contact` may have been
+        read before another writer changed what it did not (a handler reads it before it
+        runs). `contact` is left as it is: the transaction may run again."""
+        await tx.lock(f"handset {contact.number}")  # as replan and a timer's commit do
+        changed = await save(tx, contact, await self.read(tx, contact.number), author, now)
         if changed:
-            what = {change.what for change in contact.changes()}
-            await campaigns.follow(tx, contact, what, self.campaigns, now)
-        return changed
+            what = {change.what for change in changed}
+            stored = await self.read(tx, contact.number)
+            await campaigns.follow(tx, stored, what, self.campaigns, now)
+        return bool(changed)
 
     async def plan_campaigns(self, batch: int = 500) -> dict[str, int]:
         """At start-up: plan anew every contact's events of each campaign that is new or
@@ -199,13 +203,19 @@ class Contacts(Part):
         return await self.db.read(read)
 
 
-async def save(tx: Tx, contact: Contact, author: Author, now: str) -> bool:
-    """Write what changed of `contact`, and a ledger line for each change; True if
-    anything did. A contact's row is made with its first change. `contact` is left as
-    it is: the transaction may run again."""
-    changes = contact.changes()
+async def save(tx: Tx, contact: Contact, stored: Contact, author: Author, now: str) -> list[Change]:
+    """Write what changed of `contact`, and a ledger line for each change from what is
+    `stored` now (another writer may have changed it since `contact` was read); return
+    the changes, none if everything changed is as stored already. A contact's row is
+    made with its first change. `contact` is left as it is: the transaction may run
+    again."""
+    changes = [
+        Change(c.what, stored.text(c.what), c.new)
+        for c in contact.changes()
+        if stored.text(c.what) != c.new
+    ]
     if not changes:
-        return False
+        return []
     values = {what: getattr(contact, what) for what in ATTRIBUTES}
     # Only what changed: another writer's change of another attribute meanwhile stands.
     changed = [what for what in ATTRIBUTES if any(c.what == what for c in changes)]
@@ -237,4 +247,4 @@ async def save(tx: Tx, contact: Contact, author: Author, now: str) -> bool:
            VALUES (?, ?, ?, ?, ?, ?, ?)""",
         [(contact.number, c.what, c.old, c.new, author.source, author.actor, now) for c in changes],
     )
-    return True
+    return changes

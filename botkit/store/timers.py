@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
-from ..clock import later, parse_stamp
+from ..clock import later, parse_stamp, stamp
 from ..db import Row, Tx
 from ..events import CAMPAIGN_FIRED
 from ..messages import Timer
@@ -92,6 +93,22 @@ class Timers(Claims):
         if effects.thread is not None:
             effects.thread.id = thread_id  # committed: a new thread has its id now
         return mt_ids
+
+    async def postpone(self, timer: Timer, due: datetime) -> None:
+        """Put a claimed timer back, due at `due` (a campaign event claimed in its quiet
+        hours, after the app was down: it waits for their end)."""
+        assert timer.id is not None
+
+        async def write(tx: Tx) -> None:
+            await tx.lock(f"handset {timer.handset}")  # as _release: MOs of it wait
+            await tx.execute(
+                """UPDATE timers SET due_at = ?, claimed_until = NULL, claimed_by = NULL,
+                       attempts = 0
+                   WHERE id = ? AND state = 'pending' AND claimed_by = ?""",
+                (stamp(due), timer.id, self.owner),
+            )
+
+        await self.db.write(write)
 
     async def end(self, timer: Timer, state: str, error: str | None = None) -> None:
         """Mark a claimed timer failed (its handler raised) or cancelled (nothing to do)."""
