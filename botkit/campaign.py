@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from .broadcast import QuietHours
+from .errors import ValidationError
 from .localtime import localize
 
 if TYPE_CHECKING:
@@ -111,12 +112,19 @@ class Campaign:
         address: str | None = None,
         quiet_hours: str | None = None,
     ) -> None:
-        if not NAME.fullmatch(name):
-            raise ValueError(f"campaign {name!r}: use lower-case letters, digits, '-' and '_'")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise ValueError(
+                f"campaign {name!r}: use lower-case letters, digits, '-' and '_' (64 at most)"
+            )
         self.name = name
         self.field = field
         self.address = address
-        self.quiet = QuietHours.parse(quiet_hours) if quiet_hours else None
+        try:
+            self.quiet = QuietHours.parse(quiet_hours) if quiet_hours else None
+        except ValidationError:
+            raise ValueError(
+                f"campaign {name!r}: quiet_hours={quiet_hours!r} is not like '21:00-08:00'"
+            ) from None
         self.events: list[Event] = []
         self.bot: str | None = None
 
@@ -132,25 +140,38 @@ class Campaign:
         at: str | time | None = None,
         template: str | None = None,
         start: Startable | Callable[[Context], Awaitable[None]] | None = None,
-        **variables: Any,
+        variables: Mapping[str, Any] | None = None,
     ) -> Campaign:
         """Add an event `days`, `hours` and `minutes` from the field's value (negative:
-        before it), at time of day `at` ("09:00") if given, which sends `template` or
-        starts `start` (a Survey, or an async function of the context). Returns the
-        campaign, so that events chain."""
+        before it), at time of day `at` ("09:00") if given, which sends `template` (with
+        `contact` and `variables`) or starts `start` (a Survey, or an async function of
+        the context). Returns the campaign, so that events chain."""
         if (template is None) == (start is None):
             raise ValueError(f"campaign {self.name!r}: an event sends a template or starts a flow")
         if self.bot is not None:
             raise ValueError(f"campaign {self.name!r}: add events before attach()")
-        when = time.fromisoformat(at) if isinstance(at, str) else at
+        if variables and start is not None:
+            raise ValueError(f"campaign {self.name!r}: variables are for a template")
+        when = self._time_of_day(at)
         if when is not None and (hours or minutes):
             raise ValueError(f"campaign {self.name!r}: an event at a time of day moves by days")
         runner = getattr(start, "start", start)
         if start is not None and not callable(runner):
             raise TypeError(f"campaign {self.name!r}: start={start!r} is not a flow or handler")
         offset = timedelta(days=days, hours=hours, minutes=minutes)
-        self.events.append(Event(offset, when, template, runner, dict(variables)))
+        self.events.append(Event(offset, when, template, runner, dict(variables or {})))
         return self
+
+    def _time_of_day(self, at: str | time | None) -> time | None:
+        """`at` as a time of day; ValueError naming the campaign for one that is not."""
+        if at is None or isinstance(at, time):
+            return at
+        try:
+            return time.fromisoformat(at)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"campaign {self.name!r}: at={at!r} is not a time of day like '09:00'"
+            ) from None
 
     def signature(self) -> str:
         """A digest of what decides when the events fire, and what they do: when it
@@ -172,6 +193,22 @@ class Campaign:
     def timer(self, index: int) -> str:
         """The name of event `index`'s timer."""
         return f"{PREFIX}{self.name}:{index}"
+
+    def due(self, event: Event, anchor: date | datetime, zone: ZoneInfo) -> datetime:
+        """When `event` fires for a contact whose field holds `anchor`, in `zone`: out
+        of the quiet hours, after them; but an event due before the contact's date that
+        they would push past it goes just before they begin (a reminder the evening
+        before, not after the appointment)."""
+        due = event.due(anchor, zone)
+        moved = self.after_quiet(due, zone)
+        if moved == due or event.offset >= timedelta(0) or moved <= _instant(anchor, zone):
+            return moved
+        assert self.quiet is not None
+        local, start = due.astimezone(zone), self.quiet.start
+        evening = local.replace(hour=start.hour, minute=start.minute, second=0, microsecond=0)
+        if evening > local:
+            evening -= timedelta(days=1)
+        return evening - timedelta(minutes=1)
 
     def after_quiet(self, moment: datetime, zone: ZoneInfo) -> datetime:
         """`moment`, or the end of the campaign's quiet hours in `zone` (the contact's)
@@ -207,6 +244,13 @@ def sending_from(campaigns: Sequence[Campaign], numbers: OurNumbers) -> list[Cam
         given = campaign.address
         campaign.address = numbers.ours(given, "Campaign(address=)") if given else numbers.default
     return list(campaigns)
+
+
+def _instant(anchor: date | datetime, zone: ZoneInfo) -> datetime:
+    """A field's value as an instant: a date is its midnight in `zone`."""
+    if isinstance(anchor, datetime):
+        return anchor
+    return datetime.combine(anchor, time(), tzinfo=zone)
 
 
 def _span(delta: timedelta) -> str:

@@ -415,11 +415,11 @@ def _campaign_problems(modules: list[BotModule]) -> list[Problem]:
         for variable, bot in module.bots.items():
             here = Location(module.source.path, assignment_line(module.source.tree, variable))
             for field in bot.fields:
-                kind, there = declared.setdefault(field.name, (field.kind, here))
-                if kind != field.kind:
+                first, there = declared.setdefault(field.name, (field, here))
+                if first != field:
                     message = (
-                        f"field {field.name!r} of bot {bot.name!r} is a {field.kind}, "
-                        f"but a {kind} at {there}"
+                        f"field {field.name!r} of bot {bot.name!r} is a {field.label}, "
+                        f"but a {first.label} at {there}"
                     )
                     problems.append(Problem(*here, "field-conflict", message))
     for module in modules:
@@ -432,9 +432,12 @@ def _campaign_problems(modules: list[BotModule]) -> list[Problem]:
                     )
                     problems.append(Problem(*here, "campaign-field", message))
                 names.setdefault(campaign.name, here)
-                kind = declared.get(campaign.field, (None, here))[0]
+                found = declared.get(campaign.field)
+                kind = found[0].kind if found else None
                 if kind not in ("date", "datetime"):
-                    dates = sorted(n for n, (k, _) in declared.items() if k in ("date", "datetime"))
+                    dates = sorted(
+                        n for n, (f, _) in declared.items() if f.kind in ("date", "datetime")
+                    )
                     message = (
                         f"campaign {campaign.name!r} follows field {campaign.field!r}, which "
                         + (f"is a {kind}" if kind else "no bot declares")

@@ -72,10 +72,17 @@ def field_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """A declared field: its name and kind."""
+    """A declared field: its name and kind, and for a number whether it is whole (a
+    field declared `int`)."""
 
     name: str
     kind: str
+    whole: bool = False
+
+    @property
+    def label(self) -> str:
+        """The field's type in words: "whole number" for an int, else its kind."""
+        return "whole number" if self.whole else self.kind
 
     def check(self, value: Any, zone: ZoneInfo = UTC_ZONE) -> Value | None:
         """A Python value as this field keeps it (None clears it); FieldError if it is
@@ -92,6 +99,8 @@ class Field:
         if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
             if not -LARGEST <= value <= LARGEST:  # inf, nan, or an int no float reaches
                 raise self.error(value, f"is not a finite number of at most {LARGEST:.1e}")
+            if self.whole and not float(value).is_integer():
+                raise self.error(value, "is not a whole number")
             return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
         if kind == "bool" and isinstance(value, bool):
             return value
@@ -106,7 +115,9 @@ class Field:
             return moment
         if kind == "date" and isinstance(value, date) and not isinstance(value, datetime):
             return value
-        raise self.error(value, f"is a {type(value).__name__}, not {self.described}")
+        kind_of = type(value).__name__
+        article = "an" if kind_of[:1] in "aeiou" else "a"
+        raise self.error(value, f"is {article} {kind_of}, not {self.described}")
 
     def parse(self, text: str, zone: ZoneInfo = UTC_ZONE) -> Value | None:
         """Text typed by a person (a CSV cell, a form) as this field's value; "" clears.
@@ -139,6 +150,8 @@ class Field:
 
     @property
     def described(self) -> str:
+        if self.whole:
+            return "a whole number"
         return {
             "text": "text",
             "number": "a number",
@@ -186,9 +199,9 @@ class Fields(Mapping[str, Field]):
         self._fields: dict[str, Field] = {}
         for each in fields:
             known = self._fields.get(each.name)
-            if known is not None and known.kind != each.kind:
+            if known is not None and known != each:
                 raise FieldError(
-                    f"field {each.name!r} is declared as {known.kind} and as {each.kind}"
+                    f"field {each.name!r} is declared as {known.label} and as {each.label}"
                 )
             self._fields[each.name] = each
 
@@ -201,7 +214,7 @@ class Fields(Mapping[str, Field]):
             if kind is None:
                 allowed = ", ".join(t.__name__ for t in TYPES)
                 raise FieldError(f"field {name!r}: {python_type!r} is not one of {allowed}")
-            fields.append(Field(field_name(name), kind))
+            fields.append(Field(field_name(name), kind, whole=python_type is int))
         return fields
 
     def __getitem__(self, name: str) -> Field:

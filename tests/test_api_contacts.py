@@ -91,8 +91,8 @@ async def test_a_patch_sets_what_it_gives_and_the_bot_sees_it(database, tmp_path
 @pytest.mark.parametrize(
     ("body", "status", "error"),
     [
-        ({"fields": {"visits": "three"}}, 400, "field 'visits': 'three' is not a number"),
-        ({"fields": {"visits": True}}, 400, "field 'visits': True is a bool, not a number"),
+        ({"fields": {"visits": "three"}}, 400, "field 'visits': 'three' is not a whole number"),
+        ({"fields": {"visits": True}}, 400, "field 'visits': True is a bool, not a whole number"),
         ({"fields": {"vists": 1}}, 400, "no field 'vists' is declared"),
         ({"nickname": "A"}, 400, "'nickname': a contact has name, language, timezone"),
         ({"timezone": "Mars/Olympus"}, 400, "'Mars/Olympus' is not an IANA zone"),

@@ -402,3 +402,21 @@ async def test_a_reminder_is_one_off_and_an_answer_goes_to_the_flow_still_open(d
         assert (await h.runtime.store.threads.get(reminder.thread_id)).status == "closed"
         await phone.send("Much better")
         phone.expect("Thanks, noted.")
+
+
+def test_quiet_hours_never_push_a_reminder_past_what_it_reminds_of():
+    campaign = Campaign("c", field="at", quiet_hours="21:00-08:00")
+    campaign.event(hours=-10, template="a/x.txt").event(hours=14, template="a/x.txt")
+    before, after = campaign.events
+    appointment = datetime(2026, 12, 10, 7, 30, tzinfo=SYDNEY)
+    # 10 hours before is 21:30, in the quiet hours: their end (08:00) is after the
+    # appointment, so the reminder goes just before they begin.
+    assert campaign.due(before, appointment, SYDNEY) == datetime(2026, 12, 9, 20, 59, tzinfo=SYDNEY)
+    # After it, an event waits for their end as ever.
+    assert campaign.due(after, appointment, SYDNEY) == datetime(2026, 12, 11, 8, 0, tzinfo=SYDNEY)
+    with pytest.raises(ValueError, match="at='9am' is not a time of day like '09:00'"):
+        campaign.event(days=-1, at="9am", template="a/x.txt")
+    with pytest.raises(ValueError, match="quiet_hours='8pm-8am' is not like '21:00-08:00'"):
+        Campaign("d", field="at", quiet_hours="8pm-8am")
+    with pytest.raises(TypeError):
+        campaign.event(day=-1, template="a/x.txt")  # a typo is not a template variable

@@ -142,7 +142,7 @@ async def test_a_failed_handler_changes_nothing_and_bad_values_fail_it(database,
             "SELECT error FROM messages WHERE direction = 'mo' ORDER BY id"
         )
         assert "boom" in errors[0][0]
-        assert "field 'visits': 'many' is a str, not a number" in errors[1][0]
+        assert "field 'visits': 'many' is a str, not a whole number" in errors[1][0]
         assert "no field 'apointment_at' is declared" in errors[2][0]
         assert "appointment_at" in errors[2][0]
 
@@ -281,3 +281,17 @@ async def test_the_ledger_says_what_a_change_replaced_as_stored_when_it_was_made
             ("name", "Ana", "Ana María", "operator", "ops"),
             ("name", None, "Ana", "api", "one"),
         ]
+
+
+def test_an_int_field_takes_whole_numbers_and_an_int_and_a_float_are_two_types():
+    counted = Fields(Fields.declared({"visits": int, "weight": float}))
+    assert counted["visits"].parse("1,200") == 1200
+    with pytest.raises(FieldError, match=r"2\.5 is not a whole number"):
+        counted["visits"].parse("2.5")
+    with pytest.raises(FieldError, match="is a str, not a whole number"):
+        counted["visits"].check("two")
+    with pytest.raises(FieldError, match="is an int, not text"):
+        Field("name_", "text").check(5)
+    assert counted["weight"].parse("2.5") == 2.5
+    with pytest.raises(FieldError, match="declared as whole number and as number"):
+        Router([Bot("a", fields={"n": int}), Bot("b", fields={"n": float})])

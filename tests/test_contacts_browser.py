@@ -74,7 +74,7 @@ def test_an_operator_edits_a_contact_and_finds_it_by_a_field(tmp_path, processes
     page.fill("#field-clinic", "Glebe")
     page.click("#contact-form button[type=submit]")
     expect(page.locator("#field-visits-error")).to_have_text(
-        "field 'visits': 'three' is not a number"
+        "field 'visits': 'three' is not a whole number"
     )
     expect(page.locator("#field-clinic")).to_have_value("Glebe")
     expect(contact.locator("dl.fields")).to_contain_text("Newtown")

@@ -91,7 +91,7 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(folder, database, c
         "people.csv:3: number: '0400000002' is not in international format (+ and country code)",
         "people.csv:4: field 'appointment_at': 'next week' is not a date and time "
         "(YYYY-MM-DD HH:MM)",
-        "people.csv:5: field 'visits': 'three' is not a number",
+        "people.csv:5: field 'visits': 'three' is not a whole number",
         "people.csv:6: language 'klingon language' is not a language code: give one such as "
         "'es', 'mi' or 'pt-br'",
         "people.csv:7: +61400000001 is on line 2 too",

@@ -153,7 +153,7 @@ async def test_a_bad_value_is_shown_by_its_input_and_nothing_is_saved(database, 
         assert refused.status_code == 400
         shown = text(refused)
         for key, error in [
-            ("field-visits", "field 'visits': 'three' is not a number"),
+            ("field-visits", "field 'visits': 'three' is not a whole number"),
             ("field-born", "field 'born': '2026-02-30' is not a date (YYYY-MM-DD)"),
             ("timezone", "timezone 'Mars/Olympus' is not an IANA zone"),
         ]:

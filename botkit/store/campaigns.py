@@ -74,7 +74,7 @@ async def replan(
     scheduled = 0
     for index, event in enumerate(campaign.events):
         try:
-            due_at = stamp(campaign.after_quiet(event.due(anchor, contact.zone), contact.zone))
+            due_at = stamp(campaign.due(event, anchor, contact.zone))
         except OverflowError:  # after 9999-12-31 (a date some systems write for never)
             continue
         name = campaign.timer(index)
