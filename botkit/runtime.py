@@ -30,6 +30,7 @@ from .intake import Intake
 from .messages import Reply
 from .metrics import Metrics
 from .migrations import migrate
+from .planner import Planner
 from .reloader import Reloader
 from .replay import Replay
 from .router import Router
@@ -70,6 +71,7 @@ class Runtime:
         # Callbacks kept on disk while the database cannot take them.
         self.spool = Spool(settings.spool_folder)
         self.replay: Replay | None = None
+        self.planner: Planner | None = None
         self.db: Database | None = None
         self._store: Store | None = None
         self.dispatcher: Dispatcher | None = None
@@ -94,6 +96,8 @@ class Runtime:
         if self._store is not None:
             self._store.contacts.fields = router.fields
             self._store.contacts.campaigns = sending_from(router.campaigns, self.numbers)
+        if self.planner is not None:
+            self.planner.wake()  # a campaign changed by the reload is planned anew
         if self.dispatcher is not None:
             self.dispatcher.router = router
 
@@ -109,7 +113,14 @@ class Runtime:
 
     def stopped_workers(self) -> list[str]:
         """The workers (and the database writer) that should run but do not."""
-        workers = [self.dispatcher, self.sender, self.webhooks, self.replay, self.reloader]
+        workers = [
+            self.dispatcher,
+            self.sender,
+            self.webhooks,
+            self.replay,
+            self.planner,
+            self.reloader,
+        ]
         stopped = [w.name for w in workers if w is not None and not w.alive]
         if self.db is not None and not self.db.writing:
             stopped.append("database writer")
@@ -124,8 +135,6 @@ class Runtime:
         self._store.contacts.fields = self.router.fields
         self._store.contacts.zone = self.settings.zone
         self._store.contacts.campaigns = sending_from(self.router.campaigns, self.numbers)
-        for name, count in (await self._store.contacts.plan_campaigns()).items():
-            log.info("campaign %s: planned anew for %d contacts", name, count)
         # The spool's records name the database they are for by its id, not its URL.
         database_id = await self._store.meta.get_or_create("database_id", lambda: str(uuid.uuid4()))
         try:
@@ -211,6 +220,8 @@ class Runtime:
         self.dispatcher.start()
         self.replay = Replay(self.spool, self._store, self.dispatcher, self.metrics)
         self.replay.start()
+        self.planner = Planner(self._store.contacts)
+        self.planner.start()
         if self.reloader is not None:
             self.reloader.start()
 
@@ -235,6 +246,8 @@ class Runtime:
                 await self.reloader.stop()
             if self.replay is not None:
                 await self.replay.stop()
+            if self.planner is not None:
+                await self.planner.stop()
             if self.dispatcher is not None:
                 await self.dispatcher.stop()
             if self.sender is not None:

@@ -154,6 +154,11 @@ class Harness:
         self.runtime.dispatcher.failure_listeners.append(
             lambda message, exc: self._errors.append(exc)
         )
+        # The campaigns planned for the contacts already there (a database reopened),
+        # as `botkit run` plans them soon after it starts.
+        assert self.runtime.planner is not None
+        async with asyncio.timeout(SETTLE_TIMEOUT):
+            await self.runtime.planner.idle.wait()
         return self
 
     def _load_settings(self) -> Settings:
@@ -224,9 +229,9 @@ class Harness:
             await phone._refresh()
 
     async def settle(self) -> None:
-        """Wait until every stored MO is handled, every due timer fired (but those of
-        threads an operator took over), every due MT sent and every due webhook
-        delivered.
+        """Wait until the campaigns are planned, every stored MO is handled, every due
+        timer fired (but those of threads an operator took over), every due MT sent and
+        every due webhook delivered.
 
         It waits as long as the work goes down: it fails only when the work left has not
         fallen below its lowest for SETTLE_TIMEOUT seconds (a handler that hangs, an MT
@@ -272,7 +277,9 @@ class Harness:
                 """,
             (now, now),
         )
-        return waiting + self.simulator.pending
+        planner = self.runtime.planner
+        planning = planner is not None and not planner.idle.is_set()  # campaigns to plan
+        return waiting + self.simulator.pending + planning
 
     def _raise_handler_errors(self) -> None:
         self._errors += self._receiver.errors  # a webhook whose signature did not hold

@@ -21,6 +21,7 @@ from botkit.db import Database
 from botkit.migrations import migrate
 from botkit.router import Router
 from botkit.store import Effects, Store
+from botkit.store.campaigns import progressed, replan
 from botkit.store.contacts import Author
 from botkit.testing import FakeClock, Harness
 
@@ -420,3 +421,35 @@ def test_quiet_hours_never_push_a_reminder_past_what_it_reminds_of():
         Campaign("d", field="at", quiet_hours="8pm-8am")
     with pytest.raises(TypeError):
         campaign.event(day=-1, template="a/x.txt")  # a typo is not a template variable
+
+
+async def test_planning_at_start_up_goes_on_where_a_stop_cut_it_short(database, templates):
+    plain = Bot("dental", fields={"appointment_at": datetime})
+    clock = FakeClock(START)
+    handsets = [f"+6140000{n:04d}" for n in range(7)]
+    async with Harness([plain], templates, db=database, clock=clock) as h:
+        for handset in handsets:
+            await h.phone(handset).update_contact(fields={"appointment_at": "2026-12-10 14:30"})
+        # A planner stopped after its first batch of three: the mark says where it was.
+        contacts = h.runtime.store.contacts
+        contacts.campaigns = sending_from(Router([dental()]).campaigns, h.runtime.numbers)
+        (campaign,) = contacts.campaigns
+        signature = campaign.signature()
+        first = handsets[:3]
+
+        async def one_batch(tx):
+            for handset in first:
+                await replan(tx, await contacts.read(tx, handset), campaign, contacts.now())
+            await progressed(tx, campaign, signature, first[-1])
+
+        await h.runtime.store.db.write(one_batch)
+    async with Harness([dental()], templates, db=database, clock=clock) as h:
+        planned = await h.runtime.store.db.fetchall(
+            "SELECT handset, count(*) FROM timers WHERE state = 'pending' GROUP BY handset"
+        )
+        # Each contact has its two events once: the first three were not planned again.
+        assert sorted(tuple(row) for row in planned) == [(handset, 2) for handset in handsets]
+        replanned = await h.runtime.store.db.fetchval(
+            "SELECT count(*) FROM timers WHERE error = 'replanned'"
+        )
+        assert replanned == 0

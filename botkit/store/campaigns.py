@@ -55,7 +55,8 @@ async def replan(
     returns how many are pending now. `address` is the campaign's number, resolved."""
     await tx.lock(f"handset {contact.number}")  # one plan at a time, across processes
     cancelled = await tx.fetchall(
-        f"""UPDATE timers SET state = 'cancelled', error = ?, fired_at = ? WHERE {PENDING}
+        f"""UPDATE timers SET state = 'cancelled', error = ?, fired_at = ?,
+                claimed_until = NULL, claimed_by = NULL WHERE {PENDING}
             RETURNING name, data, due_at""",
         ("replanned", now, contact.number, _like(campaign.name)),
     )
@@ -111,7 +112,8 @@ async def opted_out(tx: Tx, handset: str, address: str, now: str) -> int:
     ]
     for timer_id in ids:
         await tx.execute(
-            """UPDATE timers SET state = 'cancelled', error = 'opted out', fired_at = ?
+            """UPDATE timers SET state = 'cancelled', error = 'opted out', fired_at = ?,
+                   claimed_until = NULL, claimed_by = NULL
                WHERE id = ? AND state = 'pending'""",
             (now, timer_id),
         )
@@ -124,11 +126,32 @@ async def stale(tx: Tx, campaign: Campaign, signature: str) -> bool:
     return found != signature
 
 
+async def progress(tx: Tx, campaign: Campaign, signature: str) -> str:
+    """The last contact (handset) that planning `campaign` under `signature` got to,
+    before a stop cut it short; "" to start from the first."""
+    found = await tx.fetchval(
+        "SELECT value FROM meta WHERE name = ?", (_key(campaign) + " progress",)
+    )
+    mark, _, after = (found or "").partition(" ")
+    return after if mark == signature else ""
+
+
+async def progressed(tx: Tx, campaign: Campaign, signature: str, after: str) -> None:
+    """Record, with a batch of contacts planned, the last of them: a restart goes on
+    after it."""
+    await tx.execute(
+        """INSERT INTO meta (name, value) VALUES (?, ?)
+           ON CONFLICT (name) DO UPDATE SET value = excluded.value""",
+        (_key(campaign) + " progress", f"{signature} {after}"),
+    )
+
+
 async def planned(tx: Tx, campaign: Campaign, signature: str, now: str) -> None:
     """Record that every contact's events of `campaign` follow `signature`, and cancel
     those of contacts without its field (a campaign that now follows another one)."""
     await tx.execute(
-        """UPDATE timers SET state = 'cancelled', error = 'replanned', fired_at = ?
+        """UPDATE timers SET state = 'cancelled', error = 'replanned', fired_at = ?,
+                claimed_until = NULL, claimed_by = NULL
             WHERE thread_id IS NULL AND state = 'pending' AND name LIKE ? ESCAPE '!'
               AND handset NOT IN (SELECT handset FROM contact_values WHERE field = ?)""",
         (now, _like(campaign.name), campaign.field),
@@ -138,6 +161,7 @@ async def planned(tx: Tx, campaign: Campaign, signature: str, now: str) -> None:
            ON CONFLICT (name) DO UPDATE SET value = excluded.value""",
         (_key(campaign), signature),
     )
+    await tx.execute("DELETE FROM meta WHERE name = ?", (_key(campaign) + " progress",))
 
 
 def _key(campaign: Campaign) -> str:

@@ -108,10 +108,11 @@ class Contacts(Part):
             await campaigns.follow(tx, stored, what, self.campaigns, now)
         return bool(changed)
 
-    async def plan_campaigns(self, batch: int = 500) -> dict[str, int]:
-        """At start-up: plan anew every contact's events of each campaign that is new or
-        changed since it was last planned (a campaign added after its contacts were
-        imported), `batch` contacts a transaction; how many contacts each one took."""
+    async def plan_campaigns(self, batch: int = 100) -> dict[str, int]:
+        """Plan anew every contact's events of each campaign that is new or changed
+        since it was last planned (a campaign added after its contacts were imported),
+        `batch` contacts a transaction (each holds their handsets' locks: a short one),
+        going on where a stop cut it short; how many contacts each one took."""
         done: dict[str, int] = {}
         for campaign in self.campaigns:
             count = await self._plan(campaign, batch)
@@ -125,7 +126,8 @@ class Contacts(Part):
         signature = campaign.signature()
         if not await self.db.read(lambda tx: campaigns.stale(tx, campaign, signature)):
             return None
-        count, after = 0, ""
+        count = 0
+        after = await self.db.read(lambda tx: campaigns.progress(tx, campaign, signature))
         while handsets := await self._with_field(campaign.field, after, batch):
 
             async def replan(tx: Tx, handsets: list[str] = handsets) -> None:
@@ -133,6 +135,7 @@ class Contacts(Part):
                 for handset in handsets:
                     contact = await self.read(tx, handset)
                     await campaigns.replan(tx, contact, campaign, self.now())
+                await campaigns.progressed(tx, campaign, signature, handsets[-1])
 
             await self.db.write(replan)
             count, after = count + len(handsets), handsets[-1]

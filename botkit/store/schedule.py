@@ -37,14 +37,16 @@ async def cancel(tx: Tx, thread_id: int, names: Sequence[str] | None, now: str) 
     """Cancel a thread's pending timers (those named, or all of them)."""
     if names is None:
         await tx.execute(
-            """UPDATE timers SET state = 'cancelled', fired_at = ?
+            """UPDATE timers SET state = 'cancelled', fired_at = ?, claimed_until = NULL,
+                   claimed_by = NULL
                WHERE thread_id = ? AND state = 'pending'""",
             (now, thread_id),
         )
         return
     if names:
         await tx.execute(
-            f"""UPDATE timers SET state = 'cancelled', fired_at = ?
+            f"""UPDATE timers SET state = 'cancelled', fired_at = ?, claimed_until = NULL,
+                   claimed_by = NULL
                 WHERE thread_id = ? AND state = 'pending' AND name IN ({marks(names)})""",
             (now, thread_id, *names),
         )
