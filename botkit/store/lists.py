@@ -130,6 +130,10 @@ class Lists(Part):
             (list_id,),
         )
 
+    async def names(self) -> list[str]:
+        """Every list's name, in order."""
+        return [row[0] for row in await self.db.fetchall("SELECT name FROM lists ORDER BY name")]
+
     async def is_subscribed(self, name: str, handset: str) -> bool:
         """True if `handset` is subscribed to list `name`."""
         found = await self.db.fetchval(
