@@ -131,7 +131,7 @@ async def contacts(request: Request) -> Response:
     `after` of the next page."""
     runtime: Runtime = request.app.state.runtime
     store, params = runtime.store, request.query_params
-    lists = await store.lists.names() if params.get("list") else ()
+    lists = await store.lists.ids() if params.get("list") else {}
     chosen = contact_filters(params, store.contacts.fields, runtime.settings.zone, lists)
     found, cursor = await store.contacts.listing(after(params), chosen)
     return JSONResponse({"contacts": [each.as_json() for each in found], "next": cursor})

@@ -16,7 +16,7 @@ after     the `next` of the page before: the number the page starts after
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from .contacts import NAME_LIMIT, language_code
@@ -34,11 +34,11 @@ def contact_filters(
     params: Mapping[str, str],
     fields: Fields = NO_FIELDS,
     zone: ZoneInfo = UTC_ZONE,
-    lists: Collection[str] = (),
+    lists: Mapping[str, int] | None = None,
 ) -> ContactFilters:
     """The filters named by `params`; ValidationError naming the parameter at fault.
     `field` is one of `fields` (those the bots declare), a datetime's day in `zone`;
-    `list` one of `lists` (those there are)."""
+    `list` one of `lists` (the ids of those there are, by name)."""
     q = (params.get("q") or "").strip()
     if len(q) > NAME_LIMIT:
         raise ValidationError("q", f"is longer than {NAME_LIMIT} characters")
@@ -58,7 +58,7 @@ def contact_filters(
         handsets=handsets,
         name=name,
         language=_language(params),
-        list=_list(params, lists),
+        list_id=_list(params, lists or {}),
         field=field_match(params, fields, zone),
     )
 
@@ -80,10 +80,10 @@ def _language(params: Mapping[str, str]) -> str | None:
         raise ValidationError("language", str(exc)) from None
 
 
-def _list(params: Mapping[str, str], lists: Collection[str]) -> str | None:
+def _list(params: Mapping[str, str], lists: Mapping[str, int]) -> int | None:
     name = (params.get("list") or "").strip()
     if name and name not in lists:
         known = ", ".join(sorted(lists)) or "none"
         shown = name[:MAX_QUERY]
         raise ValidationError("list", f"there is no list named {shown!r} (lists: {known})")
-    return name or None
+    return lists[name] if name else None

@@ -5,6 +5,8 @@ list; a contact that never texted is found; a bad parameter is a clear 400."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import date, datetime
 
 import httpx
@@ -79,10 +81,21 @@ async def harness(database, tmp_path):
 
 
 async def listed(http: httpx.AsyncClient, **query: str) -> list[str]:
+    """The numbers the API and the page list for `query` (one page), which must agree."""
     response = await http.get("/api/contacts", params=query)
     assert response.status_code == 200, response.text
     assert response.json()["next"] is None
-    return [contact["number"] for contact in response.json()["contacts"]]
+    found = [contact["number"] for contact in response.json()["contacts"]]
+    page = await http.get("/dashboard/contacts/", params=query)
+    assert page.status_code == 200, page.text
+    assert numbers(page) == found
+    assert 'rel="next"' not in page.text
+    return found
+
+
+def numbers(page: httpx.Response) -> list[str]:
+    """The numbers a contacts page lists, in its order."""
+    return re.findall(r'<a class="number" href="[^"]*/dashboard/people/([^"]+)">', page.text)
 
 
 async def test_every_contact_with_a_row_in_number_order(harness):
@@ -137,9 +150,12 @@ async def test_every_contact_with_a_row_in_number_order(harness):
         ({"q": "0400000001", "language": "mi"}, []),
     ],
 )
-async def test_the_api_filters(harness, query, expected):
+async def test_the_filters(harness, query, expected):
     async with client(harness) as http:
         assert await listed(http, **query) == expected
+        if not expected:
+            page = await http.get("/dashboard/contacts/", params=query)
+            assert "No contacts match." in page.text
 
 
 @pytest.mark.parametrize(
@@ -159,29 +175,49 @@ async def test_the_api_filters(harness, query, expected):
 async def test_a_bad_parameter_is_a_400_saying_which(harness, query, error):
     async with client(harness) as http:
         response = await http.get("/api/contacts", params=query)
+        page = await http.get("/dashboard/contacts/", params=query)
     assert response.status_code == 400
     assert error in response.json()["error"]
+    assert page.status_code == 400
+    assert error in html.unescape(page.text)
+    assert numbers(page) == []
 
 
 async def test_pages_follow_one_another_without_a_gap(database, tmp_path):
-    numbers = [f"+614000{i:05d}" for i in range(1, 2 * PAGE + 22)]
+    made = [f"+614000{i:05d}" for i in range(1, 2 * PAGE + 22)]
     async with Harness([bot], tmp_path, db=database) as harness:
-        for i, number in enumerate(reversed(numbers)):
+        for i, number in enumerate(reversed(made)):
             await add(harness, number, {"language": "es" if i % 3 == 0 else "en"})
         async with client(harness) as http:
             for query in ({}, {"language": "es"}):
-                found, after, pages = [], None, 0
-                while True:
-                    params = {**query, **({"after": after} if after else {})}
-                    body = (await http.get("/api/contacts", params=params)).json()
-                    assert len(body["contacts"]) <= PAGE
-                    found += [each["number"] for each in body["contacts"]]
-                    pages, after = pages + 1, body["next"]
-                    if after is None:
-                        break
-                kept = [n for i, n in enumerate(reversed(numbers)) if not query or i % 3 == 0]
-                assert found == sorted(kept)
-                assert pages == -(-len(kept) // PAGE)
+                kept = sorted(n for i, n in enumerate(reversed(made)) if not query or i % 3 == 0)
+                assert await api_pages(http, query) == kept
+                assert await dashboard_pages(http, query) == kept
+
+
+async def api_pages(http: httpx.AsyncClient, query: dict[str, str]) -> list[str]:
+    """Every number GET /api/contacts lists for `query`, following `next`."""
+    found, after = [], None
+    while True:
+        params = {**query, **({"after": after} if after else {})}
+        body = (await http.get("/api/contacts", params=params)).json()
+        assert 0 < len(body["contacts"]) <= PAGE
+        found += [each["number"] for each in body["contacts"]]
+        after = body["next"]
+        if after is None:
+            return found
+
+
+async def dashboard_pages(http: httpx.AsyncClient, query: dict[str, str]) -> list[str]:
+    """Every number the contacts page lists for `query`, following its link to the
+    next page, which keeps the filters."""
+    page = await http.get("/dashboard/contacts/", params=query)
+    found = numbers(page)
+    while link := re.search(r'<a rel="next" href="([^"]+)">More contacts</a>', page.text):
+        page = await http.get("/dashboard/contacts/" + html.unescape(link.group(1)))
+        assert 0 < len(numbers(page)) <= PAGE
+        found += numbers(page)
+    return found
 
 
 async def test_the_list_needs_the_login(database, tmp_path):
@@ -193,5 +229,89 @@ async def test_the_list_needs_the_login(database, tmp_path):
             refused = await http.get("/api/contacts")
             assert refused.status_code == 401
             assert "contacts" not in refused.json()
+            sent_away = await http.get("/dashboard/contacts/")
+            assert sent_away.status_code in (302, 303, 307)
+            assert "/dashboard/login" in sent_away.headers["location"]
+            assert ANA not in sent_away.text
             http.auth = ("ops", "correct horse battery")
             assert await listed(http) == [ANA]
+
+
+async def test_each_row_shows_the_contact_escaped(harness):
+    async with client(harness) as http:
+        page = await http.get("/dashboard/contacts/")
+        searched = await http.get("/dashboard/contacts/", params={"q": HOSTILE})
+    assert '<a href="http://localhost/dashboard/contacts/">Contacts</a>' in page.text  # nav
+    assert numbers(page) == [ANA, BEN, DOT, CAL]
+    # Every declared field is a column when there are few: by name, values in words.
+    header = re.search(r"<thead>(.*?)</thead>", page.text).group(1)
+    assert re.findall(r"<th>([^<]+)</th>", header) == [
+        "Number",
+        "Name",
+        "Language",
+        "Time zone",
+        "appointment_at",
+        "born",
+        "clinic",
+        "reminders",
+        "Lists",
+    ]
+    ana = row(page, ANA)
+    assert ana == [
+        ANA,
+        "Ana María",
+        "es",
+        "Australia/Sydney (the number's)",
+        "2026-12-10 23:30 AEDT",
+        "",
+        "Newtown",
+        "yes",
+        "deals",
+    ]
+    assert row(page, CAL)[3] == "Pacific/Auckland (the number's)"
+    # A hostile name and value are text, in the list and in the search box.
+    assert HOSTILE not in page.text and "<img src=x>" not in page.text
+    assert row(page, DOT)[1] == HOSTILE
+    assert row(page, DOT)[6] == f"<img src=x>{HOSTILE}"
+    assert numbers(searched) == [DOT]
+    assert HOSTILE not in searched.text
+    assert 'value="&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"' in searched.text
+
+
+def row(page: httpx.Response, number: str) -> list[str]:
+    """The cells of `number`'s row, as text."""
+    (cells,) = [r for r in re.findall(r"<tr>(.*?)</tr>", page.text, re.S) if number in r]
+    found = re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in found]
+
+
+many = Bot("clinic", fields={name: str for name in ("a1", "b2", "c3", "d4", "e5", "f6")})
+
+
+async def test_many_fields_show_the_first_and_the_one_filtered_by(database, tmp_path):
+    async with Harness([many], tmp_path, db=database) as harness:
+        await add(harness, ANA, {"fields": {"a1": "one", "f6": "six"}})
+        async with client(harness) as http:
+            page = await http.get("/dashboard/contacts/")
+            chosen = await http.get("/dashboard/contacts/", params={"field": "f6"})
+    header = re.search(r"<thead>(.*?)</thead>", page.text).group(1)
+    assert re.findall(r"<th>([a-z]\d)</th>", header) == ["a1", "b2", "c3", "d4"]
+    assert "2 more fields on each contact's page." in page.text
+    header = re.search(r"<thead>(.*?)</thead>", chosen.text).group(1)
+    assert re.findall(r"<th>([a-z]\d)</th>", header) == ["a1", "b2", "c3", "d4", "f6"]
+    assert row(chosen, ANA)[4:] == ["one", "", "", "", "six", ""]
+    assert "1 more field on each contact's page." in chosen.text
+
+
+async def test_with_no_contacts_the_page_says_how_they_come(database, tmp_path):
+    async with Harness([bot], tmp_path, db=database) as harness:
+        await harness.phone(EVE).send("HI")  # texted, nothing set: not a contact row
+        async with client(harness) as http:
+            page = await http.get("/dashboard/contacts/")
+    assert page.status_code == 200
+    assert numbers(page) == []
+    text = html.unescape(re.sub(r"<[^>]+>", "", page.text))
+    assert "No contacts yet. A contact is made when a CSV of them is imported" in text
+    assert "botkit contacts import FILE.csv" in text
+    assert "PATCH /api/contacts/NUMBER" in text
+    assert "ctx.contact" in text

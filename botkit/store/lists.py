@@ -130,9 +130,10 @@ class Lists(Part):
             (list_id,),
         )
 
-    async def names(self) -> list[str]:
-        """Every list's name, in order."""
-        return [row[0] for row in await self.db.fetchall("SELECT name FROM lists ORDER BY name")]
+    async def ids(self) -> dict[str, int]:
+        """Every list's id, by name, in the names' order."""
+        rows = await self.db.fetchall("SELECT name, id FROM lists ORDER BY name")
+        return {row[0]: row[1] for row in rows}
 
     async def is_subscribed(self, name: str, handset: str) -> bool:
         """True if `handset` is subscribed to list `name`."""
