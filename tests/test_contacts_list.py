@@ -315,3 +315,33 @@ async def test_with_no_contacts_the_page_says_how_they_come(database, tmp_path):
     assert "botkit contacts import FILE.csv" in text
     assert "PATCH /api/contacts/NUMBER" in text
     assert "ctx.contact" in text
+
+
+@pytest.mark.parametrize(
+    ("q", "found"),
+    [
+        ("0400 000 001", [ANA]),  # imported, never texted
+        ("+61 400 000 004", [DOT]),
+        ("0400 000 009", []),  # nobody
+        ("000 0001", []),  # a part of Ana's number finds no contact
+    ],
+)
+async def test_a_number_with_no_conversation_links_to_its_contact(harness, q, found):
+    async with client(harness) as http:
+        page = await http.get("/dashboard/", params={"q": q})
+    assert page.status_code == 200
+    assert "No conversations match." in page.text
+    linked = re.findall(
+        r'(\+\d+) is a contact: see <a href="[^"]*/dashboard/people/([^"]+)">', page.text
+    )
+    assert linked == [(number, number) for number in found]
+
+
+async def test_a_number_with_a_conversation_lists_it_and_no_more(harness):
+    async with client(harness) as http:
+        page = await http.get("/dashboard/", params={"q": "0400 000 002"})
+        elsewhere = await http.get("/dashboard/", params={"q": "0400 000 002", "bot": "nobot"})
+    assert re.findall(r'/dashboard/threads/\d+">(\+\d+)</a>', page.text) == [BEN]
+    assert "is a contact" not in page.text
+    # Another filter keeps its conversations out: its page is still linked.
+    assert f"{BEN} is a contact: see" in elsewhere.text
