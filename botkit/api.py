@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route
 
 from .access import Guard, operator
 from .bodies import BodyError, read_json
-from .contact_search import after, contact_filters
+from .contact_search import after, contact_filters, next_page
 from .db import Row
 from .fields import FieldError
 from .messages import split_flags
@@ -134,7 +134,8 @@ async def contacts(request: Request) -> Response:
     lists = await store.lists.ids() if params.get("list") else {}
     chosen = contact_filters(params, store.contacts.fields, runtime.settings.zone, lists)
     found, cursor = await store.contacts.listing(after(params), chosen)
-    return JSONResponse({"contacts": [each.as_json() for each in found], "next": cursor})
+    contacts = [each.as_json() for each in found]
+    return JSONResponse({"contacts": contacts, "next": next_page(cursor)})
 
 
 async def contact(request: Request) -> Response:

@@ -10,7 +10,8 @@ field, value   a field's value, read as the conversations page reads it
           (search.field_match: one reading for both)
 language  a language code (es, pt-BR), as a contact's is kept
 list      the name of a list: its subscribed members
-after     the `next` of the page before: the number the page starts after
+after     the `next` of the page before: the digits of the number the page starts
+          after, without its `+`, which a query string would read as a space
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from .numbers import search_forms, written_as_number
 from .search import MAX_QUERY, NO_FIELDS, field_match
 from .store.contact_filters import ContactFilters
 
-# A page's `after`: a contact's number, as stored (E.164).
-AFTER = re.compile(r"\+[0-9]{1,20}")
+# A page's `after`: a contact's number (E.164) without its `+`, or with it.
+AFTER = re.compile(r"\+?([0-9]{1,20})")
 
 
 def contact_filters(
@@ -67,9 +68,17 @@ def after(params: Mapping[str, str]) -> str | None:
     """The number a page starts after (None: the first page); ValidationError for text
     that is no page's `next`, rather than the first page again."""
     text = params.get("after") or ""
-    if text and not AFTER.fullmatch(text):
+    if not text:
+        return None
+    found = AFTER.fullmatch(text)
+    if found is None:
         raise ValidationError("after", "is not the `next` of a page")
-    return text or None
+    return "+" + found.group(1)
+
+
+def next_page(number: str | None) -> str | None:
+    """The `next` of a page whose last contact is `number` (None: it is the last page)."""
+    return None if number is None else number.removeprefix("+")
 
 
 def _language(params: Mapping[str, str]) -> str | None:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..contact_search import after, contact_filters
+from ..contact_search import after, contact_filters, next_page
 from ..contacts import Contact
 from ..errors import ValidationError
 from ..fields import Fields
@@ -72,7 +72,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             "rows": [row(contact, columns) for contact in found],
         }
         if cursor is not None:
-            context["next"] = "?" + urlencode({**params, "after": cursor})
+            context["next"] = "?" + urlencode({**params, "after": next_page(cursor)})
         return pages.render(request, "contacts.html", context)
 
     return [Route("/contacts/", contacts, methods=["GET"], name="contacts")]
