@@ -8,6 +8,9 @@
                               `flags` lists what was done to keep a message or
                               receipt (callbacks.py), [] for none
     GET /api/surveys/{name}   a survey's respondents, one row each, and its counts
+    GET /api/contacts         contacts in number order, filtered as
+                              botkit/contact_search.py reads the query (?after= the
+                              previous page's `next`), each as GET /api/contacts/{number}
     GET /api/contacts/{number}    a contact: name, language, time zone, fields, lists
     PATCH /api/contacts/{number}  change a contact (made if need be): a JSON object of
                               any of name, language, timezone and `fields` (a field's
@@ -29,6 +32,7 @@ from starlette.routing import Mount, Route
 
 from .access import Guard, operator
 from .bodies import BodyError, read_json
+from .contact_search import after, contact_filters, next_page
 from .db import Row
 from .fields import FieldError
 from .messages import split_flags
@@ -53,6 +57,7 @@ def api_routes(settings: Settings, runtime: Runtime) -> Mount:
             Route("/conversations", conversations, methods=["GET"]),
             Route("/threads/{thread_id:id}", thread, methods=["GET"]),
             Route("/surveys/{name}", survey_results, methods=["GET"]),
+            Route("/contacts", contacts, methods=["GET"]),
             Route("/contacts/{number}", contact, methods=["GET", "PATCH"]),
         ],
         middleware=[
@@ -119,6 +124,18 @@ def _message(row: Row, deliveries: list[Row]) -> dict[str, Any]:
             for d in deliveries
         ]
     return message
+
+
+async def contacts(request: Request) -> Response:
+    """A page of contacts in number order, those the query's filters keep, and the
+    `after` of the next page."""
+    runtime: Runtime = request.app.state.runtime
+    store, params = runtime.store, request.query_params
+    lists = await store.lists.ids() if params.get("list") else {}
+    chosen = contact_filters(params, store.contacts.fields, runtime.settings.zone, lists)
+    found, cursor = await store.contacts.listing(after(params), chosen)
+    contacts = [each.as_json() for each in found]
+    return JSONResponse({"contacts": contacts, "next": next_page(cursor)})
 
 
 async def contact(request: Request) -> Response:

@@ -55,11 +55,18 @@ def search_forms(value: str, field: str = "q") -> tuple[str, ...]:
     the number in each country where it is valid. ValidationError when there is none."""
     text = (value or "").strip()
     digits = "".join(ch for ch in text if ch.isdigit())
-    typed = all(ch.isdigit() or ch in SEPARATORS for ch in text.removeprefix("+"))
-    found = _candidates(text, digits) if digits and typed else set()
+    found = _candidates(text, digits) if written_as_number(text) else set()
     if not found:
         raise ValidationError(field, f"{_shown(value)} is not a phone number")
     return tuple(sorted(found))
+
+
+def written_as_number(text: str) -> bool:
+    """True if `text` is written as a phone number is: digits (one at least), after a
+    `+` if any, and what people type between them."""
+    return any(ch.isdigit() for ch in text) and all(
+        ch.isdigit() or ch in SEPARATORS for ch in text.removeprefix("+")
+    )
 
 
 def _candidates(text: str, digits: str) -> set[str]:

@@ -52,7 +52,8 @@ from zoneinfo import ZoneInfo
 from .addresses import OurNumbers, canonical_address
 from .errors import ValidationError
 from .fields import UTC_ZONE, Field, FieldError, Fields, dump
-from .store.conversations import STATUSES, FieldMatch, Filters
+from .store.contact_filters import FieldMatch
+from .store.conversations import STATUSES, Filters
 
 NUMBER = re.compile(r"[+\d\s().-]*\d[\d\s().-]*")
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -140,7 +141,7 @@ def filters(
         since=_midnight("since", since, zone) if since else None,
         before=_midnight("until", until + timedelta(days=1), zone) if until else None,
         failed=_failed(params),
-        field=_field(params, fields, zone),
+        field=field_match(params, fields, zone),
     )
 
 
@@ -172,9 +173,12 @@ def _failed(params: Mapping[str, str]) -> bool:
     return value == "1"
 
 
-def _field(params: Mapping[str, str], fields: Fields, zone: ZoneInfo) -> FieldMatch | None:
-    """The contacts `field` and `value` ask for: the value as the field's kind reads it
-    (a datetime field's day: its times); ValidationError naming the one at fault."""
+def field_match(
+    params: Mapping[str, str], fields: Fields = NO_FIELDS, zone: ZoneInfo = UTC_ZONE
+) -> FieldMatch | None:
+    """The contacts `field` and `value` ask for, on the conversations page and the
+    contacts page alike (contact_search.py): the value as the field's kind reads it (a
+    datetime field's day: its times); ValidationError naming the one at fault."""
     name = params.get("field") or ""
     text = (params.get("value") or "").strip()[:MAX_QUERY]
     if not name:

@@ -1,5 +1,5 @@
-"""The dashboard: conversations, transcripts, takeover, consent, surveys, campaigns,
-deliveries and webhooks, server-rendered with autoescaping Jinja templates
+"""The dashboard: conversations, transcripts, contacts, takeover, consent, surveys,
+campaigns, deliveries and webhooks, server-rendered with autoescaping Jinja templates
 (templates/dashboard/).
 
 Private like /api (see access.py): loopback only, or a login with
@@ -22,6 +22,7 @@ from ..settings import Settings
 from . import (
     campaigns,
     consent,
+    contact_list,
     conversations,
     deliveries,
     live,
@@ -44,6 +45,7 @@ def dashboard_routes(settings: Settings, runtime: Runtime) -> Mount:
     private: list[BaseRoute] = [
         *conversations.routes(pages, runtime),
         *people.routes(pages, runtime),
+        *contact_list.routes(pages, runtime),
         *takeover.routes(pages, runtime),
         *live.routes(pages, runtime),
         *surveys.routes(pages, runtime),

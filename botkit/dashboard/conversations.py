@@ -1,7 +1,8 @@
 """Conversations and their transcripts.
 
 GET /dashboard/                  threads by latest activity, filtered as botkit/search.py
-                                 reads the query (?after= for the next page)
+                                 reads the query (?after= for the next page); a number
+                                 that finds none but is a contact's links to its page
 GET /dashboard/threads/{id}      one thread as a chat, each MT with its delivery history
                                  and each MO with how its handling went; the thread's data
                                  and pending timers
@@ -20,8 +21,10 @@ from starlette.routing import Route
 from ..clock import stamp
 from ..db import Row
 from ..errors import ValidationError
+from ..numbers import search_forms
 from ..params import whole
 from ..search import Numbers, filters
+from ..store.contact_filters import ContactFilters
 from ..store.conversations import STATUSES, Cursor
 from .pages import Pages
 
@@ -47,6 +50,7 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             "rows": [],
             "cursor": None,
             "error": "",
+            "contacts": [],
         }
         try:
             chosen = filters(params, numbers, runtime.settings.zone, runtime.store.contacts.fields)
@@ -55,6 +59,8 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
             context["error"] = str(exc)
             return pages.render(request, "conversations.html", context, status_code=400)
         context["rows"], cursor = await store.page(after, chosen)
+        if not context["rows"] and after is None and chosen.number is not None:
+            context["contacts"] = await contacts_numbered(runtime, params.get("q", ""))
         if cursor is not None:
             context["next"] = "?" + urlencode({**params, "after": str(cursor)})
         return pages.render(request, "conversations.html", context)
@@ -66,6 +72,17 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         Route("/", conversations, methods=["GET"], name="conversations"),
         Route("/threads/{thread_id:id}", transcript, methods=["GET"], name="transcript"),
     ]
+
+
+async def contacts_numbered(runtime: Runtime, q: str) -> list[str]:
+    """The contacts the number `q` may mean (in any common form), for a search that
+    finds no conversation: one imported, or made through the API, may have none."""
+    try:
+        handsets = search_forms(q)
+    except ValidationError:  # a part of a number: no contact is found by one
+        return []
+    found = await runtime.store.contacts.page(None, len(handsets), ContactFilters(handsets))
+    return [contact.number for contact in found]
 
 
 async def show_transcript(

@@ -21,9 +21,13 @@ from ..fields import Fields
 from ..localtime import number_zone
 from . import campaigns
 from .base import Part
+from .contact_filters import EVERY, ContactFilters
 
 if TYPE_CHECKING:
     from ..campaign import Campaign
+
+# Contacts a page of the dashboard (and of GET /api/contacts) lists.
+PAGE = 50
 
 # A contact's row, its field values and its lists, in one round trip: the dispatcher
 # reads one before every handler.
@@ -173,15 +177,20 @@ class Contacts(Part):
         rows = await self.db.fetchall("SELECT DISTINCT field FROM contact_values ORDER BY field")
         return [row[0] for row in rows]
 
-    async def page(self, after: str | None, limit: int) -> list[Contact]:
-        """Stored contacts in number order, `limit` at most after number `after`, read
-        in three statements whatever their number."""
+    async def page(
+        self, after: str | None, limit: int, filters: ContactFilters = EVERY
+    ) -> list[Contact]:
+        """Stored contacts in number order, `limit` at most after number `after`, those
+        `filters` keep, read in three statements whatever their number."""
+        where, params = filters.where()
 
         async def read(tx: Tx) -> list[Contact]:
             rows = await tx.fetchall(
-                """SELECT 'contact' AS part, handset, name, language, timezone, created_at
-                   FROM contacts WHERE handset > ? ORDER BY handset LIMIT ?""",
-                (after or "", limit),
+                f"""SELECT 'contact' AS part, c.handset, c.name, c.language, c.timezone,
+                       c.created_at
+                    FROM contacts c WHERE c.handset > ? {"AND " + where if where else ""}
+                    ORDER BY c.handset LIMIT ?""",
+                [after or "", *params, limit],
             )
             handsets = [row[1] for row in rows]
             if not handsets:
@@ -204,6 +213,14 @@ class Contacts(Part):
             return [self.contact(handset, each) for handset, each in by_handset.items()]
 
         return await self.db.read(read)
+
+    async def listing(
+        self, after: str | None, filters: ContactFilters = EVERY, *, limit: int = PAGE
+    ) -> tuple[list[Contact], str | None]:
+        """A page of the contacts `filters` keep, in number order after number `after`,
+        and the `after` of the next page (None: this is the last)."""
+        found = await self.page(after, limit + 1, filters)
+        return found[:limit], found[limit - 1].number if len(found) > limit else None
 
 
 async def save(tx: Tx, contact: Contact, stored: Contact, author: Author, now: str) -> list[Change]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..db import Row
 from ..errors import ValidationError
 from ..params import whole
 from .base import Part, marks
+from .contact_filters import Condition, FieldMatch
 
 PAGE = 50
 # A transcript page: a long thread is read (and drawn) a part at a time.
@@ -22,8 +23,6 @@ MAX_ID = 2**63 - 1
 # Values bound in one `IN (...)`: well under any backend's limit of parameters.
 CHUNK = 500
 T = TypeVar("T")
-# An SQL condition and its parameters.
-Condition = tuple[str, list[Any]]
 # Messages, each with the id of the MT it answers (found by the gateway id it echoes).
 MESSAGES = """SELECT m.*, (SELECT r.id FROM messages r
                           WHERE r.direction = 'mt' AND r.gateway_id = m.reply_to
@@ -98,33 +97,6 @@ STATUSES = ("open", "paused", "closed")
 
 
 @dataclass(frozen=True)
-class FieldMatch:
-    """Contacts whose field `name` is set: to `value` (as stored: canonical text), or to
-    one from `since` up to `before` (a datetime field's day, as stamps), or to anything."""
-
-    name: str
-    value: str | None = None
-    since: str | None = None
-    before: str | None = None
-
-    def condition(self) -> Condition:
-        """The SQL condition on threads `t`. IN, not EXISTS: the handsets come from one
-        range of the contact_values_field index (field, value, handset), then their
-        threads from threads_handset, so a rare value costs its few threads. (SQLite runs
-        an EXISTS per thread, in activity order, through every thread when nothing
-        matches; PostgreSQL plans both as one semi-join.)"""
-        where, params = ["v.field = ?"], [self.name]
-        for sql, value in (("=", self.value), (">=", self.since), ("<", self.before)):
-            if value is not None:
-                where.append(f"v.value {sql} ?")
-                params.append(value)
-        return (
-            f"t.handset IN (SELECT v.handset FROM contact_values v WHERE {' AND '.join(where)})",
-            params,
-        )
-
-
-@dataclass(frozen=True)
 class Filters:
     """Which threads a page shows (see botkit/search.py): `number` is digits a handset
     contains, `words` those a message holds (none: a search that finds nothing);
@@ -175,7 +147,7 @@ class Filters:
             # The failed MOs are few (an index of them alone): read them, then the threads.
             where.append(f"t.id IN (SELECT thread_id FROM messages WHERE {FAILED})")
         if self.field is not None:
-            sql, values = self.field.condition()
+            sql, values = self.field.condition("t.handset")
             where.append(sql)
             params += values
         if self.since:

@@ -130,6 +130,11 @@ class Lists(Part):
             (list_id,),
         )
 
+    async def ids(self) -> dict[str, int]:
+        """Every list's id, by name, in the names' order."""
+        rows = await self.db.fetchall("SELECT name, id FROM lists ORDER BY name")
+        return {row[0]: row[1] for row in rows}
+
     async def is_subscribed(self, name: str, handset: str) -> bool:
         """True if `handset` is subscribed to list `name`."""
         found = await self.db.fetchval(
