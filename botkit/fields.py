@@ -145,6 +145,8 @@ class Field:
         if self.kind == "date":
             return date.fromisoformat(text)
         if self.kind == "datetime":
+            if not any(sep in text for sep in "T "):  # a date alone is not its midnight
+                raise ValueError(text)
             return datetime.fromisoformat(text)
         return text
 

@@ -193,6 +193,7 @@ def test_a_field_reads_text_as_its_kind(kind, text, value):
         ("bool", "maybe", "is not yes or no"),
         ("date", "10/12/2026", "is not a date (YYYY-MM-DD)"),
         ("datetime", "tomorrow", "is not a date and time"),
+        ("datetime", "2026-12-10", "is not a date and time (YYYY-MM-DD HH:MM)"),
         # Clocks skip 02:00-03:00 in Sydney on 2026-10-04: that time never happens.
         ("datetime", "2026-10-04 02:30", "does not exist in Australia/Sydney"),
         ("text", "x" * 1001, "is longer than 1000 characters"),
