@@ -56,6 +56,8 @@ async def test_a_failed_delivery_is_shown_escaped_and_retried_by_an_operator(set
         await eventually(lambda: runtime.metrics.webhooks["delivered"]._value.get())
         again = await c.post(retry, data={"csrf": token(page)})
         assert again.status_code == 409 and "only a failed one can be retried" in again.text
+        missing = await c.post("/dashboard/webhooks/999/retry", data={"csrf": token(page)})
+        assert missing.status_code == 404 and "There is no delivery 999." in missing.text
 
         delivered = await c.get("/dashboard/webhooks", params={"state": "delivered"})
         assert ">delivered</td>" in delivered.text and ">Retry</button>" not in delivered.text

@@ -71,6 +71,8 @@ def routes(pages: Pages, runtime: Runtime) -> list[Route]:
         await checked_form(request)
         delivery_id = request.path_params["delivery_id"]
         if not await runtime.store.webhooks.retry(delivery_id):
+            if await runtime.store.webhooks.delivery(delivery_id) is None:
+                return await _page(request, f"There is no delivery {delivery_id}.", 404)
             error = f"Delivery {delivery_id} has not failed: only a failed one can be retried."
             return await _page(request, error, 409)
         if runtime.webhooks is not None:
