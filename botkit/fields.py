@@ -44,13 +44,21 @@ TRUE = frozenset({"true", "yes", "y", "1"})
 FALSE = frozenset({"false", "no", "n", "0"})
 
 
+# Control characters no name or value needs: NUL (SQLite keeps it, PostgreSQL cannot),
+# the other C0 controls but tab and line breaks, DEL, and the bidirectional overrides
+# and isolates, which make a name show as another (a spoof on the dashboard).
+CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
 def unstorable(text: str) -> str | None:
     """Why `text` cannot be stored: half of a surrogate pair (JSON's "\\ud800"), which
-    is no character and no UTF-8; None if it can be."""
+    is no character and no UTF-8, or a control character; None if it can be."""
     try:
         text.encode()
     except UnicodeEncodeError:
         return "holds half of a surrogate pair, not a character"
+    if found := CONTROLS.search(text):
+        return f"holds a control character (U+{ord(found.group()):04X})"
     return None
 
 

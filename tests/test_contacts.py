@@ -296,3 +296,15 @@ def test_an_int_field_takes_whole_numbers_and_an_int_and_a_float_are_two_types()
     assert counted["weight"].parse("2.5") == 2.5
     with pytest.raises(FieldError, match="declared as whole number and as number"):
         Router([Bot("a", fields={"n": int}), Bot("b", fields={"n": float})])
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "Ana\u202emiT", "bell\x07", "del\x7f"])
+def test_control_characters_are_refused_in_names_and_text(text):
+    from botkit.contacts import Contact
+
+    contact = Contact(AU, declared=Router([bot]).fields, number_zone=SYDNEY)
+    with pytest.raises(FieldError, match="holds a control character"):
+        contact.name = text
+    with pytest.raises(FieldError, match="holds a control character"):
+        contact.fields["clinic"] = text
+    contact.fields["clinic"] = "Line one\nline two\ttabbed"  # not controls to refuse
