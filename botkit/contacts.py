@@ -94,13 +94,15 @@ class Contact:
 
     @name.setter
     def name(self, value: str | None) -> None:
-        if value is not None and not isinstance(value, str):
-            raise FieldError(f"name {value!r} is not text")
-        if value is not None and len(value) > NAME_LIMIT:
-            raise FieldError(f"name is longer than {NAME_LIMIT} characters")
-        if value is not None and (why := unstorable(value)):
-            raise FieldError(f"name {why}")
-        self._set("name", value.strip() or None if value is not None else None)
+        if value is not None:
+            if not isinstance(value, str):
+                raise FieldError(f"name {value!r} is not text")
+            if len(value) > NAME_LIMIT:
+                raise FieldError(f"name is longer than {NAME_LIMIT} characters")
+            if why := unstorable(value):
+                raise FieldError(f"name {why}")
+            value = value.strip() or None
+        self._set("name", value)
 
     @property
     def language(self) -> str | None:

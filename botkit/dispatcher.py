@@ -253,13 +253,15 @@ class Dispatcher(Worker):
     async def fire(self, timer: Timer) -> None:
         """Run a due timer's handler in its thread (a campaign event's: in a new one),
         and commit what it did."""
+        assert timer.handset is not None
+        contact = await self.store.contacts.get(timer.handset)
         if timer.thread_id is None:
             thread = await self._campaign_thread(timer)
             if thread is None:
                 log.info("timer %s %r: opted out since, cancelled", timer.id, timer.name)
                 await self.store.timers.end(timer, "cancelled", "opted out")
                 return
-            morning = await self._after_quiet(timer)
+            morning = self._after_quiet(timer, contact)
             if morning is not None:
                 log.info(
                     "timer %s %r: in quiet hours, waits until %s", timer.id, timer.name, morning
@@ -281,12 +283,7 @@ class Dispatcher(Worker):
             return
         assert thread is not None
         ctx = self._new_context(
-            None,
-            thread,
-            bot,
-            await self.store.contacts.get(thread.handset),
-            timer=timer,
-            end_reason=timer.data.get("reason"),
+            None, thread, bot, contact, timer=timer, end_reason=timer.data.get("reason")
         )
         try:
             async with asyncio.timeout(self.handler_timeout):
@@ -320,17 +317,15 @@ class Dispatcher(Worker):
             return None
         return Thread(bot=bot, handset=timer.handset, address=address)
 
-    async def _after_quiet(self, timer: Timer) -> datetime | None:
+    def _after_quiet(self, timer: Timer, contact: Contact) -> datetime | None:
         """When a campaign event claimed in its campaign's quiet hours (it came due
         before them, while the app was down or busy) may fire; None: now."""
-        assert timer.handset is not None
         name = campaign_of(timer.name)
         campaign = next((c for c in self.router.campaigns if c.name == name), None)
         if campaign is None or campaign.quiet is None:
             return None
         now = self.store.clock()
-        zone = (await self.store.contacts.get(timer.handset)).zone
-        morning = campaign.after_quiet(now, zone)
+        morning = campaign.after_quiet(now, contact.zone)
         return morning if morning > now else None
 
     async def _handle_claimed(self, message: Message) -> None:

@@ -7,6 +7,17 @@ from collections.abc import Awaitable, Callable, Collection
 from ..clock import Clock, stamp
 from ..db import Database, DatabaseError, Row, Tx
 
+# LIKE's escape character: `!` rather than a backslash, whose reading in a string
+# literal PostgreSQL's standard_conforming_strings changes.
+ESCAPE = "!"
+
+
+def like_escaped(text: str) -> str:
+    """`text` for a LIKE pattern with ESCAPE: its `%` and `_` matched as themselves."""
+    for character in (ESCAPE, "%", "_"):
+        text = text.replace(character, ESCAPE + character)
+    return text
+
 
 class Part:
     """One group of tables behind the storage interface."""

@@ -13,7 +13,6 @@ scheduled again, so setting a field back and forth fires nothing twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -21,30 +20,21 @@ from ..addresses import EVERYWHERE
 from ..clock import stamp
 from ..db import Row, Tx
 from ..fields import dump
-from .base import Part
+from . import meta
+from .base import ESCAPE, Part, like_escaped
 from .ledger import is_suppressed
 
 if TYPE_CHECKING:
     from ..campaign import Campaign
     from ..contacts import Contact
 
-PENDING = """handset = ? AND thread_id IS NULL AND state = 'pending'
-    AND name LIKE ? ESCAPE '!'"""
+PENDING = f"""handset = ? AND thread_id IS NULL AND state = 'pending'
+    AND name LIKE ? ESCAPE '{ESCAPE}'"""
 
 
 def _like(campaign: str) -> str:
     """The LIKE pattern of a campaign's timers ('_' is a wildcard there: escaped)."""
-    return "campaign:" + campaign.replace("!", "!!").replace("_", "!_").replace("%", "!%") + ":%"
-
-
-async def follow(
-    tx: Tx, contact: Contact, changed: set[str], campaigns: Sequence[Campaign], now: str
-) -> None:
-    """Replan the campaigns of `contact` whose field (or the contact's time zone) is in
-    `changed`."""
-    for campaign in campaigns:
-        if campaign.field in changed or "timezone" in changed:
-            await replan(tx, contact, campaign, now)
+    return f"campaign:{like_escaped(campaign)}:%"
 
 
 async def replan(
@@ -122,16 +112,13 @@ async def opted_out(tx: Tx, handset: str, address: str, now: str) -> int:
 
 async def stale(tx: Tx, campaign: Campaign, signature: str) -> bool:
     """True if `campaign` was planned under another signature (or never)."""
-    found = await tx.fetchval("SELECT value FROM meta WHERE name = ?", (_key(campaign),))
-    return found != signature
+    return await meta.value(tx, _key(campaign)) != signature
 
 
 async def progress(tx: Tx, campaign: Campaign, signature: str) -> str:
     """The last contact (handset) that planning `campaign` under `signature` got to,
     before a stop cut it short; "" to start from the first."""
-    found = await tx.fetchval(
-        "SELECT value FROM meta WHERE name = ?", (_key(campaign) + " progress",)
-    )
+    found = await meta.value(tx, _key(campaign) + " progress")
     mark, _, after = (found or "").partition(" ")
     return after if mark == signature else ""
 
@@ -139,29 +126,21 @@ async def progress(tx: Tx, campaign: Campaign, signature: str) -> str:
 async def progressed(tx: Tx, campaign: Campaign, signature: str, after: str) -> None:
     """Record, with a batch of contacts planned, the last of them: a restart goes on
     after it."""
-    await tx.execute(
-        """INSERT INTO meta (name, value) VALUES (?, ?)
-           ON CONFLICT (name) DO UPDATE SET value = excluded.value""",
-        (_key(campaign) + " progress", f"{signature} {after}"),
-    )
+    await meta.remember(tx, _key(campaign) + " progress", f"{signature} {after}")
 
 
 async def planned(tx: Tx, campaign: Campaign, signature: str, now: str) -> None:
     """Record that every contact's events of `campaign` follow `signature`, and cancel
     those of contacts without its field (a campaign that now follows another one)."""
     await tx.execute(
-        """UPDATE timers SET state = 'cancelled', error = 'replanned', fired_at = ?,
+        f"""UPDATE timers SET state = 'cancelled', error = 'replanned', fired_at = ?,
                 claimed_until = NULL, claimed_by = NULL
-            WHERE thread_id IS NULL AND state = 'pending' AND name LIKE ? ESCAPE '!'
+            WHERE thread_id IS NULL AND state = 'pending' AND name LIKE ? ESCAPE '{ESCAPE}'
               AND handset NOT IN (SELECT handset FROM contact_values WHERE field = ?)""",
         (now, _like(campaign.name), campaign.field),
     )
-    await tx.execute(
-        """INSERT INTO meta (name, value) VALUES (?, ?)
-           ON CONFLICT (name) DO UPDATE SET value = excluded.value""",
-        (_key(campaign), signature),
-    )
-    await tx.execute("DELETE FROM meta WHERE name = ?", (_key(campaign) + " progress",))
+    await meta.remember(tx, _key(campaign), signature)
+    await meta.remember(tx, _key(campaign) + " progress", None)
 
 
 def _key(campaign: Campaign) -> str:
@@ -196,7 +175,7 @@ class CampaignEvents(Part):
             f"""SELECT t.handset, t.name, t.state, t.due_at, t.fired_at, t.error,
                        c.name AS contact
                 FROM timers t LEFT JOIN contacts c ON c.handset = t.handset
-                WHERE t.thread_id IS NULL AND {state} AND t.name LIKE ? ESCAPE '!'
+                WHERE t.thread_id IS NULL AND {state} AND t.name LIKE ? ESCAPE '{ESCAPE}'
                 ORDER BY {order} LIMIT ?""",
             (_like(campaign), limit),
         )

@@ -17,13 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import marks
+from .base import ESCAPE, like_escaped, marks
 
 # An SQL condition and its parameters.
 Condition = tuple[str, list[Any]]
-# LIKE's escape character: `!` rather than a backslash, whose reading in a string
-# literal PostgreSQL's standard_conforming_strings changes.
-ESCAPE = "!"
 
 
 @dataclass(frozen=True)
@@ -102,10 +99,3 @@ class ContactFilters:
 
 # No filter: every contact with a row.
 EVERY = ContactFilters()
-
-
-def like_escaped(text: str) -> str:
-    """`text` for a LIKE pattern with ESCAPE: its `%` and `_` matched as themselves."""
-    for character in (ESCAPE, "%", "_"):
-        text = text.replace(character, ESCAPE + character)
-    return text

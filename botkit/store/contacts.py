@@ -106,10 +106,14 @@ class Contacts(Part):
         runs). `contact` is left as it is: the transaction may run again."""
         await tx.lock(f"handset {contact.number}")  # as replan and a timer's commit do
         changed = await save(tx, contact, await self.read(tx, contact.number), author, now)
-        if changed:
-            what = {change.what for change in changed}
+        what = {change.what for change in changed}
+        following = [
+            campaign for campaign in self.campaigns if campaign.field in what or "timezone" in what
+        ]
+        if following:  # planned from the contact as it is now stored
             stored = await self.read(tx, contact.number)
-            await campaigns.follow(tx, stored, what, self.campaigns, now)
+            for campaign in following:
+                await campaigns.replan(tx, stored, campaign, now)
         return bool(changed)
 
     async def plan_campaigns(self, batch: int = 100) -> dict[str, int]:

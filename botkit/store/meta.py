@@ -8,6 +8,23 @@ from ..db import Tx
 from .base import Part
 
 
+async def value(tx: Tx, name: str) -> str | None:
+    """The value stored under `name`, if any."""
+    return await tx.fetchval("SELECT value FROM meta WHERE name = ?", (name,))
+
+
+async def remember(tx: Tx, name: str, value: str | None) -> None:
+    """Store `value` under `name`, over any there; None forgets it."""
+    if value is None:
+        await tx.execute("DELETE FROM meta WHERE name = ?", (name,))
+        return
+    await tx.execute(
+        """INSERT INTO meta (name, value) VALUES (?, ?)
+           ON CONFLICT (name) DO UPDATE SET value = excluded.value""",
+        (name, value),
+    )
+
+
 class Meta(Part):
     """One row a name; the first process to ask for a name makes its value."""
 
@@ -19,6 +36,8 @@ class Meta(Part):
                 "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (name, make()),
             )
-            return await tx.fetchval("SELECT value FROM meta WHERE name = ?", (name,))
+            found = await value(tx, name)
+            assert found is not None  # inserted just now, or already there
+            return found
 
         return await self.db.write(write)
