@@ -68,9 +68,31 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: IO[str], timeout: 
             raise SystemExit(f"{process.args} exited with {process.returncode}:\n{log.read()}")
         with contextlib.suppress(httpx.TransportError):
             httpx.get(url, timeout=1.0)
-            return
+            # Ours, not a server of another run that took the port free_port() gave
+            # us before we bound it (two test suites side by side).
+            if _listens(process.pid, httpx.URL(url).port):
+                return
         time.sleep(0.1)
     raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def _listens(pid: int, port: int | None) -> bool:
+    """True if process `pid` holds the socket listening on loopback `port` (Linux's
+    /proc; True elsewhere, where this cannot be told)."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if port is None or not all(table.exists() for table in tables):
+        return True
+    listening = {
+        fields[9]
+        for table in tables
+        for fields in (line.split() for line in table.read_text().splitlines()[1:])
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port
+    }
+    try:
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    return any(f"socket:[{inode}]" in held for inode in listening)
 
 
 def fresh_sqlite(db: Path) -> Path:
